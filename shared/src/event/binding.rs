@@ -1,0 +1,68 @@
+//! Which CloudEvents HTTP binding a `POST /events` uses (SPEC §3.1).
+
+use bytes::Bytes;
+
+use super::binary::parse_binary;
+use super::structured::{parse_array, parse_ndjson, parse_object_or_array, parse_single};
+use super::{Event, ParseError, ParseLimits};
+use crate::http::Headers;
+
+/// The body format of an ingest request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/cloudevents+json`: one event.
+    Structured,
+    /// `application/cloudevents-batch+json`: an array of events.
+    Batch,
+    /// `application/json`: one event or an array.
+    Json,
+    /// `application/x-ndjson`: one event per line.
+    Ndjson,
+    /// `ce-*` headers, body is the data.
+    Binary,
+}
+
+impl BodyKind {
+    /// Decides the mode from the headers alone, so a request can be refused
+    /// (`415`) before its body is read.
+    ///
+    /// The `application/cloudevents*` types are structured even when `ce-*`
+    /// headers are present (CloudEvents HTTP binding §3.3: the content type
+    /// decides); any other type with `ce-specversion` is binary mode.
+    pub fn of(headers: &Headers) -> Result<BodyKind, ParseError> {
+        let content_type = headers.get("content-type");
+        let essence = content_type
+            .map(|ct| {
+                let ct = String::from_utf8_lossy(ct);
+                ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        match essence.as_str() {
+            "application/cloudevents+json" => return Ok(BodyKind::Structured),
+            "application/cloudevents-batch+json" => return Ok(BodyKind::Batch),
+            _ => {}
+        }
+        if headers.get("ce-specversion").is_some() {
+            return Ok(BodyKind::Binary);
+        }
+        match essence.as_str() {
+            "application/json" => Ok(BodyKind::Json),
+            "application/x-ndjson" => Ok(BodyKind::Ndjson),
+            _ => Err(ParseError::UnsupportedMediaType(
+                content_type.map(|ct| String::from_utf8_lossy(ct).into_owned()).unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+/// Parses and validates a `POST /events` body into the events it carries,
+/// in the order they were sent.
+pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    match BodyKind::of(headers)? {
+        BodyKind::Structured => parse_single(body, limits),
+        BodyKind::Batch => parse_array(body, limits),
+        BodyKind::Json => parse_object_or_array(body, limits),
+        BodyKind::Ndjson => parse_ndjson(body, limits),
+        BodyKind::Binary => parse_binary(headers, body, limits),
+    }
+}

@@ -1,0 +1,148 @@
+//! The CloudEvents 1.0 event and how request bodies become events.
+//!
+//! - `mod.rs`: the [`Event`] type and its JSON form (CloudEvents JSON format).
+//! - `validate.rs`: the rules for each attribute (`time` is RFC 3339, ...).
+//! - `structured.rs`: structured, batched and NDJSON bodies.
+//! - `binary.rs`: binary mode (`ce-*` headers plus the body as `data`).
+//! - `binding.rs`: picks the mode from `Content-Type` (SPEC §3.1).
+//! - `error.rs`: [`ParseError`], which says which status to answer.
+
+mod binary;
+mod binding;
+mod error;
+mod structured;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+pub use binding::{parse_body, BodyKind};
+pub use error::ParseError;
+pub use binary::parse_binary;
+pub use structured::{parse_array, parse_ndjson, parse_object_or_array, parse_single};
+
+/// Limits applied while parsing a request body into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// One event's JSON (or binary-mode body), in bytes (`--max-event-bytes`).
+    pub max_event_bytes: usize,
+    /// Events in one request (`--max-batch`).
+    pub max_batch: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> ParseLimits {
+        ParseLimits { max_event_bytes: 256 * 1024, max_batch: 1000 }
+    }
+}
+
+/// An extension attribute value. CloudEvents' other types (URI, timestamp,
+/// binary) travel as strings in JSON and are kept as such.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtensionValue {
+    String(String),
+    /// CloudEvents `Integer`: a signed 32-bit number.
+    Integer(i32),
+    Boolean(bool),
+}
+
+/// The payload of an event.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// `data`: JSON kept exactly as it was sent (same bytes).
+    Json(Box<RawValue>),
+    /// `data_base64`: binary data, base64 as sent (validated).
+    Base64(String),
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        match (self, other) {
+            (Data::Json(a), Data::Json(b)) => a.get() == b.get(),
+            (Data::Base64(a), Data::Base64(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A valid CloudEvents 1.0 event. `specversion` is always `"1.0"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    /// URI-reference naming the producer; with `id` it identifies the event.
+    pub source: String,
+    pub ty: String,
+    pub datacontenttype: Option<String>,
+    pub dataschema: Option<String>,
+    pub subject: Option<String>,
+    /// RFC 3339 timestamp, kept as sent.
+    pub time: Option<String>,
+    pub extensions: BTreeMap<String, ExtensionValue>,
+    pub data: Option<Data>,
+}
+
+impl Event {
+    /// An event with the required attributes only.
+    pub fn new(id: impl Into<String>, source: impl Into<String>, ty: impl Into<String>) -> Event {
+        Event {
+            id: id.into(),
+            source: source.into(),
+            ty: ty.into(),
+            datacontenttype: None,
+            dataschema: None,
+            subject: None,
+            time: None,
+            extensions: BTreeMap::new(),
+            data: None,
+        }
+    }
+
+    /// Parses and validates one event in the CloudEvents JSON format.
+    pub fn from_json(json: &[u8]) -> Result<Event, ParseError> {
+        let limits = ParseLimits { max_event_bytes: usize::MAX, max_batch: 1 };
+        let mut events = parse_single(json, &limits)?;
+        events.pop().ok_or(ParseError::Json { detail: "no event".into(), errors: Vec::new() })
+    }
+
+    /// The event in the CloudEvents JSON format.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings, integers and already-valid raw JSON: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("specversion", "1.0")?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("source", &self.source)?;
+        map.serialize_entry("type", &self.ty)?;
+        let optional = [
+            ("datacontenttype", &self.datacontenttype),
+            ("dataschema", &self.dataschema),
+            ("subject", &self.subject),
+            ("time", &self.time),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        for (name, value) in &self.extensions {
+            match value {
+                ExtensionValue::String(v) => map.serialize_entry(name, v)?,
+                ExtensionValue::Integer(v) => map.serialize_entry(name, v)?,
+                ExtensionValue::Boolean(v) => map.serialize_entry(name, v)?,
+            }
+        }
+        match &self.data {
+            Some(Data::Json(raw)) => map.serialize_entry("data", raw)?,
+            Some(Data::Base64(b64)) => map.serialize_entry("data_base64", b64)?,
+            None => {}
+        }
+        map.end()
+    }
+}

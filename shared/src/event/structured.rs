@@ -1,0 +1,210 @@
+//! Structured-mode bodies (CloudEvents JSON format): one event object, a JSON
+//! array of events (batched mode), or NDJSON (one event object per line).
+//! A batch is all-or-nothing: either every event is valid or the error lists
+//! every failing attribute of every event.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::validate::{build_event, Origin, RawAttr};
+use super::{Event, ParseError, ParseLimits};
+use crate::problem::FieldError;
+
+/// A JSON object as its members in order, values left unparsed (borrowed
+/// from the body), duplicate names kept so that validation can report them.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A member name, borrowed from the body unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+fn utf8(body: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(body).map_err(|e| ParseError::Json { detail: format!("not UTF-8 ({e})"), errors: Vec::new() })
+}
+
+/// Syntax errors are `400`; valid JSON of the wrong shape is reported at
+/// `pointer` as a validation error (`422`).
+enum Shape {
+    Syntax(String),
+    Wrong,
+}
+
+fn classify(e: serde_json::Error) -> Shape {
+    match e.classify() {
+        serde_json::error::Category::Data => Shape::Wrong,
+        _ => Shape::Syntax(e.to_string()),
+    }
+}
+
+fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimits) -> ParseError {
+    let detail = format!("event is {len} bytes; the limit is {} (--max-event-bytes)", limits.max_event_bytes);
+    ParseError::EventTooLarge { at: FieldError::pointer(pointer, line, detail) }
+}
+
+/// Validates one event object found at `prefix`; errors go to `errors`.
+fn event_at(json: &str, prefix: &str, line: Option<u64>, errors: &mut Vec<FieldError>) -> Result<Option<Event>, Shape> {
+    match serde_json::from_str::<RawObject>(json) {
+        Ok(RawObject(members)) => {
+            let attrs = members.into_iter().map(|(name, raw)| (name, RawAttr::Json(raw)));
+            Ok(build_event(attrs, Origin::Json { prefix, line }, errors))
+        }
+        Err(e) => match classify(e) {
+            Shape::Wrong => {
+                errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
+                Ok(None)
+            }
+            syntax => Err(syntax),
+        },
+    }
+}
+
+/// `application/cloudevents+json`: exactly one event object.
+pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    if body.len() > limits.max_event_bytes {
+        return Err(too_large("#".into(), None, body.len(), limits));
+    }
+    let json = utf8(body)?;
+    let mut errors = Vec::new();
+    match event_at(json, "#", None, &mut errors) {
+        Ok(Some(event)) => Ok(vec![event]),
+        Ok(None) => Err(ParseError::Invalid(errors)),
+        Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors }),
+        Err(Shape::Wrong) => Err(ParseError::Invalid(errors)),
+    }
+}
+
+/// `application/cloudevents-batch+json`: a JSON array of event objects.
+pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    let json = utf8(body)?;
+    let items: Vec<&RawValue> = match serde_json::from_str(json) {
+        Ok(items) => items,
+        Err(e) => {
+            return Err(match classify(e) {
+                Shape::Syntax(detail) => ParseError::Json { detail, errors: Vec::new() },
+                Shape::Wrong => ParseError::Invalid(vec![FieldError::pointer(
+                    "#".into(),
+                    None,
+                    "must be a JSON array of CloudEvents",
+                )]),
+            })
+        }
+    };
+    if items.len() > limits.max_batch {
+        return Err(ParseError::BatchTooLarge { count: items.len(), max: limits.max_batch });
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    let mut prefix = String::with_capacity(8);
+    for (i, item) in items.iter().enumerate() {
+        prefix.clear();
+        prefix.push_str("#/");
+        prefix.push_str(itoa::Buffer::new().format(i));
+        if item.get().len() > limits.max_event_bytes {
+            return Err(too_large(prefix, None, item.get().len(), limits));
+        }
+        match event_at(item.get(), &prefix, None, &mut errors) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) | Err(Shape::Wrong) => {}
+            // The array as a whole parsed, so its items are valid JSON.
+            Err(Shape::Syntax(detail)) => return Err(ParseError::Json { detail, errors: Vec::new() }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(ParseError::Invalid(errors))
+    }
+}
+
+/// `application/json`: one event object, or an array of them.
+pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => parse_array(body, limits),
+        _ => parse_single(body, limits),
+    }
+}
+
+/// `application/x-ndjson`: one event object per line; blank lines skipped;
+/// lines numbered from 1 counting every line. A line that is not JSON is a
+/// `400` listing every such line; otherwise invalid events are a `422`.
+pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    let text = utf8(body)?;
+    let mut events = Vec::new();
+    let mut invalid = Vec::new();
+    let mut malformed = Vec::new();
+    let mut count = 0usize;
+    for (index, line) in text.split('\n').enumerate() {
+        let number = index as u64 + 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        count += 1;
+        if count > limits.max_batch {
+            let total = text.split('\n').filter(|l| !l.trim().is_empty()).count();
+            return Err(ParseError::BatchTooLarge { count: total, max: limits.max_batch });
+        }
+        if line.len() > limits.max_event_bytes {
+            return Err(too_large("#".into(), Some(number), line.len(), limits));
+        }
+        match event_at(line, "#", Some(number), &mut invalid) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) | Err(Shape::Wrong) => {}
+            Err(Shape::Syntax(detail)) => malformed.push(FieldError {
+                pointer: None,
+                header: None,
+                line: Some(number),
+                detail: format!("not valid JSON: {detail}"),
+            }),
+        }
+    }
+    if !malformed.is_empty() {
+        let detail = format!("{} line(s) are not valid JSON", malformed.len());
+        return Err(ParseError::Json { detail, errors: malformed });
+    }
+    if !invalid.is_empty() {
+        return Err(ParseError::Invalid(invalid));
+    }
+    Ok(events)
+}

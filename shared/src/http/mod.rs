@@ -1,0 +1,24 @@
+//! HTTP/1.1 message framing for tokio-util's `Framed` (RFC 9110, RFC 9112).
+//!
+//! The server side is [`ServerCodec`]: a [`Decoder`](tokio_util::codec::Decoder)
+//! yielding [`Inbound`] items (whole requests, or the head of a request that
+//! sent `Expect: 100-continue`) and an [`Encoder`](tokio_util::codec::Encoder)
+//! for [`Response`] and [`Continue`]. The client side is [`ClientCodec`], the
+//! mirror pair.
+
+mod chunked;
+mod client;
+mod date;
+mod decoder;
+mod encoder;
+mod error;
+mod head;
+mod message;
+
+pub use chunked::ChunkedDecoder;
+pub use client::{ClientCodec, ClientRequest, ClientResponse};
+pub use date::write_date;
+pub use decoder::{Limits, Phase, ServerCodec};
+pub use encoder::{Connection, Continue, Response};
+pub use error::{CodecError, HttpError};
+pub use message::{Headers, Inbound, Method, Request, RequestHead, Version};
