@@ -168,7 +168,10 @@ pub(crate) fn build_event<'a>(
     match specversion.as_deref() {
         Some("1.0") => {}
         Some(_) => errors.push(origin.error("specversion", "must be \"1.0\"")),
-        None => errors.push(origin.error("specversion", "is required and must be \"1.0\"")),
+        None if !seen.iter().any(|s| s == "specversion") => {
+            errors.push(origin.error("specversion", "is required and must be \"1.0\""))
+        }
+        None => {}
     }
     for (name, value) in [("id", &id), ("source", &source), ("type", &ty)] {
         if value.is_none() && !seen.iter().any(|s| s == name) {

@@ -52,15 +52,15 @@ impl HeadScanner {
             if lf == self.line_start || buf[lf - 1] != b'\r' {
                 return Err(HttpError::BareLf);
             }
+            if lf + 1 > max_bytes {
+                return Err(self.over_limit());
+            }
             let line = &buf[self.line_start..lf - 1];
             if self.lines == 0 {
                 if line.is_empty() {
                     self.start = lf + 1;
                 } else {
                     self.lines = 1;
-                    if line.len() > max_bytes {
-                        return Err(HttpError::UriTooLong);
-                    }
                 }
             } else if line.is_empty() {
                 let span = HeadSpan { skip: self.start, len: lf + 1 - self.start };
@@ -77,9 +77,6 @@ impl HeadScanner {
                 }
             }
             self.line_start = lf + 1;
-            if lf + 1 > max_bytes {
-                return Err(self.over_limit());
-            }
         }
         self.scanned = buf.len();
         if buf.len() > max_bytes {

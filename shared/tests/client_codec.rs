@@ -1,0 +1,140 @@
+//! The client pair: response framing rules, and both round trips
+//! (client encoder -> server decoder, server encoder -> client decoder).
+
+use bytes::{Bytes, BytesMut};
+use inlet_shared::http::{
+    ClientCodec, ClientRequest, ClientResponse, Connection, Continue, HttpError, Inbound, Limits, Method, Response,
+    ServerCodec,
+};
+use tokio_util::codec::{Decoder, Encoder};
+
+fn decode_responses(codec: &mut ClientCodec, input: &[u8]) -> Vec<ClientResponse> {
+    let mut buf = BytesMut::from(input);
+    let mut out = Vec::new();
+    while let Some(r) = codec.decode(&mut buf).expect("valid response") {
+        out.push(r);
+    }
+    if let Some(r) = codec.decode_eof(&mut buf).expect("valid eof") {
+        out.push(r);
+    }
+    out
+}
+
+#[test]
+fn content_length_response() {
+    let mut c = ClientCodec::new("x");
+    let out = decode_responses(&mut c, b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, 202);
+    assert_eq!(&out[0].body[..], b"ok");
+}
+
+#[test]
+fn chunked_response() {
+    let mut c = ClientCodec::new("x");
+    let out = decode_responses(&mut c, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n");
+    assert_eq!(&out[0].body[..], b"ok!");
+}
+
+#[test]
+fn read_to_eof_response() {
+    let mut c = ClientCodec::new("x");
+    let out = decode_responses(&mut c, b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
+    assert_eq!(&out[0].body[..], b"until the end");
+    assert!(out[0].closes());
+}
+
+#[test]
+fn interim_responses_are_skipped() {
+    let mut c = ClientCodec::new("x");
+    let out = decode_responses(&mut c, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, 202);
+}
+
+#[test]
+fn head_and_204_responses_have_no_body() {
+    let mut c = ClientCodec::new("x");
+    let mut dst = BytesMut::new();
+    c.encode(ClientRequest { method: Method::Head, ..ClientRequest::get("/health") }, &mut dst).unwrap();
+    c.encode(ClientRequest::get("/x"), &mut dst).unwrap();
+    let out = decode_responses(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    );
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].body.len(), 0);
+    assert_eq!(out[1].status, 204);
+}
+
+#[test]
+fn truncated_response_is_an_error() {
+    let mut c = ClientCodec::new("x");
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"[..]);
+    assert!(c.decode(&mut buf).unwrap().is_none());
+    let e = c.decode_eof(&mut buf).unwrap_err();
+    assert_eq!(e.http(), Some(HttpError::IncompleteMessage));
+}
+
+#[test]
+fn client_request_round_trips_through_server_decoder() {
+    let mut client = ClientCodec::new("example:8080");
+    let mut wire = BytesMut::new();
+    let req = ClientRequest::post("/events?x=1", "application/cloudevents+json", Bytes::from_static(b"{\"id\":\"1\"}"))
+        .header("ce-extra", "v");
+    client.encode(req.clone(), &mut wire).unwrap();
+    client.encode(ClientRequest { close: true, ..ClientRequest::get("/health") }, &mut wire).unwrap();
+
+    let mut server = ServerCodec::new(Limits::default());
+    let Some(Inbound::Request(a)) = server.decode(&mut wire).unwrap() else { panic!("first request") };
+    let Some(Inbound::Request(b)) = server.decode(&mut wire).unwrap() else { panic!("second request") };
+    assert_eq!(a.method, Method::Post);
+    assert_eq!(&a.target[..], b"/events?x=1");
+    assert_eq!(a.headers.get_str("host"), Some("example:8080"));
+    assert_eq!(a.headers.get_str("content-type"), Some("application/cloudevents+json"));
+    assert_eq!(a.headers.get_str("ce-extra"), Some("v"));
+    assert_eq!(a.body, req.body);
+    assert!(a.keep_alive);
+    assert_eq!(b.method, Method::Get);
+    assert!(!b.keep_alive);
+    assert!(wire.is_empty());
+}
+
+#[test]
+fn server_response_round_trips_through_client_decoder() {
+    let mut server = ServerCodec::new(Limits::default());
+    let mut wire = BytesMut::new();
+    server.encode(Continue, &mut wire).unwrap();
+    let mut res = Response::json(503, Bytes::from_static(b"{\"status\":503}"));
+    res.retry_after = Some(1);
+    server.encode(res.clone(), &mut wire).unwrap();
+    let mut closing = Response::new(405, None, Bytes::new());
+    closing.allow = Some("GET, HEAD");
+    closing.connection = Connection::Close;
+    server.encode(closing, &mut wire).unwrap();
+
+    let mut client = ClientCodec::new("x");
+    let out = decode_responses(&mut client, &wire);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].status, 503);
+    assert_eq!(out[0].body, res.body);
+    assert_eq!(out[0].headers.get_str("retry-after"), Some("1"));
+    assert_eq!(out[0].headers.get_str("content-type"), Some("application/json"));
+    assert_eq!(out[0].headers.get("date").map(|d| d.len()), Some(29));
+    assert!(!out[0].closes());
+    assert_eq!(out[1].status, 405);
+    assert_eq!(out[1].headers.get_str("allow"), Some("GET, HEAD"));
+    assert!(out[1].closes());
+}
+
+#[test]
+fn head_response_keeps_content_length_of_full_body() {
+    let mut server = ServerCodec::new(Limits::default());
+    let mut wire = BytesMut::new();
+    let mut res = Response::json(200, Bytes::from_static(b"{\"status\":\"ok\"}"));
+    res.omit_body = true;
+    server.encode(res, &mut wire).unwrap();
+    let text = String::from_utf8(wire.to_vec()).unwrap();
+    assert!(text.contains("Content-Length: 15\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "{text}");
+}

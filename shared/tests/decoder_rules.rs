@@ -1,0 +1,523 @@
+//! One named test per framing rule of SPEC §3.3 / §4, each asserting the
+//! exact outcome (request fields, or the exact error and its status).
+
+mod common;
+
+use bytes::Bytes;
+use common::{decode_whole, decode_with, error_of};
+use inlet_shared::http::{HttpError, Inbound, Limits, Method, Request, Version};
+
+fn only_request(input: &[u8]) -> Request {
+    let out = decode_whole(input);
+    assert_eq!(out.error, None, "unexpected error");
+    assert_eq!(out.items.len(), 1, "expected one item: {:?}", out.items);
+    match out.items.into_iter().next() {
+        Some(Inbound::Request(r)) => r,
+        other => panic!("expected a request, got {other:?}"),
+    }
+}
+
+// --- basic framing -------------------------------------------------------
+
+#[test]
+fn get_without_body() {
+    let r = only_request(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.method, Method::Get);
+    assert_eq!(&r.target[..], b"/health");
+    assert_eq!(r.version, Version::Http11);
+    assert!(r.keep_alive);
+    assert_eq!(r.body, Bytes::new());
+    assert_eq!(r.headers.get("HOST").map(|v| &v[..]), Some(&b"x"[..]));
+}
+
+#[test]
+fn content_length_body() {
+    let r = only_request(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(r.method, Method::Post);
+    assert_eq!(&r.body[..], b"hello");
+}
+
+#[test]
+fn header_values_trim_optional_whitespace() {
+    let r = only_request(b"GET / HTTP/1.1\r\nHost:   x  \r\nX-A:\tb c\t\r\n\r\n");
+    assert_eq!(r.headers.get("host").map(|v| &v[..]), Some(&b"x"[..]));
+    assert_eq!(r.headers.get("x-a").map(|v| &v[..]), Some(&b"b c"[..]));
+}
+
+#[test]
+fn header_names_are_case_insensitive() {
+    let r = only_request(b"POST / HTTP/1.1\r\nhOsT: x\r\ncOnTeNt-LeNgTh: 2\r\n\r\nok");
+    assert_eq!(&r.body[..], b"ok");
+}
+
+#[test]
+fn query_is_split_from_path() {
+    let r = only_request(b"GET /events?type=a&limit=2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.path(), b"/events");
+    assert_eq!(r.query(), b"type=a&limit=2");
+}
+
+#[test]
+fn leading_empty_lines_are_ignored() {
+    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line first.
+    let r = only_request(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(&r.target[..], b"/");
+}
+
+#[test]
+fn pipelined_requests_come_out_in_order() {
+    let out = decode_whole(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nzGET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(out.error, None);
+    let targets: Vec<_> = out
+        .items
+        .iter()
+        .map(|i| match i {
+            Inbound::Request(r) => r.target.clone(),
+            Inbound::Continue(_) => panic!("no continue expected"),
+        })
+        .collect();
+    assert_eq!(targets, vec![Bytes::from("/a"), Bytes::from("/b"), Bytes::from("/c")]);
+}
+
+#[test]
+fn clean_eof_between_requests_is_not_an_error() {
+    assert_eq!(decode_whole(b"").error, None);
+    assert_eq!(decode_whole(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").error, None);
+}
+
+#[test]
+fn eof_inside_head_is_incomplete() {
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost:"), HttpError::IncompleteMessage);
+}
+
+#[test]
+fn eof_inside_body_is_incomplete() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc"), HttpError::IncompleteMessage);
+}
+
+// --- persistence (RFC 9112 §9.3) ------------------------------------------
+
+#[test]
+fn http11_keeps_alive_by_default() {
+    assert!(only_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").keep_alive);
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    assert!(!only_request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n").keep_alive);
+    assert!(!only_request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: te, close\r\n\r\n").keep_alive);
+}
+
+#[test]
+fn http10_closes_unless_keep_alive() {
+    let r = only_request(b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(r.version, Version::Http10);
+    assert!(!r.keep_alive);
+    assert!(only_request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+}
+
+#[test]
+fn http10_needs_no_host() {
+    assert_eq!(only_request(b"GET / HTTP/1.0\r\n\r\n").headers.len(), 0);
+}
+
+// --- chunked (RFC 9112 §7.1) ----------------------------------------------
+
+#[test]
+fn chunked_body_is_assembled() {
+    let r = only_request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    assert_eq!(&r.body[..], b"hello world");
+}
+
+#[test]
+fn chunk_sizes_in_either_hex_case() {
+    let r = only_request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\nA\r\n0123456789\r\n0\r\n\r\n");
+    assert_eq!(r.body.len(), 20);
+}
+
+#[test]
+fn chunk_extensions_are_ignored() {
+    let r = only_request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;name=value;x=\"q\"\r\nabc\r\n2 ; ext\r\nde\r\n0;last\r\n\r\n");
+    assert_eq!(&r.body[..], b"abcde");
+}
+
+#[test]
+fn chunk_trailers_are_ignored() {
+    let out = decode_whole(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Other: 2\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(out.error, None);
+    match &out.items[..] {
+        [Inbound::Request(a), Inbound::Request(b)] => {
+            assert_eq!(&a.body[..], b"abc");
+            assert_eq!(&b.target[..], b"/next");
+        }
+        other => panic!("expected two requests, got {other:?}"),
+    }
+}
+
+#[test]
+fn transfer_encoding_chunked_is_case_insensitive() {
+    let r = only_request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ChUnKeD\r\n\r\n0\r\n\r\n");
+    assert_eq!(r.body.len(), 0);
+}
+
+#[test]
+fn chunk_size_overflow_is_rejected() {
+    let limits = Limits { max_head: 16384, max_body: usize::MAX };
+    let out = decode_with(limits, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n");
+    assert_eq!(out.error, Some(HttpError::ChunkSizeOverflow));
+    assert_eq!(HttpError::ChunkSizeOverflow.status(), 400);
+}
+
+#[test]
+fn chunk_size_must_be_hex() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), HttpError::InvalidChunkSize);
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n"), HttpError::InvalidChunkSize);
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\r\n"), HttpError::InvalidChunkSize);
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n"), HttpError::InvalidChunkSize);
+}
+
+#[test]
+fn chunk_size_line_with_bare_lf_is_rejected() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n"), HttpError::InvalidChunkSize);
+}
+
+#[test]
+fn chunk_data_must_end_in_crlf() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n"), HttpError::InvalidChunkTerminator);
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n"), HttpError::InvalidChunkTerminator);
+}
+
+#[test]
+fn chunk_extension_with_control_character_is_rejected() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a\x00b\r\nabc\r\n"), HttpError::InvalidChunkExtension);
+}
+
+#[test]
+fn chunked_body_over_limit_is_413_before_data_arrives() {
+    let limits = Limits { max_head: 16384, max_body: 10 };
+    let out = decode_with(limits, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n");
+    assert_eq!(out.error, Some(HttpError::BodyTooLarge));
+    assert_eq!(HttpError::BodyTooLarge.status(), 413);
+}
+
+#[test]
+fn trailer_with_obs_fold_is_rejected() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n folded\r\n\r\n"), HttpError::InvalidTrailer);
+}
+
+#[test]
+fn trailers_over_limit_are_431() {
+    let limits = Limits { max_head: 64, max_body: 1024 };
+    let mut input = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+    input.extend_from_slice(format!("X-Big: {}\r\n\r\n", "a".repeat(100)).as_bytes());
+    assert_eq!(decode_with(limits, &input).error, Some(HttpError::TrailersTooLarge));
+    assert_eq!(HttpError::TrailersTooLarge.status(), 431);
+}
+
+// --- request smuggling (RFC 9112 §6.1, §6.3) -------------------------------
+
+#[test]
+fn hrs_content_length_with_transfer_encoding_is_400() {
+    let e = error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(e, HttpError::ContentLengthWithTransferEncoding);
+    assert_eq!(e.status(), 400);
+}
+
+#[test]
+fn hrs_transfer_encoding_before_content_length_is_400() {
+    let e = error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n");
+    assert_eq!(e, HttpError::ContentLengthWithTransferEncoding);
+}
+
+#[test]
+fn hrs_differing_content_lengths_are_400() {
+    let e = error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd");
+    assert_eq!(e, HttpError::ConflictingContentLength);
+    assert_eq!(e.status(), 400);
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabcd"), HttpError::ConflictingContentLength);
+}
+
+#[test]
+fn hrs_identical_content_lengths_are_accepted() {
+    // RFC 9110 §8.6 allows treating a list of identical values as one.
+    let r = only_request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc");
+    assert_eq!(&r.body[..], b"abc");
+}
+
+#[test]
+fn hrs_content_length_must_be_plain_decimal() {
+    for bad in ["+3", "-3", "0x3", "3 3", "3.0", "", "1e2", "３"] {
+        let input = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\nabc");
+        let e = error_of(input.as_bytes());
+        assert!(
+            e == HttpError::InvalidContentLength || e == HttpError::InvalidHeaderValue,
+            "Content-Length {bad:?} gave {e:?}"
+        );
+        assert_eq!(e.status(), 400);
+    }
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x3\r\n\r\nabc"), HttpError::InvalidContentLength);
+}
+
+#[test]
+fn hrs_content_length_overflowing_u64_is_413() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"), HttpError::BodyTooLarge);
+}
+
+#[test]
+fn hrs_transfer_coding_other_than_chunked_is_501() {
+    for te in ["gzip", "gzip, chunked", "chunked, gzip", "identity", "chunked;q=1"] {
+        let input = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n");
+        let e = error_of(input.as_bytes());
+        assert_eq!(e, HttpError::UnsupportedTransferCoding, "Transfer-Encoding {te:?}");
+        assert_eq!(e.status(), 501);
+    }
+}
+
+#[test]
+fn hrs_chunked_twice_is_400() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"), HttpError::ChunkedTwice);
+    assert_eq!(
+        error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        HttpError::ChunkedTwice
+    );
+}
+
+#[test]
+fn hrs_empty_transfer_encoding_is_rejected() {
+    assert_eq!(error_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n"), HttpError::UnsupportedTransferCoding);
+}
+
+#[test]
+fn hrs_transfer_encoding_on_http10_is_400() {
+    let e = error_of(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(e, HttpError::TransferEncodingOnHttp10);
+    assert_eq!(e.status(), 400);
+}
+
+#[test]
+fn hrs_space_before_colon_is_400() {
+    let e = error_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc");
+    assert_eq!(e, HttpError::InvalidHeaderName);
+    assert_eq!(e.status(), 400);
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n"), HttpError::InvalidHeaderName);
+}
+
+#[test]
+fn hrs_obsolete_line_folding_is_400() {
+    let e = error_of(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n  two\r\n\r\n");
+    assert_eq!(e, HttpError::ObsoleteLineFolding);
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n\ttwo\r\n\r\n"), HttpError::ObsoleteLineFolding);
+}
+
+#[test]
+fn hrs_bare_lf_is_400() {
+    assert_eq!(error_of(b"GET / HTTP/1.1\nHost: x\r\n\r\n"), HttpError::BareLf);
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: x\n\r\n"), HttpError::BareLf);
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: x\r\n\n"), HttpError::BareLf);
+}
+
+#[test]
+fn control_character_in_header_value_is_400() {
+    for ctl in [0x00u8, 0x01, 0x0b, 0x0c, 0x1f, 0x7f] {
+        let mut input = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a".to_vec();
+        input.push(ctl);
+        input.extend_from_slice(b"b\r\n\r\n");
+        assert_eq!(error_of(&input), HttpError::InvalidHeaderValue, "byte {ctl:#04x}");
+    }
+    // A CR alone inside a value is a control character too.
+    assert!(matches!(
+        error_of(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"),
+        HttpError::InvalidHeaderValue | HttpError::InvalidHeaderName
+    ));
+}
+
+#[test]
+fn horizontal_tab_inside_header_value_is_allowed() {
+    let r = only_request(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\tb\r\n\r\n");
+    assert_eq!(r.headers.get("x-a").map(|v| &v[..]), Some(&b"a\tb"[..]));
+}
+
+#[test]
+fn control_character_in_header_name_is_400() {
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: x\r\nX\x01A: b\r\n\r\n"), HttpError::InvalidHeaderName);
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: x\r\n: b\r\n\r\n"), HttpError::InvalidHeaderName);
+}
+
+// --- Host (RFC 9112 §3.2) ---------------------------------------------------
+
+#[test]
+fn http11_without_host_is_400() {
+    let e = error_of(b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(e, HttpError::MissingHost);
+    assert_eq!(e.status(), 400);
+}
+
+#[test]
+fn several_hosts_are_400() {
+    assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), HttpError::MultipleHost);
+    assert_eq!(error_of(b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), HttpError::MultipleHost);
+}
+
+// --- request line -----------------------------------------------------------
+
+#[test]
+fn malformed_request_line_is_400() {
+    for bad in [&b"GET\r\n\r\n"[..], b"GET / \r\nHost: x\r\n\r\n", b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / FOO/1.1\r\nHost: x\r\n\r\n"] {
+        let e = error_of(bad);
+        assert_eq!(e, HttpError::InvalidRequestLine, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(e.status(), 400);
+    }
+}
+
+#[test]
+fn other_http_version_is_505() {
+    let e = error_of(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+    assert_eq!(e, HttpError::UnsupportedVersion);
+    assert_eq!(e.status(), 505);
+}
+
+// --- 411 ---------------------------------------------------------------------
+
+#[test]
+fn post_without_length_is_411() {
+    let e = error_of(b"POST /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(e, HttpError::LengthRequired);
+    assert_eq!(e.status(), 411);
+    assert_eq!(error_of(b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n"), HttpError::LengthRequired);
+}
+
+#[test]
+fn post_with_zero_length_is_a_request_with_empty_body() {
+    assert_eq!(only_request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").body.len(), 0);
+}
+
+// --- limits ------------------------------------------------------------------
+
+#[test]
+fn content_length_over_max_body_is_413_before_any_body() {
+    let limits = Limits { max_head: 16384, max_body: 100 };
+    let out = decode_with(limits, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
+    assert_eq!(out.error, Some(HttpError::BodyTooLarge));
+    assert!(out.items.is_empty());
+    let ok = decode_with(limits, &[&b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"[..], &[b'a'; 100]].concat());
+    assert_eq!(ok.error, None);
+}
+
+#[test]
+fn head_over_max_head_is_431() {
+    let limits = Limits { max_head: 200, max_body: 100 };
+    let input = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(300));
+    let out = decode_with(limits, input.as_bytes());
+    assert_eq!(out.error, Some(HttpError::HeadTooLarge));
+    assert_eq!(HttpError::HeadTooLarge.status(), 431);
+}
+
+#[test]
+fn head_over_max_head_is_431_even_before_it_ends() {
+    let limits = Limits { max_head: 200, max_body: 100 };
+    let input = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}", "a".repeat(300));
+    assert_eq!(decode_with(limits, input.as_bytes()).error, Some(HttpError::HeadTooLarge));
+}
+
+#[test]
+fn head_at_exactly_max_head_is_accepted() {
+    let base = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n";
+    let input = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(100));
+    let limits = Limits { max_head: base.len() + 100, max_body: 0 };
+    assert_eq!(decode_with(limits, input.as_bytes()).error, None);
+    let limits = Limits { max_head: base.len() + 99, max_body: 0 };
+    assert_eq!(decode_with(limits, input.as_bytes()).error, Some(HttpError::HeadTooLarge));
+}
+
+#[test]
+fn more_than_100_headers_is_431() {
+    let mut input = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..99 {
+        input.push_str(&format!("X-{i}: v\r\n"));
+    }
+    let exactly_100 = format!("{input}\r\n");
+    assert_eq!(decode_whole(exactly_100.as_bytes()).error, None);
+    input.push_str("X-last: v\r\n\r\n");
+    let e = error_of(input.as_bytes());
+    assert_eq!(e, HttpError::TooManyHeaders);
+    assert_eq!(e.status(), 431);
+}
+
+#[test]
+fn long_request_target_is_414() {
+    let limits = Limits { max_head: 100, max_body: 0 };
+    let input = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200));
+    let out = decode_with(limits, input.as_bytes());
+    assert_eq!(out.error, Some(HttpError::UriTooLong));
+    assert_eq!(HttpError::UriTooLong.status(), 414);
+    // Also when the request line has not ended yet.
+    let partial = format!("GET /{}", "a".repeat(200));
+    assert_eq!(decode_with(limits, partial.as_bytes()).error, Some(HttpError::UriTooLong));
+}
+
+// --- Expect: 100-continue (RFC 9110 §10.1.1) --------------------------------
+
+#[test]
+fn expect_continue_yields_head_before_body() {
+    let head = b"POST /events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    let out = common::decode_pieces(Limits::default(), [&head[..], b"abc"]);
+    assert_eq!(out.error, None);
+    assert_eq!(out.items.len(), 2);
+    match &out.items[0] {
+        Inbound::Continue(h) => assert_eq!(&h.target[..], b"/events"),
+        other => panic!("expected Continue, got {other:?}"),
+    }
+    match &out.items[1] {
+        Inbound::Request(r) => assert_eq!(&r.body[..], b"abc"),
+        other => panic!("expected Request, got {other:?}"),
+    }
+}
+
+#[test]
+fn expect_continue_with_body_already_buffered_needs_no_continue() {
+    let out = decode_whole(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(out.items.len(), 1);
+    assert!(matches!(out.items[0], Inbound::Request(_)));
+}
+
+#[test]
+fn expect_continue_with_refused_length_is_the_final_error() {
+    let limits = Limits { max_head: 16384, max_body: 10 };
+    let out = decode_with(limits, b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
+    assert!(out.items.is_empty());
+    assert_eq!(out.error, Some(HttpError::BodyTooLarge));
+}
+
+#[test]
+fn expect_continue_is_ignored_from_http10() {
+    let out = common::decode_pieces(
+        Limits::default(),
+        [&b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"[..], b"abc"],
+    );
+    assert_eq!(out.items.len(), 1);
+}
+
+// --- after an error ----------------------------------------------------------
+
+#[test]
+fn decoder_does_not_spin_after_an_error() {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+    let mut codec = inlet_shared::http::ServerCodec::new(Limits::default());
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
+    assert!(codec.decode(&mut buf).is_err());
+    assert!(buf.is_empty(), "the bad bytes are dropped");
+    buf.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(codec.decode(&mut buf).is_err(), "the framing stays lost");
+}
+
+#[test]
+fn every_codec_error_maps_to_a_4xx_or_5xx() {
+    use HttpError::*;
+    for e in [InvalidRequestLine, UnsupportedVersion, BareLf, ObsoleteLineFolding, InvalidHeaderName, InvalidHeaderValue, HeadTooLarge, TooManyHeaders, UriTooLong, MissingHost, MultipleHost, ContentLengthWithTransferEncoding, ConflictingContentLength, InvalidContentLength, TransferEncodingOnHttp10, UnsupportedTransferCoding, ChunkedTwice, LengthRequired, BodyTooLarge, InvalidChunkSize, ChunkSizeOverflow, InvalidChunkExtension, InvalidChunkTerminator, InvalidTrailer, TrailersTooLarge, IncompleteMessage] {
+        assert!((400..600).contains(&e.status()), "{e:?}");
+        assert!(!e.to_string().is_empty());
+    }
+}

@@ -1,0 +1,309 @@
+//! The CloudEvents `Event`: parsing from every binding mode, validation of
+//! every attribute rule (with the exact pointer and detail), round trips.
+
+use bytes::Bytes;
+use inlet_shared::event::{parse_body, BodyKind, Data, Event, ExtensionValue, ParseError, ParseLimits};
+use inlet_shared::http::Headers;
+use inlet_shared::problem::FieldError;
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> Headers {
+    let mut h = Headers::default();
+    for (n, v) in pairs {
+        h.push(Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()));
+    }
+    h
+}
+
+fn parse(content_type: &'static str, body: &str) -> Result<Vec<Event>, ParseError> {
+    parse_body(&headers(&[("Content-Type", content_type)]), &Bytes::from(body.to_string()), &ParseLimits::default())
+}
+
+fn structured(body: &str) -> Result<Vec<Event>, ParseError> {
+    parse("application/cloudevents+json", body)
+}
+
+/// The (pointer, detail) pairs of a 422.
+fn invalid(result: Result<Vec<Event>, ParseError>) -> Vec<(String, String)> {
+    match result {
+        Err(ParseError::Invalid(errors)) => errors
+            .into_iter()
+            .map(|e| (e.pointer.or(e.header).unwrap_or_default(), e.detail))
+            .collect(),
+        other => panic!("expected 422, got {other:?}"),
+    }
+}
+
+fn pointers(result: Result<Vec<Event>, ParseError>) -> Vec<String> {
+    invalid(result).into_iter().map(|(p, _)| p).collect()
+}
+
+const VALID: &str = r#"{"specversion":"1.0","id":"e-1","source":"/sensors/7","type":"com.example.reading","time":"2026-11-29T06:00:00Z","subject":"t","datacontenttype":"application/json","dataschema":"https://example.com/s.json","traceid":"abc","count":3,"urgent":true,"data":{"celsius": 21.50, "list":[1,2]}}"#;
+
+#[test]
+fn structured_event_parses_every_attribute() {
+    let events = structured(VALID).unwrap();
+    let e = &events[0];
+    assert_eq!((e.id.as_str(), e.source.as_str(), e.ty.as_str()), ("e-1", "/sensors/7", "com.example.reading"));
+    assert_eq!(e.time.as_deref(), Some("2026-11-29T06:00:00Z"));
+    assert_eq!(e.subject.as_deref(), Some("t"));
+    assert_eq!(e.dataschema.as_deref(), Some("https://example.com/s.json"));
+    assert_eq!(e.extensions.get("traceid"), Some(&ExtensionValue::String("abc".into())));
+    assert_eq!(e.extensions.get("count"), Some(&ExtensionValue::Integer(3)));
+    assert_eq!(e.extensions.get("urgent"), Some(&ExtensionValue::Boolean(true)));
+    match &e.data {
+        Some(Data::Json(raw)) => assert_eq!(raw.get(), r#"{"celsius": 21.50, "list":[1,2]}"#),
+        other => panic!("data: {other:?}"),
+    }
+}
+
+#[test]
+fn writing_an_event_back_gives_the_same_event() {
+    let e = structured(VALID).unwrap().remove(0);
+    let again = Event::from_json(&e.to_json()).unwrap();
+    assert_eq!(again, e);
+    // data is kept byte for byte, number formatting included.
+    assert!(String::from_utf8(e.to_json()).unwrap().contains(r#""data":{"celsius": 21.50, "list":[1,2]}"#));
+}
+
+#[test]
+fn specversion_must_be_1_0() {
+    let r = structured(r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#);
+    assert_eq!(invalid(r), vec![("#/specversion".into(), "must be \"1.0\"".into())]);
+    let r = structured(r#"{"specversion":1.0,"id":"1","source":"s","type":"t"}"#);
+    assert_eq!(pointers(r), vec!["#/specversion"]);
+    let r = structured(r#"{"id":"1","source":"s","type":"t"}"#);
+    assert_eq!(invalid(r), vec![("#/specversion".into(), "is required and must be \"1.0\"".into())]);
+}
+
+#[test]
+fn id_source_type_are_required_non_empty_strings() {
+    let r = structured(r#"{"specversion":"1.0"}"#);
+    assert_eq!(pointers(r), vec!["#/id", "#/source", "#/type"]);
+    let r = structured(r#"{"specversion":"1.0","id":"","source":7,"type":null}"#);
+    assert_eq!(
+        invalid(r),
+        vec![
+            ("#/id".into(), "must be a non-empty string".into()),
+            ("#/source".into(), "must be a non-empty string".into()),
+            ("#/type".into(), "must be a non-empty string".into()),
+        ]
+    );
+}
+
+#[test]
+fn source_must_be_a_uri_reference() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","source":"has space","type":"t"}"#);
+    assert_eq!(pointers(r), vec!["#/source"]);
+}
+
+#[test]
+fn time_must_be_rfc3339() {
+    for bad in [r#""yesterday""#, r#""2026-11-29 06:00:00""#, r#""2026-11-29T06:00:00""#, r#""2026-13-01T00:00:00Z""#, "12"] {
+        let body = format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","time":{bad}}}"#);
+        assert_eq!(pointers(structured(&body)), vec!["#/time"], "time {bad}");
+    }
+    for good in ["2026-11-29T06:00:00Z", "2026-11-29T06:00:00.123456+02:00", "1985-04-12T23:20:50.52Z"] {
+        let body = format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","time":"{good}"}}"#);
+        assert!(structured(&body).is_ok(), "time {good}");
+    }
+}
+
+#[test]
+fn data_and_data_base64_are_mutually_exclusive() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#);
+    assert_eq!(invalid(r), vec![("#/data_base64".into(), "data and data_base64 are mutually exclusive".into())]);
+}
+
+#[test]
+fn data_base64_must_be_valid_base64() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"not base64!"}"#);
+    assert_eq!(pointers(r), vec!["#/data_base64"]);
+    let ok = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"aGVsbG8="}"#).unwrap();
+    assert_eq!(ok[0].data, Some(Data::Base64("aGVsbG8=".into())));
+}
+
+#[test]
+fn extension_names_are_lowercase_letters_and_digits() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","traceId":"x","my-ext":"y","a/b":"z","ok1":"fine"}"#);
+    assert_eq!(pointers(r), vec!["#/traceId", "#/my-ext", "#/a~1b"]);
+}
+
+#[test]
+fn extension_values_have_cloudevents_types() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","a":1.5,"b":{"x":1},"c":[1],"d":4294967296,"e":-2147483648}"#);
+    assert_eq!(pointers(r), vec!["#/a", "#/b", "#/c", "#/d"]);
+}
+
+#[test]
+fn optional_attributes_have_their_types() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"","datacontenttype":"json","dataschema":"no scheme"}"#);
+    assert_eq!(pointers(r), vec!["#/subject", "#/datacontenttype", "#/dataschema"]);
+}
+
+#[test]
+fn null_optional_attribute_is_absent() {
+    let e = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":null,"data":null,"ext":null}"#).unwrap();
+    assert_eq!(e[0], Event::new("1", "s", "t"));
+}
+
+#[test]
+fn duplicate_attribute_is_reported() {
+    let r = structured(r#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#);
+    assert_eq!(invalid(r), vec![("#/id".into(), "attribute appears more than once".into())]);
+}
+
+#[test]
+fn structured_body_must_be_an_object() {
+    assert_eq!(pointers(structured("[1]")), vec!["#"]);
+    assert_eq!(pointers(structured("\"x\"")), vec!["#"]);
+}
+
+#[test]
+fn bad_json_is_400() {
+    let r = structured(r#"{"specversion":"1.0","#);
+    assert_eq!(r.as_ref().map_err(|e| e.status()).unwrap_err(), 400);
+    assert_eq!(structured("\u{0}").unwrap_err().status(), 400);
+}
+
+#[test]
+fn batch_lists_every_invalid_attribute_of_every_event() {
+    let body = r#"[{"specversion":"1.0","id":"1","source":"s","type":"t"},
+                   {"specversion":"1.0","id":"2","source":"s"},
+                   {"specversion":"1.0","id":"","source":"s","type":"t","time":"x"},
+                   7]"#;
+    let r = parse("application/cloudevents-batch+json", body);
+    assert_eq!(pointers(r), vec!["#/1/type", "#/2/id", "#/2/time", "#/3"]);
+}
+
+#[test]
+fn batch_keeps_order() {
+    let body = r#"[{"specversion":"1.0","id":"b","source":"s","type":"t"},{"specversion":"1.0","id":"a","source":"s","type":"t"}]"#;
+    let ids: Vec<_> = parse("application/cloudevents-batch+json", body).unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec!["b", "a"]);
+}
+
+#[test]
+fn application_json_takes_object_or_array() {
+    assert_eq!(parse("application/json", VALID).unwrap().len(), 1);
+    assert_eq!(parse("application/json; charset=utf-8", &format!("[{VALID},{VALID}]")).unwrap().len(), 2);
+}
+
+#[test]
+fn batch_content_type_needs_an_array() {
+    assert_eq!(pointers(parse("application/cloudevents-batch+json", VALID)), vec!["#"]);
+}
+
+#[test]
+fn ndjson_numbers_every_line_and_skips_blank_ones() {
+    let body = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\"}\n\n   \n{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"s\"}\r\n{\"specversion\":\"1.0\",\"id\":\"3\",\"source\":\"s\",\"type\":\"t\"}\n";
+    match parse("application/x-ndjson", body) {
+        Err(ParseError::Invalid(errors)) => {
+            assert_eq!(errors, vec![FieldError::pointer("#/type".into(), Some(4), "is required and must be a non-empty string")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let ok = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\"}\n\n{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"s\",\"type\":\"t\"}";
+    assert_eq!(parse("application/x-ndjson", ok).unwrap().len(), 2);
+}
+
+#[test]
+fn ndjson_bad_json_lines_are_400_with_every_line() {
+    let body = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\"}\n{oops\nnot json\n";
+    match parse("application/x-ndjson", body) {
+        Err(ParseError::Json { errors, .. }) => {
+            assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![Some(2), Some(3)]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn max_batch_is_413() {
+    let limits = ParseLimits { max_event_bytes: 1 << 20, max_batch: 2 };
+    let body = format!("[{VALID},{VALID},{VALID}]");
+    let r = parse_body(&headers(&[("Content-Type", "application/json")]), &Bytes::from(body), &limits);
+    assert_eq!(r.unwrap_err(), ParseError::BatchTooLarge { count: 3, max: 2 });
+    let nd = format!("{VALID}\n{VALID}\n{VALID}\n");
+    let r = parse_body(&headers(&[("Content-Type", "application/x-ndjson")]), &Bytes::from(nd), &limits);
+    assert_eq!(r.unwrap_err().status(), 413);
+}
+
+#[test]
+fn max_event_bytes_is_413_with_location() {
+    let limits = ParseLimits { max_event_bytes: 100, max_batch: 10 };
+    let small = r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#;
+    let body = format!("[{small},{VALID}]");
+    match parse_body(&headers(&[("Content-Type", "application/json")]), &Bytes::from(body), &limits) {
+        Err(ParseError::EventTooLarge { at }) => assert_eq!(at.pointer.as_deref(), Some("#/1")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_content_type_is_415() {
+    assert_eq!(parse("text/plain", VALID).unwrap_err().status(), 415);
+    let none = parse_body(&Headers::default(), &Bytes::from(VALID), &ParseLimits::default());
+    assert_eq!(none.unwrap_err().status(), 415);
+}
+
+#[test]
+fn binary_mode_reads_ce_headers_and_body() {
+    let h = headers(&[
+        ("Content-Type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("CE-ID", "b-1"),
+        ("ce-source", "/bin"),
+        ("ce-type", "com.example.bin"),
+        ("ce-subject", "caf%C3%A9%20au%20lait"),
+        ("ce-myext", "v"),
+    ]);
+    assert_eq!(BodyKind::of(&h).unwrap(), BodyKind::Binary);
+    let e = parse_body(&h, &Bytes::from_static(b" {\"k\": 1} "), &ParseLimits::default()).unwrap().remove(0);
+    assert_eq!(e.id, "b-1");
+    assert_eq!(e.subject.as_deref(), Some("café au lait"));
+    assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
+    assert_eq!(e.extensions.get("myext"), Some(&ExtensionValue::String("v".into())));
+    assert!(matches!(&e.data, Some(Data::Json(raw)) if raw.get() == "{\"k\": 1}"));
+}
+
+#[test]
+fn binary_mode_non_json_body_becomes_base64_or_text() {
+    let h = headers(&[("Content-Type", "application/octet-stream"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]);
+    let e = parse_body(&h, &Bytes::from_static(&[0, 159, 146, 150]), &ParseLimits::default()).unwrap().remove(0);
+    assert_eq!(e.data, Some(Data::Base64("AJ+Slg==".into())));
+    let h = headers(&[("Content-Type", "text/plain"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]);
+    let e = parse_body(&h, &Bytes::from_static(b"hi \"you\""), &ParseLimits::default()).unwrap().remove(0);
+    assert!(matches!(&e.data, Some(Data::Json(raw)) if raw.get() == r#""hi \"you\"""#));
+}
+
+#[test]
+fn binary_mode_errors_name_the_header() {
+    let h = headers(&[("Content-Type", "application/json"), ("ce-specversion", "0.3"), ("ce-id", ""), ("ce-source", "s"), ("ce-time", "nope"), ("ce-Bad_Name", "x")]);
+    let r = parse_body(&h, &Bytes::new(), &ParseLimits::default());
+    assert_eq!(pointers(r), vec!["ce-id", "ce-time", "ce-bad_name", "ce-specversion", "ce-type"]);
+}
+
+#[test]
+fn binary_mode_bad_json_body_is_400() {
+    let h = headers(&[("Content-Type", "application/json"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]);
+    let r = parse_body(&h, &Bytes::from_static(b"{nope"), &ParseLimits::default());
+    assert_eq!(r.unwrap_err().status(), 400);
+}
+
+#[test]
+fn structured_content_type_wins_over_ce_headers() {
+    let h = headers(&[("Content-Type", "application/cloudevents+json"), ("ce-specversion", "1.0")]);
+    assert_eq!(BodyKind::of(&h).unwrap(), BodyKind::Structured);
+}
+
+#[test]
+fn problem_lists_errors_in_rfc9457_shape() {
+    let r = parse("application/cloudevents-batch+json", r#"[{"specversion":"1.0","id":"1","source":"s"}]"#);
+    let problem = r.unwrap_err().to_problem();
+    let json: serde_json::Value = serde_json::from_slice(&problem.to_json()).unwrap();
+    assert_eq!(json["status"], 422);
+    assert_eq!(json["type"], "urn:inlet:problem:invalid-event");
+    assert_eq!(json["title"], "Unprocessable Content");
+    assert_eq!(json["errors"][0]["pointer"], "#/0/type");
+    assert_eq!(json["errors"][0]["detail"], "is required and must be a non-empty string");
+}
