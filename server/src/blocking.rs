@@ -1,0 +1,128 @@
+//! `--mode blocking`: the stage-1 design, kept on purpose to show why it
+//! fails. One thread, `std::net`, one connection at a time, no timeouts:
+//! while one client holds its connection open without finishing a request,
+//! `read` blocks and nobody else is served (SPEC §2).
+//!
+//! It speaks the same protocol through the same [`ServerCodec`] and the
+//! same handlers as the async server; only the I/O model differs. Nothing in
+//! the async server depends on this module.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use inlet_shared::http::{CodecError, Connection, Continue, Inbound, Response, ServerCodec, Version};
+use inlet_shared::problem::Problem;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::config::Config;
+use crate::handlers::App;
+use crate::{respond, router, server, store};
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    // A current-thread runtime only to drive the (async) store and handlers
+    // to completion, one request at a time, and to catch signals.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = runtime.block_on(store::open(&config))?;
+    let app = Arc::new(App::new(store, &config));
+    let listener = TcpListener::bind(config.listen)?;
+    server::announce(listener.local_addr()?);
+    tracing::warn!("blocking mode: one connection at a time, no timeouts (a demonstration, not for production)");
+
+    // SIGINT/SIGTERM: the accept loop below cannot be interrupted, so a
+    // watcher thread closes the store and exits the process.
+    let watcher_app = app.clone();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async {
+            crate::shutdown::signal().await;
+            let _ = watcher_app.store.close().await;
+        });
+        std::process::exit(0);
+    });
+
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                app.stats.connection_opened();
+                serve(stream, &app, &config, &runtime);
+                app.stats.connection_closed();
+            }
+            Err(e) => tracing::warn!("accept failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection to its end. Blocks in `read` for as long as the
+/// client likes: this is the freeze.
+fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::runtime::Runtime) {
+    let mut codec = ServerCodec::new(config.server_settings().limits);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = BytesMut::new();
+    let mut chunk = [0u8; 8 * 1024];
+    loop {
+        // Answer everything already buffered, then write once.
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(Inbound::Continue(head))) => match router::refusal(app, &head) {
+                    Some(mut res) => {
+                        res.connection = Connection::Close;
+                        return write_final(&mut stream, &mut codec, &mut out, res);
+                    }
+                    None => {
+                        let _ = codec.encode(Continue, &mut out);
+                    }
+                },
+                Ok(Some(Inbound::Request(req))) => {
+                    let keep_alive = req.keep_alive;
+                    let version = req.version;
+                    let (_, mut res) = runtime.block_on(router::handle(app, req));
+                    if !keep_alive || res.closes() {
+                        res.connection = Connection::Close;
+                        return write_final(&mut stream, &mut codec, &mut out, res);
+                    }
+                    if version == Version::Http10 {
+                        res.connection = Connection::KeepAlive;
+                    }
+                    let _ = codec.encode(res, &mut out);
+                }
+                Ok(None) => break,
+                Err(CodecError::Http(e)) => {
+                    let mut res = app.reject(respond::http_error(e));
+                    res.connection = Connection::Close;
+                    return write_final(&mut stream, &mut codec, &mut out, res);
+                }
+                Err(CodecError::Io(_)) => return,
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                if let Err(CodecError::Http(e)) = codec.decode_eof(&mut buf) {
+                    let mut res = app.reject(Problem::new(e.status(), e.reason(), e.to_string()));
+                    res.connection = Connection::Close;
+                    write_final(&mut stream, &mut codec, &mut out, res);
+                }
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return,
+        }
+    }
+}
+
+fn write_final(stream: &mut TcpStream, codec: &mut ServerCodec, out: &mut BytesMut, res: Response) {
+    let _ = codec.encode(res, out);
+    let _ = stream.write_all(out);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}

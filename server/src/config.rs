@@ -1,0 +1,167 @@
+//! Command-line flags. Every flag can also be set through the environment
+//! variable named beside it (`INLET_*`); a flag on the command line wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use inlet_shared::event::ParseLimits;
+use inlet_shared::http::Limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// tokio, one task per connection (the real server).
+    Async,
+    /// One thread, one connection at a time, no timeouts: the stage-1 design,
+    /// kept to demonstrate how a single idle client freezes everybody.
+    Blocking,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// Nothing on disk; for tests and benchmarks.
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// inlet-server: HTTP/1.1 CloudEvents intake.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "inlet-server", version, about)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "INLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Server design.
+    #[arg(long, env = "INLET_MODE", value_enum, default_value = "async")]
+    pub mode: Mode,
+
+    /// Where accepted events are kept.
+    #[arg(long, env = "INLET_STORE", value_enum, default_value = "memory")]
+    pub store: StoreKind,
+
+    /// Directory of the embedded store.
+    #[arg(long, env = "INLET_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Open connections at most; more are answered 503 and closed.
+    #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Request line plus headers, in bytes (over: 431, or 414 for the target).
+    #[arg(long, env = "INLET_MAX_HEAD", default_value_t = 16 * 1024)]
+    pub max_head: usize,
+
+    /// Request body, in bytes (over: 413).
+    #[arg(long, env = "INLET_MAX_BODY", default_value_t = 4 * 1024 * 1024)]
+    pub max_body: usize,
+
+    /// One event, in bytes (over: 413).
+    #[arg(long, env = "INLET_MAX_EVENT_BYTES", default_value_t = 256 * 1024)]
+    pub max_event_bytes: usize,
+
+    /// Events in one request (over: 413).
+    #[arg(long, env = "INLET_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+
+    /// Total time for a request head, from accept (first request) or from its
+    /// first byte (later requests); then 408 and close. E.g. 10s, 500ms, 2m.
+    #[arg(long, env = "INLET_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Total time for a request body once its head is complete; then 408.
+    #[arg(long, env = "INLET_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A keep-alive connection idle this long between requests is closed.
+    #[arg(long, env = "INLET_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long requests in flight may take to finish.
+    #[arg(long, env = "INLET_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log line format on stderr (level from RUST_LOG).
+    #[arg(long, env = "INLET_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// What the listener and connection tasks need from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    pub limits: Limits,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    pub fn server_settings(&self) -> ServerSettings {
+        ServerSettings {
+            limits: Limits { max_head: self.max_head, max_body: self.max_body },
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits { max_event_bytes: self.max_event_bytes, max_batch: self.max_batch }
+    }
+}
+
+/// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 500ms, 2m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        use clap::CommandFactory;
+        for arg in Config::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            let expected = format!("INLET_{}", id.to_uppercase());
+            assert_eq!(env.as_deref(), Some(expected.as_str()), "flag --{id}");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! One task per connection, over `Framed<TcpStream, ServerCodec>`.
+//!
+//! Deadlines (all total, none reset by a trickle of bytes):
+//! - first request: its head must be complete `header_timeout` after accept;
+//! - later requests: `idle_timeout` to start, then `header_timeout` from the
+//!   head's first byte; a body gets `body_timeout` from the end of its head.
+//!
+//! A head that misses its deadline is answered `408` and the connection is
+//! closed; an idle keep-alive connection is closed silently.
+//!
+//! Pipelining: responses are fed into the write buffer and flushed only when
+//! no complete request is left in the read buffer, so a burst of pipelined
+//! requests is answered with one write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, SinkExt, StreamExt};
+use inlet_shared::http::{CodecError, Connection, Continue, Inbound, Phase, Response, ServerCodec, Version};
+use inlet_shared::problem::Problem;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::codec::Framed;
+
+use crate::config::ServerSettings;
+use crate::handlers::App;
+use crate::respond;
+use crate::router::{self, method_name};
+
+/// Read buffer capacity a connection starts with; it grows only for larger
+/// requests.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+
+/// After answering with `Connection: close`, how long (and how much) unread
+/// request data is drained so that the kernel does not reset the connection
+/// before the client has read the answer (a "lingering close").
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+type Transport = Framed<TcpStream, ServerCodec>;
+
+/// What ended the wait for the next request.
+enum Next {
+    Item(Inbound),
+    /// The peer closed, or the transport failed: nothing more to answer.
+    Closed,
+    /// A protocol error: answer it and close.
+    Error(Problem),
+    /// A deadline passed while a request was partly read: `408`, close.
+    TimedOut,
+    /// Idle keep-alive, or shutdown while idle: close without a word.
+    Idle,
+}
+
+pub struct ConnectionTask {
+    framed: Transport,
+    app: Arc<App>,
+    settings: ServerSettings,
+    shutdown: watch::Receiver<bool>,
+    accepted_at: Instant,
+    /// When the last response was flushed; `None` before the first request.
+    idle_since: Option<Instant>,
+}
+
+impl ConnectionTask {
+    pub fn new(stream: TcpStream, app: Arc<App>, settings: ServerSettings, shutdown: watch::Receiver<bool>) -> Self {
+        let _ = stream.set_nodelay(true);
+        let framed = Framed::with_capacity(stream, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
+        ConnectionTask { framed, app, settings, shutdown, accepted_at: Instant::now(), idle_since: None }
+    }
+
+    /// The deadline for what the codec is waiting for now.
+    fn deadline(&self) -> Instant {
+        let s = &self.settings;
+        match (self.framed.codec().phase(), self.idle_since) {
+            (Phase::Body { since }, _) => since + s.body_timeout,
+            (Phase::Idle | Phase::Head { .. }, None) => self.accepted_at + s.header_timeout,
+            (Phase::Head { since }, Some(_)) => since + s.header_timeout,
+            (Phase::Idle, Some(idle)) => idle + s.idle_timeout,
+        }
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    async fn next(&mut self) -> Next {
+        loop {
+            if self.shutting_down() && self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty() {
+                return Next::Idle;
+            }
+            let deadline = self.deadline();
+            let idle = self.framed.codec().phase() == Phase::Idle;
+            tokio::select! {
+                biased;
+                item = self.framed.next() => {
+                    return match item {
+                        Some(Ok(item)) => Next::Item(item),
+                        Some(Err(CodecError::Http(e))) => Next::Error(respond::http_error(e)),
+                        Some(Err(CodecError::Io(_))) | None => Next::Closed,
+                    };
+                }
+                _ = sleep_until(deadline) => {
+                    // The phase may have moved on since the deadline was taken.
+                    if self.deadline() > Instant::now() {
+                        continue;
+                    }
+                    let waiting_for_first = self.idle_since.is_none();
+                    let nothing_read = self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty();
+                    return if nothing_read && !waiting_for_first { Next::Idle } else { Next::TimedOut };
+                }
+                _ = self.shutdown.changed(), if idle => {
+                    // Re-checked at the top of the loop: close only at a frame boundary.
+                    continue;
+                }
+            }
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut unflushed = false;
+        loop {
+            let next = if unflushed {
+                // Answer every request already buffered before flushing.
+                match self.framed.next().now_or_never() {
+                    Some(Some(Ok(item))) => Next::Item(item),
+                    Some(Some(Err(CodecError::Http(e)))) => Next::Error(respond::http_error(e)),
+                    Some(Some(Err(CodecError::Io(_)))) | Some(None) => Next::Closed,
+                    None => {
+                        if SinkExt::<Response>::flush(&mut self.framed).await.is_err() {
+                            return;
+                        }
+                        unflushed = false;
+                        self.idle_since = Some(Instant::now());
+                        continue;
+                    }
+                }
+            } else {
+                self.next().await
+            };
+            match next {
+                Next::Item(Inbound::Continue(head)) => {
+                    if let Some(mut refusal) = router::refusal(&self.app, &head) {
+                        // The body was not read: answer and close (RFC 9110 §10.1.1).
+                        refusal.connection = Connection::Close;
+                        self.finish(refusal).await;
+                        return;
+                    }
+                    if self.framed.send(Continue).await.is_err() {
+                        return;
+                    }
+                }
+                Next::Item(Inbound::Request(req)) => {
+                    let started = Instant::now();
+                    let method = method_name(&req.method);
+                    let version = req.version;
+                    let keep_alive = req.keep_alive && !self.shutting_down();
+                    let (route, mut res) = router::handle(&self.app, req).await;
+                    self.app.metrics.observe(route.name(), method, res.status, started.elapsed());
+                    if !keep_alive || res.closes() {
+                        res.connection = Connection::Close;
+                    } else if version == Version::Http10 {
+                        res.connection = Connection::KeepAlive;
+                    }
+                    if res.closes() {
+                        self.finish(res).await;
+                        return;
+                    }
+                    if self.framed.feed(res).await.is_err() {
+                        return;
+                    }
+                    if self.framed.read_buffer().is_empty() {
+                        if SinkExt::<Response>::flush(&mut self.framed).await.is_err() {
+                            return;
+                        }
+                        self.idle_since = Some(Instant::now());
+                    } else {
+                        unflushed = true;
+                    }
+                }
+                Next::Error(problem) => {
+                    tracing::debug!(status = problem.status, "protocol error: {}", problem.detail);
+                    let mut res = self.app.reject(problem);
+                    res.connection = Connection::Close;
+                    self.finish(res).await;
+                    return;
+                }
+                Next::TimedOut => {
+                    let problem = Problem::new(408, "request-timeout", "the request did not arrive in time");
+                    let mut res = self.app.reject(problem);
+                    res.connection = Connection::Close;
+                    self.finish(res).await;
+                    return;
+                }
+                Next::Idle | Next::Closed => {
+                    let _ = SinkExt::<Response>::flush(&mut self.framed).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends a final response (with everything queued before it) and closes
+    /// gracefully.
+    async fn finish(mut self, res: Response) {
+        debug_assert!(res.closes());
+        if self.framed.send(res).await.is_err() {
+            return;
+        }
+        linger_close(self.framed.into_inner()).await;
+    }
+}
+
+/// Half-closes, then drains what the client still sends for a short while,
+/// so that the kernel does not answer unread data with a reset that could
+/// destroy the response before the client read it.
+pub(crate) async fn linger_close(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    let linger = async {
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = timeout(LINGER_TIME, linger).await;
+}

@@ -1,0 +1,115 @@
+//! `POST /events`: parse and validate the body into events (all-or-nothing),
+//! store them, and answer `202` only once the store says they are safe.
+//! `GET /events`: read stored events back, filtered and paged (SPEC §3.2).
+
+use bytes::{BufMut, BytesMut};
+use inlet_shared::event::parse_body;
+use inlet_shared::http::{Request, Response};
+use inlet_shared::problem::Problem;
+
+use super::App;
+use crate::respond;
+use crate::store::{Query, StoreError};
+
+/// `limit` when the query does not say.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest `limit` accepted.
+pub const MAX_LIMIT: usize = 10_000;
+
+fn store_unavailable(app: &App, e: &StoreError) -> Response {
+    tracing::warn!("refusing request: {e}");
+    let mut res = app.reject(Problem::new(503, "store-unavailable", format!("{e}; nothing was stored, retry later")));
+    res.retry_after = Some(1);
+    res
+}
+
+pub async fn ingest(app: &App, req: &Request) -> Response {
+    let events = match parse_body(&req.headers, &req.body, &app.parse_limits) {
+        Ok(events) => events,
+        Err(e) => return app.reject(e.to_problem()),
+    };
+    let appended = match app.store.append(&events).await {
+        Ok(appended) => appended,
+        Err(e) => return store_unavailable(app, &e),
+    };
+    let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| e.ty.as_str());
+    app.stats.record_accepted(fresh, appended.duplicates());
+    let mut body = BytesMut::with_capacity(48);
+    body.put_slice(b"{\"accepted\":");
+    body.put_slice(itoa::Buffer::new().format(appended.accepted()).as_bytes());
+    body.put_slice(b",\"duplicates\":");
+    body.put_slice(itoa::Buffer::new().format(appended.duplicates()).as_bytes());
+    body.put_slice(b"}");
+    respond::json(202, body.freeze())
+}
+
+/// Parses `type`, `source`, `after`, `limit` from a query string.
+fn parse_query(query: &[u8]) -> Result<Query, String> {
+    let mut q = Query { ty: None, source: None, after: 0, limit: DEFAULT_LIMIT };
+    for (key, value) in form_urlencoded::parse(query) {
+        match &*key {
+            "type" => q.ty = Some(value.into_owned()),
+            "source" => q.source = Some(value.into_owned()),
+            "after" => {
+                q.after = value.parse().map_err(|_| format!("after must be a sequence number, got {value:?}"))?;
+            }
+            "limit" => {
+                q.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| format!("limit must be an integer from 1 to {MAX_LIMIT}, got {value:?}"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+pub async fn query(app: &App, req: &Request) -> Response {
+    let query = match parse_query(req.query()) {
+        Ok(q) => q,
+        Err(detail) => return app.reject(Problem::new(400, "invalid-query", detail)),
+    };
+    let page = match app.store.query(query).await {
+        Ok(page) => page,
+        Err(e) => return store_unavailable(app, &e),
+    };
+    let size: usize = page.events.iter().map(|e| e.json.len() + 64).sum();
+    let mut body = BytesMut::with_capacity(size + 32);
+    body.put_slice(b"{\"events\":[");
+    for (i, e) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.put_u8(b',');
+        }
+        body.put_slice(b"{\"seq\":");
+        body.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
+        body.put_slice(b",\"received_at\":\"");
+        body.put_slice(e.received_at.as_bytes());
+        body.put_slice(b"\",\"event\":");
+        body.put_slice(&e.json);
+        body.put_u8(b'}');
+    }
+    body.put_slice(b"],\"next_after\":");
+    match page.next_after {
+        Some(n) => body.put_slice(itoa::Buffer::new().format(n).as_bytes()),
+        None => body.put_slice(b"null"),
+    }
+    body.put_u8(b'}');
+    respond::json(200, body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters() {
+        let q = parse_query(b"type=a.b&source=%2Fs%201&after=5&limit=7&other=x").unwrap();
+        assert_eq!(q, Query { ty: Some("a.b".into()), source: Some("/s 1".into()), after: 5, limit: 7 });
+        assert_eq!(parse_query(b"").unwrap().limit, DEFAULT_LIMIT);
+        assert!(parse_query(b"limit=0").is_err());
+        assert!(parse_query(b"limit=10001").is_err());
+        assert!(parse_query(b"after=-1").is_err());
+    }
+}

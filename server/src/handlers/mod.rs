@@ -1,0 +1,44 @@
+//! Request handlers and the state they share.
+//!
+//! - `events.rs`: `POST /events` (ingest) and `GET /events` (read back).
+//! - `ops.rs`: `/echo`, `/health`, `/stats`, `/metrics`.
+
+pub mod events;
+pub mod ops;
+
+use std::sync::Arc;
+
+use inlet_shared::event::ParseLimits;
+use inlet_shared::http::Response;
+use inlet_shared::problem::Problem;
+
+use crate::config::Config;
+use crate::respond;
+use crate::stats::{Metrics, Stats};
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub stats: Arc<Stats>,
+    pub metrics: Metrics,
+    pub parse_limits: ParseLimits,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
+        App::with_limits(store, config.parse_limits())
+    }
+
+    pub fn with_limits(store: Arc<dyn Store>, parse_limits: ParseLimits) -> App {
+        let stats = Arc::new(Stats::default());
+        let metrics = Metrics::new(stats.clone());
+        App { store, stats, metrics, parse_limits }
+    }
+
+    /// Answers a refused request with its problem and counts it by reason.
+    pub fn reject(&self, problem: Problem) -> Response {
+        self.stats.record_rejected(problem.reason());
+        respond::problem(&problem)
+    }
+}

@@ -1,0 +1,118 @@
+//! Maps a request to its handler: `404` for unknown paths, `405` with
+//! `Allow` for a known path and another method, `HEAD` wherever `GET` is.
+
+use inlet_shared::event::BodyKind;
+use inlet_shared::http::{Method, Request, RequestHead, Response};
+use inlet_shared::problem::Problem;
+
+use crate::handlers::{events, ops, App};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Events,
+    Echo,
+    Health,
+    Stats,
+    Metrics,
+    NotFound,
+}
+
+impl Route {
+    pub fn of(path: &[u8]) -> Route {
+        match path {
+            b"/events" => Route::Events,
+            b"/echo" => Route::Echo,
+            b"/health" => Route::Health,
+            b"/stats" => Route::Stats,
+            b"/metrics" => Route::Metrics,
+            _ => Route::NotFound,
+        }
+    }
+
+    /// Label for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Events => "/events",
+            Route::Echo => "/echo",
+            Route::Health => "/health",
+            Route::Stats => "/stats",
+            Route::Metrics => "/metrics",
+            Route::NotFound => "other",
+        }
+    }
+
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Events => "GET, HEAD, POST",
+            Route::Echo => "POST",
+            Route::NotFound => "",
+            _ => "GET, HEAD",
+        }
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        match (self, method) {
+            (Route::NotFound, _) => false,
+            (Route::Events, Method::Post) | (Route::Echo, Method::Post) => true,
+            (Route::Echo, _) => false,
+            (_, Method::Get | Method::Head) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Label for metrics: known methods by name, the rest as `OTHER`.
+pub fn method_name(method: &Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Patch => "PATCH",
+        Method::Options => "OPTIONS",
+        Method::Other(_) => "OTHER",
+    }
+}
+
+/// The refusal a request gets whatever its body, if any: decided from the
+/// head alone, so that `Expect: 100-continue` can be answered with it.
+pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {
+    let route = Route::of(head.path());
+    if route == Route::NotFound {
+        let path = String::from_utf8_lossy(head.path());
+        return Some(app.reject(Problem::new(404, "not-found", format!("no resource at {path}"))));
+    }
+    if !route.allows(&head.method) {
+        let detail = format!("{} is not allowed on {}; allowed: {}", head.method.as_str(), route.name(), route.allow());
+        let mut res = app.reject(Problem::new(405, "method-not-allowed", detail));
+        res.allow = Some(route.allow());
+        return Some(res);
+    }
+    if route == Route::Events && head.method == Method::Post {
+        if let Err(e) = BodyKind::of(&head.headers) {
+            return Some(app.reject(e.to_problem()));
+        }
+    }
+    None
+}
+
+/// Answers a complete request. Returns the route too, for metrics.
+pub async fn handle(app: &App, req: Request) -> (Route, Response) {
+    let route = Route::of(req.path());
+    if let Some(refused) = refusal(app, &req.head) {
+        return (route, refused);
+    }
+    let head_only = req.method == Method::Head;
+    let mut res = match (route, &req.method) {
+        (Route::Events, Method::Post) => events::ingest(app, &req).await,
+        (Route::Events, _) => events::query(app, &req).await,
+        (Route::Echo, _) => ops::echo(&req),
+        (Route::Health, _) => ops::health(app),
+        (Route::Stats, _) => ops::stats(app),
+        (Route::Metrics, _) => ops::metrics(app),
+        (Route::NotFound, _) => unreachable!("refused above"),
+    };
+    res.omit_body = head_only;
+    (route, res)
+}

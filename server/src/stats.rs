@@ -1,0 +1,228 @@
+//! The counters behind `GET /stats` (JSON) and `GET /metrics` (Prometheus
+//! text): accepted, duplicates, rejected by reason, per-type counts,
+//! connections, uptime, and request counts and latency by route and status.
+//!
+//! Hot-path counters are atomics. Per-type counts take a read lock on a map
+//! of atomics (a write lock only the first time a type is seen); the set of
+//! types is capped so that clients cannot grow it without bound.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+/// Distinct event types counted one by one; later ones count as `(other)`.
+pub const MAX_TRACKED_TYPES: usize = 10_000;
+const OTHER_TYPES: &str = "(other)";
+
+#[derive(Debug)]
+pub struct Stats {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+    types: RwLock<HashMap<String, AtomicU64>>,
+    open: AtomicI64,
+    total: AtomicU64,
+    started: Instant,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            rejected: Mutex::new(BTreeMap::new()),
+            types: RwLock::new(HashMap::new()),
+            open: AtomicI64::new(0),
+            total: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Stats {
+    pub fn record_accepted<'a>(&self, types: impl Iterator<Item = &'a str>, duplicates: usize) {
+        self.duplicates.fetch_add(duplicates as u64, Relaxed);
+        let mut accepted = 0u64;
+        for ty in types {
+            accepted += 1;
+            if let Ok(map) = self.types.read() {
+                if let Some(n) = map.get(ty) {
+                    n.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+            if let Ok(mut map) = self.types.write() {
+                let key = if map.len() < MAX_TRACKED_TYPES || map.contains_key(ty) { ty } else { OTHER_TYPES };
+                map.entry(key.to_string()).or_default().fetch_add(1, Relaxed);
+            }
+        }
+        self.accepted.fetch_add(accepted, Relaxed);
+    }
+
+    /// Counts one refused request under its problem reason.
+    pub fn record_rejected(&self, reason: &str) {
+        if let Ok(mut map) = self.rejected.lock() {
+            match map.get_mut(reason) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(reason.to_string(), 1);
+                }
+            }
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        self.open.fetch_add(1, Relaxed);
+        self.total.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Relaxed)
+    }
+
+    fn snapshot_types(&self) -> BTreeMap<String, u64> {
+        self.types
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.load(Relaxed))).collect())
+            .unwrap_or_default()
+    }
+
+    fn snapshot_rejected(&self) -> BTreeMap<String, u64> {
+        self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The `/stats` body (SPEC §3).
+    pub fn to_json(&self) -> Vec<u8> {
+        let body = json!({
+            "accepted": self.accepted.load(Relaxed),
+            "duplicates": self.duplicates.load(Relaxed),
+            "rejected": self.snapshot_rejected(),
+            "types": self.snapshot_types(),
+            "connections": {
+                "open": self.open.load(Relaxed).max(0),
+                "total": self.total.load(Relaxed),
+            },
+            "uptime_seconds": self.uptime().as_secs(),
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+/// Encodes the [`Stats`] counters at scrape time, so they are counted once
+/// and read by both endpoints.
+#[derive(Debug)]
+struct StatsCollector(Arc<Stats>);
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let s = &self.0;
+        let counters = [
+            ("inlet_events_accepted", "Events stored (duplicates excluded)", s.accepted.load(Relaxed)),
+            ("inlet_events_duplicate", "Events acknowledged as duplicates of stored ones", s.duplicates.load(Relaxed)),
+            ("inlet_connections", "Connections accepted", s.total.load(Relaxed)),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(metric)?;
+        }
+        let metric = encoder.encode_descriptor("inlet_connections_open", "Connections open now", None, MetricType::Gauge)?;
+        ConstGauge::new(s.open.load(Relaxed).max(0)).encode(metric)?;
+        let metric = encoder.encode_descriptor("inlet_uptime_seconds", "Seconds since start", None, MetricType::Gauge)?;
+        ConstGauge::new(s.uptime().as_secs() as i64).encode(metric)?;
+
+        let mut metric = encoder.encode_descriptor(
+            "inlet_requests_rejected",
+            "Requests refused, by problem reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in s.snapshot_rejected() {
+            let labels = [("reason", reason.as_str())];
+            ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "inlet_events_by_type",
+            "Events stored, by CloudEvents type",
+            None,
+            MetricType::Counter,
+        )?;
+        for (ty, n) in s.snapshot_types() {
+            let labels = [("type", ty.as_str())];
+            ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// The Prometheus registry: request counters and latency histograms, plus
+/// the [`Stats`] counters.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+}
+
+impl Metrics {
+    pub fn new(stats: Arc<Stats>) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("inlet_http_requests", "HTTP requests answered, by route, method and status", requests.clone());
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs .. ~3.3 s
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 17))
+        });
+        registry.register(
+            "inlet_http_request_duration_seconds",
+            "Time from a complete request to its response, by route",
+            latency.clone(),
+        );
+        registry.register_collector(Box::new(StatsCollector(stats)));
+        Metrics { registry, requests, latency }
+    }
+
+    pub fn observe(&self, route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
+        self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
+        self.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition text (OpenMetrics text format, which Prometheus reads).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,119 @@
+//! `--store memory`: events in a vector, dedupe keys in a hash map, all
+//! behind one mutex. Nothing survives a restart; for tests and benchmarks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures::future::{self, BoxFuture};
+use inlet_shared::event::Event;
+
+use super::{now_rfc3339, Appended, Page, Query, Store, StoreError, StoredEvent};
+
+#[derive(Debug)]
+struct Record {
+    ty: String,
+    source: String,
+    stored: StoredEvent,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// In ascending `seq`, which starts at 1.
+    records: Vec<Record>,
+    /// source -> ids stored from it.
+    ids: HashMap<String, HashSet<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
+        // Serialise outside the lock.
+        let json: Vec<Bytes> = events.iter().map(|e| Bytes::from(e.to_json())).collect();
+        let received_at = now_rfc3339();
+        let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        let mut duplicate = Vec::with_capacity(events.len());
+        for (event, json) in events.iter().zip(json) {
+            let ids = inner.ids.entry(event.source.clone()).or_default();
+            if !ids.insert(event.id.clone()) {
+                duplicate.push(true);
+                continue;
+            }
+            duplicate.push(false);
+            let seq = inner.records.len() as u64 + 1;
+            inner.records.push(Record {
+                ty: event.ty.clone(),
+                source: event.source.clone(),
+                stored: StoredEvent { seq, received_at: received_at.clone(), json },
+            });
+        }
+        Ok(Appended { duplicate })
+    }
+
+    fn query_now(&self, q: &Query) -> Result<Page, StoreError> {
+        let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        // seq n is at index n - 1.
+        let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.records.len());
+        let mut matching = inner.records[start..].iter().filter(|r| {
+            q.ty.as_deref().is_none_or(|t| r.ty == t) && q.source.as_deref().is_none_or(|s| r.source == s)
+        });
+        let events: Vec<StoredEvent> = matching.by_ref().take(q.limit).map(|r| r.stored.clone()).collect();
+        let more = matching.next().is_some();
+        let next_after = if more { events.last().map(|e| e.seq) } else { None };
+        Ok(Page { events, next_after })
+    }
+}
+
+impl Store for MemoryStore {
+    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(future::ready(self.append_now(events)))
+    }
+
+    fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>> {
+        Box::pin(future::ready(self.query_now(&query)))
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(future::ready(Ok(())))
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(source: &str, id: &str, ty: &str) -> Event {
+        Event::new(id, source, ty)
+    }
+
+    #[test]
+    fn duplicates_within_and_across_appends() {
+        let store = MemoryStore::default();
+        let a = store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t"), ev("s", "1", "t")]).unwrap();
+        assert_eq!(a.duplicate, vec![false, false, true]);
+        let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")]).unwrap();
+        assert_eq!(b.duplicate, vec![true, false]);
+        assert_eq!((b.accepted(), b.duplicates()), (1, 1));
+    }
+
+    #[test]
+    fn query_filters_and_pages() {
+        let store = MemoryStore::default();
+        let events: Vec<Event> = (0..10).map(|i| ev(if i % 2 == 0 { "even" } else { "odd" }, &i.to_string(), "t")).collect();
+        store.append_now(&events).unwrap();
+        let page = store.query_now(&Query { source: Some("odd".into()), after: 0, limit: 2, ty: None }).unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(page.next_after, Some(4));
+        let last = store.query_now(&Query { source: Some("odd".into()), after: 8, limit: 2, ty: None }).unwrap();
+        assert_eq!(last.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(last.next_after, None);
+    }
+}
