@@ -1,1 +1,277 @@
+//! Helpers for the end-to-end tests: start the real `inlet-server` (and
+//! `inlet-client`) binaries on free ports, and talk to them over plain
+//! blocking sockets with the shared client codec or raw bytes.
+//!
+//! The binaries are expected in the same target directory as the test
+//! executable; `scripts/test.sh` builds them first (`cargo build --bins`).
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use inlet_shared::http::{ClientCodec, ClientRequest, ClientResponse};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// A generous bound for anything that should happen "at once".
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Path of a binary built from this workspace.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (`cargo build --workspace --bins`, which scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `inlet-server`, killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    /// Keeps the data directory alive as long as the server.
+    pub data_dir: tempfile::TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Server {
+    /// Starts the server on a free port with a fresh data directory, the
+    /// memory store unless `args` says otherwise, and waits for its
+    /// `listening on` line.
+    pub fn start(args: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Server::start_in(data_dir, args)
+    }
+
+    pub fn start_in(data_dir: tempfile::TempDir, args: &[&str]) -> Server {
+        let mut cmd = Command::new(binary("inlet-server"));
+        cmd.arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir.path());
+        if !args.contains(&"--store") {
+            cmd.arg("--store").arg("memory");
+        }
+        cmd.args(args);
+        Server::spawn(cmd, data_dir)
+    }
+
+    pub fn spawn(mut cmd: Command, data_dir: tempfile::TempDir) -> Server {
+        let stderr_path = data_dir.path().join("server.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        cmd.stdout(Stdio::piped()).stderr(stderr).stdin(Stdio::null());
+        cmd.env_remove("RUST_LOG");
+        let mut child = cmd.spawn().expect("spawn inlet-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("server did not print `listening on` in time; stderr:\n{log}");
+            }
+        };
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Server { child: Some(child), addr, data_dir, stderr_path }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+
+    /// Waits for the server to exit, at most `within`.
+    pub fn wait(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server without warning and hands back its data directory.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    /// A connection with a client codec.
+    pub fn connect(&self) -> Conn {
+        Conn::open(self.addr)
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, req: ClientRequest) -> ClientResponse {
+        let mut conn = self.connect();
+        conn.send(req);
+        conn.recv()
+    }
+
+    pub fn get(&self, target: &str) -> ClientResponse {
+        self.request(ClientRequest::get(target.to_string()))
+    }
+
+    pub fn post(&self, target: &str, content_type: &'static str, body: impl Into<bytes::Bytes>) -> ClientResponse {
+        self.request(ClientRequest::post(target.to_string(), content_type, body))
+    }
+
+    /// `GET /stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        json(&self.get("/stats"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The body of a response as JSON.
+pub fn json(res: &ClientResponse) -> serde_json::Value {
+    serde_json::from_slice(&res.body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&res.body)))
+}
+
+/// A blocking connection speaking through the shared client codec.
+pub struct Conn {
+    pub stream: TcpStream,
+    codec: ClientCodec,
+    buf: BytesMut,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        Conn { stream, codec: ClientCodec::new(addr.to_string()), buf: BytesMut::new() }
+    }
+
+    pub fn send(&mut self, req: ClientRequest) {
+        let mut out = BytesMut::new();
+        self.codec.encode(req, &mut out).expect("encode");
+        self.stream.write_all(&out).expect("write");
+    }
+
+    /// Writes raw bytes; responses are still read with the codec.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads one response; panics on timeout or close.
+    pub fn recv(&mut self) -> ClientResponse {
+        self.try_recv().expect("a response")
+    }
+
+    /// Reads one response, `None` if the connection closed first.
+    pub fn try_recv(&mut self) -> Option<ClientResponse> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(res) = self.codec.decode(&mut self.buf).expect("valid response") {
+                return Some(res);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return self.codec.decode_eof(&mut self.buf).ok().flatten(),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    panic!("no response within {PATIENCE:?}")
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Whether the server has closed the connection (reads EOF within `within`).
+    pub fn is_closed_within(&mut self, within: Duration) -> bool {
+        self.stream.set_read_timeout(Some(within)).expect("timeout");
+        let mut chunk = [0u8; 1024];
+        let closed = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        self.stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        closed
+    }
+}
+
+/// Sends `bytes` on a new connection, half-closes, and returns everything the
+/// server wrote until it closed.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A structured CloudEvent with the given id.
+pub fn event_json(id: &str, ty: &str) -> String {
+    format!(r#"{{"specversion":"1.0","id":"{id}","source":"/tests","type":"{ty}","data":{{"n":1}}}}"#)
+}
+
+/// Runs `inlet-client` with `args` against `server`, returning (exit code, stdout, stderr).
+pub fn client(server: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    let mut cmd = Command::new(binary("inlet-client"));
+    cmd.args(args).arg("--server").arg(server.to_string());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn inlet-client");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("client output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

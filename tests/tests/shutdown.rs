@@ -1,0 +1,44 @@
+//! Graceful shutdown (SPEC §1): SIGTERM/SIGINT stop accepting, requests in
+//! flight finish, idle connections close, exit code 0.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use inlet_tests::{event_json, Server};
+
+#[test]
+fn sigterm_during_a_slow_upload_lets_it_finish() {
+    let mut s = Server::start(&[]);
+    let idle = TcpStream::connect(s.addr).unwrap();
+    let body = format!("[{},{}]", event_json("u1", "t"), event_json("u2", "t"));
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut conn = s.connect();
+    conn.send_raw(format!("POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}", body.len()).as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    // New connections are refused once the listener is gone.
+    assert!(TcpStream::connect(s.addr).is_err(), "still accepting after SIGTERM");
+    conn.stream.write_all(rest.as_bytes()).unwrap();
+    let res = conn.recv();
+    assert_eq!(res.status, 202);
+    assert_eq!(&res.body[..], br#"{"accepted":2,"duplicates":0}"#);
+    assert!(res.closes(), "the last response of a draining server closes");
+    let status = s.wait(Duration::from_secs(10)).expect("server exited");
+    assert_eq!(status.code(), Some(0));
+    drop(idle);
+}
+
+#[test]
+fn sigint_with_idle_connections_exits_promptly() {
+    let mut s = Server::start(&[]);
+    let _idle: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    let mut keep_alive = s.connect();
+    keep_alive.send_raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(keep_alive.recv().status, 200);
+    s.signal("INT");
+    let status = s.wait(Duration::from_secs(5)).expect("exited well before the shutdown timeout");
+    assert_eq!(status.code(), Some(0));
+    assert!(keep_alive.is_closed_within(Duration::from_secs(1)));
+}
