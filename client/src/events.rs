@@ -2,6 +2,7 @@
 //! event as one JSON line, following `next_after` from page to page.
 
 use inlet_shared::http::ClientRequest;
+use serde_json::value::RawValue;
 
 use crate::{conn, exit};
 
@@ -22,6 +23,13 @@ pub struct Args {
     /// Stop after printing this many events (default: all).
     #[arg(long)]
     max: Option<u64>,
+}
+
+/// A page of `GET /events`, events kept as the server wrote them.
+#[derive(serde::Deserialize)]
+struct Page {
+    events: Vec<Box<RawValue>>,
+    next_after: Option<u64>,
 }
 
 fn target(args: &Args, after: u64) -> String {
@@ -53,21 +61,21 @@ pub async fn run(server: &str, args: Args) -> u8 {
             eprintln!("inlet-client: {} {}", res.status, String::from_utf8_lossy(&res.body));
             return exit::for_status(res.status);
         }
-        let page: serde_json::Value = match serde_json::from_slice(&res.body) {
+        let page: Page = match serde_json::from_slice(&res.body) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("inlet-client: unexpected answer: {e}");
                 return exit::SERVER_ERROR;
             }
         };
-        for stored in page["events"].as_array().into_iter().flatten() {
+        for stored in &page.events {
             if args.max.is_some_and(|m| printed >= m) {
                 return exit::OK;
             }
             println!("{stored}");
             printed += 1;
         }
-        match page["next_after"].as_u64() {
+        match page.next_after {
             Some(next) => after = next,
             None => return exit::OK,
         }

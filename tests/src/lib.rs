@@ -53,7 +53,10 @@ impl Server {
 
     pub fn start_in(data_dir: tempfile::TempDir, args: &[&str]) -> Server {
         let mut cmd = Command::new(binary("inlet-server"));
-        cmd.arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir.path());
+        if !args.contains(&"--listen") {
+            cmd.arg("--listen").arg("127.0.0.1:0");
+        }
+        cmd.arg("--data-dir").arg(data_dir.path());
         if !args.contains(&"--store") {
             cmd.arg("--store").arg("memory");
         }
