@@ -9,6 +9,8 @@ use clap::{Parser, ValueEnum};
 use inlet_shared::event::ParseLimits;
 use inlet_shared::http::Limits;
 
+pub use crate::store::SyncMode;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// tokio, one task per connection (the real server).
@@ -20,6 +22,8 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
+    /// Embedded SQLite event log under --data-dir (durable, the default).
+    Sqlite,
     /// Nothing on disk; for tests and benchmarks.
     Memory,
 }
@@ -43,12 +47,26 @@ pub struct Config {
     pub mode: Mode,
 
     /// Where accepted events are kept.
-    #[arg(long, env = "INLET_STORE", value_enum, default_value = "memory")]
+    #[arg(long, env = "INLET_STORE", value_enum, default_value = "sqlite")]
     pub store: StoreKind,
 
     /// Directory of the embedded store.
     #[arg(long, env = "INLET_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// sqlite: what a commit waits for. full: fsync every commit (an
+    /// acknowledged event survives power loss); normal: survives a crash of
+    /// the process only.
+    #[arg(long, env = "INLET_SYNC", value_enum, default_value = "full")]
+    pub sync: SyncMode,
+
+    /// sqlite: requests waiting for the writer at most; more get 503.
+    #[arg(long, env = "INLET_STORE_QUEUE", default_value_t = 4096)]
+    pub store_queue: usize,
+
+    /// sqlite: cap on the database size in bytes; writes past it get 503.
+    #[arg(long, env = "INLET_MAX_STORE_BYTES")]
+    pub max_store_bytes: Option<u64>,
 
     /// Open connections at most; more are answered 503 and closed.
     #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]

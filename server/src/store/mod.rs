@@ -8,6 +8,7 @@
 //!   promises, so the caller may answer `202` right after it.
 
 mod memory;
+mod sqlite;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use inlet_shared::event::Event;
 
 use crate::config::{Config, StoreKind};
 pub use memory::MemoryStore;
+pub use sqlite::{Options as SqliteOptions, SqliteStore, Sync as SyncMode};
 
 /// Why a store could not take or serve events. Both are answered `503`
 /// with `Retry-After`; nothing is acknowledged.
@@ -93,6 +95,16 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match config.store {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::default())),
+        StoreKind::Sqlite => {
+            let options = SqliteOptions {
+                dir: config.data_dir.clone(),
+                sync: config.sync,
+                queue: config.store_queue,
+                max_bytes: config.max_store_bytes,
+                readers: 4,
+            };
+            Ok(Arc::new(SqliteStore::open(&options)?))
+        }
     }
 }
 

@@ -1,0 +1,214 @@
+//! `--store sqlite` (the default): an event log in SQLite under
+//! `--data-dir`, WAL mode, one writer thread with group commit
+//! (`writer.rs`), a small pool of read connections for `GET /events` that
+//! never wait for the writer, and dedupe by a unique key on (source, id).
+//!
+//! Durability: a request is acknowledged only after the transaction holding
+//! its events committed. With `--sync full` (default) the commit includes an
+//! fsync of the WAL, so an acknowledged event survives power loss; with
+//! `--sync normal` it survives a crash of the process (`kill -9`) but the
+//! last commits may be lost on power loss.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures::future::BoxFuture;
+use inlet_shared::event::Event;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
+use writer::{Job, Row};
+
+/// What a commit waits for (SQLite `PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sync {
+    /// fsync the WAL on every commit: nothing acknowledged is lost on power loss.
+    Full,
+    /// fsync only at checkpoints: survives a process crash, not a power loss.
+    Normal,
+}
+
+/// Settings of the SQLite store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub sync: Sync,
+    /// Requests waiting for the writer at most; more are answered 503.
+    pub queue: usize,
+    /// Cap on the database size; writes past it are answered 503.
+    pub max_bytes: Option<u64>,
+    /// Read connections.
+    pub readers: usize,
+}
+
+pub struct SqliteStore {
+    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn open_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot open the event store {}: {e}", path.display())
+}
+
+impl SqliteStore {
+    pub fn open(options: &Options) -> anyhow::Result<SqliteStore> {
+        std::fs::create_dir_all(&options.dir)
+            .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", options.dir.display()))?;
+        let path = options.dir.join("events.sqlite3");
+        let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
+        schema::configure_writer(&conn, options.sync, options.max_bytes).map_err(|e| open_error(&path, e))?;
+        let next: i64 = conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+            .map_err(|e| open_error(&path, e))?;
+        tracing::info!(path = %path.display(), last_seq = next, sync = ?options.sync, "sqlite store opened");
+
+        let mut readers = Vec::with_capacity(options.readers);
+        for _ in 0..options.readers.max(1) {
+            let r = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| open_error(&path, e))?;
+            schema::configure_reader(&r).map_err(|e| open_error(&path, e))?;
+            readers.push(r);
+        }
+
+        let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
+        let writer = std::thread::Builder::new()
+            .name("inlet-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| anyhow::anyhow!("cannot start the writer thread: {e}"))?;
+        Ok(SqliteStore {
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(Mutex::new(readers)),
+            path,
+        })
+    }
+
+    fn submit(&self, events: &[Event]) -> Result<oneshot::Receiver<Result<Vec<bool>, StoreError>>, StoreError> {
+        let rows = events
+            .iter()
+            .map(|e| Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json: e.to_json() })
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        let jobs = self.jobs.lock().map_err(|_| StoreError::Unavailable("writer queue poisoned".into()))?;
+        let Some(jobs) = jobs.as_ref() else {
+            return Err(StoreError::Unavailable("the store is closing".into()));
+        };
+        match jobs.try_send(Job { rows, reply }) {
+            Ok(()) => Ok(answer),
+            Err(mpsc::TrySendError::Full(_)) => {
+                Err(StoreError::Overloaded("the write queue is full".into()))
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("the writer stopped".into())),
+        }
+    }
+}
+
+/// Runs a query on a pooled read connection (opening one more if all are busy).
+fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query) -> Result<Page, StoreError> {
+    let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
+    let conn = match pooled {
+        Some(c) => c,
+        None => {
+            let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
+            schema::configure_reader(&c).map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
+            c
+        }
+    };
+    let result = query(&conn, q).map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")));
+    if let Ok(mut pool) = readers.lock() {
+        pool.push(conn);
+    }
+    result
+}
+
+fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Page> {
+    let sql = match (&q.ty, &q.source) {
+        (None, None) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        (Some(_), None) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND type = ?3 ORDER BY seq LIMIT ?2",
+        (None, Some(_)) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND source = ?4 ORDER BY seq LIMIT ?2",
+        (Some(_), Some(_)) => {
+            "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND type = ?3 AND source = ?4 ORDER BY seq LIMIT ?2"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let after = i64::try_from(q.after).unwrap_or(i64::MAX);
+    // One more than asked tells whether a next page exists.
+    let limit = q.limit as i64 + 1;
+    let ty = q.ty.as_deref().unwrap_or("");
+    let source = q.source.as_deref().unwrap_or("");
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &limit];
+    if q.ty.is_some() || q.source.is_some() {
+        params.push(&ty);
+    }
+    if q.source.is_some() {
+        params.push(&source);
+    }
+    let mut events: Vec<StoredEvent> = stmt
+        .query_map(params.as_slice(), |r| {
+            let seq: i64 = r.get(0)?;
+            let received_at: String = r.get(1)?;
+            let json: String = r.get(2)?;
+            Ok(StoredEvent { seq: seq as u64, received_at, json: json.into() })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = events.len() > q.limit;
+    events.truncate(q.limit);
+    let next_after = if more { events.last().map(|e| e.seq) } else { None };
+    Ok(Page { events, next_after })
+}
+
+impl Store for SqliteStore {
+    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(Appended { duplicate: Vec::new() });
+            }
+            let answer = self.submit(events)?;
+            match answer.await {
+                Ok(Ok(duplicate)) => Ok(Appended { duplicate }),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Unavailable("the writer stopped".into())),
+            }
+        })
+    }
+
+    fn query(&self, q: Query) -> BoxFuture<'_, Result<Page, StoreError>> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || read(&readers, &path, &q)).await {
+                Ok(result) => result,
+                Err(e) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            // Dropping the sender lets the writer finish the queue and stop.
+            if let Ok(mut jobs) = self.jobs.lock() {
+                jobs.take();
+            }
+            let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+            if let Some(handle) = handle {
+                tokio::task::spawn_blocking(move || handle.join())
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("writer join: {e}")))?
+                    .map_err(|_| StoreError::Unavailable("the writer thread panicked".into()))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+}
