@@ -26,6 +26,8 @@ pub enum StoreKind {
     Sqlite,
     /// Nothing on disk; for tests and benchmarks.
     Memory,
+    /// NATS JetStream: many servers feed one replicated stream.
+    Jetstream,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,6 +69,34 @@ pub struct Config {
     /// sqlite: cap on the database size in bytes; writes past it get 503.
     #[arg(long, env = "INLET_MAX_STORE_BYTES")]
     pub max_store_bytes: Option<u64>,
+
+    /// jetstream: NATS server URL(s), comma-separated or repeated.
+    #[arg(long, env = "INLET_NATS_URL", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: Vec<String>,
+
+    /// jetstream: stream name (created if missing).
+    #[arg(long, env = "INLET_STREAM", default_value = "INLET_EVENTS")]
+    pub stream: String,
+
+    /// jetstream: events go to `<prefix>.<type>`.
+    #[arg(long, env = "INLET_SUBJECT_PREFIX", default_value = "inlet.events")]
+    pub subject_prefix: String,
+
+    /// jetstream: replicas of the stream it creates (1, 3 or 5).
+    #[arg(long, env = "INLET_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+
+    /// jetstream: max age of events in the stream it creates (0: forever).
+    #[arg(long, env = "INLET_MAX_AGE", default_value = "0s", value_parser = parse_duration)]
+    pub max_age: Duration,
+
+    /// jetstream: max size of the stream it creates, bytes (-1: unlimited).
+    #[arg(long, env = "INLET_MAX_STREAM_BYTES", default_value_t = -1, allow_hyphen_values = true)]
+    pub max_stream_bytes: i64,
+
+    /// jetstream: window in which a repeated (source, id) is dropped as a duplicate.
+    #[arg(long, env = "INLET_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
+    pub duplicate_window: Duration,
 
     /// Open connections at most; more are answered 503 and closed.
     #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]

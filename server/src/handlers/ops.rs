@@ -11,9 +11,16 @@ pub fn echo(req: &Request) -> Response {
     Response::new(200, req.headers.get("content-type").cloned(), req.body.clone())
 }
 
-/// `GET /health`: liveness.
-pub fn health(_app: &App) -> Response {
-    respond::json(200, Bytes::from_static(br#"{"status":"ok"}"#))
+/// `GET /health`: liveness. Always 200 while the process serves; when the
+/// store cannot take writes it says so (`"ready": false`).
+pub fn health(app: &App) -> Response {
+    match app.store.readiness() {
+        Ok(()) => respond::json(200, Bytes::from_static(br#"{"status":"ok"}"#)),
+        Err(why) => {
+            let body = serde_json::json!({"status": "ok", "ready": false, "store": app.store.name(), "reason": why});
+            respond::json(200, serde_json::to_vec(&body).unwrap_or_default())
+        }
+    }
 }
 
 /// `GET /stats`: the counters as JSON.

@@ -7,6 +7,7 @@
 //! - the future resolves only once the events are as durable as the store
 //!   promises, so the caller may answer `202` right after it.
 
+mod jetstream;
 mod memory;
 mod sqlite;
 
@@ -17,6 +18,7 @@ use futures::future::BoxFuture;
 use inlet_shared::event::Event;
 
 use crate::config::{Config, StoreKind};
+pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
 pub use memory::MemoryStore;
 pub use sqlite::{Options as SqliteOptions, SqliteStore, Sync as SyncMode};
 
@@ -89,6 +91,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs and `/health`.
     fn name(&self) -> &'static str;
+
+    /// Whether the store can take writes now; `Err` says why not (shown by
+    /// `/health`).
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Opens the store the configuration names.
@@ -104,6 +112,19 @@ pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 readers: 4,
             };
             Ok(Arc::new(SqliteStore::open(&options)?))
+        }
+        StoreKind::Jetstream => {
+            let options = JetStreamOptions {
+                urls: config.nats_url.clone(),
+                stream: config.stream.clone(),
+                subject_prefix: config.subject_prefix.clone(),
+                replicas: config.replicas,
+                max_age: config.max_age,
+                max_bytes: config.max_stream_bytes,
+                duplicate_window: config.duplicate_window,
+                ack_timeout: std::time::Duration::from_secs(5),
+            };
+            Ok(Arc::new(JetStreamStore::open(options).await?))
         }
     }
 }

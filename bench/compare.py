@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of inlet against an axum baseline and nginx.
+
+Runs each server alternately under the same load, several rounds, and prints
+per server and workload: requests/s, p50, p99 and server CPU time per request
+(user + system time of all the server's processes over the run, from /proc,
+divided by the requests served), the medians over the rounds, and the ratios.
+Also: memory per idle connection (10,000 held open), inlet's p99 with 1,000
+idle and 200 byte-trickling connections open, and `inlet-client bench`
+against wrk on the same server.
+
+Usage: bench/run.sh [--rounds N] [--duration S]   (builds everything first)
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INLET = os.path.join(ROOT, "target/release/inlet-server")
+CLIENT = os.path.join(ROOT, "target/release/inlet-client")
+AXUM = os.path.join(ROOT, "bench/axum-baseline/target/release/axum-baseline")
+WRK_SINGLE = os.path.join(ROOT, "bench/wrk/post_event.lua")
+WRK_PIPE = os.path.join(ROOT, "bench/wrk/pipeline16.lua")
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_bytes(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total
+
+
+class Server:
+    def __init__(self, name, extra=()):
+        self.name = name
+        self.tmp = tempfile.mkdtemp(prefix=f"bench-{name}-")
+        if name == "nginx":
+            port = free_port()
+            with open(os.path.join(ROOT, "bench/nginx/nginx.conf.template")) as f:
+                conf = f.read().replace("@DIR@", self.tmp).replace("@PORT@", str(port))
+            path = os.path.join(self.tmp, "nginx.conf")
+            with open(path, "w") as f:
+                f.write(conf)
+            self.proc = subprocess.Popen(["nginx", "-c", path, "-p", self.tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.addr = f"127.0.0.1:{port}"
+            wait_port(port)
+            time.sleep(0.3)
+        else:
+            cmd = {"inlet": [INLET, "--listen", "127.0.0.1:0", "--store", "memory", "--data-dir", self.tmp],
+                   "axum": [AXUM, "127.0.0.1:0"]}[name] + list(extra)
+            env = dict(os.environ, RUST_LOG="warn")
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+            line = self.proc.stdout.readline().strip()
+            self.addr = line.removeprefix("listening on ")
+
+    def pids(self):
+        return [self.proc.pid] + children(self.proc.pid)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM if self.name != "nginx" else signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_port(port):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"port {port} never opened")
+
+
+def parse_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(addr, script, conns, duration, pipeline=1):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, f"http://{addr}"],
+                         capture_output=True, text=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1)) * pipeline
+    seconds = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    p50 = parse_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = parse_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"requests": requests, "rps": requests / seconds, "p50_ms": p50, "p99_ms": p99,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
+
+
+def client_bench(addr, conns, duration, pipeline=1):
+    out = subprocess.run([CLIENT, "bench", "--server", addr, "--connections", str(conns), "--pipeline", str(pipeline),
+                          "--duration", f"{duration}s", "--json"], capture_output=True, text=True)
+    r = json.loads(out.stdout)
+    return {"requests": r["requests"], "rps": r["requests_per_s"], "p50_ms": r["latency_ms"]["p50"],
+            "p99_ms": r["latency_ms"]["p99"], "client_bound": r["client_bound"], "client_cpu": r["client_cpu"]}
+
+
+def measured(server, run):
+    pids = server.pids()
+    before = cpu_seconds(pids)
+    result = run()
+    result["cpu_us_per_req"] = (cpu_seconds(server.pids()) - before) / max(result["requests"], 1) * 1e6
+    return result
+
+
+def median_of(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+def idle_memory(name, count):
+    server = Server(name)
+    host, port = server.addr.rsplit(":", 1)
+    time.sleep(0.5)
+    before = rss_bytes(server.pids())
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection((host, int(port)))
+        socks.append(s)
+    time.sleep(2)
+    after = rss_bytes(server.pids())
+    for s in socks:
+        s.close()
+    server.stop()
+    return (after - before) / count
+
+
+def slow_clients_p99(duration, conns):
+    server = Server("inlet", ["--header-timeout", "120s"])
+    base = wrk(server.addr, WRK_SINGLE, conns, duration)
+    hold_idle = subprocess.Popen([CLIENT, "hold", "--server", server.addr, "--connections", "1000"], stdout=subprocess.DEVNULL)
+    hold_trickle = subprocess.Popen([CLIENT, "hold", "--server", server.addr, "--connections", "200", "--partial", "--interval", "1s"],
+                                    stdout=subprocess.DEVNULL)
+    time.sleep(2)
+    loaded = wrk(server.addr, WRK_SINGLE, conns, duration)
+    with open("/dev/null") as _:
+        stats = subprocess.run([CLIENT, "stats", "--server", server.addr], capture_output=True, text=True).stdout
+    open_conns = json.loads(stats)["connections"]["open"]
+    hold_idle.terminate()
+    hold_trickle.terminate()
+    hold_idle.wait()
+    hold_trickle.wait()
+    server.stop()
+    return {"p99_alone_ms": base["p99_ms"], "p99_with_slow_ms": loaded["p99_ms"], "open_connections": open_conns,
+            "rps_alone": base["rps"], "rps_with_slow": loaded["rps"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=6)
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/latest.json"))
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    names = ["inlet", "axum", "nginx"]
+    results = {"single": {n: [] for n in names}, "pipelined": {n: [] for n in names}, "client_vs_wrk": []}
+    for rnd in range(args.rounds):
+        order = names[rnd % 3:] + names[:rnd % 3]
+        for name in order:
+            server = Server(name)
+            wrk(server.addr, WRK_SINGLE, 64, 1)  # warm-up
+            r = measured(server, lambda: wrk(server.addr, WRK_SINGLE, 64, args.duration))
+            results["single"][name].append(r)
+            r = measured(server, lambda: wrk(server.addr, WRK_PIPE, 16, args.duration, pipeline=16))
+            results["pipelined"][name].append(r)
+            if name == "inlet":
+                c = measured(server, lambda: client_bench(server.addr, 64, args.duration))
+                w = results["single"]["inlet"][-1]
+                results["client_vs_wrk"].append({"client_rps": c["rps"], "wrk_rps": w["rps"], "client_bound": c["client_bound"],
+                                                 "client_cpu": c["client_cpu"], "client_p99_ms": c["p99_ms"]})
+            server.stop()
+            print(f"round {rnd + 1}: {name} done", file=sys.stderr)
+
+    table = {}
+    for workload in ("single", "pipelined"):
+        table[workload] = {}
+        for name in names:
+            rows = results[workload][name]
+            table[workload][name] = {k: median_of(rows, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+    memory = {name: idle_memory(name, args.idle) for name in names}
+    slow = slow_clients_p99(args.duration, 64)
+    cvw = results["client_vs_wrk"]
+    summary = {
+        "table": table,
+        "idle_bytes_per_connection": memory,
+        "slow_clients": slow,
+        "client_vs_wrk": {"client_rps": median_of(cvw, "client_rps"), "wrk_rps": median_of(cvw, "wrk_rps"),
+                          "client_bound_any": any(r["client_bound"] for r in cvw)},
+        "ratios": {
+            "inlet_cpu_vs_axum": table["single"]["inlet"]["cpu_us_per_req"] / table["single"]["axum"]["cpu_us_per_req"],
+            "inlet_cpu_vs_nginx": table["single"]["inlet"]["cpu_us_per_req"] / table["single"]["nginx"]["cpu_us_per_req"],
+            "inlet_rps_vs_axum": table["single"]["inlet"]["rps"] / table["single"]["axum"]["rps"],
+            "inlet_pipelined_rps_vs_nginx": table["pipelined"]["inlet"]["rps"] / table["pipelined"]["nginx"]["rps"],
+            "slow_p99_ratio": slow["p99_with_slow_ms"] / slow["p99_alone_ms"],
+            "client_vs_wrk_rps": median_of(cvw, "client_rps") / median_of(cvw, "wrk_rps"),
+        },
+        "raw": results,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(summary, f, indent=2)
+
+    print(f"\n{args.rounds} rounds x {args.duration} s, wrk -t1, medians\n")
+    for workload, title in (("single", "POST /events, 64 connections, one event per request, fresh ids"),
+                            ("pipelined", "POST /events, 16 connections, pipelined 16 deep")):
+        print(f"{title}\n")
+        print("| server | req/s | p50 ms | p99 ms | server CPU µs/req |")
+        print("|---|---|---|---|---|")
+        for name in names:
+            r = table[workload][name]
+            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us_per_req']:.1f} |")
+        print()
+    print("| server | memory per idle connection |")
+    print("|---|---|")
+    for name in names:
+        print(f"| {name} | {memory[name] / 1024:.2f} KiB |")
+    print()
+    s = slow
+    print(f"inlet p99 alone {s['p99_alone_ms']:.3f} ms; with 1,000 idle + 200 trickling connections open "
+          f"({s['open_connections']} open) {s['p99_with_slow_ms']:.3f} ms")
+    print(f"inlet-client bench {summary['client_vs_wrk']['client_rps']:.0f} req/s vs wrk (Lua) {summary['client_vs_wrk']['wrk_rps']:.0f} req/s"
+          + (" (client-bound in some round)" if summary["client_vs_wrk"]["client_bound_any"] else ""))
+    print()
+    for k, v in summary["ratios"].items():
+        print(f"{k}: {v:.2f}")
+
+
+if __name__ == "__main__":
+    main()

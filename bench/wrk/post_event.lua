@@ -1,0 +1,16 @@
+-- POST /events with one ~260-byte structured CloudEvent per request and a
+-- fresh id each time (the same event `inlet-client bench` sends).
+local prefix = string.format("wrk%d", math.random(1, 1000000000))
+local counter = 0
+local headers = { ["Content-Type"] = "application/cloudevents+json" }
+
+math.randomseed(os.time())
+prefix = string.format("wrk%d", math.random(1, 1000000000))
+
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{"specversion":"1.0","id":"%s-%d","source":"/inlet-client/bench","type":"inlet.bench.reading","time":"2026-11-29T06:00:00Z","datacontenttype":"application/json","data":{"sensor":"s-17","celsius":21.5,"seq":%d}}',
+    prefix, counter, counter)
+  return wrk.format("POST", "/events", headers, body)
+end
