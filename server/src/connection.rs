@@ -158,7 +158,7 @@ impl ConnectionTask {
                     let version = req.version;
                     let keep_alive = req.keep_alive && !self.shutting_down();
                     let (route, mut res) = router::handle(&self.app, req).await;
-                    self.app.metrics.observe(route.name(), method, res.status, started.elapsed());
+                    self.app.metrics.observe(route, method, res.status, started.elapsed());
                     if !keep_alive || res.closes() {
                         res.connection = Connection::Close;
                     } else if version == Version::Http10 {

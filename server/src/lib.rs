@@ -10,7 +10,8 @@
 //!   `HEAD`). `handlers/`: one file per endpoint family.
 //! - `respond`: builds responses (JSON, RFC 9457 problems).
 //! - `store/`: the [`store::Store`] trait and its implementations.
-//! - `stats`: the counters behind `/stats` and `/metrics`.
+//! - `stats`: the counters behind `/stats`; `metrics`: lock-free request
+//!   counters and latency histograms, and the `/metrics` registry.
 //! - `blocking`: the stage-1 single-threaded server, kept to show the freeze.
 //! - `shutdown`: SIGINT/SIGTERM as a future.
 
@@ -19,6 +20,7 @@ pub mod config;
 mod connection;
 mod handlers;
 pub mod logging;
+mod metrics;
 mod respond;
 mod router;
 pub mod server;

@@ -1,6 +1,6 @@
-//! The counters behind `GET /stats` (JSON) and `GET /metrics` (Prometheus
-//! text): accepted, duplicates, rejected by reason, per-type counts,
-//! connections, uptime, and request counts and latency by route and status.
+//! The counters behind `GET /stats` (JSON), also exposed on `/metrics`:
+//! accepted, duplicates, rejected by reason, per-type counts, connections,
+//! uptime. (Request counts and latency are in `metrics.rs`.)
 //!
 //! Hot-path counters are atomics. Per-type counts take a read lock on a map
 //! of atomics (a write lock only the first time a type is seen); the set of
@@ -13,13 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::family::Family;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
 use serde_json::json;
 
 /// Distinct event types counted one by one; later ones count as `(other)`.
@@ -174,55 +171,7 @@ impl Collector for StatsCollector {
     }
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: &'static str,
-    method: &'static str,
-    status: u16,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: &'static str,
-}
-
-/// The Prometheus registry: request counters and latency histograms, plus
-/// the [`Stats`] counters.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
-}
-
-impl Metrics {
-    pub fn new(stats: Arc<Stats>) -> Metrics {
-        let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("inlet_http_requests", "HTTP requests answered, by route, method and status", requests.clone());
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            // 50 µs .. ~3.3 s
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 17))
-        });
-        registry.register(
-            "inlet_http_request_duration_seconds",
-            "Time from a complete request to its response, by route",
-            latency.clone(),
-        );
-        registry.register_collector(Box::new(StatsCollector(stats)));
-        Metrics { registry, requests, latency }
-    }
-
-    pub fn observe(&self, route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
-        self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
-        self.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
-    }
-
-    /// The exposition text (OpenMetrics text format, which Prometheus reads).
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
+/// The collector that exposes [`Stats`] on `/metrics`.
+pub fn collector(stats: Arc<Stats>) -> impl Collector {
+    StatsCollector(stats)
 }

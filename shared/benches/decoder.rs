@@ -66,6 +66,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("inlet_codec", |b| {
         b.iter_batched(|| BytesMut::from(&one[..]), codec, BatchSize::SmallInput)
     });
+    // As in the server: one long-lived codec and read buffer; each
+    // iteration appends the request (the socket read) and decodes it.
+    group.bench_function("inlet_codec_long_lived_buffer", |b| {
+        let mut codec = ServerCodec::new(Limits::default());
+        let mut buf = BytesMut::with_capacity(8192);
+        b.iter(|| {
+            buf.extend_from_slice(&one);
+            matches!(codec.decode(&mut buf), Ok(Some(Inbound::Request(_))))
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("pipelined_1000");

@@ -7,11 +7,7 @@ use inlet_shared::http::Headers;
 use inlet_shared::problem::FieldError;
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> Headers {
-    let mut h = Headers::default();
-    for (n, v) in pairs {
-        h.push(Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()));
-    }
-    h
+    Headers::from_pairs(pairs)
 }
 
 fn parse(content_type: &'static str, body: &str) -> Result<Vec<Event>, ParseError> {

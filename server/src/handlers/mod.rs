@@ -14,7 +14,8 @@ use inlet_shared::problem::Problem;
 
 use crate::config::Config;
 use crate::respond;
-use crate::stats::{Metrics, Stats};
+use crate::metrics::Metrics;
+use crate::stats::Stats;
 use crate::store::Store;
 
 /// What every handler can reach.

@@ -8,7 +8,7 @@ use crate::respond;
 
 /// `POST /echo`: the body and its `Content-Type`, unchanged.
 pub fn echo(req: &Request) -> Response {
-    Response::new(200, req.headers.get("content-type").cloned(), req.body.clone())
+    Response::new(200, req.headers.get_bytes("content-type"), req.body.clone())
 }
 
 /// `GET /health`: liveness. Always 200 while the process serves; when the

@@ -38,8 +38,14 @@ impl MemoryStore {
         let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
         let mut duplicate = Vec::with_capacity(events.len());
         for (event, json) in events.iter().zip(json) {
-            let ids = inner.ids.entry(event.source.clone()).or_default();
-            if !ids.insert(event.id.clone()) {
+            let fresh = match inner.ids.get_mut(event.source.as_str()) {
+                Some(ids) => !ids.contains(event.id.as_str()) && ids.insert(event.id.clone()),
+                None => {
+                    inner.ids.insert(event.source.clone(), HashSet::from([event.id.clone()]));
+                    true
+                }
+            };
+            if !fresh {
                 duplicate.push(true);
                 continue;
             }

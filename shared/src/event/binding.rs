@@ -31,26 +31,28 @@ impl BodyKind {
     /// decides); any other type with `ce-specversion` is binary mode.
     pub fn of(headers: &Headers) -> Result<BodyKind, ParseError> {
         let content_type = headers.get("content-type");
+        // The media type without parameters, compared without allocating.
         let essence = content_type
-            .map(|ct| {
-                let ct = String::from_utf8_lossy(ct);
-                ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
-            })
+            .map(|ct| ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())
             .unwrap_or_default();
-        match essence.as_str() {
-            "application/cloudevents+json" => return Ok(BodyKind::Structured),
-            "application/cloudevents-batch+json" => return Ok(BodyKind::Batch),
-            _ => {}
+        let is = |name: &str| essence.eq_ignore_ascii_case(name.as_bytes());
+        if is("application/cloudevents+json") {
+            return Ok(BodyKind::Structured);
+        }
+        if is("application/cloudevents-batch+json") {
+            return Ok(BodyKind::Batch);
         }
         if headers.get("ce-specversion").is_some() {
             return Ok(BodyKind::Binary);
         }
-        match essence.as_str() {
-            "application/json" => Ok(BodyKind::Json),
-            "application/x-ndjson" => Ok(BodyKind::Ndjson),
-            _ => Err(ParseError::UnsupportedMediaType(
+        if is("application/json") {
+            Ok(BodyKind::Json)
+        } else if is("application/x-ndjson") {
+            Ok(BodyKind::Ndjson)
+        } else {
+            Err(ParseError::UnsupportedMediaType(
                 content_type.map(|ct| String::from_utf8_lossy(ct).into_owned()).unwrap_or_default(),
-            )),
+            ))
         }
     }
 }

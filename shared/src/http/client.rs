@@ -130,7 +130,7 @@ impl ClientCodec {
                 if (100..200).contains(&status) && status != 101 {
                     continue;
                 }
-                let mut headers = Headers::with_capacity(res.headers.len());
+                let mut headers = Headers::with_buffer(head.clone(), res.headers.len());
                 let mut length = None;
                 let mut chunked = false;
                 for field in res.headers.iter() {
@@ -147,7 +147,7 @@ impl ClientCodec {
                             .next()
                             .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                     }
-                    headers.push(head.slice_ref(field.name.as_bytes()), head.slice_ref(value));
+                    headers.push_slices(field.name.as_bytes(), value);
                 }
                 let to_head = self.in_flight.front().copied().unwrap_or(false);
                 let body = if to_head || status == 204 || status == 304 {

@@ -7,6 +7,8 @@
 //! by `Content-Length` or by the [`ChunkedDecoder`] until the body is whole.
 //! Header names and values are zero-copy slices of the frozen head.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -110,10 +112,12 @@ impl ServerCodec {
             if buf.is_empty() {
                 return Ok(None);
             }
-            if self.scanner.is_fresh() && self.since.is_none() {
-                self.since = Some(Instant::now());
-            }
             let Some(span) = self.scanner.scan(buf, self.limits.max_head, MAX_HEADERS)? else {
+                // Timestamps are taken only for requests that span reads, so
+                // a request that arrives whole never reads the clock.
+                if self.since.is_none() {
+                    self.since = Some(Instant::now());
+                }
                 return Ok(None);
             };
             buf.advance(span.skip);
@@ -125,14 +129,18 @@ impl ServerCodec {
                     return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
                 }
                 Framing::Length(n) => {
-                    buf.reserve(n.min(64 * 1024));
+                    // Room for the rest of the body, bounded so that a large
+                    // declared length does not reserve before it arrives.
+                    if buf.len() < n {
+                        buf.reserve((n - buf.len()).min(64 * 1024));
+                    }
                     BodyState::Length(n)
                 }
                 Framing::Chunked => {
                     BodyState::Chunked(ChunkedDecoder::new(self.limits.max_body, self.limits.max_head))
                 }
             };
-            self.since = Some(Instant::now());
+            self.since = None;
             self.state = State::Body { head, body, continue_pending: expect_continue };
         }
         let State::Body { head, body, continue_pending } = &mut self.state else {
@@ -151,11 +159,16 @@ impl ServerCodec {
                 self.since = None;
                 Ok(Some(Inbound::Request(Request { head, body })))
             }
-            None if *continue_pending => {
-                *continue_pending = false;
-                Ok(Some(Inbound::Continue(head.clone())))
+            None => {
+                if self.since.is_none() {
+                    self.since = Some(Instant::now());
+                }
+                if *continue_pending {
+                    *continue_pending = false;
+                    return Ok(Some(Inbound::Continue(head.clone())));
+                }
+                Ok(None)
             }
-            None => Ok(None),
         }
     }
 }
@@ -182,9 +195,10 @@ impl Decoder for ServerCodec {
 /// Returns the head, how its body is delimited, and whether the client
 /// expects `100 Continue`.
 fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bool), HttpError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    match req.parse(&bytes) {
+    // Uninitialised slots: httparse fills only what it uses.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(&bytes, &mut slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HttpError::InvalidRequestLine),
         Err(e) => return Err(map_parse_error(e, &bytes)),
@@ -193,9 +207,9 @@ fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bo
         return Err(HttpError::InvalidRequestLine);
     };
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-    let method = Method::from_token(bytes.slice_ref(method.as_bytes()));
+    let method = Method::from_token(method.as_bytes(), &bytes);
 
-    let mut headers = Headers::with_capacity(req.headers.len());
+    let mut headers = Headers::with_buffer(bytes.clone(), req.headers.len());
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = 0usize;
@@ -208,35 +222,41 @@ fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bo
     for field in req.headers.iter() {
         let name = field.name.as_bytes();
         let value = trim_ows(field.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            // RFC 9110 §8.6: a list of identical values may be accepted as one.
-            for part in value.split(|&b| b == b',') {
-                let n = parse_decimal(trim_ows(part))?;
-                if content_length.is_some_and(|m| m != n) {
-                    return Err(HttpError::ConflictingContentLength);
-                }
-                content_length = Some(n);
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding = true;
-            for coding in value.split(|&b| b == b',').map(trim_ows).filter(|c| !c.is_empty()) {
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    chunked += 1;
-                } else {
-                    unknown_coding = true;
+        // Compare lengths first: most names match none of these.
+        match name.len() {
+            14 if is_token(name, b"content-length") => {
+                // RFC 9110 §8.6: a list of identical values may be accepted as one.
+                for part in value.split(|&b| b == b',') {
+                    let n = parse_decimal(trim_ows(part))?;
+                    if content_length.is_some_and(|m| m != n) {
+                        return Err(HttpError::ConflictingContentLength);
+                    }
+                    content_length = Some(n);
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim_ows) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            17 if is_token(name, b"transfer-encoding") => {
+                transfer_encoding = true;
+                for coding in value.split(|&b| b == b',').map(trim_ows).filter(|c| !c.is_empty()) {
+                    if is_token(coding, b"chunked") {
+                        chunked += 1;
+                    } else {
+                        unknown_coding = true;
+                    }
+                }
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            4 if is_token(name, b"host") => hosts += 1,
+            10 if is_token(name, b"connection") => {
+                for token in value.split(|&b| b == b',').map(trim_ows) {
+                    close |= is_token(token, b"close");
+                    keep_alive |= is_token(token, b"keep-alive");
+                }
+            }
+            6 if is_token(name, b"expect") => {
+                expect_continue |= is_token(value, b"100-continue");
+            }
+            _ => {}
         }
-        headers.push(bytes.slice_ref(name), bytes.slice_ref(value));
+        headers.push_slices(name, value);
     }
 
     // RFC 9112 §6.1: Transfer-Encoding is not defined for HTTP/1.0.
@@ -326,6 +346,15 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, HttpError> {
         // A length that does not even fit in u64 is over any body limit.
         n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).ok_or(HttpError::BodyTooLarge)
     })
+}
+
+/// Case-insensitive match against a lowercase token made of letters, digits
+/// and `-`. Setting bit 5 lowercases a letter and leaves digits and `-`
+/// alone; the only other bytes it maps onto a digit or `-` are control
+/// characters, which httparse has already refused in names and values.
+#[inline]
+fn is_token(s: &[u8], lower: &[u8]) -> bool {
+    s.len() == lower.len() && s.iter().zip(lower).all(|(a, b)| a | 0x20 == *b)
 }
 
 /// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) at both ends.

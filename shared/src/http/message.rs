@@ -23,9 +23,10 @@ pub enum Method {
 }
 
 impl Method {
-    /// Maps a method token; `token` is a zero-copy slice kept for unknown methods.
-    pub(crate) fn from_token(token: Bytes) -> Method {
-        match &token[..] {
+    /// Maps a method token found in `head`; unknown methods keep a
+    /// zero-copy slice of it.
+    pub(crate) fn from_token(token: &[u8], head: &Bytes) -> Method {
+        match token {
             b"GET" => Method::Get,
             b"HEAD" => Method::Head,
             b"POST" => Method::Post,
@@ -33,7 +34,7 @@ impl Method {
             b"DELETE" => Method::Delete,
             b"PATCH" => Method::Patch,
             b"OPTIONS" => Method::Options,
-            _ => Method::Other(token),
+            _ => Method::Other(head.slice_ref(token)),
         }
     }
 
@@ -58,25 +59,70 @@ impl Method {
     }
 }
 
-/// Header fields in arrival order. Names and values are zero-copy slices of
-/// the request head; names compare case-insensitively (RFC 9110 §5.1).
+/// Header fields in arrival order, kept as offsets into the one buffer that
+/// holds the message head: looking a field up borrows from that buffer,
+/// and the whole set costs one reference count, not one per field.
+/// Names compare case-insensitively (RFC 9110 §5.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(Bytes, Bytes)>,
+    buf: Bytes,
+    entries: Vec<Field>,
+}
+
+/// Where one field's name and value lie in `Headers::buf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
 impl Headers {
-    pub fn with_capacity(n: usize) -> Headers {
-        Headers { entries: Vec::with_capacity(n) }
+    /// An empty set over `buf`, which the fields pushed next must lie in.
+    pub(crate) fn with_buffer(buf: Bytes, capacity: usize) -> Headers {
+        Headers { buf, entries: Vec::with_capacity(capacity) }
     }
 
-    pub fn push(&mut self, name: Bytes, value: Bytes) {
-        self.entries.push((name, value));
+    /// Adds a field whose name and value are sub-slices of the buffer.
+    pub(crate) fn push_slices(&mut self, name: &[u8], value: &[u8]) {
+        let base = self.buf.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = (s.as_ptr() as usize).wrapping_sub(base);
+            if s.is_empty() {
+                (0, 0)
+            } else {
+                (start as u32, (start + s.len()) as u32)
+            }
+        };
+        self.entries.push(Field { name: range(name), value: range(value) });
+    }
+
+    /// Builds headers from pairs (for requests made in code, and tests).
+    pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::with_capacity(pairs.len());
+        for (n, v) in pairs {
+            let (n, v) = (n.as_ref(), v.as_ref());
+            let ns = buf.len();
+            buf.extend_from_slice(n);
+            let vs = buf.len();
+            buf.extend_from_slice(v);
+            ranges.push(Field { name: (ns as u32, vs as u32), value: (vs as u32, buf.len() as u32) });
+        }
+        Headers { buf: Bytes::from(buf), entries: ranges }
+    }
+
+    fn slice(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.buf[start as usize..end as usize]
     }
 
     /// The first value of `name`.
-    pub fn get(&self, name: &str) -> Option<&Bytes> {
-        self.entries.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// The first value of `name` as a zero-copy `Bytes`.
+    pub fn get_bytes(&self, name: &str) -> Option<Bytes> {
+        self.get(name).map(|v| self.buf.slice_ref(v))
     }
 
     /// The first value of `name` if it is valid UTF-8.
@@ -84,15 +130,12 @@ impl Headers {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bytes> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.entries.iter().map(|(n, v)| (n, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries.iter().map(|f| (self.slice(f.name), self.slice(f.value)))
     }
 
     pub fn len(&self) -> usize {

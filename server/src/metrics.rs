@@ -1,0 +1,172 @@
+//! Request metrics for `/metrics`: counts by route, method and status, and
+//! latency histograms by route. Every cell is a fixed atomic counter
+//! (routes, methods and statuses are closed sets), so recording a request
+//! takes no lock and allocates nothing; the registry reads them at scrape
+//! time. The text is encoded by prometheus-client (OpenMetrics format).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::router::Route;
+use crate::stats::Stats;
+
+const ROUTES: [Route; 6] = [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::NotFound];
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+/// Every status the server answers with; anything else is counted as 500's neighbour "other".
+const STATUSES: [u16; 17] = [100, 200, 202, 400, 404, 405, 408, 411, 413, 414, 415, 422, 431, 500, 501, 503, 505];
+const OTHER_STATUS: usize = STATUSES.len();
+
+/// Upper bounds of the latency buckets, seconds: 50 µs doubling to ~3.3 s.
+fn bucket_bounds() -> [f64; 17] {
+    let mut bounds = [0.0; 17];
+    let mut b = 0.000_05;
+    for slot in bounds.iter_mut() {
+        *slot = b;
+        b *= 2.0;
+    }
+    bounds
+}
+
+fn route_index(route: Route) -> usize {
+    ROUTES.iter().position(|r| *r == route).unwrap_or(ROUTES.len() - 1)
+}
+
+fn method_index(method: &str) -> usize {
+    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1)
+}
+
+fn status_index(status: u16) -> usize {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(OTHER_STATUS)
+}
+
+#[derive(Debug)]
+struct Latency {
+    /// Per-bucket (not cumulative) counts; the last one is +Inf.
+    buckets: [AtomicU64; 18],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Latency {
+    fn new() -> Latency {
+        Latency { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+}
+
+#[derive(Debug)]
+struct RequestMetrics {
+    /// [route][method][status]
+    counts: Vec<AtomicU64>,
+    latency: Vec<Latency>,
+    bounds: [f64; 17],
+}
+
+impl RequestMetrics {
+    fn new() -> RequestMetrics {
+        let cells = ROUTES.len() * METHODS.len() * (STATUSES.len() + 1);
+        RequestMetrics {
+            counts: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+            latency: ROUTES.iter().map(|_| Latency::new()).collect(),
+            bounds: bucket_bounds(),
+        }
+    }
+
+    fn cell(route: usize, method: usize, status: usize) -> usize {
+        (route * METHODS.len() + method) * (STATUSES.len() + 1) + status
+    }
+}
+
+/// Reads the shared [`RequestMetrics`] at scrape time.
+#[derive(Debug)]
+struct RequestCollector(Arc<RequestMetrics>);
+
+impl Collector for RequestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let this = &self.0;
+        let mut metric = encoder.encode_descriptor(
+            "inlet_http_requests",
+            "HTTP requests answered, by route, method and status",
+            None,
+            MetricType::Counter,
+        )?;
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (m, method) in METHODS.iter().enumerate() {
+                for s in 0..=STATUSES.len() {
+                    let n = this.counts[RequestMetrics::cell(r, m, s)].load(Relaxed);
+                    if n == 0 {
+                        continue;
+                    }
+                    let status = STATUSES.get(s).map(u16::to_string).unwrap_or_else(|| "other".into());
+                    let labels = [("route", route.name()), ("method", method), ("status", status.as_str())];
+                    ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "inlet_http_request_duration_seconds",
+            "Time from a complete request to its response, by route",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (r, route) in ROUTES.iter().enumerate() {
+            let l = &this.latency[r];
+            let count = l.count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let mut buckets: Vec<(f64, u64)> =
+                this.bounds.iter().zip(&l.buckets).map(|(b, n)| (*b, n.load(Relaxed))).collect();
+            buckets.push((f64::MAX, l.buckets[17].load(Relaxed)));
+            let sum = l.sum_nanos.load(Relaxed) as f64 / 1e9;
+            let labels = [("route", route.name())];
+            metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `/metrics` registry: request metrics plus the [`Stats`] counters.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Arc<RequestMetrics>,
+}
+
+impl Metrics {
+    pub fn new(stats: Arc<Stats>) -> Metrics {
+        let requests = Arc::new(RequestMetrics::new());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(RequestCollector(requests.clone())));
+        registry.register_collector(Box::new(crate::stats::collector(stats)));
+        Metrics { registry, requests }
+    }
+
+    /// Records one answered request. Lock-free.
+    pub fn observe(&self, route: Route, method: &str, status: u16, elapsed: Duration) {
+        let r = &self.requests;
+        let ri = route_index(route);
+        r.counts[RequestMetrics::cell(ri, method_index(method), status_index(status))].fetch_add(1, Relaxed);
+        let l = &r.latency[ri];
+        let secs = elapsed.as_secs_f64();
+        let bucket = r.bounds.iter().position(|b| secs <= *b).unwrap_or(17);
+        l.buckets[bucket].fetch_add(1, Relaxed);
+        l.sum_nanos.fetch_add(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
+        l.count.fetch_add(1, Relaxed);
+    }
+
+    /// The exposition text (OpenMetrics text format, which Prometheus reads).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
