@@ -125,18 +125,24 @@ def wait_port(port):
 
 
 def parse_ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    m = re.match(r"([\d.]+)([a-z]+)", text)
     value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}[unit]
 
 
 def wrk(addr, script, conns, duration, pipeline=1):
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, f"http://{addr}"],
                          capture_output=True, text=True).stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1)) * pipeline
+    if "Latency Distribution" not in out:
+        raise SystemExit(f"wrk against {addr} failed:\n{out}")
+    # wrk counts responses, pipelined or not.
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     seconds = float(re.search(r"requests in ([\d.]+)s", out).group(1))
-    p50 = parse_ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = parse_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    try:
+        p50 = parse_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+        p99 = parse_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    except (AttributeError, KeyError) as e:
+        raise SystemExit(f"cannot read wrk's output ({e}):\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {"requests": requests, "rps": requests / seconds, "p50_ms": p50, "p99_ms": p99,

@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "INLET_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     pub duplicate_window: Duration,
 
+    /// Worker threads, each with its own runtime and listening socket
+    /// (SO_REUSEPORT); 0: one per CPU.
+    #[arg(long, env = "INLET_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
     /// Open connections at most; more are answered 503 and closed.
     #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,

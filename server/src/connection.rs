@@ -29,9 +29,12 @@ use crate::handlers::App;
 use crate::respond;
 use crate::router::{self, method_name};
 
-/// Read buffer capacity a connection starts with; it grows only for larger
-/// requests.
+/// Read buffer capacity a connection starts with (once it has sent its
+/// first byte); it grows only for larger requests.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
+
+/// A buffer larger than this is given back when the connection goes idle.
+const MAX_IDLE_READ_BUFFER: usize = 64 * 1024;
 
 /// After answering with `Connection: close`, how long (and how much) unread
 /// request data is drained so that the kernel does not reset the connection
@@ -64,11 +67,60 @@ pub struct ConnectionTask {
     idle_since: Option<Instant>,
 }
 
+/// Serves one accepted connection to its end.
+///
+/// Until the client sends its first byte the connection owns no buffers:
+/// it waits for readiness only, so thousands of idle connections cost a
+/// task and a socket each, not two buffers.
+pub async fn serve(stream: TcpStream, app: Arc<App>, settings: ServerSettings, mut shutdown: watch::Receiver<bool>) {
+    let accepted_at = Instant::now();
+    let _ = stream.set_nodelay(true);
+    tokio::select! {
+        biased;
+        ready = stream.readable() => {
+            if ready.is_err() {
+                return;
+            }
+        }
+        _ = sleep_until(accepted_at + settings.header_timeout) => {
+            let problem = Problem::new(408, "request-timeout", "the request did not arrive in time");
+            let mut res = app.reject(problem);
+            res.connection = Connection::Close;
+            let mut buf = bytes::BytesMut::new();
+            let _ = tokio_util::codec::Encoder::encode(&mut ServerCodec::new(settings.limits), res, &mut buf);
+            let mut stream = stream;
+            if timeout(LINGER_TIME, stream.write_all(&buf)).await.is_ok() {
+                linger_close(stream).await;
+            }
+            return;
+        }
+        _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return,
+    }
+    ConnectionTask::new(stream, app, settings, shutdown, accepted_at).run().await;
+}
+
 impl ConnectionTask {
-    pub fn new(stream: TcpStream, app: Arc<App>, settings: ServerSettings, shutdown: watch::Receiver<bool>) -> Self {
-        let _ = stream.set_nodelay(true);
+    fn new(
+        stream: TcpStream,
+        app: Arc<App>,
+        settings: ServerSettings,
+        shutdown: watch::Receiver<bool>,
+        accepted_at: Instant,
+    ) -> Self {
         let framed = Framed::with_capacity(stream, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
-        ConnectionTask { framed, app, settings, shutdown, accepted_at: Instant::now(), idle_since: None }
+        ConnectionTask { framed, app, settings, shutdown, accepted_at, idle_since: None }
+    }
+
+    /// Gives back a read buffer that grew for a large request once the
+    /// connection is idle again, so a keep-alive connection does not hold
+    /// the largest body it ever received.
+    fn shrink_buffers(&mut self) {
+        if self.framed.read_buffer().is_empty() && self.framed.read_buffer().capacity() > MAX_IDLE_READ_BUFFER {
+            *self.framed.read_buffer_mut() = bytes::BytesMut::with_capacity(INITIAL_READ_BUFFER);
+        }
+        if self.framed.write_buffer().is_empty() && self.framed.write_buffer().capacity() > MAX_IDLE_READ_BUFFER {
+            *self.framed.write_buffer_mut() = bytes::BytesMut::new();
+        }
     }
 
     /// The deadline for what the codec is waiting for now.
@@ -134,6 +186,7 @@ impl ConnectionTask {
                         }
                         unflushed = false;
                         self.idle_since = Some(Instant::now());
+                        self.shrink_buffers();
                         continue;
                     }
                 }
@@ -176,6 +229,7 @@ impl ConnectionTask {
                             return;
                         }
                         self.idle_since = Some(Instant::now());
+                        self.shrink_buffers();
                     } else {
                         unflushed = true;
                     }

@@ -33,17 +33,68 @@ use std::sync::Arc;
 pub use handlers::App;
 pub use server::run;
 
-/// Runs the async server until SIGINT/SIGTERM: binds, prints `listening on`,
-/// serves, drains, and makes the store durable.
+/// Runs the async server until SIGINT/SIGTERM: opens the store, binds one
+/// listener per worker, prints `listening on`, serves, drains, and closes the
+/// store so that every acknowledged event is durable.
 pub fn run_async(config: config::Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let store = store::open(&config).await?;
-        let app = Arc::new(App::new(store, &config));
-        let listener = server::bind(config.listen)?;
-        let addr = listener.local_addr()?;
-        server::announce(addr);
-        run(listener, app, config.server_settings(), shutdown::signal()).await;
-        Ok(())
-    })
+    // The main thread's runtime owns the store (and its background tasks,
+    // such as the NATS client) and waits for the signal.
+    let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = main.block_on(store::open(&config))?;
+    let app = Arc::new(App::new(store, &config));
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    let listeners = {
+        // tokio's socket API registers the listener with a reactor; it is
+        // handed to its worker's runtime right after.
+        let _context = main.enter();
+        server::bind_workers(config.listen, workers)?
+    };
+    let addr = listeners[0].local_addr()?;
+    let settings = config.server_settings();
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+
+    let mut threads = Vec::with_capacity(workers);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (app, permits, mut stopped) = (app.clone(), permits.clone(), stopped.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name(format!("inlet-worker-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("worker {i}: {e}");
+                        return;
+                    }
+                };
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                run(listener, app, settings, permits, shutdown).await;
+            });
+        })?;
+        threads.push(thread);
+    }
+    server::announce(addr);
+    tracing::info!(workers, "serving");
+
+    main.block_on(async move {
+        shutdown::signal().await;
+        let _ = stop.send(true);
+        // Workers stop accepting, finish what is in flight, and return.
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let _ = joined.await;
+        match app.store.close().await {
+            Ok(()) => tracing::info!("store closed"),
+            Err(e) => tracing::error!("closing the store failed: {e}"),
+        }
+    });
+    Ok(())
 }

@@ -1,5 +1,11 @@
-//! The async listener: accepts connections, enforces `--max-connections`,
-//! backs off on accept errors, and shuts down gracefully.
+//! The async listeners: accept connections, enforce `--max-connections`,
+//! back off on accept errors, and shut down gracefully.
+//!
+//! The server runs one single-threaded tokio runtime per worker thread
+//! (`--workers`, default: one per CPU), each with its own listening socket
+//! on the same address (`SO_REUSEPORT`), as nginx runs its workers: a
+//! connection lives on one thread for its whole life, so no request pays
+//! for a cross-thread wake-up.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,20 +21,12 @@ use tokio_util::codec::Encoder;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerSettings;
-use crate::connection::{linger_close, ConnectionTask};
+use crate::connection::{self, linger_close};
 use crate::handlers::App;
 
 /// Listen backlog: bursts of connects queue in the kernel instead of being
 /// refused.
 const BACKLOG: u32 = 4096;
-
-/// Binds with `SO_REUSEADDR` and a large backlog.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
 
 /// Prints the one line scripts wait for (SPEC §1).
 pub fn announce(addr: SocketAddr) {
@@ -39,13 +37,42 @@ pub fn announce(addr: SocketAddr) {
     tracing::info!("listening on {addr}");
 }
 
-/// Serves until `shutdown` completes; then stops accepting, lets requests in
-/// flight finish (bounded by `--shutdown-timeout`), and closes the store so
-/// that every acknowledged event is durable.
-pub async fn run(listener: TcpListener, app: Arc<App>, settings: ServerSettings, shutdown: impl Future<Output = ()>) {
+/// Binds `workers` listening sockets to one address with `SO_REUSEPORT`
+/// (the kernel spreads new connections over them); with port 0 the first
+/// picks the port and the others join it.
+pub fn bind_workers(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = bind_reuseport(addr)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind_reuseport(addr)?);
+    }
+    Ok(listeners)
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(BACKLOG)?;
+    listener.into_std()
+}
+
+/// Serves one listener until `shutdown` completes; then stops accepting and
+/// lets requests in flight finish (bounded by `--shutdown-timeout`). The
+/// connection limit `permits` is shared by every listener of the process.
+/// Closing the store is the caller's job, once every listener is done.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    settings: ServerSettings,
+    permits: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (notify, watch_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(settings.max_connections));
     tokio::pin!(shutdown);
 
     let mut backoff = Duration::from_millis(5);
@@ -60,10 +87,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, settings: ServerSettings,
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let app = app.clone();
-                        let task = ConnectionTask::new(stream, app.clone(), settings, watch_rx.clone());
+                        let shutdown = watch_rx.clone();
                         tracker.spawn(async move {
                             app.stats.connection_opened();
-                            task.run().await;
+                            connection::serve(stream, app.clone(), settings, shutdown).await;
                             app.stats.connection_closed();
                             drop(permit);
                         });
@@ -89,10 +116,6 @@ pub async fn run(listener: TcpListener, app: Arc<App>, settings: ServerSettings,
     tracker.close();
     if tokio::time::timeout(settings.shutdown_timeout, tracker.wait()).await.is_err() {
         tracing::warn!("shutdown timeout passed with {} connection(s) still open", tracker.len());
-    }
-    match app.store.close().await {
-        Ok(()) => tracing::info!("store closed"),
-        Err(e) => tracing::error!("closing the store failed: {e}"),
     }
 }
 

@@ -2,6 +2,8 @@
 //! behind one mutex. Nothing survives a restart; for tests and benchmarks.
 
 use std::collections::{HashMap, HashSet};
+
+use ahash::RandomState;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -21,8 +23,9 @@ struct Record {
 struct Inner {
     /// In ascending `seq`, which starts at 1.
     records: Vec<Record>,
-    /// source -> ids stored from it.
-    ids: HashMap<String, HashSet<String>>,
+    /// source -> ids stored from it. ahash with random keys: fast, and the
+    /// keys (client-chosen) cannot be crafted to collide.
+    ids: HashMap<String, HashSet<String, RandomState>, RandomState>,
 }
 
 #[derive(Debug, Default)]
@@ -41,7 +44,9 @@ impl MemoryStore {
             let fresh = match inner.ids.get_mut(event.source.as_str()) {
                 Some(ids) => !ids.contains(event.id.as_str()) && ids.insert(event.id.clone()),
                 None => {
-                    inner.ids.insert(event.source.clone(), HashSet::from([event.id.clone()]));
+                    let mut ids = HashSet::with_hasher(RandomState::new());
+                    ids.insert(event.id.clone());
+                    inner.ids.insert(event.source.clone(), ids);
                     true
                 }
             };
