@@ -75,10 +75,13 @@ pub struct ConnectionTask {
 pub async fn serve(stream: TcpStream, app: Arc<App>, settings: ServerSettings, mut shutdown: watch::Receiver<bool>) {
     let accepted_at = Instant::now();
     let _ = stream.set_nodelay(true);
+    let mut probe = [0u8; 1];
     tokio::select! {
         biased;
-        ready = stream.readable() => {
-            if ready.is_err() {
+        // `peek` waits for a real byte (readiness alone can be spurious)
+        // and leaves it in the socket for the codec.
+        peeked = stream.peek(&mut probe) => {
+            if !matches!(peeked, Ok(n) if n > 0) {
                 return;
             }
         }
@@ -96,7 +99,10 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, settings: ServerSettings, m
         }
         _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return,
     }
-    ConnectionTask::new(stream, app, settings, shutdown, accepted_at).run().await;
+    // Boxed: the state of a busy connection (buffers, codec, handler
+    // futures: several KiB) is allocated only once the client has spoken,
+    // so the future of an idle one stays small.
+    Box::pin(ConnectionTask::new(stream, app, settings, shutdown, accepted_at).run()).await;
 }
 
 impl ConnectionTask {
@@ -272,7 +278,8 @@ impl ConnectionTask {
 /// destroy the response before the client read it.
 pub(crate) async fn linger_close(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    // On the heap: a stack array here would sit in every connection's future.
+    let mut sink = vec![0u8; 4096];
     let mut drained = 0usize;
     let linger = async {
         while drained < LINGER_BYTES {
@@ -283,4 +290,34 @@ pub(crate) async fn linger_close(mut stream: TcpStream) {
         }
     };
     let _ = timeout(LINGER_TIME, linger).await;
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// An idle connection costs its task's future (plus a socket), so that
+    /// future must stay small: buffers and handler state are boxed and
+    /// allocated only once the client has sent a byte.
+    #[test]
+    fn an_idle_connection_future_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let store = std::sync::Arc::new(crate::store::MemoryStore::default());
+            let app = std::sync::Arc::new(crate::handlers::App::with_limits(store, Default::default()));
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let second = std::time::Duration::from_secs(1);
+            let settings = crate::config::ServerSettings {
+                limits: Default::default(),
+                max_connections: 1,
+                header_timeout: second,
+                body_timeout: second,
+                idle_timeout: second,
+                shutdown_timeout: second,
+            };
+            let f = super::serve(s, app, settings, rx);
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 1024, "the connection future is {size} bytes");
+        });
+    }
 }
