@@ -1,5 +1,6 @@
-//! `--store memory`: events in a vector, dedupe keys in a hash map, all
-//! behind one mutex. Nothing survives a restart; for tests and benchmarks.
+//! `--store memory`: events in chunked vectors, dedupe keys in sharded hash
+//! sets, all behind one mutex. Nothing survives a restart; for tests and
+//! benchmarks.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,13 +20,65 @@ struct Record {
     stored: StoredEvent,
 }
 
-#[derive(Debug, Default)]
+/// Dedupe sets are split in shards and records kept in fixed-size chunks so
+/// that no single growth step rehashes or copies the whole log: a hash table
+/// of a million ids doubling at once stalls every request for tens of
+/// milliseconds, a shard of it for well under one.
+const SHARDS: usize = 64;
+const CHUNK: usize = 1 << 16;
+
+/// source -> ids stored from it. ahash with random keys: fast, and the
+/// keys (client-chosen) cannot be crafted to collide.
+type Shard = HashMap<String, HashSet<String, RandomState>, RandomState>;
+
+#[derive(Debug)]
 struct Inner {
-    /// In ascending `seq`, which starts at 1.
-    records: Vec<Record>,
-    /// source -> ids stored from it. ahash with random keys: fast, and the
-    /// keys (client-chosen) cannot be crafted to collide.
-    ids: HashMap<String, HashSet<String, RandomState>, RandomState>,
+    /// Records in ascending `seq` (from 1), `CHUNK` per vector.
+    chunks: Vec<Vec<Record>>,
+    len: usize,
+    shards: Vec<Shard>,
+    hasher: RandomState,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        let hasher = RandomState::new();
+        let shards = (0..SHARDS).map(|_| HashMap::with_hasher(hasher.clone())).collect();
+        Inner { chunks: Vec::new(), len: 0, shards, hasher }
+    }
+}
+
+impl Inner {
+    /// Records (source, id); false if it was there already.
+    fn insert_key(&mut self, source: &str, id: &str) -> bool {
+        let shard = &mut self.shards[(self.hasher.hash_one((source, id)) as usize) % SHARDS];
+        match shard.get_mut(source) {
+            Some(ids) => !ids.contains(id) && ids.insert(id.to_string()),
+            None => {
+                let mut ids = HashSet::with_hasher(self.hasher.clone());
+                ids.insert(id.to_string());
+                shard.insert(source.to_string(), ids);
+                true
+            }
+        }
+    }
+
+    fn push(&mut self, record: Record) {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(record);
+            self.len += 1;
+        }
+    }
+
+    /// Records with an index from `start` on.
+    fn from_index(&self, start: usize) -> impl Iterator<Item = &Record> {
+        let chunk = start / CHUNK;
+        let skip = start % CHUNK;
+        self.chunks.iter().skip(chunk).flatten().skip(skip)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -41,22 +94,13 @@ impl MemoryStore {
         let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
         let mut duplicate = Vec::with_capacity(events.len());
         for (event, json) in events.iter().zip(json) {
-            let fresh = match inner.ids.get_mut(event.source.as_str()) {
-                Some(ids) => !ids.contains(event.id.as_str()) && ids.insert(event.id.clone()),
-                None => {
-                    let mut ids = HashSet::with_hasher(RandomState::new());
-                    ids.insert(event.id.clone());
-                    inner.ids.insert(event.source.clone(), ids);
-                    true
-                }
-            };
-            if !fresh {
+            if !inner.insert_key(&event.source, &event.id) {
                 duplicate.push(true);
                 continue;
             }
             duplicate.push(false);
-            let seq = inner.records.len() as u64 + 1;
-            inner.records.push(Record {
+            let seq = inner.len as u64 + 1;
+            inner.push(Record {
                 ty: event.ty.clone(),
                 source: event.source.clone(),
                 stored: StoredEvent { seq, received_at: received_at.clone(), json },
@@ -68,8 +112,8 @@ impl MemoryStore {
     fn query_now(&self, q: &Query) -> Result<Page, StoreError> {
         let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
         // seq n is at index n - 1.
-        let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.records.len());
-        let mut matching = inner.records[start..].iter().filter(|r| {
+        let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.len);
+        let mut matching = inner.from_index(start).filter(|r| {
             q.ty.as_deref().is_none_or(|t| r.ty == t) && q.source.as_deref().is_none_or(|s| r.source == s)
         });
         let events: Vec<StoredEvent> = matching.by_ref().take(q.limit).map(|r| r.stored.clone()).collect();
@@ -113,6 +157,19 @@ mod tests {
         let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")]).unwrap();
         assert_eq!(b.duplicate, vec![true, false]);
         assert_eq!((b.accepted(), b.duplicates()), (1, 1));
+    }
+
+    #[test]
+    fn records_cross_chunk_boundaries() {
+        let store = MemoryStore::default();
+        let events: Vec<Event> = (0..CHUNK + 10).map(|i| ev("s", &i.to_string(), "t")).collect();
+        store.append_now(&events).unwrap();
+        let q = Query { after: CHUNK as u64 - 2, limit: 5, ty: None, source: None };
+        let page = store.query_now(&q).unwrap();
+        let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+        let first = CHUNK as u64 - 1;
+        assert_eq!(seqs, (first..first + 5).collect::<Vec<_>>());
+        assert_eq!(page.next_after, Some(first + 4));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `--sync normal` it survives a crash of the process (`kill -9`) but the
 //! last commits may be lost on power loss.
 
+mod checkpointer;
 mod schema;
 mod writer;
 
@@ -77,6 +78,7 @@ impl SqliteStore {
             readers.push(r);
         }
 
+        checkpointer::start(&path).map_err(|e| open_error(&path, e))?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())

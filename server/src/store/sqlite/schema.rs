@@ -38,6 +38,11 @@ pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -
         },
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Index pages stay in memory (64 MiB) instead of being re-read.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    // The writer never checkpoints: the checkpointer thread does, so that
+    // copying WAL pages into the database is not on the commit path.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.execute_batch(SCHEMA)?;
     if let Some(bytes) = max_bytes {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
