@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 
+from benchlib import free_port, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INLET = os.path.join(ROOT, "target/release/inlet-server")
 CLIENT = os.path.join(ROOT, "target/release/inlet-client")
@@ -36,10 +38,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid):
@@ -114,14 +112,6 @@ class Server:
             self.proc.wait()
 
 
-def wait_port(port):
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def parse_ms(text):

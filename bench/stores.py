@@ -21,26 +21,16 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "target/release/inlet-server")
 CLIENT = os.path.join(ROOT, "target/release/inlet-client")
 NATS = os.environ.get("INLET_NATS_SERVER") or shutil.which("nats-server")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def start_nats(tmp, nodes):

@@ -27,7 +27,7 @@ use tokio_util::codec::Framed;
 use crate::config::ServerSettings;
 use crate::handlers::App;
 use crate::respond;
-use crate::router::{self, method_name};
+use crate::router;
 
 /// Read buffer capacity a connection starts with (once it has sent its
 /// first byte); it grows only for larger requests.
@@ -213,7 +213,7 @@ impl ConnectionTask {
                 }
                 Next::Item(Inbound::Request(req)) => {
                     let started = Instant::now();
-                    let method = method_name(&req.method);
+                    let method = req.method.label();
                     let version = req.version;
                     let keep_alive = req.keep_alive && !self.shutting_down();
                     let (route, mut res) = router::handle(&self.app, req).await;

@@ -61,20 +61,6 @@ impl Route {
     }
 }
 
-/// Label for metrics: known methods by name, the rest as `OTHER`.
-pub fn method_name(method: &Method) -> &'static str {
-    match method {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Patch => "PATCH",
-        Method::Options => "OPTIONS",
-        Method::Other(_) => "OTHER",
-    }
-}
-
 /// The refusal a request gets whatever its body, if any: decided from the
 /// head alone, so that `Expect: 100-continue` can be answered with it.
 pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {

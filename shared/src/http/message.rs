@@ -40,6 +40,16 @@ impl Method {
 
     pub fn as_str(&self) -> &str {
         match self {
+            // The decoder only builds `Other` from an httparse-validated token.
+            Method::Other(token) => std::str::from_utf8(token).unwrap_or("?"),
+            known => known.label(),
+        }
+    }
+
+    /// A label from a closed set, for metrics: known methods by name, any
+    /// other as `OTHER` (so clients cannot create label values).
+    pub fn label(&self) -> &'static str {
+        match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
             Method::Post => "POST",
@@ -47,8 +57,7 @@ impl Method {
             Method::Delete => "DELETE",
             Method::Patch => "PATCH",
             Method::Options => "OPTIONS",
-            // The decoder only builds `Other` from an httparse-validated token.
-            Method::Other(token) => std::str::from_utf8(token).unwrap_or("?"),
+            Method::Other(_) => "OTHER",
         }
     }
 
