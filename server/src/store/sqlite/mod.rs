@@ -78,11 +78,12 @@ impl SqliteStore {
             readers.push(r);
         }
 
-        checkpointer::start(&path).map_err(|e| open_error(&path, e))?;
+        let wal_pages = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        checkpointer::start(&path, wal_pages.clone()).map_err(|e| open_error(&path, e))?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, wal_pages))
             .map_err(|e| anyhow::anyhow!("cannot start the writer thread: {e}"))?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(tx)),

@@ -43,6 +43,8 @@ pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -
     // The writer never checkpoints: the checkpointer thread does, so that
     // copying WAL pages into the database is not on the commit path.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL starts over, its file is cut back to this size.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.execute_batch(SCHEMA)?;
     if let Some(bytes) = max_bytes {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;

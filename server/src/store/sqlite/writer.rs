@@ -8,11 +8,13 @@
 //! job sits in its own savepoint, so one job's failure does not spoil the
 //! others; a job is answered only after the commit that holds it succeeded.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
+use super::checkpointer;
 use crate::store::{now_rfc3339, StoreError};
 
 /// Upper bound of rows in one transaction, so a commit stays short.
@@ -90,7 +92,7 @@ fn unavailable_ref(e: &rusqlite::Error) -> StoreError {
 
 /// The writer loop: runs until every sender is gone, then checkpoints the
 /// WAL into the database file and returns.
-pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, wal_pages: Arc<AtomicI64>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         let mut rows = group[0].rows.len();
@@ -110,6 +112,14 @@ pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 tracing::error!("write failed: {e}");
             }
             let _ = job.reply.send(result);
+        }
+        // The WAL is large: copy its tail (the checkpointer copied the rest)
+        // and start it over, between two groups, where no lock is held.
+        if wal_pages.load(Ordering::Relaxed) > checkpointer::RESTART_PAGES {
+            match checkpointer::checkpoint(&conn, "RESTART") {
+                Ok(_) => wal_pages.store(0, Ordering::Relaxed),
+                Err(e) => tracing::warn!("WAL restart failed: {e}"),
+            }
         }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
