@@ -303,3 +303,31 @@ fn problem_lists_errors_in_rfc9457_shape() {
     assert_eq!(json["errors"][0]["pointer"], "#/0/type");
     assert_eq!(json["errors"][0]["detail"], "is required and must be a non-empty string");
 }
+
+#[test]
+fn structured_events_keep_their_received_bytes() {
+    let one = r#"{"id":"r1","type":"t","source":"/s","specversion":"1.0","data":{"b": 2.50}}"#;
+    let body = Bytes::from(format!("  {one}\n"));
+    let events = parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &body, &ParseLimits::default()).unwrap();
+    assert_eq!(events[0].raw.as_deref(), Some(one.as_bytes()));
+    assert_eq!(&events[0].json_bytes()[..], one.as_bytes());
+
+    let batch = Bytes::from(format!("[{one}, {one}]"));
+    let events = parse_body(&headers(&[("Content-Type", "application/json")]), &batch, &ParseLimits::default()).unwrap();
+    assert!(events.iter().all(|e| e.raw.as_deref() == Some(one.as_bytes())));
+
+    let nd = Bytes::from(format!("{one}\r\n\n{one}"));
+    let events = parse_body(&headers(&[("Content-Type", "application/x-ndjson")]), &nd, &ParseLimits::default()).unwrap();
+    assert!(events.iter().all(|e| e.raw.as_deref() == Some(one.as_bytes())));
+}
+
+#[test]
+fn multi_line_and_binary_events_are_serialised_again() {
+    let pretty = Bytes::from_static(b"{\n  \"specversion\": \"1.0\",\n  \"id\": \"p\",\n  \"source\": \"/s\",\n  \"type\": \"t\"\n}");
+    let events = parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &pretty, &ParseLimits::default()).unwrap();
+    assert_eq!(events[0].raw, None);
+    assert_eq!(&events[0].json_bytes()[..], br#"{"specversion":"1.0","id":"p","source":"/s","type":"t"}"#);
+    let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "/s"), ("ce-type", "t")]);
+    let events = parse_body(&h, &Bytes::new(), &ParseLimits::default()).unwrap();
+    assert_eq!(events[0].raw, None);
+}

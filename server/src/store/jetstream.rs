@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage, stream};
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
@@ -171,7 +170,7 @@ impl JetStreamStore {
         self.stream().await?;
         let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(events.len());
         for e in events {
-            let message = PublishMessage::build().payload(Bytes::from(e.to_json())).message_id(message_id(&e.source, &e.id));
+            let message = PublishMessage::build().payload(e.json_bytes()).message_id(message_id(&e.source, &e.id));
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &e.ty), message)

@@ -89,7 +89,15 @@ pub struct MemoryStore {
 impl MemoryStore {
     fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
         // Serialise outside the lock.
-        let json: Vec<Bytes> = events.iter().map(|e| Bytes::from(e.to_json())).collect();
+        // Copied: a slice of the request would keep its whole read buffer
+        // alive for as long as the event is stored.
+        let json: Vec<Bytes> = events
+            .iter()
+            .map(|e| match &e.raw {
+                Some(raw) => Bytes::copy_from_slice(raw),
+                None => Bytes::from(e.to_json()),
+            })
+            .collect();
         let received_at = now_rfc3339();
         let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
         let mut duplicate = Vec::with_capacity(events.len());

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::binary::parse_binary;
-use super::structured::{parse_array, parse_ndjson, parse_object_or_array, parse_single};
+use super::structured::{array, ndjson, object_or_array, single};
 use super::{Event, ParseError, ParseLimits};
 use crate::http::Headers;
 
@@ -58,13 +58,14 @@ impl BodyKind {
 }
 
 /// Parses and validates a `POST /events` body into the events it carries,
-/// in the order they were sent.
+/// in the order they were sent. Events from structured bodies keep their
+/// received bytes (`Event::raw`, zero-copy slices of `body`).
 pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     match BodyKind::of(headers)? {
-        BodyKind::Structured => parse_single(body, limits),
-        BodyKind::Batch => parse_array(body, limits),
-        BodyKind::Json => parse_object_or_array(body, limits),
-        BodyKind::Ndjson => parse_ndjson(body, limits),
+        BodyKind::Structured => single(body, Some(body), limits),
+        BodyKind::Batch => array(body, Some(body), limits),
+        BodyKind::Json => object_or_array(body, Some(body), limits),
+        BodyKind::Ndjson => ndjson(body, Some(body), limits),
         BodyKind::Binary => parse_binary(headers, body, limits),
     }
 }

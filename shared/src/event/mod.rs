@@ -15,6 +15,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
@@ -68,7 +69,7 @@ impl PartialEq for Data {
 }
 
 /// A valid CloudEvents 1.0 event. `specversion` is always `"1.0"`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event {
     pub id: String,
     /// URI-reference naming the producer; with `id` it identifies the event.
@@ -81,6 +82,26 @@ pub struct Event {
     pub time: Option<String>,
     pub extensions: BTreeMap<String, ExtensionValue>,
     pub data: Option<Data>,
+    /// The event's JSON exactly as it was received (a zero-copy slice of the
+    /// request body), when it came as one line of JSON in a structured body.
+    /// Stores keep these bytes instead of serialising the event again.
+    pub raw: Option<Bytes>,
+}
+
+/// Two events are equal when their attributes and data are; where their
+/// bytes came from does not matter.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.id == other.id
+            && self.source == other.source
+            && self.ty == other.ty
+            && self.datacontenttype == other.datacontenttype
+            && self.dataschema == other.dataschema
+            && self.subject == other.subject
+            && self.time == other.time
+            && self.extensions == other.extensions
+            && self.data == other.data
+    }
 }
 
 impl Event {
@@ -96,6 +117,16 @@ impl Event {
             time: None,
             extensions: BTreeMap::new(),
             data: None,
+            raw: None,
+        }
+    }
+
+    /// The event in the CloudEvents JSON format, as stored: the bytes it was
+    /// received as when there are any, else freshly serialised.
+    pub fn json_bytes(&self) -> Bytes {
+        match &self.raw {
+            Some(raw) => raw.clone(),
+            None => Bytes::from(self.to_json()),
         }
     }
 

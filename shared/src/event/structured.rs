@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -83,11 +84,28 @@ fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimit
 }
 
 /// Validates one event object found at `prefix`; errors go to `errors`.
-fn event_at(json: &str, prefix: &str, line: Option<u64>, errors: &mut Vec<FieldError>) -> Result<Option<Event>, Shape> {
+/// With `owner` (the body that `json` lies in), the event keeps its own
+/// bytes as `raw` when they fit on one line.
+fn event_at(
+    json: &str,
+    owner: Option<&Bytes>,
+    prefix: &str,
+    line: Option<u64>,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<Event>, Shape> {
     match serde_json::from_str::<RawObject>(json) {
         Ok(RawObject(members)) => {
             let attrs = members.into_iter().map(|(name, raw)| (name, RawAttr::Json(raw)));
-            Ok(build_event(attrs, Origin::Json { prefix, line }, errors))
+            let mut event = build_event(attrs, Origin::Json { prefix, line }, errors);
+            if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
+                let json = json.trim();
+                // Multi-line JSON is serialised again, so that `GET /events`
+                // and `inlet-client events` keep one event per line.
+                if memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
+                    event.raw = Some(owner.slice_ref(json.as_bytes()));
+                }
+            }
+            Ok(event)
         }
         Err(e) => match classify(e) {
             Shape::Wrong => {
@@ -101,12 +119,16 @@ fn event_at(json: &str, prefix: &str, line: Option<u64>, errors: &mut Vec<FieldE
 
 /// `application/cloudevents+json`: exactly one event object.
 pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    single(body, None, limits)
+}
+
+pub(crate) fn single(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     if body.len() > limits.max_event_bytes {
         return Err(too_large("#".into(), None, body.len(), limits));
     }
     let json = utf8(body)?;
     let mut errors = Vec::new();
-    match event_at(json, "#", None, &mut errors) {
+    match event_at(json, owner, "#", None, &mut errors) {
         Ok(Some(event)) => Ok(vec![event]),
         Ok(None) => Err(ParseError::Invalid(errors)),
         Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors }),
@@ -116,6 +138,10 @@ pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, Par
 
 /// `application/cloudevents-batch+json`: a JSON array of event objects.
 pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    array(body, None, limits)
+}
+
+pub(crate) fn array(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     let json = utf8(body)?;
     let items: Vec<&RawValue> = match serde_json::from_str(json) {
         Ok(items) => items,
@@ -143,7 +169,7 @@ pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, Pars
         if item.get().len() > limits.max_event_bytes {
             return Err(too_large(prefix, None, item.get().len(), limits));
         }
-        match event_at(item.get(), &prefix, None, &mut errors) {
+        match event_at(item.get(), owner, &prefix, None, &mut errors) {
             Ok(Some(event)) => events.push(event),
             Ok(None) | Err(Shape::Wrong) => {}
             // The array as a whole parsed, so its items are valid JSON.
@@ -159,9 +185,13 @@ pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, Pars
 
 /// `application/json`: one event object, or an array of them.
 pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    object_or_array(body, None, limits)
+}
+
+pub(crate) fn object_or_array(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => parse_array(body, limits),
-        _ => parse_single(body, limits),
+        Some(b'[') => array(body, owner, limits),
+        _ => single(body, owner, limits),
     }
 }
 
@@ -169,6 +199,10 @@ pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Ev
 /// lines numbered from 1 counting every line. A line that is not JSON is a
 /// `400` listing every such line; otherwise invalid events are a `422`.
 pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    ndjson(body, None, limits)
+}
+
+pub(crate) fn ndjson(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     let text = utf8(body)?;
     let mut events = Vec::new();
     let mut invalid = Vec::new();
@@ -188,7 +222,7 @@ pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, Par
         if line.len() > limits.max_event_bytes {
             return Err(too_large("#".into(), Some(number), line.len(), limits));
         }
-        match event_at(line, "#", Some(number), &mut invalid) {
+        match event_at(line, owner, "#", Some(number), &mut invalid) {
             Ok(Some(event)) => events.push(event),
             Ok(None) | Err(Shape::Wrong) => {}
             Err(Shape::Syntax(detail)) => malformed.push(FieldError {

@@ -96,7 +96,7 @@ impl SqliteStore {
     fn submit(&self, events: &[Event]) -> Result<oneshot::Receiver<Result<Vec<bool>, StoreError>>, StoreError> {
         let rows = events
             .iter()
-            .map(|e| Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json: e.to_json() })
+            .map(|e| Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json: e.json_bytes() })
             .collect();
         let (reply, answer) = oneshot::channel();
         let jobs = self.jobs.lock().map_err(|_| StoreError::Unavailable("writer queue poisoned".into()))?;

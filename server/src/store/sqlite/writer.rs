@@ -25,7 +25,7 @@ pub struct Row {
     pub source: String,
     pub id: String,
     pub ty: String,
-    pub json: Vec<u8>,
+    pub json: bytes::Bytes,
 }
 
 /// The rows of one request and where to send its answer: per row, whether
