@@ -129,7 +129,14 @@ impl Bodies {
     }
 }
 
-async fn drive(server: String, args: Args, index: u32, run_id: String, control: Arc<Control>, interval: Option<Duration>) -> Tally {
+async fn drive(
+    server: String,
+    args: Args,
+    index: u32,
+    run_id: String,
+    control: Arc<Control>,
+    interval: Option<Duration>,
+) -> Tally {
     let mut tally = Tally::new();
     let mut bodies = Bodies { prefix: format!("{run_id}-{index}-"), counter: 0, batch: args.batch };
     let pipeline = args.pipeline as usize;
@@ -227,11 +234,15 @@ fn process_cpu_seconds() -> Option<f64> {
 }
 
 pub async fn run(server: &str, args: Args) -> u8 {
-    if args.rate.is_some_and(|r| !(r > 0.0)) {
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         eprintln!("inlet-client: --rate must be positive");
         return exit::USAGE;
     }
-    let deadline = if args.requests.is_some() { Instant::now() + Duration::from_secs(24 * 3600) } else { Instant::now() + args.duration };
+    let deadline = if args.requests.is_some() {
+        Instant::now() + Duration::from_secs(24 * 3600)
+    } else {
+        Instant::now() + args.duration
+    };
     let control = Arc::new(Control {
         budget: args.requests.map(AtomicU64::new),
         deadline,

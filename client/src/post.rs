@@ -87,7 +87,11 @@ struct Summary {
 type Shared = Arc<std::sync::Mutex<Summary>>;
 type Queue = Arc<Mutex<mpsc::Receiver<Chunk>>>;
 
-async fn read_lines(input: Box<dyn AsyncRead + Unpin + Send>, batch: usize, tx: mpsc::Sender<Chunk>) -> std::io::Result<()> {
+async fn read_lines(
+    input: Box<dyn AsyncRead + Unpin + Send>,
+    batch: usize,
+    tx: mpsc::Sender<Chunk>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut number = 0u64;
     let mut lines = Vec::with_capacity(batch);
@@ -386,8 +390,14 @@ pub async fn run(server: &str, args: Args) -> u8 {
     let workers: Vec<_> = (0..connections)
         .map(|_| {
             tokio::spawn(
-                Worker { server: server.to_string(), queue: queue.clone(), summary: summary.clone(), pipeline, retries: args.retries }
-                    .run(),
+                Worker {
+                    server: server.to_string(),
+                    queue: queue.clone(),
+                    summary: summary.clone(),
+                    pipeline,
+                    retries: args.retries,
+                }
+                .run(),
             )
         })
         .collect();

@@ -146,7 +146,10 @@ impl ConnectionTask {
 
     async fn next(&mut self) -> Next {
         loop {
-            if self.shutting_down() && self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty() {
+            if self.shutting_down()
+                && self.framed.codec().phase() == Phase::Idle
+                && self.framed.read_buffer().is_empty()
+            {
                 return Next::Idle;
             }
             let deadline = self.deadline();

@@ -57,7 +57,11 @@ struct Latency {
 
 impl Latency {
     fn new() -> Latency {
-        Latency { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Latency {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 }
 

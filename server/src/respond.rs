@@ -10,7 +10,11 @@ pub fn json(status: u16, body: impl Into<Bytes>) -> Response {
 
 /// A problem response. Callers count it through `App::reject`.
 pub fn problem(problem: &Problem) -> Response {
-    Response::new(problem.status, Some(Bytes::from_static(PROBLEM_CONTENT_TYPE.as_bytes())), Bytes::from(problem.to_json()))
+    Response::new(
+        problem.status,
+        Some(Bytes::from_static(PROBLEM_CONTENT_TYPE.as_bytes())),
+        Bytes::from(problem.to_json()),
+    )
 }
 
 /// The problem answering a codec error.

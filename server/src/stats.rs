@@ -94,10 +94,7 @@ impl Stats {
     }
 
     fn snapshot_types(&self) -> BTreeMap<String, u64> {
-        self.types
-            .read()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.load(Relaxed))).collect())
-            .unwrap_or_default()
+        self.types.read().map(|m| m.iter().map(|(k, v)| (k.clone(), v.load(Relaxed))).collect()).unwrap_or_default()
     }
 
     fn snapshot_rejected(&self) -> BTreeMap<String, u64> {
@@ -142,9 +139,11 @@ impl Collector for StatsCollector {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value).encode(metric)?;
         }
-        let metric = encoder.encode_descriptor("inlet_connections_open", "Connections open now", None, MetricType::Gauge)?;
+        let metric =
+            encoder.encode_descriptor("inlet_connections_open", "Connections open now", None, MetricType::Gauge)?;
         ConstGauge::new(s.open.load(Relaxed).max(0)).encode(metric)?;
-        let metric = encoder.encode_descriptor("inlet_uptime_seconds", "Seconds since start", None, MetricType::Gauge)?;
+        let metric =
+            encoder.encode_descriptor("inlet_uptime_seconds", "Seconds since start", None, MetricType::Gauge)?;
         ConstGauge::new(s.uptime().as_secs() as i64).encode(metric)?;
 
         let mut metric = encoder.encode_descriptor(

@@ -63,9 +63,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("single_{}_bytes", one.len()));
     group.throughput(Throughput::Bytes(one.len() as u64));
     group.bench_function("bare_httparse", |b| b.iter(|| bare_httparse(std::hint::black_box(&one))));
-    group.bench_function("inlet_codec", |b| {
-        b.iter_batched(|| BytesMut::from(&one[..]), codec, BatchSize::SmallInput)
-    });
+    group.bench_function("inlet_codec", |b| b.iter_batched(|| BytesMut::from(&one[..]), codec, BatchSize::SmallInput));
     // As in the server: one long-lived codec and read buffer; each
     // iteration appends the request (the socket read) and decodes it.
     group.bench_function("inlet_codec_long_lived_buffer", |b| {
@@ -81,9 +79,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipelined_1000");
     group.throughput(Throughput::Bytes(many.len() as u64));
     group.bench_function("bare_httparse", |b| b.iter(|| bare_httparse(std::hint::black_box(&many))));
-    group.bench_function("inlet_codec", |b| {
-        b.iter_batched(|| BytesMut::from(&many[..]), codec, BatchSize::LargeInput)
-    });
+    group.bench_function("inlet_codec", |b| b.iter_batched(|| BytesMut::from(&many[..]), codec, BatchSize::LargeInput));
     group.finish();
 }
 

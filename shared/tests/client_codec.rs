@@ -32,7 +32,10 @@ fn content_length_response() {
 #[test]
 fn chunked_response() {
     let mut c = ClientCodec::new("x");
-    let out = decode_responses(&mut c, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n");
+    let out = decode_responses(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n",
+    );
     assert_eq!(&out[0].body[..], b"ok!");
 }
 
@@ -58,10 +61,7 @@ fn head_and_204_responses_have_no_body() {
     let mut dst = BytesMut::new();
     c.encode(ClientRequest { method: Method::Head, ..ClientRequest::get("/health") }, &mut dst).unwrap();
     c.encode(ClientRequest::get("/x"), &mut dst).unwrap();
-    let out = decode_responses(
-        &mut c,
-        b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-    );
+    let out = decode_responses(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].body.len(), 0);
     assert_eq!(out[1].status, 204);

@@ -21,10 +21,9 @@ fn structured(body: &str) -> Result<Vec<Event>, ParseError> {
 /// The (pointer, detail) pairs of a 422.
 fn invalid(result: Result<Vec<Event>, ParseError>) -> Vec<(String, String)> {
     match result {
-        Err(ParseError::Invalid(errors)) => errors
-            .into_iter()
-            .map(|e| (e.pointer.or(e.header).unwrap_or_default(), e.detail))
-            .collect(),
+        Err(ParseError::Invalid(errors)) => {
+            errors.into_iter().map(|e| (e.pointer.or(e.header).unwrap_or_default(), e.detail)).collect()
+        }
         other => panic!("expected 422, got {other:?}"),
     }
 }
@@ -94,7 +93,9 @@ fn source_must_be_a_uri_reference() {
 
 #[test]
 fn time_must_be_rfc3339() {
-    for bad in [r#""yesterday""#, r#""2026-11-29 06:00:00""#, r#""2026-11-29T06:00:00""#, r#""2026-13-01T00:00:00Z""#, "12"] {
+    for bad in
+        [r#""yesterday""#, r#""2026-11-29 06:00:00""#, r#""2026-11-29T06:00:00""#, r#""2026-13-01T00:00:00Z""#, "12"]
+    {
         let body = format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","time":{bad}}}"#);
         assert_eq!(pointers(structured(&body)), vec!["#/time"], "time {bad}");
     }
@@ -120,25 +121,33 @@ fn data_base64_must_be_valid_base64() {
 
 #[test]
 fn extension_names_are_lowercase_letters_and_digits() {
-    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","traceId":"x","my-ext":"y","a/b":"z","ok1":"fine"}"#);
+    let r = structured(
+        r#"{"specversion":"1.0","id":"1","source":"s","type":"t","traceId":"x","my-ext":"y","a/b":"z","ok1":"fine"}"#,
+    );
     assert_eq!(pointers(r), vec!["#/traceId", "#/my-ext", "#/a~1b"]);
 }
 
 #[test]
 fn extension_values_have_cloudevents_types() {
-    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","a":1.5,"b":{"x":1},"c":[1],"d":4294967296,"e":-2147483648}"#);
+    let r = structured(
+        r#"{"specversion":"1.0","id":"1","source":"s","type":"t","a":1.5,"b":{"x":1},"c":[1],"d":4294967296,"e":-2147483648}"#,
+    );
     assert_eq!(pointers(r), vec!["#/a", "#/b", "#/c", "#/d"]);
 }
 
 #[test]
 fn optional_attributes_have_their_types() {
-    let r = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"","datacontenttype":"json","dataschema":"no scheme"}"#);
+    let r = structured(
+        r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"","datacontenttype":"json","dataschema":"no scheme"}"#,
+    );
     assert_eq!(pointers(r), vec!["#/subject", "#/datacontenttype", "#/dataschema"]);
 }
 
 #[test]
 fn null_optional_attribute_is_absent() {
-    let e = structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":null,"data":null,"ext":null}"#).unwrap();
+    let e =
+        structured(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":null,"data":null,"ext":null}"#)
+            .unwrap();
     assert_eq!(e[0], Event::new("1", "s", "t"));
 }
 
@@ -194,7 +203,10 @@ fn ndjson_numbers_every_line_and_skips_blank_ones() {
     let body = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\"}\n\n   \n{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"s\"}\r\n{\"specversion\":\"1.0\",\"id\":\"3\",\"source\":\"s\",\"type\":\"t\"}\n";
     match parse("application/x-ndjson", body) {
         Err(ParseError::Invalid(errors)) => {
-            assert_eq!(errors, vec![FieldError::pointer("#/type".into(), Some(4), "is required and must be a non-empty string")]);
+            assert_eq!(
+                errors,
+                vec![FieldError::pointer("#/type".into(), Some(4), "is required and must be a non-empty string")]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -264,24 +276,49 @@ fn binary_mode_reads_ce_headers_and_body() {
 
 #[test]
 fn binary_mode_non_json_body_becomes_base64_or_text() {
-    let h = headers(&[("Content-Type", "application/octet-stream"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]);
+    let h = headers(&[
+        ("Content-Type", "application/octet-stream"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "s"),
+        ("ce-type", "t"),
+    ]);
     let e = parse_body(&h, &Bytes::from_static(&[0, 159, 146, 150]), &ParseLimits::default()).unwrap().remove(0);
     assert_eq!(e.data, Some(Data::Base64("AJ+Slg==".into())));
-    let h = headers(&[("Content-Type", "text/plain"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]);
+    let h = headers(&[
+        ("Content-Type", "text/plain"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "s"),
+        ("ce-type", "t"),
+    ]);
     let e = parse_body(&h, &Bytes::from_static(b"hi \"you\""), &ParseLimits::default()).unwrap().remove(0);
     assert!(matches!(&e.data, Some(Data::Json(raw)) if raw.get() == r#""hi \"you\"""#));
 }
 
 #[test]
 fn binary_mode_errors_name_the_header() {
-    let h = headers(&[("Content-Type", "application/json"), ("ce-specversion", "0.3"), ("ce-id", ""), ("ce-source", "s"), ("ce-time", "nope"), ("ce-Bad_Name", "x")]);
+    let h = headers(&[
+        ("Content-Type", "application/json"),
+        ("ce-specversion", "0.3"),
+        ("ce-id", ""),
+        ("ce-source", "s"),
+        ("ce-time", "nope"),
+        ("ce-Bad_Name", "x"),
+    ]);
     let r = parse_body(&h, &Bytes::new(), &ParseLimits::default());
     assert_eq!(pointers(r), vec!["ce-id", "ce-time", "ce-bad_name", "ce-specversion", "ce-type"]);
 }
 
 #[test]
 fn binary_mode_bad_json_body_is_400() {
-    let h = headers(&[("Content-Type", "application/json"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")]);
+    let h = headers(&[
+        ("Content-Type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "s"),
+        ("ce-type", "t"),
+    ]);
     let r = parse_body(&h, &Bytes::from_static(b"{nope"), &ParseLimits::default());
     assert_eq!(r.unwrap_err().status(), 400);
 }
@@ -308,23 +345,31 @@ fn problem_lists_errors_in_rfc9457_shape() {
 fn structured_events_keep_their_received_bytes() {
     let one = r#"{"id":"r1","type":"t","source":"/s","specversion":"1.0","data":{"b": 2.50}}"#;
     let body = Bytes::from(format!("  {one}\n"));
-    let events = parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &body, &ParseLimits::default()).unwrap();
+    let events =
+        parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &body, &ParseLimits::default())
+            .unwrap();
     assert_eq!(events[0].raw.as_deref(), Some(one.as_bytes()));
     assert_eq!(&events[0].json_bytes()[..], one.as_bytes());
 
     let batch = Bytes::from(format!("[{one}, {one}]"));
-    let events = parse_body(&headers(&[("Content-Type", "application/json")]), &batch, &ParseLimits::default()).unwrap();
+    let events =
+        parse_body(&headers(&[("Content-Type", "application/json")]), &batch, &ParseLimits::default()).unwrap();
     assert!(events.iter().all(|e| e.raw.as_deref() == Some(one.as_bytes())));
 
     let nd = Bytes::from(format!("{one}\r\n\n{one}"));
-    let events = parse_body(&headers(&[("Content-Type", "application/x-ndjson")]), &nd, &ParseLimits::default()).unwrap();
+    let events =
+        parse_body(&headers(&[("Content-Type", "application/x-ndjson")]), &nd, &ParseLimits::default()).unwrap();
     assert!(events.iter().all(|e| e.raw.as_deref() == Some(one.as_bytes())));
 }
 
 #[test]
 fn multi_line_and_binary_events_are_serialised_again() {
-    let pretty = Bytes::from_static(b"{\n  \"specversion\": \"1.0\",\n  \"id\": \"p\",\n  \"source\": \"/s\",\n  \"type\": \"t\"\n}");
-    let events = parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &pretty, &ParseLimits::default()).unwrap();
+    let pretty = Bytes::from_static(
+        b"{\n  \"specversion\": \"1.0\",\n  \"id\": \"p\",\n  \"source\": \"/s\",\n  \"type\": \"t\"\n}",
+    );
+    let events =
+        parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &pretty, &ParseLimits::default())
+            .unwrap();
     assert_eq!(events[0].raw, None);
     assert_eq!(&events[0].json_bytes()[..], br#"{"specversion":"1.0","id":"p","source":"/s","type":"t"}"#);
     let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "/s"), ("ce-type", "t")]);

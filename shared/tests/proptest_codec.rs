@@ -5,9 +5,7 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use inlet_shared::http::{
-    ClientCodec, ClientRequest, Connection, Inbound, Limits, Method, Response, ServerCodec,
-};
+use inlet_shared::http::{ClientCodec, ClientRequest, Connection, Inbound, Limits, Method, Response, ServerCodec};
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 

@@ -43,7 +43,8 @@ fn limits_are_split_invariant() {
     let head_too_large = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(80));
     assert_split_invariant(limits, head_too_large.as_bytes());
     assert_eq!(common::decode_with(limits, head_too_large.as_bytes()).error, Some(HttpError::HeadTooLarge));
-    let body_too_large = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n12345\r\n0\r\n\r\n";
+    let body_too_large =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n12345\r\n0\r\n\r\n";
     assert_split_invariant(limits, body_too_large);
     assert_eq!(common::decode_with(limits, body_too_large).error, Some(HttpError::BodyTooLarge));
 }

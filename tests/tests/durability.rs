@@ -43,7 +43,13 @@ fn jitter(max_ms: u64) -> u64 {
 
 /// Keeps posting single events on one keep-alive connection until the
 /// connection breaks; records what was sent and what was acknowledged.
-fn writer(addr: std::net::SocketAddr, name: String, sent: Arc<Mutex<HashSet<String>>>, acked: Arc<Mutex<HashSet<String>>>, stop: Arc<AtomicBool>) {
+fn writer(
+    addr: std::net::SocketAddr,
+    name: String,
+    sent: Arc<Mutex<HashSet<String>>>,
+    acked: Arc<Mutex<HashSet<String>>>,
+    stop: Arc<AtomicBool>,
+) {
     let Ok(mut stream) = TcpStream::connect(addr) else { return };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut codec = ClientCodec::new("x");
@@ -55,7 +61,11 @@ fn writer(addr: std::net::SocketAddr, name: String, sent: Arc<Mutex<HashSet<Stri
         }
         let id = format!("{name}-{n}");
         // Every other request is a batch of two, to cover multi-row jobs.
-        let body = if n % 2 == 0 { event_json(&id, "t.crash") } else { format!("[{},{}]", event_json(&id, "t.crash"), event_json(&format!("{id}-b"), "t.crash")) };
+        let body = if n % 2 == 0 {
+            event_json(&id, "t.crash")
+        } else {
+            format!("[{},{}]", event_json(&id, "t.crash"), event_json(&format!("{id}-b"), "t.crash"))
+        };
         let ids: Vec<String> = if n % 2 == 0 { vec![id.clone()] } else { vec![id.clone(), format!("{id}-b")] };
         let mut out = BytesMut::new();
         codec.encode(ClientRequest::post("/events", "application/json", body), &mut out).unwrap();
@@ -125,11 +135,17 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
 fn dedupe_holds_across_a_restart() {
     let s = Server::start(&SQLITE);
     let body = format!("[{},{}]", event_json("r1", "t"), event_json("r2", "t"));
-    assert_eq!(json(&s.post("/events", "application/json", body.clone())), serde_json::json!({"accepted": 2, "duplicates": 0}));
+    assert_eq!(
+        json(&s.post("/events", "application/json", body.clone())),
+        serde_json::json!({"accepted": 2, "duplicates": 0})
+    );
     let dir = s.kill9();
     let s = Server::start_in(dir, &SQLITE);
     let again = format!("[{},{},{}]", event_json("r1", "t"), event_json("r3", "t"), event_json("r3", "t"));
-    assert_eq!(json(&s.post("/events", "application/json", again)), serde_json::json!({"accepted": 1, "duplicates": 2}));
+    assert_eq!(
+        json(&s.post("/events", "application/json", again)),
+        serde_json::json!({"accepted": 1, "duplicates": 2})
+    );
     let page = json(&s.get("/events"));
     let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 2, 3], "sequence numbers resume after the restart");
@@ -186,7 +202,8 @@ fn paging_through_ten_thousand_events_with_filters() {
     assert_eq!(seen, expected);
     // Both filters at once.
     let page = json(&s.get("/events?type=t.a&source=%2Fsrc%2F4&limit=10000"));
-    let data: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["event"]["data"].as_u64().unwrap()).collect();
+    let data: Vec<u64> =
+        page["events"].as_array().unwrap().iter().map(|e| e["event"]["data"].as_u64().unwrap()).collect();
     assert_eq!(data, (0..10_000).filter(|n| n % 4 == 0 && n % 10 == 4).collect::<Vec<_>>());
     assert_eq!(page["next_after"], serde_json::Value::Null);
 }
@@ -197,7 +214,8 @@ fn a_full_store_answers_503_and_acknowledges_nothing() {
     let mut stored_acks = 0;
     let mut refused = None;
     for n in 0..200 {
-        let body: Vec<String> = (0..20).map(|i| event_json(&format!("full-{n}-{i}-{}", "x".repeat(100)), "t")).collect();
+        let body: Vec<String> =
+            (0..20).map(|i| event_json(&format!("full-{n}-{i}-{}", "x".repeat(100)), "t")).collect();
         let res = s.post("/events", "application/json", format!("[{}]", body.join(",")));
         match res.status {
             202 => stored_acks += 20,
@@ -254,7 +272,18 @@ fn post_survives_a_server_restart_and_resends_only_what_was_lost() {
     let lines: Vec<String> = (0..20_000).map(|i| event_json(&format!("restart-{i}"), "t.restart")).collect();
     std::fs::write(&path, lines.join("\n")).unwrap();
     let mut post = std::process::Command::new(binary("inlet-client"))
-        .args(["post", path.to_str().unwrap(), "--server", &s.addr.to_string(), "--pipeline", "4", "--batch", "20", "--retries", "50"])
+        .args([
+            "post",
+            path.to_str().unwrap(),
+            "--server",
+            &s.addr.to_string(),
+            "--pipeline",
+            "4",
+            "--batch",
+            "20",
+            "--retries",
+            "50",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -117,7 +117,10 @@ fn post_batch_ndjson_and_binary() {
 fn duplicates_are_acknowledged_and_stored_once() {
     let s = Server::start(&[]);
     let e = event_json("same", "t");
-    assert_eq!(json(&s.post("/events", "application/cloudevents+json", e.clone())), json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(
+        json(&s.post("/events", "application/cloudevents+json", e.clone())),
+        json!({"accepted": 1, "duplicates": 0})
+    );
     let res = s.post("/events", "application/cloudevents+json", e.clone());
     assert_eq!((res.status, json(&res)), (202, json!({"accepted": 0, "duplicates": 1})));
     let res = s.post("/events", "application/json", format!("[{e},{e}]"));
@@ -128,12 +131,16 @@ fn duplicates_are_acknowledged_and_stored_once() {
 #[test]
 fn invalid_batch_stores_nothing_and_lists_every_error() {
     let s = Server::start(&[]);
-    let body = format!(r#"[{},{{"specversion":"1.0","id":"x","source":"/s"}},{{"specversion":"2","id":"","source":"/s","type":"t"}}]"#, event_json("ok", "t"));
+    let body = format!(
+        r#"[{},{{"specversion":"1.0","id":"x","source":"/s"}},{{"specversion":"2","id":"","source":"/s","type":"t"}}]"#,
+        event_json("ok", "t")
+    );
     let res = s.post("/events", "application/cloudevents-batch+json", body);
     assert_eq!(res.status, 422);
     assert_eq!(res.headers.get_str("content-type"), Some("application/problem+json"));
     let problem = json(&res);
-    let pointers: Vec<&str> = problem["errors"].as_array().unwrap().iter().filter_map(|e| e["pointer"].as_str()).collect();
+    let pointers: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().filter_map(|e| e["pointer"].as_str()).collect();
     assert_eq!(pointers, vec!["#/1/type", "#/2/id", "#/2/specversion"]);
     assert_eq!(json(&s.get("/events"))["events"], json!([]));
     assert_eq!(s.stats()["accepted"], 0);
@@ -202,6 +209,7 @@ fn metrics_are_prometheus_text() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
     // Earlier connections may still be closing on the server's side.
-    let open = text.lines().find_map(|l| l.strip_prefix("inlet_connections_open ")).and_then(|n| n.trim().parse::<u64>().ok());
+    let open =
+        text.lines().find_map(|l| l.strip_prefix("inlet_connections_open ")).and_then(|n| n.trim().parse::<u64>().ok());
     assert!(open.is_some_and(|n| n >= 1), "{text}");
 }

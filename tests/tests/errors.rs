@@ -103,7 +103,10 @@ fn event_over_max_event_bytes_is_413_and_keeps_the_connection() {
 fn batch_over_max_batch_is_413_and_keeps_the_connection() {
     let s = Server::start(&["--max-batch", "2"]);
     let batch = format!("[{},{},{}]", event_json("1", "t"), event_json("2", "t"), event_json("3", "t"));
-    let raw = format!("POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{batch}", batch.len());
+    let raw = format!(
+        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{batch}",
+        batch.len()
+    );
     let (status, body, closed) = answer(&s, raw.as_bytes());
     assert_eq!((status, closed), (413, false));
     assert_eq!(body["type"], "urn:inlet:problem:batch-too-large");
@@ -235,7 +238,8 @@ fn over_max_connections_is_503_and_closes() {
     drop(held.pop());
     let ok = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        raw_exchange(s.addr, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200")
+        raw_exchange(s.addr, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .starts_with("HTTP/1.1 200")
     });
     assert!(ok, "a slot freed by a closed connection is reused");
 }
@@ -289,7 +293,10 @@ fn http10_closes_unless_keep_alive() {
 #[test]
 fn connection_close_from_client_is_honoured() {
     let s = Server::start(&[]);
-    let answer = raw_exchange(s.addr, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = raw_exchange(
+        s.addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 1, "{answer}");
     assert!(answer.contains("Connection: close\r\n"));
 }

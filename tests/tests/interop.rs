@@ -13,7 +13,8 @@ use inlet_tests::Server;
 #[test]
 #[ignore = "needs INLET_PYTHON with the cloudevents SDK; scripts/test.sh runs it"]
 fn python_cloudevents_sdk_round_trip() {
-    let python = std::env::var("INLET_PYTHON").expect("INLET_PYTHON: a python with `cloudevents` installed (scripts/test.sh sets it)");
+    let python = std::env::var("INLET_PYTHON")
+        .expect("INLET_PYTHON: a python with `cloudevents` installed (scripts/test.sh sets it)");
     let s = Server::start(&[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/cloudevents_roundtrip.py");
     let out = Command::new(python).arg(script).arg(s.addr.to_string()).output().expect("run python");

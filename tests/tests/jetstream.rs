@@ -55,7 +55,13 @@ fn wait_ready(s: &Server) {
 /// Posts events with fresh ids; an event not acknowledged (connection lost,
 /// 503) is sent again, through the next server if its server is gone: what
 /// a client behind a load balancer does. Records every acknowledged id.
-fn writer(servers: Vec<SocketAddr>, first: usize, name: String, acked: Arc<Mutex<HashSet<String>>>, stop: Arc<AtomicBool>) -> u64 {
+fn writer(
+    servers: Vec<SocketAddr>,
+    first: usize,
+    name: String,
+    acked: Arc<Mutex<HashSet<String>>>,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let mut target = first;
     let mut conn: Option<Conn> = None;
     let mut retries = 0u64;

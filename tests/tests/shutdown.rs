@@ -14,7 +14,13 @@ fn sigterm_during_a_slow_upload_lets_it_finish() {
     let body = format!("[{},{}]", event_json("u1", "t"), event_json("u2", "t"));
     let (first, rest) = body.split_at(body.len() / 2);
     let mut conn = s.connect();
-    conn.send_raw(format!("POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}", body.len()).as_bytes());
+    conn.send_raw(
+        format!(
+            "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+            body.len()
+        )
+        .as_bytes(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     s.signal("TERM");
     std::thread::sleep(Duration::from_millis(500));

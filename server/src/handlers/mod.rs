@@ -13,8 +13,8 @@ use inlet_shared::http::Response;
 use inlet_shared::problem::Problem;
 
 use crate::config::Config;
-use crate::respond;
 use crate::metrics::Metrics;
+use crate::respond;
 use crate::stats::Stats;
 use crate::store::Store;
 

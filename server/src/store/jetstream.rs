@@ -207,17 +207,16 @@ impl JetStreamStore {
             };
             next = message.sequence + 1;
             let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload) else { continue };
-            if q.ty.as_deref().is_some_and(|t| event["type"] != t) || q.source.as_deref().is_some_and(|s| event["source"] != s) {
+            if q.ty.as_deref().is_some_and(|t| event["type"] != t)
+                || q.source.as_deref().is_some_and(|s| event["source"] != s)
+            {
                 continue;
             }
             if events.len() == q.limit {
                 more = true;
                 break;
             }
-            let received_at = message
-                .time
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
+            let received_at = message.time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             events.push(StoredEvent { seq: message.sequence, received_at, json: message.payload.clone() });
         }
         let next_after = if more { events.last().map(|e| e.seq) } else { None };

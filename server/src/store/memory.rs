@@ -74,7 +74,7 @@ impl Inner {
     }
 
     /// Records with an index from `start` on.
-    fn from_index(&self, start: usize) -> impl Iterator<Item = &Record> {
+    fn records_from(&self, start: usize) -> impl Iterator<Item = &Record> {
         let chunk = start / CHUNK;
         let skip = start % CHUNK;
         self.chunks.iter().skip(chunk).flatten().skip(skip)
@@ -121,9 +121,9 @@ impl MemoryStore {
         let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
         // seq n is at index n - 1.
         let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.len);
-        let mut matching = inner.from_index(start).filter(|r| {
-            q.ty.as_deref().is_none_or(|t| r.ty == t) && q.source.as_deref().is_none_or(|s| r.source == s)
-        });
+        let mut matching = inner
+            .records_from(start)
+            .filter(|r| q.ty.as_deref().is_none_or(|t| r.ty == t) && q.source.as_deref().is_none_or(|s| r.source == s));
         let events: Vec<StoredEvent> = matching.by_ref().take(q.limit).map(|r| r.stored.clone()).collect();
         let more = matching.next().is_some();
         let next_after = if more { events.last().map(|e| e.seq) } else { None };
@@ -183,7 +183,8 @@ mod tests {
     #[test]
     fn query_filters_and_pages() {
         let store = MemoryStore::default();
-        let events: Vec<Event> = (0..10).map(|i| ev(if i % 2 == 0 { "even" } else { "odd" }, &i.to_string(), "t")).collect();
+        let events: Vec<Event> =
+            (0..10).map(|i| ev(if i % 2 == 0 { "even" } else { "odd" }, &i.to_string(), "t")).collect();
         store.append_now(&events).unwrap();
         let page = store.query_now(&Query { source: Some("odd".into()), after: 0, limit: 2, ty: None }).unwrap();
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 4]);

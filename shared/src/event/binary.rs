@@ -22,7 +22,8 @@ pub(crate) fn is_json_media_type(ct: &str) -> bool {
 /// Parses a binary-mode request into one event.
 pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     if body.len() > limits.max_event_bytes {
-        let detail = format!("event data is {} bytes; the limit is {} (--max-event-bytes)", body.len(), limits.max_event_bytes);
+        let detail =
+            format!("event data is {} bytes; the limit is {} (--max-event-bytes)", body.len(), limits.max_event_bytes);
         return Err(ParseError::EventTooLarge { at: FieldError::pointer("#".into(), None, detail) });
     }
     let mut errors = Vec::new();
@@ -35,10 +36,9 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         let attribute = String::from_utf8_lossy(&name[3..]).to_ascii_lowercase();
         match percent_encoding::percent_decode(value).decode_utf8() {
             Ok(text) => attrs.push((Cow::Owned(attribute), RawAttr::Text(text.into_owned()))),
-            Err(_) => errors.push(FieldError::header(
-                format!("ce-{attribute}"),
-                "must be UTF-8 after percent-decoding",
-            )),
+            Err(_) => {
+                errors.push(FieldError::header(format!("ce-{attribute}"), "must be UTF-8 after percent-decoding"))
+            }
         }
     }
     let content_type = match headers.get("content-type").map(|v| std::str::from_utf8(v)) {
@@ -59,16 +59,15 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
     if body.is_empty() {
         json_data = None;
     } else if content_type.as_deref().is_some_and(is_json_media_type) {
-        let text = std::str::from_utf8(body).map_err(|e| ParseError::Json {
-            detail: format!("body is not UTF-8 ({e})"),
-            errors: Vec::new(),
-        })?;
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ParseError::Json { detail: format!("body is not UTF-8 ({e})"), errors: Vec::new() })?;
         json_data = Some(
             RawValue::from_string(text.trim().to_string())
                 .map_err(|e| ParseError::Json { detail: e.to_string(), errors: Vec::new() })?,
         );
     } else {
-        let is_text = content_type.as_deref().is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/"));
+        let is_text =
+            content_type.as_deref().is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/"));
         match std::str::from_utf8(body) {
             Ok(text) if is_text => {
                 let quoted = serde_json::to_string(text).unwrap_or_default();

@@ -32,9 +32,8 @@ impl BodyKind {
     pub fn of(headers: &Headers) -> Result<BodyKind, ParseError> {
         let content_type = headers.get("content-type");
         // The media type without parameters, compared without allocating.
-        let essence = content_type
-            .map(|ct| ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())
-            .unwrap_or_default();
+        let essence =
+            content_type.map(|ct| ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii()).unwrap_or_default();
         let is = |name: &str| essence.eq_ignore_ascii_case(name.as_bytes());
         if is("application/cloudevents+json") {
             return Ok(BodyKind::Structured);

@@ -40,11 +40,9 @@ impl ParseError {
             ParseError::EventTooLarge { at } => {
                 Problem::new(413, "event-too-large", at.detail.clone()).with_errors(vec![at.clone()])
             }
-            ParseError::BatchTooLarge { count, max } => Problem::new(
-                413,
-                "batch-too-large",
-                format!("{count} events in one request; the limit is {max}"),
-            ),
+            ParseError::BatchTooLarge { count, max } => {
+                Problem::new(413, "batch-too-large", format!("{count} events in one request; the limit is {max}"))
+            }
             ParseError::UnsupportedMediaType(ct) => Problem::new(
                 415,
                 "unsupported-media-type",

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
+pub use binary::parse_binary;
 pub use binding::{parse_body, BodyKind};
 pub use error::ParseError;
-pub use binary::parse_binary;
 pub use structured::{parse_array, parse_ndjson, parse_object_or_array, parse_single};
 
 /// Limits applied while parsing a request body into events.

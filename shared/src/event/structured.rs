@@ -188,7 +188,11 @@ pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Ev
     object_or_array(body, None, limits)
 }
 
-pub(crate) fn object_or_array(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub(crate) fn object_or_array(
+    body: &[u8],
+    owner: Option<&Bytes>,
+    limits: &ParseLimits,
+) -> Result<Vec<Event>, ParseError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => array(body, owner, limits),
         _ => single(body, owner, limits),

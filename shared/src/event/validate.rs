@@ -238,8 +238,7 @@ pub(crate) fn is_media_type(s: &str) -> bool {
 
 /// RFC 9110 §5.6.2 token.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// RFC 6901 §3: `~` is written `~0` and `/` is written `~1`.

@@ -17,15 +17,26 @@ const MAX_SIZE_LINE: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of the chunk size.
-    Size { size: u64, digits: u32 },
+    Size {
+        size: u64,
+        digits: u32,
+    },
     /// Whitespace after the size: only `;` may follow (BWS before an extension).
-    SizeWs { size: u64 },
+    SizeWs {
+        size: u64,
+    },
     /// Inside chunk extensions, up to the CR.
-    Ext { size: u64 },
+    Ext {
+        size: u64,
+    },
     /// CR of the size line seen, LF expected.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// Chunk data, `remaining` bytes still to come.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or of the final empty line).

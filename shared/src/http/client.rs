@@ -30,7 +30,13 @@ pub struct ClientRequest {
 
 impl ClientRequest {
     pub fn get(target: impl Into<Bytes>) -> ClientRequest {
-        ClientRequest { method: Method::Get, target: target.into(), headers: Vec::new(), body: Bytes::new(), close: false }
+        ClientRequest {
+            method: Method::Get,
+            target: target.into(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            close: false,
+        }
     }
 
     pub fn post(target: impl Into<Bytes>, content_type: &'static str, body: impl Into<Bytes>) -> ClientRequest {
@@ -61,9 +67,10 @@ pub struct ClientResponse {
 impl ClientResponse {
     /// Whether the server will close the connection after this response.
     pub fn closes(&self) -> bool {
-        let close_token = self.headers.get_all("connection").any(|v| {
-            v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        });
+        let close_token = self
+            .headers
+            .get_all("connection")
+            .any(|v| v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")));
         close_token || self.version == Version::Http10
     }
 }

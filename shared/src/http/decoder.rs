@@ -47,10 +47,17 @@ pub enum Phase {
     Body { since: Instant },
 }
 
+// One codec per connection, in place: boxing the large variant would cost
+// an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     Head,
-    Body { head: RequestHead, body: BodyState, continue_pending: bool },
+    Body {
+        head: RequestHead,
+        body: BodyState,
+        continue_pending: bool,
+    },
     /// A protocol error was returned; the framing is lost for good.
     Failed(HttpError),
 }
@@ -136,9 +143,7 @@ impl ServerCodec {
                     }
                     BodyState::Length(n)
                 }
-                Framing::Chunked => {
-                    BodyState::Chunked(ChunkedDecoder::new(self.limits.max_body, self.limits.max_head))
-                }
+                Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(self.limits.max_body, self.limits.max_head)),
             };
             self.since = None;
             self.state = State::Body { head, body, continue_pending: expect_continue };

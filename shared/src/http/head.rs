@@ -38,12 +38,7 @@ impl HeadScanner {
     /// Looks at the bytes not yet scanned. `Ok(None)`: the head is not
     /// complete yet. `max_bytes` bounds the head, leading empty lines
     /// included; `max_fields` bounds the header field lines.
-    pub fn scan(
-        &mut self,
-        buf: &[u8],
-        max_bytes: usize,
-        max_fields: usize,
-    ) -> Result<Option<HeadSpan>, HttpError> {
+    pub fn scan(&mut self, buf: &[u8], max_bytes: usize, max_fields: usize) -> Result<Option<HeadSpan>, HttpError> {
         while let Some(pos) = memchr::memchr(b'\n', &buf[self.scanned..]) {
             let lf = self.scanned + pos;
             self.scanned = lf + 1;

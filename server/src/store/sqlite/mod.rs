@@ -72,8 +72,9 @@ impl SqliteStore {
 
         let mut readers = Vec::with_capacity(options.readers);
         for _ in 0..options.readers.max(1) {
-            let r = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(|e| open_error(&path, e))?;
+            let r =
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(|e| open_error(&path, e))?;
             schema::configure_reader(&r).map_err(|e| open_error(&path, e))?;
             readers.push(r);
         }
@@ -105,9 +106,7 @@ impl SqliteStore {
         };
         match jobs.try_send(Job { rows, reply }) {
             Ok(()) => Ok(answer),
-            Err(mpsc::TrySendError::Full(_)) => {
-                Err(StoreError::Overloaded("the write queue is full".into()))
-            }
+            Err(mpsc::TrySendError::Full(_)) => Err(StoreError::Overloaded("the write queue is full".into())),
             Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("the writer stopped".into())),
         }
     }
@@ -119,8 +118,9 @@ fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query) -> Result<Page
     let conn = match pooled {
         Some(c) => c,
         None => {
-            let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
+            let c =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
             schema::configure_reader(&c).map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
             c
         }
