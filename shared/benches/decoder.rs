@@ -12,6 +12,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use inlet_shared::http::{Inbound, Limits, ServerCodec};
 use tokio_util::codec::Decoder;
 
+#[path = "bare_httparse.rs"]
+mod bare;
+use bare::bare_httparse;
+
 const BODY: &str = r#"{"specversion":"1.0","id":"7f1c","source":"/s/7","type":"com.example.t","data":21}"#;
 
 fn request() -> Vec<u8> {
@@ -21,26 +25,6 @@ fn request() -> Vec<u8> {
         BODY.len()
     )
     .into_bytes()
-}
-
-/// Bare httparse: parse each head, read Content-Length, skip the body.
-fn bare_httparse(buf: &[u8]) -> usize {
-    let mut pos = 0;
-    let mut count = 0;
-    while pos < buf.len() {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut req = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(n)) = req.parse(&buf[pos..]) else { break };
-        let len = req
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
-        pos += n + len;
-        count += 1;
-    }
-    count
 }
 
 fn codec(mut buf: BytesMut) -> usize {

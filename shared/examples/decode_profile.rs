@@ -7,6 +7,10 @@ use bytes::BytesMut;
 use inlet_shared::http::{Inbound, Limits, ServerCodec};
 use tokio_util::codec::Decoder;
 
+#[path = "../benches/bare_httparse.rs"]
+mod bare;
+use bare::bare_httparse;
+
 fn main() {
     let body = r#"{"specversion":"1.0","id":"7f1c","source":"/s/7","type":"com.example.t","data":21}"#;
     let one = format!(
@@ -21,20 +25,7 @@ fn main() {
         // Bare httparse on the same bytes, for comparison.
         for _ in 0..rounds {
             let buf = BytesMut::from(many.as_bytes());
-            let mut pos = 0;
-            while pos < buf.len() {
-                let mut headers = [httparse::EMPTY_HEADER; 16];
-                let mut req = httparse::Request::new(&mut headers);
-                let Ok(httparse::Status::Complete(n)) = req.parse(&buf[pos..]) else { break };
-                let len = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-                    .unwrap_or(0);
-                pos += n + len;
-                total += len;
-            }
+            total += bare_httparse(&buf);
         }
         println!("{total}");
         return;
