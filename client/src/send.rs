@@ -1,8 +1,7 @@
 //! `send`: one event from flags, as a structured CloudEvent.
 
-use inlet_shared::event::Event;
+use inlet_shared::event::{Data, Event, Json};
 use inlet_shared::http::ClientRequest;
-use serde_json::value::RawValue;
 
 use crate::{conn, exit};
 
@@ -27,12 +26,12 @@ pub struct Args {
 
 pub async fn run(server: &str, args: Args) -> u8 {
     let mut event = Event::new(args.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()), args.source, args.ty);
-    event.subject = args.subject;
+    event.subject = args.subject.map(Into::into);
     if let Some(data) = args.data {
-        match RawValue::from_string(data) {
-            Ok(raw) => {
+        match Json::parse(data) {
+            Ok(json) => {
                 event.datacontenttype = Some("application/json".into());
-                event.data = Some(inlet_shared::event::Data::Json(raw));
+                event.data = Some(Data::Json(json));
             }
             Err(e) => {
                 eprintln!("inlet-client: --data is not valid JSON: {e}");

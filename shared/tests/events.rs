@@ -38,7 +38,7 @@ const VALID: &str = r#"{"specversion":"1.0","id":"e-1","source":"/sensors/7","ty
 fn structured_event_parses_every_attribute() {
     let events = structured(VALID).unwrap();
     let e = &events[0];
-    assert_eq!((e.id.as_str(), e.source.as_str(), e.ty.as_str()), ("e-1", "/sensors/7", "com.example.reading"));
+    assert_eq!((&*e.id, &*e.source, &*e.ty), ("e-1", "/sensors/7", "com.example.reading"));
     assert_eq!(e.time.as_deref(), Some("2026-11-29T06:00:00Z"));
     assert_eq!(e.subject.as_deref(), Some("t"));
     assert_eq!(e.dataschema.as_deref(), Some("https://example.com/s.json"));
@@ -67,6 +67,9 @@ fn specversion_must_be_1_0() {
     let r = structured(r#"{"specversion":1.0,"id":"1","source":"s","type":"t"}"#);
     assert_eq!(pointers(r), vec!["#/specversion"]);
     let r = structured(r#"{"id":"1","source":"s","type":"t"}"#);
+    assert_eq!(invalid(r), vec![("#/specversion".into(), "is required and must be \"1.0\"".into())]);
+    // null means absent, and specversion is required.
+    let r = structured(r#"{"specversion":null,"id":"1","source":"s","type":"t"}"#);
     assert_eq!(invalid(r), vec![("#/specversion".into(), "is required and must be \"1.0\"".into())]);
 }
 
@@ -155,6 +158,33 @@ fn null_optional_attribute_is_absent() {
 fn duplicate_attribute_is_reported() {
     let r = structured(r#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#);
     assert_eq!(invalid(r), vec![("#/id".into(), "attribute appears more than once".into())]);
+}
+
+#[test]
+fn duplicate_attribute_is_reported_among_many() {
+    // Past 32 attributes repeated names are found through a hash set.
+    let extensions: String = (0..100).map(|i| format!(r#","x{i}":{i}"#)).collect();
+    let r =
+        structured(&format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t"{extensions},"x7":"again"}}"#));
+    assert_eq!(invalid(r), vec![("#/x7".into(), "attribute appears more than once".into())]);
+    let ok = structured(&format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t"{extensions}}}"#)).unwrap();
+    assert_eq!(ok[0].extensions.len(), 100);
+    assert_eq!(ok[0].extensions.get("x99"), Some(&ExtensionValue::Integer(99)));
+}
+
+#[test]
+fn attributes_are_slices_of_the_body_unless_escaped() {
+    let body = Bytes::from_static(br#"{"specversion":"1.0","id":"plain","source":"/s\/escaped","type":"t","ext":"e"}"#);
+    let events =
+        parse_body(&headers(&[("Content-Type", "application/cloudevents+json")]), &body, &ParseLimits::default())
+            .unwrap();
+    let within = |s: &str| body.as_ptr_range().contains(&s.as_ptr());
+    let e = &events[0];
+    assert!(within(&e.id) && within(&e.ty));
+    assert!(matches!(e.extensions.get("ext"), Some(ExtensionValue::String(v)) if within(v)));
+    // An escaped string is unescaped into its own memory.
+    assert_eq!(&*e.source, "/s/escaped");
+    assert!(!within(&e.source));
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub async fn ingest(app: &App, req: &Request) -> Response {
         Ok(appended) => appended,
         Err(e) => return store_unavailable(app, &e),
     };
-    let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| e.ty.as_str());
+    let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
     app.stats.record_accepted(fresh, appended.duplicates());
     let mut body = BytesMut::with_capacity(48);
     body.put_slice(b"{\"accepted\":");

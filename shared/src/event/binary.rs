@@ -8,8 +8,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::validate::{build_event, Origin, RawAttr};
-use super::{Event, ParseError, ParseLimits};
+use super::validate::{build_event, Origin, Value};
+use super::{Event, ParseError, ParseLimits, Text};
 use crate::http::Headers;
 use crate::problem::FieldError;
 
@@ -27,7 +27,7 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         return Err(ParseError::EventTooLarge { at: FieldError::pointer("#".into(), None, detail) });
     }
     let mut errors = Vec::new();
-    let mut attrs: Vec<(Cow<'_, str>, RawAttr<'_>)> = Vec::new();
+    let mut attrs: Vec<(Cow<'_, str>, Value<'_>)> = Vec::new();
     for (name, value) in headers.iter() {
         if name.len() <= 3 || !name[..3].eq_ignore_ascii_case(b"ce-") {
             continue;
@@ -35,7 +35,7 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         // Header names are ASCII tokens (httparse checked), so this is UTF-8.
         let attribute = String::from_utf8_lossy(&name[3..]).to_ascii_lowercase();
         match percent_encoding::percent_decode(value).decode_utf8() {
-            Ok(text) => attrs.push((Cow::Owned(attribute), RawAttr::Text(text.into_owned()))),
+            Ok(text) => attrs.push((Cow::Owned(attribute), Value::Header(text.into_owned()))),
             Err(_) => {
                 errors.push(FieldError::header(format!("ce-{attribute}"), "must be UTF-8 after percent-decoding"))
             }
@@ -50,41 +50,45 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         None => None,
     };
     if let Some(ct) = &content_type {
-        attrs.push((Cow::Borrowed("datacontenttype"), RawAttr::Text(ct.clone())));
+        attrs.push((Cow::Borrowed("datacontenttype"), Value::Header(ct.clone())));
     }
 
-    // The body becomes `data`: JSON stays JSON, text becomes a JSON string,
-    // anything else is carried as `data_base64` (JSON format §3.1).
-    let json_data: Option<Box<RawValue>>;
-    if body.is_empty() {
-        json_data = None;
-    } else if content_type.as_deref().is_some_and(is_json_media_type) {
-        let text = std::str::from_utf8(body)
+    // The body becomes `data`: JSON stays JSON (the body's own bytes), text
+    // becomes a JSON string, anything else is carried as `data_base64`
+    // (JSON format §3.1).
+    let is_json = !body.is_empty() && content_type.as_deref().is_some_and(is_json_media_type);
+    let body_text = if is_json {
+        let text = Text::try_from(body.clone())
             .map_err(|e| ParseError::Json { detail: format!("body is not UTF-8 ({e})"), errors: Vec::new() })?;
-        json_data = Some(
-            RawValue::from_string(text.trim().to_string())
-                .map_err(|e| ParseError::Json { detail: e.to_string(), errors: Vec::new() })?,
-        );
+        Some(text)
     } else {
-        let is_text =
-            content_type.as_deref().is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/"));
-        match std::str::from_utf8(body) {
-            Ok(text) if is_text => {
-                let quoted = serde_json::to_string(text).unwrap_or_default();
-                json_data = RawValue::from_string(quoted).ok();
+        None
+    };
+    let mut quoted: Option<Box<RawValue>> = None;
+    let json_body: Option<&RawValue> = match &body_text {
+        Some(text) => Some(
+            serde_json::from_str(text.trim())
+                .map_err(|e| ParseError::Json { detail: e.to_string(), errors: Vec::new() })?,
+        ),
+        None if body.is_empty() => None,
+        None => {
+            let is_text =
+                content_type.as_deref().is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/"));
+            match std::str::from_utf8(body) {
+                Ok(text) if is_text => quoted = serde_json::value::to_raw_value(text).ok(),
+                _ => {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+                    attrs.push((Cow::Borrowed("data_base64"), Value::Header(encoded)));
+                }
             }
-            _ => {
-                json_data = None;
-                let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-                attrs.push((Cow::Borrowed("data_base64"), RawAttr::Text(encoded)));
-            }
+            None
         }
-    }
-    if let Some(raw) = &json_data {
-        attrs.push((Cow::Borrowed("data"), RawAttr::Json(raw)));
+    };
+    if let Some(raw) = json_body.or(quoted.as_deref()) {
+        attrs.push((Cow::Borrowed("data"), Value::Raw(raw)));
     }
 
-    match build_event(attrs, Origin::Headers, &mut errors) {
+    match build_event(&attrs, body_text.as_ref(), Origin::Headers, &mut errors) {
         Some(event) if errors.is_empty() => Ok(vec![event]),
         _ => Err(ParseError::Invalid(errors)),
     }

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use super::binary::parse_binary;
-use super::structured::{array, ndjson, object_or_array, single};
-use super::{Event, ParseError, ParseLimits};
+use super::structured::{array, ndjson, not_utf8, object_or_array, single};
+use super::{Event, ParseError, ParseLimits, Text};
 use crate::http::Headers;
 
 /// The body format of an ingest request.
@@ -60,11 +60,15 @@ impl BodyKind {
 /// in the order they were sent. Events from structured bodies keep their
 /// received bytes (`Event::raw`, zero-copy slices of `body`).
 pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    match BodyKind::of(headers)? {
-        BodyKind::Structured => single(body, Some(body), limits),
-        BodyKind::Batch => array(body, Some(body), limits),
-        BodyKind::Json => object_or_array(body, Some(body), limits),
-        BodyKind::Ndjson => ndjson(body, Some(body), limits),
-        BodyKind::Binary => parse_binary(headers, body, limits),
-    }
+    type Structured = fn(&str, Option<&Text>, &ParseLimits) -> Result<Vec<Event>, ParseError>;
+    let parse: Structured = match BodyKind::of(headers)? {
+        BodyKind::Structured => single,
+        BodyKind::Batch => array,
+        BodyKind::Json => object_or_array,
+        BodyKind::Ndjson => ndjson,
+        BodyKind::Binary => return parse_binary(headers, body, limits),
+    };
+    // UTF-8 is checked once; attributes are then zero-copy slices of it.
+    let text = Text::try_from(body.clone()).map_err(not_utf8)?;
+    parse(&text, Some(&text), limits)
 }

@@ -16,8 +16,13 @@ mod validate;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
+
+/// An immutable UTF-8 string kept in [`Bytes`]. Attributes parsed from a
+/// request body are zero-copy slices of it (one reference count, no
+/// allocation); others own their bytes.
+pub use bytestring::ByteString as Text;
 
 pub use binary::parse_binary;
 pub use binding::{parse_body, BodyKind};
@@ -43,43 +48,63 @@ impl Default for ParseLimits {
 /// binary) travel as strings in JSON and are kept as such.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtensionValue {
-    String(String),
+    String(Text),
     /// CloudEvents `Integer`: a signed 32-bit number.
     Integer(i32),
     Boolean(bool),
 }
 
 /// The payload of an event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
     /// `data`: JSON kept exactly as it was sent (same bytes).
-    Json(Box<RawValue>),
+    Json(Json),
     /// `data_base64`: binary data, base64 as sent (validated).
-    Base64(String),
+    Base64(Text),
 }
 
-impl PartialEq for Data {
-    fn eq(&self, other: &Data) -> bool {
-        match (self, other) {
-            (Data::Json(a), Data::Json(b)) => a.get() == b.get(),
-            (Data::Base64(a), Data::Base64(b)) => a == b,
-            _ => false,
-        }
+/// A JSON value's text, known to be valid JSON: exactly the bytes it was
+/// received as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(Text);
+
+impl Json {
+    /// Checks that `text` is one JSON value.
+    pub fn parse(text: impl Into<Text>) -> Result<Json, serde_json::Error> {
+        let text = text.into();
+        serde_json::from_str::<&RawValue>(&text)?;
+        Ok(Json(text))
+    }
+
+    /// A value that was parsed as JSON already (a slice of a parsed body).
+    pub(crate) fn parsed(text: Text) -> Json {
+        Json(text)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::from_str::<&RawValue>(self.get()).map_err(S::Error::custom)?.serialize(s)
     }
 }
 
 /// A valid CloudEvents 1.0 event. `specversion` is always `"1.0"`.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub id: String,
+    pub id: Text,
     /// URI-reference naming the producer; with `id` it identifies the event.
-    pub source: String,
-    pub ty: String,
-    pub datacontenttype: Option<String>,
-    pub dataschema: Option<String>,
-    pub subject: Option<String>,
+    pub source: Text,
+    pub ty: Text,
+    pub datacontenttype: Option<Text>,
+    pub dataschema: Option<Text>,
+    pub subject: Option<Text>,
     /// RFC 3339 timestamp, kept as sent.
-    pub time: Option<String>,
+    pub time: Option<Text>,
     pub extensions: BTreeMap<String, ExtensionValue>,
     pub data: Option<Data>,
     /// The event's JSON exactly as it was received (a zero-copy slice of the
@@ -106,7 +131,7 @@ impl PartialEq for Event {
 
 impl Event {
     /// An event with the required attributes only.
-    pub fn new(id: impl Into<String>, source: impl Into<String>, ty: impl Into<String>) -> Event {
+    pub fn new(id: impl Into<Text>, source: impl Into<Text>, ty: impl Into<Text>) -> Event {
         Event {
             id: id.into(),
             source: source.into(),
@@ -148,9 +173,9 @@ impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("specversion", "1.0")?;
-        map.serialize_entry("id", &self.id)?;
-        map.serialize_entry("source", &self.source)?;
-        map.serialize_entry("type", &self.ty)?;
+        map.serialize_entry("id", &*self.id)?;
+        map.serialize_entry("source", &*self.source)?;
+        map.serialize_entry("type", &*self.ty)?;
         let optional = [
             ("datacontenttype", &self.datacontenttype),
             ("dataschema", &self.dataschema),
@@ -159,19 +184,19 @@ impl Serialize for Event {
         ];
         for (name, value) in optional {
             if let Some(value) = value {
-                map.serialize_entry(name, value)?;
+                map.serialize_entry(name, &**value)?;
             }
         }
         for (name, value) in &self.extensions {
             match value {
-                ExtensionValue::String(v) => map.serialize_entry(name, v)?,
+                ExtensionValue::String(v) => map.serialize_entry(name, &**v)?,
                 ExtensionValue::Integer(v) => map.serialize_entry(name, v)?,
                 ExtensionValue::Boolean(v) => map.serialize_entry(name, v)?,
             }
         }
         match &self.data {
             Some(Data::Json(raw)) => map.serialize_entry("data", raw)?,
-            Some(Data::Base64(b64)) => map.serialize_entry("data_base64", b64)?,
+            Some(Data::Base64(b64)) => map.serialize_entry("data_base64", &**b64)?,
             None => {}
         }
         map.end()

@@ -6,17 +6,17 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::validate::{build_event, Origin, RawAttr};
-use super::{Event, ParseError, ParseLimits};
+use super::validate::{build_event, share, Origin, Value};
+use super::{Event, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
 
-/// A JSON object as its members in order, values left unparsed (borrowed
-/// from the body), duplicate names kept so that validation can report them.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A JSON object as its members in order, parsed in one pass: string values
+/// borrowed from the body, `data` kept as its raw JSON text, duplicate
+/// names kept so that validation can report them.
+struct Members<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
 
 /// A member name, borrowed from the body unless it had escapes.
 struct Key<'a>(Cow<'a, str>);
@@ -40,20 +40,71 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
+/// An attribute value other than `data`: its JSON type, and the string
+/// itself (borrowed unless it had escapes). Objects and arrays are skipped.
+struct Attr<'a>(Value<'a>);
+
+impl<'de> Deserialize<'de> for Attr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AttrVisitor;
+        impl<'de> Visitor<'de> for AttrVisitor {
+            type Value = Attr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_unit<E>(self) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Int(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Attr<'de>, E> {
+                Ok(Attr(i64::try_from(v).map_or(Value::Number, Value::Int)))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Number))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Attr<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Attr(Value::Compound))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attr<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Attr(Value::Compound))
+            }
+        }
+        d.deserialize_any(AttrVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct ObjectVisitor;
         impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
+            type Value = Members<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(10));
                 while let Some(Key(name)) = map.next_key()? {
-                    members.push((name, map.next_value()?));
+                    let value = if name == "data" {
+                        Value::Raw(map.next_value::<&'de RawValue>()?)
+                    } else {
+                        map.next_value::<Attr<'de>>()?.0
+                    };
+                    members.push((name, value));
                 }
-                Ok(RawObject(members))
+                Ok(Members(members))
             }
         }
         d.deserialize_map(ObjectVisitor)
@@ -61,7 +112,11 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 }
 
 fn utf8(body: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(body).map_err(|e| ParseError::Json { detail: format!("not UTF-8 ({e})"), errors: Vec::new() })
+    std::str::from_utf8(body).map_err(not_utf8)
+}
+
+pub(crate) fn not_utf8(e: std::str::Utf8Error) -> ParseError {
+    ParseError::Json { detail: format!("not UTF-8 ({e})"), errors: Vec::new() }
 }
 
 /// Syntax errors are `400`; valid JSON of the wrong shape is reported at
@@ -88,21 +143,20 @@ fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimit
 /// bytes as `raw` when they fit on one line.
 fn event_at(
     json: &str,
-    owner: Option<&Bytes>,
+    owner: Option<&Text>,
     prefix: &str,
     line: Option<u64>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<Event>, Shape> {
-    match serde_json::from_str::<RawObject>(json) {
-        Ok(RawObject(members)) => {
-            let attrs = members.into_iter().map(|(name, raw)| (name, RawAttr::Json(raw)));
-            let mut event = build_event(attrs, Origin::Json { prefix, line }, errors);
+    match serde_json::from_str::<Members>(json) {
+        Ok(Members(members)) => {
+            let mut event = build_event(&members, owner, Origin::Json { prefix, line }, errors);
             if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
                 let json = json.trim();
                 // Multi-line JSON is serialised again, so that `GET /events`
                 // and `inlet-client events` keep one event per line.
                 if memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
-                    event.raw = Some(owner.slice_ref(json.as_bytes()));
+                    event.raw = Some(share(Some(owner), json).into_bytes());
                 }
             }
             Ok(event)
@@ -119,14 +173,13 @@ fn event_at(
 
 /// `application/cloudevents+json`: exactly one event object.
 pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    single(body, None, limits)
+    single(utf8(body)?, None, limits)
 }
 
-pub(crate) fn single(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    if body.len() > limits.max_event_bytes {
-        return Err(too_large("#".into(), None, body.len(), limits));
+pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+    if json.len() > limits.max_event_bytes {
+        return Err(too_large("#".into(), None, json.len(), limits));
     }
-    let json = utf8(body)?;
     let mut errors = Vec::new();
     match event_at(json, owner, "#", None, &mut errors) {
         Ok(Some(event)) => Ok(vec![event]),
@@ -138,11 +191,10 @@ pub(crate) fn single(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -
 
 /// `application/cloudevents-batch+json`: a JSON array of event objects.
 pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    array(body, None, limits)
+    array(utf8(body)?, None, limits)
 }
 
-pub(crate) fn array(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    let json = utf8(body)?;
+pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     let items: Vec<&RawValue> = match serde_json::from_str(json) {
         Ok(items) => items,
         Err(e) => {
@@ -185,15 +237,15 @@ pub(crate) fn array(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) ->
 
 /// `application/json`: one event object, or an array of them.
 pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    object_or_array(body, None, limits)
+    object_or_array(utf8(body)?, None, limits)
 }
 
 pub(crate) fn object_or_array(
-    body: &[u8],
-    owner: Option<&Bytes>,
+    body: &str,
+    owner: Option<&Text>,
     limits: &ParseLimits,
 ) -> Result<Vec<Event>, ParseError> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+    match body.bytes().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => array(body, owner, limits),
         _ => single(body, owner, limits),
     }
@@ -203,11 +255,10 @@ pub(crate) fn object_or_array(
 /// lines numbered from 1 counting every line. A line that is not JSON is a
 /// `400` listing every such line; otherwise invalid events are a `422`.
 pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    ndjson(body, None, limits)
+    ndjson(utf8(body)?, None, limits)
 }
 
-pub(crate) fn ndjson(body: &[u8], owner: Option<&Bytes>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    let text = utf8(body)?;
+pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
     let mut events = Vec::new();
     let mut invalid = Vec::new();
     let mut malformed = Vec::new();

@@ -4,13 +4,13 @@
 //! Pointer into the body (plus the NDJSON line) or the `ce-*` header.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Data, Event, ExtensionValue};
+use super::{Data, Event, ExtensionValue, Json, Text};
 use crate::problem::FieldError;
 
 /// Where the attributes of one event came from.
@@ -33,126 +33,150 @@ impl Origin<'_> {
     }
 }
 
-/// An attribute value as received.
+/// An attribute value as received, parsed once: strings borrowed from the
+/// body unless they had escapes.
 #[derive(Debug)]
-pub(crate) enum RawAttr<'a> {
-    /// A JSON value from a structured body.
-    Json(&'a RawValue),
-    /// A (percent-decoded) header value: always a string.
-    Text(String),
-}
-
-/// JSON type of a raw value, from its first byte.
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Value<'a> {
     Null,
-    Bool,
+    Bool(bool),
+    /// A JSON number that is an integer within `i64`.
+    Int(i64),
+    /// Any other JSON number.
     Number,
-    String,
-    Other,
+    Str(Cow<'a, str>),
+    /// A JSON object or array (only `data` may be one).
+    Compound,
+    /// The `data` member of a structured event, or a binary-mode body
+    /// turned into JSON: kept as sent.
+    Raw(&'a RawValue),
+    /// A (percent-decoded) `ce-*` header value: always a string.
+    Header(String),
 }
 
-fn kind(raw: &RawValue) -> Kind {
-    match raw.get().trim_start().as_bytes().first() {
-        Some(b'n') => Kind::Null,
-        Some(b't' | b'f') => Kind::Bool,
-        Some(b'"') => Kind::String,
-        Some(b'-' | b'0'..=b'9') => Kind::Number,
-        _ => Kind::Other,
-    }
-}
-
-impl RawAttr<'_> {
-    /// `Ok(None)` for JSON null (the attribute is absent, JSON format §2.4).
-    fn string(&self) -> Result<Option<String>, &'static str> {
+impl Value<'_> {
+    /// The value as a string; `Ok(None)` for JSON null (the attribute is
+    /// absent, JSON format §2.4).
+    fn str(&self) -> Result<Option<&str>, &'static str> {
         match self {
-            RawAttr::Text(s) => Ok(Some(s.clone())),
-            RawAttr::Json(raw) => match kind(raw) {
-                Kind::Null => Ok(None),
-                Kind::String => serde_json::from_str(raw.get()).map(Some).map_err(|_| "must be a string"),
-                _ => Err("must be a string"),
-            },
+            Value::Null => Ok(None),
+            Value::Str(s) => Ok(Some(s)),
+            Value::Header(s) => Ok(Some(s)),
+            _ => Err("must be a string"),
         }
     }
 }
 
+/// Turns a validated attribute into a [`Text`]: a zero-copy slice of `owner`
+/// when the string lies in it (it was borrowed from the body), else a copy.
+pub(crate) fn share(owner: Option<&Text>, s: &str) -> Text {
+    match owner {
+        Some(owner) if contains(owner, s) => owner.slice_ref(s),
+        _ => Text::from(s),
+    }
+}
+
+fn contains(owner: &str, s: &str) -> bool {
+    let start = owner.as_ptr() as usize;
+    let at = s.as_ptr() as usize;
+    at >= start && at + s.len() <= start + owner.len()
+}
+
+/// Above this many attributes, repeated names are found with a hash set
+/// rather than by looking back (which would be quadratic).
+const LINEAR_DUPLICATE_SCAN: usize = 32;
+
 /// Builds an event from its attributes, pushing one [`FieldError`] per failing
-/// attribute onto `errors`. Returns the event only if nothing failed.
-pub(crate) fn build_event<'a>(
-    attrs: impl IntoIterator<Item = (Cow<'a, str>, RawAttr<'a>)>,
+/// attribute onto `errors`. Returns the event only if nothing failed. String
+/// attributes are slices of `owner` where they were borrowed from it.
+pub(crate) fn build_event(
+    attrs: &[(Cow<'_, str>, Value<'_>)],
+    owner: Option<&Text>,
     origin: Origin<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Option<Event> {
     let errors_before = errors.len();
-    let mut seen: Vec<Cow<'a, str>> = Vec::new();
+    let mut names: Option<HashSet<&str>> = (attrs.len() > LINEAR_DUPLICATE_SCAN).then(HashSet::new);
     let mut specversion = None;
-    let mut event = Event::new(String::new(), String::new(), String::new());
     let (mut id, mut source, mut ty) = (None, None, None);
+    let (mut datacontenttype, mut dataschema, mut subject, mut time) = (None, None, None, None);
     let mut data = None;
     let mut data_base64 = None;
     let mut extensions = BTreeMap::new();
+    let text = |s: &str| share(owner, s);
 
-    for (name, value) in attrs {
-        if seen.contains(&name) {
-            errors.push(origin.error(&name, "attribute appears more than once"));
+    for (i, (name, value)) in attrs.iter().enumerate() {
+        let repeated = match names.as_mut() {
+            Some(names) => !names.insert(name),
+            None => attrs[..i].iter().any(|(earlier, _)| earlier == name),
+        };
+        if repeated {
+            errors.push(origin.error(name, "attribute appears more than once"));
             continue;
         }
-        let mut fail = |detail: &str| errors.push(origin.error(&name, detail));
-        match &*name {
-            "specversion" => match value.string() {
-                Ok(v) => specversion = v,
-                Err(e) => fail(e),
-            },
-            "id" | "source" | "type" | "subject" => match value.string() {
-                Ok(Some(v)) if v.is_empty() => fail("must be a non-empty string"),
+        let mut fail = |detail: &str| errors.push(origin.error(name, detail));
+        match &**name {
+            // Reported after the other attributes, as when it is missing.
+            "specversion" => {
+                specversion = Some(match value.str() {
+                    Ok(Some("1.0")) => Ok(()),
+                    Ok(Some(_)) => Err("must be \"1.0\""),
+                    Ok(None) => Err("is required and must be \"1.0\""),
+                    Err(e) => Err(e),
+                })
+            }
+            "id" | "source" | "type" | "subject" => match value.str() {
+                Ok(Some("")) => fail("must be a non-empty string"),
                 Ok(None) if name != "subject" => fail("must be a non-empty string"),
-                Ok(v) => {
-                    if name == "source" && v.as_deref().is_some_and(|s| !is_uri_reference(s)) {
+                Ok(None) => {}
+                Ok(Some(v)) => {
+                    if name == "source" && !is_uri_reference(v) {
                         fail("must be a URI-reference (no spaces or control characters)");
                     }
-                    match &*name {
+                    let v = Some(text(v));
+                    match &**name {
                         "id" => id = v,
                         "source" => source = v,
                         "type" => ty = v,
-                        _ => event.subject = v,
+                        _ => subject = v,
                     }
                 }
                 Err(_) => fail("must be a non-empty string"),
             },
-            "datacontenttype" => match value.string() {
-                Ok(Some(v)) if !is_media_type(&v) => fail("must be a media type (RFC 2046), e.g. application/json"),
-                Ok(v) => event.datacontenttype = v,
+            "datacontenttype" => match value.str() {
+                Ok(Some(v)) if !is_media_type(v) => fail("must be a media type (RFC 2046), e.g. application/json"),
+                Ok(v) => datacontenttype = v.map(text),
                 Err(e) => fail(e),
             },
-            "dataschema" => match value.string() {
-                Ok(Some(v)) if !is_absolute_uri(&v) => fail("must be an absolute URI"),
-                Ok(v) => event.dataschema = v,
+            "dataschema" => match value.str() {
+                Ok(Some(v)) if !is_absolute_uri(v) => fail("must be an absolute URI"),
+                Ok(v) => dataschema = v.map(text),
                 Err(e) => fail(e),
             },
-            "time" => match value.string() {
-                Ok(Some(v)) if time::OffsetDateTime::parse(&v, &Rfc3339).is_err() => {
+            "time" => match value.str() {
+                Ok(Some(v)) if time::OffsetDateTime::parse(v, &Rfc3339).is_err() => {
                     fail("must be an RFC 3339 timestamp, e.g. 2026-11-29T06:00:00Z")
                 }
-                Ok(v) => event.time = v,
+                Ok(v) => time = v.map(text),
                 Err(_) => fail("must be an RFC 3339 timestamp string"),
             },
             "data" => match value {
-                RawAttr::Json(raw) if kind(raw) == Kind::Null => {}
-                RawAttr::Json(raw) => data = Some(raw.to_owned()),
-                RawAttr::Text(_) => fail("is the body in binary mode, not a header"),
+                Value::Null => {}
+                Value::Raw(raw) if raw.get().trim_start().starts_with('n') => {}
+                Value::Raw(raw) => data = Some(Json::parsed(text(raw.get()))),
+                _ => fail("is the body in binary mode, not a header"),
             },
-            "data_base64" => match value.string() {
-                Ok(Some(v)) if base64::engine::general_purpose::STANDARD.decode(&v).is_err() => {
+            "data_base64" => match value.str() {
+                Ok(Some(v)) if base64::engine::general_purpose::STANDARD.decode(v).is_err() => {
                     fail("must be valid base64 (RFC 4648 §4)")
                 }
-                Ok(v) => data_base64 = v,
+                Ok(v) => data_base64 = v.map(text),
                 Err(e) => fail(e),
             },
             ext => {
                 if !is_extension_name(ext) {
                     fail("extension attribute names must be lowercase ASCII letters and digits");
                 } else {
-                    match extension_value(&value) {
+                    match extension_value(value, owner) {
                         Ok(Some(v)) => {
                             extensions.insert(ext.to_string(), v);
                         }
@@ -162,19 +186,14 @@ pub(crate) fn build_event<'a>(
                 }
             }
         }
-        seen.push(name);
     }
 
-    match specversion.as_deref() {
-        Some("1.0") => {}
-        Some(_) => errors.push(origin.error("specversion", "must be \"1.0\"")),
-        None if !seen.iter().any(|s| s == "specversion") => {
-            errors.push(origin.error("specversion", "is required and must be \"1.0\""))
-        }
-        None => {}
+    if let Err(detail) = specversion.unwrap_or(Err("is required and must be \"1.0\"")) {
+        errors.push(origin.error("specversion", detail));
     }
+    let present = |wanted: &str| attrs.iter().any(|(name, _)| name == wanted);
     for (name, value) in [("id", &id), ("source", &source), ("type", &ty)] {
-        if value.is_none() && !seen.iter().any(|s| s == name) {
+        if value.is_none() && !present(name) {
             errors.push(origin.error(name, "is required and must be a non-empty string"));
         }
     }
@@ -184,27 +203,31 @@ pub(crate) fn build_event<'a>(
     if errors.len() > errors_before {
         return None;
     }
-    event.id = id?;
-    event.source = source?;
-    event.ty = ty?;
-    event.extensions = extensions;
-    event.data = data.map(Data::Json).or(data_base64.map(Data::Base64));
-    Some(event)
+    Some(Event {
+        id: id?,
+        source: source?,
+        ty: ty?,
+        datacontenttype,
+        dataschema,
+        subject,
+        time,
+        extensions,
+        data: data.map(Data::Json).or(data_base64.map(Data::Base64)),
+        raw: None,
+    })
 }
 
 /// CloudEvents type system for extensions: String, Integer (32-bit), Boolean;
 /// URI, URI-reference, Timestamp and Binary travel as strings.
-fn extension_value(value: &RawAttr<'_>) -> Result<Option<ExtensionValue>, &'static str> {
+fn extension_value(value: &Value<'_>, owner: Option<&Text>) -> Result<Option<ExtensionValue>, &'static str> {
     const BAD: &str = "must be a string, a 32-bit integer or a boolean";
     match value {
-        RawAttr::Text(s) => Ok(Some(ExtensionValue::String(s.clone()))),
-        RawAttr::Json(raw) => match kind(raw) {
-            Kind::Null => Ok(None),
-            Kind::Bool => Ok(Some(ExtensionValue::Boolean(raw.get().trim() == "true"))),
-            Kind::Number => raw.get().trim().parse::<i32>().map(|n| Some(ExtensionValue::Integer(n))).map_err(|_| BAD),
-            Kind::String => value.string().map(|s| s.map(ExtensionValue::String)),
-            Kind::Other => Err(BAD),
-        },
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(ExtensionValue::Boolean(*b))),
+        Value::Int(n) => i32::try_from(*n).map(|n| Some(ExtensionValue::Integer(n))).map_err(|_| BAD),
+        Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, s)))),
+        Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(s.as_str())))),
+        Value::Number | Value::Compound | Value::Raw(_) => Err(BAD),
     }
 }
 

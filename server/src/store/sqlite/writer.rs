@@ -8,6 +8,7 @@
 //! job sits in its own savepoint, so one job's failure does not spoil the
 //! others; a job is answered only after the commit that holds it succeeded.
 
+use inlet_shared::event::Text;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -22,9 +23,9 @@ const MAX_GROUP_ROWS: usize = 20_000;
 
 /// One event to insert.
 pub struct Row {
-    pub source: String,
-    pub id: String,
-    pub ty: String,
+    pub source: Text,
+    pub id: Text,
+    pub ty: Text,
     pub json: bytes::Bytes,
 }
 
@@ -49,7 +50,7 @@ fn insert(tx: &Connection, rows: &[Row], received_at: &str) -> rusqlite::Result<
     for row in rows {
         // The JSON was produced by `Event::to_json`, so it is UTF-8.
         let json = std::str::from_utf8(&row.json).unwrap_or_default();
-        let changed = stmt.execute(params![row.source, row.id, row.ty, received_at, json])?;
+        let changed = stmt.execute(params![&*row.source, &*row.id, &*row.ty, received_at, json])?;
         duplicate.push(changed == 0);
     }
     Ok(duplicate)
