@@ -1,83 +1,165 @@
-//! `--store memory`: events in chunked vectors, dedupe keys in sharded hash
-//! sets, all behind one mutex. Nothing survives a restart; for tests and
-//! benchmarks.
+//! `--store memory`: nothing survives a restart; for tests and benchmarks.
+//!
+//! Laid out to cost little per event, since every event is kept:
+//! - the event's JSON and its id are copied into large shared arena blocks
+//!   (no allocation per event; a record holds two `Bytes` handles into them);
+//! - `type` and `source` are interned to numbers;
+//! - the dedupe index holds record numbers only, sharded so that no single
+//!   growth step rehashes the whole index;
+//! - records are kept in fixed-size chunks, so the log never copies itself.
+//!
+//! All of it sits behind one mutex, held for the inserts only.
 
-use std::collections::{HashMap, HashSet};
-
-use ahash::RandomState;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use bytes::Bytes;
+use ahash::RandomState;
+use bytes::{Bytes, BytesMut};
 use futures::future::{self, BoxFuture};
+use hashbrown::HashTable;
 use inlet_shared::event::Event;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
-use super::{now_rfc3339, Appended, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
 
 #[derive(Debug)]
 struct Record {
-    ty: String,
-    source: String,
-    stored: StoredEvent,
+    /// The event's JSON, a slice of an arena block.
+    json: Bytes,
+    /// The event's id, a slice of an arena block.
+    id: Bytes,
+    /// When it was stored, in nanoseconds since the Unix epoch.
+    received_at: i64,
+    ty: u32,
+    source: u32,
 }
 
-/// Dedupe sets are split in shards and records kept in fixed-size chunks so
-/// that no single growth step rehashes or copies the whole log: a hash table
-/// of a million ids doubling at once stalls every request for tens of
-/// milliseconds, a shard of it for well under one.
-const SHARDS: usize = 64;
+/// Records per chunk of the log.
 const CHUNK: usize = 1 << 16;
+/// Dedupe index shards: a shard of a million-event index doubles in well
+/// under a millisecond; the whole index at once would stall every request.
+const SHARDS: usize = 64;
+/// Arena block size; larger items get their own allocation.
+const BLOCK: usize = 1 << 20;
 
-/// source -> ids stored from it. ahash with random keys: fast, and the
-/// keys (client-chosen) cannot be crafted to collide.
-type Shard = HashMap<String, HashSet<String, RandomState>, RandomState>;
+/// Copies small byte strings into shared 1 MiB blocks.
+#[derive(Debug, Default)]
+struct Arena {
+    block: BytesMut,
+}
+
+impl Arena {
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.len() > BLOCK / 8 {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.block.capacity() - self.block.len() < data.len() {
+            self.block = BytesMut::with_capacity(BLOCK);
+        }
+        self.block.extend_from_slice(data);
+        // The block's first `split` makes it shared; later ones only bump
+        // its reference count.
+        self.block.split().freeze()
+    }
+}
+
+/// Strings that repeat across events (types, sources) stored once each.
+#[derive(Debug, Default)]
+struct Names {
+    numbers: HashMap<Box<str>, u32, RandomState>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&n) = self.numbers.get(name) {
+            return n;
+        }
+        let n = self.names.len() as u32;
+        self.names.push(name.into());
+        self.numbers.insert(name.into(), n);
+        n
+    }
+
+    fn number(&self, name: &str) -> Option<u32> {
+        self.numbers.get(name).copied()
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     /// Records in ascending `seq` (from 1), `CHUNK` per vector.
     chunks: Vec<Vec<Record>>,
     len: usize,
-    shards: Vec<Shard>,
+    /// (source, id) -> record index, sharded by the hash.
+    shards: Vec<HashTable<usize>>,
+    /// Keyed randomly: ids are client-chosen and must not be crafted to collide.
     hasher: RandomState,
+    arena: Arena,
+    types: Names,
+    sources: Names,
 }
 
 impl Default for Inner {
     fn default() -> Inner {
-        let hasher = RandomState::new();
-        let shards = (0..SHARDS).map(|_| HashMap::with_hasher(hasher.clone())).collect();
-        Inner { chunks: Vec::new(), len: 0, shards, hasher }
+        Inner {
+            chunks: Vec::new(),
+            len: 0,
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            hasher: RandomState::new(),
+            arena: Arena::default(),
+            types: Names::default(),
+            sources: Names::default(),
+        }
     }
 }
 
 impl Inner {
-    /// Records (source, id); false if it was there already.
-    fn insert_key(&mut self, source: &str, id: &str) -> bool {
-        let shard = &mut self.shards[(self.hasher.hash_one((source, id)) as usize) % SHARDS];
-        match shard.get_mut(source) {
-            Some(ids) => !ids.contains(id) && ids.insert(id.to_string()),
-            None => {
-                let mut ids = HashSet::with_hasher(self.hasher.clone());
-                ids.insert(id.to_string());
-                shard.insert(source.to_string(), ids);
-                true
-            }
+    /// Stores the event unless its (source, id) is there already; returns
+    /// whether it was stored.
+    fn insert(&mut self, event: &Event, received_at: i64) -> bool {
+        let source = self.sources.intern(&event.source);
+        let id = event.id.as_bytes();
+        let hash = self.hasher.hash_one((source, &id[..]));
+        let shard = hash as usize % SHARDS;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        let same = |&i: &usize| {
+            let r = &chunks[i / CHUNK][i % CHUNK];
+            r.source == source && r.id == id
+        };
+        if self.shards[shard].find(hash, same).is_some() {
+            return false;
         }
-    }
-
-    fn push(&mut self, record: Record) {
+        let record = Record {
+            json: match &event.raw {
+                Some(raw) => self.arena.copy(raw),
+                None => Bytes::from(event.to_json()),
+            },
+            id: self.arena.copy(id),
+            received_at,
+            ty: self.types.intern(&event.ty),
+            source,
+        };
+        let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(chunk) = self.chunks.last_mut() {
             chunk.push(record);
-            self.len += 1;
         }
+        self.len += 1;
+        let chunks = &self.chunks;
+        self.shards[shard].insert_unique(hash, index, |&i| {
+            let r = &chunks[i / CHUNK][i % CHUNK];
+            hasher.hash_one((r.source, &r.id[..]))
+        });
+        true
     }
 
     /// Records with an index from `start` on.
     fn records_from(&self, start: usize) -> impl Iterator<Item = &Record> {
-        let chunk = start / CHUNK;
-        let skip = start % CHUNK;
-        self.chunks.iter().skip(chunk).flatten().skip(skip)
+        self.chunks.iter().skip(start / CHUNK).flatten().skip(start % CHUNK)
     }
 }
 
@@ -86,45 +168,44 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
+fn rfc3339(nanos: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos.into())
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 impl MemoryStore {
     fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
-        // Serialise outside the lock.
-        // Copied: a slice of the request would keep its whole read buffer
-        // alive for as long as the event is stored.
-        let json: Vec<Bytes> = events
-            .iter()
-            .map(|e| match &e.raw {
-                Some(raw) => Bytes::copy_from_slice(raw),
-                None => Bytes::from(e.to_json()),
-            })
-            .collect();
-        let received_at = now_rfc3339();
+        let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
         let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
-        let mut duplicate = Vec::with_capacity(events.len());
-        for (event, json) in events.iter().zip(json) {
-            if !inner.insert_key(&event.source, &event.id) {
-                duplicate.push(true);
-                continue;
-            }
-            duplicate.push(false);
-            let seq = inner.len as u64 + 1;
-            inner.push(Record {
-                ty: event.ty.clone(),
-                source: event.source.clone(),
-                stored: StoredEvent { seq, received_at: received_at.clone(), json },
-            });
-        }
+        let duplicate = events.iter().map(|event| !inner.insert(event, received_at)).collect();
         Ok(Appended { duplicate })
     }
 
     fn query_now(&self, q: &Query) -> Result<Page, StoreError> {
         let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        // A type or source never stored matches nothing.
+        let ty = q.ty.as_deref().map(|t| inner.types.number(t));
+        let source = q.source.as_deref().map(|s| inner.sources.number(s));
+        if matches!(ty, Some(None)) || matches!(source, Some(None)) {
+            return Ok(Page { events: Vec::new(), next_after: None });
+        }
         // seq n is at index n - 1.
         let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.len);
         let mut matching = inner
             .records_from(start)
-            .filter(|r| q.ty.as_deref().is_none_or(|t| r.ty == t) && q.source.as_deref().is_none_or(|s| r.source == s));
-        let events: Vec<StoredEvent> = matching.by_ref().take(q.limit).map(|r| r.stored.clone()).collect();
+            .enumerate()
+            .filter(|(_, r)| ty.is_none_or(|t| t == Some(r.ty)) && source.is_none_or(|s| s == Some(r.source)));
+        let events: Vec<StoredEvent> = matching
+            .by_ref()
+            .take(q.limit)
+            .map(|(i, r)| StoredEvent {
+                seq: (start + i) as u64 + 1,
+                received_at: rfc3339(r.received_at),
+                json: r.json.clone(),
+            })
+            .collect();
         let more = matching.next().is_some();
         let next_after = if more { events.last().map(|e| e.seq) } else { None };
         Ok(Page { events, next_after })
@@ -178,6 +259,9 @@ mod tests {
         let first = CHUNK as u64 - 1;
         assert_eq!(seqs, (first..first + 5).collect::<Vec<_>>());
         assert_eq!(page.next_after, Some(first + 4));
+        // Every event is its own JSON, though they share arena blocks.
+        let json = String::from_utf8(page.events[0].json.to_vec()).unwrap();
+        assert!(json.contains(&format!("\"id\":\"{}\"", first - 1)), "{json}");
     }
 
     #[test]
@@ -192,5 +276,37 @@ mod tests {
         let last = store.query_now(&Query { source: Some("odd".into()), after: 8, limit: 2, ty: None }).unwrap();
         assert_eq!(last.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10]);
         assert_eq!(last.next_after, None);
+        let none = store.query_now(&Query { ty: Some("never".into()), after: 0, limit: 2, source: None }).unwrap();
+        assert_eq!(none, Page { events: Vec::new(), next_after: None });
+    }
+
+    #[test]
+    fn same_id_from_another_source_is_another_event() {
+        let store = MemoryStore::default();
+        let ids: Vec<Event> = (0..1000).map(|i| ev("a", &i.to_string(), "t")).collect();
+        store.append_now(&ids).unwrap();
+        let again: Vec<Event> =
+            (0..1000).map(|i| ev(if i % 2 == 0 { "a" } else { "b" }, &i.to_string(), "t")).collect();
+        let appended = store.append_now(&again).unwrap();
+        assert_eq!((appended.accepted(), appended.duplicates()), (500, 500));
+    }
+
+    #[test]
+    fn received_at_is_rfc3339() {
+        let store = MemoryStore::default();
+        store.append_now(&[ev("s", "1", "t")]).unwrap();
+        let page = store.query_now(&Query { limit: 1, ..Query::default() }).unwrap();
+        let at = &page.events[0].received_at;
+        assert!(OffsetDateTime::parse(at, &Rfc3339).is_ok(), "{at}");
+    }
+
+    #[test]
+    fn large_events_are_kept_whole() {
+        let store = MemoryStore::default();
+        let mut big = ev("s", "big", "t");
+        big.subject = Some("x".repeat(BLOCK).into());
+        store.append_now(&[ev("s", "small", "t"), big.clone()]).unwrap();
+        let page = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
+        assert_eq!(page.events[1].json, Bytes::from(big.to_json()));
     }
 }
