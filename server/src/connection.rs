@@ -12,6 +12,8 @@
 //! no complete request is left in the read buffer, so a burst of pipelined
 //! requests is answered with one write.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use inlet_shared::problem::Problem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_util::codec::Framed;
 
 use crate::config::ServerSettings;
@@ -61,7 +63,15 @@ pub struct ConnectionTask {
     framed: Transport,
     app: Arc<App>,
     settings: ServerSettings,
+    /// Never marked seen, so `has_changed` says whether shutdown began
+    /// (an atomic load, no lock).
     shutdown: watch::Receiver<bool>,
+    /// One timer for the connection's life, moved to each new deadline
+    /// (cheap when the deadline moves later) rather than one per request.
+    deadline: Pin<Box<Sleep>>,
+    /// Resolves when shutdown begins; registered once per connection.
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop_seen: bool,
     accepted_at: Instant,
     /// When the last response was flushed; `None` before the first request.
     idle_since: Option<Instant>,
@@ -114,7 +124,22 @@ impl ConnectionTask {
         accepted_at: Instant,
     ) -> Self {
         let framed = Framed::with_capacity(stream, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
-        ConnectionTask { framed, app, settings, shutdown, accepted_at, idle_since: None }
+        let deadline = Box::pin(sleep_until(accepted_at + settings.header_timeout));
+        let mut stopping = shutdown.clone();
+        let stop = Box::pin(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        });
+        ConnectionTask {
+            framed,
+            app,
+            settings,
+            shutdown,
+            deadline,
+            stop,
+            stop_seen: false,
+            accepted_at,
+            idle_since: None,
+        }
     }
 
     /// Gives back a read buffer that grew for a large request once the
@@ -141,7 +166,8 @@ impl ConnectionTask {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        // Only `true` is ever sent; a dropped sender means the server is gone.
+        self.shutdown.has_changed().unwrap_or(true)
     }
 
     async fn next(&mut self) -> Next {
@@ -153,6 +179,9 @@ impl ConnectionTask {
                 return Next::Idle;
             }
             let deadline = self.deadline();
+            if self.deadline.deadline() != deadline {
+                self.deadline.as_mut().reset(deadline);
+            }
             let idle = self.framed.codec().phase() == Phase::Idle;
             tokio::select! {
                 biased;
@@ -163,7 +192,7 @@ impl ConnectionTask {
                         Some(Err(CodecError::Io(_))) | None => Next::Closed,
                     };
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut self.deadline => {
                     // The phase may have moved on since the deadline was taken.
                     if self.deadline() > Instant::now() {
                         continue;
@@ -172,8 +201,9 @@ impl ConnectionTask {
                     let nothing_read = self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty();
                     return if nothing_read && !waiting_for_first { Next::Idle } else { Next::TimedOut };
                 }
-                _ = self.shutdown.changed(), if idle => {
+                _ = &mut self.stop, if idle && !self.stop_seen => {
                     // Re-checked at the top of the loop: close only at a frame boundary.
+                    self.stop_seen = true;
                     continue;
                 }
             }

@@ -65,6 +65,19 @@ impl Route {
 /// head alone, so that `Expect: 100-continue` can be answered with it.
 pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {
     let route = Route::of(head.path());
+    if let Some(refused) = route_refusal(app, route, head) {
+        return Some(refused);
+    }
+    if route == Route::Events && head.method == Method::Post {
+        if let Err(e) = BodyKind::of(&head.headers) {
+            return Some(app.reject(e.to_problem()));
+        }
+    }
+    None
+}
+
+/// `404` for an unknown path, `405` for a method the resource does not take.
+fn route_refusal(app: &App, route: Route, head: &RequestHead) -> Option<Response> {
     if route == Route::NotFound {
         let path = String::from_utf8_lossy(head.path());
         return Some(app.reject(Problem::new(404, "not-found", format!("no resource at {path}"))));
@@ -75,18 +88,15 @@ pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {
         res.allow = Some(route.allow());
         return Some(res);
     }
-    if route == Route::Events && head.method == Method::Post {
-        if let Err(e) = BodyKind::of(&head.headers) {
-            return Some(app.reject(e.to_problem()));
-        }
-    }
     None
 }
 
 /// Answers a complete request. Returns the route too, for metrics.
 pub async fn handle(app: &App, req: Request) -> (Route, Response) {
     let route = Route::of(req.path());
-    if let Some(refused) = refusal(app, &req.head) {
+    // The media type of a `POST /events` is checked once, by the handler
+    // (the same `415` as `refusal` gives).
+    if let Some(refused) = route_refusal(app, route, &req.head) {
         return (route, refused);
     }
     let head_only = req.method == Method::Head;
