@@ -2,7 +2,7 @@
 //! store them, and answer `202` only once the store says they are safe.
 //! `GET /events`: read stored events back, filtered and paged (SPEC §3.2).
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::event::parse_body;
 use inlet_shared::http::{Request, Response};
 use inlet_shared::problem::Problem;
@@ -34,13 +34,25 @@ pub async fn ingest(app: &App, req: &Request) -> Response {
     };
     let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
     app.stats.record_accepted(fresh, appended.duplicates());
-    let mut body = BytesMut::with_capacity(48);
-    body.put_slice(b"{\"accepted\":");
-    body.put_slice(itoa::Buffer::new().format(appended.accepted()).as_bytes());
-    body.put_slice(b",\"duplicates\":");
-    body.put_slice(itoa::Buffer::new().format(appended.duplicates()).as_bytes());
-    body.put_slice(b"}");
-    respond::json(202, body.freeze())
+    respond::json(202, accepted_body(appended.accepted(), appended.duplicates()))
+}
+
+/// `{"accepted":N,"duplicates":M}`; the answers to a single event are
+/// pre-built.
+fn accepted_body(accepted: usize, duplicates: usize) -> Bytes {
+    match (accepted, duplicates) {
+        (1, 0) => Bytes::from_static(b"{\"accepted\":1,\"duplicates\":0}"),
+        (0, 1) => Bytes::from_static(b"{\"accepted\":0,\"duplicates\":1}"),
+        _ => {
+            let mut body = Vec::with_capacity(48);
+            body.extend_from_slice(b"{\"accepted\":");
+            body.extend_from_slice(itoa::Buffer::new().format(accepted).as_bytes());
+            body.extend_from_slice(b",\"duplicates\":");
+            body.extend_from_slice(itoa::Buffer::new().format(duplicates).as_bytes());
+            body.push(b'}');
+            Bytes::from(body)
+        }
+    }
 }
 
 /// Parses `type`, `source`, `after`, `limit` from a query string.
@@ -102,6 +114,14 @@ pub async fn query(app: &App, req: &Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_bodies() {
+        for (a, d) in [(1, 0), (0, 1), (0, 0), (2, 3), (1000, 0)] {
+            let expected = format!("{{\"accepted\":{a},\"duplicates\":{d}}}");
+            assert_eq!(accepted_body(a, d), expected.as_bytes());
+        }
+    }
 
     #[test]
     fn query_parameters() {
