@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of inlet against an axum baseline and nginx.
+"""Side-by-side benchmark of inlet against an axum baseline, nginx and a bare loop.
 
 Runs each server alternately under the same load, several rounds, and prints
 per server and workload: requests/s, p50, p99 and server CPU time per request
@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INLET = os.path.join(ROOT, "target/release/inlet-server")
 CLIENT = os.path.join(ROOT, "target/release/inlet-client")
 AXUM = os.path.join(ROOT, "bench/axum-baseline/target/release/axum-baseline")
+BARE = os.path.join(ROOT, "bench/bare-loop/target/release/bare-loop")
 WRK_SINGLE = os.path.join(ROOT, "bench/wrk/post_event.lua")
 WRK_PIPE = os.path.join(ROOT, "bench/wrk/pipeline16.lua")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -94,7 +95,8 @@ class Server:
             time.sleep(0.3)
         else:
             cmd = {"inlet": [INLET, "--listen", "127.0.0.1:0", "--store", "memory", "--data-dir", self.tmp],
-                   "axum": [AXUM, "127.0.0.1:0"]}[name] + list(extra)
+                   "axum": [AXUM, "127.0.0.1:0"],
+                   "bare": [BARE, "127.0.0.1:0"]}[name] + list(extra)
             env = dict(os.environ, RUST_LOG="warn")
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
             line = self.proc.stdout.readline().strip()
@@ -206,10 +208,10 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    names = ["inlet", "axum", "nginx"]
+    names = ["inlet", "axum", "nginx", "bare"]
     results = {"single": {n: [] for n in names}, "pipelined": {n: [] for n in names}, "client_vs_wrk": []}
     for rnd in range(args.rounds):
-        order = names[rnd % 3:] + names[:rnd % 3]
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
         for name in order:
             server = Server(name)
             wrk(server.addr, WRK_SINGLE, 64, 1)  # warm-up
@@ -244,6 +246,10 @@ def main():
             "inlet_cpu_vs_axum": table["single"]["inlet"]["cpu_us_per_req"] / table["single"]["axum"]["cpu_us_per_req"],
             "inlet_cpu_vs_nginx": table["single"]["inlet"]["cpu_us_per_req"] / table["single"]["nginx"]["cpu_us_per_req"],
             "inlet_rps_vs_axum": table["single"]["inlet"]["rps"] / table["single"]["axum"]["rps"],
+            "inlet_cpu_vs_bare": table["single"]["inlet"]["cpu_us_per_req"] / table["single"]["bare"]["cpu_us_per_req"],
+            "bare_cpu_vs_axum": table["single"]["bare"]["cpu_us_per_req"] / table["single"]["axum"]["cpu_us_per_req"],
+            "bare_cpu_vs_nginx": table["single"]["bare"]["cpu_us_per_req"] / table["single"]["nginx"]["cpu_us_per_req"],
+            "bare_pipelined_rps_vs_nginx": table["pipelined"]["bare"]["rps"] / table["pipelined"]["nginx"]["rps"],
             "inlet_pipelined_rps_vs_nginx": table["pipelined"]["inlet"]["rps"] / table["pipelined"]["nginx"]["rps"],
             "slow_p99_ratio": slow["p99_with_slow_ms"] / slow["p99_alone_ms"],
             "client_vs_wrk_rps": median_of(cvw, "client_rps") / median_of(cvw, "wrk_rps"),

