@@ -178,24 +178,29 @@ def idle_memory(name, count):
     return (after - before) / count
 
 
-def slow_clients_p99(duration, conns):
+def slow_clients_p99(duration, conns, rounds):
+    """inlet's p99 alone and with 1,000 idle + 200 trickling connections
+    open, alternating `rounds` times on one server; medians of each."""
     server = Server("inlet", ["--header-timeout", "120s"])
-    base = wrk(server.addr, WRK_SINGLE, conns, duration)
-    hold_idle = subprocess.Popen([CLIENT, "hold", "--server", server.addr, "--connections", "1000"], stdout=subprocess.DEVNULL)
-    hold_trickle = subprocess.Popen([CLIENT, "hold", "--server", server.addr, "--connections", "200", "--partial", "--interval", "1s"],
-                                    stdout=subprocess.DEVNULL)
-    time.sleep(2)
-    loaded = wrk(server.addr, WRK_SINGLE, conns, duration)
-    with open("/dev/null") as _:
+    alone, loaded, open_conns = [], [], []
+    for _ in range(rounds):
+        alone.append(wrk(server.addr, WRK_SINGLE, conns, duration))
+        hold_idle = subprocess.Popen([CLIENT, "hold", "--server", server.addr, "--connections", "1000"],
+                                     stdout=subprocess.DEVNULL)
+        hold_trickle = subprocess.Popen([CLIENT, "hold", "--server", server.addr, "--connections", "200", "--partial",
+                                         "--interval", "1s"], stdout=subprocess.DEVNULL)
+        time.sleep(2)
+        loaded.append(wrk(server.addr, WRK_SINGLE, conns, duration))
         stats = subprocess.run([CLIENT, "stats", "--server", server.addr], capture_output=True, text=True).stdout
-    open_conns = json.loads(stats)["connections"]["open"]
-    hold_idle.terminate()
-    hold_trickle.terminate()
-    hold_idle.wait()
-    hold_trickle.wait()
+        open_conns.append(json.loads(stats)["connections"]["open"])
+        for hold in (hold_idle, hold_trickle):
+            hold.terminate()
+            hold.wait()
+        time.sleep(1)
     server.stop()
-    return {"p99_alone_ms": base["p99_ms"], "p99_with_slow_ms": loaded["p99_ms"], "open_connections": open_conns,
-            "rps_alone": base["rps"], "rps_with_slow": loaded["rps"]}
+    return {"p99_alone_ms": median_of(alone, "p99_ms"), "p99_with_slow_ms": median_of(loaded, "p99_ms"),
+            "open_connections": min(open_conns), "rps_alone": median_of(alone, "rps"),
+            "rps_with_slow": median_of(loaded, "rps"), "rounds": {"alone": alone, "with_slow": loaded}}
 
 
 def main():
@@ -234,7 +239,7 @@ def main():
             rows = results[workload][name]
             table[workload][name] = {k: median_of(rows, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
     memory = {name: idle_memory(name, args.idle) for name in names}
-    slow = slow_clients_p99(args.duration, 64)
+    slow = slow_clients_p99(args.duration, 64, args.rounds)
     cvw = results["client_vs_wrk"]
     summary = {
         "table": table,
