@@ -2,7 +2,7 @@
 //! every attribute rule (with the exact pointer and detail), round trips.
 
 use bytes::Bytes;
-use inlet_shared::event::{parse_body, BodyKind, Data, Event, ExtensionValue, ParseError, ParseLimits};
+use inlet_shared::event::{parse_body, BodyKind, Data, Event, Events, ExtensionValue, ParseError, ParseLimits};
 use inlet_shared::http::Headers;
 use inlet_shared::problem::FieldError;
 
@@ -10,16 +10,16 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> Headers {
     Headers::from_pairs(pairs)
 }
 
-fn parse(content_type: &'static str, body: &str) -> Result<Vec<Event>, ParseError> {
+fn parse(content_type: &'static str, body: &str) -> Result<Events, ParseError> {
     parse_body(&headers(&[("Content-Type", content_type)]), &Bytes::from(body.to_string()), &ParseLimits::default())
 }
 
-fn structured(body: &str) -> Result<Vec<Event>, ParseError> {
+fn structured(body: &str) -> Result<Events, ParseError> {
     parse("application/cloudevents+json", body)
 }
 
 /// The (pointer, detail) pairs of a 422.
-fn invalid(result: Result<Vec<Event>, ParseError>) -> Vec<(String, String)> {
+fn invalid(result: Result<Events, ParseError>) -> Vec<(String, String)> {
     match result {
         Err(ParseError::Invalid(errors)) => {
             errors.into_iter().map(|e| (e.pointer.or(e.header).unwrap_or_default(), e.detail)).collect()
@@ -28,7 +28,7 @@ fn invalid(result: Result<Vec<Event>, ParseError>) -> Vec<(String, String)> {
     }
 }
 
-fn pointers(result: Result<Vec<Event>, ParseError>) -> Vec<String> {
+fn pointers(result: Result<Events, ParseError>) -> Vec<String> {
     invalid(result).into_iter().map(|(p, _)| p).collect()
 }
 

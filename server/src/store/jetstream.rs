@@ -29,6 +29,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use tokio::sync::OnceCell;
 
 use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
@@ -178,7 +179,7 @@ impl JetStreamStore {
                 .map_err(|e| unavailable("publishing to JetStream", e))?;
             acks.push(ack);
         }
-        let mut duplicate = Vec::with_capacity(acks.len());
+        let mut duplicate = SmallVec::with_capacity(acks.len());
         for result in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
             let ack = result.map_err(|e| unavailable("JetStream did not acknowledge", e))?;
             duplicate.push(ack.duplicate);

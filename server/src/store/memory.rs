@@ -242,9 +242,9 @@ mod tests {
     fn duplicates_within_and_across_appends() {
         let store = MemoryStore::default();
         let a = store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t"), ev("s", "1", "t")]).unwrap();
-        assert_eq!(a.duplicate, vec![false, false, true]);
+        assert_eq!(a.duplicate[..], [false, false, true]);
         let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")]).unwrap();
-        assert_eq!(b.duplicate, vec![true, false]);
+        assert_eq!(b.duplicate[..], [true, false]);
         assert_eq!((b.accepted(), b.duplicates()), (1, 1));
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
+use smallvec::SmallVec;
 
 use crate::config::{Config, StoreKind};
 pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
@@ -38,7 +39,9 @@ pub enum StoreError {
 /// duplicate (already stored, or earlier in the same slice).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
-    pub duplicate: Vec<bool>,
+    /// Per event, in order: whether it was stored already. Inline for up
+    /// to 8 events (no allocation for the usual single event).
+    pub duplicate: SmallVec<[bool; 8]>,
 }
 
 impl Appended {

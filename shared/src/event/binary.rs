@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::validate::{build_event, Origin, Value};
-use super::{Event, ParseError, ParseLimits, Text};
+use super::{Events, ParseError, ParseLimits, Text};
 use crate::http::Headers;
 use crate::problem::FieldError;
 
@@ -20,7 +20,7 @@ pub(crate) fn is_json_media_type(ct: &str) -> bool {
 }
 
 /// Parses a binary-mode request into one event.
-pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Events, ParseError> {
     if body.len() > limits.max_event_bytes {
         let detail =
             format!("event data is {} bytes; the limit is {} (--max-event-bytes)", body.len(), limits.max_event_bytes);
@@ -89,7 +89,7 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
     }
 
     match build_event(&attrs, body_text.as_ref(), Origin::Headers, &mut errors) {
-        Some(event) if errors.is_empty() => Ok(vec![event]),
+        Some(event) if errors.is_empty() => Ok(Events::from_buf([event])),
         _ => Err(ParseError::Invalid(errors)),
     }
 }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::binary::parse_binary;
 use super::structured::{array, ndjson, not_utf8, object_or_array, single};
-use super::{Event, ParseError, ParseLimits, Text};
+use super::{Events, ParseError, ParseLimits, Text};
 use crate::http::Headers;
 
 /// The body format of an ingest request.
@@ -59,8 +59,8 @@ impl BodyKind {
 /// Parses and validates a `POST /events` body into the events it carries,
 /// in the order they were sent. Events from structured bodies keep their
 /// received bytes (`Event::raw`, zero-copy slices of `body`).
-pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    type Structured = fn(&str, Option<&Text>, &ParseLimits) -> Result<Vec<Event>, ParseError>;
+pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Events, ParseError> {
+    type Structured = fn(&str, Option<&Text>, &ParseLimits) -> Result<Events, ParseError>;
     let parse: Structured = match BodyKind::of(headers)? {
         BodyKind::Structured => single,
         BodyKind::Batch => array,

@@ -24,6 +24,10 @@ use serde_json::value::RawValue;
 /// allocation); others own their bytes.
 pub use bytestring::ByteString as Text;
 
+/// The events of one request, in order. A single event (the common case)
+/// is kept inline: no allocation.
+pub type Events = smallvec::SmallVec<[Event; 1]>;
+
 pub use binary::parse_binary;
 pub use binding::{parse_body, BodyKind};
 pub use error::ParseError;

@@ -10,7 +10,7 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Vis
 use serde_json::value::RawValue;
 
 use super::validate::{build_event, share, Origin, Value};
-use super::{Event, ParseError, ParseLimits, Text};
+use super::{Event, Events, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
 
 /// A JSON object as its members in order, parsed in one pass: string values
@@ -172,17 +172,17 @@ fn event_at(
 }
 
 /// `application/cloudevents+json`: exactly one event object.
-pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
     single(utf8(body)?, None, limits)
 }
 
-pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
     if json.len() > limits.max_event_bytes {
         return Err(too_large("#".into(), None, json.len(), limits));
     }
     let mut errors = Vec::new();
     match event_at(json, owner, "#", None, &mut errors) {
-        Ok(Some(event)) => Ok(vec![event]),
+        Ok(Some(event)) => Ok(Events::from_buf([event])),
         Ok(None) => Err(ParseError::Invalid(errors)),
         Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors }),
         Err(Shape::Wrong) => Err(ParseError::Invalid(errors)),
@@ -190,11 +190,11 @@ pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
 }
 
 /// `application/cloudevents-batch+json`: a JSON array of event objects.
-pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
     array(utf8(body)?, None, limits)
 }
 
-pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
     let items: Vec<&RawValue> = match serde_json::from_str(json) {
         Ok(items) => items,
         Err(e) => {
@@ -211,7 +211,7 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
     if items.len() > limits.max_batch {
         return Err(ParseError::BatchTooLarge { count: items.len(), max: limits.max_batch });
     }
-    let mut events = Vec::with_capacity(items.len());
+    let mut events = Events::with_capacity(items.len());
     let mut errors = Vec::new();
     let mut prefix = String::with_capacity(8);
     for (i, item) in items.iter().enumerate() {
@@ -236,15 +236,11 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
 }
 
 /// `application/json`: one event object, or an array of them.
-pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
     object_or_array(utf8(body)?, None, limits)
 }
 
-pub(crate) fn object_or_array(
-    body: &str,
-    owner: Option<&Text>,
-    limits: &ParseLimits,
-) -> Result<Vec<Event>, ParseError> {
+pub(crate) fn object_or_array(body: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
     match body.bytes().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => array(body, owner, limits),
         _ => single(body, owner, limits),
@@ -254,12 +250,12 @@ pub(crate) fn object_or_array(
 /// `application/x-ndjson`: one event object per line; blank lines skipped;
 /// lines numbered from 1 counting every line. A line that is not JSON is a
 /// `400` listing every such line; otherwise invalid events are a `422`.
-pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
+pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
     ndjson(utf8(body)?, None, limits)
 }
 
-pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Vec<Event>, ParseError> {
-    let mut events = Vec::new();
+pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
+    let mut events = Events::new();
     let mut invalid = Vec::new();
     let mut malformed = Vec::new();
     let mut count = 0usize;

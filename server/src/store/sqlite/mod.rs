@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
 use rusqlite::{Connection, OpenFlags};
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
@@ -172,11 +173,11 @@ impl Store for SqliteStore {
     fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(async move {
             if events.is_empty() {
-                return Ok(Appended { duplicate: Vec::new() });
+                return Ok(Appended { duplicate: SmallVec::new() });
             }
             let answer = self.submit(events)?;
             match answer.await {
-                Ok(Ok(duplicate)) => Ok(Appended { duplicate }),
+                Ok(Ok(duplicate)) => Ok(Appended { duplicate: duplicate.into() }),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Unavailable("the writer stopped".into())),
             }
