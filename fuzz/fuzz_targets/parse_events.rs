@@ -5,11 +5,11 @@
 #![no_main]
 
 use bytes::Bytes;
-use inlet_shared::event::{parse_array, parse_body, parse_ndjson, parse_single, Event, ParseError, ParseLimits};
+use inlet_shared::event::{parse_array, parse_body, parse_ndjson, parse_single, Event, Events, ParseError, ParseLimits};
 use inlet_shared::http::Headers;
 use libfuzzer_sys::fuzz_target;
 
-type Parse = fn(&[u8], &ParseLimits) -> Result<Vec<Event>, ParseError>;
+type Parse = fn(&[u8], &ParseLimits) -> Result<Events, ParseError>;
 
 fuzz_target!(|data: &[u8]| {
     let limits = ParseLimits { max_event_bytes: 4096, max_batch: 64 };
