@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${1:-5000}
 n2=${2:-25000}
-shift 2 || true
+shift $(($# < 2 ? $# : 2))
 command -v valgrind >/dev/null || { echo "bench/instructions.sh needs valgrind" >&2; exit 1; }
 cargo build --release --locked -q -p inlet-server -p inlet-client
 work=$(mktemp -d)
