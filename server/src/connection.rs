@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::Fuse;
 use futures::{FutureExt, SinkExt, StreamExt};
 use inlet_shared::http::{CodecError, Connection, Continue, Inbound, Phase, Response, ServerCodec, Version};
 use inlet_shared::problem::Problem;
@@ -69,9 +70,9 @@ pub struct ConnectionTask {
     /// One timer for the connection's life, moved to each new deadline
     /// (cheap when the deadline moves later) rather than one per request.
     deadline: Pin<Box<Sleep>>,
-    /// Resolves when shutdown begins; registered once per connection.
-    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
-    stop_seen: bool,
+    /// Resolves when shutdown begins; registered once per connection, and
+    /// pending for good once it has resolved.
+    stop: Fuse<Pin<Box<dyn Future<Output = ()> + Send>>>,
     accepted_at: Instant,
     /// When the last response was flushed; `None` before the first request.
     idle_since: Option<Instant>,
@@ -126,20 +127,11 @@ impl ConnectionTask {
         let framed = Framed::with_capacity(stream, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
         let deadline = Box::pin(sleep_until(accepted_at + settings.header_timeout));
         let mut stopping = shutdown.clone();
-        let stop = Box::pin(async move {
+        let stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         });
-        ConnectionTask {
-            framed,
-            app,
-            settings,
-            shutdown,
-            deadline,
-            stop,
-            stop_seen: false,
-            accepted_at,
-            idle_since: None,
-        }
+        let stop = stop.fuse();
+        ConnectionTask { framed, app, settings, shutdown, deadline, stop, accepted_at, idle_since: None }
     }
 
     /// Gives back a read buffer that grew for a large request once the
@@ -201,9 +193,8 @@ impl ConnectionTask {
                     let nothing_read = self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty();
                     return if nothing_read && !waiting_for_first { Next::Idle } else { Next::TimedOut };
                 }
-                _ = &mut self.stop, if idle && !self.stop_seen => {
+                _ = &mut self.stop, if idle => {
                     // Re-checked at the top of the loop: close only at a frame boundary.
-                    self.stop_seen = true;
                     continue;
                 }
             }

@@ -68,7 +68,6 @@ impl Arena {
 #[derive(Debug, Default)]
 struct Names {
     numbers: HashMap<Box<str>, u32, RandomState>,
-    names: Vec<Box<str>>,
 }
 
 impl Names {
@@ -76,8 +75,7 @@ impl Names {
         if let Some(&n) = self.numbers.get(name) {
             return n;
         }
-        let n = self.names.len() as u32;
-        self.names.push(name.into());
+        let n = self.numbers.len() as u32;
         self.numbers.insert(name.into(), n);
         n
     }
@@ -115,17 +113,27 @@ impl Default for Inner {
     }
 }
 
+/// The record with index `i` (seq `i + 1`).
+fn record_at(chunks: &[Vec<Record>], i: usize) -> &Record {
+    &chunks[i / CHUNK][i % CHUNK]
+}
+
+/// The dedupe key's hash: (interned source, id).
+fn key_hash(hasher: &RandomState, source: u32, id: &[u8]) -> u64 {
+    hasher.hash_one((source, id))
+}
+
 impl Inner {
     /// Stores the event unless its (source, id) is there already; returns
     /// whether it was stored.
     fn insert(&mut self, event: &Event, received_at: i64) -> bool {
         let source = self.sources.intern(&event.source);
         let id = event.id.as_bytes();
-        let hash = self.hasher.hash_one((source, &id[..]));
+        let hash = key_hash(&self.hasher, source, id);
         let shard = hash as usize % SHARDS;
-        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        let chunks = &self.chunks;
         let same = |&i: &usize| {
-            let r = &chunks[i / CHUNK][i % CHUNK];
+            let r = record_at(chunks, i);
             r.source == source && r.id == id
         };
         if self.shards[shard].find(hash, same).is_some() {
@@ -149,10 +157,10 @@ impl Inner {
             chunk.push(record);
         }
         self.len += 1;
-        let chunks = &self.chunks;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.shards[shard].insert_unique(hash, index, |&i| {
-            let r = &chunks[i / CHUNK][i % CHUNK];
-            hasher.hash_one((r.source, &r.id[..]))
+            let r = record_at(chunks, i);
+            key_hash(hasher, r.source, &r.id)
         });
         true
     }
