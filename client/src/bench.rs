@@ -23,8 +23,8 @@ use inlet_shared::http::ClientRequest;
 use tokio::time::Instant;
 
 use crate::conn;
+use crate::duration::parse_duration;
 use crate::exit;
-use crate::probe::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -183,3 +183,35 @@ fn send_events_and_stats_subcommands() {
     let stats: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(stats["accepted"], 1);
 }
+
+#[test]
+fn post_with_slow_input_sends_every_line_after_header_timeouts() {
+    // Issue 11 §3 b: a worker that connected before it had input got the
+    // server's 408 (header timeout) and paired it with the next chunk.
+    use std::io::Write;
+    let s = Server::start(&["--header-timeout", "300ms"]);
+    let mut child = Command::new(binary("inlet-client"))
+        .args(["post", "-", "--connections", "2", "--server", &s.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = ndjson("slow", 4).lines().map(|l| format!("{l}\n")).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    // Every pause is well past the header timeout.
+    for part in [&lines[0..1], &lines[1..3], &lines[3..4]] {
+        std::thread::sleep(Duration::from_millis(800));
+        stdin.write_all(part.concat().as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("accepted: 4\n"), "{stdout}");
+    assert!(stdout.contains("rejected: 0\n"), "{stdout}");
+    assert!(stdout.contains("failed: 0\n"), "{stdout}");
+    let stats = s.stats();
+    assert_eq!(stats["accepted"], 4);
+}

@@ -1,31 +1,24 @@
 //! `post FILE|-`: streams NDJSON events to `POST /events`.
 //!
 //! - Constant memory: a reader task groups non-blank lines into chunks of
-//!   `--batch` lines and hands them to the workers through a bounded queue.
-//! - `--connections N` workers, each keeping `--pipeline K` requests in flight
-//!   on its connection: requests are fed, flushed once, and responses matched
-//!   to chunks in order.
-//! - Nothing acknowledged is resent and nothing unacknowledged is dropped:
-//!   when a connection fails or the server answers `503`, the chunks in
-//!   flight go back to the worker's retry queue and are sent again after a
-//!   back-off (the server dedupes by (source, id), so a retry never doubles).
-//! - A batch is all-or-nothing on the server, so when some of its lines are
-//!   refused the client records those lines (number and reason) and resends
-//!   the others.
+//!   `--batch` lines and queues them in a bounded [`input::Inbox`].
+//! - `--connections N` workers ([`worker`]) take chunks from the inbox, each
+//!   keeping `--pipeline K` requests in flight on its connection.
+//! - [`judge`] decides what each response means for its lines.
+//! - This module only wires them up and prints the [`Summary`]; the engine
+//!   prints nothing.
 
-use std::collections::{BTreeMap, VecDeque};
+mod input;
+mod judge;
+mod worker;
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::{SinkExt, StreamExt};
-use inlet_shared::http::{ClientRequest, ClientResponse};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::{mpsc, Mutex};
-use tokio::time::{sleep, Instant};
+use tokio::io::AsyncRead;
 
-use crate::conn::{self, Transport};
 use crate::exit;
+use input::Inbox;
+use worker::{Settings, Shared, Summary, Worker};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,325 +41,34 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Line {
-    number: u64,
-    text: Bytes,
-}
-
-#[derive(Debug)]
-struct Chunk {
-    lines: Vec<Line>,
-    attempts: u32,
-}
-
-impl Chunk {
-    fn request(&self) -> ClientRequest {
-        let size = self.lines.iter().map(|l| l.text.len() + 1).sum();
-        let mut body = BytesMut::with_capacity(size);
-        for line in &self.lines {
-            body.extend_from_slice(&line.text);
-            body.extend_from_slice(b"\n");
-        }
-        ClientRequest::post("/events", "application/x-ndjson", body.freeze())
-    }
-}
-
-#[derive(Debug, Default)]
-struct Summary {
-    accepted: u64,
-    duplicates: u64,
-    /// line number -> reason
-    rejected: BTreeMap<u64, String>,
-    /// lines never acknowledged after every retry
-    failed: Vec<u64>,
-    /// last transport or server error seen, for the report
-    last_error: Option<String>,
-}
-
-type Shared = Arc<std::sync::Mutex<Summary>>;
-type Queue = Arc<Mutex<mpsc::Receiver<Chunk>>>;
-
-async fn read_lines(
-    input: Box<dyn AsyncRead + Unpin + Send>,
+/// Sends every line of `input`; returns what happened and the input's read
+/// error, if any.
+pub async fn post(
+    input: impl AsyncRead + Unpin + Send + 'static,
+    settings: Settings,
+    connections: usize,
     batch: usize,
-    tx: mpsc::Sender<Chunk>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::with_capacity(64 * 1024, input);
-    let mut number = 0u64;
-    let mut lines = Vec::with_capacity(batch);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).await? == 0 {
-            break;
-        }
-        number += 1;
-        let mut text = &buf[..];
-        if let Some(t) = text.strip_suffix(b"\n") {
-            text = t;
-        }
-        if let Some(t) = text.strip_suffix(b"\r") {
-            text = t;
-        }
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        lines.push(Line { number, text: Bytes::copy_from_slice(text) });
-        if lines.len() == batch {
-            let chunk = Chunk { lines: std::mem::replace(&mut lines, Vec::with_capacity(batch)), attempts: 0 };
-            if tx.send(chunk).await.is_err() {
-                return Ok(());
-            }
-        }
+) -> (Summary, Option<std::io::Error>) {
+    let inbox = Arc::new(Inbox::new(connections * settings.pipeline * 2));
+    let summary: Shared = Arc::default();
+    let reader = {
+        let inbox = inbox.clone();
+        tokio::spawn(async move { input::read_lines(input, batch, &inbox).await })
+    };
+    let workers: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(Worker::new(settings.clone(), inbox.clone(), summary.clone()).run()))
+        .collect();
+    for w in workers {
+        let _ = w.await;
     }
-    if !lines.is_empty() {
-        let _ = tx.send(Chunk { lines, attempts: 0 }).await;
-    }
-    Ok(())
-}
-
-/// What to do with a chunk after its response.
-enum Verdict {
-    Done,
-    Retry { after: Duration },
-}
-
-fn reason_of(e: &serde_json::Value) -> String {
-    let detail = e["detail"].as_str().unwrap_or("rejected");
-    match e["pointer"].as_str().or(e["header"].as_str()) {
-        Some(p) => format!("{p}: {detail}"),
-        None => detail.to_string(),
-    }
-}
-
-/// Applies a response to its chunk; may push chunks back for another try.
-fn judge(res: &ClientResponse, chunk: Chunk, retry: &mut VecDeque<Chunk>, summary: &Shared, retries: u32) -> Verdict {
-    let body: serde_json::Value = serde_json::from_slice(&res.body).unwrap_or(serde_json::Value::Null);
-    let Ok(mut s) = summary.lock() else { return Verdict::Done };
-    match res.status {
-        200..=299 => {
-            s.accepted += body["accepted"].as_u64().unwrap_or(0);
-            s.duplicates += body["duplicates"].as_u64().unwrap_or(0);
-            Verdict::Done
-        }
-        400..=499 => {
-            let mut by_line: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-            for e in body["errors"].as_array().into_iter().flatten() {
-                if let Some(line) = e["line"].as_u64() {
-                    by_line.entry(line).or_default().push(reason_of(e));
-                }
-            }
-            let detail = body["detail"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {}", res.status));
-            if by_line.is_empty() {
-                if res.status == 413 && chunk.lines.len() > 1 {
-                    // Too much in one request: split it and try the halves.
-                    let mut lines = chunk.lines;
-                    let second = lines.split_off(lines.len() / 2);
-                    retry.push_front(Chunk { lines: second, attempts: chunk.attempts });
-                    retry.push_front(Chunk { lines, attempts: chunk.attempts });
-                    return Verdict::Done;
-                }
-                for line in &chunk.lines {
-                    s.rejected.insert(line.number, detail.clone());
-                }
-                return Verdict::Done;
-            }
-            // Body line k is chunk.lines[k - 1]: blank lines were never sent.
-            let mut keep = Vec::new();
-            for (i, line) in chunk.lines.into_iter().enumerate() {
-                match by_line.remove(&(i as u64 + 1)) {
-                    Some(reasons) => {
-                        s.rejected.insert(line.number, reasons.join("; "));
-                    }
-                    None => keep.push(line),
-                }
-            }
-            if !keep.is_empty() {
-                retry.push_front(Chunk { lines: keep, attempts: chunk.attempts });
-            }
-            Verdict::Done
-        }
-        _ => {
-            let wait = res
-                .headers
-                .get_str("retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(Duration::from_millis(500));
-            s.last_error = Some(format!("HTTP {}: {}", res.status, body["detail"].as_str().unwrap_or("")));
-            drop(s);
-            requeue(chunk, retry, summary, retries);
-            Verdict::Retry { after: wait }
-        }
-    }
-}
-
-/// Puts a chunk back for another attempt, or records its lines as failed.
-fn requeue(mut chunk: Chunk, retry: &mut VecDeque<Chunk>, summary: &Shared, retries: u32) {
-    chunk.attempts += 1;
-    if chunk.attempts > retries {
-        if let Ok(mut s) = summary.lock() {
-            s.failed.extend(chunk.lines.iter().map(|l| l.number));
-        }
-    } else {
-        retry.push_back(chunk);
-    }
-}
-
-struct Worker {
-    server: String,
-    queue: Queue,
-    summary: Shared,
-    pipeline: usize,
-    retries: u32,
-}
-
-impl Worker {
-    async fn next_chunk(&self, retry: &mut VecDeque<Chunk>, input_done: &mut bool, wait: bool) -> Option<Chunk> {
-        if let Some(c) = retry.pop_front() {
-            return Some(c);
-        }
-        if *input_done {
-            return None;
-        }
-        let mut queue = self.queue.lock().await;
-        let next = if wait {
-            queue.recv().await
-        } else {
-            match queue.try_recv() {
-                Ok(c) => Some(c),
-                Err(mpsc::error::TryRecvError::Empty) => return None,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            }
-        };
-        if next.is_none() {
-            *input_done = true;
-        }
-        next
-    }
-
-    fn fail(&self, chunks: impl IntoIterator<Item = Chunk>) {
-        if let Ok(mut s) = self.summary.lock() {
-            for c in chunks {
-                s.failed.extend(c.lines.iter().map(|l| l.number));
-            }
-        }
-    }
-
-    fn note_error(&self, e: impl std::fmt::Display) {
-        if let Ok(mut s) = self.summary.lock() {
-            s.last_error = Some(e.to_string());
-        }
-    }
-
-    async fn run(self) {
-        let mut retry: VecDeque<Chunk> = VecDeque::new();
-        let mut inflight: VecDeque<Chunk> = VecDeque::new();
-        let mut conn: Option<Transport> = None;
-        let mut input_done = false;
-        let mut backoff = Duration::from_millis(100);
-        let mut failed_connects = 0u32;
-        let mut pause_until: Option<Instant> = None;
-
-        loop {
-            // Connection dropped: everything in flight goes back to be resent.
-            if conn.is_none() {
-                while let Some(c) = inflight.pop_back() {
-                    requeue_front(c, &mut retry, &self.summary, self.retries);
-                }
-                if retry.is_empty() && input_done {
-                    break;
-                }
-                if let Some(until) = pause_until.take() {
-                    tokio::time::sleep_until(until).await;
-                }
-                match conn::connect(&self.server).await {
-                    Ok(t) => {
-                        conn = Some(t);
-                        failed_connects = 0;
-                    }
-                    Err(e) => {
-                        failed_connects += 1;
-                        self.note_error(format!("cannot connect to {}: {e}", self.server));
-                        if failed_connects > self.retries {
-                            // Give up: everything this worker holds or would take fails.
-                            self.fail(retry.drain(..));
-                            while let Some(c) = self.next_chunk(&mut retry, &mut input_done, true).await {
-                                self.fail([c]);
-                            }
-                            return;
-                        }
-                        sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                }
-            }
-            let Some(t) = conn.as_mut() else { continue };
-
-            // Fill the window, unless a 503 asked us to pause.
-            let paused = pause_until.is_some_and(|u| Instant::now() < u);
-            let mut broken = false;
-            while !paused && inflight.len() < self.pipeline {
-                let wait = inflight.is_empty();
-                let Some(chunk) = self.next_chunk(&mut retry, &mut input_done, wait).await else { break };
-                if t.feed(chunk.request()).await.is_err() {
-                    retry.push_front(chunk);
-                    broken = true;
-                    break;
-                }
-                inflight.push_back(chunk);
-            }
-            if broken || SinkExt::<ClientRequest>::flush(t).await.is_err() {
-                conn = None;
-                continue;
-            }
-            if inflight.is_empty() {
-                if input_done && retry.is_empty() {
-                    break;
-                }
-                if let Some(until) = pause_until.take() {
-                    tokio::time::sleep_until(until).await;
-                }
-                continue;
-            }
-
-            let res = match t.next().await {
-                Some(Ok(res)) => res,
-                Some(Err(e)) => {
-                    self.note_error(format!("connection failed: {e}"));
-                    conn = None;
-                    continue;
-                }
-                None => {
-                    self.note_error("the server closed the connection");
-                    conn = None;
-                    continue;
-                }
-            };
-            let Some(chunk) = inflight.pop_front() else { continue };
-            backoff = Duration::from_millis(100);
-            if let Verdict::Retry { after } = judge(&res, chunk, &mut retry, &self.summary, self.retries) {
-                pause_until = Some(Instant::now() + after);
-            }
-            if res.closes() {
-                conn = None;
-            }
-        }
-    }
-}
-
-/// Like `requeue`, keeping the chunk ahead of newer work.
-fn requeue_front(mut chunk: Chunk, retry: &mut VecDeque<Chunk>, summary: &Shared, retries: u32) {
-    chunk.attempts += 1;
-    if chunk.attempts > retries {
-        if let Ok(mut s) = summary.lock() {
-            s.failed.extend(chunk.lines.iter().map(|l| l.number));
-        }
-    } else {
-        retry.push_front(chunk);
-    }
+    let read_error = match reader.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(std::io::Error::other(e)),
+    };
+    let mut summary = std::mem::take(&mut *summary.lock().unwrap_or_else(|e| e.into_inner()));
+    summary.failed.sort_unstable();
+    (summary, read_error)
 }
 
 pub async fn run(server: &str, args: Args) -> u8 {
@@ -381,75 +83,156 @@ pub async fn run(server: &str, args: Args) -> u8 {
             }
         }
     };
-    let connections = args.connections as usize;
-    let pipeline = args.pipeline as usize;
-    let (tx, rx) = mpsc::channel(connections * pipeline * 2);
-    let queue: Queue = Arc::new(Mutex::new(rx));
-    let summary: Shared = Arc::default();
-    let reader = tokio::spawn(read_lines(input, args.batch as usize, tx));
-    let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            tokio::spawn(
-                Worker {
-                    server: server.to_string(),
-                    queue: queue.clone(),
-                    summary: summary.clone(),
-                    pipeline,
-                    retries: args.retries,
-                }
-                .run(),
-            )
-        })
-        .collect();
-    for w in workers {
-        let _ = w.await;
-    }
-    let read_error = match reader.await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(e.to_string()),
-    };
-
-    let s = match summary.lock() {
-        Ok(mut s) => std::mem::take(&mut *s),
-        Err(_) => return exit::SERVER_ERROR,
-    };
-    let mut failed = s.failed.clone();
-    failed.sort_unstable();
+    let settings = Settings { server: server.to_string(), pipeline: args.pipeline as usize, retries: args.retries };
+    let (summary, read_error) = post(input, settings, args.connections as usize, args.batch as usize).await;
+    let read_error = read_error.map(|e| e.to_string());
     if args.json {
-        let rejected: Vec<_> = s.rejected.iter().map(|(l, r)| serde_json::json!({"line": l, "reason": r})).collect();
-        let out = serde_json::json!({
-            "accepted": s.accepted,
-            "duplicates": s.duplicates,
-            "rejected": rejected,
-            "failed": failed,
-            "error": s.last_error.clone().or(read_error.clone()),
-        });
-        println!("{out}");
+        println!("{}", to_json(&summary, read_error.as_deref()));
     } else {
-        println!("accepted: {}", s.accepted);
-        println!("duplicates: {}", s.duplicates);
-        println!("rejected: {}", s.rejected.len());
-        for (line, reason) in &s.rejected {
-            println!("  line {line}: {reason}");
-        }
-        println!("failed: {}", failed.len());
-        if !failed.is_empty() {
-            let shown: Vec<String> = failed.iter().take(20).map(u64::to_string).collect();
-            println!("  lines not acknowledged: {}{}", shown.join(", "), if failed.len() > 20 { ", ..." } else { "" });
-        }
+        print!("{}", to_text(&summary));
     }
     if let Some(e) = &read_error {
         eprintln!("inlet-client: reading {} failed: {e}", args.input);
     }
-    if !failed.is_empty() || read_error.is_some() {
-        if let Some(e) = &s.last_error {
+    let code = exit_code(&summary, read_error.is_some());
+    if code == exit::UNREACHABLE {
+        if let Some(e) = &summary.last_error {
             eprintln!("inlet-client: {e}");
         }
+    }
+    code
+}
+
+/// Lines lost or input unread: 3; lines refused: 1; else 0.
+fn exit_code(s: &Summary, read_failed: bool) -> u8 {
+    if !s.failed.is_empty() || read_failed {
         exit::UNREACHABLE
     } else if !s.rejected.is_empty() {
         exit::REJECTED
     } else {
         exit::OK
+    }
+}
+
+fn to_json(s: &Summary, read_error: Option<&str>) -> serde_json::Value {
+    let rejected: Vec<_> = s.rejected.iter().map(|(l, r)| serde_json::json!({"line": l, "reason": r})).collect();
+    serde_json::json!({
+        "accepted": s.accepted,
+        "duplicates": s.duplicates,
+        "rejected": rejected,
+        "failed": s.failed,
+        "error": s.last_error.as_deref().or(read_error),
+    })
+}
+
+fn to_text(s: &Summary) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "accepted: {}", s.accepted);
+    let _ = writeln!(out, "duplicates: {}", s.duplicates);
+    let _ = writeln!(out, "rejected: {}", s.rejected.len());
+    for (line, reason) in &s.rejected {
+        let _ = writeln!(out, "  line {line}: {reason}");
+    }
+    let _ = writeln!(out, "failed: {}", s.failed.len());
+    if !s.failed.is_empty() {
+        let shown: Vec<String> = s.failed.iter().take(20).map(u64::to_string).collect();
+        let more = if s.failed.len() > 20 { ", ..." } else { "" };
+        let _ = writeln!(out, "  lines not acknowledged: {}{more}", shown.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testserver::{self, Answer};
+
+    fn settings(addr: std::net::SocketAddr, pipeline: usize) -> Settings {
+        Settings { server: addr.to_string(), pipeline, retries: 3 }
+    }
+
+    fn events(count: usize) -> String {
+        (1..=count).map(|i| format!("{{\"id\":\"{i}\"}}\n")).collect()
+    }
+
+    #[test]
+    fn the_text_and_json_summaries() {
+        let s = Summary {
+            accepted: 7,
+            duplicates: 1,
+            rejected: BTreeMap::from([(3, "#/type: is required".to_string())]),
+            failed: (1..=22).collect(),
+            last_error: Some("HTTP 503: busy".into()),
+        };
+        assert_eq!(
+            to_text(&s),
+            "accepted: 7\nduplicates: 1\nrejected: 1\n  line 3: #/type: is required\nfailed: 22\n  lines not acknowledged: \
+             1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, ...\n"
+        );
+        assert_eq!(
+            to_json(&s, None).to_string(),
+            format!(
+                r##"{{"accepted":7,"duplicates":1,"error":"HTTP 503: busy","failed":[{}],"rejected":[{{"line":3,"reason":"#/type: is required"}}]}}"##,
+                (1..=22).map(|n: u64| n.to_string()).collect::<Vec<_>>().join(",")
+            )
+        );
+        assert_eq!(exit_code(&s, false), exit::UNREACHABLE);
+        let refused = Summary { failed: vec![], ..s.clone() };
+        assert_eq!(exit_code(&refused, false), exit::REJECTED);
+        assert_eq!(exit_code(&Summary::default(), false), exit::OK);
+        assert_eq!(exit_code(&Summary::default(), true), exit::UNREACHABLE);
+    }
+
+    /// Issue 11 §3 c: a worker waiting for input must not stop another from
+    /// reading the answers to what it already sent.
+    #[tokio::test]
+    async fn a_worker_waiting_for_input_does_not_block_another() {
+        let addr = testserver::start(|_, _| testserver::accepted(1)).await;
+        let inbox = Arc::new(Inbox::new(16));
+        let summary: Shared = Arc::default();
+        for _ in 0..2 {
+            tokio::spawn(Worker::new(settings(addr, 2), inbox.clone(), summary.clone()).run());
+        }
+        // Let both workers start waiting for input first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        inbox.push(input::Chunk::new(vec![input::Line { number: 1, text: "{}".into() }])).await;
+        // The input stays open: one worker waits for more while the other
+        // must still get its answer.
+        let acknowledged = async {
+            while summary.lock().unwrap().accepted < 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        assert!(tokio::time::timeout(Duration::from_secs(10), acknowledged).await.is_ok(), "the answer was never read");
+        inbox.close();
+    }
+
+    /// A `408` is retried, never reported as a refusal; a connection closed
+    /// with requests in flight has them resent.
+    #[tokio::test]
+    async fn timeouts_and_dropped_connections_are_retried() {
+        // The first connection's first request is answered 408 and closed
+        // (as the server's header timeout does); on every connection the
+        // third request is read and dropped unanswered.
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let addr = testserver::start(move |n, _| {
+            let first_connection = n == 0 && connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            match n {
+                _ if first_connection => Answer::Reply(
+                    "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_string(),
+                ),
+                0 | 1 => testserver::accepted(1),
+                _ => Answer::Close,
+            }
+        })
+        .await;
+        let input = std::io::Cursor::new(events(5).into_bytes());
+        let (summary, error) = post(input, settings(addr, 1), 1, 1).await;
+        assert!(error.is_none());
+        assert_eq!((summary.accepted, summary.rejected.len(), summary.failed.len()), (5, 0, 0), "{summary:?}");
     }
 }
