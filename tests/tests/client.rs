@@ -215,3 +215,60 @@ fn post_with_slow_input_sends_every_line_after_header_timeouts() {
     let stats = s.stats();
     assert_eq!(stats["accepted"], 4);
 }
+
+/// A stand-in server: answers the first `answered` requests of every
+/// connection with `202`, reads the next one and closes without answering.
+fn dropping_server(answered: usize) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                for served in 0.. {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    if served == answered {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n{\"accepted\":1,\"duplicates\":0}";
+                    writer.write_all(answer.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bench_counts_requests_dropped_in_flight_as_errors_with_their_latency() {
+    // Issue 11 §3 g: the requests in flight when a connection dropped
+    // vanished from the report.
+    let addr = dropping_server(2);
+    let (code, stdout, stderr) =
+        client(addr, &["bench", "--connections", "1", "--pipeline", "1", "--requests", "9", "--json"], None);
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["status"]["202"], 6, "{report}");
+    assert_eq!(report["dropped"], 3, "{report}");
+    assert_eq!(report["requests"], 9, "{report}");
+    assert_eq!(report["latency_ms"]["count"], 9, "{report}");
+}
