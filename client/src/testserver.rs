@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 pub enum Answer {
     /// Write these bytes (a whole response) and read the next request.
     Reply(String),
+    /// Write these bytes, then close the connection.
+    ReplyThenClose(String),
     /// Close the connection without answering.
     Close,
 }
@@ -62,6 +64,10 @@ pub async fn start(script: impl Fn(usize, &[u8]) -> Answer + Send + Sync + 'stat
                             if write.write_all(bytes.as_bytes()).await.is_err() {
                                 return;
                             }
+                        }
+                        Answer::ReplyThenClose(bytes) => {
+                            let _ = write.write_all(bytes.as_bytes()).await;
+                            return;
                         }
                         Answer::Close => return,
                     }

@@ -235,4 +235,29 @@ mod tests {
         assert!(error.is_none());
         assert_eq!((summary.accepted, summary.rejected.len(), summary.failed.len()), (5, 0, 0), "{summary:?}");
     }
+
+    /// An idle connection the server closes while the worker waits for
+    /// input (its idle timeout) is dropped, not used: the next chunk goes on
+    /// a new connection without spending an attempt.
+    #[tokio::test]
+    async fn an_idle_connection_closed_by_the_server_is_not_used() {
+        let addr = testserver::start(|_, _| match testserver::accepted(1) {
+            Answer::Reply(bytes) => Answer::ReplyThenClose(bytes),
+            other => other,
+        })
+        .await;
+        let inbox = Arc::new(Inbox::new(4));
+        let summary: Shared = Arc::default();
+        let settings = Settings { server: addr.to_string(), pipeline: 1, retries: 0 };
+        let worker = tokio::spawn(Worker::new(settings, inbox.clone(), summary.clone()).run());
+        let line = |number| input::Chunk::new(vec![input::Line { number, text: "{}".into() }]);
+        inbox.push(line(1)).await;
+        // Long enough for the answer and the server's close to arrive.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        inbox.push(line(2)).await;
+        inbox.close();
+        tokio::time::timeout(Duration::from_secs(10), worker).await.unwrap().unwrap();
+        let s = summary.lock().unwrap().clone();
+        assert_eq!((s.accepted, s.failed.len(), s.rejected.len()), (2, 0, 0), "{s:?}");
+    }
 }
