@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::duration::parse_duration;
 use crate::exit;
-use crate::probe::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -8,6 +8,7 @@
 
 mod bench;
 mod conn;
+mod duration;
 mod events;
 mod exit;
 mod hold;
@@ -15,6 +16,8 @@ mod post;
 mod probe;
 mod send;
 mod stats;
+#[cfg(test)]
+mod testserver;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use inlet_shared::event::Event;
 use inlet_shared::http::ClientRequest;
 
+use crate::duration::parse_duration;
 use crate::{conn, exit};
 
 #[derive(Debug, clap::Args)]
@@ -17,21 +18,6 @@ pub struct Args {
     /// POST a fresh event to /events instead of GET /health.
     #[arg(long)]
     event: bool,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 2s, 500ms, 1m"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 pub async fn run(server: &str, args: Args) -> u8 {

@@ -183,3 +183,92 @@ fn send_events_and_stats_subcommands() {
     let stats: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(stats["accepted"], 1);
 }
+
+#[test]
+fn post_with_slow_input_sends_every_line_after_header_timeouts() {
+    // Issue 11 §3 b: a worker that connected before it had input got the
+    // server's 408 (header timeout) and paired it with the next chunk.
+    use std::io::Write;
+    let s = Server::start(&["--header-timeout", "300ms"]);
+    let mut child = Command::new(binary("inlet-client"))
+        .args(["post", "-", "--connections", "2", "--server", &s.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = ndjson("slow", 4).lines().map(|l| format!("{l}\n")).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    // Every pause is well past the header timeout.
+    for part in [&lines[0..1], &lines[1..3], &lines[3..4]] {
+        std::thread::sleep(Duration::from_millis(800));
+        stdin.write_all(part.concat().as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("accepted: 4\n"), "{stdout}");
+    assert!(stdout.contains("rejected: 0\n"), "{stdout}");
+    assert!(stdout.contains("failed: 0\n"), "{stdout}");
+    let stats = s.stats();
+    assert_eq!(stats["accepted"], 4);
+}
+
+/// A stand-in server: answers the first `answered` requests of every
+/// connection with `202`, reads the next one and closes without answering.
+fn dropping_server(answered: usize) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                for served in 0.. {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    if served == answered {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n{\"accepted\":1,\"duplicates\":0}";
+                    writer.write_all(answer.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bench_counts_requests_dropped_in_flight_as_errors_with_their_latency() {
+    // Issue 11 §3 g: the requests in flight when a connection dropped
+    // vanished from the report.
+    let addr = dropping_server(2);
+    let (code, stdout, stderr) =
+        client(addr, &["bench", "--connections", "1", "--pipeline", "1", "--requests", "9", "--json"], None);
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["status"]["202"], 6, "{report}");
+    assert_eq!(report["dropped"], 3, "{report}");
+    assert_eq!(report["requests"], 9, "{report}");
+    assert_eq!(report["latency_ms"]["count"], 9, "{report}");
+}
