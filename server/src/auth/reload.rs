@@ -21,7 +21,6 @@ use super::tokens::{self, TokenSpec, TokensError};
 /// One token as the request path uses it.
 pub struct Token {
     pub(crate) name: Arc<str>,
-    sha256: SecretDigest,
     pub(crate) scopes: Scopes,
     pub(crate) sources: Option<Box<[Box<str>]>>,
     pub(crate) quota: Option<Arc<Quota>>,
@@ -62,13 +61,17 @@ impl Hasher for PrefixHasher {
     }
 }
 
+/// The digests sharing one 8-byte prefix, with their tokens.
+type Candidates = Vec<(SecretDigest, Arc<Token>)>;
+
 /// The tokens of one load of the file.
 #[derive(Default)]
 pub struct TokenSet {
-    /// Digest prefix → the tokens with that prefix (one, barring a 2^-64
-    /// coincidence, which is still handled).
-    by_prefix: HashMap<u64, Vec<Arc<Token>>, BuildHasherDefault<PrefixHasher>>,
-    len: usize,
+    /// Digest prefix → the digests with that prefix and their tokens (one,
+    /// barring a 2^-64 coincidence, which is still handled).
+    by_prefix: HashMap<u64, Candidates, BuildHasherDefault<PrefixHasher>>,
+    /// Each token once, in file order.
+    tokens: Vec<Arc<Token>>,
 }
 
 impl TokenSet {
@@ -81,10 +84,11 @@ impl TokenSet {
         let mut set = TokenSet::default();
         for spec in specs {
             let quota = spec.rate.map(|rate| carry_over(old_quotas.get(&*spec.name).copied(), rate, clock));
-            let token =
-                Token { name: spec.name, sha256: spec.sha256, scopes: spec.scopes, sources: spec.sources, quota };
-            set.by_prefix.entry(token.sha256.prefix()).or_default().push(Arc::new(token));
-            set.len += 1;
+            let token = Arc::new(Token { name: spec.name, scopes: spec.scopes, sources: spec.sources, quota });
+            for digest in spec.sha256.iter() {
+                set.by_prefix.entry(digest.prefix()).or_default().push((*digest, token.clone()));
+            }
+            set.tokens.push(token);
         }
         set
     }
@@ -92,15 +96,15 @@ impl TokenSet {
     /// The token whose secret hashes to `digest`. One map probe by the
     /// digest's prefix, then a constant-time comparison of all 32 bytes.
     pub fn lookup(&self, digest: &SecretDigest) -> Option<&Arc<Token>> {
-        self.by_prefix.get(&digest.prefix())?.iter().find(|t| t.sha256.ct_eq(digest))
+        self.by_prefix.get(&digest.prefix())?.iter().find(|(d, _)| d.ct_eq(digest)).map(|(_, t)| t)
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.tokens.len()
     }
 
     pub fn tokens(&self) -> impl Iterator<Item = &Arc<Token>> {
-        self.by_prefix.values().flatten()
+        self.tokens.iter()
     }
 
     fn names(&self) -> Vec<Arc<str>> {
@@ -185,7 +189,7 @@ mod tests {
     fn spec(name: &str, secret: &str) -> TokenSpec {
         TokenSpec {
             name: name.into(),
-            sha256: SecretDigest::of(secret.as_bytes()),
+            sha256: Box::new([SecretDigest::of(secret.as_bytes())]),
             scopes: Scopes::NONE.with(Scope::Write),
             sources: None,
             rate: None,
@@ -217,10 +221,10 @@ mod tests {
         let mut a = spec("a", "x");
         let mut b = spec("b", "y");
         // Force a prefix collision: same first 8 bytes, different rest.
-        a.sha256 = SecretDigest([7; 32]);
+        a.sha256 = Box::new([SecretDigest([7; 32])]);
         let mut other = [7; 32];
         other[20] = 9;
-        b.sha256 = SecretDigest(other);
+        b.sha256 = Box::new([SecretDigest(other)]);
         let set = TokenSet::build(vec![a, b], None, &clock);
         assert_eq!(&*set.lookup(&SecretDigest([7; 32])).unwrap().name, "a");
         assert_eq!(&*set.lookup(&SecretDigest(other)).unwrap().name, "b");
@@ -244,6 +248,18 @@ mod tests {
         let q = |s: &[u8]| new.lookup(&SecretDigest::of(s)).unwrap().quota.clone().unwrap();
         assert!(q(b"k").try_take(1).is_err(), "an unchanged token keeps its spent burst");
         assert_eq!(q(b"c").try_take(3), Ok(()), "a token whose rate changed starts afresh");
+    }
+
+    #[test]
+    fn every_digest_of_a_rotating_token_finds_it() {
+        let (clock, _) = QuotaClock::manual();
+        let mut shop = spec("shop", "old");
+        shop.sha256 = Box::new([SecretDigest::of(b"old"), SecretDigest::of(b"new")]);
+        let set = TokenSet::build(vec![shop, spec("b", "b")], None, &clock);
+        assert_eq!(set.len(), 2);
+        let old = set.lookup(&SecretDigest::of(b"old")).unwrap();
+        let new = set.lookup(&SecretDigest::of(b"new")).unwrap();
+        assert!(Arc::ptr_eq(old, new), "one token, so one quota and one name");
     }
 
     #[test]

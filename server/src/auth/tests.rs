@@ -311,3 +311,25 @@ fn no_secret_or_digest_in_any_refusal_or_debug_output() {
     }
     assert!(printed.contains("shop"), "{printed}");
 }
+
+#[test]
+fn a_rotation_admits_both_secrets_as_one_token_with_one_quota() {
+    let f = Fixture::new(&file_text());
+    let new_secret = "inlet_Qx7-shop-key-2";
+    f.rewrite(&file_text().replace(
+        &format!("sha256 = \"{}\"", hex(SHOP)),
+        &format!("sha256 = [\"{}\", \"{}\"]", hex(SHOP), hex(new_secret)),
+    ));
+    let report = f.auth.reload().unwrap().unwrap();
+    assert!(report.added.is_empty() && report.removed.is_empty());
+    let old = f.check(&bearer(SHOP), Scope::Write).unwrap();
+    let new = f.check(&bearer(new_secret), Scope::Write).unwrap();
+    assert_eq!(old.name(), new.name());
+    assert_eq!(old.try_take(15), Ok(()));
+    assert_eq!(new.try_take(6).unwrap_err().status(), 429, "both secrets draw on one quota");
+    // Dropping the old digest ends it.
+    f.rewrite(&file_text().replace(&hex(SHOP), &hex(new_secret)));
+    f.auth.reload().unwrap();
+    assert_eq!(f.check(&bearer(SHOP), Scope::Write).unwrap_err().status(), 401);
+    assert!(f.check(&bearer(new_secret), Scope::Write).is_ok());
+}

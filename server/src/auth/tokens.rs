@@ -4,6 +4,7 @@
 //! [[token]]
 //! name = "shop"          # 1..=64 of A-Z a-z 0-9 . _ -; unique
 //! sha256 = "9f86d0…"     # 64 hex digits: SHA-256 of the secret; unique
+//!                        # (or a list of them while a secret is rotated)
 //! scopes = ["write", "read"]   # non-empty subset of write, read, metrics
 //! sources = ["/shop/"]   # optional: allowed `source` prefixes, each non-empty
 //! rate = 1000            # optional: events per second (1..=1000000000)
@@ -12,7 +13,10 @@
 //!
 //! The file is checked whole before any of it is used: every error names the
 //! file, the entry (1-based, as it appears in the file, with its name when it
-//! has a valid one) and what is wrong. Unknown keys are errors, so a typo
+//! has a valid one) and what is wrong. `sha256` may be a list so that a
+//! secret can be rotated without a gap: add the new digest next to the old,
+//! reload, move the senders, drop the old digest, reload; the name, and with
+//! it the quota and the counters, stays the same throughout. Unknown keys are errors, so a typo
 //! (`scope =`, `[[tokens]]`) cannot silently widen or drop a token. A file
 //! without any entry is refused: an empty or truncated file written half-way
 //! through a deploy must not revoke every token at reload.
@@ -36,7 +40,8 @@ pub const MAX_RATE: u32 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSpec {
     pub name: Arc<str>,
-    pub sha256: SecretDigest,
+    /// One digest, or several while a secret is rotated.
+    pub sha256: Box<[SecretDigest]>,
     pub scopes: Scopes,
     /// `None`: every source. Otherwise at least one non-empty prefix.
     pub sources: Option<Box<[Box<str>]>>,
@@ -111,8 +116,8 @@ fn parse_text(text: &str) -> Result<Vec<TokenSpec>, TokensErrorKind> {
         if let Some(j) = specs.iter().position(|s| s.name == spec.name) {
             return Err(err(format!("name is already used by entry {}", j + 1)));
         }
-        if let Some(j) = specs.iter().position(|s| s.sha256 == spec.sha256) {
-            return Err(err(format!("sha256 is the same as entry {}'s: one secret, one name", j + 1)));
+        if let Some(j) = specs.iter().position(|s| s.sha256.iter().any(|d| spec.sha256.contains(d))) {
+            return Err(err(format!("a sha256 of it is also entry {}'s: one secret, one name", j + 1)));
         }
         specs.push(spec);
     }
@@ -142,10 +147,7 @@ fn entry(value: &toml::Value) -> Result<TokenSpec, (Option<String>, String)> {
     }
     let sha256 = match table.get("sha256") {
         None => return Err(fail("`sha256` is missing".into())),
-        Some(v) => v
-            .as_str()
-            .and_then(SecretDigest::from_hex)
-            .ok_or_else(|| fail("`sha256` must be 64 hex digits (the SHA-256 of the secret)".into()))?,
+        Some(v) => digests(v).map_err(fail)?,
     };
     let scopes = match table.get("scopes") {
         None => return Err(fail("`scopes` is missing".into())),
@@ -177,6 +179,32 @@ fn entry(value: &toml::Value) -> Result<TokenSpec, (Option<String>, String)> {
 pub fn valid_name(name: &str) -> bool {
     (1..=MAX_NAME_LEN).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The most digests one entry may list: a rotation needs two.
+pub const MAX_DIGESTS: usize = 4;
+
+fn digests(v: &toml::Value) -> Result<Box<[SecretDigest]>, String> {
+    let expected = || {
+        format!(
+            "`sha256` must be 64 hex digits (the SHA-256 of the secret), or a list of 1 to {MAX_DIGESTS} of them \
+             while rotating"
+        )
+    };
+    let list: Vec<SecretDigest> = match v {
+        toml::Value::String(hex) => vec![SecretDigest::from_hex(hex).ok_or_else(expected)?],
+        toml::Value::Array(items) if (1..=MAX_DIGESTS).contains(&items.len()) => items
+            .iter()
+            .map(|item| item.as_str().and_then(SecretDigest::from_hex).ok_or_else(expected))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(expected()),
+    };
+    for (i, d) in list.iter().enumerate() {
+        if list[..i].contains(d) {
+            return Err("`sha256` lists the same digest twice".into());
+        }
+    }
+    Ok(list.into())
 }
 
 fn scopes(v: &toml::Value) -> Result<Scopes, String> {
@@ -242,7 +270,7 @@ mod tests {
         assert_eq!(specs.len(), 2);
         let shop = &specs[0];
         assert_eq!(&*shop.name, "shop");
-        assert_eq!(shop.sha256, SecretDigest::of(b"test"));
+        assert_eq!(&*shop.sha256, &[SecretDigest::of(b"test")]);
         assert_eq!(shop.scopes, [Scope::Write, Scope::Read].into_iter().collect());
         assert_eq!(shop.sources.as_deref(), Some(&["/shop/".into()][..]));
         assert_eq!(
@@ -250,7 +278,8 @@ mod tests {
             Some(Rate { per_second: NonZeroU32::new(1000).unwrap(), burst: NonZeroU32::new(2000).unwrap() })
         );
         let grafana = &specs[1];
-        assert_eq!(grafana.sha256.to_hex(), HASH_B);
+        assert_eq!(grafana.sha256.len(), 1);
+        assert_eq!(grafana.sha256[0].to_hex(), HASH_B);
         assert_eq!(grafana.scopes, Scopes::NONE.with(Scope::Metrics));
         assert_eq!(grafana.sources, None);
         assert_eq!(grafana.rate, None);
@@ -286,6 +315,18 @@ mod tests {
         }
     }
 
+    const BAD_SHA: &str = " (\"shop\"): `sha256` must be 64 hex digits (the SHA-256 of the secret), or a list of 1 \
+                           to 4 of them while rotating";
+
+    #[test]
+    fn a_rotation_lists_several_digests() {
+        let specs = parse_str(&format!(
+            "[[token]]\nname = \"shop\"\nsha256 = [\"{HASH_A}\", \"{HASH_B}\"]\nscopes = [\"write\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(specs[0].sha256.iter().map(|d| d.to_hex()).collect::<Vec<_>>(), vec![HASH_A, HASH_B]);
+    }
+
     #[test]
     fn every_entry_error_names_the_file_the_entry_and_the_problem() {
         let prefix = "tokens file /etc/inlet/tokens.toml: [[token]] entry 2";
@@ -305,13 +346,28 @@ mod tests {
                 ": `name` must be 1 to 64 characters of A-Z a-z 0-9 . _ -".into(),
             ),
             ("name = \"shop\"\nscopes = [\"write\"]".into(), " (\"shop\"): `sha256` is missing".into()),
+            ("name = \"shop\"\nsha256 = \"abc\"\nscopes = [\"write\"]".into(), BAD_SHA.into()),
+            (format!("name = \"shop\"\nsha256 = \"{}z\"\nscopes = [\"write\"]", &HASH_A[..63]), BAD_SHA.into()),
+            ("name = \"shop\"\nsha256 = []\nscopes = [\"write\"]".into(), BAD_SHA.into()),
+            ("name = \"shop\"\nsha256 = 7\nscopes = [\"write\"]".into(), BAD_SHA.into()),
+            (format!("name = \"shop\"\nsha256 = [\"{HASH_A}\", \"abc\"]\nscopes = [\"write\"]"), BAD_SHA.into()),
             (
-                "name = \"shop\"\nsha256 = \"abc\"\nscopes = [\"write\"]".into(),
-                " (\"shop\"): `sha256` must be 64 hex digits (the SHA-256 of the secret)".into(),
+                format!(
+                    "name = \"shop\"\nsha256 = [{}]\nscopes = [\"write\"]",
+                    vec![format!("\"{HASH_A}\""); 5].join(",")
+                ),
+                BAD_SHA.into(),
             ),
             (
-                format!("name = \"shop\"\nsha256 = \"{}z\"\nscopes = [\"write\"]", &HASH_A[..63]),
-                " (\"shop\"): `sha256` must be 64 hex digits (the SHA-256 of the secret)".into(),
+                format!(
+                    "name = \"shop\"\nsha256 = [\"{HASH_A}\", \"{}\"]\nscopes = [\"write\"]",
+                    HASH_A.to_uppercase()
+                ),
+                " (\"shop\"): `sha256` lists the same digest twice".into(),
+            ),
+            (
+                format!("name = \"other\"\nsha256 = [\"{HASH_A}\", \"{HASH_B}\"]\nscopes = [\"write\"]"),
+                " (\"other\"): a sha256 of it is also entry 1's: one secret, one name".into(),
             ),
             (format!("name = \"shop\"\nsha256 = \"{HASH_A}\""), " (\"shop\"): `scopes` is missing".into()),
             (
@@ -355,7 +411,7 @@ mod tests {
             ),
             (
                 format!("name = \"other\"\nsha256 = \"{HASH_B}\"\nscopes = [\"write\"]"),
-                " (\"other\"): sha256 is the same as entry 1's: one secret, one name".into(),
+                " (\"other\"): a sha256 of it is also entry 1's: one secret, one name".into(),
             ),
         ];
         for (body, what) in cases {
