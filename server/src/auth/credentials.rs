@@ -335,3 +335,34 @@ mod tests {
         assert_eq!(a.prefix(), b.prefix());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_header_bytes_parse_without_panicking(value in proptest::collection::vec(any::<u8>(), 0..1200)) {
+            let _ = Credentials::parse(Some(&value));
+        }
+
+        #[test]
+        fn any_b64token_is_its_own_bearer_secret(token in "[A-Za-z0-9._~+/-]{1,200}={0,2}") {
+            let header = format!("Bearer {token}");
+            prop_assert_eq!(Credentials::parse(Some(header.as_bytes())), Credentials::Present(SecretDigest::of(token.as_bytes())));
+        }
+
+        #[test]
+        fn any_basic_user_is_the_secret(
+            user in proptest::collection::vec(any::<u8>().prop_filter("no colon", |b| *b != b':'), 1..300),
+            password in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut userpass = user.clone();
+            userpass.push(b':');
+            userpass.extend_from_slice(&password);
+            let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&userpass));
+            prop_assert_eq!(Credentials::parse(Some(header.as_bytes())), Credentials::Present(SecretDigest::of(&user)));
+        }
+    }
+}

@@ -333,3 +333,11 @@ fn a_rotation_admits_both_secrets_as_one_token_with_one_quota() {
     assert_eq!(f.check(&bearer(SHOP), Scope::Write).unwrap_err().status(), 401);
     assert!(f.check(&bearer(new_secret), Scope::Write).is_ok());
 }
+
+#[test]
+fn the_types_the_server_shares_across_threads_are_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Auth>();
+    shared::<Principal>();
+    shared::<Denied>();
+}
