@@ -11,7 +11,11 @@
 //! 3. The digest's first 8 bytes index a hash map of the loaded tokens
 //!    (loaded through an `ArcSwap`, so a `SIGHUP` reload is seen by the next
 //!    request); the one candidate, if any, is compared over all 32 bytes in
-//!    constant time (`subtle`).
+//!    constant time (`subtle`). With [`Auth::check_with`] and a
+//!    [`CredentialCache`] per connection, the later requests of a
+//!    keep-alive connection that send the same header skip steps 2 and 3: a
+//!    constant-time compare of the header bytes and of the token set's
+//!    generation stands in for them, so a reload still takes effect at once.
 //! 4. The token's scopes are a bit set: one `AND` decides `403`.
 //! 5. The handler gets a [`Principal`]: the token's name, which the stored
 //!    events and the per-token counters carry; [`Principal::allows_source`]
@@ -26,12 +30,15 @@
 //!
 //! # Cost
 //! Without `--tokens`, [`Auth::anonymous`] answers every check with one
-//! `match` and no allocation. With tokens, a request costs one SHA-256 of a
-//! ~50-byte secret (one compression block), one hash-map probe keyed by
-//! bytes that are already a hash (no hashing), one 32-byte constant-time
-//! compare, one `Arc` clone, and with a quota one compare-and-swap on the
-//! token's own atomic (no lock shared between tokens). Refusals format
-//! their problem text; successes format nothing.
+//! `match` and no allocation. With tokens, a request costs an `ArcSwap`
+//! load, one SHA-256 of a ~50-byte secret (one compression block), one
+//! hash-map probe keyed by bytes that are already a hash (no hashing), one
+//! 32-byte constant-time compare and one `Arc` clone; with the connection's
+//! [`CredentialCache`], the requests after the first replace the SHA-256 and
+//! the probe with a constant-time compare of the ~60 header bytes. A quota
+//! adds one compare-and-swap on the token's own atomic (no lock shared
+//! between tokens). Refusals format their problem text; successes format
+//! nothing.
 //!
 //! # Why this is constant-time where it matters
 //! A timing side channel matters only where the time depends on a stored
@@ -44,7 +51,10 @@
 //! SHA-256 preimage search. The full comparison, the only place a stored
 //! value is compared to a presented one byte by byte, uses
 //! `subtle::ConstantTimeEq`, so it does not stop at the first differing
-//! byte.
+//! byte. The [`CredentialCache`] compares raw header bytes, which are a
+//! secret: behind a proxy that reuses one upstream connection for many
+//! clients, the remembered header may be another client's. That comparison
+//! is constant-time too; only the header's length can show in its timing.
 //!
 //! # Guarantees
 //! - A secret never reaches a log line, a metric, `/stats`, an error body
@@ -72,6 +82,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use inlet_shared::problem::{FieldError, Problem};
+use subtle::ConstantTimeEq;
 
 pub use credentials::{Credentials, Malformed, SecretDigest, MAX_CREDENTIALS_LEN};
 pub use quota::{OverQuota, QuotaClock, RetryAfter};
@@ -138,20 +149,96 @@ impl Auth {
     /// Decides whether a request with this `Authorization` header value
     /// may do what `needed` covers.
     pub fn check(&self, authorization: Option<&[u8]>, needed: Scope) -> Result<Principal, Denied> {
+        self.check_with(&mut CredentialCache::default(), authorization, needed)
+    }
+
+    /// As [`Auth::check`], remembering the last accepted credential of a
+    /// connection in `cache`, so that the requests after the first on a
+    /// keep-alive connection skip the SHA-256: a constant-time comparison
+    /// of the header bytes with the remembered ones, and a check that no
+    /// reload happened since, replace it. Same answers as `check`.
+    pub fn check_with(
+        &self,
+        cache: &mut CredentialCache,
+        authorization: Option<&[u8]>,
+        needed: Scope,
+    ) -> Result<Principal, Denied> {
         let tokens = match &self.mode {
             Mode::Anonymous => return Ok(Principal { token: None }),
             Mode::Tokens(r) => r,
         };
-        let digest = match Credentials::parse(authorization) {
-            Credentials::Present(d) => d,
-            Credentials::Missing => return Err(Denied::Unauthenticated(Unauthenticated::Missing)),
-            Credentials::Malformed(m) => return Err(Denied::Unauthenticated(Unauthenticated::Malformed(m))),
+        let set = tokens.current();
+        let token = match cache.hit(authorization, set.generation) {
+            Some(token) => token.clone(),
+            None => {
+                let digest = match Credentials::parse(authorization) {
+                    Credentials::Present(d) => d,
+                    Credentials::Missing => return Err(Denied::Unauthenticated(Unauthenticated::Missing)),
+                    Credentials::Malformed(m) => return Err(Denied::Unauthenticated(Unauthenticated::Malformed(m))),
+                };
+                let token = set.lookup(&digest).ok_or(Denied::Unauthenticated(Unauthenticated::Unknown))?.clone();
+                if let Some(header) = authorization {
+                    cache.remember(header, set.generation, token.clone());
+                }
+                token
+            }
         };
-        let token = tokens.lookup(&digest).ok_or(Denied::Unauthenticated(Unauthenticated::Unknown))?;
         if !token.scopes.contains(needed) {
             return Err(Denied::Scope { token: token.name.clone(), needed });
         }
         Ok(Principal { token: Some(token) })
+    }
+}
+
+/// The last credential a connection presented that matched a token. Kept
+/// by the connection, one per connection; it holds the header bytes (the
+/// secret), so its `Debug` prints nothing of them and dropping it zeroes
+/// them.
+#[derive(Default)]
+pub struct CredentialCache {
+    last: Option<Cached>,
+}
+
+struct Cached {
+    header: Box<[u8]>,
+    generation: u64,
+    token: Arc<Token>,
+}
+
+impl CredentialCache {
+    fn hit(&self, header: Option<&[u8]>, generation: u64) -> Option<&Arc<Token>> {
+        let (cached, header) = (self.last.as_ref()?, header?);
+        // Only the length can differ in time; it is not secret.
+        let same = cached.header.len() == header.len() && bool::from(cached.header.ct_eq(header));
+        (same && cached.generation == generation).then_some(&cached.token)
+    }
+
+    fn remember(&mut self, header: &[u8], generation: u64, token: Arc<Token>) {
+        if header.len() > MAX_CREDENTIALS_LEN + 16 {
+            return;
+        }
+        self.forget();
+        self.last = Some(Cached { header: header.into(), generation, token });
+    }
+
+    fn forget(&mut self) {
+        if let Some(mut old) = self.last.take() {
+            old.header.fill(0);
+            std::hint::black_box(&old.header);
+        }
+    }
+}
+
+impl Drop for CredentialCache {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+impl std::fmt::Debug for CredentialCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.last.as_ref().map(|c| &c.token.name);
+        f.debug_struct("CredentialCache").field("token", &token).finish_non_exhaustive()
     }
 }
 

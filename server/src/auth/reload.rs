@@ -72,6 +72,9 @@ pub struct TokenSet {
     by_prefix: HashMap<u64, Candidates, BuildHasherDefault<PrefixHasher>>,
     /// Each token once, in file order.
     tokens: Vec<Arc<Token>>,
+    /// Which load this is (0, then +1 per successful reload): a cached
+    /// credential is valid only for the generation it was found in.
+    pub(crate) generation: u64,
 }
 
 impl TokenSet {
@@ -157,7 +160,8 @@ impl Reloadable {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let specs = tokens::load(&self.path)?;
         let old = self.current.load_full();
-        let new = TokenSet::build(specs, Some(&old), &self.clock);
+        let mut new = TokenSet::build(specs, Some(&old), &self.clock);
+        new.generation = old.generation + 1;
         let (before, after) = (old.names(), new.names());
         let report = ReloadReport {
             tokens: new.len(),
@@ -168,9 +172,9 @@ impl Reloadable {
         Ok(report)
     }
 
-    /// The token whose secret hashes to `digest`, from the current set.
-    pub fn lookup(&self, digest: &SecretDigest) -> Option<Arc<Token>> {
-        self.current.load().lookup(digest).cloned()
+    /// The current set; requests hold it for the length of one check.
+    pub fn current(&self) -> arc_swap::Guard<Arc<TokenSet>> {
+        self.current.load()
     }
 
     pub fn len(&self) -> usize {
@@ -239,6 +243,7 @@ mod tests {
         let mut changed = spec("changed", "c");
         changed.rate = rate(2);
         let old = TokenSet::build(vec![kept.clone(), changed.clone()], None, &clock);
+        assert_eq!(old.generation, 0);
         for secret in [&b"k"[..], b"c"] {
             let q = old.lookup(&SecretDigest::of(secret)).unwrap().quota.clone().unwrap();
             assert_eq!(q.try_take(2), Ok(()));

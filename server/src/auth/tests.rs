@@ -341,3 +341,71 @@ fn the_types_the_server_shares_across_threads_are_send_and_sync() {
     shared::<Principal>();
     shared::<Denied>();
 }
+
+#[test]
+fn the_connection_cache_gives_the_same_answers_as_check() {
+    let f = Fixture::new(&file_text());
+    let mut cache = CredentialCache::default();
+    let shop = bearer(SHOP);
+    let check =
+        |cache: &mut CredentialCache, header: &str, scope| f.auth.check_with(cache, Some(header.as_bytes()), scope);
+
+    assert_eq!(check(&mut cache, &shop, Scope::Write).unwrap().name().map(|n| &**n), Some("shop"));
+    assert!(cache.hit(Some(shop.as_bytes()), 0).is_some(), "the accepted header is remembered");
+    // A hit still checks the scope.
+    assert_eq!(check(&mut cache, &shop, Scope::Read).unwrap_err().status(), 403);
+    assert!(check(&mut cache, &shop, Scope::Write).is_ok());
+    // Another header on the same connection is checked afresh.
+    assert_eq!(check(&mut cache, &bearer("inlet_Qx7-wrong"), Scope::Write).unwrap_err().status(), 401);
+    assert_eq!(f.auth.check_with(&mut cache, None, Scope::Write).unwrap_err().status(), 401);
+    assert!(check(&mut cache, &shop, Scope::Write).is_ok());
+    assert_eq!(check(&mut cache, &bearer(READER), Scope::Read).unwrap().name().map(|n| &**n), Some("reader"));
+    assert!(cache.hit(Some(shop.as_bytes()), 0).is_none(), "one remembered credential per connection");
+    assert!(cache.hit(Some(bearer(READER).as_bytes()), 0).is_some());
+    // Only the same bytes hit: same length, one byte different.
+    let mut near = bearer(READER).into_bytes();
+    *near.last_mut().unwrap() ^= 1;
+    assert!(cache.hit(Some(&near), 0).is_none());
+    assert!(cache.hit(None, 0).is_none());
+}
+
+#[test]
+fn a_reload_invalidates_the_connection_cache() {
+    let f = Fixture::new(&file_text());
+    let mut cache = CredentialCache::default();
+    let shop = bearer(SHOP);
+    assert!(f.auth.check_with(&mut cache, Some(shop.as_bytes()), Scope::Write).is_ok());
+    // Revoked: the remembered header must not keep it alive.
+    f.rewrite(&file_text().replace(&hex(SHOP), &hex("inlet_Qx7-other")));
+    f.auth.reload().unwrap();
+    assert!(cache.hit(Some(shop.as_bytes()), 0).is_some(), "still remembered, but from generation 0");
+    assert_401(
+        f.auth.check_with(&mut cache, Some(shop.as_bytes()), Scope::Write).unwrap_err(),
+        "the token is not valid here (unknown or revoked)",
+    );
+    // Scope taken away: the next request sees it.
+    let reader = bearer(READER);
+    assert!(f.auth.check_with(&mut cache, Some(reader.as_bytes()), Scope::Read).is_ok());
+    f.rewrite(&file_text().replace("scopes = [\"read\", \"write\"]", "scopes = [\"write\"]"));
+    f.auth.reload().unwrap();
+    assert_eq!(f.auth.check_with(&mut cache, Some(reader.as_bytes()), Scope::Read).unwrap_err().status(), 403);
+    assert!(f.auth.check_with(&mut cache, Some(reader.as_bytes()), Scope::Write).is_ok());
+    assert!(cache.hit(Some(reader.as_bytes()), 2).is_some(), "re-remembered in the new generation");
+}
+
+#[test]
+fn the_connection_cache_never_prints_the_header() {
+    let f = Fixture::new(&file_text());
+    let mut cache = CredentialCache::default();
+    f.auth.check_with(&mut cache, Some(basic(SHOP).as_bytes()), Scope::Write).unwrap();
+    let printed = format!("{cache:?}");
+    assert!(!printed.contains("Qx7") && !printed.contains("Basic"), "{printed}");
+    assert!(printed.contains("shop"), "{printed}");
+}
+
+#[test]
+fn anonymous_check_with_remembers_nothing() {
+    let mut cache = CredentialCache::default();
+    assert!(Auth::anonymous().check_with(&mut cache, Some(b"Bearer x"), Scope::Read).is_ok());
+    assert!(cache.last.is_none());
+}
