@@ -149,7 +149,7 @@ impl Auth {
     /// Decides whether a request with this `Authorization` header value
     /// may do what `needed` covers.
     pub fn check(&self, authorization: Option<&[u8]>, needed: Scope) -> Result<Principal, Denied> {
-        self.check_with(&mut CredentialCache::default(), authorization, needed)
+        self.decide(None, authorization, needed)
     }
 
     /// As [`Auth::check`], remembering the last accepted credential of a
@@ -163,13 +163,23 @@ impl Auth {
         authorization: Option<&[u8]>,
         needed: Scope,
     ) -> Result<Principal, Denied> {
+        self.decide(Some(cache), authorization, needed)
+    }
+
+    fn decide(
+        &self,
+        cache: Option<&mut CredentialCache>,
+        authorization: Option<&[u8]>,
+        needed: Scope,
+    ) -> Result<Principal, Denied> {
         let tokens = match &self.mode {
             Mode::Anonymous => return Ok(Principal { token: None }),
             Mode::Tokens(r) => r,
         };
         let set = tokens.current();
-        let token = match cache.hit(authorization, set.generation) {
-            Some(token) => token.clone(),
+        let hit = cache.as_deref().and_then(|c| c.hit(authorization, set.generation)).cloned();
+        let token = match hit {
+            Some(token) => token,
             None => {
                 let digest = match Credentials::parse(authorization) {
                     Credentials::Present(d) => d,
@@ -177,7 +187,7 @@ impl Auth {
                     Credentials::Malformed(m) => return Err(Denied::Unauthenticated(Unauthenticated::Malformed(m))),
                 };
                 let token = set.lookup(&digest).ok_or(Denied::Unauthenticated(Unauthenticated::Unknown))?.clone();
-                if let Some(header) = authorization {
+                if let (Some(cache), Some(header)) = (cache, authorization) {
                     cache.remember(header, set.generation, token.clone());
                 }
                 token
@@ -264,10 +274,16 @@ impl Principal {
     /// its prefixes (plain string prefixes: `/shop` also admits
     /// `/shopping`, so end a prefix with `/` to mean a path segment).
     pub fn allows_source(&self, source: &str) -> bool {
-        match self.token.as_ref().and_then(|t| t.sources.as_deref()) {
+        match self.source_prefixes() {
             None => true,
             Some(prefixes) => prefixes.iter().any(|p| source.starts_with(&**p)),
         }
+    }
+
+    /// The token's `sources` prefixes, for a refusal's text; `None` when it
+    /// may write any source.
+    pub fn source_prefixes(&self) -> Option<&[Box<str>]> {
+        self.token.as_ref().and_then(|t| t.sources.as_deref())
     }
 
     /// The refusal for events whose `source` is outside the token's

@@ -154,6 +154,8 @@ fn source_prefixes() {
     assert!(!shop.allows_source(""));
     let reader = f.check(&bearer(READER), Scope::Write).unwrap();
     assert!(reader.allows_source("/anything"));
+    assert_eq!(reader.source_prefixes(), None);
+    assert_eq!(shop.source_prefixes(), Some(&["/shop/".into(), "urn:shop:".into()][..]));
 
     let denied = shop.source_denied(vec![FieldError::pointer("#/1/source".into(), Some(2), "outside /shop/")]);
     assert_eq!(denied.status(), 403);
