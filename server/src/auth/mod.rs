@@ -58,7 +58,9 @@
 //!
 //! # Guarantees
 //! - A secret never reaches a log line, a metric, `/stats`, an error body
-//!   or a panic message: the parser hashes it and forgets it; [`Denied`]
+//!   or a panic message: the parser hashes it and forgets it (the one copy
+//!   kept, a connection's [`CredentialCache`], is never printed and is
+//!   zeroed when dropped); [`Denied`]
 //!   texts describe the shape of a bad header, never its content; every
 //!   `Debug` here prints names and scopes, never digests or secrets.
 //! - A tokens file is used whole or not at all: the first load fails the
@@ -133,6 +135,14 @@ impl Auth {
         match &self.mode {
             Mode::Anonymous => 0,
             Mode::Tokens(r) => r.len(),
+        }
+    }
+
+    /// The names of the loaded tokens, sorted (for per-token counters).
+    pub fn token_names(&self) -> Vec<Arc<str>> {
+        match &self.mode {
+            Mode::Anonymous => Vec::new(),
+            Mode::Tokens(r) => r.current().names(),
         }
     }
 

@@ -110,7 +110,7 @@ impl TokenSet {
         self.tokens.iter()
     }
 
-    fn names(&self) -> Vec<Arc<str>> {
+    pub(crate) fn names(&self) -> Vec<Arc<str>> {
         let mut names: Vec<Arc<str>> = self.tokens().map(|t| t.name.clone()).collect();
         names.sort();
         names

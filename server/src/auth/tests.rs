@@ -74,6 +74,7 @@ fn anonymous_allows_everything_and_names_nobody() {
     assert!(auth.check(Some(b"Digest x"), Scope::Write).is_ok());
     assert_eq!(auth.reload().unwrap(), None);
     assert_eq!(auth.token_count(), 0);
+    assert!(auth.token_names().is_empty());
 }
 
 #[test]
@@ -81,6 +82,7 @@ fn the_right_token_in_bearer_or_basic_gives_its_name() {
     let f = Fixture::new(&file_text());
     assert!(!f.auth.is_anonymous());
     assert_eq!(f.auth.token_count(), 3);
+    assert_eq!(f.auth.token_names(), vec![Arc::<str>::from("grafana"), "reader".into(), "shop".into()]);
     for header in [bearer(SHOP), basic(SHOP), format!("bearer {SHOP}")] {
         let p = f.check(&header, Scope::Write).unwrap();
         assert_eq!(p.name().map(|n| &**n), Some("shop"), "{header}");
