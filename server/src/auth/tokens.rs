@@ -87,7 +87,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<TokenSpec>, TokensError> {
 }
 
 fn parse_text(text: &str) -> Result<Vec<TokenSpec>, TokensErrorKind> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| TokensErrorKind::Syntax(e.message().to_string()))?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|span| format!("line {}: ", line_of(text, span.start))).unwrap_or_default();
+        TokensErrorKind::Syntax(format!("{at}{}", e.message().trim_end()))
+    })?;
     let mut entries = None;
     for (key, value) in &table {
         match (key.as_str(), value) {
@@ -122,6 +125,11 @@ fn parse_text(text: &str) -> Result<Vec<TokenSpec>, TokensErrorKind> {
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
 }
 
 /// One entry; the error carries the entry's name when it has a valid one.
@@ -438,7 +446,9 @@ mod tests {
         );
         assert_eq!(parse_str("token = [1]").unwrap_err(), format!("{p}[[token]] entry 1: must be a table"));
         let syntax = parse_str("[[token]]\nname = \"shop").unwrap_err();
-        assert!(syntax.starts_with(&format!("{p}not valid TOML: ")), "{syntax}");
+        assert_eq!(syntax, format!("{p}not valid TOML: line 2: invalid basic string, expected `\"`"));
+        let syntax = parse_str("[[token]]\nname = \"a\"\n\nscopes = [\"write\",\n").unwrap_err();
+        assert_eq!(syntax, format!("{p}not valid TOML: line 4: unclosed array, expected `]`"));
     }
 
     #[test]
