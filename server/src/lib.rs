@@ -15,6 +15,7 @@
 //! - `blocking`: the stage-1 single-threaded server, kept to show the freeze.
 //! - `shutdown`: SIGINT/SIGTERM as a future.
 
+pub mod auth;
 pub mod blocking;
 pub mod config;
 mod connection;
