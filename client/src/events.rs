@@ -1,5 +1,7 @@
 //! `events`: reads `GET /events` with its filters and prints each stored
-//! event as one JSON line, following `next_after` from page to page.
+//! event as one JSON line, following `next_after` from page to page. It
+//! asks for compressed pages (`Accept-Encoding: zstd, gzip`) and decodes
+//! them within [`compress::MAX_DECODED`].
 
 use inlet_shared::http::ClientRequest;
 use serde_json::value::RawValue;

@@ -147,3 +147,18 @@ fn main() -> ExitCode {
     });
     ExitCode::from(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["inlet.example", "10.0.0.1", "0.0.0.0", "::"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}
