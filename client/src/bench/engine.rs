@@ -182,7 +182,10 @@ pub async fn drive(ep: Arc<Endpoint>, plan: Plan, index: u32, run_id: String, co
     let prepare = |req: ClientRequest| {
         // Compressing into memory cannot fail short of running out of it;
         // should it, the body goes as it is (the server takes identity).
-        let req = compress::apply(plan.compress, req.clone()).unwrap_or(req);
+        let req = match plan.compress {
+            None => req,
+            coding => compress::apply(coding, req.clone()).unwrap_or(req),
+        };
         ep.authorize(req)
     };
     let mut jitter = Jitter::new();
