@@ -1,10 +1,14 @@
 //! `events`: reads `GET /events` with its filters and prints each stored
-//! event as one JSON line, following `next_after` from page to page.
+//! event as one JSON line, following `next_after` from page to page. It
+//! asks for compressed pages (`Accept-Encoding: zstd, gzip`) and decodes
+//! them within [`compress::MAX_DECODED`].
 
 use inlet_shared::http::ClientRequest;
 use serde_json::value::RawValue;
 
-use crate::{conn, exit};
+use crate::compress;
+use crate::conn::{self, Endpoint};
+use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,23 +49,31 @@ fn target(args: &Args, after: u64) -> String {
     format!("/events?{}", q.finish())
 }
 
-pub async fn run(server: &str, args: Args) -> u8 {
-    let mut t = match conn::connect(server).await {
+pub async fn run(ep: &Endpoint, args: Args) -> u8 {
+    let mut t = match conn::connect(ep).await {
         Ok(t) => t,
-        Err(e) => return conn::report(&conn::ExchangeError::Connect(server.to_string(), e)),
+        Err(e) => return conn::report(&e.into()),
     };
     let mut after = args.after;
     let mut printed = 0u64;
     loop {
-        let res = match conn::exchange(&mut t, ClientRequest::get(target(&args, after))).await {
+        let req = ClientRequest::get(target(&args, after)).header("Accept-Encoding", compress::ACCEPT_ENCODING);
+        let res = match conn::exchange(&mut t, ep.authorize(req)).await {
             Ok(res) => res,
             Err(e) => return conn::report(&e),
         };
         if res.status != 200 {
-            eprintln!("inlet-client: {} {}", res.status, String::from_utf8_lossy(&res.body));
+            eprintln!("inlet-client: {}", conn::describe(&res));
             return exit::for_status(res.status);
         }
-        let page: Page = match serde_json::from_slice(&res.body) {
+        let body = match compress::decode_body(&res, compress::MAX_DECODED) {
+            Ok(body) => body,
+            Err(e) => {
+                eprintln!("inlet-client: {e}");
+                return exit::SERVER_ERROR;
+            }
+        };
+        let page: Page = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("inlet-client: unexpected answer: {e}");
@@ -79,5 +91,52 @@ pub async fn run(server: &str, args: Args) -> u8 {
             Some(next) => after = next,
             None => return exit::OK,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Coding;
+    use crate::testserver::{self, Answer};
+
+    fn args() -> Args {
+        Args { ty: None, source: None, after: 0, page: 2, max: None }
+    }
+
+    /// Issue 14 §5: `events` asks for compressed pages and decodes them,
+    /// following `next_after` across pages.
+    #[tokio::test]
+    async fn compressed_pages_are_decoded() {
+        for coding in [Coding::Gzip, Coding::Zstd] {
+            let addr = testserver::start_with(None, move |n, req| {
+                assert_eq!(req.header("accept-encoding"), Some("zstd, gzip"));
+                let page = if n == 0 {
+                    r#"{"events":[{"seq":1},{"seq":2}],"next_after":2}"#
+                } else {
+                    r#"{"events":[{"seq":3}],"next_after":null}"#
+                };
+                let body = coding.encode(page.as_bytes()).unwrap();
+                let mut res = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {}\r\nVary: Accept-Encoding\r\nContent-Length: {}\r\n\r\n",
+                    coding.name(),
+                    body.len()
+                )
+                .into_bytes();
+                res.extend_from_slice(&body);
+                Answer::Raw(res)
+            })
+            .await;
+            assert_eq!(run(&Endpoint::plain(addr.to_string()), args()).await, exit::OK, "{coding:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_compressed_page_is_an_error() {
+        let addr = testserver::start_with(None, |_, _| {
+            Answer::Raw(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!".to_vec())
+        })
+        .await;
+        assert_eq!(run(&Endpoint::plain(addr.to_string()), args()).await, exit::SERVER_ERROR);
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::conn::{self, Endpoint};
 use crate::duration::parse_duration;
 use crate::exit;
 
@@ -31,8 +31,8 @@ pub struct Args {
 
 const PARTIAL_HEAD: &[u8] = b"POST /events HTTP/1.1\r\nHost: inlet\r\nContent-Type: application/json\r\nX-Slow: ";
 
-async fn hold_one(server: String, args: Arc<Args>, closed: Arc<AtomicUsize>) {
-    let Ok(mut stream) = TcpStream::connect(&server).await else {
+async fn hold_one(ep: Arc<Endpoint>, args: Arc<Args>, closed: Arc<AtomicUsize>) {
+    let Ok(mut stream) = conn::connect_stream(&ep).await else {
         closed.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -58,15 +58,15 @@ async fn hold_one(server: String, args: Arc<Args>, closed: Arc<AtomicUsize>) {
     }
 }
 
-pub async fn run(server: &str, args: Args) -> u8 {
+pub async fn run(ep: Arc<Endpoint>, args: Args) -> u8 {
     let args = Arc::new(args);
     let closed = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        tasks.push(tokio::spawn(hold_one(server.to_string(), args.clone(), closed.clone())));
+        tasks.push(tokio::spawn(hold_one(ep.clone(), args.clone(), closed.clone())));
     }
     let what = if args.partial { "trickling a partial request on" } else { "holding idle" };
-    println!("{what} {} connection(s) to {server}; Ctrl-C to stop", args.connections);
+    println!("{what} {} connection(s) to {}; Ctrl-C to stop", args.connections, ep.addr);
     match args.duration {
         Some(d) => tokio::time::sleep(d).await,
         None => {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use inlet_shared::event::Event;
 use inlet_shared::http::ClientRequest;
 
+use crate::conn::{self, Endpoint};
 use crate::duration::parse_duration;
-use crate::{conn, exit};
+use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +21,7 @@ pub struct Args {
     event: bool,
 }
 
-pub async fn run(server: &str, args: Args) -> u8 {
+pub async fn run(ep: &Endpoint, args: Args) -> u8 {
     let req = if args.event {
         let event = Event::new(uuid::Uuid::new_v4().to_string(), "/inlet-client/probe", "inlet.probe");
         ClientRequest::post("/events", "application/cloudevents+json", event.to_json())
@@ -28,7 +29,7 @@ pub async fn run(server: &str, args: Args) -> u8 {
         ClientRequest::get("/health")
     };
     let started = Instant::now();
-    match tokio::time::timeout(args.timeout, conn::once(server, req)).await {
+    match tokio::time::timeout(args.timeout, conn::once(ep, req)).await {
         Ok(Ok(res)) => {
             let elapsed = started.elapsed();
             println!("{} in {:.3} ms", res.status, elapsed.as_secs_f64() * 1000.0);

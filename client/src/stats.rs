@@ -2,10 +2,15 @@
 
 use inlet_shared::http::ClientRequest;
 
-use crate::{conn, exit};
+use crate::conn::{self, Endpoint};
+use crate::exit;
 
-pub async fn run(server: &str) -> u8 {
-    match conn::once(server, ClientRequest::get("/stats")).await {
+pub async fn run(ep: &Endpoint) -> u8 {
+    match conn::once(ep, ClientRequest::get("/stats")).await {
+        Ok(res) if res.status != 200 => {
+            eprintln!("inlet-client: {}", conn::describe(&res));
+            exit::for_status(res.status)
+        }
         Ok(res) => {
             match serde_json::from_slice::<serde_json::Value>(&res.body) {
                 Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::compress::Coding;
+use crate::conn::Endpoint;
 use crate::duration::parse_duration;
 use crate::exit;
 use engine::{Control, Plan, Tally};
@@ -45,6 +47,10 @@ pub struct Args {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
+    /// Compress each request body (each request is compressed as it is
+    /// built, so the client's CPU includes it).
+    #[arg(long, value_enum)]
+    compress: Option<Coding>,
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
@@ -58,7 +64,7 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-pub async fn run(server: &str, args: Args) -> u8 {
+pub async fn run(ep: Arc<Endpoint>, args: Args) -> u8 {
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         eprintln!("inlet-client: --rate must be positive");
         return exit::USAGE;
@@ -110,10 +116,16 @@ pub async fn run(server: &str, args: Args) -> u8 {
 
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
-    let plan = Plan { connections: args.connections, pipeline: args.pipeline, batch: args.batch, interval };
+    let plan = Plan {
+        connections: args.connections,
+        pipeline: args.pipeline,
+        batch: args.batch,
+        interval,
+        compress: args.compress,
+    };
     let mut tasks = Vec::with_capacity(args.connections as usize);
     for i in 0..args.connections {
-        tasks.push(tokio::spawn(engine::drive(server.to_string(), plan.clone(), i, run_id.clone(), control.clone())));
+        tasks.push(tokio::spawn(engine::drive(ep.clone(), plan.clone(), i, run_id.clone(), control.clone())));
     }
     let ctrl_c = {
         let control = control.clone();
@@ -143,7 +155,7 @@ pub async fn run(server: &str, args: Args) -> u8 {
         _ => None,
     };
     let report = Report {
-        server: server.to_string(),
+        server: if ep.is_tls() { format!("https://{}", ep.addr) } else { ep.addr.clone() },
         connections: args.connections,
         pipeline: args.pipeline,
         batch: args.batch,
@@ -164,6 +176,9 @@ pub async fn run(server: &str, args: Args) -> u8 {
              these figures are bounded by the client, not only by the server",
             cpu.unwrap_or(0.0) * 100.0
         );
+    }
+    if let Some((_, error)) = &report.tally.stopped {
+        eprintln!("inlet-client: stopped: {error}");
     }
     report.exit_code()
 }

@@ -50,11 +50,17 @@ impl Report {
         self.tally.hist.max() as f64 / 1000.0
     }
 
-    /// `0` when every request was answered `2xx`; `1` when some were refused
-    /// (`4xx`); `5` for any other failure (`5xx`, dropped, connection errors).
+    /// The stop's code (`6` for `401`, `7` for `403`, `8` TLS) if the run
+    /// stopped; `0` when every request was answered `2xx` (a `429`/`503`
+    /// whose request was sent again counts as answered by that resend);
+    /// `1` when some were refused (`4xx`); `5` for any other failure (`5xx`,
+    /// dropped, connection errors).
     pub fn exit_code(&self) -> u8 {
+        if let Some((code, _)) = &self.tally.stopped {
+            return *code;
+        }
         let ok: u64 = self.tally.status.iter().filter(|(s, _)| (200..300).contains(*s)).map(|(_, n)| n).sum();
-        if self.tally.io_errors == 0 && ok == self.requests() {
+        if self.tally.io_errors == 0 && ok + self.tally.retried == self.requests() {
             exit::OK
         } else if self.tally.status.keys().any(|s| (400..500).contains(s)) {
             exit::REJECTED
@@ -88,6 +94,8 @@ impl Report {
             },
             "status": status,
             "dropped": t.dropped,
+            "retried": t.retried,
+            "stopped": t.stopped.as_ref().map(|(_, e)| e.as_str()),
             "io_errors": t.io_errors,
             "client_cpu": self.client_cpu,
             "client_bound": self.client_bound(),
@@ -125,7 +133,13 @@ impl Report {
         if t.dropped > 0 {
             let _ = writeln!(out, "dropped in flight: {} (errors, measured up to the drop)", t.dropped);
         }
+        if t.retried > 0 {
+            let _ = writeln!(out, "sent again after 429/503: {}", t.retried);
+        }
         let _ = writeln!(out, "connection errors: {}", t.io_errors);
+        if let Some((_, error)) = &t.stopped {
+            let _ = writeln!(out, "stopped: {error}");
+        }
         if let Some(c) = self.client_cpu {
             let _ = writeln!(out, "client CPU: {:.0}% of {} cores", c * 100.0, self.cores);
         }
@@ -181,7 +195,9 @@ mod tests {
                 "rate",
                 "requests",
                 "requests_per_s",
-                "status"
+                "retried",
+                "status",
+                "stopped"
             ]
         );
         assert_eq!(json["requests"], 4);
@@ -226,5 +242,15 @@ mod tests {
         r.tally.dropped = 0;
         r.tally.io_errors = 0;
         assert_eq!(r.exit_code(), exit::OK);
+        // A 429 whose request went again and was accepted: still all OK.
+        r.tally.status.insert(429, 2);
+        r.tally.retried = 1;
+        assert_eq!(r.exit_code(), exit::REJECTED);
+        r.tally.retried = 2;
+        assert_eq!(r.exit_code(), exit::OK);
+        r.tally.stopped = Some((exit::UNAUTHORIZED, "HTTP 401: unknown token".into()));
+        assert_eq!(r.exit_code(), exit::UNAUTHORIZED);
+        assert_eq!(r.to_json()["stopped"], "HTTP 401: unknown token");
+        assert!(r.to_text().contains("\nstopped: HTTP 401: unknown token\n"));
     }
 }

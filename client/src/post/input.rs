@@ -29,13 +29,16 @@ pub struct Line {
 pub struct Chunk {
     pub lines: Vec<Line>,
     /// Tries that ended without an answer about the lines (connection lost,
-    /// `408`, `429`, `5xx`); bounded by `--retries`.
+    /// `408`, `5xx`, `429`/`503` without `Retry-After`); bounded by `--retries`.
     pub attempts: u32,
+    /// Tries answered `429`/`503` with `Retry-After`: the server is pacing
+    /// us, so these do not use up `--retries`; bounded by `MAX_PACED`.
+    pub paced: u32,
 }
 
 impl Chunk {
     pub fn new(lines: Vec<Line>) -> Chunk {
-        Chunk { lines, attempts: 0 }
+        Chunk { lines, attempts: 0, paced: 0 }
     }
 
     /// The chunk as one NDJSON `POST /events`.

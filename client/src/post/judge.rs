@@ -5,11 +5,13 @@
 //! | status | verdict |
 //! |---|---|
 //! | `2xx` | stored: every line acknowledged, counts from the body |
+//! | `401`, `403` | stop: every worker stops at once, nothing more is sent (the token is wrong or may not do this; retrying cannot help) |
 //! | `408` | retry at once on a new connection: the request timed out, nothing was refused |
 //! | `413`, more than one line | split in halves and send both |
 //! | `4xx` with `errors[].line` | those lines refused; the others sent again |
 //! | other `4xx` (one-line `413` too) | every line refused with the problem's `detail` |
-//! | `429`, `503` | retry after `Retry-After` (seconds, at most [`MAX_RETRY_AFTER`]) |
+//! | `429`, `503` with `Retry-After` | paced retry after `Retry-After` (seconds, at most [`crate::retry::MAX_RETRY_AFTER`]; the worker adds jitter): the server said when, so it does not use up `--retries` |
+//! | `429`, `503` without it | retry after [`DEFAULT_RETRY_AFTER`] |
 //! | anything else (`5xx`, `1xx`, `3xx`) | retry after [`DEFAULT_RETRY_AFTER`] |
 //!
 //! inlet stores a request all or nothing, so there is no partial success:
@@ -21,10 +23,7 @@ use std::time::Duration;
 use inlet_shared::http::ClientResponse;
 use inlet_shared::problem::{FieldError, Problem};
 
-/// The wait before a retry when the server did not say.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(500);
-/// The longest `Retry-After` honoured: a server asking for more gets this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+use crate::retry::{retry_after, DEFAULT_RETRY_AFTER};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -37,8 +36,12 @@ pub enum Verdict {
     RefusedLines { reasons: BTreeMap<usize, String> },
     /// Too large: send each half on its own.
     Split,
-    /// Not answered about the lines: send again after `after`.
-    Retry { after: Duration, error: String },
+    /// Not answered about the lines: send again after `after`. `paced`: the
+    /// server said when (`Retry-After` on `429`/`503`), so the retry is not
+    /// one of `--retries`.
+    Retry { after: Duration, error: String, paced: bool },
+    /// The token is refused (`401`) or may not do this (`403`): stop all.
+    Stop { status: u16, error: String },
 }
 
 /// The body of a `2xx`.
@@ -65,8 +68,12 @@ pub fn judge(res: &ClientResponse, lines: usize) -> Verdict {
         None => format!("HTTP {status}"),
     };
     match status {
-        408 => Verdict::Retry { after: Duration::ZERO, error },
-        429 | 503 => Verdict::Retry { after: retry_after(res).unwrap_or(DEFAULT_RETRY_AFTER), error },
+        401 | 403 => Verdict::Stop { status, error },
+        408 => Verdict::Retry { after: Duration::ZERO, error, paced: false },
+        429 | 503 => match retry_after(res) {
+            Some(after) => Verdict::Retry { after, error, paced: true },
+            None => Verdict::Retry { after: DEFAULT_RETRY_AFTER, error, paced: false },
+        },
         413 if lines > 1 => Verdict::Split,
         400..=499 => {
             let reasons = by_line(problem.as_ref().map_or(&[][..], |p| &p.errors), lines);
@@ -76,15 +83,8 @@ pub fn judge(res: &ClientResponse, lines: usize) -> Verdict {
                 Verdict::RefusedLines { reasons }
             }
         }
-        _ => Verdict::Retry { after: DEFAULT_RETRY_AFTER, error },
+        _ => Verdict::Retry { after: DEFAULT_RETRY_AFTER, error, paced: false },
     }
-}
-
-/// `Retry-After` in seconds (RFC 9110 §10.2.3), capped at
-/// [`MAX_RETRY_AFTER`]; `None` when absent or an HTTP-date.
-fn retry_after(res: &ClientResponse) -> Option<Duration> {
-    let seconds: u64 = res.headers.get_str("retry-after")?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// The reasons by chunk index: body line `k` is `chunk.lines[k - 1]`
@@ -110,6 +110,7 @@ fn by_line(errors: &[FieldError], lines: usize) -> BTreeMap<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::MAX_RETRY_AFTER;
     use bytes::Bytes;
     use inlet_shared::http::{Headers, Version};
 
@@ -146,7 +147,11 @@ mod tests {
             response(408, &[("Connection", "close")], &problem(408, "the request did not arrive in time", vec![]));
         assert_eq!(
             judge(&res, 3),
-            Verdict::Retry { after: Duration::ZERO, error: "HTTP 408: the request did not arrive in time".into() }
+            Verdict::Retry {
+                after: Duration::ZERO,
+                error: "HTTP 408: the request did not arrive in time".into(),
+                paced: false
+            }
         );
     }
 
@@ -158,7 +163,29 @@ mod tests {
 
     #[test]
     fn a_4xx_that_is_not_a_problem_is_refused_by_status() {
-        assert_eq!(judge(&response(403, &[], "<html>no</html>"), 1), Verdict::Refused { reason: "HTTP 403".into() });
+        assert_eq!(judge(&response(404, &[], "<html>no</html>"), 1), Verdict::Refused { reason: "HTTP 404".into() });
+    }
+
+    /// Issue 13 §6: a refused or unfit token stops everything, whatever
+    /// the body says and however many lines.
+    #[test]
+    fn a_401_or_403_stops_with_the_detail() {
+        let res = response(
+            401,
+            &[("WWW-Authenticate", "Bearer realm=\"inlet\"")],
+            &problem(401, "missing or unknown token", vec![]),
+        );
+        assert_eq!(judge(&res, 3), Verdict::Stop { status: 401, error: "HTTP 401: missing or unknown token".into() });
+        let errors = vec![FieldError::pointer("#/source".into(), Some(1), "outside the token's sources")];
+        let res = response(403, &[], &problem(403, "source not allowed for this token", errors));
+        assert_eq!(
+            judge(&res, 2),
+            Verdict::Stop { status: 403, error: "HTTP 403: source not allowed for this token".into() }
+        );
+        assert_eq!(
+            judge(&response(403, &[], "<html>no</html>"), 1),
+            Verdict::Stop { status: 403, error: "HTTP 403".into() }
+        );
     }
 
     #[test]
@@ -204,13 +231,29 @@ mod tests {
         let res = response(503, &[("Retry-After", "2")], &problem(503, "store busy", vec![]));
         assert_eq!(
             judge(&res, 1),
-            Verdict::Retry { after: Duration::from_secs(2), error: "HTTP 503: store busy".into() }
+            Verdict::Retry { after: Duration::from_secs(2), error: "HTTP 503: store busy".into(), paced: true }
+        );
+        let res = response(429, &[("Retry-After", "1")], &problem(429, "over quota", vec![]));
+        assert_eq!(
+            judge(&res, 100),
+            Verdict::Retry { after: Duration::from_secs(1), error: "HTTP 429: over quota".into(), paced: true }
         );
         let res = response(429, &[("Retry-After", "86400")], &problem(429, "over quota", vec![]));
-        assert_eq!(judge(&res, 1), Verdict::Retry { after: MAX_RETRY_AFTER, error: "HTTP 429: over quota".into() });
-        // An HTTP-date, or nothing: the default wait.
+        assert_eq!(
+            judge(&res, 1),
+            Verdict::Retry { after: MAX_RETRY_AFTER, error: "HTTP 429: over quota".into(), paced: true }
+        );
+        // An HTTP-date, or nothing: the default wait, and an attempt used.
         let res = response(503, &[("Retry-After", "Wed, 21 Oct 2026 07:28:00 GMT")], "");
-        assert_eq!(judge(&res, 1), Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 503".into() });
+        assert_eq!(
+            judge(&res, 1),
+            Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 503".into(), paced: false }
+        );
+        let res = response(429, &[], "");
+        assert_eq!(
+            judge(&res, 1),
+            Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 429".into(), paced: false }
+        );
     }
 
     #[test]
@@ -218,9 +261,12 @@ mod tests {
         let res = response(500, &[], &problem(500, "store failed", vec![]));
         assert_eq!(
             judge(&res, 1),
-            Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 500: store failed".into() }
+            Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 500: store failed".into(), paced: false }
         );
         let res = response(502, &[], "bad gateway");
-        assert_eq!(judge(&res, 1), Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 502".into() });
+        assert_eq!(
+            judge(&res, 1),
+            Verdict::Retry { after: DEFAULT_RETRY_AFTER, error: "HTTP 502".into(), paced: false }
+        );
     }
 }

@@ -15,10 +15,14 @@ mod worker;
 use std::sync::Arc;
 
 use tokio::io::AsyncRead;
+use tokio_util::sync::CancellationToken;
 
+use crate::compress::Coding;
+use crate::conn::Endpoint;
 use crate::exit;
 use input::Inbox;
-use worker::{Settings, Shared, Summary, Worker};
+pub use worker::Settings;
+use worker::{Shared, Summary, Worker};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,6 +43,9 @@ pub struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Compress each request body.
+    #[arg(long, value_enum)]
+    compress: Option<Coding>,
 }
 
 /// Sends every line of `input`; returns what happened and the input's read
@@ -51,27 +58,35 @@ pub async fn post(
 ) -> (Summary, Option<std::io::Error>) {
     let inbox = Arc::new(Inbox::new(connections * settings.pipeline * 2));
     let summary: Shared = Arc::default();
+    let stop = CancellationToken::new();
     let reader = {
         let inbox = inbox.clone();
         tokio::spawn(async move { input::read_lines(input, batch, &inbox).await })
     };
     let workers: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(Worker::new(settings.clone(), inbox.clone(), summary.clone()).run()))
+        .map(|_| tokio::spawn(Worker::new(settings.clone(), inbox.clone(), summary.clone(), stop.clone()).run()))
         .collect();
     for w in workers {
         let _ = w.await;
     }
-    let read_error = match reader.await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(e) => Some(std::io::Error::other(e)),
+    let read_error = if stop.is_cancelled() {
+        // Stopped: the rest of the input is not read (the reader may be
+        // waiting for room in the inbox, or for stdin).
+        reader.abort();
+        None
+    } else {
+        match reader.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(std::io::Error::other(e)),
+        }
     };
     let mut summary = std::mem::take(&mut *summary.lock().unwrap_or_else(|e| e.into_inner()));
     summary.failed.sort_unstable();
     (summary, read_error)
 }
 
-pub async fn run(server: &str, args: Args) -> u8 {
+pub async fn run(endpoint: Arc<Endpoint>, args: Args) -> u8 {
     let input: Box<dyn AsyncRead + Unpin + Send> = if args.input == "-" {
         Box::new(tokio::io::stdin())
     } else {
@@ -83,7 +98,8 @@ pub async fn run(server: &str, args: Args) -> u8 {
             }
         }
     };
-    let settings = Settings { server: server.to_string(), pipeline: args.pipeline as usize, retries: args.retries };
+    let settings =
+        Settings { endpoint, pipeline: args.pipeline as usize, retries: args.retries, compress: args.compress };
     let (summary, read_error) = post(input, settings, args.connections as usize, args.batch as usize).await;
     let read_error = read_error.map(|e| e.to_string());
     if args.json {
@@ -95,7 +111,9 @@ pub async fn run(server: &str, args: Args) -> u8 {
         eprintln!("inlet-client: reading {} failed: {e}", args.input);
     }
     let code = exit_code(&summary, read_error.is_some());
-    if code == exit::UNREACHABLE {
+    if let Some(stopped) = &summary.stopped {
+        eprintln!("inlet-client: stopped: {}", stopped.error);
+    } else if code == exit::UNREACHABLE {
         if let Some(e) = &summary.last_error {
             eprintln!("inlet-client: {e}");
         }
@@ -103,9 +121,12 @@ pub async fn run(server: &str, args: Args) -> u8 {
     code
 }
 
-/// Lines lost or input unread: 3; lines refused: 1; else 0.
+/// Stopped: its code (6 `401`, 7 `403`, 8 TLS); lines lost or input
+/// unread: 3; lines refused: 1; else 0.
 fn exit_code(s: &Summary, read_failed: bool) -> u8 {
-    if !s.failed.is_empty() || read_failed {
+    if let Some(stopped) = &s.stopped {
+        stopped.code
+    } else if !s.failed.is_empty() || read_failed {
         exit::UNREACHABLE
     } else if !s.rejected.is_empty() {
         exit::REJECTED
@@ -122,6 +143,7 @@ fn to_json(s: &Summary, read_error: Option<&str>) -> serde_json::Value {
         "rejected": rejected,
         "failed": s.failed,
         "error": s.last_error.as_deref().or(read_error),
+        "stopped": s.stopped.as_ref().map(|st| st.error.as_str()),
     })
 }
 
@@ -140,6 +162,9 @@ fn to_text(s: &Summary) -> String {
         let more = if s.failed.len() > 20 { ", ..." } else { "" };
         let _ = writeln!(out, "  lines not acknowledged: {}{more}", shown.join(", "));
     }
+    if let Some(stopped) = &s.stopped {
+        let _ = writeln!(out, "stopped: {} (nothing more was sent)", stopped.error);
+    }
     out
 }
 
@@ -150,9 +175,10 @@ mod tests {
 
     use super::*;
     use crate::testserver::{self, Answer};
+    use worker::Stopped;
 
     fn settings(addr: std::net::SocketAddr, pipeline: usize) -> Settings {
-        Settings { server: addr.to_string(), pipeline, retries: 3 }
+        Settings { endpoint: Arc::new(Endpoint::plain(addr.to_string())), pipeline, retries: 3, compress: None }
     }
 
     fn events(count: usize) -> String {
@@ -167,6 +193,7 @@ mod tests {
             rejected: BTreeMap::from([(3, "#/type: is required".to_string())]),
             failed: (1..=22).collect(),
             last_error: Some("HTTP 503: busy".into()),
+            stopped: None,
         };
         assert_eq!(
             to_text(&s),
@@ -176,7 +203,7 @@ mod tests {
         assert_eq!(
             to_json(&s, None).to_string(),
             format!(
-                r##"{{"accepted":7,"duplicates":1,"error":"HTTP 503: busy","failed":[{}],"rejected":[{{"line":3,"reason":"#/type: is required"}}]}}"##,
+                r##"{{"accepted":7,"duplicates":1,"error":"HTTP 503: busy","failed":[{}],"rejected":[{{"line":3,"reason":"#/type: is required"}}],"stopped":null}}"##,
                 (1..=22).map(|n: u64| n.to_string()).collect::<Vec<_>>().join(",")
             )
         );
@@ -185,6 +212,10 @@ mod tests {
         assert_eq!(exit_code(&refused, false), exit::REJECTED);
         assert_eq!(exit_code(&Summary::default(), false), exit::OK);
         assert_eq!(exit_code(&Summary::default(), true), exit::UNREACHABLE);
+        let stopped = Summary { stopped: Some(Stopped { code: exit::FORBIDDEN, error: "HTTP 403: no".into() }), ..s };
+        assert_eq!(exit_code(&stopped, false), exit::FORBIDDEN);
+        assert!(to_text(&stopped).ends_with("stopped: HTTP 403: no (nothing more was sent)\n"));
+        assert_eq!(to_json(&stopped, None)["stopped"], "HTTP 403: no");
     }
 
     /// Issue 11 §3 c: a worker waiting for input must not stop another from
@@ -195,7 +226,9 @@ mod tests {
         let inbox = Arc::new(Inbox::new(16));
         let summary: Shared = Arc::default();
         for _ in 0..2 {
-            tokio::spawn(Worker::new(settings(addr, 2), inbox.clone(), summary.clone()).run());
+            tokio::spawn(
+                Worker::new(settings(addr, 2), inbox.clone(), summary.clone(), CancellationToken::new()).run(),
+            );
         }
         // Let both workers start waiting for input first.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -209,6 +242,126 @@ mod tests {
         };
         assert!(tokio::time::timeout(Duration::from_secs(10), acknowledged).await.is_ok(), "the answer was never read");
         inbox.close();
+    }
+
+    /// Issue 13 §6: a `429` with `Retry-After: 1` pauses the worker at
+    /// least that long, then what was refused is sent again: every event
+    /// ends up accepted exactly once, each request carrying the token.
+    #[tokio::test]
+    async fn a_429_waits_for_retry_after_then_resends_what_was_refused() {
+        use std::sync::Mutex;
+        use std::time::Instant;
+        #[derive(Default)]
+        struct Seen {
+            requests: usize,
+            refused: Option<(Instant, Vec<u8>)>,
+            resent_at: Option<Instant>,
+            accepted: Vec<String>,
+            unauthorized: usize,
+        }
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let server_seen = seen.clone();
+        let addr = testserver::start_with(None, move |_, req| {
+            let mut seen = server_seen.lock().unwrap();
+            if req.header("authorization") != Some("Bearer s3cret") {
+                seen.unauthorized += 1;
+                return testserver::problem(401, "", "unknown token");
+            }
+            seen.requests += 1;
+            if seen.refused.as_ref().is_some_and(|(_, body)| *body == req.body) {
+                seen.resent_at = Some(Instant::now());
+            }
+            if seen.requests == 2 {
+                seen.refused = Some((Instant::now(), req.body.clone()));
+                return testserver::problem(429, "Retry-After: 1\r\n", "over quota");
+            }
+            let body = String::from_utf8(req.body.clone()).unwrap();
+            seen.accepted.extend(body.lines().map(str::to_string));
+            testserver::accepted(body.lines().count())
+        })
+        .await;
+        let token: crate::conn::Token = "s3cret".parse().unwrap();
+        let endpoint = Arc::new(Endpoint::plain(addr.to_string()).with_token(&token));
+        // One try only: the paced retry must not use it up.
+        let settings = Settings { endpoint, pipeline: 2, retries: 0, compress: None };
+        let input = std::io::Cursor::new(events(6).into_bytes());
+        let (summary, error) = post(input, settings, 1, 1).await;
+        assert!(error.is_none());
+        assert_eq!((summary.accepted, summary.rejected.len(), summary.failed.len()), (6, 0, 0), "{summary:?}");
+        let seen = seen.lock().unwrap();
+        let mut accepted = seen.accepted.clone();
+        accepted.sort();
+        let mut expected: Vec<String> = events(6).lines().map(str::to_string).collect();
+        expected.sort();
+        assert_eq!(accepted, expected, "every event accepted exactly once");
+        assert_eq!((seen.requests, seen.unauthorized), (7, 0));
+        let waited = seen.resent_at.unwrap() - seen.refused.as_ref().unwrap().0;
+        assert!(waited >= Duration::from_secs(1), "resent after {waited:?}");
+    }
+
+    /// Issue 13 §6: a `401` stops every worker at once: nothing is sent
+    /// again, the input (still open) is not read further, and the summary
+    /// says why with the exit code of a `401`.
+    #[tokio::test]
+    async fn a_401_stops_everything_at_once() {
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        let addr = testserver::start(move |_, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            testserver::problem(401, "WWW-Authenticate: Bearer realm=\"inlet\"\r\n", "missing or unknown token")
+        })
+        .await;
+        let (mut writer, reader) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut writer, events(50).as_bytes()).await.unwrap();
+        // `writer` stays open: the input never ends.
+        let settings = Settings { retries: 5, ..settings(addr, 1) };
+        let (summary, error) =
+            tokio::time::timeout(Duration::from_secs(20), post(reader, settings, 2, 1)).await.expect("post stopped");
+        assert!(error.is_none());
+        assert_eq!(
+            summary.stopped,
+            Some(Stopped { code: exit::UNAUTHORIZED, error: "HTTP 401: missing or unknown token".into() })
+        );
+        assert_eq!(summary.accepted, 0);
+        assert_eq!(exit_code(&summary, false), exit::UNAUTHORIZED);
+        // At most the first request of each connection; none sent again.
+        let sent = requests.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&sent), "{sent} requests");
+        drop(writer);
+    }
+
+    /// Issue 14 §5: `--compress` sends the body compressed with its
+    /// `Content-Encoding`; the server decodes exactly the NDJSON lines.
+    #[tokio::test]
+    async fn post_compresses_each_body() {
+        use std::io::Read;
+        for coding in [Coding::Gzip, Coding::Zstd] {
+            let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let seen = lines.clone();
+            let addr = testserver::start_with(None, move |_, req| {
+                let decoded = match req.header("content-encoding") {
+                    Some("gzip") => {
+                        let mut out = String::new();
+                        flate2::read::GzDecoder::new(&req.body[..]).read_to_string(&mut out).unwrap();
+                        out
+                    }
+                    Some("zstd") => String::from_utf8(zstd::decode_all(&req.body[..]).unwrap()).unwrap(),
+                    other => panic!("Content-Encoding {other:?}"),
+                };
+                let n = decoded.lines().count();
+                seen.lock().unwrap().extend(decoded.lines().map(str::to_string));
+                testserver::accepted(n)
+            })
+            .await;
+            let settings = Settings { compress: Some(coding), ..settings(addr, 2) };
+            let (summary, _) = post(std::io::Cursor::new(events(30).into_bytes()), settings, 1, 10).await;
+            assert_eq!((summary.accepted, summary.failed.len()), (30, 0), "{coding:?}: {summary:?}");
+            let mut got = lines.lock().unwrap().clone();
+            got.sort();
+            let mut want: Vec<String> = events(30).lines().map(str::to_string).collect();
+            want.sort();
+            assert_eq!(got, want, "{coding:?}");
+        }
     }
 
     /// A `408` is retried, never reported as a refusal; a connection closed
@@ -248,8 +401,9 @@ mod tests {
         .await;
         let inbox = Arc::new(Inbox::new(4));
         let summary: Shared = Arc::default();
-        let settings = Settings { server: addr.to_string(), pipeline: 1, retries: 0 };
-        let worker = tokio::spawn(Worker::new(settings, inbox.clone(), summary.clone()).run());
+        let settings = Settings { retries: 0, ..settings(addr, 1) };
+        let worker =
+            tokio::spawn(Worker::new(settings, inbox.clone(), summary.clone(), CancellationToken::new()).run());
         let line = |number| input::Chunk::new(vec![input::Line { number, text: "{}".into() }]);
         inbox.push(line(1)).await;
         // Long enough for the answer and the server's close to arrive.

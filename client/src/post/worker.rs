@@ -13,8 +13,15 @@
 //! Nothing acknowledged is sent again and nothing unacknowledged is dropped:
 //! when the connection fails, or a response closes it, the requests still in
 //! flight are requeued; so are those answered `408`, `429` or `5xx`. Each
-//! requeue is one attempt; after `retries` attempts a chunk's lines fail. The
+//! requeue is one attempt; after `retries` attempts a chunk's lines fail. A
+//! `429`/`503` with `Retry-After` pauses the worker that long (plus up to
+//! 20% jitter) and is not an attempt: the server is pacing, not failing; a
+//! chunk paced more than [`MAX_PACED`] times fails all the same. The
 //! server dedupes by (source, id), so a retry never stores twice.
+//!
+//! A `401`/`403`, or a TLS handshake that fails, stops every worker at once
+//! (a shared [`CancellationToken`]): retrying cannot help, and the input is
+//! not read further.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,13 +30,21 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use inlet_shared::http::ClientRequest;
 use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
 
 use super::input::{Chunk, Ended, Inbox};
 use super::judge::{judge, Verdict};
-use crate::conn::{self, Transport};
+use crate::compress::{self, Coding};
+use crate::conn::{self, Endpoint, Transport};
+use crate::exit;
+use crate::retry::Jitter;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Paced retries (`429`/`503` with `Retry-After`) of one chunk before its
+/// lines fail: at 1 s or more each, a server that refused a chunk this
+/// often is not going to take it.
+pub const MAX_PACED: u32 = 100;
 
 /// What `post` found, over every worker.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,6 +57,16 @@ pub struct Summary {
     pub failed: Vec<u64>,
     /// The last transport or server error seen, for the report.
     pub last_error: Option<String>,
+    /// Why everything stopped (`401`, `403`, TLS), if it did.
+    pub stopped: Option<Stopped>,
+}
+
+/// What stopped every worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The exit code it means.
+    pub code: u8,
+    pub error: String,
 }
 
 pub type Shared = Arc<Mutex<Summary>>;
@@ -49,11 +74,24 @@ pub type Shared = Arc<Mutex<Summary>>;
 /// How a worker behaves.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub server: String,
+    pub endpoint: Arc<Endpoint>,
     /// Requests in flight on the connection.
     pub pipeline: usize,
     /// Attempts per chunk (and connect failures in a row) before giving up.
     pub retries: u32,
+    /// Compress each request body.
+    pub compress: Option<Coding>,
+}
+
+impl Settings {
+    /// The chunk's request as sent: compressed, with the token.
+    fn request(&self, chunk: &Chunk) -> ClientRequest {
+        let plain = chunk.request();
+        // Compressing into memory cannot fail short of running out of it;
+        // should it, the body goes as it is (the server takes identity).
+        let req = compress::apply(self.compress, plain.clone()).unwrap_or(plain);
+        self.endpoint.authorize(req)
+    }
 }
 
 /// One worker's state.
@@ -61,6 +99,9 @@ pub struct Worker {
     settings: Settings,
     inbox: Arc<Inbox>,
     summary: Shared,
+    /// Cancelled when any worker meets a `401`, `403` or TLS failure.
+    stop: CancellationToken,
+    jitter: Jitter,
     conn: Option<Transport>,
     /// Sent on `conn`, not yet answered, oldest first.
     inflight: VecDeque<Chunk>,
@@ -82,11 +123,13 @@ enum Woke {
 }
 
 impl Worker {
-    pub fn new(settings: Settings, inbox: Arc<Inbox>, summary: Shared) -> Worker {
+    pub fn new(settings: Settings, inbox: Arc<Inbox>, summary: Shared, stop: CancellationToken) -> Worker {
         Worker {
             settings,
             inbox,
             summary,
+            stop,
+            jitter: Jitter::new(),
             conn: None,
             inflight: VecDeque::new(),
             retry: VecDeque::new(),
@@ -97,12 +140,27 @@ impl Worker {
         }
     }
 
-    pub async fn run(mut self) {
+    /// Works until the input is sent, or until any worker stops them all.
+    pub async fn run(self) {
+        let stop = self.stop.clone();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {}
+            _ = self.work() => {}
+        }
+    }
+
+    async fn work(mut self) {
         loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
             if self.inflight.is_empty() {
                 let Some(chunk) = self.take_work().await else { return };
                 if !self.connect().await {
-                    self.give_up(chunk).await;
+                    if !self.stop.is_cancelled() {
+                        self.give_up(chunk).await;
+                    }
                     return;
                 }
                 if !self.send(chunk).await {
@@ -159,14 +217,19 @@ impl Worker {
     /// a row.
     async fn connect(&mut self) -> bool {
         while self.conn.is_none() {
-            match conn::connect(&self.settings.server).await {
+            match conn::connect(&self.settings.endpoint).await {
                 Ok(t) => {
                     self.conn = Some(t);
                     self.failed_connects = 0;
                 }
+                Err(e) if e.is_tls() => {
+                    // Retrying cannot make a certificate trusted.
+                    self.stop_all(e.exit_code(), e.to_string());
+                    return false;
+                }
                 Err(e) => {
                     self.failed_connects += 1;
-                    self.note_error(format!("cannot connect to {}: {e}", self.settings.server));
+                    self.note_error(e.to_string());
                     if self.failed_connects > self.settings.retries {
                         return false;
                     }
@@ -187,7 +250,7 @@ impl Worker {
                 self.retry.push_front(chunk);
                 return false;
             };
-            if t.feed(chunk.request()).await.is_err() {
+            if t.feed(self.settings.request(&chunk)).await.is_err() {
                 // Never sent: no attempt used.
                 self.retry.push_front(chunk);
                 self.connection_failed("connection failed while sending");
@@ -214,13 +277,24 @@ impl Worker {
         };
         let res = match t.next().await {
             Some(Ok(res)) => res,
-            Some(Err(e)) => return self.connection_failed(format!("connection failed: {e}")),
+            Some(Err(e)) => {
+                let e = conn::ExchangeError::from(e);
+                if e.exit_code() == exit::TLS {
+                    // The server refused the handshake (a client certificate
+                    // it wants, or does not trust): not retried.
+                    return self.stop_all(exit::TLS, e.to_string());
+                }
+                return self.connection_failed(e.to_string());
+            }
             None => return self.connection_failed("the server closed the connection"),
         };
         let Some(chunk) = self.inflight.pop_front() else { return };
         self.backoff = FIRST_BACKOFF;
         let verdict = judge(&res, chunk.lines.len());
         self.apply(verdict, chunk);
+        if self.stop.is_cancelled() {
+            return;
+        }
         if res.closes() {
             // The server said so: reconnect at once.
             self.drop_connection("the server closed the connection");
@@ -256,23 +330,48 @@ impl Worker {
                 self.with_summary(|s| s.rejected.extend(refused));
                 if !keep.is_empty() {
                     // Refusals are answers, not failures: no attempt used.
-                    self.retry.push_front(Chunk { lines: keep, attempts: chunk.attempts });
+                    self.retry.push_front(Chunk { lines: keep, ..chunk });
                 }
             }
             Verdict::Split => {
                 let mut first = chunk.lines;
                 let second = first.split_off(first.len() / 2);
-                self.retry.push_front(Chunk { lines: second, attempts: chunk.attempts });
-                self.retry.push_front(Chunk { lines: first, attempts: chunk.attempts });
+                self.retry.push_front(Chunk { lines: second, ..chunk });
+                self.retry.push_front(Chunk { lines: first, ..chunk });
             }
-            Verdict::Retry { after, error } => {
+            Verdict::Retry { after, error, paced } => {
                 self.note_error(error);
                 if !after.is_zero() {
-                    self.pause_until = Some(Instant::now() + after);
+                    let until = Instant::now() + self.jitter.apply(after);
+                    self.pause_until = Some(self.pause_until.map_or(until, |u| u.max(until)));
                 }
-                self.requeue(chunk);
+                if paced {
+                    self.requeue_paced(chunk);
+                } else {
+                    self.requeue(chunk);
+                }
             }
+            Verdict::Stop { status, error } => self.stop_all(exit::for_status(status), error),
         }
+    }
+
+    /// Puts a chunk the server paced (`Retry-After`) back, without using an
+    /// attempt; its lines fail after [`MAX_PACED`] of these.
+    fn requeue_paced(&mut self, mut chunk: Chunk) {
+        chunk.paced += 1;
+        if chunk.paced > MAX_PACED {
+            self.with_summary(|s| s.failed.extend(chunk.numbers()));
+        } else {
+            self.retry.push_back(chunk);
+        }
+    }
+
+    /// Records why and stops every worker (the first reason wins).
+    fn stop_all(&mut self, code: u8, error: String) {
+        self.with_summary(|s| {
+            s.stopped.get_or_insert(Stopped { code, error });
+        });
+        self.stop.cancel();
     }
 
     /// Puts a chunk that got no answer about its lines back for another
