@@ -1,0 +1,141 @@
+//! The request-target (RFC 9112 §3.2) and the `Host` field (RFC 9112 §3.2,
+//! RFC 3986 §3.2.2): which form a target has, where its path starts, and
+//! whether it and a `Host` value are made only of the bytes the grammar
+//! allows.
+
+use super::message::Method;
+use super::HttpError;
+
+/// Byte classes of RFC 3986, one bit each, in a table indexed by byte.
+const UNRESERVED: u8 = 1; // ALPHA DIGIT - . _ ~
+const SUB_DELIM: u8 = 2; // ! $ & ' ( ) * + , ; =
+const PATH: u8 = 4; // : @ / ? (beyond unreserved and sub-delims, in path and query)
+const HEX: u8 = 8;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            class |= UNRESERVED;
+        }
+        if matches!(c, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=') {
+            class |= SUB_DELIM;
+        }
+        if matches!(c, b':' | b'@' | b'/' | b'?') {
+            class |= PATH;
+        }
+        if c.is_ascii_hexdigit() {
+            class |= HEX;
+        }
+        t[b] = class;
+        b += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = class_table();
+
+#[inline]
+fn is(b: u8, class: u8) -> bool {
+    CLASS[b as usize] & class != 0
+}
+
+/// Whether `s` is made of `class` bytes and well-formed `%XX` escapes.
+fn all_of(s: &[u8], class: u8) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            if i + 2 >= s.len() || !is(s[i + 1], HEX) || !is(s[i + 2], HEX) {
+                return false;
+            }
+            i += 3;
+        } else if is(b, class) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks a request-target and returns where its origin part (path and
+/// query) starts in it: 0 for origin-form (`/path?query`) and
+/// asterisk-form (`*`, `OPTIONS` only), the end of the authority for
+/// absolute-form (`http://authority/path?query`, RFC 9112 §3.2.2).
+/// Authority-form (`host:port`) is only for `CONNECT`, which the caller
+/// refuses before this.
+pub(crate) fn origin_start(target: &[u8], method: &Method) -> Result<usize, HttpError> {
+    match target.first() {
+        Some(b'/') => {
+            if all_of(target, UNRESERVED | SUB_DELIM | PATH) {
+                Ok(0)
+            } else {
+                Err(HttpError::InvalidRequestTarget)
+            }
+        }
+        Some(b'*') if target.len() == 1 && *method == Method::Options => Ok(0),
+        _ => absolute_form(target),
+    }
+}
+
+/// `scheme "://" authority path-abempty [ "?" query ]`, scheme `http` or
+/// `https` (any case), the authority a non-empty host with an optional port
+/// and no userinfo (RFC 9110 §4.2.1, §4.2.4).
+fn absolute_form(target: &[u8]) -> Result<usize, HttpError> {
+    let rest = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        return Err(HttpError::InvalidRequestTarget);
+    };
+    let end = target[rest..].iter().position(|&b| b == b'/' || b == b'?').map_or(target.len(), |i| rest + i);
+    let authority = &target[rest..end];
+    if authority.is_empty() || authority[0] == b':' || !is_host_port(authority) {
+        return Err(HttpError::InvalidRequestTarget);
+    }
+    if !all_of(&target[end..], UNRESERVED | SUB_DELIM | PATH) {
+        return Err(HttpError::InvalidRequestTarget);
+    }
+    Ok(end)
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2-3): an
+/// IP-literal in brackets, or a reg-name / IPv4 address; the port digits
+/// only. An empty value is valid (the empty reg-name).
+pub(crate) fn is_host_port(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(close) = value.iter().position(|&b| b == b']') else { return false };
+        let inner = &value[1..close];
+        // IPv6address or IPvFuture: checked by their alphabet, not their shape.
+        if inner.is_empty() || !inner.iter().all(|&b| is(b, UNRESERVED | SUB_DELIM) || b == b':') {
+            return false;
+        }
+        match &value[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&value[..close + 1], port),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &b""[..]),
+        }
+    };
+    let host_ok = host.first() == Some(&b'[') || all_of(host, UNRESERVED | SUB_DELIM);
+    host_ok && port.iter().all(u8::is_ascii_digit)
+}
+
+/// Whether the bytes of a request received so far are of a `HEAD` request:
+/// after any empty lines, the method token `HEAD` followed by a space or by
+/// nothing yet. Methods are case-sensitive (RFC 9110 §9.1).
+pub(crate) fn starts_head(mut bytes: &[u8]) -> bool {
+    while let [b'\r', b'\n', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    matches!(bytes, [b'H', b'E', b'A', b'D'] | [b'H', b'E', b'A', b'D', b' ', ..])
+}
