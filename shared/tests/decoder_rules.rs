@@ -852,3 +852,23 @@ fn request_line_with_extra_spaces_is_400_not_505() {
     }
     assert_eq!(status_of(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
 }
+
+#[test]
+fn host_is_checked_on_every_request_of_a_connection() {
+    // The decoder remembers the last valid Host of a connection; a later
+    // request with an invalid one is still refused.
+    let long = format!("{}.example", "h".repeat(60));
+    for first in ["inlet.example:8080", "", long.as_str()] {
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: {first}\r\n\r\nGET / HTTP/1.1\r\nHost: {first}\r\n\r\nGET / HTTP/1.1\r\nHost: {first}@x\r\n\r\n"
+        );
+        let out = decode_whole(input.as_bytes());
+        assert_eq!(out.items.len(), 2, "{first}");
+        assert_eq!(out.error, Some(HttpError::InvalidHost), "{first}");
+    }
+    let out = decode_whole(
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a:\r\n\r\nGET / HTTP/1.1\r\nHost: a:x\r\n\r\n",
+    );
+    assert_eq!(out.items.len(), 2);
+    assert_eq!(out.error, Some(HttpError::InvalidHost));
+}

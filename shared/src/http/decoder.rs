@@ -89,6 +89,43 @@ pub struct ServerCodec {
     /// when no framed request is waiting for one (an error or timeout in the
     /// middle of a head).
     unfinished_head: bool,
+    /// The last `Host` value found valid.
+    hosts: HostCache,
+}
+
+/// The last valid `Host` value of a connection, up to 48 bytes: a
+/// keep-alive client repeats the same one on every request, so it is
+/// checked once per connection, then compared.
+#[derive(Debug, Clone, Copy)]
+struct HostCache {
+    len: u8,
+    bytes: [u8; 48],
+}
+
+impl Default for HostCache {
+    fn default() -> HostCache {
+        // `len` 0 means empty: the empty value is valid, so the cache is
+        // never wrong.
+        HostCache { len: 0, bytes: [0; 48] }
+    }
+}
+
+impl HostCache {
+    /// Whether `value` is a valid `uri-host [ ":" port ]`.
+    #[inline]
+    fn is_valid(&mut self, value: &[u8]) -> bool {
+        if value == &self.bytes[..self.len as usize] {
+            return true;
+        }
+        if !is_host_port(value) {
+            return false;
+        }
+        if value.len() <= self.bytes.len() {
+            self.bytes[..value.len()].copy_from_slice(value);
+            self.len = value.len() as u8;
+        }
+        true
+    }
 }
 
 impl ServerCodec {
@@ -100,6 +137,7 @@ impl ServerCodec {
             since: None,
             heads: VecDeque::new(),
             unfinished_head: false,
+            hosts: HostCache::default(),
         }
     }
 
@@ -145,6 +183,7 @@ impl ServerCodec {
     /// request without body at once; for a request with a body, moves to
     /// the body state and returns `None`, as it does while the head is
     /// incomplete.
+    #[inline(always)]
     fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
         if buf.is_empty() {
             return Ok(None);
@@ -172,7 +211,7 @@ impl ServerCodec {
         self.heads.push_back(starts_head(&head_bytes));
         self.unfinished_head = false;
         self.since = None;
-        let (head, framing, expect_continue) = parse_head(head_bytes)?;
+        let (head, framing, expect_continue) = parse_head(head_bytes, &mut self.hosts)?;
         let body = match framing {
             None | Some(Framing::Length(0)) => {
                 return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
@@ -191,6 +230,7 @@ impl ServerCodec {
     }
 
     /// In the body state: the whole request once its body is complete.
+    #[inline(always)]
     fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
         let State::Body { head, body, continue_pending } = &mut self.state else {
             return Ok(None);
@@ -239,7 +279,7 @@ impl Decoder for ServerCodec {
 /// request line, `Host` and body framing. Returns the head, how its body is
 /// delimited (`None`: no body), and whether the client expects
 /// `100 Continue`.
-fn parse_head(bytes: Bytes) -> Result<(RequestHead, Option<Framing>, bool), HttpError> {
+fn parse_head(bytes: Bytes, valid_hosts: &mut HostCache) -> Result<(RequestHead, Option<Framing>, bool), HttpError> {
     // Uninitialised slots: httparse fills only what it uses.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -276,7 +316,7 @@ fn parse_head(bytes: Bytes) -> Result<(RequestHead, Option<Framing>, bool), Http
             4 if is_token(name, b"host") => {
                 // RFC 9112 §3.2: an invalid Host is 400, also where the
                 // target's authority overrides it.
-                if !is_host_port(value) {
+                if !valid_hosts.is_valid(value) {
                     return Err(HttpError::InvalidHost);
                 }
                 hosts += 1;

@@ -34,6 +34,7 @@ impl FramingFields {
     /// RFC 9110 §8.6: `1*DIGIT`, no sign, no spaces; a list of identical
     /// values, in one field or several, is one value; differing ones are an
     /// error.
+    #[inline]
     pub fn content_length(&mut self, value: &[u8]) -> Result<(), HttpError> {
         for part in value.split(|&b| b == b',') {
             let n = parse_decimal(trim_ows(part))?;
