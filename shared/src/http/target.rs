@@ -64,14 +64,11 @@ fn is(b: u8, class: u8) -> bool {
 /// marks and well-formed `%XX` escapes.
 #[inline]
 fn span(s: &[u8], members: &[u8; 256]) -> usize {
-    let mut i = 0;
-    // Eight bytes at a time while all are members: no branch per byte.
-    while let Some(block) = s.get(i..i + 8) {
-        if block.iter().fold(1, |all, &b| all & members[b as usize]) == 0 {
-            break;
-        }
-        i += 8;
+    // The common case, all members and no escape: one pass, no branch per byte.
+    if s.iter().fold(1, |all, &b| all & members[b as usize]) == 1 {
+        return s.len();
     }
+    let mut i = 0;
     while let Some(&b) = s.get(i) {
         if members[b as usize] != 0 {
             i += 1;
