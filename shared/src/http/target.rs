@@ -162,3 +162,38 @@ pub(crate) fn starts_head(mut bytes: &[u8]) -> bool {
     }
     matches!(bytes, [b'H', b'E', b'A', b'D'] | [b'H', b'E', b'A', b'D', b' ', ..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_head_reads_the_method_of_a_partial_request_line() {
+        for yes in [&b"HEAD"[..], b"HEAD ", b"HEAD /x HTTP/1.1\r\n", b"\r\n\r\nHEAD /"] {
+            assert!(starts_head(yes), "{yes:?}");
+        }
+        for no in [&b""[..], b"H", b"HEA", b"HEADX", b"head /", b"GET /", b" HEAD /", b"\nHEAD /"] {
+            assert!(!starts_head(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn origin_start_of_each_form() {
+        assert_eq!(origin_start(b"/a?b", &Method::Get), Ok(0));
+        assert_eq!(origin_start(b"http://h:1/a?b", &Method::Get), Ok(10));
+        assert_eq!(origin_start(b"https://h?b", &Method::Get), Ok(9));
+        assert_eq!(origin_start(b"*", &Method::Options), Ok(0));
+        assert_eq!(origin_start(b"*", &Method::Get), Err(HttpError::InvalidRequestTarget));
+        assert_eq!(origin_start(b"/a%2", &Method::Get), Err(HttpError::InvalidRequestTarget));
+        assert_eq!(origin_start(b"/a%2g", &Method::Get), Err(HttpError::InvalidRequestTarget));
+        assert_eq!(origin_start(b"/a%2F%20", &Method::Get), Ok(0));
+    }
+
+    #[test]
+    fn span_stops_at_the_first_byte_not_allowed() {
+        assert_eq!(span(b"abc:80", &HOST_BYTES), 3);
+        assert_eq!(span(b"a%41b c", &HOST_BYTES), 5);
+        assert_eq!(span(b"a%4", &HOST_BYTES), 1);
+        assert_eq!(span(b"", &HOST_BYTES), 0);
+    }
+}
