@@ -138,3 +138,82 @@ fn head_response_keeps_content_length_of_full_body() {
     assert!(text.contains("Content-Length: 15\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "{text}");
 }
+
+// --- framing: the same Content-Length / Transfer-Encoding rules as requests ---
+
+/// The error decoding `input` (one response to a `GET`) ends with.
+fn response_error(input: &[u8]) -> Option<HttpError> {
+    let mut c = ClientCodec::new("x");
+    let mut buf = BytesMut::from(input);
+    loop {
+        match c.decode(&mut buf) {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => return e.http(),
+        }
+    }
+    c.decode_eof(&mut buf).err().and_then(|e| e.http())
+}
+
+#[test]
+fn response_content_length_must_be_plain_decimal() {
+    for bad in ["+5", "-5", "0x5", "5 5", "5.0", ""] {
+        let input = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\nhello");
+        assert_eq!(response_error(input.as_bytes()), Some(HttpError::InvalidContentLength), "{bad:?}");
+    }
+}
+
+#[test]
+fn response_with_differing_content_lengths_is_an_error_not_the_last_one() {
+    let input = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(response_error(input), Some(HttpError::ConflictingContentLength));
+    assert_eq!(
+        response_error(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 9\r\n\r\nhello"),
+        Some(HttpError::ConflictingContentLength)
+    );
+    let mut c = ClientCodec::new("x");
+    let out = decode_responses(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\nhello");
+    assert_eq!(&out[0].body[..], b"hello");
+}
+
+#[test]
+fn response_transfer_encoding_rules_match_the_server_side() {
+    let cases: [(&[u8], HttpError); 5] = [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            HttpError::ContentLengthWithTransferEncoding,
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            HttpError::TransferEncodingOnHttp10,
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", HttpError::UnsupportedTransferCoding),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", HttpError::UnsupportedTransferCoding),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", HttpError::ChunkedTwice),
+    ];
+    for (input, error) in cases {
+        assert_eq!(response_error(input), Some(error), "{}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn response_trailer_lines_must_be_fields() {
+    let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nHTTP/1.1 200 OK\r\n\r\n";
+    assert_eq!(response_error(input), Some(HttpError::InvalidTrailer));
+}
+
+#[test]
+fn response_length_over_the_client_limit_is_refused_before_the_body() {
+    let over = 64 * 1024 * 1024 + 1;
+    let input = format!("HTTP/1.1 200 OK\r\nContent-Length: {over}\r\n\r\n");
+    let mut c = ClientCodec::new("x");
+    let mut buf = BytesMut::from(input.as_bytes());
+    assert_eq!(c.decode(&mut buf).err().and_then(|e| e.http()), Some(HttpError::BodyTooLarge));
+    // A HEAD's answer declares the length it does not send: no limit applies.
+    let mut c = ClientCodec::new("x");
+    let mut dst = BytesMut::new();
+    c.encode(ClientRequest { method: Method::Head, ..ClientRequest::get("/big") }, &mut dst).unwrap();
+    let out = decode_responses(&mut c, input.as_bytes());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].body.len(), 0);
+}

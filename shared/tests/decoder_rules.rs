@@ -585,6 +585,9 @@ fn every_codec_error_maps_to_a_4xx_or_5xx() {
         UriTooLong,
         MissingHost,
         MultipleHost,
+        InvalidHost,
+        InvalidRequestTarget,
+        ConnectNotSupported,
         ContentLengthWithTransferEncoding,
         ConflictingContentLength,
         InvalidContentLength,
@@ -603,5 +606,269 @@ fn every_codec_error_maps_to_a_4xx_or_5xx() {
     ] {
         assert!((400..600).contains(&e.status()), "{e:?}");
         assert!(!e.to_string().is_empty());
+        // The status table has a reason phrase for every status a codec error maps to.
+        assert!(inlet_shared::http::status::reason_phrase(e.status()).is_some(), "{e:?}");
+        // Error texts speak of the protocol, not of a server's flags.
+        assert!(!e.to_string().contains("--"), "{e:?}");
     }
+}
+
+// --- issue 11 §1: outside testing ---------------------------------------------
+
+/// The status of the single error decoding `input` whole ends with.
+fn status_of(input: &[u8]) -> u16 {
+    error_of(input).status()
+}
+
+/// Decodes `input` with a fresh codec (ignoring the outcome), then encodes
+/// `responses` through the same codec and returns the bytes written.
+fn answer(input: &[u8], responses: Vec<inlet_shared::http::Response>) -> Vec<u8> {
+    use bytes::BytesMut;
+    use tokio_util::codec::{Decoder, Encoder};
+    let mut codec = inlet_shared::http::ServerCodec::new(Limits::default());
+    let mut buf = BytesMut::from(input);
+    while let Ok(Some(_)) = codec.decode(&mut buf) {}
+    let mut out = BytesMut::new();
+    for res in responses {
+        codec.encode(res, &mut out).expect("encode");
+    }
+    out.to_vec()
+}
+
+fn problem(status: u16) -> inlet_shared::http::Response {
+    inlet_shared::http::Response::json(status, &b"{\"status\":1}"[..])
+}
+
+/// Strips the `Date` line, whose value changes every second.
+fn without_date(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).lines().filter(|l| !l.starts_with("Date: ")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn response_to_head_has_no_body_whatever_its_status() {
+    for status in [200, 404, 405, 415, 500] {
+        let out = answer(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n", vec![problem(status)]);
+        let text = without_date(&out);
+        assert!(text.contains("Content-Length: 12\n"), "{text}");
+        assert!(out.ends_with(b"\r\n\r\n"), "status {status}: body sent: {text}");
+    }
+}
+
+#[test]
+fn pipelined_get_and_head_are_answered_in_order() {
+    let out = answer(
+        b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nHEAD /c HTTP/1.1\r\nHost: x\r\n\r\n",
+        vec![problem(404), problem(404), problem(404)],
+    );
+    let text = without_date(&out);
+    // Only the second response (to the GET) carries the 12 bytes.
+    assert_eq!(text.matches("{\"status\":1}").count(), 1, "{text}");
+    assert!(text.contains("\n\n{\"status\":1}HTTP/1.1 404 Not Found\n"), "{text}");
+    assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"), "{text}");
+}
+
+#[test]
+fn continue_does_not_take_the_head_flag() {
+    use bytes::BytesMut;
+    use inlet_shared::http::{Continue, ServerCodec};
+    use tokio_util::codec::{Decoder, Encoder};
+    let mut codec = ServerCodec::new(Limits::default());
+    let mut buf =
+        BytesMut::from(&b"HEAD /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"[..]);
+    assert!(matches!(codec.decode(&mut buf), Ok(Some(Inbound::Continue(_)))));
+    let mut out = BytesMut::new();
+    codec.encode(Continue, &mut out).expect("encode");
+    buf.extend_from_slice(b"okGET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(matches!(codec.decode(&mut buf), Ok(Some(Inbound::Request(_)))));
+    assert!(matches!(codec.decode(&mut buf), Ok(Some(Inbound::Request(_)))));
+    codec.encode(problem(405), &mut out).expect("encode");
+    codec.encode(problem(404), &mut out).expect("encode");
+    let text = without_date(&out);
+    assert!(text.starts_with("HTTP/1.1 100 Continue\n\nHTTP/1.1 405 Method Not Allowed\n"), "{text}");
+    assert!(text.contains("Content-Length: 12\n\nHTTP/1.1 404"), "{text}");
+    assert!(out.ends_with(b"\r\n\r\n{\"status\":1}"), "{text}");
+}
+
+#[test]
+fn refusal_of_expect_continue_to_head_has_no_body() {
+    let out =
+        answer(b"HEAD /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", vec![problem(405)]);
+    assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"), "{}", without_date(&out));
+}
+
+#[test]
+fn error_response_to_a_refused_head_request_has_no_body() {
+    for bad in [
+        &b"HEAD /x HTTP/1.1\r\n\r\n"[..],
+        b"HEAD /x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        b"HEAD /x HTTP/1.1\r\nHost: x\r\nX\x01: y\r\n\r\n",
+        b"HEAD /x HTTP/1.1\nHost: x\r\n\r\n",
+        b"HEAD /x HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+        b"HEAD /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HEAD /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"\r\nHEAD /x HTTP/2.0\r\nHost: x\r\n\r\n",
+    ] {
+        let out = answer(bad, vec![problem(400)]);
+        assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"), "{}", String::from_utf8_lossy(bad));
+    }
+    let long = format!("HEAD /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let out = answer(long.as_bytes(), vec![problem(414)]);
+    assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"));
+}
+
+#[test]
+fn error_response_to_an_unfinished_head_request_has_no_body() {
+    // A 408 for a request whose head never completed: the method is read
+    // from the bytes of the request line received so far.
+    for partial in [&b"HEAD"[..], b"HEAD /x", b"HEAD /x HTTP/1.1\r\nHost: x\r\n", b"\r\nHEAD /"] {
+        let out = answer(partial, vec![problem(408)]);
+        assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"), "{}", String::from_utf8_lossy(partial));
+    }
+    for not_head in [&b""[..], b"HEA", b"HEADX /", b"GET /x", b"head /x"] {
+        let out = answer(not_head, vec![problem(408)]);
+        assert!(out.ends_with(b"{\"status\":1}"), "{}", String::from_utf8_lossy(not_head));
+    }
+    // A body that never completes: the parsed head says HEAD.
+    let out = answer(b"HEAD /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", vec![problem(408)]);
+    assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"));
+}
+
+#[test]
+fn omit_body_still_works_without_a_request() {
+    let mut res = problem(200);
+    res.omit_body = true;
+    let out = answer(b"", vec![res]);
+    assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"));
+}
+
+#[test]
+fn absolute_form_target_is_routed_by_its_path_and_query() {
+    let r = only_request(b"GET http://127.0.0.1:8080/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.path(), b"/health");
+    assert_eq!(r.query(), b"");
+    let r = only_request(b"GET HTTPS://inlet.example/events?type=a HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(r.path(), b"/events");
+    assert_eq!(r.query(), b"type=a");
+    let r = only_request(b"GET http://[::1]:80?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.path(), b"/");
+    assert_eq!(r.query(), b"limit=1");
+    let r = only_request(b"GET http://a HTTP/1.0\r\n\r\n");
+    assert_eq!(r.path(), b"/");
+}
+
+#[test]
+fn absolute_form_still_needs_a_valid_host_header() {
+    assert_eq!(status_of(b"GET http://a/health HTTP/1.1\r\n\r\n"), 400);
+    assert_eq!(status_of(b"GET http://a/health HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
+}
+
+#[test]
+fn malformed_absolute_form_target_is_400() {
+    for bad in [
+        &b"http:/a/health"[..],
+        b"http:a/health",
+        b"http:///health",
+        b"http://",
+        b"ftp://a/health",
+        b"http://u@a/health",
+        b"http://a b/health",
+        b"http://a:8x/health",
+        b"http://[::1/health",
+        b"1http://a/",
+        b"health",
+    ] {
+        let input = [&b"GET "[..], bad, b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        assert_eq!(status_of(&input), 400, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn asterisk_form_only_for_options() {
+    let r = only_request(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.path(), b"*");
+    assert_eq!(status_of(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+}
+
+#[test]
+fn connect_is_501_and_authority_form_elsewhere_is_400() {
+    assert_eq!(status_of(b"CONNECT inlet.example:443 HTTP/1.1\r\nHost: inlet.example:443\r\n\r\n"), 501);
+    assert_eq!(status_of(b"GET inlet.example:443 HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+}
+
+#[test]
+fn trailer_lines_must_be_header_fields() {
+    for bad in [&b"GET /stats HTTP/1.1"[..], b"bad trailer", b"X-T : 1", b": 1", b"X(T: 1", b"X-T: a\x01b"] {
+        let input = [
+            &b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"[..],
+            bad,
+            b"\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        .concat();
+        let out = decode_whole(&input);
+        assert!(out.items.is_empty(), "{}: {:?}", String::from_utf8_lossy(bad), out.items);
+        assert_eq!(out.error, Some(HttpError::InvalidTrailer), "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn trailer_fields_with_ows_and_empty_values_are_accepted() {
+    let r = only_request(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A:1\r\nX-B: \t v w \r\nX-C:\r\n\r\n",
+    );
+    assert_eq!(r.body.len(), 0);
+}
+
+#[test]
+fn host_must_be_a_valid_host_and_port() {
+    for bad in [&b"a b"[..], b"a, b", b"u@a", b"a:8x", b"a:80:80", b"[::1", b"a/b", b"a%zz", b"\xc3\xa9"] {
+        let input = [&b"GET / HTTP/1.1\r\nHost: "[..], bad, b"\r\n\r\n"].concat();
+        assert_eq!(status_of(&input), 400, "{}", String::from_utf8_lossy(bad));
+    }
+    for good in
+        [&b""[..], b"a", b"inlet.example:8080", b"127.0.0.1", b"[::1]:80", b"a%41b", b"x_y-z~!$&'()*+,;=", b"a:"]
+    {
+        let input = [&b"GET / HTTP/1.1\r\nHost: "[..], good, b"\r\n\r\n"].concat();
+        assert_eq!(decode_whole(&input).error, None, "{}", String::from_utf8_lossy(good));
+    }
+}
+
+#[test]
+fn bytes_not_allowed_in_a_target_are_400() {
+    for bad in
+        [&b"/caf\xc3\xa9"[..], b"/\x80", b"/a\"b", b"/a<b>", b"/a\\b", b"/a{b}", b"/a|b", b"/a^b", b"/a`b", b"/a#b"]
+    {
+        let input = [&b"GET "[..], bad, b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        assert_eq!(status_of(&input), 400, "{}", String::from_utf8_lossy(bad));
+    }
+    let r = only_request(b"GET /a-b_c.d~e!$&'()*+,;=:@/%20?q=/?x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.path(), b"/a-b_c.d~e!$&'()*+,;=:@/%20");
+}
+
+#[test]
+fn request_line_with_extra_spaces_is_400_not_505() {
+    for bad in [&b"GET /ec ho HTTP/1.1"[..], b"POST /echo  HTTP/1.1", b"GET / HTTP/1.1 ", b"GET /a b c HTTP/2.0"] {
+        let input = [bad, b"\r\nHost: x\r\nContent-Length: 0\r\n\r\n"].concat();
+        assert_eq!(error_of(&input), HttpError::InvalidRequestLine, "{}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(status_of(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
+}
+
+#[test]
+fn host_is_checked_on_every_request_of_a_connection() {
+    // The decoder remembers the last valid Host of a connection; a later
+    // request with an invalid one is still refused.
+    let long = format!("{}.example", "h".repeat(60));
+    for first in ["inlet.example:8080", "", long.as_str()] {
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: {first}\r\n\r\nGET / HTTP/1.1\r\nHost: {first}\r\n\r\nGET / HTTP/1.1\r\nHost: {first}@x\r\n\r\n"
+        );
+        let out = decode_whole(input.as_bytes());
+        assert_eq!(out.items.len(), 2, "{first}");
+        assert_eq!(out.error, Some(HttpError::InvalidHost), "{first}");
+    }
+    let out = decode_whole(
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a:\r\n\r\nGET / HTTP/1.1\r\nHost: a:x\r\n\r\n",
+    );
+    assert_eq!(out.items.len(), 2);
+    assert_eq!(out.error, Some(HttpError::InvalidHost));
 }

@@ -19,7 +19,12 @@ const CASES: &[(&str, &[u8])] = &[
         "pipelined_mix",
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyzPOST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\n\r\nHEAD /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     ),
+    ("absolute_form", b"GET http://inlet.example:8080/events?limit=1 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"),
+    ("trailer_fields_ows", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A:1\r\nX-B: \t v \r\n\r\n"),
     // Errors must not depend on how the bytes arrived either.
+    ("error_trailer_request_line", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nGET /stats HTTP/1.1\r\n\r\n"),
+    ("error_invalid_host", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    ("error_target_bytes", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("error_cl_and_te", b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     ("error_bare_lf", b"GET / HTTP/1.1\r\nHost: x\n\r\n"),
     ("error_bad_chunk", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX"),

@@ -3,8 +3,10 @@
 //! looked at twice, and checks every size with checked arithmetic against the
 //! body limit before any data of the chunk is buffered.
 //!
-//! Chunk extensions and trailer fields are accepted and ignored. Lines must
-//! end in CRLF: a bare LF anywhere is an error, because lenient chunk parsing
+//! Chunk extensions and trailer fields are accepted and ignored; a trailer
+//! line must be a header field (`token ":" OWS value OWS`, RFC 9112 §7.1.2,
+//! §5.1), so that nothing else (a pipelined request line, say) is swallowed
+//! as one. Lines must end in CRLF: a bare LF anywhere is an error, because lenient chunk parsing
 //! is a classic request-smuggling vector.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -41,7 +43,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
-    TrailerLine,
+    /// In a trailer field's name, up to the colon.
+    TrailerName,
+    /// In a trailer field's value, up to the CR.
+    TrailerValue,
     TrailerLf,
     /// The final CR seen, LF expected.
     EndLf,
@@ -156,14 +161,17 @@ impl ChunkedDecoder {
             DataCr if b == b'\r' => DataLf,
             DataLf if b == b'\n' => Size { size: 0, digits: 0 },
             DataCr | DataLf => return Err(HttpError::InvalidChunkTerminator),
-            TrailerStart => match b {
-                b'\r' => EndLf,
-                b' ' | b'\t' => return Err(HttpError::InvalidTrailer),
-                _ => self.trailer_byte(b)?,
-            },
-            TrailerLine => match b {
+            TrailerStart if b == b'\r' => EndLf,
+            // A name is one token or more, then the colon: no whitespace
+            // (that would be obs-fold, or a space before the colon).
+            TrailerStart | TrailerName if is_tchar(b) => self.trailer_byte(TrailerName)?,
+            TrailerName if b == b':' => self.trailer_byte(TrailerValue)?,
+            TrailerStart | TrailerName => return Err(HttpError::InvalidTrailer),
+            TrailerValue => match b {
                 b'\r' => TrailerLf,
-                _ => self.trailer_byte(b)?,
+                // field-vchar, SP, HTAB, obs-text: anything but other controls.
+                b'\t' | b' '..=b'~' | 0x80..=0xff => self.trailer_byte(TrailerValue)?,
+                _ => return Err(HttpError::InvalidTrailer),
             },
             TrailerLf if b == b'\n' => TrailerStart,
             EndLf if b == b'\n' => Done,
@@ -189,16 +197,19 @@ impl ChunkedDecoder {
         Ok(())
     }
 
-    fn trailer_byte(&mut self, b: u8) -> Result<State, HttpError> {
-        if (b < 0x20 && b != b'\t') || b == 0x7f {
-            return Err(HttpError::InvalidTrailer);
-        }
+    /// Counts one byte of the trailer section against its limit.
+    fn trailer_byte(&mut self, next: State) -> Result<State, HttpError> {
         self.meta_len += 1;
         if self.meta_len > self.max_trailers {
             return Err(HttpError::TrailersTooLarge);
         }
-        Ok(State::TrailerLine)
+        Ok(next)
     }
+}
+
+/// `tchar` (RFC 9110 §5.6.2): the bytes of a token, such as a field name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex_value(b: u8) -> u64 {

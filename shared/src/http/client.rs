@@ -1,6 +1,9 @@
 //! The client side of the codec, the mirror of the server pair: an encoder
 //! for requests and a decoder for responses (RFC 9112 §6.3 framing:
 //! no body for `HEAD`/1xx/204/304, chunked, `Content-Length`, or read to EOF).
+//! `Content-Length` and `Transfer-Encoding` follow the same rules as on the
+//! server side, through the same code (`framing.rs`): `+5` or two differing
+//! lengths are errors, not a length.
 //! Interim 1xx responses are skipped. Requests may be pipelined: the codec
 //! remembers which requests were `HEAD` so it frames their answers right.
 
@@ -9,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::chunked::ChunkedDecoder;
+use super::framing::{BodyDecoder, FramingFields};
 use super::head::HeadScanner;
 use super::message::{Headers, Method, Version};
 use super::{CodecError, HttpError};
@@ -76,16 +79,9 @@ impl ClientResponse {
 }
 
 #[derive(Debug)]
-enum Body {
-    Length(usize),
-    Chunked(ChunkedDecoder),
-    UntilEof,
-}
-
-#[derive(Debug)]
 enum State {
     Head,
-    Body { status: u16, version: Version, headers: Headers, body: Body },
+    Body { status: u16, version: Version, headers: Headers, body: BodyDecoder },
 }
 
 /// Client side of the HTTP/1.1 codec.
@@ -117,66 +113,66 @@ impl ClientCodec {
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<ClientResponse>, HttpError> {
-        loop {
-            if let State::Head = self.state {
-                let Some(span) = self.scanner.scan(buf, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS)? else {
-                    return Ok(None);
-                };
-                buf.advance(span.skip);
-                let head = buf.split_to(span.len).freeze();
-                let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-                let mut res = httparse::Response::new(&mut slots);
-                match res.parse(&head) {
-                    Ok(httparse::Status::Complete(_)) => {}
-                    _ => return Err(HttpError::InvalidResponse),
-                }
-                let (Some(status), Some(minor)) = (res.code, res.version) else {
-                    return Err(HttpError::InvalidResponse);
-                };
-                // RFC 9110 §15.2: interim responses precede the final one; skip them.
-                if (100..200).contains(&status) && status != 101 {
-                    continue;
-                }
-                let mut headers = Headers::with_buffer(head.clone(), res.headers.len());
-                let mut length = None;
-                let mut chunked = false;
-                for field in res.headers.iter() {
-                    let value = field.value.trim_ascii();
-                    if field.name.eq_ignore_ascii_case("content-length") {
-                        let n = std::str::from_utf8(value)
-                            .ok()
-                            .and_then(|s| s.parse::<usize>().ok())
-                            .ok_or(HttpError::InvalidContentLength)?;
-                        length = Some(n);
-                    } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
-                        chunked = value
-                            .rsplit(|&b| b == b',')
-                            .next()
-                            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                    }
-                    headers.push_slices(field.name.as_bytes(), value);
-                }
-                let to_head = self.in_flight.front().copied().unwrap_or(false);
-                let body = if to_head || status == 204 || status == 304 {
-                    Body::Length(0)
-                } else if chunked {
-                    Body::Chunked(ChunkedDecoder::new(self.max_body, MAX_RESPONSE_HEAD))
-                } else if let Some(n) = length {
-                    Body::Length(n)
-                } else {
-                    Body::UntilEof
-                };
-                let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-                self.state = State::Body { status, version, headers, body };
+        while let State::Head = self.state {
+            if !self.decode_head(buf)? {
+                return Ok(None);
             }
-            let State::Body { body, .. } = &mut self.state else { continue };
-            let complete = match body {
-                Body::Length(n) if buf.len() >= *n => Some(buf.split_to(*n).freeze()),
-                Body::Length(_) | Body::UntilEof => None,
-                Body::Chunked(chunked) => chunked.decode(buf)?,
-            };
-            return Ok(complete.map(|body| self.finish(body)));
         }
+        self.decode_data(buf)
+    }
+
+    /// Frames one response head. `Ok(false)`: the head is not complete.
+    /// Interim responses are skipped (the state stays `Head`).
+    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<bool, HttpError> {
+        let Some(span) = self.scanner.scan(buf, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS)? else {
+            return Ok(false);
+        };
+        buf.advance(span.skip);
+        let head = buf.split_to(span.len).freeze();
+        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut res = httparse::Response::new(&mut slots);
+        match res.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return Err(HttpError::InvalidResponse),
+        }
+        let (Some(status), Some(minor)) = (res.code, res.version) else {
+            return Err(HttpError::InvalidResponse);
+        };
+        // RFC 9110 §15.2: interim responses precede the final one; skip them.
+        if (100..200).contains(&status) && status != 101 {
+            return Ok(true);
+        }
+        let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+        let mut headers = Headers::with_buffer(head.clone(), res.headers.len());
+        let mut framing = FramingFields::default();
+        for field in res.headers.iter() {
+            let value = field.value.trim_ascii();
+            if field.name.eq_ignore_ascii_case("content-length") {
+                framing.content_length(value)?;
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                framing.transfer_encoding(value);
+            }
+            headers.push_slices(field.name.as_bytes(), value);
+        }
+        // The same rules as a request's, checked whether or not a body follows.
+        let framing = framing.framing(version)?;
+        let to_head = self.in_flight.front().copied().unwrap_or(false);
+        let body = if to_head || status == 204 || status == 304 {
+            BodyDecoder::Length(0)
+        } else {
+            match framing {
+                Some(framing) => BodyDecoder::new(framing, self.max_body, MAX_RESPONSE_HEAD)?,
+                None => BodyDecoder::UntilEof,
+            }
+        };
+        self.state = State::Body { status, version, headers, body };
+        Ok(true)
+    }
+
+    /// The response once its body is complete.
+    fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<ClientResponse>, HttpError> {
+        let State::Body { body, .. } = &mut self.state else { return Ok(None) };
+        Ok(body.decode(buf)?.map(|body| self.finish(body)))
     }
 
     fn finish(&mut self, body: Bytes) -> ClientResponse {
@@ -201,7 +197,7 @@ impl Decoder for ClientCodec {
             return Ok(Some(res));
         }
         match &self.state {
-            State::Body { body: Body::UntilEof, .. } => {
+            State::Body { body: BodyDecoder::UntilEof, .. } => {
                 let body = buf.split().freeze();
                 Ok(Some(self.finish(body)))
             }

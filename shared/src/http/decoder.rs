@@ -1,21 +1,29 @@
 //! The server-side request decoder: frames HTTP/1.1 requests out of a
 //! `BytesMut`.
 //!
-//! A request goes through two states. `Head`: the [`HeadScanner`] looks for
-//! the empty line, then httparse parses the head and the framing rules of
-//! RFC 9112 §6 decide how the body is delimited. `Body`: bytes are collected
-//! by `Content-Length` or by the [`ChunkedDecoder`] until the body is whole.
+//! A request goes through two states. `Head` (`decode_head`): the
+//! [`HeadScanner`] looks for the empty line, then httparse parses the head,
+//! the request-target and `Host` are checked (`target.rs`) and the framing
+//! rules of RFC 9112 §6, shared with the client side (`framing.rs`), decide
+//! how the body is delimited. `Body` (`decode_data`): bytes are collected by
+//! `Content-Length` or by the chunked decoder until the body is whole.
 //! Header names and values are zero-copy slices of the frozen head.
+//!
+//! The codec also remembers, in order, which of the requests it framed were
+//! `HEAD`, so that the encoder leaves the content out of their answers
+//! whoever builds them (RFC 9110 §9.3.2).
 
+use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-use super::chunked::ChunkedDecoder;
+use super::framing::{trim_ows, BodyDecoder, Framing, FramingFields};
 use super::head::HeadScanner;
 use super::message::{Headers, Inbound, Method, Request, RequestHead, Version};
+use super::target::{is_host_port, origin_start, starts_head};
 use super::{CodecError, HttpError};
 
 /// Header fields accepted in one request (SPEC §3.3: more is `431`).
@@ -24,9 +32,10 @@ pub const MAX_HEADERS: usize = 100;
 /// Size limits the decoder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Request line plus header section, in bytes (`--max-head`).
+    /// Request line plus header section, in bytes; also bounds a chunked
+    /// body's trailer section.
     pub max_head: usize,
-    /// Decoded body, in bytes (`--max-body`).
+    /// Decoded body, in bytes.
     pub max_body: usize,
 }
 
@@ -55,24 +64,11 @@ enum State {
     Head,
     Body {
         head: RequestHead,
-        body: BodyState,
+        body: BodyDecoder,
         continue_pending: bool,
     },
     /// A protocol error was returned; the framing is lost for good.
     Failed(HttpError),
-}
-
-#[derive(Debug)]
-enum BodyState {
-    Length(usize),
-    Chunked(ChunkedDecoder),
-}
-
-/// How the body of a request is delimited (RFC 9112 §6.3).
-enum Framing {
-    Empty,
-    Length(usize),
-    Chunked,
 }
 
 /// Server side of the HTTP/1.1 codec: decodes [`Inbound`] requests, encodes
@@ -84,11 +80,65 @@ pub struct ServerCodec {
     state: State,
     /// When the current phase began (first byte of the head, or end of head).
     since: Option<Instant>,
+    /// For each request head framed and not yet answered, in order: was it
+    /// `HEAD`? The encoder of a final response takes the first, so that an
+    /// answer to `HEAD` never carries content (RFC 9110 §9.3.2).
+    heads: VecDeque<bool>,
+    /// Whether the head being received (not yet complete) is of a `HEAD`
+    /// request, as far as its bytes so far tell: the flag of a final answer
+    /// when no framed request is waiting for one (an error or timeout in the
+    /// middle of a head).
+    unfinished_head: bool,
+    /// The last `Host` value found valid.
+    hosts: HostCache,
+}
+
+/// The last valid `Host` value of a connection, up to 48 bytes: a
+/// keep-alive client repeats the same one on every request, so it is
+/// checked once per connection, then compared.
+#[derive(Debug, Clone, Copy)]
+struct HostCache {
+    len: u8,
+    bytes: [u8; 48],
+}
+
+impl Default for HostCache {
+    fn default() -> HostCache {
+        // `len` 0 means empty: the empty value is valid, so the cache is
+        // never wrong.
+        HostCache { len: 0, bytes: [0; 48] }
+    }
+}
+
+impl HostCache {
+    /// Whether `value` is a valid `uri-host [ ":" port ]`.
+    #[inline]
+    fn is_valid(&mut self, value: &[u8]) -> bool {
+        if value == &self.bytes[..self.len as usize] {
+            return true;
+        }
+        if !is_host_port(value) {
+            return false;
+        }
+        if value.len() <= self.bytes.len() {
+            self.bytes[..value.len()].copy_from_slice(value);
+            self.len = value.len() as u8;
+        }
+        true
+    }
 }
 
 impl ServerCodec {
     pub fn new(limits: Limits) -> ServerCodec {
-        ServerCodec { limits, scanner: HeadScanner::default(), state: State::Head, since: None }
+        ServerCodec {
+            limits,
+            scanner: HeadScanner::default(),
+            state: State::Head,
+            since: None,
+            heads: VecDeque::new(),
+            unfinished_head: false,
+            hosts: HostCache::default(),
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -103,6 +153,13 @@ impl ServerCodec {
         }
     }
 
+    /// Whether the final response encoded next answers a `HEAD` request,
+    /// taking that request's flag: the oldest request framed and not yet
+    /// answered, else the head still being received.
+    pub(crate) fn take_head_flag(&mut self) -> bool {
+        self.heads.pop_front().unwrap_or(self.unfinished_head)
+    }
+
     fn fail(&mut self, buf: &mut BytesMut, err: HttpError) -> CodecError {
         // Drop what is buffered: nothing after a framing error can be trusted,
         // and the decoder must not be handed the same bytes again.
@@ -112,51 +169,73 @@ impl ServerCodec {
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
-        if let State::Failed(err) = self.state {
-            return Err(err);
+        match self.state {
+            State::Failed(err) => Err(err),
+            State::Head => match self.decode_head(buf)? {
+                Some(request) => Ok(Some(request)),
+                None => self.decode_data(buf),
+            },
+            State::Body { .. } => self.decode_data(buf),
         }
-        if let State::Head = self.state {
-            if buf.is_empty() {
-                return Ok(None);
-            }
-            let Some(span) = self.scanner.scan(buf, self.limits.max_head, MAX_HEADERS)? else {
+    }
+
+    /// In the head state: frames the head once it is whole. Returns a
+    /// request without body at once; for a request with a body, moves to
+    /// the body state and returns `None`, as it does while the head is
+    /// incomplete.
+    #[inline(always)]
+    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let span = match self.scanner.scan(buf, self.limits.max_head, MAX_HEADERS) {
+            Ok(Some(span)) => span,
+            Ok(None) => {
                 // Timestamps are taken only for requests that span reads, so
                 // a request that arrives whole never reads the clock.
                 if self.since.is_none() {
                     self.since = Some(Instant::now());
                 }
+                self.unfinished_head = starts_head(buf);
                 return Ok(None);
-            };
-            buf.advance(span.skip);
-            let head_bytes = buf.split_to(span.len).freeze();
-            let (head, framing, expect_continue) = parse_head(head_bytes, &self.limits)?;
-            let body = match framing {
-                Framing::Empty | Framing::Length(0) => {
-                    self.since = None;
-                    return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
-                }
-                Framing::Length(n) => {
-                    // Room for the rest of the body, bounded so that a large
-                    // declared length does not reserve before it arrives.
-                    if buf.len() < n {
-                        buf.reserve((n - buf.len()).min(64 * 1024));
-                    }
-                    BodyState::Length(n)
-                }
-                Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(self.limits.max_body, self.limits.max_head)),
-            };
-            self.since = None;
-            self.state = State::Body { head, body, continue_pending: expect_continue };
+            }
+            Err(e) => {
+                self.unfinished_head = starts_head(buf);
+                return Err(e);
+            }
+        };
+        buf.advance(span.skip);
+        let head_bytes = buf.split_to(span.len).freeze();
+        // Recorded before parsing, so that a refused head is answered as
+        // what it was.
+        self.heads.push_back(starts_head(&head_bytes));
+        self.unfinished_head = false;
+        self.since = None;
+        let (head, framing, expect_continue) = parse_head(head_bytes, &mut self.hosts)?;
+        let body = match framing {
+            None | Some(Framing::Length(0)) => {
+                return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
+            }
+            Some(framing) => BodyDecoder::new(framing, self.limits.max_body, self.limits.max_head)?,
+        };
+        if let BodyDecoder::Length(n) = body {
+            // Room for the rest of the body, bounded so that a large
+            // declared length does not reserve before it arrives.
+            if buf.len() < n {
+                buf.reserve((n - buf.len()).min(64 * 1024));
+            }
         }
+        self.state = State::Body { head, body, continue_pending: expect_continue };
+        Ok(None)
+    }
+
+    /// In the body state: the whole request once its body is complete.
+    #[inline(always)]
+    fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
         let State::Body { head, body, continue_pending } = &mut self.state else {
             return Ok(None);
         };
-        let complete = match body {
-            BodyState::Length(n) if buf.len() >= *n => Some(buf.split_to(*n).freeze()),
-            BodyState::Length(_) => None,
-            BodyState::Chunked(chunked) => chunked.decode(buf)?,
-        };
-        match complete {
+        match body.decode(buf)? {
             Some(body) => {
                 let State::Body { head, .. } = std::mem::replace(&mut self.state, State::Head) else {
                     unreachable!("state checked above")
@@ -196,10 +275,11 @@ impl Decoder for ServerCodec {
     }
 }
 
-/// Parses a complete head with httparse and applies the framing rules.
-/// Returns the head, how its body is delimited, and whether the client
-/// expects `100 Continue`.
-fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bool), HttpError> {
+/// Parses a complete head with httparse and applies the rules of the
+/// request line, `Host` and body framing. Returns the head, how its body is
+/// delimited (`None`: no body), and whether the client expects
+/// `100 Continue`.
+fn parse_head(bytes: Bytes, valid_hosts: &mut HostCache) -> Result<(RequestHead, Option<Framing>, bool), HttpError> {
     // Uninitialised slots: httparse fills only what it uses.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -213,12 +293,14 @@ fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bo
     };
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let method = Method::from_token(method.as_bytes(), &bytes);
+    // CONNECT asks for a tunnel (RFC 9110 §9.3.6); this server is no proxy.
+    if matches!(&method, Method::Other(token) if &token[..] == b"CONNECT") {
+        return Err(HttpError::ConnectNotSupported);
+    }
+    let origin = origin_start(path.as_bytes(), &method)?;
 
     let mut headers = Headers::with_buffer(bytes.clone(), req.headers.len());
-    let mut content_length: Option<u64> = None;
-    let mut transfer_encoding = false;
-    let mut chunked = 0usize;
-    let mut unknown_coding = false;
+    let mut framing = FramingFields::default();
     let mut hosts = 0usize;
     let mut close = false;
     let mut keep_alive = false;
@@ -229,27 +311,16 @@ fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bo
         let value = trim_ows(field.value);
         // Compare lengths first: most names match none of these.
         match name.len() {
-            14 if is_token(name, b"content-length") => {
-                // RFC 9110 §8.6: a list of identical values may be accepted as one.
-                for part in value.split(|&b| b == b',') {
-                    let n = parse_decimal(trim_ows(part))?;
-                    if content_length.is_some_and(|m| m != n) {
-                        return Err(HttpError::ConflictingContentLength);
-                    }
-                    content_length = Some(n);
+            14 if is_token(name, b"content-length") => framing.content_length(value)?,
+            17 if is_token(name, b"transfer-encoding") => framing.transfer_encoding(value),
+            4 if is_token(name, b"host") => {
+                // RFC 9112 §3.2: an invalid Host is 400, also where the
+                // target's authority overrides it.
+                if !valid_hosts.is_valid(value) {
+                    return Err(HttpError::InvalidHost);
                 }
+                hosts += 1;
             }
-            17 if is_token(name, b"transfer-encoding") => {
-                transfer_encoding = true;
-                for coding in value.split(|&b| b == b',').map(trim_ows).filter(|c| !c.is_empty()) {
-                    if is_token(coding, b"chunked") {
-                        chunked += 1;
-                    } else {
-                        unknown_coding = true;
-                    }
-                }
-            }
-            4 if is_token(name, b"host") => hosts += 1,
             10 if is_token(name, b"connection") => {
                 for token in value.split(|&b| b == b',').map(trim_ows) {
                     close |= is_token(token, b"close");
@@ -264,14 +335,7 @@ fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bo
         headers.push_slices(name, value);
     }
 
-    // RFC 9112 §6.1: Transfer-Encoding is not defined for HTTP/1.0.
-    if transfer_encoding && version == Version::Http10 {
-        return Err(HttpError::TransferEncodingOnHttp10);
-    }
-    // RFC 9112 §6.1: both present is a smuggling attempt; reject and close.
-    if transfer_encoding && content_length.is_some() {
-        return Err(HttpError::ContentLengthWithTransferEncoding);
-    }
+    let framing = framing.framing(version)?;
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1; never more than one.
     if hosts > 1 {
         return Err(HttpError::MultipleHost);
@@ -279,34 +343,15 @@ fn parse_head(bytes: Bytes, limits: &Limits) -> Result<(RequestHead, Framing, bo
     if hosts == 0 && version == Version::Http11 {
         return Err(HttpError::MissingHost);
     }
-
-    let framing = if transfer_encoding {
-        // RFC 9112 §6.1 / §7: 501 for a coding we do not implement; chunked
-        // must be the final coding and applied once.
-        if unknown_coding {
-            return Err(HttpError::UnsupportedTransferCoding);
-        }
-        match chunked {
-            0 => return Err(HttpError::UnsupportedTransferCoding),
-            1 => Framing::Chunked,
-            _ => return Err(HttpError::ChunkedTwice),
-        }
-    } else if let Some(n) = content_length {
-        // Checked against the limit before anything is reserved for it.
-        if n > limits.max_body as u64 {
-            return Err(HttpError::BodyTooLarge);
-        }
-        Framing::Length(n as usize)
-    } else if method.expects_body() {
+    if framing.is_none() && method.expects_body() {
         return Err(HttpError::LengthRequired);
-    } else {
-        Framing::Empty
-    };
+    }
 
-    let has_body = !matches!(framing, Framing::Empty | Framing::Length(0));
+    let has_body = !matches!(framing, None | Some(Framing::Length(0)));
     let head = RequestHead {
         method,
         target: bytes.slice_ref(path.as_bytes()),
+        origin_start: origin as u32,
         version,
         headers,
         keep_alive: match version {
@@ -334,23 +379,16 @@ fn map_parse_error(e: httparse::Error, head: &[u8]) -> HttpError {
 fn is_other_http_version(head: &[u8]) -> bool {
     let line_end = memchr::memchr(b'\r', head).unwrap_or(head.len());
     let line = &head[..line_end];
+    // `method SP target SP version`: any other space makes it malformed.
+    if memchr::memchr_iter(b' ', line).count() != 2 {
+        return false;
+    }
     match line.len().checked_sub(8).map(|i| &line[i..]) {
         Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
             major.is_ascii_digit() && minor.is_ascii_digit() && line.len() > 8 && line[line.len() - 9] == b' '
         }
         _ => false,
     }
-}
-
-/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`. No sign, no spaces, no hex.
-fn parse_decimal(digits: &[u8]) -> Result<u64, HttpError> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(HttpError::InvalidContentLength);
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        // A length that does not even fit in u64 is over any body limit.
-        n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).ok_or(HttpError::BodyTooLarge)
-    })
 }
 
 /// Case-insensitive match against a lowercase token made of letters, digits
@@ -360,15 +398,4 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, HttpError> {
 #[inline]
 fn is_token(s: &[u8], lower: &[u8]) -> bool {
     s.len() == lower.len() && s.iter().zip(lower).all(|(a, b)| a | 0x20 == *b)
-}
-
-/// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) at both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }

@@ -7,6 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::Encoder;
 
 use super::date::write_date;
+use super::status::status_line;
 use super::{CodecError, ServerCodec};
 
 /// What the response says about the connection.
@@ -32,7 +33,9 @@ pub struct Response {
     pub retry_after: Option<u32>,
     pub connection: Connection,
     pub body: Bytes,
-    /// Answer to `HEAD`: the headers of the full response, no body.
+    /// Send the headers of the full response and no body. The server codec
+    /// also omits the body of any final response to a `HEAD` request by
+    /// itself; this is for writers without a codec that saw the request.
     pub omit_body: bool,
 }
 
@@ -63,30 +66,6 @@ impl Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Continue;
 
-/// The status line for a status code; known codes are pre-built bytes.
-fn status_line(status: u16) -> Option<&'static [u8]> {
-    Some(match status {
-        200 => b"HTTP/1.1 200 OK\r\n",
-        202 => b"HTTP/1.1 202 Accepted\r\n",
-        204 => b"HTTP/1.1 204 No Content\r\n",
-        400 => b"HTTP/1.1 400 Bad Request\r\n",
-        404 => b"HTTP/1.1 404 Not Found\r\n",
-        405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
-        408 => b"HTTP/1.1 408 Request Timeout\r\n",
-        411 => b"HTTP/1.1 411 Length Required\r\n",
-        413 => b"HTTP/1.1 413 Content Too Large\r\n",
-        414 => b"HTTP/1.1 414 URI Too Long\r\n",
-        415 => b"HTTP/1.1 415 Unsupported Media Type\r\n",
-        422 => b"HTTP/1.1 422 Unprocessable Content\r\n",
-        431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-        500 => b"HTTP/1.1 500 Internal Server Error\r\n",
-        501 => b"HTTP/1.1 501 Not Implemented\r\n",
-        503 => b"HTTP/1.1 503 Service Unavailable\r\n",
-        505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
-        _ => return None,
-    })
-}
-
 /// Writes `name: <decimal>\r\n`.
 fn put_number(dst: &mut BytesMut, name: &[u8], n: u64) {
     dst.extend_from_slice(name);
@@ -94,10 +73,11 @@ fn put_number(dst: &mut BytesMut, name: &[u8], n: u64) {
     dst.extend_from_slice(b"\r\n");
 }
 
-/// Writes a response head and body; used by both `Encoder` impls and by the
-/// blocking mode, which writes to a plain `Vec`-backed buffer.
-pub(crate) fn encode_response(res: &Response, dst: &mut BytesMut) {
-    let body_len = if res.omit_body { 0 } else { res.body.len() };
+/// Writes a response head and, unless `omit_body`, its body. The
+/// `Content-Length` is the body's either way (RFC 9110 §8.6: for `HEAD`, what
+/// a `GET` would have had).
+pub(crate) fn encode_response(res: &Response, omit_body: bool, dst: &mut BytesMut) {
+    let body_len = if omit_body { 0 } else { res.body.len() };
     dst.reserve(160 + body_len);
     match status_line(res.status) {
         Some(line) => dst.extend_from_slice(line),
@@ -129,7 +109,7 @@ pub(crate) fn encode_response(res: &Response, dst: &mut BytesMut) {
         Connection::KeepAlive => dst.extend_from_slice(b"Connection: keep-alive\r\n"),
     }
     dst.extend_from_slice(b"\r\n");
-    if !res.omit_body {
+    if !omit_body {
         dst.put_slice(&res.body);
     }
 }
@@ -137,8 +117,12 @@ pub(crate) fn encode_response(res: &Response, dst: &mut BytesMut) {
 impl Encoder<Response> for ServerCodec {
     type Error = CodecError;
 
+    /// A final response: it answers the oldest request not yet answered
+    /// (or the one whose head was cut short), and has no body if that was a
+    /// `HEAD` (RFC 9110 §9.3.2), whatever its status.
     fn encode(&mut self, res: Response, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_response(&res, dst);
+        let to_head = self.take_head_flag();
+        encode_response(&res, res.omit_body || to_head, dst);
         Ok(())
     }
 }
@@ -146,6 +130,8 @@ impl Encoder<Response> for ServerCodec {
 impl Encoder<Continue> for ServerCodec {
     type Error = CodecError;
 
+    /// An interim response: the request it belongs to still gets its final
+    /// answer, so it takes no `HEAD` flag.
     fn encode(&mut self, _: Continue, dst: &mut BytesMut) -> Result<(), CodecError> {
         dst.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         Ok(())

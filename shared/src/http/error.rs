@@ -30,6 +30,12 @@ pub enum HttpError {
     MissingHost,
     #[error("request with more than one Host header")]
     MultipleHost,
+    #[error("Host is not a valid host and optional port")]
+    InvalidHost,
+    #[error("malformed request-target (bytes or form not allowed)")]
+    InvalidRequestTarget,
+    #[error("CONNECT is not supported: this server is not a proxy")]
+    ConnectNotSupported,
     // --- body length (RFC 9112 §6) ---
     #[error("both Content-Length and Transfer-Encoding are present")]
     ContentLengthWithTransferEncoding,
@@ -77,7 +83,7 @@ impl HttpError {
             BodyTooLarge => 413,
             UriTooLong => 414,
             HeadTooLarge | TooManyHeaders | TrailersTooLarge => 431,
-            UnsupportedTransferCoding => 501,
+            UnsupportedTransferCoding | ConnectNotSupported => 501,
             UnsupportedVersion => 505,
             _ => 400,
         }

@@ -160,8 +160,13 @@ impl Headers {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: Method,
-    /// The request-target exactly as sent (origin-form: path and query).
+    /// The request-target exactly as sent: origin-form (`/path?query`),
+    /// absolute-form (`http://authority/path?query`, RFC 9112 §3.2.2) or
+    /// asterisk-form (`*`, `OPTIONS` only).
     pub target: Bytes,
+    /// Where the path and query start in `target`: after the authority of
+    /// an absolute-form target, else 0.
+    pub(crate) origin_start: u32,
     pub version: Version,
     pub headers: Headers,
     /// Whether the connection stays open after this exchange (RFC 9112 §9.3):
@@ -170,18 +175,33 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    /// The path part of the target, without the query.
+    /// The path and query of the target: all of an origin-form target,
+    /// what follows the authority of an absolute-form one.
+    fn origin(&self) -> &[u8] {
+        self.target.get(self.origin_start as usize..).unwrap_or_default()
+    }
+
+    /// The path part of the target, without the query: `/` for an
+    /// absolute-form target with an empty path (RFC 9110 §4.2.3), `*` for
+    /// asterisk-form.
     pub fn path(&self) -> &[u8] {
-        match self.target.iter().position(|&b| b == b'?') {
-            Some(i) => &self.target[..i],
-            None => &self.target[..],
+        let origin = self.origin();
+        let path = match memchr::memchr(b'?', origin) {
+            Some(i) => &origin[..i],
+            None => origin,
+        };
+        if path.is_empty() {
+            b"/"
+        } else {
+            path
         }
     }
 
     /// The query part of the target, without the `?`.
     pub fn query(&self) -> &[u8] {
-        match self.target.iter().position(|&b| b == b'?') {
-            Some(i) => &self.target[i + 1..],
+        let origin = self.origin();
+        match memchr::memchr(b'?', origin) {
+            Some(i) => &origin[i + 1..],
             None => b"",
         }
     }

@@ -12,8 +12,11 @@ mod date;
 mod decoder;
 mod encoder;
 mod error;
+mod framing;
 mod head;
 mod message;
+pub mod status;
+mod target;
 
 pub use chunked::ChunkedDecoder;
 pub use client::{ClientCodec, ClientRequest, ClientResponse};
