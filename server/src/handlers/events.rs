@@ -16,9 +16,13 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest `limit` accepted.
 pub const MAX_LIMIT: usize = 10_000;
 
+/// A store failure: `503` with `Retry-After`. The body says only the
+/// error's short reason (e.g. "the store is full"); its cause (SQLite or
+/// NATS texts, paths) goes to the log, not to the client.
 fn store_unavailable(app: &App, e: &StoreError) -> Response {
-    tracing::warn!("refusing request: {e}");
-    let mut res = app.reject(Problem::new(503, "store-unavailable", format!("{e}; nothing was stored, retry later")));
+    tracing::warn!(kind = ?e.kind(), "refusing request: {}", e.chain());
+    let detail = format!("{}; nothing was stored, retry later", e.reason());
+    let mut res = app.reject(Problem::new(503, "store-unavailable", detail));
     res.retry_after = Some(1);
     res
 }

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use tokio::sync::OnceCell;
 
-use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, Page, Query, Store, StoreError, StoredEvent};
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -81,8 +81,10 @@ pub fn message_id(source: &str, id: &str) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{what}: {e}"))
+/// A failed JetStream call: the store is unavailable; `what` (a short
+/// reason) is shown to the client, the NATS error kept as the cause.
+fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::caused(ErrorKind::Unavailable, what, e)
 }
 
 impl JetStreamStore {
@@ -162,7 +164,7 @@ impl JetStreamStore {
         if self.client.connection_state() == State::Connected {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("NATS is unreachable".into()))
+            Err(StoreError::plain(ErrorKind::Unavailable, "NATS is unreachable"))
         }
     }
 

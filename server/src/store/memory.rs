@@ -21,7 +21,7 @@ use inlet_shared::event::Event;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, Page, Query, Store, StoreError, StoredEvent};
 
 #[derive(Debug)]
 struct Record {
@@ -186,13 +186,15 @@ fn rfc3339(nanos: i64) -> String {
 impl MemoryStore {
     fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
         let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
-        let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        let mut inner =
+            self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let duplicate = events.iter().map(|event| !inner.insert(event, received_at)).collect();
         Ok(Appended { duplicate })
     }
 
     fn query_now(&self, q: &Query) -> Result<Page, StoreError> {
-        let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        let inner =
+            self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         // A type or source never stored matches nothing.
         let ty = q.ty.as_deref().map(|t| inner.types.number(t));
         let source = q.source.as_deref().map(|s| inner.sources.number(s));
