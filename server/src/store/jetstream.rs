@@ -198,14 +198,20 @@ impl JetStreamStore {
         };
         let mut events = Vec::with_capacity(q.limit.min(1024));
         let mut next = q.after.saturating_add(1);
-        // Bound the scan when the source filter (applied here) rarely matches.
+        // Bound the scan when the source filter (applied here) rarely
+        // matches. When the budget runs out, the page ends where the scan
+        // stopped: `next_after` is the last sequence looked at, so that the
+        // client's next page goes on from there (the page may even be
+        // empty); `None` only when the stream has nothing more.
         let mut budget = q.limit.saturating_mul(100).max(10_000);
-        let mut more = false;
-        while budget > 0 {
+        let next_after = loop {
+            if budget == 0 {
+                break Some(next - 1);
+            }
             budget -= 1;
             let message = match stream.direct_get_next_for_subject(subject.clone(), Some(next)).await {
                 Ok(m) => m,
-                Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => break,
+                Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => break None,
                 Err(e) => return Err(unavailable("reading from JetStream", e)),
             };
             next = message.sequence + 1;
@@ -216,13 +222,12 @@ impl JetStreamStore {
                 continue;
             }
             if events.len() == q.limit {
-                more = true;
-                break;
+                // One more match exists: the next page starts after the last one here.
+                break events.last().map(|e: &StoredEvent| e.seq);
             }
             let received_at = message.time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             events.push(StoredEvent { seq: message.sequence, received_at, json: message.payload.clone() });
-        }
-        let next_after = if more { events.last().map(|e| e.seq) } else { None };
+        };
         Ok(Page { events, next_after })
     }
 }
