@@ -246,3 +246,49 @@ impl Store for SqliteStore {
         "sqlite"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TestDir;
+
+    fn open(dir: &TestDir) -> SqliteStore {
+        let options =
+            Options { dir: dir.path().to_path_buf(), sync: Sync::Normal, queue: 16, max_bytes: None, readers: 1 };
+        SqliteStore::open(&options).unwrap()
+    }
+
+    async fn stored(store: &SqliteStore) -> Vec<String> {
+        let page = store.query(Query { limit: 100, ..Query::default() }).await.unwrap();
+        page.events.iter().map(|e| String::from_utf8(e.json.to_vec()).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_event_that_is_not_utf8_is_refused_not_stored_empty() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        let good = Event::new("good", "/s", "t");
+        let mut bad = Event::new("bad", "/s", "t");
+        bad.raw = Some(bytes::Bytes::from_static(b"{\"id\":\"bad\",\"data\":\"\xff\"}"));
+        let err = store.append(&[good.clone(), bad]).await.unwrap_err();
+        assert_eq!((err.kind(), err.reason()), (ErrorKind::Unavailable, "an event is not UTF-8"));
+        assert_eq!(stored(&store).await, Vec::<String>::new(), "nothing of the request is stored");
+        assert_eq!(store.append(std::slice::from_ref(&good)).await.unwrap().accepted(), 1);
+        assert_eq!(stored(&store).await, [String::from_utf8(good.to_json()).unwrap()]);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn close_stops_the_checkpointer() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        assert_eq!(store.append(&[Event::new("1", "/s", "t")]).await.unwrap().accepted(), 1);
+        let wal = dir.path().join("events.sqlite3-wal");
+        assert!(wal.exists());
+        store.close().await.unwrap();
+        // The last connection to close removes the WAL file: the writer's
+        // and the checkpointer's are closed by `close`, the reader's here.
+        drop(store);
+        assert!(!wal.exists(), "a connection is still open after close");
+    }
+}
