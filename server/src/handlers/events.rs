@@ -19,9 +19,10 @@ pub const MAX_LIMIT: usize = 10_000;
 /// A store failure: `503` with `Retry-After`. The body says only the
 /// error's short reason (e.g. "the store is full"); its cause (SQLite or
 /// NATS texts, paths) goes to the log, not to the client.
-fn store_unavailable(app: &App, e: &StoreError) -> Response {
+fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
     tracing::warn!(kind = ?e.kind(), "refusing request: {}", e.chain());
-    let detail = format!("{}; nothing was stored, retry later", e.reason());
+    let outcome = if writing { "nothing was stored, retry later" } else { "retry later" };
+    let detail = format!("{}; {outcome}", e.reason());
     let mut res = app.reject(Problem::new(503, "store-unavailable", detail));
     res.retry_after = Some(1);
     res
@@ -34,7 +35,7 @@ pub async fn ingest(app: &App, req: &Request) -> Response {
     };
     let appended = match app.store.append(&events).await {
         Ok(appended) => appended,
-        Err(e) => return store_unavailable(app, &e),
+        Err(e) => return store_unavailable(app, &e, true),
     };
     let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
     app.stats.record_accepted(fresh, appended.duplicates());
@@ -89,7 +90,7 @@ pub async fn query(app: &App, req: &Request) -> Response {
     };
     let page = match app.store.query(query).await {
         Ok(page) => page,
-        Err(e) => return store_unavailable(app, &e),
+        Err(e) => return store_unavailable(app, &e, false),
     };
     let size: usize = page.events.iter().map(|e| e.json.len() + 64).sum();
     let mut body = BytesMut::with_capacity(size + 32);

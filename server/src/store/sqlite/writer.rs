@@ -61,24 +61,31 @@ fn insert(tx: &Connection, rows: &[Row], received_at: &str) -> rusqlite::Result<
     Ok(duplicate)
 }
 
-/// Runs one job in its own savepoint of the open transaction.
-fn write_job(tx: &mut rusqlite::Transaction<'_>, rows: &[Row], received_at: &str) -> rusqlite::Result<Vec<bool>> {
-    let mut sp = tx.savepoint()?;
-    match insert(&sp, rows, received_at) {
-        Ok(flags) => sp.commit().map(|()| flags),
-        Err(e) => {
-            // Fails harmlessly when SQLite rolled back the whole transaction.
-            let _ = sp.rollback();
-            Err(e)
-        }
-    }
+/// How a job failed: the error, and whether its savepoint was undone (its
+/// rows are out of the transaction).
+struct JobFailure {
+    error: rusqlite::Error,
+    undone: bool,
+}
+
+/// Runs one job in its own savepoint of the open transaction. The
+/// savepoint is handled in SQL so that every step's failure is seen.
+fn write_job(tx: &Connection, rows: &[Row], received_at: &str) -> Result<Vec<bool>, JobFailure> {
+    tx.execute_batch("SAVEPOINT job").map_err(|error| JobFailure { error, undone: true })?;
+    let written = insert(tx, rows, received_at).and_then(|flags| tx.execute_batch("RELEASE job").map(|()| flags));
+    written.map_err(|error| {
+        // When SQLite rolled back the whole transaction there is no
+        // savepoint left to roll back to; the caller sees that.
+        let undone = tx.is_autocommit() || tx.execute_batch("ROLLBACK TO job; RELEASE job").is_ok();
+        JobFailure { error, undone }
+    })
 }
 
 /// Writes one group in one transaction and returns each job's outcome. No
 /// job is answered `Ok` unless the commit holding it succeeded.
 pub fn write_group(conn: &mut Connection, jobs: &[&[Row]]) -> Vec<Outcome> {
     let received_at = now_rfc3339();
-    let mut tx = match conn.transaction() {
+    let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
             let err = sqlite_error(e);
@@ -87,13 +94,16 @@ pub fn write_group(conn: &mut Connection, jobs: &[&[Row]]) -> Vec<Outcome> {
     };
     let mut results: Vec<Outcome> = Vec::with_capacity(jobs.len());
     for rows in jobs {
-        match write_job(&mut tx, rows, &received_at) {
+        match write_job(&tx, rows, &received_at) {
             Ok(flags) => results.push(Ok(flags)),
-            Err(e) => {
-                let err = sqlite_error(e);
-                if tx.is_autocommit() {
-                    // SQLite rolled the transaction back: what the group
-                    // wrote before is gone, and nothing after may run.
+            Err(JobFailure { error, undone }) => {
+                let err = sqlite_error(error);
+                if tx.is_autocommit() || !undone {
+                    // SQLite rolled the transaction back (SQLITE_FULL, IOERR,
+                    // NOMEM), or the job's rows could not be taken out of it:
+                    // the whole group fails, what it wrote is (or, dropping
+                    // `tx`, will be) rolled back, and no later job runs, for
+                    // it would run in autocommit and be stored.
                     tracing::error!("write failed, the group is rolled back: {}", err.chain());
                     return jobs.iter().map(|_| Err(err.clone())).collect();
                 }
