@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use tokio::sync::OnceCell;
 
-use super::{Appended, ErrorKind, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -88,12 +88,14 @@ fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'st
 }
 
 impl JetStreamStore {
-    pub async fn open(options: Options) -> anyhow::Result<JetStreamStore> {
+    pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
         let servers = options
             .urls
             .iter()
-            .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| anyhow::anyhow!("invalid --nats-url {u:?}: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>().map_err(|source| OpenError::NatsUrl { url: u.clone(), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
         let client = async_nats::ConnectOptions::new()
@@ -117,7 +119,8 @@ impl JetStreamStore {
                 }
             })
             .connect(servers.as_slice())
-            .await?;
+            .await
+            .map_err(OpenError::Nats)?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(options.ack_timeout);
         let store = JetStreamStore { client, context, options, stream: OnceCell::new(), ready };

@@ -165,8 +165,40 @@ pub enum Options {
     Jetstream(JetStreamOptions),
 }
 
+/// Why a store could not be opened at start-up. The message names what
+/// failed; the cause is the error's source (`{:#}` prints both).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the event store {}", path.display())]
+    Database {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the {what} thread")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid NATS server URL {url:?}")]
+    NatsUrl {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to NATS")]
+    Nats(#[source] async_nats::ConnectError),
+}
+
 /// Opens the store `options` name.
-pub async fn open(options: impl Into<Options>) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open(options: impl Into<Options>) -> Result<Arc<dyn Store>, OpenError> {
     match options.into() {
         Options::Memory => Ok(Arc::new(MemoryStore::default())),
         Options::Sqlite(options) => Ok(Arc::new(SqliteStore::open(&options)?)),

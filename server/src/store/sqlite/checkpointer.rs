@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::store::OpenError;
+
 /// How often the checkpointer looks at the WAL.
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -44,12 +46,13 @@ impl Checkpointer {
     /// Opens the thread's connection and starts it. A failure to do either
     /// is an error: the store would otherwise run with a WAL that is only
     /// ever copied back by the writer's restarts.
-    pub fn start(path: &Path) -> anyhow::Result<Checkpointer> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+    pub fn start(path: &Path) -> Result<Checkpointer, OpenError> {
+        let database = |source| OpenError::Database { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(database)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(database)?;
         // One checkpoint now: the connection is known to work (and holds
         // the WAL open) before the store takes its first write.
-        let (log, _) = checkpoint(&conn, "PASSIVE")?;
+        let (log, _) = checkpoint(&conn, "PASSIVE").map_err(database)?;
         let wal_pages = Arc::new(AtomicI64::new(log));
         let published = wal_pages.clone();
         let (stop, stopped) = mpsc::channel::<()>();
@@ -64,7 +67,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|e| anyhow::anyhow!("cannot start the checkpointer thread: {e}"))?;
+            .map_err(|source| OpenError::Thread { what: "checkpointer", source })?;
         Ok(Checkpointer { stop: Some(stop), thread: Some(thread), wal_pages })
     }
 

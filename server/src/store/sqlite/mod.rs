@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use super::{Appended, ErrorKind, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
 use inlet_shared::event::Text;
 use writer::{Job, Outcome, Row};
 
@@ -56,8 +56,8 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-fn open_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("cannot open the event store {}: {e}", path.display())
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> OpenError + '_ {
+    move |source| OpenError::Database { path: path.to_path_buf(), source }
 }
 
 /// The store error for a failed SQLite call: the size cap or a full disk is
@@ -74,32 +74,31 @@ pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    pub fn open(options: &Options) -> anyhow::Result<SqliteStore> {
+    pub fn open(options: &Options) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(&options.dir)
-            .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", options.dir.display()))?;
+            .map_err(|source| OpenError::DataDir { path: options.dir.clone(), source })?;
         let path = options.dir.join("events.sqlite3");
-        let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
-        schema::configure_writer(&conn, options.sync, options.max_bytes).map_err(|e| open_error(&path, e))?;
-        let next: i64 = conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
-            .map_err(|e| open_error(&path, e))?;
+        let conn = Connection::open(&path).map_err(open_error(&path))?;
+        schema::configure_writer(&conn, options.sync, options.max_bytes).map_err(open_error(&path))?;
+        let next: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).map_err(open_error(&path))?;
         tracing::info!(path = %path.display(), last_seq = next, sync = ?options.sync, "sqlite store opened");
 
         let mut readers = Vec::with_capacity(options.readers);
         for _ in 0..options.readers.max(1) {
             let r =
                 Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .map_err(|e| open_error(&path, e))?;
-            schema::configure_reader(&r).map_err(|e| open_error(&path, e))?;
+                    .map_err(open_error(&path))?;
+            schema::configure_reader(&r).map_err(open_error(&path))?;
             readers.push(r);
         }
 
-        let checkpointer = checkpointer::Checkpointer::start(&path).map_err(|e| open_error(&path, e))?;
+        let checkpointer = checkpointer::Checkpointer::start(&path)?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx, checkpointer))
-            .map_err(|e| anyhow::anyhow!("cannot start the writer thread: {e}"))?;
+            .map_err(|source| OpenError::Thread { what: "writer", source })?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
