@@ -48,6 +48,8 @@ fn batch(writer: usize, n: usize) -> (Vec<String>, String) {
 
 #[test]
 fn a_refused_batch_stored_nothing_when_the_disk_fills() {
+    // `--sync normal` only spares the fsyncs: what SQLite rolls back on
+    // SQLITE_FULL does not depend on it.
     let s = Server::start(&["--store", "sqlite", "--max-store-bytes", "3000000", "--sync", "normal"]);
     let answers: Answers = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..WRITERS)
