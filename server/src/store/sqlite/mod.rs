@@ -97,7 +97,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, checkpointer))
+            .spawn(move || writer::serve(conn, rx, checkpointer))
             .map_err(|source| OpenError::Thread { what: "writer", source })?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(tx)),

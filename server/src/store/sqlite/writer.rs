@@ -124,7 +124,7 @@ pub fn write_group(conn: &mut Connection, jobs: &[&[Row]]) -> Vec<Outcome> {
 
 /// The writer loop: runs until every sender is gone, then stops the
 /// checkpointer, checkpoints the WAL into the database file and returns.
-pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, checkpointer: checkpointer::Checkpointer) {
+pub fn serve(mut conn: Connection, jobs: mpsc::Receiver<Job>, checkpointer: checkpointer::Checkpointer) {
     let wal_pages = checkpointer.wal_pages();
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
