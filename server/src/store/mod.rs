@@ -238,3 +238,30 @@ impl Drop for TestDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_shows_its_reason_and_logs_its_cause() {
+        let e = StoreError::caused(ErrorKind::Full, "the store is full", std::io::Error::other("disk at /var/x"));
+        assert_eq!(e.kind(), ErrorKind::Full);
+        assert_eq!(e.to_string(), "the store is full");
+        assert_eq!(e.chain(), "the store is full: disk at /var/x");
+        assert!(std::error::Error::source(&e).is_some());
+        let plain = StoreError::plain(ErrorKind::Overloaded, "the write queue is full");
+        assert_eq!(plain.chain(), "the write queue is full");
+        assert!(std::error::Error::source(&plain).is_none());
+    }
+
+    #[test]
+    fn sqlite_errors_are_classified() {
+        let code = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        let kind = |code_| sqlite::sqlite_error(code(code_)).kind();
+        assert_eq!(kind(rusqlite::ffi::SQLITE_FULL), ErrorKind::Full);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_BUSY), ErrorKind::Overloaded);
+        assert_eq!(kind(rusqlite::ffi::SQLITE_IOERR), ErrorKind::Unavailable);
+        assert_eq!(sqlite::sqlite_error(code(rusqlite::ffi::SQLITE_FULL)).reason(), "the store is full");
+    }
+}
