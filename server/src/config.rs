@@ -9,7 +9,17 @@ use clap::{Parser, ValueEnum};
 use inlet_shared::event::ParseLimits;
 use inlet_shared::http::Limits;
 
-pub use crate::store::SyncMode;
+use crate::store;
+
+/// sqlite: what a commit waits for (the flag's values; the store has its own
+/// type, `store::SyncMode`, and knows nothing of flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncMode {
+    /// fsync the WAL on every commit: nothing acknowledged is lost on power loss.
+    Full,
+    /// fsync only at checkpoints: survives a process crash, not a power loss.
+    Normal,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -108,19 +118,19 @@ pub struct Config {
     pub max_connections: usize,
 
     /// Request line plus headers, in bytes (over: 431, or 414 for the target).
-    #[arg(long, env = "INLET_MAX_HEAD", default_value_t = 16 * 1024)]
+    #[arg(long, env = "INLET_MAX_HEAD", default_value_t = Limits::default().max_head)]
     pub max_head: usize,
 
     /// Request body, in bytes (over: 413).
-    #[arg(long, env = "INLET_MAX_BODY", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "INLET_MAX_BODY", default_value_t = Limits::default().max_body)]
     pub max_body: usize,
 
     /// One event, in bytes (over: 413).
-    #[arg(long, env = "INLET_MAX_EVENT_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "INLET_MAX_EVENT_BYTES", default_value_t = ParseLimits::default().max_event_bytes)]
     pub max_event_bytes: usize,
 
     /// Events in one request (over: 413).
-    #[arg(long, env = "INLET_MAX_BATCH", default_value_t = 1000)]
+    #[arg(long, env = "INLET_MAX_BATCH", default_value_t = ParseLimits::default().max_batch)]
     pub max_batch: usize,
 
     /// Total time for a request head, from accept (first request) or from its
@@ -171,6 +181,41 @@ impl Config {
     pub fn parse_limits(&self) -> ParseLimits {
         ParseLimits { max_event_bytes: self.max_event_bytes, max_batch: self.max_batch }
     }
+
+    /// The store to open and its settings: the one place where store flags
+    /// become store options.
+    pub fn store_options(&self) -> store::Options {
+        match self.store {
+            StoreKind::Memory => store::Options::Memory,
+            StoreKind::Sqlite => store::Options::Sqlite(store::SqliteOptions {
+                dir: self.data_dir.clone(),
+                sync: match self.sync {
+                    SyncMode::Full => store::SyncMode::Full,
+                    SyncMode::Normal => store::SyncMode::Normal,
+                },
+                queue: self.store_queue,
+                max_bytes: self.max_store_bytes,
+                readers: 4,
+            }),
+            StoreKind::Jetstream => store::Options::Jetstream(store::JetStreamOptions {
+                urls: self.nats_url.clone(),
+                stream: self.stream.clone(),
+                subject_prefix: self.subject_prefix.clone(),
+                replicas: self.replicas,
+                max_age: self.max_age,
+                max_bytes: self.max_stream_bytes,
+                duplicate_window: self.duplicate_window,
+                ack_timeout: Duration::from_secs(5),
+            }),
+        }
+    }
+}
+
+/// Lets `store::open(&config)` take the configuration as it is.
+impl From<&Config> for store::Options {
+    fn from(config: &Config) -> store::Options {
+        config.store_options()
+    }
 }
 
 /// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
@@ -202,6 +247,39 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn limit_flags_default_to_the_limits_defaults() {
+        let config = Config::try_parse_from(["inlet-server"]).unwrap();
+        let limits = config.server_settings().limits;
+        assert_eq!(limits, Limits::default());
+        assert_eq!(config.parse_limits(), ParseLimits::default());
+    }
+
+    #[test]
+    fn store_options_follow_the_flags() {
+        let config = Config::try_parse_from([
+            "inlet-server",
+            "--data-dir",
+            "/d",
+            "--sync",
+            "normal",
+            "--max-store-bytes",
+            "1000",
+        ])
+        .unwrap();
+        match config.store_options() {
+            store::Options::Sqlite(o) => {
+                assert_eq!(o.dir, PathBuf::from("/d"));
+                assert_eq!(o.sync, store::SyncMode::Normal);
+                assert_eq!(o.max_bytes, Some(1000));
+                assert_eq!(o.queue, 4096);
+            }
+            other => panic!("expected sqlite, got {other:?}"),
+        }
+        let config = Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap();
+        assert!(matches!(config.store_options(), store::Options::Memory));
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! (routes, methods and statuses are closed sets), so recording a request
 //! takes no lock and allocates nothing; the registry reads them at scrape
 //! time. The text is encoded by prometheus-client (OpenMetrics format).
+//!
+//! prometheus-client writes label values as they are. Some of ours come
+//! from clients (the event `type` of `inlet_events_by_type`), so every label
+//! value goes through [`LabelValue`], which escapes what the text format
+//! requires: `\\`, `\"` and line feed as `\n`. Without it a type such as
+//! `x"} 1\ninlet_injected_total 1337\n# EOF` adds lines to the exposition.
+//! (Per-type counts stay labels: they are what an operator wants to graph,
+//! and `/stats` caps the set of types at `MAX_TRACKED_TYPES`.)
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -10,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -20,7 +28,7 @@ use crate::stats::Stats;
 
 const ROUTES: [Route; 6] = [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::NotFound];
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
-/// Every status the server answers with; anything else is counted as 500's neighbour "other".
+/// Every status the server answers with; any other is counted as status "other".
 const STATUSES: [u16; 17] = [100, 200, 202, 400, 404, 405, 408, 411, 413, 414, 415, 422, 431, 500, 501, 503, 505];
 const OTHER_STATUS: usize = STATUSES.len();
 
@@ -33,6 +41,27 @@ fn bucket_bounds() -> [f64; 17] {
         b *= 2.0;
     }
     bounds
+}
+
+/// A label value written escaped as the OpenMetrics text format requires.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelValue<'a>(pub &'a str);
+
+impl EncodeLabelValue for LabelValue<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        use std::fmt::Write;
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..i])?;
+            encoder.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        encoder.write_str(rest)
+    }
 }
 
 fn route_index(route: Route) -> usize {
@@ -109,7 +138,11 @@ impl Collector for RequestCollector {
                         continue;
                     }
                     let status = STATUSES.get(s).map(u16::to_string).unwrap_or_else(|| "other".into());
-                    let labels = [("route", route.name()), ("method", method), ("status", status.as_str())];
+                    let labels = [
+                        ("route", LabelValue(route.name())),
+                        ("method", LabelValue(method)),
+                        ("status", LabelValue(&status)),
+                    ];
                     ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
                 }
             }
@@ -130,7 +163,7 @@ impl Collector for RequestCollector {
                 this.bounds.iter().zip(&l.buckets).map(|(b, n)| (*b, n.load(Relaxed))).collect();
             buckets.push((f64::MAX, l.buckets[17].load(Relaxed)));
             let sum = l.sum_nanos.load(Relaxed) as f64 / 1e9;
-            let labels = [("route", route.name())];
+            let labels = [("route", LabelValue(route.name()))];
             metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         Ok(())
@@ -172,5 +205,71 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(stats: Arc<Stats>, observe: impl FnOnce(&Metrics)) -> String {
+        let metrics = Metrics::new(stats);
+        observe(&metrics);
+        metrics.render()
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let stats = Arc::new(Stats::default());
+        let hostile = "x\"} 1\ninlet_injected_total 1337\n# EOF";
+        stats.record_accepted([hostile, "a\\b", hostile].into_iter(), 0);
+        let text = rendered(stats, |_| {});
+        assert!(
+            text.contains("inlet_events_by_type_total{type=\"x\\\"} 1\\ninlet_injected_total 1337\\n# EOF\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("inlet_events_by_type_total{type=\"a\\\\b\"} 1\n"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("inlet_injected")), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("# EOF")).count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status() {
+        let text = rendered(Arc::new(Stats::default()), |m| {
+            m.observe(Route::Events, "POST", 202, Duration::from_micros(70));
+            m.observe(Route::Events, "POST", 202, Duration::from_micros(70));
+            m.observe(Route::Health, "BREW", 299, Duration::from_secs(10));
+        });
+        assert!(
+            text.contains("inlet_http_requests_total{route=\"/events\",method=\"POST\",status=\"202\"} 2\n"),
+            "{text}"
+        );
+        // An unknown method and status are counted as "OTHER" and "other".
+        assert!(
+            text.contains("inlet_http_requests_total{route=\"/health\",method=\"OTHER\",status=\"other\"} 1\n"),
+            "{text}"
+        );
+        // 70 µs falls in the second bucket (50 µs, 100 µs]; buckets are cumulative.
+        assert!(
+            text.contains("inlet_http_request_duration_seconds_bucket{le=\"0.00005\",route=\"/events\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inlet_http_request_duration_seconds_bucket{le=\"0.0001\",route=\"/events\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("inlet_http_request_duration_seconds_count{route=\"/events\"} 2\n"), "{text}");
+        // 10 s is past the last bound: only +Inf holds it.
+        assert!(
+            text.contains("inlet_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/health\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inlet_http_request_duration_seconds_bucket{le=\"3.2768\",route=\"/health\"} 0\n"),
+            "{text}"
+        );
+        // Routes never requested have no series.
+        assert!(!text.contains("route=\"/stats\""), "{text}");
     }
 }

@@ -19,6 +19,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use serde_json::json;
 
+use crate::metrics::LabelValue;
+
 /// Distinct event types counted one by one; later ones count as `(other)`.
 pub const MAX_TRACKED_TYPES: usize = 10_000;
 const OTHER_TYPES: &str = "(other)";
@@ -155,7 +157,7 @@ impl Collector for StatsCollector {
             MetricType::Counter,
         )?;
         for (reason, n) in s.snapshot_rejected() {
-            let labels = [("reason", reason.as_str())];
+            let labels = [("reason", LabelValue(&reason))];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
         }
         let mut metric = encoder.encode_descriptor(
@@ -165,7 +167,7 @@ impl Collector for StatsCollector {
             MetricType::Counter,
         )?;
         for (ty, n) in s.snapshot_types() {
-            let labels = [("type", ty.as_str())];
+            let labels = [("type", LabelValue(&ty))];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
@@ -175,4 +177,46 @@ impl Collector for StatsCollector {
 /// The collector that exposes [`Stats`] on `/metrics`.
 pub fn collector(stats: Arc<Stats>) -> impl Collector {
     StatsCollector(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(stats: &Stats) -> serde_json::Value {
+        serde_json::from_slice(&stats.to_json()).unwrap()
+    }
+
+    #[test]
+    fn types_past_the_cap_count_as_other() {
+        let stats = Stats::default();
+        let names: Vec<String> = (0..MAX_TRACKED_TYPES).map(|i| format!("t{i}")).collect();
+        stats.record_accepted(names.iter().map(String::as_str), 0);
+        // The cap is reached: new types go to "(other)", known ones still count.
+        stats.record_accepted(["new.a", "t0", "new.b", "new.a"].into_iter(), 3);
+        let json = body(&stats);
+        let types = json["types"].as_object().unwrap();
+        assert_eq!(types.len(), MAX_TRACKED_TYPES + 1);
+        assert_eq!(types["t0"], 2);
+        assert_eq!(types["t1"], 1);
+        assert_eq!(types[OTHER_TYPES], 3);
+        assert!(!types.contains_key("new.a"));
+        assert_eq!(json["accepted"], MAX_TRACKED_TYPES as u64 + 4);
+        assert_eq!(json["duplicates"], 3);
+    }
+
+    #[test]
+    fn counters_and_rejections() {
+        let stats = Stats::default();
+        stats.record_rejected("invalid-event");
+        stats.record_rejected("invalid-event");
+        stats.record_rejected("store-unavailable");
+        stats.connection_opened();
+        stats.connection_opened();
+        stats.connection_closed();
+        let json = body(&stats);
+        assert_eq!(json["rejected"], serde_json::json!({"invalid-event": 2, "store-unavailable": 1}));
+        assert_eq!(json["connections"], serde_json::json!({"open": 1, "total": 2}));
+        assert_eq!((json["accepted"].as_u64(), json["types"].as_object().map(|t| t.len())), (Some(0), Some(0)));
+    }
 }

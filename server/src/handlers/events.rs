@@ -16,9 +16,14 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest `limit` accepted.
 pub const MAX_LIMIT: usize = 10_000;
 
-fn store_unavailable(app: &App, e: &StoreError) -> Response {
-    tracing::warn!("refusing request: {e}");
-    let mut res = app.reject(Problem::new(503, "store-unavailable", format!("{e}; nothing was stored, retry later")));
+/// A store failure: `503` with `Retry-After`. The body says only the
+/// error's short reason (e.g. "the store is full"); its cause (SQLite or
+/// NATS texts, paths) goes to the log, not to the client.
+fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
+    tracing::warn!(kind = ?e.kind(), "refusing request: {}", e.chain());
+    let outcome = if writing { "nothing was stored, retry later" } else { "retry later" };
+    let detail = format!("{}; {outcome}", e.reason());
+    let mut res = app.reject(Problem::new(503, "store-unavailable", detail));
     res.retry_after = Some(1);
     res
 }
@@ -30,7 +35,7 @@ pub async fn ingest(app: &App, req: &Request) -> Response {
     };
     let appended = match app.store.append(&events).await {
         Ok(appended) => appended,
-        Err(e) => return store_unavailable(app, &e),
+        Err(e) => return store_unavailable(app, &e, true),
     };
     let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
     app.stats.record_accepted(fresh, appended.duplicates());
@@ -85,7 +90,7 @@ pub async fn query(app: &App, req: &Request) -> Response {
     };
     let page = match app.store.query(query).await {
         Ok(page) => page,
-        Err(e) => return store_unavailable(app, &e),
+        Err(e) => return store_unavailable(app, &e, false),
     };
     let size: usize = page.events.iter().map(|e| e.json.len() + 64).sum();
     let mut body = BytesMut::with_capacity(size + 32);

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use tokio::sync::OnceCell;
 
-use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -81,17 +81,21 @@ pub fn message_id(source: &str, id: &str) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{what}: {e}"))
+/// A failed JetStream call: the store is unavailable; `what` (a short
+/// reason) is shown to the client, the NATS error kept as the cause.
+fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::caused(ErrorKind::Unavailable, what, e)
 }
 
 impl JetStreamStore {
-    pub async fn open(options: Options) -> anyhow::Result<JetStreamStore> {
+    pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
         let servers = options
             .urls
             .iter()
-            .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| anyhow::anyhow!("invalid --nats-url {u:?}: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>().map_err(|source| OpenError::NatsUrl { url: u.clone(), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
         let client = async_nats::ConnectOptions::new()
@@ -115,7 +119,8 @@ impl JetStreamStore {
                 }
             })
             .connect(servers.as_slice())
-            .await?;
+            .await
+            .map_err(OpenError::Nats)?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(options.ack_timeout);
         let store = JetStreamStore { client, context, options, stream: OnceCell::new(), ready };
@@ -162,7 +167,7 @@ impl JetStreamStore {
         if self.client.connection_state() == State::Connected {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("NATS is unreachable".into()))
+            Err(StoreError::plain(ErrorKind::Unavailable, "NATS is unreachable"))
         }
     }
 
@@ -196,14 +201,20 @@ impl JetStreamStore {
         };
         let mut events = Vec::with_capacity(q.limit.min(1024));
         let mut next = q.after.saturating_add(1);
-        // Bound the scan when the source filter (applied here) rarely matches.
+        // Bound the scan when the source filter (applied here) rarely
+        // matches. When the budget runs out, the page ends where the scan
+        // stopped: `next_after` is the last sequence looked at, so that the
+        // client's next page goes on from there (the page may even be
+        // empty); `None` only when the stream has nothing more.
         let mut budget = q.limit.saturating_mul(100).max(10_000);
-        let mut more = false;
-        while budget > 0 {
+        let next_after = loop {
+            if budget == 0 {
+                break Some(next - 1);
+            }
             budget -= 1;
             let message = match stream.direct_get_next_for_subject(subject.clone(), Some(next)).await {
                 Ok(m) => m,
-                Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => break,
+                Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => break None,
                 Err(e) => return Err(unavailable("reading from JetStream", e)),
             };
             next = message.sequence + 1;
@@ -214,13 +225,12 @@ impl JetStreamStore {
                 continue;
             }
             if events.len() == q.limit {
-                more = true;
-                break;
+                // One more match exists: the next page starts after the last one here.
+                break events.last().map(|e: &StoredEvent| e.seq);
             }
             let received_at = message.time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             events.push(StoredEvent { seq: message.sequence, received_at, json: message.payload.clone() });
-        }
-        let next_after = if more { events.last().map(|e| e.seq) } else { None };
+        };
         Ok(Page { events, next_after })
     }
 }

@@ -21,7 +21,7 @@ use inlet_shared::event::Event;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, Page, Query, Store, StoreError, StoredEvent};
 
 #[derive(Debug)]
 struct Record {
@@ -123,6 +123,15 @@ fn key_hash(hasher: &RandomState, source: u32, id: &[u8]) -> u64 {
     hasher.hash_one((source, id))
 }
 
+/// The dedupe shard of a key hash: bits 32 to 37. hashbrown takes a key's
+/// first bucket from the low bits (as many as the table has buckets, far
+/// fewer than 32) and its tag from the top 7: a shard taken from either
+/// would crowd a shard's keys into 1/64 of its buckets, or make its tags
+/// alike, and lengthen every probe.
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
+
 impl Inner {
     /// Stores the event unless its (source, id) is there already; returns
     /// whether it was stored.
@@ -130,7 +139,7 @@ impl Inner {
         let source = self.sources.intern(&event.source);
         let id = event.id.as_bytes();
         let hash = key_hash(&self.hasher, source, id);
-        let shard = hash as usize % SHARDS;
+        let shard = shard_of(hash);
         let chunks = &self.chunks;
         let same = |&i: &usize| {
             let r = record_at(chunks, i);
@@ -186,13 +195,15 @@ fn rfc3339(nanos: i64) -> String {
 impl MemoryStore {
     fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
         let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
-        let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        let mut inner =
+            self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let duplicate = events.iter().map(|event| !inner.insert(event, received_at)).collect();
         Ok(Appended { duplicate })
     }
 
     fn query_now(&self, q: &Query) -> Result<Page, StoreError> {
-        let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))?;
+        let inner =
+            self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         // A type or source never stored matches nothing.
         let ty = q.ty.as_deref().map(|t| inner.types.number(t));
         let source = q.source.as_deref().map(|s| inner.sources.number(s));
@@ -306,6 +317,30 @@ mod tests {
         let page = store.query_now(&Query { limit: 1, ..Query::default() }).unwrap();
         let at = &page.events[0].received_at;
         assert!(OffsetDateTime::parse(at, &Rfc3339).is_ok(), "{at}");
+    }
+
+    /// hashbrown finds a key's first bucket from the low bits of its hash
+    /// (as many as the table has buckets) and keeps the top 7 bits as its
+    /// tag. The shard must come from other bits: if it took the low ones,
+    /// every key of a shard would start in 1/SHARDS of its buckets; if the
+    /// top ones, its keys would share most of their tag bits.
+    #[test]
+    fn shards_take_bits_hashbrown_does_not_use() {
+        let hasher = RandomState::new();
+        let hashes: Vec<u64> = (0..64_000u32).map(|i| key_hash(&hasher, 0, &i.to_be_bytes())).collect();
+        let in_shard: Vec<u64> = hashes.iter().copied().filter(|h| shard_of(*h) == 5).collect();
+        // About 1,000 keys; a shard table of 2,048 buckets.
+        assert!((800..1200).contains(&in_shard.len()), "{}", in_shard.len());
+        let first_buckets: std::collections::HashSet<u64> = in_shard.iter().map(|h| h & 2047).collect();
+        let tags: std::collections::HashSet<u64> = in_shard.iter().map(|h| h >> 57).collect();
+        // Spread over the buckets as evenly as chance allows (about 40% of
+        // 2,048 distinct for 1,000 keys), and over all 128 tags.
+        assert!(first_buckets.len() > 600, "{} distinct first buckets", first_buckets.len());
+        assert_eq!(tags.len(), 128);
+        // And the shards are even.
+        let mut sizes = [0usize; SHARDS];
+        hashes.iter().for_each(|h| sizes[shard_of(*h)] += 1);
+        assert!(sizes.iter().all(|n| (800..1200).contains(n)), "{sizes:?}");
     }
 
     #[test]

@@ -23,11 +23,12 @@ use rusqlite::{Connection, OpenFlags};
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use super::{Appended, Page, Query, Store, StoreError, StoredEvent};
-use writer::{Job, Row};
+use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
+use inlet_shared::event::Text;
+use writer::{Job, Outcome, Row};
 
 /// What a commit waits for (SQLite `PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sync {
     /// fsync the WAL on every commit: nothing acknowledged is lost on power loss.
     Full,
@@ -55,38 +56,49 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-fn open_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("cannot open the event store {}: {e}", path.display())
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> OpenError + '_ {
+    move |source| OpenError::Database { path: path.to_path_buf(), source }
+}
+
+/// The store error for a failed SQLite call: the size cap or a full disk is
+/// `Full`, a lock held too long `Overloaded`, anything else `Unavailable`.
+/// The SQLite text stays in the cause, for the log only.
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let (kind, reason) = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => (ErrorKind::Full, "the store is full"),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (ErrorKind::Overloaded, "the store is busy"),
+        _ => (ErrorKind::Unavailable, "the store failed"),
+    };
+    StoreError::caused(kind, reason, e)
 }
 
 impl SqliteStore {
-    pub fn open(options: &Options) -> anyhow::Result<SqliteStore> {
+    pub fn open(options: &Options) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(&options.dir)
-            .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", options.dir.display()))?;
+            .map_err(|source| OpenError::DataDir { path: options.dir.clone(), source })?;
         let path = options.dir.join("events.sqlite3");
-        let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
-        schema::configure_writer(&conn, options.sync, options.max_bytes).map_err(|e| open_error(&path, e))?;
-        let next: i64 = conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
-            .map_err(|e| open_error(&path, e))?;
+        let conn = Connection::open(&path).map_err(open_error(&path))?;
+        schema::configure_writer(&conn, options.sync, options.max_bytes).map_err(open_error(&path))?;
+        let next: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).map_err(open_error(&path))?;
         tracing::info!(path = %path.display(), last_seq = next, sync = ?options.sync, "sqlite store opened");
 
         let mut readers = Vec::with_capacity(options.readers);
         for _ in 0..options.readers.max(1) {
             let r =
                 Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .map_err(|e| open_error(&path, e))?;
-            schema::configure_reader(&r).map_err(|e| open_error(&path, e))?;
+                    .map_err(open_error(&path))?;
+            schema::configure_reader(&r).map_err(open_error(&path))?;
             readers.push(r);
         }
 
-        let wal_pages = Arc::new(std::sync::atomic::AtomicI64::new(0));
-        checkpointer::start(&path, wal_pages.clone()).map_err(|e| open_error(&path, e))?;
+        let checkpointer = checkpointer::Checkpointer::start(&path)?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, wal_pages))
-            .map_err(|e| anyhow::anyhow!("cannot start the writer thread: {e}"))?;
+            .spawn(move || writer::serve(conn, rx, checkpointer))
+            .map_err(|source| OpenError::Thread { what: "writer", source })?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -95,20 +107,31 @@ impl SqliteStore {
         })
     }
 
-    fn submit(&self, events: &[Event]) -> Result<oneshot::Receiver<Result<Vec<bool>, StoreError>>, StoreError> {
+    fn submit(&self, events: &[Event]) -> Result<oneshot::Receiver<Outcome>, StoreError> {
         let rows = events
             .iter()
-            .map(|e| Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json: e.json_bytes() })
-            .collect();
+            .map(|e| {
+                // The JSON comes from the body's parser or from `to_json`:
+                // UTF-8 always; checked here so that the type says so.
+                let json = Text::try_from(e.json_bytes())
+                    .map_err(|e| StoreError::caused(ErrorKind::Unavailable, "an event is not UTF-8", e))?;
+                Ok(Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json })
+            })
+            .collect::<Result<_, StoreError>>()?;
         let (reply, answer) = oneshot::channel();
-        let jobs = self.jobs.lock().map_err(|_| StoreError::Unavailable("writer queue poisoned".into()))?;
+        let jobs =
+            self.jobs.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the writer queue is poisoned"))?;
         let Some(jobs) = jobs.as_ref() else {
-            return Err(StoreError::Unavailable("the store is closing".into()));
+            return Err(StoreError::plain(ErrorKind::Closing, "the store is closing"));
         };
         match jobs.try_send(Job { rows, reply }) {
             Ok(()) => Ok(answer),
-            Err(mpsc::TrySendError::Full(_)) => Err(StoreError::Overloaded("the write queue is full".into())),
-            Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Unavailable("the writer stopped".into())),
+            Err(mpsc::TrySendError::Full(_)) => {
+                Err(StoreError::plain(ErrorKind::Overloaded, "the write queue is full"))
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                Err(StoreError::plain(ErrorKind::Unavailable, "the writer stopped"))
+            }
         }
     }
 }
@@ -121,12 +144,12 @@ fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query) -> Result<Page
         None => {
             let c =
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
-            schema::configure_reader(&c).map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
+                    .map_err(sqlite_error)?;
+            schema::configure_reader(&c).map_err(sqlite_error)?;
             c
         }
     };
-    let result = query(&conn, q).map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")));
+    let result = query(&conn, q).map_err(sqlite_error);
     if let Ok(mut pool) = readers.lock() {
         pool.push(conn);
     }
@@ -134,6 +157,12 @@ fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query) -> Result<Page
 }
 
 fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Page> {
+    // The parameters are always bound in the same order: ?1 after, ?2 limit,
+    // ?3 type, ?4 source. SQLite numbers them by the highest index used, so
+    // a query with a source filter only still binds ?3 (an unused empty
+    // type) to be able to bind ?4; that is why `params` below gets `ty`
+    // whenever either filter is set. One statement per combination keeps
+    // each one using its index (a `?3 IS NULL OR type = ?3` would not).
     let sql = match (&q.ty, &q.source) {
         (None, None) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         (Some(_), None) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND type = ?3 ORDER BY seq LIMIT ?2",
@@ -179,7 +208,7 @@ impl Store for SqliteStore {
             match answer.await {
                 Ok(Ok(duplicate)) => Ok(Appended { duplicate: duplicate.into() }),
                 Ok(Err(e)) => Err(e),
-                Err(_) => Err(StoreError::Unavailable("the writer stopped".into())),
+                Err(_) => Err(StoreError::plain(ErrorKind::Unavailable, "the writer stopped")),
             }
         })
     }
@@ -190,7 +219,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             match tokio::task::spawn_blocking(move || read(&readers, &path, &q)).await {
                 Ok(result) => result,
-                Err(e) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
+                Err(e) => Err(StoreError::caused(ErrorKind::Unavailable, "the query failed", e)),
             }
         })
     }
@@ -205,8 +234,8 @@ impl Store for SqliteStore {
             if let Some(handle) = handle {
                 tokio::task::spawn_blocking(move || handle.join())
                     .await
-                    .map_err(|e| StoreError::Unavailable(format!("writer join: {e}")))?
-                    .map_err(|_| StoreError::Unavailable("the writer thread panicked".into()))?;
+                    .map_err(|e| StoreError::caused(ErrorKind::Unavailable, "the writer did not stop", e))?
+                    .map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the writer thread panicked"))?;
             }
             Ok(())
         })
@@ -214,5 +243,51 @@ impl Store for SqliteStore {
 
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TestDir;
+
+    fn open(dir: &TestDir) -> SqliteStore {
+        let options =
+            Options { dir: dir.path().to_path_buf(), sync: Sync::Normal, queue: 16, max_bytes: None, readers: 1 };
+        SqliteStore::open(&options).unwrap()
+    }
+
+    async fn stored(store: &SqliteStore) -> Vec<String> {
+        let page = store.query(Query { limit: 100, ..Query::default() }).await.unwrap();
+        page.events.iter().map(|e| String::from_utf8(e.json.to_vec()).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_event_that_is_not_utf8_is_refused_not_stored_empty() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        let good = Event::new("good", "/s", "t");
+        let mut bad = Event::new("bad", "/s", "t");
+        bad.raw = Some(bytes::Bytes::from_static(b"{\"id\":\"bad\",\"data\":\"\xff\"}"));
+        let err = store.append(&[good.clone(), bad]).await.unwrap_err();
+        assert_eq!((err.kind(), err.reason()), (ErrorKind::Unavailable, "an event is not UTF-8"));
+        assert_eq!(stored(&store).await, Vec::<String>::new(), "nothing of the request is stored");
+        assert_eq!(store.append(std::slice::from_ref(&good)).await.unwrap().accepted(), 1);
+        assert_eq!(stored(&store).await, [String::from_utf8(good.to_json()).unwrap()]);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn close_stops_the_checkpointer() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        assert_eq!(store.append(&[Event::new("1", "/s", "t")]).await.unwrap().accepted(), 1);
+        let wal = dir.path().join("events.sqlite3-wal");
+        assert!(wal.exists());
+        store.close().await.unwrap();
+        // The last connection to close removes the WAL file: the writer's
+        // and the checkpointer's are closed by `close`, the reader's here.
+        drop(store);
+        assert!(!wal.exists(), "a connection is still open after close");
     }
 }

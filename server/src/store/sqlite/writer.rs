@@ -7,15 +7,22 @@
 //! (one fsync with `--sync full`) serves every request in the group. Each
 //! job sits in its own savepoint, so one job's failure does not spoil the
 //! others; a job is answered only after the commit that holds it succeeded.
+//!
+//! Some failures (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_NOMEM`) make SQLite
+//! roll back the whole transaction, not just the failing statement. After
+//! any failure the writer asks the connection whether a transaction is still
+//! open; if not, every job of the group fails (the ones before were rolled
+//! back with it) and the jobs after are not run, since they would run in
+//! autocommit mode and be stored although the group is answered `503`.
 
 use inlet_shared::event::Text;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use super::checkpointer;
+use super::{checkpointer, sqlite_error};
 use crate::store::{now_rfc3339, StoreError};
 
 /// Upper bound of rows in one transaction, so a commit stays short.
@@ -26,18 +33,18 @@ pub struct Row {
     pub source: Text,
     pub id: Text,
     pub ty: Text,
-    pub json: bytes::Bytes,
+    /// The event's CloudEvents JSON; UTF-8 by its type (checked when the
+    /// job is built, so the writer never has to decide what to do if not).
+    pub json: Text,
 }
 
-/// The rows of one request and where to send its answer: per row, whether
-/// it was a duplicate.
+/// What a job is answered with: per row, whether it was a duplicate.
+pub type Outcome = Result<Vec<bool>, StoreError>;
+
+/// The rows of one request and where to send its answer.
 pub struct Job {
     pub rows: Vec<Row>,
-    pub reply: oneshot::Sender<Result<Vec<bool>, StoreError>>,
-}
-
-fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
+    pub reply: oneshot::Sender<Outcome>,
 }
 
 /// Inserts one job's rows; `Ok(duplicate flags)`.
@@ -48,52 +55,77 @@ fn insert(tx: &Connection, rows: &[Row], received_at: &str) -> rusqlite::Result<
     )?;
     let mut duplicate = Vec::with_capacity(rows.len());
     for row in rows {
-        // The JSON was produced by `Event::to_json`, so it is UTF-8.
-        let json = std::str::from_utf8(&row.json).unwrap_or_default();
-        let changed = stmt.execute(params![&*row.source, &*row.id, &*row.ty, received_at, json])?;
+        let changed = stmt.execute(params![&*row.source, &*row.id, &*row.ty, received_at, &*row.json])?;
         duplicate.push(changed == 0);
     }
     Ok(duplicate)
 }
 
-/// Writes one group in one transaction. Returns each job's result.
-fn write_group(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<Vec<bool>, StoreError>> {
+/// How a job failed: the error, and whether its savepoint was undone (its
+/// rows are out of the transaction).
+struct JobFailure {
+    error: rusqlite::Error,
+    undone: bool,
+}
+
+/// Runs one job in its own savepoint of the open transaction. The
+/// savepoint is handled in SQL so that every step's failure is seen.
+fn write_job(tx: &Connection, rows: &[Row], received_at: &str) -> Result<Vec<bool>, JobFailure> {
+    tx.execute_batch("SAVEPOINT job").map_err(|error| JobFailure { error, undone: true })?;
+    let written = insert(tx, rows, received_at).and_then(|flags| tx.execute_batch("RELEASE job").map(|()| flags));
+    written.map_err(|error| {
+        // When SQLite rolled back the whole transaction there is no
+        // savepoint left to roll back to; the caller sees that.
+        let undone = tx.is_autocommit() || tx.execute_batch("ROLLBACK TO job; RELEASE job").is_ok();
+        JobFailure { error, undone }
+    })
+}
+
+/// Writes one group in one transaction and returns each job's outcome. No
+/// job is answered `Ok` unless the commit holding it succeeded.
+pub fn write_group(conn: &mut Connection, jobs: &[&[Row]]) -> Vec<Outcome> {
     let received_at = now_rfc3339();
-    let mut tx = match conn.transaction() {
+    let tx = match conn.transaction() {
         Ok(tx) => tx,
-        Err(e) => return jobs.iter().map(|_| Err(unavailable_ref(&e))).collect(),
+        Err(e) => {
+            let err = sqlite_error(e);
+            return jobs.iter().map(|_| Err(err.clone())).collect();
+        }
     };
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let result = match tx.savepoint() {
-            Ok(mut sp) => match insert(&sp, &job.rows, &received_at) {
-                Ok(flags) => sp.commit().map(|_| flags).map_err(unavailable),
-                Err(e) => {
-                    let _ = sp.rollback();
-                    Err(unavailable(e))
+    let mut results: Vec<Outcome> = Vec::with_capacity(jobs.len());
+    for rows in jobs {
+        match write_job(&tx, rows, &received_at) {
+            Ok(flags) => results.push(Ok(flags)),
+            Err(JobFailure { error, undone }) => {
+                let err = sqlite_error(error);
+                if tx.is_autocommit() || !undone {
+                    // SQLite rolled the transaction back (SQLITE_FULL, IOERR,
+                    // NOMEM), or the job's rows could not be taken out of it:
+                    // the whole group fails, what it wrote is (or, dropping
+                    // `tx`, will be) rolled back, and no later job runs, for
+                    // it would run in autocommit and be stored.
+                    tracing::error!("write failed, the group is rolled back: {}", err.chain());
+                    return jobs.iter().map(|_| Err(err.clone())).collect();
                 }
-            },
-            Err(e) => Err(unavailable(e)),
-        };
-        results.push(result);
+                results.push(Err(err));
+            }
+        }
     }
     match tx.commit() {
         Ok(()) => results,
         Err(e) => {
             // Nothing of the group is durable: nobody may be acknowledged.
-            let err = unavailable_ref(&e);
-            results.into_iter().map(|_| Err(err.clone())).collect()
+            // (Dropping the failed transaction rolled it back.)
+            let err = sqlite_error(e);
+            jobs.iter().map(|_| Err(err.clone())).collect()
         }
     }
 }
 
-fn unavailable_ref(e: &rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
-}
-
-/// The writer loop: runs until every sender is gone, then checkpoints the
-/// WAL into the database file and returns.
-pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, wal_pages: Arc<AtomicI64>) {
+/// The writer loop: runs until every sender is gone, then stops the
+/// checkpointer, checkpoints the WAL into the database file and returns.
+pub fn serve(mut conn: Connection, jobs: mpsc::Receiver<Job>, checkpointer: checkpointer::Checkpointer) {
+    let wal_pages = checkpointer.wal_pages();
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         let mut rows = group[0].rows.len();
@@ -107,10 +139,11 @@ pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, wal_pages: Arc<Atomi
                 Err(_) => break,
             }
         }
-        let results = write_group(&mut conn, &group);
+        let slices: Vec<&[Row]> = group.iter().map(|job| job.rows.as_slice()).collect();
+        let results = write_group(&mut conn, &slices);
         for (job, result) in group.into_iter().zip(results) {
             if let Err(e) = &result {
-                tracing::error!("write failed: {e}");
+                tracing::error!("write failed: {}", e.chain());
             }
             let _ = job.reply.send(result);
         }
@@ -123,11 +156,124 @@ pub fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, wal_pages: Arc<Atomi
             }
         }
     }
+    // The checkpointer must not run beside the final checkpoint.
+    drop(checkpointer);
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!("final WAL checkpoint failed: {e}");
     }
     match conn.close() {
         Ok(()) => tracing::info!("sqlite writer closed"),
         Err((_, e)) => tracing::error!("closing sqlite failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{schema, Sync};
+    use crate::store::{ErrorKind, TestDir};
+
+    fn row(id: &str, ty: &str, size: usize) -> Row {
+        let json = format!(r#"{{"id":"{id}","type":"{ty}","data":"{}"}}"#, "x".repeat(size));
+        Row { source: "/s".into(), id: id.into(), ty: ty.into(), json: json.into() }
+    }
+
+    fn open(dir: &TestDir, max_bytes: Option<u64>) -> Connection {
+        let conn = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+        schema::configure_writer(&conn, Sync::Normal, max_bytes).unwrap();
+        conn
+    }
+
+    /// How often each id is stored.
+    fn stored(conn: &Connection, id: &str) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM events WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_failing_job_fails_only_itself() {
+        let dir = TestDir::new();
+        let mut conn = open(&dir, None);
+        // A row of type "refuse" fails its statement (only the statement).
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'refuse'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+        let a = [row("a1", "t", 10), row("a2", "t", 10)];
+        let b = [row("b1", "t", 10), row("b2", "refuse", 10)];
+        let c = [row("c1", "t", 10), row("a1", "t", 10)];
+        let results = write_group(&mut conn, &[&a, &b, &c]);
+        assert_eq!(results[0].as_ref().unwrap(), &vec![false, false]);
+        assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::Unavailable);
+        // c's second row repeats a1, stored earlier in the same transaction.
+        assert_eq!(results[2].as_ref().unwrap(), &vec![false, true]);
+        for (id, n) in [("a1", 1), ("a2", 1), ("b1", 0), ("b2", 0), ("c1", 1)] {
+            assert_eq!(stored(&conn, id), n, "{id}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_acknowledged_before_its_commit() {
+        let dir = TestDir::new();
+        let mut conn = open(&dir, None);
+        // A row of type "late" breaks a deferred foreign key: every statement
+        // succeeds and the COMMIT fails.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (y INTEGER PRIMARY KEY);
+             CREATE TABLE child (x INTEGER REFERENCES parent (y) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TRIGGER late AFTER INSERT ON events WHEN NEW.type = 'late'
+             BEGIN INSERT INTO child VALUES (1); END;",
+        )
+        .unwrap();
+        let a = [row("a1", "t", 10)];
+        let b = [row("b1", "late", 10)];
+        let results = write_group(&mut conn, &[&a, &b]);
+        assert!(results.iter().all(Result::is_err), "{:?}", results.iter().map(Result::is_ok).collect::<Vec<_>>());
+        assert_eq!((stored(&conn, "a1"), stored(&conn, "b1")), (0, 0));
+        assert!(conn.is_autocommit(), "the failed transaction is rolled back");
+        // The connection is usable again for the next group.
+        let c = [row("c1", "t", 10)];
+        assert_eq!(write_group(&mut conn, &[&c])[0].as_ref().unwrap(), &vec![false]);
+        assert_eq!(stored(&conn, "c1"), 1);
+    }
+
+    #[test]
+    fn a_full_store_stores_nothing_it_refuses() {
+        let dir = TestDir::new();
+        let mut conn = open(&dir, Some(64 * 4096));
+        let mut full = 0;
+        let mut acknowledged = 0;
+        for g in 0..200 {
+            let jobs: Vec<Vec<Row>> =
+                (0..4).map(|j| (0..8).map(|i| row(&format!("g{g}-j{j}-r{i}"), "t", 1500)).collect()).collect();
+            let slices: Vec<&[Row]> = jobs.iter().map(Vec::as_slice).collect();
+            let results = write_group(&mut conn, &slices);
+            assert!(conn.is_autocommit(), "no transaction is left open");
+            for (job, result) in jobs.iter().zip(&results) {
+                let expected = match result {
+                    Ok(flags) => {
+                        assert_eq!(flags, &vec![false; 8]);
+                        acknowledged += 1;
+                        1
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::Full, "{}", e.chain());
+                        full += 1;
+                        0
+                    }
+                };
+                for r in job {
+                    assert_eq!(stored(&conn, &r.id), expected, "{} ({:?})", r.id, result.as_ref().err());
+                }
+            }
+            if full >= 8 {
+                break;
+            }
+        }
+        assert!(full >= 8, "the capped store never filled up");
+        assert!(acknowledged > 0);
+        let total: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(total, acknowledged * 8);
     }
 }
