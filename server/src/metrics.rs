@@ -28,8 +28,9 @@ use crate::stats::Stats;
 
 const ROUTES: [Route; 6] = [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::NotFound];
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
-/// Every status the server answers with; any other is counted as status "other".
-const STATUSES: [u16; 17] = [100, 200, 202, 400, 404, 405, 408, 411, 413, 414, 415, 422, 431, 500, 501, 503, 505];
+/// Every status the server answers with (the one status table); any other is
+/// counted as status "other".
+const STATUSES: &[u16] = inlet_shared::http::status::CODES;
 const OTHER_STATUS: usize = STATUSES.len();
 
 /// Upper bounds of the latency buckets, seconds: 50 µs doubling to ~3.3 s.

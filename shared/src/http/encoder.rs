@@ -32,6 +32,11 @@ pub struct Response {
     /// `Retry-After` in seconds, for `503` answers.
     pub retry_after: Option<u32>,
     pub connection: Connection,
+    /// Further header fields, written in this order after the ones above
+    /// (`WWW-Authenticate`, `Vary`, ...). Names are the handler's constants;
+    /// values must be valid field values (no CR, LF or NUL). Empty for most
+    /// responses, so it costs no allocation.
+    pub headers: Vec<(&'static str, Bytes)>,
     pub body: Bytes,
     /// Send the headers of the full response and no body. The server codec
     /// also omits the body of any final response to a `HEAD` request by
@@ -47,9 +52,16 @@ impl Response {
             allow: None,
             retry_after: None,
             connection: Connection::Default,
+            headers: Vec::new(),
             body,
             omit_body: false,
         }
+    }
+
+    /// Adds a header field (see [`Response::headers`]).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Bytes>) -> Response {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// A response with an `application/json` body.
@@ -103,6 +115,12 @@ pub(crate) fn encode_response(res: &Response, omit_body: bool, dst: &mut BytesMu
     if let Some(secs) = res.retry_after {
         put_number(dst, b"Retry-After: ", u64::from(secs));
     }
+    for (name, value) in &res.headers {
+        dst.extend_from_slice(name.as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value);
+        dst.extend_from_slice(b"\r\n");
+    }
     match res.connection {
         Connection::Default => {}
         Connection::Close => dst.extend_from_slice(b"Connection: close\r\n"),
@@ -135,5 +153,35 @@ impl Encoder<Continue> for ServerCodec {
     fn encode(&mut self, _: Continue, dst: &mut BytesMut) -> Result<(), CodecError> {
         dst.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_headers_are_written_in_order_before_connection() {
+        let res = Response::json(401, "{}")
+            .with_header("WWW-Authenticate", "Bearer realm=\"inlet\"")
+            .with_header("RateLimit", Bytes::from_static(b"\"token\";r=0;t=1"));
+        let mut res = res;
+        res.connection = Connection::Close;
+        let mut out = BytesMut::new();
+        encode_response(&res, false, &mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{text}");
+        let tail = "Content-Length: 2\r\nWWW-Authenticate: Bearer realm=\"inlet\"\r\nRateLimit: \"token\";r=0;t=1\r\nConnection: close\r\n\r\n{}";
+        assert!(text.ends_with(tail), "{text}");
+    }
+
+    #[test]
+    fn statuses_of_access_control_have_their_phrases() {
+        for (status, line) in [(401, "401 Unauthorized"), (403, "403 Forbidden"), (429, "429 Too Many Requests")] {
+            let mut out = BytesMut::new();
+            encode_response(&Response::json(status, "{}"), false, &mut out);
+            assert!(out.starts_with(format!("HTTP/1.1 {line}\r\n").as_bytes()));
+            assert_eq!(crate::problem::title(status), &line[4..]);
+        }
     }
 }
