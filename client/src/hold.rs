@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::conn::{self, Endpoint};
-use crate::duration::parse_duration;
 use crate::exit;
+use inlet_shared::duration::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -10,7 +10,6 @@
 mod bench;
 mod compress;
 mod conn;
-mod duration;
 mod events;
 mod exit;
 mod hold;

@@ -8,8 +8,8 @@ use inlet_shared::event::Event;
 use inlet_shared::http::ClientRequest;
 
 use crate::conn::{self, Endpoint};
-use crate::duration::parse_duration;
 use crate::exit;
+use inlet_shared::duration::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

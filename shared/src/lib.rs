@@ -12,10 +12,12 @@
 //! - [`event`]: the CloudEvents 1.0 `Event`, its parsing from every HTTP
 //!   binding mode (structured, batch, NDJSON, binary) and its validation
 //!   (`event::validate` holds the per-attribute rules, `time` included).
+//! - [`duration`]: durations on the command line (`250ms`, `10s`, `2m`).
 //! - [`problem`]: RFC 9457 problem details, the body of every error response.
 //!
 //! Nothing here does I/O beyond the codec traits.
 
+pub mod duration;
 pub mod event;
 pub mod http;
 pub mod problem;

@@ -19,9 +19,9 @@ use tokio::time::Instant;
 
 use crate::compress::Coding;
 use crate::conn::Endpoint;
-use crate::duration::parse_duration;
 use crate::exit;
 use engine::{Control, Plan, Tally};
+use inlet_shared::duration::parse_duration;
 use report::Report;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,7 +1,6 @@
 //! Durations on the command line: `250ms`, `10s`, `2m`, `1h`, or a bare
-//! number of seconds; decimals allowed (`1.5s`). The same rules as the
-//! server's flags (`server/src/config.rs`), so `--timeout 2` means two
-//! seconds to both.
+//! number of seconds; decimals allowed (`1.5s`). One parser for the flags of
+//! both binaries, so `--timeout 2` means two seconds to both.
 
 use std::time::Duration;
 
