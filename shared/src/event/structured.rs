@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::validate::{build_event, share, Origin, Value};
@@ -41,48 +41,52 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// An attribute value other than `data`: its JSON type, and the string
-/// itself (borrowed unless it had escapes). Objects and arrays are skipped.
+/// itself (borrowed unless it had escapes).
+///
+/// The value is taken as raw JSON first and classified by its first byte:
+/// serde_json refuses a lone surrogate escape (`"\ud800"`) in a string as a
+/// syntax error of the whole body, while the CloudEvents type system makes
+/// it an invalid attribute (`422` at its pointer). Raw JSON skips escapes
+/// without judging them, so the one string that fails to unescape below is
+/// one with an unpaired surrogate.
 struct Attr<'a>(Value<'a>);
 
 impl<'de> Deserialize<'de> for Attr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct AttrVisitor;
-        impl<'de> Visitor<'de> for AttrVisitor {
-            type Value = Attr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an attribute value")
-            }
-            fn visit_unit<E>(self) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Null))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Int(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Attr<'de>, E> {
-                Ok(Attr(i64::try_from(v).map_or(Value::Number, Value::Int)))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Number))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Str(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Str(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Attr<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Attr(Value::Compound))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attr<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Attr(Value::Compound))
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(Attr(attribute_value(raw.get())))
+    }
+}
+
+/// Classifies one JSON value's text (no surrounding whitespace) as the JSON
+/// types a visitor would see.
+fn attribute_value(json: &str) -> Value<'_> {
+    match json.as_bytes().first() {
+        Some(b'"') => {
+            let inner = json.get(1..json.len() - 1).unwrap_or_default();
+            if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+                Value::Str(Cow::Borrowed(inner))
+            } else {
+                serde_json::from_str::<String>(json).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s)))
             }
         }
-        d.deserialize_any(AttrVisitor)
+        Some(b'n') => Value::Null,
+        Some(b't') => Value::Bool(true),
+        Some(b'f') => Value::Bool(false),
+        Some(b'{' | b'[') => Value::Compound,
+        _ => number(json),
+    }
+}
+
+/// A JSON number as serde_json types it: an integer without fraction or
+/// exponent within `i64` (`-0` is a float), anything else a float.
+fn number(json: &str) -> Value<'_> {
+    if json.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        return Value::Number;
+    }
+    match json.parse::<i64>() {
+        Ok(n) if n < 0 || !json.starts_with('-') => Value::Int(n),
+        _ => Value::Number,
     }
 }
 
@@ -134,7 +138,7 @@ fn classify(e: serde_json::Error) -> Shape {
 }
 
 fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimits) -> ParseError {
-    let detail = format!("event is {len} bytes; the limit is {} (--max-event-bytes)", limits.max_event_bytes);
+    let detail = format!("event is {len} bytes; the limit is {}", limits.max_event_bytes);
     ParseError::EventTooLarge { at: FieldError::pointer(pointer, line, detail) }
 }
 

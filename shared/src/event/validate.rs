@@ -51,19 +51,63 @@ pub(crate) enum Value<'a> {
     Raw(&'a RawValue),
     /// A (percent-decoded) `ce-*` header value: always a string.
     Header(String),
+    /// A JSON string with an unpaired surrogate escape (`"\ud800"`), which
+    /// no Rust string can hold and the CloudEvents type system forbids.
+    UnpairedSurrogate,
 }
+
+/// The detail for a string that breaks the CloudEvents `String` type.
+pub(crate) const FORBIDDEN_CHARACTERS: &str = "must be a CloudEvents String: no control characters \
+     (U+0000-U+001F, U+007F-U+009F), noncharacters or unpaired surrogates";
 
 impl Value<'_> {
     /// The value as a string; `Ok(None)` for JSON null (the attribute is
     /// absent, JSON format §2.4).
+    /// A string that breaks the CloudEvents `String` type is
+    /// `Err(FORBIDDEN_CHARACTERS)`.
     fn str(&self) -> Result<Option<&str>, &'static str> {
         match self {
             Value::Null => Ok(None),
-            Value::Str(s) => Ok(Some(s)),
-            Value::Header(s) => Ok(Some(s)),
+            Value::Str(s) => allowed(s).map(Some),
+            Value::Header(s) => allowed(s).map(Some),
+            Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
             _ => Err("must be a string"),
         }
     }
+}
+
+/// `s` if it is a CloudEvents `String`.
+fn allowed(s: &str) -> Result<&str, &'static str> {
+    if is_cloudevents_string(s) {
+        Ok(s)
+    } else {
+        Err(FORBIDDEN_CHARACTERS)
+    }
+}
+
+/// `detail` for a value that is no string at all; the forbidden-characters
+/// detail when it is a string that holds what CloudEvents excludes.
+fn unless_forbidden(e: &'static str, detail: &'static str) -> &'static str {
+    if e == FORBIDDEN_CHARACTERS {
+        e
+    } else {
+        detail
+    }
+}
+
+/// CloudEvents 1.0 §"Type System", `String`: no control characters
+/// (U+0000-U+001F, U+007F-U+009F), no noncharacters (U+FDD0-U+FDEF and the
+/// last two code points of every plane, U+xFFFE and U+xFFFF); unpaired
+/// surrogates cannot occur in a `str`. Printable ASCII, the common case, is
+/// checked first in one branch-free pass.
+pub(crate) fn is_cloudevents_string(s: &str) -> bool {
+    if s.bytes().fold(true, |ok, b| ok & (b.wrapping_sub(0x20) < 0x5f)) {
+        return true;
+    }
+    s.chars().all(|c| {
+        let c = u32::from(c);
+        !(c < 0x20 || (0x7f..=0x9f).contains(&c) || (0xfdd0..=0xfdef).contains(&c) || c & 0xfffe == 0xfffe)
+    })
 }
 
 /// Turns a validated attribute into a [`Text`]: a zero-copy slice of `owner`
@@ -140,7 +184,7 @@ pub(crate) fn build_event(
                         _ => subject = v,
                     }
                 }
-                Err(_) => fail("must be a non-empty string"),
+                Err(e) => fail(unless_forbidden(e, "must be a non-empty string")),
             },
             "datacontenttype" => match value.str() {
                 Ok(Some(v)) if !is_media_type(v) => fail("must be a media type (RFC 2046), e.g. application/json"),
@@ -157,7 +201,7 @@ pub(crate) fn build_event(
                     fail("must be an RFC 3339 timestamp, e.g. 2026-11-29T06:00:00Z")
                 }
                 Ok(v) => time = v.map(text),
-                Err(_) => fail("must be an RFC 3339 timestamp string"),
+                Err(e) => fail(unless_forbidden(e, "must be an RFC 3339 timestamp string")),
             },
             "data" => match value {
                 Value::Null => {}
@@ -225,8 +269,9 @@ fn extension_value(value: &Value<'_>, owner: Option<&Text>) -> Result<Option<Ext
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(ExtensionValue::Boolean(*b))),
         Value::Int(n) => i32::try_from(*n).map(|n| Some(ExtensionValue::Integer(n))).map_err(|_| BAD),
-        Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, s)))),
-        Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(s.as_str())))),
+        Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, allowed(s)?)))),
+        Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(allowed(s)?)))),
+        Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
         Value::Number | Value::Compound | Value::Raw(_) => Err(BAD),
     }
 }
