@@ -5,8 +5,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::validate::{build_event, share, Origin, Value};
@@ -15,8 +16,14 @@ use crate::problem::FieldError;
 
 /// A JSON object as its members in order, parsed in one pass: string values
 /// borrowed from the body, `data` kept as its raw JSON text, duplicate
-/// names kept so that validation can report them.
-struct Members<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
+/// names kept so that validation can report them. `A` reads the other
+/// values: [`Attr`] (the fast path) or [`RawAttr`].
+struct Members<'a, A>(Vec<(Cow<'a, str>, Value<'a>)>, PhantomData<A>);
+
+/// How [`Members`] reads an attribute value other than `data`.
+trait AttrValue<'de>: Deserialize<'de> {
+    fn into_value(self) -> Value<'de>;
+}
 
 /// A member name, borrowed from the body unless it had escapes.
 struct Key<'a>(Cow<'a, str>);
@@ -41,20 +48,76 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// An attribute value other than `data`: its JSON type, and the string
-/// itself (borrowed unless it had escapes).
-///
-/// The value is taken as raw JSON first and classified by its first byte:
-/// serde_json refuses a lone surrogate escape (`"\ud800"`) in a string as a
-/// syntax error of the whole body, while the CloudEvents type system makes
-/// it an invalid attribute (`422` at its pointer). Raw JSON skips escapes
-/// without judging them, so the one string that fails to unescape below is
-/// one with an unpaired surrogate.
+/// itself (borrowed unless it had escapes). Objects and arrays are skipped.
 struct Attr<'a>(Value<'a>);
 
 impl<'de> Deserialize<'de> for Attr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AttrVisitor;
+        impl<'de> Visitor<'de> for AttrVisitor {
+            type Value = Attr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_unit<E>(self) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Int(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Attr<'de>, E> {
+                Ok(Attr(i64::try_from(v).map_or(Value::Number, Value::Int)))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Number))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Attr<'de>, E> {
+                Ok(Attr(Value::Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Attr<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Attr(Value::Compound))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attr<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Attr(Value::Compound))
+            }
+        }
+        d.deserialize_any(AttrVisitor)
+    }
+}
+
+impl<'de> AttrValue<'de> for Attr<'de> {
+    fn into_value(self) -> Value<'de> {
+        self.0
+    }
+}
+
+/// An attribute value taken as raw JSON and classified by its first byte:
+/// the slow path, for an object that [`Attr`] could not read. serde_json
+/// refuses a lone surrogate escape (`"\ud800"`) in a string as a syntax
+/// error of the whole body, while the CloudEvents type system makes it an
+/// invalid attribute (`422` at its pointer). Raw JSON skips escapes without
+/// judging them, so the one string that fails to unescape here is one with
+/// an unpaired surrogate.
+struct RawAttr<'a>(Value<'a>);
+
+impl<'de> Deserialize<'de> for RawAttr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = <&'de RawValue>::deserialize(d)?;
-        Ok(Attr(attribute_value(raw.get())))
+        Ok(RawAttr(attribute_value(raw.get())))
+    }
+}
+
+impl<'de> AttrValue<'de> for RawAttr<'de> {
+    fn into_value(self) -> Value<'de> {
+        self.0
     }
 }
 
@@ -90,28 +153,28 @@ fn number(json: &str) -> Value<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Members<'de> {
+impl<'de, A: AttrValue<'de>> Deserialize<'de> for Members<'de, A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Members<'de>;
+        struct ObjectVisitor<A>(PhantomData<A>);
+        impl<'de, A: AttrValue<'de>> Visitor<'de> for ObjectVisitor<A> {
+            type Value = Members<'de, A>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de, A>, M::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(10));
                 while let Some(Key(name)) = map.next_key()? {
                     let value = if name == "data" {
                         Value::Raw(map.next_value::<&'de RawValue>()?)
                     } else {
-                        map.next_value::<Attr<'de>>()?.0
+                        map.next_value::<A>()?.into_value()
                     };
                     members.push((name, value));
                 }
-                Ok(Members(members))
+                Ok(Members(members, PhantomData))
             }
         }
-        d.deserialize_map(ObjectVisitor)
+        d.deserialize_map(ObjectVisitor(PhantomData))
     }
 }
 
@@ -152,8 +215,17 @@ fn event_at(
     line: Option<u64>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<Event>, Shape> {
-    match serde_json::from_str::<Members>(json) {
-        Ok(Members(members)) => {
+    // The fast path; an object it cannot read is read again with raw values,
+    // which locates an unpaired surrogate escape (a syntax error to serde_json)
+    // at its attribute. Anything else keeps the first error.
+    let members = serde_json::from_str::<Members<Attr>>(json).map(|m| m.0).or_else(|e| match classify(e) {
+        Shape::Syntax(detail) => {
+            serde_json::from_str::<Members<RawAttr>>(json).map(|m| m.0).map_err(|_| Shape::Syntax(detail))
+        }
+        Shape::Wrong => Err(Shape::Wrong),
+    });
+    match members {
+        Ok(members) => {
             let mut event = build_event(&members, owner, Origin::Json { prefix, line }, errors);
             if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
                 let json = json.trim();
@@ -165,13 +237,11 @@ fn event_at(
             }
             Ok(event)
         }
-        Err(e) => match classify(e) {
-            Shape::Wrong => {
-                errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
-                Ok(None)
-            }
-            syntax => Err(syntax),
-        },
+        Err(Shape::Wrong) => {
+            errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
+            Ok(None)
+        }
+        Err(syntax) => Err(syntax),
     }
 }
 
