@@ -14,6 +14,7 @@ pub enum Route {
     Health,
     Stats,
     Metrics,
+    OpenApi,
     NotFound,
 }
 
@@ -25,6 +26,7 @@ impl Route {
             b"/health" => Route::Health,
             b"/stats" => Route::Stats,
             b"/metrics" => Route::Metrics,
+            b"/openapi.yaml" => Route::OpenApi,
             _ => Route::NotFound,
         }
     }
@@ -37,6 +39,7 @@ impl Route {
             Route::Health => "/health",
             Route::Stats => "/stats",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.yaml",
             Route::NotFound => "other",
         }
     }
@@ -107,6 +110,7 @@ pub async fn handle(app: &App, req: Request) -> (Route, Response) {
         (Route::Health, _) => ops::health(app),
         (Route::Stats, _) => ops::stats(app),
         (Route::Metrics, _) => ops::metrics(app),
+        (Route::OpenApi, _) => ops::openapi(),
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;

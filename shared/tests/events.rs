@@ -406,3 +406,139 @@ fn multi_line_and_binary_events_are_serialised_again() {
     let events = parse_body(&h, &Bytes::new(), &ParseLimits::default()).unwrap();
     assert_eq!(events[0].raw, None);
 }
+
+/// The detail of a string attribute that breaks the CloudEvents type system.
+const FORBIDDEN: &str =
+    "must be a CloudEvents String: no control characters (U+0000-U+001F, U+007F-U+009F), noncharacters or unpaired surrogates";
+
+/// Every kind of code point the CloudEvents `String` type excludes (spec
+/// §"Type System"), as a JSON string escape and as the character itself
+/// where Rust can hold it.
+const FORBIDDEN_ESCAPES: [&str; 15] = [
+    r"\u0000",
+    r"\u0009",
+    r"\n",
+    r"\u001f",
+    r"\u007f",
+    r"\u0085",
+    r"\u009f",
+    r"\ufdd0",
+    r"\ufdef",
+    r"\ufffe",
+    r"\uffff",
+    r"\ud83f\udffe", // U+1FFFE
+    r"\udbff\udfff", // U+10FFFF
+    r"\ud800",       // a lone leading surrogate
+    r"\udead",       // a lone trailing surrogate
+];
+
+#[test]
+fn string_attributes_refuse_what_the_cloudevents_type_system_excludes() {
+    for bad in FORBIDDEN_ESCAPES {
+        for attribute in ["id", "source", "type", "subject", "dataschema", "myext"] {
+            let mut event =
+                serde_json::json!({"specversion":"1.0","id":"1","source":"/s","type":"t","dataschema":"https://e.x/s"});
+            event[attribute] = serde_json::Value::String("PLACEHOLDER".into());
+            let prefix = if attribute == "dataschema" { "https://e.x/" } else { "a" };
+            let body = event.to_string().replace("PLACEHOLDER", &format!("{prefix}{bad}b"));
+            let expected = vec![(format!("#/{attribute}"), FORBIDDEN.to_string())];
+            assert_eq!(invalid(structured(&body)), expected, "{attribute} with {bad}: {body}");
+        }
+    }
+}
+
+#[test]
+fn forbidden_characters_are_located_in_batches_and_ndjson() {
+    let ok = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
+    let bad = r#"{"specversion":"1.0","id":"\ud800","source":"/s","type":"t\u0000","ext":"x\ufffe"}"#;
+    let batch = format!("[{ok},{bad}]");
+    for ct in ["application/cloudevents-batch+json", "application/json"] {
+        assert_eq!(pointers(parse(ct, &batch)), vec!["#/1/id", "#/1/type", "#/1/ext"], "{ct}");
+    }
+    match parse("application/x-ndjson", &format!("{ok}\n{bad}\n")) {
+        Err(ParseError::Invalid(errors)) => {
+            let at: Vec<_> = errors.iter().map(|e| (e.pointer.as_deref().unwrap_or(""), e.line)).collect();
+            assert_eq!(at, vec![("#/id", Some(2)), ("#/type", Some(2)), ("#/ext", Some(2))]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_the_string_type_allows_is_accepted() {
+    // Paired surrogates, the characters just outside each forbidden range,
+    // tab-free printable ASCII, and non-ASCII text.
+    for good in [r"\ud800\udead", r"\u0020", r"\u007e", r"\u00a0", r"\ufdcf", r"\ufdf0", r"\ufffd", "café ☕ 😀", r"\/"]
+    {
+        let body = format!(r#"{{"specversion":"1.0","id":"a{good}","source":"/s","type":"t{good}","x":"{good}"}}"#);
+        assert!(structured(&body).is_ok(), "{good}: {:?}", structured(&body));
+    }
+    // Strings in `data` are the producer's business, not attributes.
+    let body = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"k":"\u0000\ud800"}}"#;
+    assert!(structured(body).is_ok());
+}
+
+#[test]
+fn number_and_literal_attributes_keep_their_json_types() {
+    let body = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","a":-0,"b":2147483647,"c":-2147483648,"d":1e2,"e":false,"f":18446744073709551616}"#;
+    assert_eq!(pointers(structured(body)), vec!["#/a", "#/d", "#/f"]);
+    let body = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","b":2147483647,"c":-2147483648,"e":false}"#;
+    let e = structured(body).unwrap().remove(0);
+    assert_eq!(e.extensions.get("b"), Some(&ExtensionValue::Integer(i32::MAX)));
+    assert_eq!(e.extensions.get("c"), Some(&ExtensionValue::Integer(i32::MIN)));
+    assert_eq!(e.extensions.get("e"), Some(&ExtensionValue::Boolean(false)));
+}
+
+#[test]
+fn binary_mode_checks_percent_decoded_headers() {
+    for (value, bad) in [
+        ("%00", true),
+        ("a%0Ab", true),
+        ("%7F", true),
+        ("%C2%85", true),
+        ("%EF%B7%90", true),
+        ("%EF%BF%BF", true),
+        ("%F4%8F%BF%BF", true),
+        ("caf%C3%A9", false),
+        ("%20x", false),
+    ] {
+        for attribute in ["id", "source", "type", "subject", "myext"] {
+            // A source may not hold a space either (URI-reference).
+            let expect_bad = bad || (attribute == "source" && value.contains("%20"));
+            let name = format!("ce-{attribute}");
+            let mut pairs = vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("ce-specversion".into(), "1.0".into()),
+                ("ce-id".into(), "1".into()),
+                ("ce-source".into(), "/s".into()),
+                ("ce-type".into(), "t".into()),
+            ];
+            pairs.retain(|(n, _)| *n != name);
+            pairs.push((name.clone(), value.to_string()));
+            let r = parse_body(&Headers::from_pairs(&pairs), &Bytes::new(), &ParseLimits::default());
+            if !expect_bad {
+                assert!(r.is_ok(), "{name}: {value}: {r:?}");
+            } else if bad {
+                assert_eq!(invalid(r), vec![(name.clone(), FORBIDDEN.to_string())], "{name}: {value}");
+            } else {
+                assert_eq!(pointers(r), vec![name.clone()], "{name}: {value}");
+            }
+        }
+    }
+}
+
+#[test]
+fn parse_error_is_a_std_error_naming_no_server_flag() {
+    fn as_error(e: &ParseError) -> &dyn std::error::Error {
+        e
+    }
+    let limits = ParseLimits { max_event_bytes: 10, max_batch: 10 };
+    let big = parse_body(&headers(&[("Content-Type", "application/json")]), &Bytes::from(VALID), &limits).unwrap_err();
+    assert_eq!(as_error(&big).to_string(), "event is 286 bytes; the limit is 10");
+    let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "/s"), ("ce-type", "t")]);
+    let big = parse_body(&h, &Bytes::from(VALID), &limits).unwrap_err();
+    assert_eq!(big.to_string(), "event data is 286 bytes; the limit is 10");
+    let r = structured(r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#).unwrap_err();
+    assert_eq!(r.to_string(), "1 invalid attribute(s); nothing of this request was stored");
+    assert_eq!(r.to_string(), r.to_problem().detail);
+}

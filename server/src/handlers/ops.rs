@@ -1,4 +1,5 @@
-//! The small endpoints: `/echo`, `/health`, `/stats`, `/metrics`.
+//! The small endpoints: `/echo`, `/health`, `/stats`, `/metrics`,
+//! `/openapi.yaml`.
 
 use bytes::Bytes;
 use inlet_shared::http::{Request, Response};
@@ -35,4 +36,13 @@ pub fn metrics(app: &App) -> Response {
         Some(Bytes::from_static(b"application/openmetrics-text; version=1.0.0; charset=utf-8")),
         Bytes::from(app.metrics.render()),
     )
+}
+
+/// The OpenAPI 3.1 description of this server, compiled in.
+pub const OPENAPI_YAML: &[u8] = include_bytes!("../../../docs/openapi.yaml");
+
+/// `GET /openapi.yaml`: the OpenAPI description, byte for byte as in
+/// `docs/openapi.yaml`.
+pub fn openapi() -> Response {
+    Response::new(200, Some(Bytes::from_static(b"application/yaml")), Bytes::from_static(OPENAPI_YAML))
 }

@@ -22,8 +22,7 @@ pub(crate) fn is_json_media_type(ct: &str) -> bool {
 /// Parses a binary-mode request into one event.
 pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Events, ParseError> {
     if body.len() > limits.max_event_bytes {
-        let detail =
-            format!("event data is {} bytes; the limit is {} (--max-event-bytes)", body.len(), limits.max_event_bytes);
+        let detail = format!("event data is {} bytes; the limit is {}", body.len(), limits.max_event_bytes);
         return Err(ParseError::EventTooLarge { at: FieldError::pointer("#".into(), None, detail) });
     }
     let mut errors = Vec::new();

@@ -1,5 +1,7 @@
 //! Why a body did not become events, and the status that answers it.
 
+use std::fmt;
+
 use crate::problem::{FieldError, Problem};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,13 +10,22 @@ pub enum ParseError {
     Json { detail: String, errors: Vec<FieldError> },
     /// `422`: events that fail validation; one entry per failing attribute.
     Invalid(Vec<FieldError>),
-    /// `413`: an event over `--max-event-bytes`.
+    /// `413`: an event over the limit of `ParseLimits::max_event_bytes`.
     EventTooLarge { at: FieldError },
-    /// `413`: more events than `--max-batch`.
+    /// `413`: more events than `ParseLimits::max_batch`.
     BatchTooLarge { count: usize, max: usize },
     /// `415`: a `Content-Type` that is no CloudEvents binding.
     UnsupportedMediaType(String),
 }
+
+/// The `detail` of the problem answering the error.
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_problem().detail)
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 impl ParseError {
     pub fn status(&self) -> u16 {

@@ -36,9 +36,9 @@ pub use structured::{parse_array, parse_ndjson, parse_object_or_array, parse_sin
 /// Limits applied while parsing a request body into events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
-    /// One event's JSON (or binary-mode body), in bytes (`--max-event-bytes`).
+    /// One event's JSON (or binary-mode body), in bytes (the server's `--max-event-bytes`).
     pub max_event_bytes: usize,
-    /// Events in one request (`--max-batch`).
+    /// Events in one request (the server's `--max-batch`).
     pub max_batch: usize,
 }
 

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -15,8 +16,14 @@ use crate::problem::FieldError;
 
 /// A JSON object as its members in order, parsed in one pass: string values
 /// borrowed from the body, `data` kept as its raw JSON text, duplicate
-/// names kept so that validation can report them.
-struct Members<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
+/// names kept so that validation can report them. `A` reads the other
+/// values: [`Attr`] (the fast path) or [`RawAttr`].
+struct Members<'a, A>(Vec<(Cow<'a, str>, Value<'a>)>, PhantomData<A>);
+
+/// How [`Members`] reads an attribute value other than `data`.
+trait AttrValue<'de>: Deserialize<'de> {
+    fn into_value(self) -> Value<'de>;
+}
 
 /// A member name, borrowed from the body unless it had escapes.
 struct Key<'a>(Cow<'a, str>);
@@ -86,28 +93,88 @@ impl<'de> Deserialize<'de> for Attr<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for Members<'de> {
+impl<'de> AttrValue<'de> for Attr<'de> {
+    fn into_value(self) -> Value<'de> {
+        self.0
+    }
+}
+
+/// An attribute value taken as raw JSON and classified by its first byte:
+/// the slow path, for an object that [`Attr`] could not read. serde_json
+/// refuses a lone surrogate escape (`"\ud800"`) in a string as a syntax
+/// error of the whole body, while the CloudEvents type system makes it an
+/// invalid attribute (`422` at its pointer). Raw JSON skips escapes without
+/// judging them, so the one string that fails to unescape here is one with
+/// an unpaired surrogate.
+struct RawAttr<'a>(Value<'a>);
+
+impl<'de> Deserialize<'de> for RawAttr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Members<'de>;
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(RawAttr(attribute_value(raw.get())))
+    }
+}
+
+impl<'de> AttrValue<'de> for RawAttr<'de> {
+    fn into_value(self) -> Value<'de> {
+        self.0
+    }
+}
+
+/// Classifies one JSON value's text (no surrounding whitespace) as the JSON
+/// types a visitor would see.
+fn attribute_value(json: &str) -> Value<'_> {
+    match json.as_bytes().first() {
+        Some(b'"') => {
+            let inner = json.get(1..json.len() - 1).unwrap_or_default();
+            if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+                Value::Str(Cow::Borrowed(inner))
+            } else {
+                serde_json::from_str::<String>(json).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s)))
+            }
+        }
+        Some(b'n') => Value::Null,
+        Some(b't') => Value::Bool(true),
+        Some(b'f') => Value::Bool(false),
+        Some(b'{' | b'[') => Value::Compound,
+        _ => number(json),
+    }
+}
+
+/// A JSON number as serde_json types it: an integer without fraction or
+/// exponent within `i64` (`-0` is a float), anything else a float.
+fn number(json: &str) -> Value<'_> {
+    if json.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        return Value::Number;
+    }
+    match json.parse::<i64>() {
+        Ok(n) if n < 0 || !json.starts_with('-') => Value::Int(n),
+        _ => Value::Number,
+    }
+}
+
+impl<'de, A: AttrValue<'de>> Deserialize<'de> for Members<'de, A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<A>(PhantomData<A>);
+        impl<'de, A: AttrValue<'de>> Visitor<'de> for ObjectVisitor<A> {
+            type Value = Members<'de, A>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de, A>, M::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(10));
                 while let Some(Key(name)) = map.next_key()? {
                     let value = if name == "data" {
                         Value::Raw(map.next_value::<&'de RawValue>()?)
                     } else {
-                        map.next_value::<Attr<'de>>()?.0
+                        map.next_value::<A>()?.into_value()
                     };
                     members.push((name, value));
                 }
-                Ok(Members(members))
+                Ok(Members(members, PhantomData))
             }
         }
-        d.deserialize_map(ObjectVisitor)
+        d.deserialize_map(ObjectVisitor(PhantomData))
     }
 }
 
@@ -134,7 +201,7 @@ fn classify(e: serde_json::Error) -> Shape {
 }
 
 fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimits) -> ParseError {
-    let detail = format!("event is {len} bytes; the limit is {} (--max-event-bytes)", limits.max_event_bytes);
+    let detail = format!("event is {len} bytes; the limit is {}", limits.max_event_bytes);
     ParseError::EventTooLarge { at: FieldError::pointer(pointer, line, detail) }
 }
 
@@ -148,8 +215,17 @@ fn event_at(
     line: Option<u64>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<Event>, Shape> {
-    match serde_json::from_str::<Members>(json) {
-        Ok(Members(members)) => {
+    // The fast path; an object it cannot read is read again with raw values,
+    // which locates an unpaired surrogate escape (a syntax error to serde_json)
+    // at its attribute. Anything else keeps the first error.
+    let members = serde_json::from_str::<Members<Attr>>(json).map(|m| m.0).or_else(|e| match classify(e) {
+        Shape::Syntax(detail) => {
+            serde_json::from_str::<Members<RawAttr>>(json).map(|m| m.0).map_err(|_| Shape::Syntax(detail))
+        }
+        Shape::Wrong => Err(Shape::Wrong),
+    });
+    match members {
+        Ok(members) => {
             let mut event = build_event(&members, owner, Origin::Json { prefix, line }, errors);
             if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
                 let json = json.trim();
@@ -161,13 +237,11 @@ fn event_at(
             }
             Ok(event)
         }
-        Err(e) => match classify(e) {
-            Shape::Wrong => {
-                errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
-                Ok(None)
-            }
-            syntax => Err(syntax),
-        },
+        Err(Shape::Wrong) => {
+            errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
+            Ok(None)
+        }
+        Err(syntax) => Err(syntax),
     }
 }
 

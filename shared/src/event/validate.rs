@@ -51,19 +51,84 @@ pub(crate) enum Value<'a> {
     Raw(&'a RawValue),
     /// A (percent-decoded) `ce-*` header value: always a string.
     Header(String),
+    /// A JSON string with an unpaired surrogate escape (`"\ud800"`), which
+    /// no Rust string can hold and the CloudEvents type system forbids.
+    UnpairedSurrogate,
 }
+
+/// The detail for a string that breaks the CloudEvents `String` type.
+pub(crate) const FORBIDDEN_CHARACTERS: &str = "must be a CloudEvents String: no control characters \
+     (U+0000-U+001F, U+007F-U+009F), noncharacters or unpaired surrogates";
 
 impl Value<'_> {
     /// The value as a string; `Ok(None)` for JSON null (the attribute is
     /// absent, JSON format §2.4).
+    /// A string that breaks the CloudEvents `String` type is
+    /// `Err(FORBIDDEN_CHARACTERS)`.
     fn str(&self) -> Result<Option<&str>, &'static str> {
         match self {
             Value::Null => Ok(None),
-            Value::Str(s) => Ok(Some(s)),
-            Value::Header(s) => Ok(Some(s)),
+            Value::Str(s) => allowed(s).map(Some),
+            Value::Header(s) => allowed(s).map(Some),
+            Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
             _ => Err("must be a string"),
         }
     }
+}
+
+/// `s` if it is a CloudEvents `String`.
+fn allowed(s: &str) -> Result<&str, &'static str> {
+    if is_cloudevents_string(s) {
+        Ok(s)
+    } else {
+        Err(FORBIDDEN_CHARACTERS)
+    }
+}
+
+/// `detail` for a value that is no string at all; the forbidden-characters
+/// detail when it is a string that holds what CloudEvents excludes.
+fn unless_forbidden(e: &'static str, detail: &'static str) -> &'static str {
+    if e == FORBIDDEN_CHARACTERS {
+        e
+    } else {
+        detail
+    }
+}
+
+/// Whether every byte is printable ASCII (0x20..=0x7E), eight bytes at a
+/// time: a byte below 0x20 borrows through its high bit when 0x20 is
+/// subtracted; a byte of 0x7F or more has its high bit set after adding 1
+/// (a carry out of 0xFF comes from a byte that had it already).
+fn is_printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let below = x.wrapping_sub(ONES * 0x20) & !x;
+        let above = x | x.wrapping_add(ONES);
+        if (below | above) & HIGH != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b.wrapping_sub(0x20) < 0x5f)
+}
+
+/// CloudEvents 1.0 §"Type System", `String`: no control characters
+/// (U+0000-U+001F, U+007F-U+009F), no noncharacters (U+FDD0-U+FDEF and the
+/// last two code points of every plane, U+xFFFE and U+xFFFF); unpaired
+/// surrogates cannot occur in a `str`. Printable ASCII, the common case, is
+/// checked first in one branch-free pass.
+pub(crate) fn is_cloudevents_string(s: &str) -> bool {
+    if is_printable_ascii(s.as_bytes()) {
+        return true;
+    }
+    s.chars().all(|c| {
+        let c = u32::from(c);
+        !(c < 0x20 || (0x7f..=0x9f).contains(&c) || (0xfdd0..=0xfdef).contains(&c) || c & 0xfffe == 0xfffe)
+    })
 }
 
 /// Turns a validated attribute into a [`Text`]: a zero-copy slice of `owner`
@@ -140,7 +205,7 @@ pub(crate) fn build_event(
                         _ => subject = v,
                     }
                 }
-                Err(_) => fail("must be a non-empty string"),
+                Err(e) => fail(unless_forbidden(e, "must be a non-empty string")),
             },
             "datacontenttype" => match value.str() {
                 Ok(Some(v)) if !is_media_type(v) => fail("must be a media type (RFC 2046), e.g. application/json"),
@@ -157,7 +222,7 @@ pub(crate) fn build_event(
                     fail("must be an RFC 3339 timestamp, e.g. 2026-11-29T06:00:00Z")
                 }
                 Ok(v) => time = v.map(text),
-                Err(_) => fail("must be an RFC 3339 timestamp string"),
+                Err(e) => fail(unless_forbidden(e, "must be an RFC 3339 timestamp string")),
             },
             "data" => match value {
                 Value::Null => {}
@@ -225,8 +290,9 @@ fn extension_value(value: &Value<'_>, owner: Option<&Text>) -> Result<Option<Ext
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(ExtensionValue::Boolean(*b))),
         Value::Int(n) => i32::try_from(*n).map(|n| Some(ExtensionValue::Integer(n))).map_err(|_| BAD),
-        Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, s)))),
-        Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(s.as_str())))),
+        Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, allowed(s)?)))),
+        Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(allowed(s)?)))),
+        Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
         Value::Number | Value::Compound | Value::Raw(_) => Err(BAD),
     }
 }
@@ -270,5 +336,45 @@ fn escape_pointer(name: &str) -> Cow<'_, str> {
         Cow::Owned(name.replace('~', "~0").replace('/', "~1"))
     } else {
         Cow::Borrowed(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_ascii_check_agrees_with_the_byte_rule_at_every_position() {
+        for len in [1, 7, 8, 9, 16, 17, 24] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(is_printable_ascii(&bytes), (0x20..=0x7e).contains(&b), "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+        // A carry out of one byte must not hide another.
+        assert!(!is_printable_ascii(&[0xff, 0x7f, b'a', b'a', b'a', b'a', b'a', b'a']));
+        assert!(!is_printable_ascii(&[0xff, 0x1f, b'a', b'a', b'a', b'a', b'a', b'a']));
+    }
+
+    #[test]
+    fn cloudevents_string_rule_at_every_boundary() {
+        let allowed = |c: char| is_cloudevents_string(&format!("ab{c}cdefghij"));
+        for c in ['\u{0}', '\u{1f}', '\u{7f}', '\u{80}', '\u{9f}', '\u{fdd0}', '\u{fdef}', '\u{fffe}', '\u{ffff}'] {
+            assert!(!allowed(c), "{:#x}", u32::from(c));
+        }
+        for plane in 1..=16u32 {
+            for last in [0xfffe, 0xffff] {
+                let c = char::from_u32(plane << 16 | last).unwrap();
+                assert!(!allowed(c), "{:#x}", u32::from(c));
+            }
+            let c = char::from_u32(plane << 16 | 0xfffd).unwrap();
+            assert!(allowed(c), "{:#x}", u32::from(c));
+        }
+        for c in [' ', '~', '\u{a0}', '\u{fdcf}', '\u{fdf0}', '\u{fffd}', '\u{10000}', 'é', '😀'] {
+            assert!(allowed(c), "{:#x}", u32::from(c));
+        }
     }
 }
