@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 use crate::router::Route;
 use crate::stats::Stats;
 
-const ROUTES: [Route; 6] = [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::NotFound];
+const ROUTES: [Route; Route::ALL.len()] = Route::ALL;
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
 /// Every status the server answers with (the one status table); any other is
 /// counted as status "other".

@@ -19,6 +19,10 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, `NotFound` last: the label set of the request metrics.
+    pub const ALL: [Route; 7] =
+        [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::OpenApi, Route::NotFound];
+
     pub fn of(path: &[u8]) -> Route {
         match path {
             b"/events" => Route::Events,
@@ -115,4 +119,22 @@ pub async fn handle(app: &App, req: Request) -> (Route, Response) {
     };
     res.omit_body = head_only;
     (route, res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn every_path_maps_to_its_route_and_back() {
+        for route in Route::ALL {
+            if route != Route::NotFound {
+                assert_eq!(Route::of(route.name().as_bytes()), route);
+            }
+        }
+        assert_eq!(Route::ALL.last(), Some(&Route::NotFound));
+        assert_eq!(Route::of(b"/events/"), Route::NotFound);
+        assert_eq!(Route::of(b"/EVENTS"), Route::NotFound);
+        assert_eq!(Route::of(b""), Route::NotFound);
+    }
 }
