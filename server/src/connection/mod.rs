@@ -75,18 +75,56 @@ const MAX_IDLE_BUFFER: usize = 64 * 1024;
 
 /// Where a connection is in its life (see the table in the module doc).
 enum State {
-    /// Reading a request head; its header deadline counts from `since`.
-    Head { since: Instant },
-    /// Reading a body; its deadline counts from `since`, the end of the head.
-    Body { since: Instant },
+    /// `Head`, `Body` or `Idle`: waiting for bytes of a request.
+    Reading(Reading),
     /// A request (or an `Expect: 100-continue` head) to answer.
     Answering(Inbound),
     /// Answers are queued in the write buffer.
     Flushing,
-    /// Keep-alive between requests since `since`, the last flush.
-    Idle { since: Instant },
     /// Ending: with a final answer (written, then lingering), or silently.
     Closing(Option<Response>),
+}
+
+/// The reading states, each with the start of its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Reading a request head; its header deadline counts from `since`.
+    Head { since: Instant },
+    /// Reading a body; its deadline counts from `since`, the end of the head.
+    Body { since: Instant },
+    /// Keep-alive between requests since `since`, the last flush.
+    Idle { since: Instant },
+}
+
+impl Reading {
+    /// Where the codec says a request is, `Idle` since `idle_since` if
+    /// nothing of one has arrived.
+    fn of(phase: Phase, idle_since: Instant) -> Reading {
+        match phase {
+            Phase::Head { since } => Reading::Head { since },
+            Phase::Body { since } => Reading::Body { since },
+            Phase::Idle => Reading::Idle { since: idle_since },
+        }
+    }
+
+    /// After the codec reported `phase`: the first byte of a request ends
+    /// `Idle`, the end of a head begins `Body`. A head keeps its `since`
+    /// (for the first request, the accept).
+    fn follow(self, phase: Phase) -> Reading {
+        match (self, phase) {
+            (Reading::Idle { .. }, Phase::Head { since }) => Reading::Head { since },
+            (Reading::Idle { .. } | Reading::Head { .. }, Phase::Body { since }) => Reading::Body { since },
+            (reading, _) => reading,
+        }
+    }
+
+    fn deadline(self, s: &ServerSettings) -> Instant {
+        match self {
+            Reading::Head { since } => since + s.header_timeout,
+            Reading::Body { since } => since + s.body_timeout,
+            Reading::Idle { since } => since + s.idle_timeout,
+        }
+    }
 }
 
 /// What ended a wait in a reading state.
@@ -115,7 +153,13 @@ where
 {
     /// `accepted_at` starts the first request's header deadline; bytes the
     /// client sent before are still in `io`.
-    pub(crate) fn new(io: S, app: Arc<App>, settings: ServerSettings, shutdown: Shutdown, accepted_at: Instant) -> Self {
+    pub(crate) fn new(
+        io: S,
+        app: Arc<App>,
+        settings: ServerSettings,
+        shutdown: Shutdown,
+        accepted_at: Instant,
+    ) -> Self {
         let framed = Framed::with_capacity(io, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
         let timer = Box::pin(sleep_until(accepted_at + settings.header_timeout));
         Driver { framed, app, settings, shutdown, timer, accepted_at }
@@ -123,10 +167,10 @@ where
 
     /// Serves the connection to its end.
     pub(crate) async fn drive(mut self) {
-        let mut state = State::Head { since: self.accepted_at };
+        let mut state = State::Reading(Reading::Head { since: self.accepted_at });
         loop {
             state = match state {
-                State::Head { .. } | State::Body { .. } | State::Idle { .. } => self.read(state).await,
+                State::Reading(reading) => self.read(reading).await,
                 State::Answering(Inbound::Request(req)) => self.answer(req).await,
                 State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
@@ -142,15 +186,15 @@ where
 
     /// A reading state: waits for a whole request, its deadline, or (while
     /// nothing of a request has arrived) shutdown.
-    async fn read(&mut self, mut state: State) -> State {
+    async fn read(&mut self, mut reading: Reading) -> State {
         let wake = poll_fn(|cx| {
             if let Poll::Ready(next) = self.framed.poll_next_unpin(cx) {
                 return Poll::Ready(Wake::Read(next));
             }
             // What was read may have moved the request on: follow the codec,
             // and move the timer to the deadline of where it is now.
-            follow_in_place(&mut state, self.framed.codec().phase());
-            let deadline = self.deadline(&state);
+            reading = reading.follow(self.framed.codec().phase());
+            let deadline = reading.deadline(&self.settings);
             if self.timer.deadline() != deadline {
                 self.timer.as_mut().reset(deadline);
             }
@@ -166,10 +210,10 @@ where
         match wake {
             Wake::Read(next) => self.on_read(next),
             Wake::Shutdown => State::Closing(None),
-            Wake::Deadline => match state {
+            Wake::Deadline => match reading {
+                Reading::Idle { .. } => State::Closing(None),
                 // The first request's head is due even if nothing of it came.
-                State::Idle { .. } => State::Closing(None),
-                _ => State::Closing(Some(self.closing_problem(timed_out()))),
+                Reading::Head { .. } | Reading::Body { .. } => State::Closing(Some(self.closing_problem(timed_out()))),
             },
         }
     }
@@ -183,17 +227,6 @@ where
                 State::Closing(Some(self.closing_problem(problem)))
             }
             Some(Err(CodecError::Io(_))) | None => State::Closing(None),
-        }
-    }
-
-    /// The deadline of a reading state.
-    fn deadline(&self, state: &State) -> Instant {
-        let s = &self.settings;
-        match *state {
-            State::Head { since } => since + s.header_timeout,
-            State::Body { since } => since + s.body_timeout,
-            State::Idle { since } => since + s.idle_timeout,
-            _ => unreachable!("only reading states have a read deadline"),
         }
     }
 
@@ -221,7 +254,7 @@ where
         if self.framed.send(Continue).await.is_err() {
             return State::Closing(None);
         }
-        follow(State::Head { since: Instant::now() }, self.framed.codec().phase())
+        State::Reading(Reading::of(self.framed.codec().phase(), Instant::now()))
     }
 
     async fn flush(&mut self) -> State {
@@ -235,7 +268,7 @@ where
             return State::Closing(None);
         }
         self.shrink_buffers();
-        follow(State::Idle { since: Instant::now() }, self.framed.codec().phase())
+        State::Reading(Reading::of(self.framed.codec().phase(), Instant::now()))
     }
 
     /// Gives back buffers that grew for a large request or answer once the
@@ -252,22 +285,6 @@ where
 
     fn closing_problem(&self, problem: Problem) -> Response {
         closing_problem(&self.app, problem)
-    }
-}
-
-/// A reading state after the codec reported `phase`: the first byte of a
-/// request ends `Idle`, the end of a head begins `Body`. A head keeps its
-/// `since` (for the first request, the accept).
-fn follow(mut state: State, phase: Phase) -> State {
-    follow_in_place(&mut state, phase);
-    state
-}
-
-fn follow_in_place(state: &mut State, phase: Phase) {
-    match (&*state, phase) {
-        (State::Idle { .. }, Phase::Head { since }) => *state = State::Head { since },
-        (State::Idle { .. } | State::Head { .. }, Phase::Body { since }) => *state = State::Body { since },
-        _ => {}
     }
 }
 
