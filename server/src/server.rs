@@ -158,7 +158,7 @@ const REFUSE_PEEK_TIME: Duration = Duration::from_secs(1);
 /// The start of the request line is peeked at (for up to a second) only to
 /// tell a `HEAD`, whose answer carries no body (RFC 9110 §9.3.2).
 async fn refuse(stream: TcpStream, app: &App, settings: ServerSettings) {
-    let head = tokio::time::timeout(REFUSE_PEEK_TIME, is_head_request(&stream)).await.unwrap_or(false);
+    let head = is_head_request(&stream).await;
     let problem = Problem::new(503, "too-many-connections", "the server is at its connection limit; retry later");
     let mut res = closing_problem(app, problem);
     res.retry_after = Some(1);
@@ -168,8 +168,13 @@ async fn refuse(stream: TcpStream, app: &App, settings: ServerSettings) {
 }
 
 /// Whether the request line starts with `HEAD `, from bytes peeked (left in
-/// the socket). Waits while what has arrived could still be `HEAD `.
+/// the socket). Waits, for at most `REFUSE_PEEK_TIME`, while what has
+/// arrived could still be `HEAD `.
 async fn is_head_request(stream: &TcpStream) -> bool {
+    tokio::time::timeout(REFUSE_PEEK_TIME, starts_with_head(stream)).await.unwrap_or(false)
+}
+
+async fn starts_with_head(stream: &TcpStream) -> bool {
     const HEAD: &[u8] = b"HEAD ";
     let mut start = [0u8; HEAD.len()];
     loop {
@@ -192,6 +197,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// `refuse` tells a `HEAD` by the bytes peeked, also when the request
+    /// line arrives in pieces, and leaves those bytes in the socket.
+    #[tokio::test]
+    async fn a_head_request_is_told_from_peeked_bytes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cases: [(Vec<&'static [u8]>, bool); 6] = [
+            (vec![b"HEAD /health HTTP/1.1\r\n"], true),
+            (vec![b"HE", b"AD / HTTP/1.1\r\n"], true),
+            (vec![b"GET /health HTTP/1.1\r\n"], false),
+            (vec![b"HEA", b"DER"], false),
+            (vec![b"HEAD", b"/ HTTP/1.1\r\n"], false),
+            (vec![b"H"], false),
+        ];
+        for (pieces, head) in cases {
+            let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (mut server, _) = l.accept().await.unwrap();
+            let sent: Vec<u8> = pieces.concat();
+            let writer = tokio::spawn(async move {
+                for piece in pieces {
+                    client.write_all(piece).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+                // Close: a lone `H` must not be waited for forever.
+                drop(client);
+            });
+            assert_eq!(is_head_request(&server).await, head, "{:?}", String::from_utf8_lossy(&sent));
+            writer.await.unwrap();
+            let mut left = Vec::new();
+            server.read_to_end(&mut left).await.unwrap();
+            assert_eq!(left, sent, "peeked bytes stay in the socket");
+        }
+    }
 
     /// An idle connection costs its task's future (plus a socket), so that
     /// future must stay small: buffers and handler state are boxed and
