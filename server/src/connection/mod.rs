@@ -10,16 +10,23 @@
 //! # States
 //!
 //! ```text
-//! | State      | Waiting for                    | Deadline (total: bytes never extend it)     | Deadline passed        | Shutdown begins                 |
-//! |------------|--------------------------------|---------------------------------------------|------------------------|---------------------------------|
-//! | Head       | the rest of a request head     | header_timeout from accept (first request)  | 408, Closing           | nothing of it read yet: Closing |
-//! |            |                                | or from the head's first byte (later ones)  |                        | (silently); else finish it      |
-//! | Body       | the rest of the body           | body_timeout from the end of the head       | 408, Closing           | finish the request              |
-//! | Answering  | the handler's answer           | none (the store bounds its own waits)       | -                      | answer with Connection: close   |
-//! | Flushing   | the write of queued answers    | none                                        | -                      | -                               |
-//! | Idle       | the next request's first byte  | idle_timeout from the last flush            | Closing (silently)     | Closing (silently)              |
-//! | Closing    | the final answer, if any       | 60 s to write it, then 2 s of lingering     | dropped                | -                               |
+//! | State     | Waits for           | Deadline (total: bytes never extend it) | Passed       | Shutdown begins      |
+//! |-----------|---------------------|-----------------------------------------|--------------|----------------------|
+//! | Head      | the rest of a head  | header_timeout from the accept (first   | 408, Closing | nothing read yet:    |
+//! |           |                     | request), from its first byte (later)   |              | Closing; else finish |
+//! | Body      | the rest of a body  | body_timeout from the end of the head   | 408, Closing | finish the request   |
+//! | Answering | the handler         | none                                    | -            | answer and close     |
+//! | Flushing  | the queued answers  | none                                    | -            | -                    |
+//! |           | to be written       |                                         |              |                      |
+//! | Idle      | the first byte of   | idle_timeout from the last flush        | Closing      | Closing              |
+//! |           | the next request    |                                         |              |                      |
+//! | Closing   | the final answer    | 60 s to write it, 2 s of lingering      | dropped      | -                    |
+//! |           | (if any) written    |                                         |              |                      |
 //! ```
+//!
+//! `Closing` after a deadline or shutdown in `Idle` (or before the first
+//! byte) is silent; after a `408`, a protocol error or a response with
+//! `Connection: close` it writes that answer and lingers (`closing.rs`).
 //!
 //! Transitions:
 //! - `Head`, `Body`, `Idle` are the reading states; the codec's `Phase` says
