@@ -70,7 +70,7 @@ pub(crate) use closing::close_with;
 use crate::config::ServerSettings;
 use crate::handlers::App;
 use crate::respond;
-use crate::router;
+use crate::router::{self, Route};
 use crate::shutdown::Shutdown;
 
 /// Read buffer capacity a connection starts with; it grows only for larger
@@ -178,7 +178,13 @@ where
         loop {
             state = match state {
                 State::Reading(reading) => self.read(reading).await,
-                State::Answering(Inbound::Request(req)) => self.answer(req).await,
+                State::Answering(Inbound::Request(req)) => {
+                    // The handler is awaited here, not in a helper: each
+                    // async layer around it costs a copy of its future.
+                    let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
+                    let (route, res) = router::handle(&self.app, req).await;
+                    self.queue(exchange.end(&self.app, route, res)).await
+                }
                 State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
                 State::Closing(Some(res)) => return close_with(self.framed, res).await,
@@ -243,8 +249,8 @@ where
         self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty()
     }
 
-    async fn answer(&mut self, req: Request) -> State {
-        let res = answer(&self.app, req, !self.shutdown.is_shutdown()).await;
+    /// Queues an answer, or ends with it if it closes.
+    async fn queue(&mut self, res: Response) -> State {
         if res.closes() {
             return State::Closing(Some(res));
         }
@@ -308,20 +314,42 @@ pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
 
 /// Answers one whole request: routes it, records its metrics, and says
 /// whether the connection stays open (`keep_open`: the server is not
-/// shutting down). Shared by the driver and the blocking mode.
+/// shutting down). For the blocking mode; the driver does the same steps
+/// inline.
 pub(crate) async fn answer(app: &App, req: Request, keep_open: bool) -> Response {
-    let started = Instant::now();
-    let method = req.method.label();
-    let version = req.version;
-    let keep_alive = req.keep_alive && keep_open;
-    let (route, mut res) = router::handle(app, req).await;
-    app.metrics.observe(route, method, res.status, started.elapsed());
-    if !keep_alive || res.closes() {
-        res.connection = Connection::Close;
-    } else if version == Version::Http10 {
-        res.connection = Connection::KeepAlive;
+    let exchange = Exchange::begin(&req, keep_open);
+    let (route, res) = router::handle(app, req).await;
+    exchange.end(app, route, res)
+}
+
+/// What is kept of a request while its handler runs, to record its
+/// metrics and set its answer's `Connection`.
+struct Exchange {
+    started: Instant,
+    method: &'static str,
+    version: Version,
+    keep_alive: bool,
+}
+
+impl Exchange {
+    fn begin(req: &Request, keep_open: bool) -> Exchange {
+        Exchange {
+            started: Instant::now(),
+            method: req.method.label(),
+            version: req.version,
+            keep_alive: req.keep_alive && keep_open,
+        }
     }
-    res
+
+    fn end(self, app: &App, route: Route, mut res: Response) -> Response {
+        app.metrics.observe(route, self.method, res.status, self.started.elapsed());
+        if !self.keep_alive || res.closes() {
+            res.connection = Connection::Close;
+        } else if self.version == Version::Http10 {
+            res.connection = Connection::KeepAlive;
+        }
+        res
+    }
 }
 
 /// The refusal of a head that sent `Expect: 100-continue`, if it is refused
