@@ -57,9 +57,15 @@ impl Shutdown {
         wait.as_mut().poll(cx)
     }
 
-    /// Completes once shutdown has begun.
+    /// Completes once shutdown has begun. For a single wait (such as the
+    /// one for a connection's first byte): nothing is allocated, and the
+    /// registration ends with the future.
     pub async fn recv(&mut self) {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+        if self.is_shutdown() {
+            return;
+        }
+        // A clone: waiting marks the value seen, and `rx` must not be.
+        let _ = self.rx.clone().wait_for(|stop| *stop).await;
     }
 }
 
@@ -101,11 +107,17 @@ mod tests {
         let mut shutdown = Shutdown::new(rx);
         assert!(!shutdown.is_shutdown());
         assert!(futures::FutureExt::now_or_never(shutdown.recv()).is_none());
+        let waiting = std::future::poll_fn(|cx| shutdown.poll_recv(cx));
+        assert!(futures::FutureExt::now_or_never(waiting).is_none());
         tx.send(true).unwrap();
         assert!(shutdown.is_shutdown());
         assert_eq!(futures::FutureExt::now_or_never(shutdown.recv()), Some(()));
-        // And stays seen.
-        assert_eq!(futures::FutureExt::now_or_never(shutdown.recv()), Some(()));
+        // And stays seen, by both ways of waiting.
+        for _ in 0..2 {
+            let waiting = std::future::poll_fn(|cx| shutdown.poll_recv(cx));
+            assert_eq!(futures::FutureExt::now_or_never(waiting), Some(()));
+            assert_eq!(futures::FutureExt::now_or_never(shutdown.recv()), Some(()));
+        }
     }
 
     #[tokio::test]
