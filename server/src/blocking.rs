@@ -3,24 +3,27 @@
 //! while one client holds its connection open without finishing a request,
 //! `read` blocks and nobody else is served (SPEC §2).
 //!
-//! It speaks the same protocol through the same [`ServerCodec`] and the
-//! same handlers as the async server; only the I/O model differs. Nothing in
-//! the async server depends on this module.
+//! It speaks the same protocol through the same [`ServerCodec`] and answers
+//! through the same request handling as the async server's connection
+//! driver (routing, metrics, keep-alive); only the I/O model differs.
+//! Nothing in the async server depends on this module.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use inlet_shared::http::{CodecError, Connection, Continue, Inbound, Response, ServerCodec, Version};
-use inlet_shared::problem::Problem;
+use inlet_shared::http::{CodecError, Continue, Inbound, Response, ServerCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::config::Config;
+use crate::connection::{answer, closing_problem, refuse_continue};
 use crate::handlers::App;
-use crate::{respond, router, server, store};
+use crate::{respond, server, store};
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// `--mode blocking`: serves one connection at a time until the process is
+/// stopped.
+pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
     // A current-thread runtime only to drive the (async) store and handlers
     // to completion, one request at a time, and to catch signals.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -69,32 +72,22 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
         // Answer everything already buffered, then write once.
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(Inbound::Continue(head))) => match router::refusal(app, &head) {
-                    Some(mut res) => {
-                        res.connection = Connection::Close;
-                        return write_final(&mut stream, &mut codec, &mut out, res);
-                    }
+                Ok(Some(Inbound::Continue(head))) => match refuse_continue(app, &head) {
+                    Some(res) => return write_final(&mut stream, &mut codec, &mut out, res),
                     None => {
                         let _ = codec.encode(Continue, &mut out);
                     }
                 },
                 Ok(Some(Inbound::Request(req))) => {
-                    let keep_alive = req.keep_alive;
-                    let version = req.version;
-                    let (_, mut res) = runtime.block_on(router::handle(app, req));
-                    if !keep_alive || res.closes() {
-                        res.connection = Connection::Close;
+                    let res = runtime.block_on(answer(app, req, true));
+                    if res.closes() {
                         return write_final(&mut stream, &mut codec, &mut out, res);
-                    }
-                    if version == Version::Http10 {
-                        res.connection = Connection::KeepAlive;
                     }
                     let _ = codec.encode(res, &mut out);
                 }
                 Ok(None) => break,
                 Err(CodecError::Http(e)) => {
-                    let mut res = app.reject(respond::http_error(e));
-                    res.connection = Connection::Close;
+                    let res = closing_problem(app, respond::http_error(e));
                     return write_final(&mut stream, &mut codec, &mut out, res);
                 }
                 Err(CodecError::Io(_)) => return,
@@ -109,8 +102,7 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
         match stream.read(&mut chunk) {
             Ok(0) => {
                 if let Err(CodecError::Http(e)) = codec.decode_eof(&mut buf) {
-                    let mut res = app.reject(Problem::new(e.status(), e.reason(), e.to_string()));
-                    res.connection = Connection::Close;
+                    let res = closing_problem(app, respond::http_error(e));
                     write_final(&mut stream, &mut codec, &mut out, res);
                 }
                 return;

@@ -2,18 +2,24 @@
 //!
 //! # Layout
 //! - `config`: every flag (each also an `INLET_*` environment variable).
-//! - `server`: the async listener: connection limit, accept back-off,
-//!   graceful shutdown. `connection`: one task per connection over
-//!   `Framed<TcpStream, ServerCodec>`, with the head/body/idle deadlines and
-//!   pipelined responses flushed once per batch.
+//! - `server`: the async listeners: one runtime per worker thread, the
+//!   connection limit (and its `503`), accept back-off, graceful shutdown,
+//!   and what is specific to TCP (`set_nodelay`, waiting for the first byte).
+//! - `connection/`: **the connection driver**, the one module that owns a
+//!   connection's life: a state machine (its table is in the module doc)
+//!   over `Framed<S, ServerCodec>` for any `AsyncRead + AsyncWrite` stream,
+//!   with the head/body/idle deadlines, pipelined answers flushed once per
+//!   batch, and the closing answer with its lingering close (`closing.rs`).
 //! - `router`: maps method and path to a handler (`404`, `405` + `Allow`,
 //!   `HEAD`). `handlers/`: one file per endpoint family.
 //! - `respond`: builds responses (JSON, RFC 9457 problems).
 //! - `store/`: the [`store::Store`] trait and its implementations.
 //! - `stats`: the counters behind `/stats`; `metrics`: lock-free request
 //!   counters and latency histograms, and the `/metrics` registry.
-//! - `blocking`: the stage-1 single-threaded server, kept to show the freeze.
-//! - `shutdown`: SIGINT/SIGTERM as a future.
+//! - `blocking`: the stage-1 single-threaded server, kept to show the
+//!   freeze; it answers through the same request handling as the driver.
+//! - `shutdown`: SIGINT/SIGTERM as a future, and [`shutdown::Shutdown`],
+//!   a connection's view of the server's shutdown.
 
 pub mod auth;
 pub mod blocking;
@@ -32,12 +38,11 @@ pub mod store;
 use std::sync::Arc;
 
 pub use handlers::App;
-pub use server::run;
 
-/// Runs the async server until SIGINT/SIGTERM: opens the store, binds one
+/// `--mode async`: runs the server until SIGINT/SIGTERM: opens the store, binds one
 /// listener per worker, prints `listening on`, serves, drains, and closes the
 /// store so that every acknowledged event is durable.
-pub fn run_async(config: config::Config) -> anyhow::Result<()> {
+pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
     // The main thread's runtime owns the store (and its background tasks,
     // such as the NATS client) and waits for the signal.
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -74,7 +79,7 @@ pub fn run_async(config: config::Config) -> anyhow::Result<()> {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                run(listener, app, settings, permits, shutdown).await;
+                server::serve_listener(listener, app, settings, permits, shutdown).await;
             });
         })?;
         threads.push(thread);

@@ -1,0 +1,362 @@
+//! The connection driver: one connection's life, from its first byte to its
+//! close, as an explicit state machine over `Framed<S, ServerCodec>`.
+//!
+//! It is generic over the stream (`AsyncRead + AsyncWrite + Unpin + Send`):
+//! a TCP socket, a TLS stream or an in-memory `tokio::io::duplex` run the
+//! same code. What is specific to TCP (`set_nodelay`, waiting for the first
+//! byte with `peek` so that an idle connection owns no buffers) happens where
+//! connections are accepted, in `server.rs`.
+//!
+//! # States
+//!
+//! ```text
+//! | State     | Waits for           | Deadline (total: bytes never extend it) | Passed       | Shutdown begins      |
+//! |-----------|---------------------|-----------------------------------------|--------------|----------------------|
+//! | Head      | the rest of a head  | header_timeout from the accept (first   | 408, Closing | nothing read yet:    |
+//! |           |                     | request), from its first byte (later)   |              | Closing; else finish |
+//! | Body      | the rest of a body  | body_timeout from the end of the head   | 408, Closing | finish the request   |
+//! | Answering | the handler         | none                                    | -            | answer and close     |
+//! | Flushing  | the queued answers  | none                                    | -            | -                    |
+//! |           | to be written       |                                         |              |                      |
+//! | Idle      | the first byte of   | idle_timeout from the last flush        | Closing      | Closing              |
+//! |           | the next request    |                                         |              |                      |
+//! | Closing   | the final answer    | 60 s to write it, 2 s of lingering      | dropped      | -                    |
+//! |           | (if any) written    |                                         |              |                      |
+//! ```
+//!
+//! `Closing` after a deadline or shutdown in `Idle` (or before the first
+//! byte) is silent; after a `408`, a protocol error or a response with
+//! `Connection: close` it writes that answer and lingers (`closing.rs`).
+//!
+//! Transitions:
+//! - `Head`, `Body`, `Idle` are the reading states; the codec's `Phase` says
+//!   how far a request has come, and the driver follows it: `Idle` becomes
+//!   `Head` at the first byte, `Head` becomes `Body` at the end of the head.
+//!   A whole request read becomes `Answering`; a protocol error becomes
+//!   `Closing` with its problem; the peer's close becomes `Closing` silently.
+//! - `Answering` queues its answer and goes to `Flushing`, or to `Closing`
+//!   when the answer closes (`Connection: close`, HTTP/1.0, shutdown). An
+//!   `Expect: 100-continue` head is answered `100` (back to `Body`) or
+//!   refused (`Closing`).
+//! - `Flushing` first answers every request already complete in the read
+//!   buffer, so a burst of pipelined requests is answered with one write;
+//!   then it flushes and returns to `Idle` (or `Head`/`Body` if part of the
+//!   next request is already buffered), giving back buffers that grew.
+//!
+//! A response whose body is written while it is produced (a streamed
+//! `GET /events` page) is one more state between `Answering` and `Idle`:
+//! it writes and flushes chunk by chunk, under its own write deadline.
+
+mod closing;
+#[cfg(test)]
+mod tests;
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::{FutureExt, SinkExt, StreamExt};
+use inlet_shared::http::{
+    CodecError, Connection, Continue, Inbound, Phase, Request, RequestHead, Response, ServerCodec, Version,
+};
+use inlet_shared::problem::Problem;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep_until, Instant, Sleep};
+use tokio_util::codec::Framed;
+
+pub(crate) use closing::close_with;
+
+use crate::config::ServerSettings;
+use crate::handlers::App;
+use crate::respond;
+use crate::router::{self, Route};
+use crate::shutdown::Shutdown;
+
+/// Read buffer capacity a connection starts with; it grows only for larger
+/// requests.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+
+/// A buffer larger than this is given back when the connection goes idle.
+const MAX_IDLE_BUFFER: usize = 64 * 1024;
+
+/// Where a connection is in its life (see the table in the module doc).
+enum State {
+    /// `Head`, `Body` or `Idle`: waiting for bytes of a request.
+    Reading(Reading),
+    /// A request (or an `Expect: 100-continue` head) to answer.
+    Answering(Inbound),
+    /// Answers are queued in the write buffer.
+    Flushing,
+    /// Ending: with a final answer (written, then lingering), or silently.
+    Closing(Option<Response>),
+}
+
+/// The reading states, each with the start of its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Reading a request head; its header deadline counts from `since`.
+    Head { since: Instant },
+    /// Reading a body; its deadline counts from `since`, the end of the head.
+    Body { since: Instant },
+    /// Keep-alive between requests since `since`, the last flush.
+    Idle { since: Instant },
+}
+
+impl Reading {
+    /// Where the codec says a request is, `Idle` since `idle_since` if
+    /// nothing of one has arrived.
+    fn of(phase: Phase, idle_since: Instant) -> Reading {
+        match phase {
+            Phase::Head { since } => Reading::Head { since },
+            Phase::Body { since } => Reading::Body { since },
+            Phase::Idle => Reading::Idle { since: idle_since },
+        }
+    }
+
+    /// After the codec reported `phase`: the first byte of a request ends
+    /// `Idle`, the end of a head begins `Body`. A head keeps its `since`
+    /// (for the first request, the accept).
+    fn follow(self, phase: Phase) -> Reading {
+        match (self, phase) {
+            (Reading::Idle { .. }, Phase::Head { since }) => Reading::Head { since },
+            (Reading::Idle { .. } | Reading::Head { .. }, Phase::Body { since }) => Reading::Body { since },
+            (reading, _) => reading,
+        }
+    }
+
+    fn deadline(self, s: &ServerSettings) -> Instant {
+        match self {
+            Reading::Head { since } => since + s.header_timeout,
+            Reading::Body { since } => since + s.body_timeout,
+            Reading::Idle { since } => since + s.idle_timeout,
+        }
+    }
+}
+
+/// What ended a wait in a reading state.
+enum Wake {
+    Read(Option<Result<Inbound, CodecError>>),
+    Deadline,
+    Shutdown,
+}
+
+/// Drives one connection through its states until it closes.
+pub(crate) struct Driver<S> {
+    framed: Framed<S, ServerCodec>,
+    app: Arc<App>,
+    settings: ServerSettings,
+    shutdown: Shutdown,
+    /// One timer for the connection's life, moved to each new deadline
+    /// rather than one per request.
+    timer: Pin<Box<Sleep>>,
+    /// Start of the first request's header deadline.
+    accepted_at: Instant,
+}
+
+impl<S> Driver<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// `accepted_at` starts the first request's header deadline; bytes the
+    /// client sent before are still in `io`.
+    pub(crate) fn new(
+        io: S,
+        app: Arc<App>,
+        settings: ServerSettings,
+        shutdown: Shutdown,
+        accepted_at: Instant,
+    ) -> Self {
+        let framed = Framed::with_capacity(io, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
+        let timer = Box::pin(sleep_until(accepted_at + settings.header_timeout));
+        Driver { framed, app, settings, shutdown, timer, accepted_at }
+    }
+
+    /// Serves the connection to its end.
+    pub(crate) async fn drive(mut self) {
+        let mut state = State::Reading(Reading::Head { since: self.accepted_at });
+        loop {
+            state = match state {
+                State::Reading(reading) => self.read(reading).await,
+                State::Answering(Inbound::Request(req)) => {
+                    // The handler is awaited here, not in a helper: each
+                    // async layer around it costs a copy of its future.
+                    let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
+                    let (route, res) = router::handle(&self.app, req).await;
+                    self.queue(exchange.end(&self.app, route, res)).await
+                }
+                State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
+                State::Flushing => self.flush().await,
+                State::Closing(Some(res)) => return close_with(self.framed, res).await,
+                State::Closing(None) => {
+                    // Answers already queued (before the peer closed) still go out.
+                    let _ = SinkExt::<Response>::close(&mut self.framed).await;
+                    return;
+                }
+            };
+        }
+    }
+
+    /// A reading state: waits for a whole request, its deadline, or (while
+    /// nothing of a request has arrived) shutdown.
+    async fn read(&mut self, mut reading: Reading) -> State {
+        let wake = poll_fn(|cx| {
+            if let Poll::Ready(next) = self.framed.poll_next_unpin(cx) {
+                return Poll::Ready(Wake::Read(next));
+            }
+            // What was read may have moved the request on: follow the codec,
+            // and move the timer to the deadline of where it is now.
+            reading = reading.follow(self.framed.codec().phase());
+            let deadline = reading.deadline(&self.settings);
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Deadline);
+            }
+            if self.nothing_read() && self.shutdown.poll_recv(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Read(next) => self.on_read(next),
+            Wake::Shutdown => State::Closing(None),
+            Wake::Deadline => match reading {
+                Reading::Idle { .. } => State::Closing(None),
+                // The first request's head is due even if nothing of it came.
+                Reading::Head { .. } | Reading::Body { .. } => State::Closing(Some(self.closing_problem(timed_out()))),
+            },
+        }
+    }
+
+    fn on_read(&mut self, next: Option<Result<Inbound, CodecError>>) -> State {
+        match next {
+            Some(Ok(inbound)) => State::Answering(inbound),
+            Some(Err(CodecError::Http(e))) => {
+                let problem = respond::http_error(e);
+                tracing::debug!(status = problem.status, "protocol error: {}", problem.detail);
+                State::Closing(Some(self.closing_problem(problem)))
+            }
+            Some(Err(CodecError::Io(_))) | None => State::Closing(None),
+        }
+    }
+
+    /// Nothing of the next request has arrived: a frame boundary, where
+    /// shutdown may close the connection.
+    fn nothing_read(&self) -> bool {
+        self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty()
+    }
+
+    /// Queues an answer, or ends with it if it closes.
+    async fn queue(&mut self, res: Response) -> State {
+        if res.closes() {
+            return State::Closing(Some(res));
+        }
+        match self.framed.feed(res).await {
+            Ok(()) => State::Flushing,
+            Err(_) => State::Closing(None),
+        }
+    }
+
+    async fn answer_continue(&mut self, head: &RequestHead) -> State {
+        if let Some(refusal) = refuse_continue(&self.app, head) {
+            return State::Closing(Some(refusal));
+        }
+        if self.framed.send(Continue).await.is_err() {
+            return State::Closing(None);
+        }
+        State::Reading(Reading::of(self.framed.codec().phase(), Instant::now()))
+    }
+
+    async fn flush(&mut self) -> State {
+        if !self.framed.read_buffer().is_empty() {
+            // Answer every request already buffered before writing.
+            if let Some(next) = self.framed.next().now_or_never() {
+                return self.on_read(next);
+            }
+        }
+        if SinkExt::<Response>::flush(&mut self.framed).await.is_err() {
+            return State::Closing(None);
+        }
+        self.shrink_buffers();
+        State::Reading(Reading::of(self.framed.codec().phase(), Instant::now()))
+    }
+
+    /// Gives back buffers that grew for a large request or answer once the
+    /// connection is idle, so that a keep-alive connection does not hold the
+    /// largest message it ever carried.
+    fn shrink_buffers(&mut self) {
+        if self.framed.read_buffer().is_empty() && self.framed.read_buffer().capacity() > MAX_IDLE_BUFFER {
+            *self.framed.read_buffer_mut() = bytes::BytesMut::with_capacity(INITIAL_READ_BUFFER);
+        }
+        if self.framed.write_buffer().is_empty() && self.framed.write_buffer().capacity() > MAX_IDLE_BUFFER {
+            *self.framed.write_buffer_mut() = bytes::BytesMut::new();
+        }
+    }
+
+    fn closing_problem(&self, problem: Problem) -> Response {
+        closing_problem(&self.app, problem)
+    }
+}
+
+fn timed_out() -> Problem {
+    Problem::new(408, "request-timeout", "the request did not arrive in time")
+}
+
+/// A problem that ends the connection, counted by its reason.
+pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
+    let mut res = app.reject(problem);
+    res.connection = Connection::Close;
+    res
+}
+
+/// Answers one whole request: routes it, records its metrics, and says
+/// whether the connection stays open (`keep_open`: the server is not
+/// shutting down). For the blocking mode; the driver does the same steps
+/// inline.
+pub(crate) async fn answer(app: &App, req: Request, keep_open: bool) -> Response {
+    let exchange = Exchange::begin(&req, keep_open);
+    let (route, res) = router::handle(app, req).await;
+    exchange.end(app, route, res)
+}
+
+/// What is kept of a request while its handler runs, to record its
+/// metrics and set its answer's `Connection`.
+struct Exchange {
+    started: Instant,
+    method: &'static str,
+    version: Version,
+    keep_alive: bool,
+}
+
+impl Exchange {
+    fn begin(req: &Request, keep_open: bool) -> Exchange {
+        Exchange {
+            started: Instant::now(),
+            method: req.method.label(),
+            version: req.version,
+            keep_alive: req.keep_alive && keep_open,
+        }
+    }
+
+    fn end(self, app: &App, route: Route, mut res: Response) -> Response {
+        app.metrics.observe(route, self.method, res.status, self.started.elapsed());
+        if !self.keep_alive || res.closes() {
+            res.connection = Connection::Close;
+        } else if self.version == Version::Http10 {
+            res.connection = Connection::KeepAlive;
+        }
+        res
+    }
+}
+
+/// The refusal of a head that sent `Expect: 100-continue`, if it is refused
+/// whatever its body: then the body is not read and the connection closes
+/// (RFC 9110 §10.1.1). `None`: send `100 Continue`.
+pub(crate) fn refuse_continue(app: &App, head: &RequestHead) -> Option<Response> {
+    let mut refusal = router::refusal(app, head)?;
+    refusal.connection = Connection::Close;
+    Some(refusal)
+}
