@@ -326,7 +326,8 @@ mod tests {
     /// top ones, its keys would share most of their tag bits.
     #[test]
     fn shards_take_bits_hashbrown_does_not_use() {
-        let hasher = RandomState::new();
+        // Fixed keys: the test is about which bits are used, not about luck.
+        let hasher = RandomState::with_seeds(0x5eed, 1, 2, 3);
         let hashes: Vec<u64> = (0..64_000u32).map(|i| key_hash(&hasher, 0, &i.to_be_bytes())).collect();
         let in_shard: Vec<u64> = hashes.iter().copied().filter(|h| shard_of(*h) == 5).collect();
         // About 1,000 keys; a shard table of 2,048 buckets.
@@ -334,9 +335,10 @@ mod tests {
         let first_buckets: std::collections::HashSet<u64> = in_shard.iter().map(|h| h & 2047).collect();
         let tags: std::collections::HashSet<u64> = in_shard.iter().map(|h| h >> 57).collect();
         // Spread over the buckets as evenly as chance allows (about 40% of
-        // 2,048 distinct for 1,000 keys), and over all 128 tags.
+        // 2,048 distinct for 1,000 keys), and over the 128 tags (with 1,000
+        // keys, about one tag in 2,500 stays unused by chance).
         assert!(first_buckets.len() > 600, "{} distinct first buckets", first_buckets.len());
-        assert_eq!(tags.len(), 128);
+        assert!(tags.len() >= 120, "{} distinct tags", tags.len());
         // And the shards are even.
         let mut sizes = [0usize; SHARDS];
         hashes.iter().for_each(|h| sizes[shard_of(*h)] += 1);
