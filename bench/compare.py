@@ -9,7 +9,7 @@ Also: memory per idle connection (10,000 held open), inlet's p99 with 1,000
 idle and 200 byte-trickling connections open, and `inlet-client bench`
 against wrk on the same server.
 
-Usage: bench/run.sh [--rounds N] [--duration S]   (builds everything first)
+Usage: bench/run.sh [--rounds N] [--duration S] [--only pipelined]   (builds everything first)
 """
 
 import argparse
@@ -123,8 +123,13 @@ def parse_ms(text):
 
 
 def wrk(addr, script, conns, duration, pipeline=1):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, f"http://{addr}"],
                          capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # wrk -t1 drives everything from one thread: near 100% of a core, the
+    # generator (not the server) is the limit.
+    wrk_cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / duration
     if "Latency Distribution" not in out:
         raise SystemExit(f"wrk against {addr} failed:\n{out}")
     # wrk counts responses, pipelined or not.
@@ -137,7 +142,7 @@ def wrk(addr, script, conns, duration, pipeline=1):
         raise SystemExit(f"cannot read wrk's output ({e}):\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"requests": requests, "rps": requests / seconds, "p50_ms": p50, "p99_ms": p99,
+    return {"requests": requests, "rps": requests / seconds, "p50_ms": p50, "p99_ms": p99, "wrk_cpu": wrk_cpu,
             "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
@@ -209,9 +214,12 @@ def main():
     ap.add_argument("--duration", type=int, default=6)
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/latest.json"))
+    ap.add_argument("--only", choices=["pipelined"], help="run one workload only, with wrk's own CPU share")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.only == "pipelined":
+        return pipelined_only(args)
 
     names = ["inlet", "axum", "nginx", "bare"]
     results = {"single": {n: [] for n in names}, "pipelined": {n: [] for n in names}, "client_vs_wrk": []}
@@ -290,6 +298,33 @@ def main():
     print()
     for k, v in summary["ratios"].items():
         print(f"{k}: {v:.2f}")
+
+
+def pipelined_only(args):
+    """16-deep pipelining on 16 connections, every server, alternating; prints
+    requests/s, server CPU per request and wrk's CPU share (1.00 = one core:
+    the generator is saturated and the figure says nothing of the server)."""
+    names = ["inlet", "axum", "nginx", "bare"]
+    rows = {n: [] for n in names}
+    for rnd in range(args.rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for name in order:
+            server = Server(name)
+            wrk(server.addr, WRK_PIPE, 16, 1, pipeline=16)  # warm-up
+            rows[name].append(measured(server, lambda: wrk(server.addr, WRK_PIPE, 16, args.duration, pipeline=16)))
+            server.stop()
+            print(f"round {rnd + 1}: {name} done", file=sys.stderr)
+    table = {n: {k: median_of(rows[n], k) for k in ("rps", "p99_ms", "cpu_us_per_req", "wrk_cpu")} for n in names}
+    out = os.path.join(os.path.dirname(args.out), "pipelined.json")
+    with open(out, "w") as f:
+        json.dump({"table": table, "raw": rows, "rounds": args.rounds, "duration_s": args.duration}, f, indent=2)
+    print(f"\n{args.rounds} rounds x {args.duration} s, wrk -t1 -c16, 16 deep, medians\n")
+    print("| server | req/s | vs nginx | p99 ms | server CPU µs/req | wrk CPU (cores) |")
+    print("|---|---|---|---|---|---|")
+    for n in names:
+        r = table[n]
+        print(f"| {n} | {r['rps']:.0f} | {r['rps'] / table['nginx']['rps']:.2f}x | {r['p99_ms']:.3f} "
+              f"| {r['cpu_us_per_req']:.1f} | {r['wrk_cpu']:.2f} |")
 
 
 if __name__ == "__main__":
