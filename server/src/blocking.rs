@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use inlet_shared::http::{CodecError, Continue, Inbound, Response, ServerCodec};
+use inlet_shared::http::{Body, CodecError, Continue, Inbound, Response, ServerCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::config::Config;
@@ -79,7 +79,16 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
                     }
                 },
                 Ok(Some(Inbound::Request(req))) => {
-                    let res = runtime.block_on(answer(app, req, true));
+                    let mut res = runtime.block_on(answer(app, req, true));
+                    // A streamed body (a `GET /events` page, bounded by
+                    // `--max-page-bytes`) is collected and sent whole: this
+                    // mode writes one buffer per read.
+                    if let Some(stream) = res.take_stream() {
+                        match runtime.block_on(stream.collect()) {
+                            Ok(body) => res.body = Body::Full(body),
+                            Err(_) => return,
+                        }
+                    }
                     if res.closes() {
                         return write_final(&mut stream, &mut codec, &mut out, res);
                     }
