@@ -322,8 +322,14 @@ where
             match chunk {
                 Chunk::Data(data) => {
                     put_chunk(self.framed.write_buffer_mut(), &data);
-                    if self.framed.write_buffer().len() >= STREAM_WRITE_BYTES && !self.write_buffered().await {
-                        return State::Closing(None);
+                    if self.framed.write_buffer().len() >= STREAM_WRITE_BYTES {
+                        if !self.write_buffered().await {
+                            return State::Closing(None);
+                        }
+                        // A fast client and a fast producer would keep this
+                        // task busy for many writes in a row: let the other
+                        // connections of this worker in after each one.
+                        tokio::task::yield_now().await;
                     }
                 }
                 Chunk::End => {
