@@ -244,6 +244,13 @@ impl PageSender {
         (PageSender { tx }, PageStream { rx })
     }
 
+    /// Sends from a task, waiting while the channel is full. `false`: the
+    /// reader is gone; stop reading.
+    #[cfg(test)]
+    pub(crate) async fn send(&self, item: PageItem) -> bool {
+        self.tx.send(item).await.is_ok()
+    }
+
     /// Sends from a blocking thread, waiting while the channel is full.
     /// `false`: the reader is gone (the client left); stop reading.
     pub(crate) fn blocking_send(&self, item: PageItem) -> bool {
