@@ -81,14 +81,17 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
                 Ok(Some(Inbound::Request(req))) => {
                     let mut res = runtime.block_on(answer(app, req, true));
                     // A streamed body (a `GET /events` page, bounded by
-                    // `--max-page-bytes`) is collected and sent whole: this
-                    // mode writes one buffer per read.
-                    if let Some(stream) = res.take_stream() {
-                        match runtime.block_on(stream.collect()) {
-                            Ok(body) => res.body = Body::Full(body),
+                    // `--max-page-bytes`) is collected and sent whole, with
+                    // its length (also for `HEAD`, and for HTTP/1.0, which
+                    // takes no chunked coding): this mode writes one buffer
+                    // per read.
+                    res.body = match std::mem::replace(&mut res.body, Body::Taken) {
+                        Body::Stream(stream) => match runtime.block_on(stream.collect()) {
+                            Ok(whole) => Body::Full(whole),
                             Err(_) => return,
-                        }
-                    }
+                        },
+                        whole => whole,
+                    };
                     if res.closes() {
                         return write_final(&mut stream, &mut codec, &mut out, res);
                     }

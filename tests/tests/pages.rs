@@ -181,6 +181,11 @@ fn the_blocking_mode_sends_pages_whole() {
     assert_eq!(res.headers.get_str("content-length"), Some(res.body.len().to_string().as_str()));
     let body = json(&res);
     assert_eq!((body["events"].as_array().unwrap().len(), &body["next_after"]), (1, &serde_json::json!(1)));
+    // HEAD: the length the GET had, no body.
+    let head = s.request(ClientRequest { method: Method::Head, ..ClientRequest::get("/events") });
+    assert_eq!(head.headers.get_str("content-length"), Some(res.body.len().to_string().as_str()));
+    assert_eq!(head.headers.get_str("transfer-encoding"), None);
+    assert!(head.body.is_empty());
 }
 
 /// A client that asks for a large page and does not read it is dropped

@@ -277,19 +277,21 @@ where
     }
 
     /// Queues an answer, or ends with it if it closes. A streamed body
-    /// goes on in `Streaming` after its head (collected whole for an
-    /// HTTP/1.0 client, `http10`).
+    /// goes on in `Streaming` after its head; for an HTTP/1.0 client
+    /// (`http10`) it is collected and sent whole, `HEAD` included: RFC 9112
+    /// §6.1 allows no `Transfer-Encoding` to it, and its `Content-Length`
+    /// must be the one a `GET` would get.
     async fn queue(&mut self, mut res: Response, http10: bool) -> State {
-        let mut body = res.take_stream();
         if http10 {
-            if let Some(stream) = body.take() {
-                match stream.collect().await {
-                    Ok(whole) => res.body = Body::Full(whole),
+            res.body = match std::mem::replace(&mut res.body, Body::Taken) {
+                Body::Stream(stream) => match stream.collect().await {
+                    Ok(whole) => Body::Full(whole),
                     Err(_) => return State::Closing(None),
-                }
-            }
+                },
+                whole => whole,
+            };
         }
-        let Some(body) = body else {
+        let Some(body) = res.take_stream() else {
             if res.closes() {
                 return State::Closing(Some(res));
             }

@@ -586,3 +586,20 @@ async fn an_http10_client_gets_a_streamed_page_whole_with_its_length() {
     assert!(answer.body.ends_with(b"\"event\":7777}],\"next_after\":null}"), "{answer:?}");
     assert_eq!(c.closed().await.0, b"");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_http10_head_of_a_page_gets_its_length_and_no_transfer_encoding() {
+    // RFC 9112 §6.1: no Transfer-Encoding to a client that did not say HTTP/1.1.
+    let (mut c, _) = made_up(3, 4, false, settings(10, 30, 60));
+    c.send_at(Duration::ZERO, b"HEAD /events HTTP/1.0\r\n\r\n").await;
+    let (head, _) = c.closed().await;
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(!head.contains("Transfer-Encoding"), "{head}");
+    let whole = "{\"events\":[".len()
+        + 3 * "{\"seq\":1,\"received_at\":\"2026-12-01T00:00:00Z\",\"event\":7777}".len()
+        + 2
+        + "],\"next_after\":null}".len();
+    assert!(head.contains(&format!("Content-Length: {whole}\r\n")), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+}
