@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use inlet_shared::http::{CodecError, Continue, Inbound, Response, ServerCodec};
+use inlet_shared::http::{Body, CodecError, Continue, Inbound, Response, ServerCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::config::Config;
@@ -79,7 +79,19 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
                     }
                 },
                 Ok(Some(Inbound::Request(req))) => {
-                    let res = runtime.block_on(answer(app, req, true));
+                    let mut res = runtime.block_on(answer(app, req, true));
+                    // A streamed body (a `GET /events` page, bounded by
+                    // `--max-page-bytes`) is collected and sent whole, with
+                    // its length (also for `HEAD`, and for HTTP/1.0, which
+                    // takes no chunked coding): this mode writes one buffer
+                    // per read.
+                    res.body = match std::mem::replace(&mut res.body, Body::Taken) {
+                        Body::Stream(stream) => match runtime.block_on(stream.collect()) {
+                            Ok(whole) => Body::Full(whole),
+                            Err(_) => return,
+                        },
+                        whole => whole,
+                    };
                     if res.closes() {
                         return write_final(&mut stream, &mut codec, &mut out, res);
                     }

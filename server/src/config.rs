@@ -131,6 +131,11 @@ pub struct Config {
     #[arg(long, env = "INLET_MAX_EVENT_BYTES", default_value_t = ParseLimits::default().max_event_bytes)]
     pub max_event_bytes: usize,
 
+    /// GET /events: event JSON in one page, in bytes. A page stops before
+    /// the event that would pass it (`next_after` says where) and holds at
+    /// least one event, however large.
+    #[arg(long, env = "INLET_MAX_PAGE_BYTES", default_value_t = store::DEFAULT_PAGE_BYTES)]
+    pub max_page_bytes: usize,
     /// Events in one request (over: 413).
     #[arg(long, env = "INLET_MAX_BATCH", default_value_t = ParseLimits::default().max_batch)]
     pub max_batch: usize,
@@ -230,6 +235,9 @@ mod tests {
         let limits = config.server_settings().limits;
         assert_eq!(limits, Limits::default());
         assert_eq!(config.parse_limits(), ParseLimits::default());
+        assert_eq!(config.max_page_bytes, 4 * 1024 * 1024);
+        let config = Config::try_parse_from(["inlet-server", "--max-page-bytes", "1000"]).unwrap();
+        assert_eq!(config.max_page_bytes, 1000);
     }
 
     #[test]

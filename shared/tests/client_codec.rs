@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use inlet_shared::http::{
-    ClientCodec, ClientRequest, ClientResponse, Connection, Continue, HttpError, Inbound, Limits, Method, Response,
-    ServerCodec,
+    put_chunk, BodyStream, ClientCodec, ClientRequest, ClientResponse, Connection, Continue, HttpError, Inbound,
+    Limits, Method, Response, ServerCodec, LAST_CHUNK,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -105,9 +105,10 @@ fn server_response_round_trips_through_client_decoder() {
     let mut server = ServerCodec::new(Limits::default());
     let mut wire = BytesMut::new();
     server.encode(Continue, &mut wire).unwrap();
-    let mut res = Response::json(503, Bytes::from_static(b"{\"status\":503}"));
+    let body = Bytes::from_static(b"{\"status\":503}");
+    let mut res = Response::json(503, body.clone());
     res.retry_after = Some(1);
-    server.encode(res.clone(), &mut wire).unwrap();
+    server.encode(res, &mut wire).unwrap();
     let mut closing = Response::new(405, None, Bytes::new());
     closing.allow = Some("GET, HEAD");
     closing.connection = Connection::Close;
@@ -117,7 +118,7 @@ fn server_response_round_trips_through_client_decoder() {
     let out = decode_responses(&mut client, &wire);
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].status, 503);
-    assert_eq!(out[0].body, res.body);
+    assert_eq!(out[0].body, body);
     assert_eq!(out[0].headers.get_str("retry-after"), Some("1"));
     assert_eq!(out[0].headers.get_str("content-type"), Some("application/json"));
     assert_eq!(out[0].headers.get("date").map(|d| d.len()), Some(29));
@@ -216,4 +217,38 @@ fn response_length_over_the_client_limit_is_refused_before_the_body() {
     let out = decode_responses(&mut c, input.as_bytes());
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].body.len(), 0);
+}
+
+/// A streamed (chunked) answer as the server writes it, then a whole one:
+/// the client reads both, at every split of the bytes.
+#[test]
+fn a_streamed_response_round_trips_through_client_decoder() {
+    let mut server = ServerCodec::new(Limits::default());
+    let mut wire = BytesMut::new();
+    let (_tx, stream) = BodyStream::channel(1);
+    let mut res = Response::streamed(200, Some(Bytes::from_static(b"application/json")), stream);
+    assert!(res.take_stream().is_some());
+    server.encode(res, &mut wire).unwrap();
+    put_chunk(&mut wire, b"{\"events\":[");
+    put_chunk(&mut wire, &[b' '; 300]);
+    put_chunk(&mut wire, b"],\"next_after\":null}");
+    wire.extend_from_slice(LAST_CHUNK);
+    server.encode(Response::json(200, "{}"), &mut wire).unwrap();
+    let expected = format!("{{\"events\":[{}],\"next_after\":null}}", " ".repeat(300));
+    for split in 0..wire.len() {
+        let mut client = ClientCodec::new("x");
+        let mut buf = BytesMut::from(&wire[..split]);
+        let mut out = Vec::new();
+        while let Some(r) = client.decode(&mut buf).expect("valid response") {
+            out.push(r);
+        }
+        buf.extend_from_slice(&wire[split..]);
+        while let Some(r) = client.decode(&mut buf).expect("valid response") {
+            out.push(r);
+        }
+        assert_eq!(out.len(), 2, "split at {split}");
+        assert_eq!(out[0].headers.get_str("transfer-encoding"), Some("chunked"));
+        assert_eq!(String::from_utf8_lossy(&out[0].body), expected, "split at {split}");
+        assert_eq!(&out[1].body[..], b"{}");
+    }
 }

@@ -40,6 +40,19 @@ where
     }
 }
 
+/// Writes what is queued (the end of a streamed answer that closes), then
+/// half-closes and lingers.
+pub(crate) async fn close_flushed<S>(mut framed: Framed<S, ServerCodec>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match timeout(FINAL_WRITE_TIME, SinkExt::<Response>::flush(&mut framed)).await {
+        Ok(Ok(())) => linger(framed.into_inner()).await,
+        Ok(Err(e)) => tracing::debug!("final answer not written: {e}"),
+        Err(_) => tracing::debug!("final answer not read by the client in {FINAL_WRITE_TIME:?}; dropped"),
+    }
+}
+
 /// Half-closes, then drains what the client still sends (at most
 /// `LINGER_BYTES`, for at most `LINGER_TIME`, until it closes).
 async fn linger<S>(mut io: S)

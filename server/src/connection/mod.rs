@@ -18,6 +18,9 @@
 //! | Answering | the handler         | none                                    | -            | answer and close     |
 //! | Flushing  | the queued answers  | none                                    | -            | -                    |
 //! |           | to be written       |                                         |              |                      |
+//! | Streaming | the next chunk of a | body_timeout for each write of what is  | dropped      | finish the body      |
+//! |           | streamed body; its  | buffered (about 64 KiB, or one event);  | (silently)   |                      |
+//! |           | writes              | none for the producer                   |              |                      |
 //! | Idle      | the first byte of   | idle_timeout from the last flush        | Closing      | Closing              |
 //! |           | the next request    |                                         |              |                      |
 //! | Closing   | the final answer    | 60 s to write it, 2 s of lingering      | dropped      | -                    |
@@ -43,9 +46,20 @@
 //!   then it flushes and returns to `Idle` (or `Head`/`Body` if part of the
 //!   next request is already buffered), giving back buffers that grew.
 //!
-//! A response whose body is written while it is produced (a streamed
-//! `GET /events` page) is one more state between `Answering` and `Idle`:
-//! it writes and flushes chunk by chunk, under its own write deadline.
+//! - `Answering` with a streamed body (a `GET /events` page) queues the
+//!   head and goes to `Streaming`: each chunk is framed into the write
+//!   buffer as the producer hands it on, and written once about 64 KiB is
+//!   buffered or the producer has nothing ready, so the producer runs at
+//!   most a few chunks ahead of the client (backpressure). Each write must
+//!   finish within `body_timeout`: a client that stops reading is dropped
+//!   then, and with it the stream, which stops the store's read. A client
+//!   that leaves mid-body does the same at once. The end of the body goes
+//!   to `Flushing`, or, if the answer closes, to `Closing` (flushed, then
+//!   lingering). A producer that fails cuts the body: the connection closes
+//!   without the last chunk, so the client sees an incomplete body, never a
+//!   short one that looks whole. HTTP/1.0 has no chunked coding (RFC 9112
+//!   §7.1): its answer's body is collected (a page is bounded by
+//!   `--max-page-bytes`) and sent whole with `Content-Length`.
 
 mod closing;
 #[cfg(test)]
@@ -56,16 +70,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use inlet_shared::http::{
-    CodecError, Connection, Continue, Inbound, Phase, Request, RequestHead, Response, ServerCodec, Version,
+    put_chunk, Body, BodyStream, Chunk, CodecError, Connection, Continue, Inbound, Phase, Request, RequestHead,
+    Response, ServerCodec, Version, LAST_CHUNK,
 };
 use inlet_shared::problem::Problem;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::codec::Framed;
 
-pub(crate) use closing::close_with;
+pub(crate) use closing::{close_flushed, close_with};
 
 use crate::config::ServerSettings;
 use crate::handlers::App;
@@ -80,6 +95,9 @@ const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// A buffer larger than this is given back when the connection goes idle.
 const MAX_IDLE_BUFFER: usize = 64 * 1024;
 
+/// A streamed body is written once this much of it is buffered.
+const STREAM_WRITE_BYTES: usize = 64 * 1024;
+
 /// Where a connection is in its life (see the table in the module doc).
 enum State {
     /// `Head`, `Body` or `Idle`: waiting for bytes of a request.
@@ -88,8 +106,14 @@ enum State {
     Answering(Inbound),
     /// Answers are queued in the write buffer.
     Flushing,
+    /// A streamed body is being written; `closes`: the connection closes
+    /// after it.
+    Streaming { body: BodyStream, closes: bool },
     /// Ending: with a final answer (written, then lingering), or silently.
     Closing(Option<Response>),
+    /// Ending after an answer already queued (the end of a streamed body):
+    /// written, then lingering.
+    ClosingQueued,
 }
 
 /// The reading states, each with the start of its deadline.
@@ -183,11 +207,14 @@ where
                     // async layer around it costs a copy of its future.
                     let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
                     let (route, res) = router::handle(&self.app, req).await;
-                    self.queue(exchange.end(&self.app, route, res)).await
+                    let http10 = exchange.version == Version::Http10;
+                    self.queue(exchange.end(&self.app, route, res), http10).await
                 }
                 State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
+                State::Streaming { body, closes } => self.stream(body, closes).await,
                 State::Closing(Some(res)) => return close_with(self.framed, res).await,
+                State::ClosingQueued => return close_flushed(self.framed).await,
                 State::Closing(None) => {
                     // Answers already queued (before the peer closed) still go out.
                     let _ = SinkExt::<Response>::close(&mut self.framed).await;
@@ -249,15 +276,107 @@ where
         self.framed.codec().phase() == Phase::Idle && self.framed.read_buffer().is_empty()
     }
 
-    /// Queues an answer, or ends with it if it closes.
-    async fn queue(&mut self, res: Response) -> State {
-        if res.closes() {
-            return State::Closing(Some(res));
+    /// Queues an answer, or ends with it if it closes. A streamed body
+    /// goes on in `Streaming` after its head; for an HTTP/1.0 client
+    /// (`http10`) it is collected and sent whole, `HEAD` included: RFC 9112
+    /// §6.1 allows no `Transfer-Encoding` to it, and its `Content-Length`
+    /// must be the one a `GET` would get.
+    async fn queue(&mut self, mut res: Response, http10: bool) -> State {
+        if http10 {
+            res.body = match std::mem::replace(&mut res.body, Body::Taken) {
+                Body::Stream(stream) => match stream.collect().await {
+                    Ok(whole) => Body::Full(whole),
+                    Err(_) => return State::Closing(None),
+                },
+                whole => whole,
+            };
         }
+        let Some(body) = res.take_stream() else {
+            if res.closes() {
+                return State::Closing(Some(res));
+            }
+            return match self.framed.feed(res).await {
+                Ok(()) => State::Flushing,
+                Err(_) => State::Closing(None),
+            };
+        };
+        let closes = res.closes();
         match self.framed.feed(res).await {
-            Ok(()) => State::Flushing,
+            Ok(()) => State::Streaming { body, closes },
             Err(_) => State::Closing(None),
         }
+    }
+
+    /// `Streaming`: frames each chunk into the write buffer, and writes
+    /// when enough is buffered or the producer has nothing ready (see the
+    /// module doc).
+    async fn stream(&mut self, mut body: BodyStream, closes: bool) -> State {
+        loop {
+            let chunk = match body.try_recv() {
+                Some(chunk) => chunk,
+                None => {
+                    if !self.write_buffered().await {
+                        return State::Closing(None);
+                    }
+                    body.recv().await
+                }
+            };
+            match chunk {
+                Chunk::Data(data) => {
+                    put_chunk(self.framed.write_buffer_mut(), &data);
+                    if self.framed.write_buffer().len() >= STREAM_WRITE_BYTES {
+                        if !self.write_buffered().await {
+                            return State::Closing(None);
+                        }
+                        // A fast client and a fast producer would keep this
+                        // task busy for many writes in a row: let the other
+                        // connections of this worker in after each one.
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Chunk::End => {
+                    self.framed.write_buffer_mut().extend_from_slice(LAST_CHUNK);
+                    if closes {
+                        return State::ClosingQueued;
+                    }
+                    if !self.write_buffered().await {
+                        return State::Closing(None);
+                    }
+                    return State::Flushing;
+                }
+                Chunk::Aborted => {
+                    // Without the last chunk the client knows the body is cut.
+                    tracing::debug!("a streamed body was cut; closing the connection");
+                    let _ = self.write_buffered().await;
+                    return State::Closing(None);
+                }
+            }
+        }
+    }
+
+    /// Writes what is buffered within the write deadline (`body_timeout`).
+    /// `false`: the client left, or did not read in time; what was buffered
+    /// is dropped, so that closing does not wait for that client again.
+    async fn write_buffered(&mut self) -> bool {
+        if self.framed.write_buffer().is_empty() {
+            return true;
+        }
+        self.timer.as_mut().reset(Instant::now() + self.settings.body_timeout);
+        let written = poll_fn(|cx| {
+            if let Poll::Ready(r) = Sink::<Response>::poll_flush(Pin::new(&mut self.framed), cx) {
+                return Poll::Ready(r.is_ok());
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await;
+        if !written {
+            tracing::debug!("a streamed answer was not written in time, or the client left");
+            self.framed.write_buffer_mut().clear();
+        }
+        written
     }
 
     async fn answer_continue(&mut self, head: &RequestHead) -> State {
@@ -327,6 +446,7 @@ pub(crate) async fn answer(app: &App, req: Request, keep_open: bool) -> Response
 struct Exchange {
     started: Instant,
     method: &'static str,
+    /// The request's: an HTTP/1.0 client cannot take a chunked body.
     version: Version,
     keep_alive: bool,
 }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use super::*;
-use crate::store::MemoryStore;
+use crate::store::{ErrorKind, MemoryStore, PageItem, PageSender, PageStream, Query, Store, StoreError, StoredEvent};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -67,7 +67,14 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let app = Arc::new(App::with_limits(Arc::new(MemoryStore::default()), Default::default()));
+        Client::with_store(io, server, settings, Arc::new(MemoryStore::default()))
+    }
+
+    fn with_store<S>(io: DuplexStream, server: S, settings: ServerSettings, store: Arc<dyn Store>) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let app = Arc::new(App::with_limits(store, Default::default()));
         let (stop, rx) = watch::channel(false);
         let accepted = Instant::now();
         let driver = tokio::spawn(Driver::new(server, app.clone(), settings, Shutdown::new(rx), accepted).drive());
@@ -108,6 +115,41 @@ impl Client {
         let body = self.buf[end..end + length].to_vec();
         self.buf.drain(..end + length);
         Some(Answer { status, head, body, at: self.now() })
+    }
+
+    /// Reads a response head and its chunked body; the body is `None` if
+    /// the connection closed before the last chunk.
+    async fn chunked(&mut self) -> (String, Option<Vec<u8>>) {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(self.fill().await, "EOF inside a response head: {:?}", self.buf);
+        };
+        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
+        let mut body = Vec::new();
+        loop {
+            let line = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if !self.fill().await {
+                    return (head, None);
+                }
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line]).unwrap(), 16).unwrap();
+            while self.buf.len() < line + 2 + size + 2 {
+                if !self.fill().await {
+                    return (head, None);
+                }
+            }
+            assert_eq!(&self.buf[line + 2 + size..line + 4 + size], b"\r\n");
+            body.extend_from_slice(&self.buf[line + 2..line + 2 + size]);
+            self.buf.drain(..line + 4 + size);
+            if size == 0 {
+                return (head, Some(body));
+            }
+        }
     }
 
     /// Reads until the server closes; returns what came and when it closed.
@@ -367,4 +409,197 @@ async fn the_driver_records_metrics_for_every_answered_request() {
     assert_eq!(c.answer().await.expect("an answer").status, 200);
     let metrics = c.app.metrics.render();
     assert!(metrics.contains(r#"inlet_http_requests_total{route="/health",method="GET",status="200"} 1"#), "{metrics}");
+}
+
+// --- streamed answers (`GET /events` pages) ---
+
+/// A store whose pages are made up: `slices` slices of one event of
+/// `event_bytes` each, then the end, or a failure instead of the end if
+/// `fail`. Counts the slices the reader took.
+struct MadeUpPages {
+    slices: u64,
+    event_bytes: usize,
+    fail: bool,
+    sent: Arc<AtomicUsize>,
+}
+
+impl MadeUpPages {
+    fn new(slices: u64, event_bytes: usize, fail: bool) -> (Arc<MadeUpPages>, Arc<AtomicUsize>) {
+        let sent = Arc::new(AtomicUsize::new(0));
+        (Arc::new(MadeUpPages { slices, event_bytes, fail, sent: sent.clone() }), sent)
+    }
+}
+
+impl Store for MadeUpPages {
+    fn append<'a>(
+        &'a self,
+        _: &'a [inlet_shared::event::Event],
+    ) -> futures::future::BoxFuture<'a, Result<crate::store::Appended, StoreError>> {
+        Box::pin(async { Err(StoreError::plain(ErrorKind::Unavailable, "read only")) })
+    }
+
+    fn query(&self, _: Query, _: usize) -> futures::future::BoxFuture<'_, PageStream> {
+        let (tx, stream) = PageSender::channel();
+        let (slices, size, fail, sent) = (self.slices, self.event_bytes, self.fail, self.sent.clone());
+        tokio::spawn(async move {
+            for seq in 1..=slices {
+                let json = bytes::Bytes::from(vec![b'7'; size]);
+                let event = StoredEvent { seq, received_at: "2026-12-01T00:00:00Z".into(), json };
+                if !tx.send(PageItem::Events(vec![event])).await {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            let last = if fail {
+                PageItem::Failed(StoreError::plain(ErrorKind::Unavailable, "the disk went away"))
+            } else {
+                PageItem::End { next_after: None }
+            };
+            tx.send(last).await;
+        });
+        Box::pin(std::future::ready(stream))
+    }
+
+    fn close(&self) -> futures::future::BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn name(&self) -> &'static str {
+        "made-up"
+    }
+}
+
+fn made_up(slices: u64, event_bytes: usize, fail: bool, settings: ServerSettings) -> (Client, Arc<AtomicUsize>) {
+    let (store, sent) = MadeUpPages::new(slices, event_bytes, fail);
+    let (io, server) = tokio::io::duplex(1 << 16);
+    (Client::with_store(io, server, settings, store), sent)
+}
+
+const PAGE: &[u8] = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_page_is_chunked_whole_and_the_connection_goes_on() {
+    let (mut c, _) = made_up(3, 4, false, settings(10, 30, 60));
+    let mut wire = PAGE.to_vec();
+    wire.extend_from_slice(HEALTH);
+    c.send_at(Duration::ZERO, &wire).await;
+    let (head, body) = c.chunked().await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    let at = "\"received_at\":\"2026-12-01T00:00:00Z\"";
+    let expected = format!(
+        "{{\"events\":[{{\"seq\":1,{at},\"event\":7777}},{{\"seq\":2,{at},\"event\":7777}},{{\"seq\":3,{at},\"event\":7777}}],\"next_after\":null}}"
+    );
+    assert_eq!(String::from_utf8(body.expect("a whole body")).unwrap(), expected);
+    let health = c.answer().await.expect("the next answer");
+    assert_eq!((health.status, &health.body[..]), (200, &br#"{"status":"ok"}"#[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_its_store_cuts_ends_without_the_last_chunk_and_closes() {
+    let (mut c, sent) = made_up(2, 4, true, settings(10, 30, 60));
+    let mut wire = PAGE.to_vec();
+    wire.extend_from_slice(HEALTH);
+    c.send_at(Duration::ZERO, &wire).await;
+    let (head, body) = c.chunked().await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(body, None, "a cut page must not look whole");
+    assert_eq!(c.closed().await.0, b"", "the pipelined /health is not answered after a cut body");
+    assert_eq!(sent.load(Ordering::Relaxed), 2);
+    c.driver.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_dropped_at_the_write_deadline_and_the_read_stops() {
+    // 1,000 slices of 64 KiB; the duplex holds 64 KiB; the client reads nothing.
+    let (mut c, sent) = made_up(1000, 64 * 1024, false, settings(10, 3, 60));
+    c.send_at(Duration::ZERO, PAGE).await;
+    let driver = std::mem::replace(&mut c.driver, tokio::spawn(async {}));
+    driver.await.unwrap();
+    assert_eq!(c.now(), SECOND * 3, "dropped when a write waited body_timeout");
+    // The producer learns on its next send that nobody reads any more.
+    tokio::task::yield_now().await;
+    let taken = sent.load(Ordering::Relaxed);
+    assert!(taken < 10, "{taken} slices were read for a client that read nothing");
+    let (got, _) = c.closed().await;
+    assert!(got.len() < 2 * 64 * 1024 + 1024, "{} bytes", got.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_reads_slowly_is_served_whole() {
+    // Each write finishes well within the deadline: the page is not cut,
+    // however long the whole takes.
+    let (mut c, sent) = made_up(50, 64 * 1024, false, settings(10, 3, 60));
+    c.send_at(Duration::ZERO, PAGE).await;
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        sleep_until(Instant::now() + SECOND).await;
+        let n = c.io.read(&mut chunk).await.unwrap();
+        if n == 0 || chunk[..n].ends_with(b"\r\n0\r\n\r\n") {
+            got += n;
+            break;
+        }
+        got += n;
+    }
+    assert!(got > 50 * 64 * 1024, "{got} bytes");
+    assert!(c.now() > SECOND * 40, "the page took longer than one deadline");
+    assert_eq!(sent.load(Ordering::Relaxed), 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_leaves_mid_page_stops_the_read() {
+    let (c, sent) = made_up(1000, 64 * 1024, false, settings(10, 30, 60));
+    let Client { mut io, driver, .. } = c;
+    io.write_all(PAGE).await.unwrap();
+    let mut head = vec![0u8; 1024];
+    assert!(io.read(&mut head).await.unwrap() > 0);
+    drop(io);
+    driver.await.unwrap();
+    tokio::task::yield_now().await;
+    let taken = sent.load(Ordering::Relaxed);
+    assert!(taken < 10, "{taken} slices were read after the client left");
+}
+
+#[tokio::test(start_paused = true)]
+async fn head_of_a_page_gets_the_head_and_reads_no_more_than_its_first_slice() {
+    let (mut c, sent) = made_up(1000, 64 * 1024, false, settings(10, 30, 60));
+    let mut wire = b"HEAD /events HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    wire.extend_from_slice(HEALTH);
+    c.send_at(Duration::ZERO, &wire).await;
+    let head = c.answer().await.expect("the head");
+    assert_eq!(head.status, 200);
+    assert!(head.head.contains("Transfer-Encoding: chunked\r\n"), "{head:?}");
+    assert!(head.body.is_empty());
+    let health = c.answer().await.expect("the next answer");
+    assert_eq!(health.body, br#"{"status":"ok"}"#);
+    let taken = sent.load(Ordering::Relaxed);
+    assert!(taken < 10, "{taken} slices were read for a HEAD");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http10_client_gets_a_streamed_page_whole_with_its_length() {
+    let (mut c, _) = made_up(3, 4, false, settings(10, 30, 60));
+    c.send_at(Duration::ZERO, b"GET /events HTTP/1.0\r\n\r\n").await;
+    let answer = c.answer().await.expect("an answer");
+    assert!(!answer.head.contains("Transfer-Encoding"), "{answer:?}");
+    assert!(answer.head.contains("Connection: close\r\n"), "{answer:?}");
+    assert!(answer.body.ends_with(b"\"event\":7777}],\"next_after\":null}"), "{answer:?}");
+    assert_eq!(c.closed().await.0, b"");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http10_head_of_a_page_gets_its_length_and_no_transfer_encoding() {
+    // RFC 9112 §6.1: no Transfer-Encoding to a client that did not say HTTP/1.1.
+    let (mut c, _) = made_up(3, 4, false, settings(10, 30, 60));
+    c.send_at(Duration::ZERO, b"HEAD /events HTTP/1.0\r\n\r\n").await;
+    let (head, _) = c.closed().await;
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(!head.contains("Transfer-Encoding"), "{head}");
+    let whole = "{\"events\":[".len()
+        + 3 * "{\"seq\":1,\"received_at\":\"2026-12-01T00:00:00Z\",\"event\":7777}".len()
+        + 2
+        + "],\"next_after\":null}".len();
+    assert!(head.contains(&format!("Content-Length: {whole}\r\n")), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
 }

@@ -4,12 +4,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::event::parse_body;
-use inlet_shared::http::{Request, Response};
+use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::Problem;
 
 use super::App;
 use crate::respond;
-use crate::store::{Query, StoreError};
+use crate::store::{PageItem, PageStream, Query, StoreError, StoredEvent};
 
 /// `limit` when the query does not say.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -83,37 +83,86 @@ fn parse_query(query: &[u8]) -> Result<Query, String> {
     Ok(q)
 }
 
+/// A chunk of a page's body is handed on once it holds this many bytes
+/// (or one event, if larger).
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks waiting between the page's writer and the connection at most.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// `GET /events`: the page is read off this thread (the store's read runs
+/// on a blocking thread) and written out while it is read, chunked, so
+/// that neither this worker nor the memory of the server holds a whole
+/// page. The first slice decides the status: a read that fails before it
+/// is a `503`; one that fails later cuts the body (the connection closes).
 pub async fn query(app: &App, req: &Request) -> Response {
     let query = match parse_query(req.query()) {
         Ok(q) => q,
         Err(detail) => return app.reject(Problem::new(400, "invalid-query", detail)),
     };
-    let page = match app.store.query(query).await {
-        Ok(page) => page,
-        Err(e) => return store_unavailable(app, &e, false),
+    let mut page = app.store.query(query, app.max_page_bytes).await;
+    let first = match page.recv().await {
+        PageItem::Failed(e) => return store_unavailable(app, &e, false),
+        first => first,
     };
-    let size: usize = page.events.iter().map(|e| e.json.len() + 64).sum();
-    let mut body = BytesMut::with_capacity(size + 32);
-    body.put_slice(b"{\"events\":[");
-    for (i, e) in page.events.iter().enumerate() {
-        if i > 0 {
-            body.put_u8(b',');
+    let (tx, body) = BodyStream::channel(CHUNKS_IN_FLIGHT);
+    tokio::spawn(write_page(first, page, tx));
+    Response::streamed(200, Some(Bytes::from_static(b"application/json")), body)
+}
+
+/// Writes a page's JSON (SPEC §3.2) into `tx` as its slices arrive. Each
+/// event is copied once, into a chunk of about `CHUNK_BYTES`. Stops (and
+/// so stops the store's read) when the client is gone; a failed read
+/// drops `tx` without ending the body.
+async fn write_page(first: PageItem, mut page: PageStream, tx: BodySender) {
+    let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
+    chunk.put_slice(b"{\"events\":[");
+    let mut count = 0usize;
+    let mut item = first;
+    loop {
+        match item {
+            PageItem::Events(events) => {
+                for e in &events {
+                    if chunk.len() >= CHUNK_BYTES && tx.send(chunk.split().freeze()).await.is_err() {
+                        return;
+                    }
+                    put_event(&mut chunk, e, count > 0);
+                    count += 1;
+                }
+            }
+            PageItem::End { next_after } => {
+                chunk.put_slice(b"],\"next_after\":");
+                match next_after {
+                    Some(n) => chunk.put_slice(itoa::Buffer::new().format(n).as_bytes()),
+                    None => chunk.put_slice(b"null"),
+                }
+                chunk.put_u8(b'}');
+                if tx.send(chunk.freeze()).await.is_ok() {
+                    let _ = tx.finish().await;
+                }
+                return;
+            }
+            PageItem::Failed(e) => {
+                tracing::warn!(kind = ?e.kind(), "a page was cut: {}", e.chain());
+                return;
+            }
         }
-        body.put_slice(b"{\"seq\":");
-        body.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
-        body.put_slice(b",\"received_at\":\"");
-        body.put_slice(e.received_at.as_bytes());
-        body.put_slice(b"\",\"event\":");
-        body.put_slice(&e.json);
-        body.put_u8(b'}');
+        item = page.recv().await;
     }
-    body.put_slice(b"],\"next_after\":");
-    match page.next_after {
-        Some(n) => body.put_slice(itoa::Buffer::new().format(n).as_bytes()),
-        None => body.put_slice(b"null"),
+}
+
+/// `{"seq":…,"received_at":"…","event":…}`, after a comma unless first.
+fn put_event(body: &mut BytesMut, e: &StoredEvent, comma: bool) {
+    body.reserve(e.json.len() + e.received_at.len() + 48);
+    if comma {
+        body.put_u8(b',');
     }
+    body.put_slice(b"{\"seq\":");
+    body.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
+    body.put_slice(b",\"received_at\":\"");
+    body.put_slice(e.received_at.as_bytes());
+    body.put_slice(b"\",\"event\":");
+    body.put_slice(&e.json);
     body.put_u8(b'}');
-    respond::json(200, body.freeze())
 }
 
 #[cfg(test)]

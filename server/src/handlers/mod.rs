@@ -24,17 +24,22 @@ pub struct App {
     pub stats: Arc<Stats>,
     pub metrics: Metrics,
     pub parse_limits: ParseLimits,
+    /// `--max-page-bytes`: a `GET /events` page holds no more event JSON
+    /// than this (unless one event alone is larger).
+    pub max_page_bytes: usize,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
-        App::with_limits(store, config.parse_limits())
+        let mut app = App::with_limits(store, config.parse_limits());
+        app.max_page_bytes = config.max_page_bytes;
+        app
     }
 
     pub fn with_limits(store: Arc<dyn Store>, parse_limits: ParseLimits) -> App {
         let stats = Arc::new(Stats::default());
         let metrics = Metrics::new(stats.clone());
-        App { store, stats, metrics, parse_limits }
+        App { store, stats, metrics, parse_limits, max_page_bytes: crate::store::DEFAULT_PAGE_BYTES }
     }
 
     /// Answers a refused request with its problem and counts it by reason.

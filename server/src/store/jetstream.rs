@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use tokio::sync::OnceCell;
 
-use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, OpenError, Page, PageStream, Query, Store, StoreError, StoredEvent};
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -240,8 +240,11 @@ impl Store for JetStreamStore {
         Box::pin(self.publish_all(events))
     }
 
-    fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>> {
-        Box::pin(self.read(query))
+    /// The page is read whole (as `read` does), then cut at `max_bytes`
+    /// and handed on in slices.
+    fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream> {
+        let limit = query.limit;
+        Box::pin(async move { PageStream::of_page(self.read(query).await, limit, max_bytes) })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -8,10 +8,13 @@
 //!   growth step rehashes the whole index;
 //! - records are kept in fixed-size chunks, so the log never copies itself.
 //!
-//! All of it sits behind one mutex, held for the inserts only.
+//! All of it sits behind one mutex, held for the inserts, and by a read
+//! for one short step at a time (`READ_STEP` records, or one slice of a
+//! page): a read runs on a blocking thread, copies no event (a record's
+//! JSON is a shared `Bytes`), and hands its page on in slices.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ahash::RandomState;
 use bytes::{Bytes, BytesMut};
@@ -21,7 +24,7 @@ use inlet_shared::event::Event;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{Appended, ErrorKind, Page, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoredEvent};
 
 #[derive(Debug)]
 struct Record {
@@ -42,6 +45,8 @@ const CHUNK: usize = 1 << 16;
 const SHARDS: usize = 64;
 /// Arena block size; larger items get their own allocation.
 const BLOCK: usize = 1 << 20;
+/// Records a read looks at under one hold of the lock at most.
+const READ_STEP: usize = 4096;
 
 /// Copies small byte strings into shared 1 MiB blocks.
 #[derive(Debug, Default)]
@@ -173,16 +178,100 @@ impl Inner {
         });
         true
     }
-
-    /// Records with an index from `start` on.
-    fn records_from(&self, start: usize) -> impl Iterator<Item = &Record> {
-        self.chunks.iter().skip(start / CHUNK).flatten().skip(start % CHUNK)
-    }
 }
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    /// Shared with the reads, which run on blocking threads.
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// How far a read has come, between two holds of the lock.
+enum Step {
+    /// More records to look at from this index.
+    From(usize),
+    /// The page is complete (full, or nothing more matches).
+    Done,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned")
+}
+
+/// One step of a read: looks at records from index `from` until a slice
+/// is ready, the page is full, `READ_STEP` records were seen, or none are
+/// left. `None` filters match everything; `Some(None)` was never stored.
+fn read_step(
+    inner: &Inner,
+    from: usize,
+    ty: Option<Option<u32>>,
+    source: Option<Option<u32>>,
+    pager: &mut Pager,
+) -> Step {
+    if matches!(ty, Some(None)) || matches!(source, Some(None)) {
+        return Step::Done;
+    }
+    let end = inner.len.min(from.saturating_add(READ_STEP));
+    for i in from..end {
+        let r = record_at(&inner.chunks, i);
+        if ty.is_some_and(|t| t != Some(r.ty)) || source.is_some_and(|s| s != Some(r.source)) {
+            continue;
+        }
+        // seq n is at index n - 1.
+        let event = StoredEvent { seq: i as u64 + 1, received_at: rfc3339(r.received_at), json: r.json.clone() };
+        if !pager.offer(event) {
+            return Step::Done;
+        }
+        if pager.ready_slice_pending() {
+            return Step::From(i + 1);
+        }
+    }
+    if end == inner.len {
+        Step::Done
+    } else {
+        Step::From(end)
+    }
+}
+
+/// Reads a page into `tx`, holding the lock one step at a time and never
+/// while it waits for the reader. Returns how many events it handed on
+/// (fewer than the page if the reader left).
+fn read(inner: &Mutex<Inner>, q: &Query, max_bytes: usize, tx: &PageSender) -> usize {
+    let mut pager = Pager::new(q.limit, max_bytes);
+    let mut filters = None;
+    let mut next = usize::try_from(q.after).unwrap_or(usize::MAX);
+    let mut sent = 0;
+    loop {
+        let step = {
+            let Ok(inner) = inner.lock() else {
+                tx.blocking_send(PageItem::Failed(poisoned()));
+                return sent;
+            };
+            // A type or source never stored matches nothing.
+            let (ty, source) = *filters.get_or_insert_with(|| {
+                (q.ty.as_deref().map(|t| inner.types.number(t)), q.source.as_deref().map(|s| inner.sources.number(s)))
+            });
+            read_step(&inner, next, ty, source, &mut pager)
+        };
+        let slice = match step {
+            Step::From(i) => {
+                next = i;
+                pager.ready_slice()
+            }
+            Step::Done => pager.last_slice(),
+        };
+        if let Some(slice) = slice {
+            let n = slice.len();
+            if !tx.blocking_send(PageItem::Events(slice)) {
+                return sent;
+            }
+            sent += n;
+        }
+        if let Step::Done = step {
+            tx.blocking_send(pager.end());
+            return sent;
+        }
+    }
 }
 
 fn rfc3339(nanos: i64) -> String {
@@ -201,33 +290,22 @@ impl MemoryStore {
         Ok(Appended { duplicate })
     }
 
-    fn query_now(&self, q: &Query) -> Result<Page, StoreError> {
-        let inner =
-            self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
-        // A type or source never stored matches nothing.
-        let ty = q.ty.as_deref().map(|t| inner.types.number(t));
-        let source = q.source.as_deref().map(|s| inner.sources.number(s));
-        if matches!(ty, Some(None)) || matches!(source, Some(None)) {
-            return Ok(Page { events: Vec::new(), next_after: None });
-        }
-        // seq n is at index n - 1.
-        let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.len);
-        let mut matching = inner
-            .records_from(start)
-            .enumerate()
-            .filter(|(_, r)| ty.is_none_or(|t| t == Some(r.ty)) && source.is_none_or(|s| s == Some(r.source)));
-        let events: Vec<StoredEvent> = matching
-            .by_ref()
-            .take(q.limit)
-            .map(|(i, r)| StoredEvent {
-                seq: (start + i) as u64 + 1,
-                received_at: rfc3339(r.received_at),
-                json: r.json.clone(),
-            })
-            .collect();
-        let more = matching.next().is_some();
-        let next_after = if more { events.last().map(|e| e.seq) } else { None };
-        Ok(Page { events, next_after })
+    /// A page, read whole on this thread (for tests).
+    #[cfg(test)]
+    fn query_now(&self, q: &Query) -> Result<super::Page, StoreError> {
+        self.query_bytes(q, usize::MAX)
+    }
+
+    /// A page cut at `max_bytes`, read whole on this thread (for tests).
+    #[cfg(test)]
+    fn query_bytes(&self, q: &Query, max_bytes: usize) -> Result<super::Page, StoreError> {
+        let (tx, stream) = PageSender::channel();
+        let inner = self.inner.clone();
+        let q = q.clone();
+        let reader = std::thread::spawn(move || read(&inner, &q, max_bytes, &tx));
+        let page = futures::executor::block_on(stream.collect());
+        let _ = reader.join();
+        page
     }
 }
 
@@ -236,8 +314,11 @@ impl Store for MemoryStore {
         Box::pin(future::ready(self.append_now(events)))
     }
 
-    fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>> {
-        Box::pin(future::ready(self.query_now(&query)))
+    fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream> {
+        let (tx, stream) = PageSender::channel();
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || read(&inner, &query, max_bytes, &tx));
+        Box::pin(future::ready(stream))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -296,7 +377,7 @@ mod tests {
         assert_eq!(last.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10]);
         assert_eq!(last.next_after, None);
         let none = store.query_now(&Query { ty: Some("never".into()), after: 0, limit: 2, source: None }).unwrap();
-        assert_eq!(none, Page { events: Vec::new(), next_after: None });
+        assert_eq!(none, super::super::Page { events: Vec::new(), next_after: None });
     }
 
     #[test]
@@ -353,5 +434,60 @@ mod tests {
         store.append_now(&[ev("s", "small", "t"), big.clone()]).unwrap();
         let page = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
         assert_eq!(page.events[1].json, Bytes::from(big.to_json()));
+    }
+
+    fn seqs(page: &super::super::Page) -> Vec<u64> {
+        page.events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_bound_and_says_where() {
+        let store = MemoryStore::default();
+        let events: Vec<Event> = (0..10).map(|i| ev("s", &format!("{i:02}"), "t")).collect();
+        let size = events[0].to_json().len();
+        store.append_now(&events).unwrap();
+        let q = Query { limit: 100, ..Query::default() };
+        // At the bound: three fit exactly; one byte under: two.
+        let page = store.query_bytes(&q, 3 * size).unwrap();
+        assert_eq!((seqs(&page), page.next_after), (vec![1, 2, 3], Some(3)));
+        let page = store.query_bytes(&q, 3 * size - 1).unwrap();
+        assert_eq!((seqs(&page), page.next_after), (vec![1, 2], Some(2)));
+        // One event larger than the bound is a page of its own.
+        let page = store.query_bytes(&Query { after: 9, ..q.clone() }, 1).unwrap();
+        assert_eq!((seqs(&page), page.next_after), (vec![10], None));
+        let page = store.query_bytes(&q, 1).unwrap();
+        assert_eq!((seqs(&page), page.next_after), (vec![1], Some(1)));
+        // The whole log in one page: nothing more.
+        let page = store.query_bytes(&q, 10 * size).unwrap();
+        assert_eq!((page.events.len(), page.next_after), (10, None));
+    }
+
+    #[test]
+    fn a_read_hands_its_page_on_in_slices_and_stops_when_its_reader_leaves() {
+        let store = MemoryStore::default();
+        let mut big = ev("s", "0", "t");
+        big.subject = Some("x".repeat(32 * 1024).into());
+        let events: Vec<Event> = (0..64)
+            .map(|i| {
+                let mut e = big.clone();
+                e.id = i.to_string().into();
+                e
+            })
+            .collect();
+        store.append_now(&events).unwrap();
+        let (tx, mut stream) = PageSender::channel();
+        let inner = store.inner.clone();
+        let q = Query { limit: 1000, ..Query::default() };
+        let reader = std::thread::spawn(move || read(&inner, &q, usize::MAX, &tx));
+        // The first slice is about 64 KiB of events: two of 32 KiB, not the page.
+        match futures::executor::block_on(stream.recv()) {
+            PageItem::Events(slice) => assert_eq!(slice.len(), 2),
+            other => panic!("expected a slice, got {other:?}"),
+        }
+        drop(stream);
+        let sent = reader.join().unwrap();
+        // Sent before the drop: what the channel holds (2 slices) plus the
+        // one received and the one waiting to be sent; never all 64.
+        assert!(sent <= 8, "{sent} events were handed on after the reader left");
     }
 }

@@ -128,7 +128,7 @@ pub struct StoredEvent {
     pub json: Bytes,
 }
 
-/// A page of query results.
+/// A page of query results, whole (see [`PageStream::collect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub events: Vec<StoredEvent>,
@@ -136,11 +136,210 @@ pub struct Page {
     pub next_after: Option<u64>,
 }
 
+/// The default of `--max-page-bytes`.
+pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A slice is handed on once it holds this many bytes of events...
+const SLICE_BYTES: usize = 64 * 1024;
+/// ...or this many events.
+const SLICE_EVENTS: usize = 256;
+/// Slices waiting between a store's reader and the response at most.
+const SLICES_IN_FLIGHT: usize = 2;
+
+/// What a store's read sends, in order: slices of events, then the end.
+#[derive(Debug)]
+pub enum PageItem {
+    /// The next events of the page, in ascending `seq`.
+    Events(Vec<StoredEvent>),
+    /// The page is complete: the `after` of the next page, `None` when
+    /// nothing more matches.
+    End { next_after: Option<u64> },
+    /// The read failed; nothing more follows.
+    Failed(StoreError),
+}
+
+/// A page as the store reads it: slices of events through a bounded
+/// channel, so that a reader holds a few slices at most (never the whole
+/// page) and the store runs only as far ahead of the client as that.
+/// Dropping it stops the read.
+#[derive(Debug)]
+pub struct PageStream {
+    rx: tokio::sync::mpsc::Receiver<PageItem>,
+}
+
+impl PageStream {
+    /// The next item; a read that stopped without its end (a bug, a
+    /// panic) is `Failed`.
+    pub async fn recv(&mut self) -> PageItem {
+        self.rx
+            .recv()
+            .await
+            .unwrap_or_else(|| PageItem::Failed(StoreError::plain(ErrorKind::Unavailable, "the read stopped")))
+    }
+
+    /// The whole page (for tests and small pages).
+    pub async fn collect(mut self) -> Result<Page, StoreError> {
+        let mut events = Vec::new();
+        loop {
+            match self.recv().await {
+                PageItem::Events(slice) => events.extend(slice),
+                PageItem::End { next_after } => return Ok(Page { events, next_after }),
+                PageItem::Failed(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A page read whole (by a store that cannot read it in slices): cut at
+    /// `max_bytes` like any other, sent in slices.
+    pub(crate) fn of_page(page: Result<Page, StoreError>, limit: usize, max_bytes: usize) -> PageStream {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return PageStream::failed(e),
+        };
+        let mut pager = Pager::new(limit, max_bytes);
+        let mut items = Vec::new();
+        let mut events = page.events.into_iter();
+        let mut stopped = false;
+        for e in events.by_ref() {
+            if !pager.offer(e) {
+                stopped = true;
+                break;
+            }
+            if let Some(slice) = pager.ready_slice() {
+                items.push(PageItem::Events(slice));
+            }
+        }
+        if let Some(slice) = pager.last_slice() {
+            items.push(PageItem::Events(slice));
+        }
+        // Cut here: the next page starts after the last event kept; else
+        // the store's own answer (which may be past the last event, where
+        // its scan stopped).
+        let next_after = if stopped { pager.last_seq() } else { page.next_after };
+        items.push(PageItem::End { next_after });
+        let (tx, rx) = tokio::sync::mpsc::channel(items.len());
+        for item in items {
+            // The channel has room for every item.
+            let _ = tx.try_send(item);
+        }
+        PageStream { rx }
+    }
+
+    pub(crate) fn failed(e: StoreError) -> PageStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.try_send(PageItem::Failed(e));
+        PageStream { rx }
+    }
+}
+
+/// The sending end of a [`PageStream`], for a store's read.
+#[derive(Debug)]
+pub(crate) struct PageSender {
+    tx: tokio::sync::mpsc::Sender<PageItem>,
+}
+
+impl PageSender {
+    pub(crate) fn channel() -> (PageSender, PageStream) {
+        let (tx, rx) = tokio::sync::mpsc::channel(SLICES_IN_FLIGHT);
+        (PageSender { tx }, PageStream { rx })
+    }
+
+    /// Sends from a task, waiting while the channel is full. `false`: the
+    /// reader is gone; stop reading.
+    #[cfg(test)]
+    pub(crate) async fn send(&self, item: PageItem) -> bool {
+        self.tx.send(item).await.is_ok()
+    }
+
+    /// Sends from a blocking thread, waiting while the channel is full.
+    /// `false`: the reader is gone (the client left); stop reading.
+    pub(crate) fn blocking_send(&self, item: PageItem) -> bool {
+        self.tx.blocking_send(item).is_ok()
+    }
+}
+
+/// Cuts a page by count (`limit`) and by bytes (`max_bytes`, the sum of
+/// the events' JSON), and gathers its events into slices.
+///
+/// A page holds at least one event, however large: a page cut before its
+/// first event could never be followed by the next. The event that does not
+/// fit shows that more match: the page then ends with `next_after` at its
+/// last event.
+#[derive(Debug)]
+pub(crate) struct Pager {
+    limit: usize,
+    max_bytes: usize,
+    count: usize,
+    bytes: usize,
+    slice: Vec<StoredEvent>,
+    slice_bytes: usize,
+    last_seq: Option<u64>,
+    full: bool,
+}
+
+impl Pager {
+    pub(crate) fn new(limit: usize, max_bytes: usize) -> Pager {
+        Pager { limit, max_bytes, count: 0, bytes: 0, slice: Vec::new(), slice_bytes: 0, last_seq: None, full: false }
+    }
+
+    /// Takes the next matching event into the page; `false` if the page is
+    /// full, which ends it: more events match.
+    pub(crate) fn offer(&mut self, event: StoredEvent) -> bool {
+        let size = event.json.len();
+        if self.count == self.limit || (self.count > 0 && self.bytes.saturating_add(size) > self.max_bytes) {
+            self.full = true;
+            return false;
+        }
+        self.count += 1;
+        self.bytes += size;
+        self.slice_bytes += size;
+        self.last_seq = Some(event.seq);
+        self.slice.push(event);
+        true
+    }
+
+    /// The slice gathered so far, if it is large enough to hand on.
+    pub(crate) fn ready_slice(&mut self) -> Option<Vec<StoredEvent>> {
+        if self.ready_slice_pending() {
+            return self.last_slice();
+        }
+        None
+    }
+
+    /// Whether [`Pager::ready_slice`] has a slice to give.
+    pub(crate) fn ready_slice_pending(&self) -> bool {
+        self.slice_bytes >= SLICE_BYTES || self.slice.len() >= SLICE_EVENTS
+    }
+
+    /// The rest of the page's events, if any.
+    pub(crate) fn last_slice(&mut self) -> Option<Vec<StoredEvent>> {
+        if self.slice.is_empty() {
+            return None;
+        }
+        self.slice_bytes = 0;
+        Some(std::mem::take(&mut self.slice))
+    }
+
+    fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The end of the page: `next_after` is its last event if the page is
+    /// full, `None` if the read found nothing more.
+    pub(crate) fn end(&self) -> PageItem {
+        PageItem::End { next_after: if self.full { self.last_seq } else { None } }
+    }
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Stores `events` atomically, deduplicating by (`source`, `id`).
     fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>>;
 
-    fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>>;
+    /// Reads a page: at most `query.limit` events, and no more than
+    /// `max_bytes` of event JSON unless a single event is larger (see
+    /// [`Pager`]). The read runs off the caller's thread and sends its
+    /// events in slices; dropping the stream stops it.
+    fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream>;
 
     /// Makes everything acknowledged durable and releases the store; called
     /// once at shutdown.
@@ -263,5 +462,62 @@ mod tests {
         assert_eq!(kind(rusqlite::ffi::SQLITE_BUSY), ErrorKind::Overloaded);
         assert_eq!(kind(rusqlite::ffi::SQLITE_IOERR), ErrorKind::Unavailable);
         assert_eq!(sqlite::sqlite_error(code(rusqlite::ffi::SQLITE_FULL)).reason(), "the store is full");
+    }
+
+    fn stored(seq: u64, size: usize) -> StoredEvent {
+        StoredEvent { seq, received_at: String::new(), json: Bytes::from(vec![b'x'; size]) }
+    }
+
+    #[test]
+    fn the_pager_cuts_by_count_and_by_bytes_and_keeps_one_event_at_least() {
+        let mut by_count = Pager::new(2, usize::MAX);
+        assert!(by_count.offer(stored(1, 10)) && by_count.offer(stored(2, 10)));
+        assert!(!by_count.offer(stored(3, 10)), "the third is past the limit");
+        assert!(matches!(by_count.end(), PageItem::End { next_after: Some(2) }));
+
+        let mut by_bytes = Pager::new(100, 25);
+        assert!(by_bytes.offer(stored(1, 10)) && by_bytes.offer(stored(2, 15)), "25 bytes: at the bound");
+        assert!(!by_bytes.offer(stored(3, 1)), "26 bytes: one past");
+        assert!(matches!(by_bytes.end(), PageItem::End { next_after: Some(2) }));
+        assert_eq!(by_bytes.last_slice().map(|s| s.len()), Some(2));
+
+        let mut huge = Pager::new(100, 25);
+        assert!(huge.offer(stored(7, 1000)), "a page holds one event however large");
+        assert!(!huge.offer(stored(8, 1)));
+        assert!(matches!(huge.end(), PageItem::End { next_after: Some(7) }));
+
+        let mut short = Pager::new(100, 25);
+        assert!(short.offer(stored(1, 5)));
+        assert!(matches!(short.end(), PageItem::End { next_after: None }), "nothing refused: nothing more");
+    }
+
+    #[test]
+    fn slices_are_handed_on_by_size() {
+        let mut pager = Pager::new(10_000, usize::MAX);
+        assert!(pager.offer(stored(1, SLICE_BYTES - 1)));
+        assert!(pager.ready_slice().is_none());
+        assert!(pager.offer(stored(2, 1)));
+        assert_eq!(pager.ready_slice().map(|s| s.len()), Some(2));
+        for seq in 3..3 + SLICE_EVENTS as u64 {
+            assert!(pager.offer(stored(seq, 1)));
+        }
+        assert_eq!(pager.ready_slice().map(|s| s.len()), Some(SLICE_EVENTS));
+        assert!(pager.last_slice().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_page_read_whole_is_cut_like_any_other() {
+        let events: Vec<StoredEvent> = (1..=4).map(|seq| stored(seq, 10)).collect();
+        // Cut by bytes: the next page starts after the last event kept.
+        let page = Page { events: events.clone(), next_after: None };
+        let cut = PageStream::of_page(Ok(page), 100, 25).collect().await.unwrap();
+        assert_eq!((cut.events.len(), cut.next_after), (2, Some(2)));
+        // Not cut: the store's own `next_after` stands (it may be past the
+        // last event, where a scan stopped).
+        let page = Page { events, next_after: Some(90) };
+        let whole = PageStream::of_page(Ok(page), 100, 1000).collect().await.unwrap();
+        assert_eq!((whole.events.len(), whole.next_after), (4, Some(90)));
+        let failed = PageStream::of_page(Err(StoreError::plain(ErrorKind::Unavailable, "x")), 100, 1000);
+        assert_eq!(failed.collect().await.unwrap_err().reason(), "x");
     }
 }

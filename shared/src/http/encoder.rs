@@ -2,8 +2,20 @@
 //! the connection's write buffer: status line from a table of pre-built
 //! bytes, cached `Date`, lengths rendered with `itoa`; nothing is allocated
 //! per response beyond that buffer.
+//!
+//! A body is either whole ([`Body::Full`], sent with `Content-Length`) or
+//! produced while it is sent ([`Body::Stream`], sent with
+//! `Transfer-Encoding: chunked`, RFC 9112 §7.1). For a streamed body the
+//! writer takes the stream out of the response ([`Response::take_stream`]),
+//! encodes the head, then writes each chunk with [`put_chunk`] and ends
+//! with [`LAST_CHUNK`]. A producer that fails stops without the last chunk:
+//! the writer then closes the connection, so the client sees a cut body and
+//! never a short one that looks whole. HTTP/1.0 has no chunked coding: a
+//! writer answering one collects the stream ([`BodyStream::collect`]) and
+//! sends it whole.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::mpsc;
 use tokio_util::codec::Encoder;
 
 use super::date::write_date;
@@ -22,8 +34,135 @@ pub enum Connection {
     KeepAlive,
 }
 
-/// A response. The body is sent with a `Content-Length`.
+/// One piece of a streamed body, as the producer sent it.
+#[derive(Debug)]
+enum Piece {
+    Data(Bytes),
+    End,
+}
+
+/// What a writer gets from a [`BodyStream`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// The next bytes of the body (never empty).
+    Data(Bytes),
+    /// The body is complete.
+    End,
+    /// The producer stopped before the end (it failed, or was dropped):
+    /// the body must not be ended as if it were whole.
+    Aborted,
+}
+
+/// The producer stopped before the end of the body, or the writer dropped
+/// the stream (the client left): see [`Chunk::Aborted`], [`BodySender`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the streamed body was cut")]
+pub struct Cut;
+
+/// The receiving end of a streamed body: a bounded channel, so a producer
+/// runs at most a few chunks ahead of the client (backpressure).
+#[derive(Debug)]
+pub struct BodyStream {
+    rx: mpsc::Receiver<Piece>,
+}
+
+/// The producing end of a streamed body. [`BodySender::finish`] ends the
+/// body; dropping the sender without it aborts the body.
+#[derive(Debug)]
+pub struct BodySender {
+    tx: mpsc::Sender<Piece>,
+}
+
+impl BodyStream {
+    /// A stream and its sender; at most `chunks` chunks wait in between.
+    pub fn channel(chunks: usize) -> (BodySender, BodyStream) {
+        let (tx, rx) = mpsc::channel(chunks.max(1));
+        (BodySender { tx }, BodyStream { rx })
+    }
+
+    /// The next chunk, waiting for the producer.
+    pub async fn recv(&mut self) -> Chunk {
+        match self.rx.recv().await {
+            Some(Piece::Data(data)) => Chunk::Data(data),
+            Some(Piece::End) => Chunk::End,
+            None => Chunk::Aborted,
+        }
+    }
+
+    /// The next chunk if the producer has one ready now.
+    pub fn try_recv(&mut self) -> Option<Chunk> {
+        match self.rx.try_recv() {
+            Ok(Piece::Data(data)) => Some(Chunk::Data(data)),
+            Ok(Piece::End) => Some(Chunk::End),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Chunk::Aborted),
+        }
+    }
+
+    /// The whole body, for writers that cannot stream it (HTTP/1.0).
+    pub async fn collect(mut self) -> Result<Bytes, Cut> {
+        let mut body = BytesMut::new();
+        loop {
+            match self.recv().await {
+                Chunk::Data(data) => body.extend_from_slice(&data),
+                Chunk::End => return Ok(body.freeze()),
+                Chunk::Aborted => return Err(Cut),
+            }
+        }
+    }
+}
+
+impl BodySender {
+    /// Sends the next bytes of the body, waiting while the stream is full.
+    /// `Err`: the writer is gone (the client left); stop producing.
+    pub async fn send(&self, data: Bytes) -> Result<(), Cut> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(Piece::Data(data)).await.map_err(|_| Cut)
+    }
+
+    /// Ends the body.
+    pub async fn finish(self) -> Result<(), Cut> {
+        self.tx.send(Piece::End).await.map_err(|_| Cut)
+    }
+
+    /// Whether the writer dropped the stream.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    /// The whole body, sent with `Content-Length`.
+    Full(Bytes),
+    /// Produced while it is sent: `Transfer-Encoding: chunked`.
+    Stream(BodyStream),
+    /// A streamed body whose stream the writer took
+    /// ([`Response::take_stream`]) to write its chunks itself: only the
+    /// head is encoded.
+    Taken,
+}
+
+impl Body {
+    /// The whole body's bytes; empty for a streamed one.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Full(bytes) => bytes,
+            Body::Stream(_) | Body::Taken => &[],
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Body::Full(_))
+    }
+}
+
+/// A response. A whole body is sent with a `Content-Length`, a streamed one
+/// chunked.
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: Option<Bytes>,
@@ -37,7 +176,7 @@ pub struct Response {
     /// values must be valid field values (no CR, LF or NUL). Empty for most
     /// responses, so it costs no allocation.
     pub headers: Vec<(&'static str, Bytes)>,
-    pub body: Bytes,
+    pub body: Body,
     /// Send the headers of the full response and no body. The server codec
     /// also omits the body of any final response to a `HEAD` request by
     /// itself; this is for writers without a codec that saw the request.
@@ -53,8 +192,29 @@ impl Response {
             retry_after: None,
             connection: Connection::Default,
             headers: Vec::new(),
-            body,
+            body: Body::Full(body),
             omit_body: false,
+        }
+    }
+
+    /// A response whose body is written while `body` produces it.
+    pub fn streamed(status: u16, content_type: Option<Bytes>, body: BodyStream) -> Response {
+        let mut res = Response::new(status, content_type, Bytes::new());
+        res.body = Body::Stream(body);
+        res
+    }
+
+    /// Takes the stream of a streamed body out, leaving its head to encode
+    /// (see the module doc). `None` for a whole body, and for a response
+    /// that omits its body (`HEAD`): that stream is dropped here, so its
+    /// producer stops.
+    pub fn take_stream(&mut self) -> Option<BodyStream> {
+        if !matches!(self.body, Body::Stream(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.body, Body::Taken) {
+            Body::Stream(stream) if !self.omit_body => Some(stream),
+            _ => None,
         }
     }
 
@@ -85,11 +245,39 @@ fn put_number(dst: &mut BytesMut, name: &[u8], n: u64) {
     dst.extend_from_slice(b"\r\n");
 }
 
+/// The last chunk of a chunked body, with no trailer (RFC 9112 §7.1).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Writes one chunk of a chunked body: its size in hex, the data, CRLF
+/// (RFC 9112 §7.1). An empty `data` writes nothing (a zero size would end
+/// the body).
+pub fn put_chunk(dst: &mut BytesMut, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    dst.reserve(data.len() + 20);
+    // `{:x}` of a usize: at most 16 digits, no allocation beyond `dst`.
+    let mut digits = [0u8; 16];
+    let mut n = data.len();
+    let mut at = digits.len();
+    while n > 0 {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    }
+    dst.extend_from_slice(&digits[at..]);
+    dst.extend_from_slice(b"\r\n");
+    dst.extend_from_slice(data);
+    dst.extend_from_slice(b"\r\n");
+}
+
 /// Writes a response head and, unless `omit_body`, its body. The
 /// `Content-Length` is the body's either way (RFC 9110 §8.6: for `HEAD`, what
-/// a `GET` would have had).
+/// a `GET` would have had). A streamed body gets `Transfer-Encoding:
+/// chunked` instead (for `HEAD` too: RFC 9112 §6.1 lets it say what a `GET`
+/// would have had) and only its head is written here.
 pub(crate) fn encode_response(res: &Response, omit_body: bool, dst: &mut BytesMut) {
-    let body_len = if omit_body { 0 } else { res.body.len() };
+    let body_len = if omit_body { 0 } else { res.body.bytes().len() };
     dst.reserve(160 + body_len);
     match status_line(res.status) {
         Some(line) => dst.extend_from_slice(line),
@@ -106,7 +294,10 @@ pub(crate) fn encode_response(res: &Response, omit_body: bool, dst: &mut BytesMu
         dst.extend_from_slice(ct);
         dst.extend_from_slice(b"\r\n");
     }
-    put_number(dst, b"Content-Length: ", res.body.len() as u64);
+    match &res.body {
+        Body::Full(body) => put_number(dst, b"Content-Length: ", body.len() as u64),
+        Body::Stream(_) | Body::Taken => dst.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
     if let Some(allow) = res.allow {
         dst.extend_from_slice(b"Allow: ");
         dst.extend_from_slice(allow.as_bytes());
@@ -128,7 +319,7 @@ pub(crate) fn encode_response(res: &Response, omit_body: bool, dst: &mut BytesMu
     }
     dst.extend_from_slice(b"\r\n");
     if !omit_body {
-        dst.put_slice(&res.body);
+        dst.put_slice(res.body.bytes());
     }
 }
 
@@ -137,9 +328,15 @@ impl Encoder<Response> for ServerCodec {
 
     /// A final response: it answers the oldest request not yet answered
     /// (or the one whose head was cut short), and has no body if that was a
-    /// `HEAD` (RFC 9110 §9.3.2), whatever its status.
+    /// `HEAD` (RFC 9110 §9.3.2), whatever its status. A streamed body must
+    /// have been taken out first (its chunks follow from the writer), unless
+    /// it is omitted.
     fn encode(&mut self, res: Response, dst: &mut BytesMut) -> Result<(), CodecError> {
         let to_head = self.take_head_flag();
+        debug_assert!(
+            !matches!(res.body, Body::Stream(_)) || res.omit_body || to_head,
+            "a streamed body is written by its writer, not encoded whole"
+        );
         encode_response(&res, res.omit_body || to_head, dst);
         Ok(())
     }
@@ -183,5 +380,64 @@ mod tests {
             assert!(out.starts_with(format!("HTTP/1.1 {line}\r\n").as_bytes()));
             assert_eq!(crate::problem::title(status), &line[4..]);
         }
+    }
+
+    fn text(out: &BytesMut) -> &str {
+        std::str::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn chunks_are_framed_with_their_hex_size() {
+        let mut out = BytesMut::new();
+        put_chunk(&mut out, b"abc");
+        put_chunk(&mut out, b"");
+        put_chunk(&mut out, &[b'x'; 0x1a2b]);
+        out.extend_from_slice(LAST_CHUNK);
+        let expected = format!("3\r\nabc\r\n1a2b\r\n{}\r\n0\r\n\r\n", "x".repeat(0x1a2b));
+        assert_eq!(text(&out), expected);
+    }
+
+    #[test]
+    fn a_streamed_body_has_a_chunked_head_and_no_length() {
+        let (_tx, body) = BodyStream::channel(1);
+        let mut res = Response::streamed(200, Some(Bytes::from_static(b"application/json")), body);
+        assert!(res.take_stream().is_some());
+        assert!(matches!(res.body, Body::Taken));
+        let mut out = BytesMut::new();
+        encode_response(&res, false, &mut out);
+        let text = text(&out);
+        assert!(text.ends_with("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"), "{text}");
+        assert!(!text.contains("Content-Length"), "{text}");
+    }
+
+    #[test]
+    fn a_head_answer_drops_the_stream_and_keeps_the_head() {
+        let (tx, body) = BodyStream::channel(1);
+        let mut res = Response::streamed(200, None, body);
+        res.omit_body = true;
+        assert!(res.take_stream().is_none(), "no chunks follow a HEAD answer");
+        assert!(tx.is_closed(), "the producer sees the stream is gone");
+        let mut out = BytesMut::new();
+        encode_response(&res, true, &mut out);
+        assert!(text(&out).ends_with("Transfer-Encoding: chunked\r\n\r\n"), "{}", text(&out));
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_only_when_finished() {
+        let (tx, mut body) = BodyStream::channel(4);
+        tx.send(Bytes::from_static(b"ab")).await.unwrap();
+        tx.send(Bytes::new()).await.unwrap();
+        tx.finish().await.unwrap();
+        assert_eq!(body.recv().await, Chunk::Data(Bytes::from_static(b"ab")));
+        assert_eq!(body.recv().await, Chunk::End);
+
+        let (tx, body) = BodyStream::channel(4);
+        tx.send(Bytes::from_static(b"ab")).await.unwrap();
+        drop(tx);
+        assert_eq!(body.collect().await, Err(Cut), "a dropped producer cuts the body");
+
+        let (tx, body) = BodyStream::channel(4);
+        drop(body);
+        assert_eq!(tx.send(Bytes::from_static(b"ab")).await, Err(Cut), "the producer learns the client left");
     }
 }

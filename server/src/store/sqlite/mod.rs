@@ -23,7 +23,9 @@ use rusqlite::{Connection, OpenFlags};
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
+use super::{
+    Appended, ErrorKind, OpenError, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoredEvent,
+};
 use inlet_shared::event::Text;
 use writer::{Job, Outcome, Row};
 
@@ -136,27 +138,40 @@ impl SqliteStore {
     }
 }
 
-/// Runs a query on a pooled read connection (opening one more if all are busy).
-fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query) -> Result<Page, StoreError> {
+/// Runs a query on a pooled read connection (opening one more if all are
+/// busy), sending the page into `tx` as its rows are read. The connection
+/// (and its read transaction) is held while the page is sent: for as long
+/// as the client takes to read it, which the connection's write deadline
+/// bounds.
+fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query, max_bytes: usize, tx: &PageSender) {
     let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
     let conn = match pooled {
         Some(c) => c,
         None => {
-            let c =
+            let opened =
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .map_err(sqlite_error)?;
-            schema::configure_reader(&c).map_err(sqlite_error)?;
-            c
+                    .and_then(|c| schema::configure_reader(&c).map(|()| c));
+            match opened {
+                Ok(c) => c,
+                Err(e) => {
+                    tx.blocking_send(PageItem::Failed(sqlite_error(e)));
+                    return;
+                }
+            }
         }
     };
-    let result = query(&conn, q).map_err(sqlite_error);
+    if let Err(e) = query(&conn, q, max_bytes, tx) {
+        tx.blocking_send(PageItem::Failed(sqlite_error(e)));
+    }
     if let Ok(mut pool) = readers.lock() {
         pool.push(conn);
     }
-    result
 }
 
-fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Page> {
+/// Steps through the matching rows, handing each slice on as it fills:
+/// at most a slice or two of the page is in memory at once. Stops early if
+/// the reader is gone.
+fn query(conn: &Connection, q: &Query, max_bytes: usize, tx: &PageSender) -> rusqlite::Result<()> {
     // The parameters are always bound in the same order: ?1 after, ?2 limit,
     // ?3 type, ?4 source. SQLite numbers them by the highest index used, so
     // a query with a source filter only still binds ?3 (an unused empty
@@ -184,18 +199,30 @@ fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Page> {
     if q.source.is_some() {
         params.push(&source);
     }
-    let mut events: Vec<StoredEvent> = stmt
-        .query_map(params.as_slice(), |r| {
-            let seq: i64 = r.get(0)?;
-            let received_at: String = r.get(1)?;
-            let json: String = r.get(2)?;
-            Ok(StoredEvent { seq: seq as u64, received_at, json: json.into() })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let more = events.len() > q.limit;
-    events.truncate(q.limit);
-    let next_after = if more { events.last().map(|e| e.seq) } else { None };
-    Ok(Page { events, next_after })
+    let mut pager = Pager::new(q.limit, max_bytes);
+    // Rows are stepped one at a time: nothing is read past the row that
+    // ends the page.
+    let mut rows = stmt.query(params.as_slice())?;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let received_at: String = r.get(1)?;
+        let json: String = r.get(2)?;
+        if !pager.offer(StoredEvent { seq: seq as u64, received_at, json: json.into() }) {
+            break;
+        }
+        if let Some(slice) = pager.ready_slice() {
+            if !tx.blocking_send(PageItem::Events(slice)) {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(slice) = pager.last_slice() {
+        if !tx.blocking_send(PageItem::Events(slice)) {
+            return Ok(());
+        }
+    }
+    tx.blocking_send(pager.end());
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -213,15 +240,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn query(&self, q: Query) -> BoxFuture<'_, Result<Page, StoreError>> {
+    fn query(&self, q: Query, max_bytes: usize) -> BoxFuture<'_, PageStream> {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        Box::pin(async move {
-            match tokio::task::spawn_blocking(move || read(&readers, &path, &q)).await {
-                Ok(result) => result,
-                Err(e) => Err(StoreError::caused(ErrorKind::Unavailable, "the query failed", e)),
-            }
-        })
+        let (tx, stream) = PageSender::channel();
+        // A read that panics drops `tx`: the stream reports it as failed.
+        tokio::task::spawn_blocking(move || read(&readers, &path, &q, max_bytes, &tx));
+        Box::pin(std::future::ready(stream))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -258,7 +283,7 @@ mod tests {
     }
 
     async fn stored(store: &SqliteStore) -> Vec<String> {
-        let page = store.query(Query { limit: 100, ..Query::default() }).await.unwrap();
+        let page = store.query(Query { limit: 100, ..Query::default() }, usize::MAX).await.collect().await.unwrap();
         page.events.iter().map(|e| String::from_utf8(e.json.to_vec()).unwrap()).collect()
     }
 
@@ -289,5 +314,37 @@ mod tests {
         // and the checkpointer's are closed by `close`, the reader's here.
         drop(store);
         assert!(!wal.exists(), "a connection is still open after close");
+    }
+
+    #[tokio::test]
+    async fn pages_are_cut_at_their_byte_bound_and_streamed_in_slices() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        let events: Vec<Event> = (0..5).map(|i| Event::new(format!("{i}"), "/s", "t")).collect();
+        let size = events[0].to_json().len();
+        assert_eq!(store.append(&events).await.unwrap().accepted(), 5);
+        let q = Query { limit: 100, ..Query::default() };
+        let page = store.query(q.clone(), 2 * size).await.collect().await.unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(page.next_after, Some(2));
+        let page = store.query(q.clone(), 2 * size - 1).await.collect().await.unwrap();
+        assert_eq!((page.events.len(), page.next_after), (1, Some(1)));
+        let page = store.query(Query { after: 4, ..q.clone() }, 1).await.collect().await.unwrap();
+        assert_eq!((page.events.len(), page.next_after), (1, None));
+        // Each event in its own slice once the slices are full: 64 KiB events.
+        let mut big = Event::new("big", "/s", "t");
+        big.subject = Some("x".repeat(64 * 1024).into());
+        let mut big2 = big.clone();
+        big2.id = "big2".into();
+        assert_eq!(store.append(&[big, big2]).await.unwrap().accepted(), 2);
+        let mut stream = store.query(Query { after: 5, ..q }, usize::MAX).await;
+        for seq in [6, 7] {
+            match stream.recv().await {
+                PageItem::Events(slice) => assert_eq!(slice.iter().map(|e| e.seq).collect::<Vec<_>>(), [seq]),
+                other => panic!("expected a slice, got {other:?}"),
+            }
+        }
+        assert!(matches!(stream.recv().await, PageItem::End { next_after: None }));
+        store.close().await.unwrap();
     }
 }
