@@ -228,6 +228,12 @@ fn tls_1_2_and_1_3_are_spoken_with_alpn_http_1_1() {
         assert_eq!(conn.stream.conn.protocol_version(), Some(expected));
         assert_eq!(conn.stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     }
+    // A client that offers ALPN without http/1.1 is refused in the handshake.
+    let mut h2_only = (*pki.client_config(None)).clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    let mut conn = TlsConn::open(s.addr, Arc::new(h2_only));
+    let e = conn.post_event("h2-only").unwrap_err();
+    assert!(e.to_string().contains("NoApplicationProtocol"), "{e}");
 }
 
 #[test]
