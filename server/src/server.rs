@@ -193,15 +193,32 @@ async fn serve_tls(
     mut shutdown: Shutdown,
     accepted_at: Instant,
 ) {
-    let Some(stream) = handshake(stream, first, &tls, accepted_at + settings.header_timeout, &mut shutdown).await
-    else {
+    let deadline = accepted_at + settings.header_timeout;
+    let Some(mut stream) = handshake(stream, first, &tls, deadline, &mut shutdown).await else {
         return;
     };
+    // As on plain TCP, the driver's buffers wait for the client's first
+    // request bytes: until then an idle connection holds its TLS session only.
+    if !has_plaintext(stream.get_mut().1) {
+        tokio::select! {
+            biased;
+            ready = stream.get_ref().0.readable() => if ready.is_err() { return },
+            _ = sleep_until(deadline) => {}
+            _ = shutdown.recv() => return,
+        }
+    }
     let peer = PeerIdentity::of(stream.get_ref().1);
     if let Some(peer) = &peer {
         tracing::debug!(client_cn = ?peer.common_name, "TLS client certificate verified");
     }
     Driver::new(stream, app, settings, shutdown, accepted_at).with_peer(peer).drive().await;
+}
+
+/// Whether rustls already holds decrypted bytes (a request that came with
+/// the end of the handshake). On an error, `true`: the driver's first read
+/// reports it.
+fn has_plaintext(conn: &mut rustls::ServerConnection) -> bool {
+    conn.process_new_packets().map(|state| state.plaintext_bytes_to_read() > 0).unwrap_or(true)
 }
 
 /// The server side of a TLS handshake, by `deadline`; `None` (and the

@@ -319,6 +319,32 @@ fn a_handshake_that_never_completes_is_dropped_at_the_header_deadline_while_othe
 }
 
 #[test]
+fn a_handshake_without_a_request_gets_408_over_tls_at_the_header_deadline() {
+    let pki = Pki::new();
+    pki.write("server", &pki.server(1));
+    let s = pki.start(&["--header-timeout", "1s"]);
+    let mut conn = TlsConn::open(s.addr, pki.client_config(None));
+    let opened = Instant::now();
+    let TlsConn { stream, codec, buf } = &mut conn;
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    // Nothing sent: the answer comes by itself once the head is overdue.
+    let mut chunk = [0u8; 4096];
+    let res = loop {
+        if let Some(res) = codec.decode(buf).unwrap() {
+            break res;
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed without an answer");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(res.status, 408);
+    assert!(res.closes());
+    assert!(opened.elapsed() >= Duration::from_millis(500), "answered at the deadline, not at once");
+}
+
+#[test]
 fn plain_http_to_the_tls_port_is_closed_cleanly_without_an_answer() {
     let pki = Pki::new();
     pki.write("server", &pki.server(1));
