@@ -86,6 +86,8 @@ class Server:
             port = free_port()
             with open(os.path.join(ROOT, "bench/nginx/nginx.conf.template")) as f:
                 conf = f.read().replace("@DIR@", self.tmp).replace("@PORT@", str(port))
+            # The HTTPS site is bench/tls.py's.
+            conf = "\n".join(line for line in conf.splitlines() if not line.rstrip().endswith("#@TLS@"))
             path = os.path.join(self.tmp, "nginx.conf")
             with open(path, "w") as f:
                 f.write(conf)

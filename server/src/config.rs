@@ -157,6 +157,20 @@ pub struct Config {
     #[arg(long, env = "INLET_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate
+    /// first); needs --tls-key. SIGHUP reloads both files.
+    #[arg(long, env = "INLET_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "INLET_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this PEM CA (mTLS); needs
+    /// --tls-cert. Read once, at start.
+    #[arg(long, env = "INLET_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Log line format on stderr (level from RUST_LOG).
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -183,6 +197,15 @@ impl Config {
             idle_timeout: self.idle_timeout,
             shutdown_timeout: self.shutdown_timeout,
         }
+    }
+
+    /// The TLS files, if the server speaks HTTPS.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     pub fn parse_limits(&self) -> ParseLimits {
@@ -263,6 +286,29 @@ mod tests {
         }
         let config = Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap();
         assert!(matches!(config.store_options(), store::Options::Memory));
+    }
+
+    #[test]
+    fn tls_flags_go_together() {
+        let config = Config::try_parse_from(["inlet-server"]).unwrap();
+        assert_eq!(config.tls_files(), None);
+        let config = Config::try_parse_from([
+            "inlet-server",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        let files = config.tls_files().unwrap();
+        assert_eq!((files.cert, files.key, files.client_ca), ("c.pem".into(), "k.pem".into(), Some("ca.pem".into())));
+        for alone in [&["--tls-cert", "c.pem"][..], &["--tls-key", "k.pem"], &["--tls-client-ca", "ca.pem"]] {
+            let args = std::iter::once("inlet-server").chain(alone.iter().copied());
+            let e = Config::try_parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{alone:?}");
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //!   counters and latency histograms, and the `/metrics` registry.
 //! - `blocking`: the stage-1 single-threaded server, kept to show the
 //!   freeze; it answers through the same request handling as the driver.
+//! - `tls`: HTTPS (`--tls-cert`): the rustls configuration, the
+//!   certificate `SIGHUP` reloads, and the client certificate's identity.
 //! - `shutdown`: SIGINT/SIGTERM as a future, and [`shutdown::Shutdown`],
 //!   a connection's view of the server's shutdown.
 
@@ -34,6 +36,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
     // The main thread's runtime owns the store (and its background tasks,
     // such as the NATS client) and waits for the signal.
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let tls = config.tls_files().map(tls::Tls::load).transpose()?.map(Arc::new);
     let store = main.block_on(store::open(&config))?;
     let app = Arc::new(App::new(store, &config));
     let workers = match config.workers {
@@ -65,7 +69,7 @@ pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
 
     let mut threads = Vec::with_capacity(workers);
     for (i, listener) in listeners.into_iter().enumerate() {
-        let (app, permits, mut stopped) = (app.clone(), permits.clone(), stopped.clone());
+        let (app, permits, mut stopped, tls) = (app.clone(), permits.clone(), stopped.clone(), tls.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name(format!("inlet-worker-{i}")).spawn(move || {
             runtime.block_on(async move {
@@ -79,10 +83,23 @@ pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                server::serve_listener(listener, app, settings, permits, shutdown).await;
+                server::serve_listener(listener, app, settings, tls, permits, shutdown).await;
             });
         })?;
         threads.push(thread);
+    }
+    if let Some(tls) = tls {
+        // Registered before `listening on`: from then on SIGHUP reloads
+        // rather than ending the process.
+        let mut hangups = {
+            let _context = main.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?
+        };
+        main.spawn(async move {
+            while hangups.recv().await.is_some() {
+                let _ = tls::reload(&tls);
+            }
+        });
     }
     server::announce(addr);
     tracing::info!(workers, "serving");

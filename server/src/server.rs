@@ -1,7 +1,8 @@
 //! The async listeners: accept connections, enforce `--max-connections`,
 //! back off on accept errors, and shut down gracefully. What is specific to
-//! TCP happens here (`set_nodelay`, waiting for the first byte with `peek`);
-//! the connection's life is the driver's (`connection/`).
+//! TCP happens here (`set_nodelay`, waiting for the first byte with `peek`),
+//! and so does the TLS handshake (`--tls-cert`); the connection's life is
+//! the driver's (`connection/`), over the TCP or the TLS stream.
 //!
 //! The server runs one single-threaded tokio runtime per worker thread
 //! (`--workers`, default: one per CPU), each with its own listening socket
@@ -16,9 +17,10 @@ use std::time::Duration;
 
 use inlet_shared::http::{Response, ServerCodec};
 use inlet_shared::problem::Problem;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +28,7 @@ use crate::config::ServerSettings;
 use crate::connection::{close_with, closing_problem, Driver};
 use crate::handlers::App;
 use crate::shutdown::Shutdown;
+use crate::tls::{PeerIdentity, Tls, HANDSHAKE_RECORD};
 
 /// Listen backlog: bursts of connects queue in the kernel instead of being
 /// refused.
@@ -67,10 +70,12 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// lets requests in flight finish (bounded by `--shutdown-timeout`). The
 /// connection limit `permits` is shared by every listener of the process.
 /// Closing the store is the caller's job, once every listener is done.
+/// With `tls`, every connection speaks TLS.
 pub async fn serve_listener(
     listener: TcpListener,
     app: Arc<App>,
     settings: ServerSettings,
+    tls: Option<Arc<Tls>>,
     permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -89,18 +94,23 @@ pub async fn serve_listener(
                 backoff = Duration::from_millis(5);
                 match permits.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let app = app.clone();
+                        let (app, tls) = (app.clone(), tls.clone());
                         let shutdown = Shutdown::new(watch_rx.clone());
                         tracker.spawn(async move {
                             app.stats.connection_opened();
-                            serve_tcp(stream, app.clone(), settings, shutdown).await;
+                            serve_tcp(stream, app.clone(), settings, tls, shutdown).await;
                             app.stats.connection_closed();
                             drop(permit);
                         });
                     }
                     Err(_) => {
-                        let app = app.clone();
-                        tracker.spawn(async move { refuse(stream, &app, settings).await });
+                        let (app, tls) = (app.clone(), tls.clone());
+                        tracker.spawn(async move {
+                            match tls {
+                                None => refuse(stream, &app, settings).await,
+                                Some(tls) => refuse_tls(stream, &app, settings, &tls).await,
+                            }
+                        });
                     }
                 }
             }
@@ -128,12 +138,18 @@ pub async fn serve_listener(
 /// waits for readiness only, so thousands of idle connections cost a task
 /// and a socket each. Then the [`Driver`] takes over, with the header
 /// deadline still counted from the accept (past it, the driver answers
-/// `408` at once).
-async fn serve_tcp(stream: TcpStream, app: Arc<App>, settings: ServerSettings, mut shutdown: Shutdown) {
+/// `408` at once). With `tls`, the handshake comes first (`serve_tls`).
+async fn serve_tcp(
+    stream: TcpStream,
+    app: Arc<App>,
+    settings: ServerSettings,
+    tls: Option<Arc<Tls>>,
+    mut shutdown: Shutdown,
+) {
     let accepted_at = Instant::now();
     let _ = stream.set_nodelay(true);
     let mut probe = [0u8; 1];
-    tokio::select! {
+    let spoke = tokio::select! {
         biased;
         // `peek` waits for a real byte (readiness alone can be spurious)
         // and leaves it in the socket for the codec.
@@ -141,14 +157,125 @@ async fn serve_tcp(stream: TcpStream, app: Arc<App>, settings: ServerSettings, m
             if !matches!(peeked, Ok(n) if n > 0) {
                 return;
             }
+            true
         }
-        _ = sleep_until(accepted_at + settings.header_timeout) => {}
+        _ = sleep_until(accepted_at + settings.header_timeout) => false,
         _ = shutdown.recv() => return,
-    }
+    };
     // Boxed: the state of a busy connection (buffers, codec, handler
-    // futures: several KiB) is allocated only once the client has spoken,
-    // so the future of an idle one stays small.
-    Box::pin(Driver::new(stream, app, settings, shutdown, accepted_at).drive()).await;
+    // futures, TLS session: several KiB) is allocated only once the client
+    // has spoken, so the future of an idle one stays small.
+    match tls {
+        None => Box::pin(Driver::new(stream, app, settings, shutdown, accepted_at).drive()).await,
+        // Silent until the header deadline: no TLS, so no `408` to send.
+        Some(_) if !spoke => tracing::debug!("no TLS handshake by the header deadline; closed"),
+        Some(tls) => Box::pin(serve_tls(stream, probe[0], tls, app, settings, shutdown, accepted_at)).await,
+    }
+}
+
+/// The TLS side of a connection whose first byte was `first`: the handshake,
+/// then the same [`Driver`] over the TLS stream.
+///
+/// The handshake runs here, in the connection's own task, and counts against
+/// the first request's header deadline (from the accept): a client that
+/// never finishes it is dropped at that deadline like any slow client, and
+/// never holds up `accept` or another connection. Whatever time the
+/// handshake took is gone from the head's deadline. A connection that does
+/// not start with a TLS handshake record (plain HTTP sent to the HTTPS
+/// port) is closed without an answer (logged at debug): no plain-text
+/// byte is ever written on the TLS port.
+async fn serve_tls(
+    stream: TcpStream,
+    first: u8,
+    tls: Arc<Tls>,
+    app: Arc<App>,
+    settings: ServerSettings,
+    mut shutdown: Shutdown,
+    accepted_at: Instant,
+) {
+    let deadline = accepted_at + settings.header_timeout;
+    let Some(mut stream) = handshake(stream, first, &tls, deadline, &mut shutdown).await else {
+        return;
+    };
+    // As on plain TCP, the driver's buffers wait for the client's first
+    // request bytes: until then an idle connection holds its TLS session only.
+    if !has_plaintext(stream.get_mut().1) {
+        tokio::select! {
+            biased;
+            ready = stream.get_ref().0.readable() => if ready.is_err() { return },
+            _ = sleep_until(deadline) => {}
+            _ = shutdown.recv() => return,
+        }
+    }
+    let peer = PeerIdentity::of(stream.get_ref().1);
+    if let Some(peer) = &peer {
+        tracing::debug!(client_cn = ?peer.common_name, "TLS client certificate verified");
+    }
+    Driver::new(stream, app, settings, shutdown, accepted_at).with_peer(peer).drive().await;
+}
+
+/// Whether rustls already holds decrypted bytes (a request that came with
+/// the end of the handshake). On an error, `true`: the driver's first read
+/// reports it.
+fn has_plaintext(conn: &mut rustls::ServerConnection) -> bool {
+    conn.process_new_packets().map(|state| state.plaintext_bytes_to_read() > 0).unwrap_or(true)
+}
+
+/// The server side of a TLS handshake, by `deadline`; `None` (and the
+/// connection dropped) if the client is not speaking TLS, fails the
+/// handshake, is too slow, or shutdown begins first.
+async fn handshake(
+    stream: TcpStream,
+    first: u8,
+    tls: &Tls,
+    deadline: Instant,
+    shutdown: &mut Shutdown,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    if first != HANDSHAKE_RECORD {
+        tracing::debug!(?peer, "not TLS on the TLS port (plain HTTP?); closed");
+        discard_and_close(stream).await;
+        return None;
+    }
+    let accepted = tokio::select! {
+        accepted = timeout_at(deadline, tls.acceptor().accept(stream)) => accepted,
+        _ = shutdown.recv() => return None,
+    };
+    match accepted {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake not finished by the header deadline; closed");
+            None
+        }
+    }
+}
+
+/// How long, and how much, `discard_and_close` reads.
+const DISCARD_TIME: Duration = Duration::from_secs(1);
+const DISCARD_BYTES: usize = 64 * 1024;
+
+/// Closes a connection cleanly without answering: half-closes, then reads
+/// and discards what the client sent (bounded), so that the close is a FIN
+/// rather than a reset for unread data.
+async fn discard_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = vec![0u8; 4096];
+        let mut drained = 0;
+        while drained < DISCARD_BYTES {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = timeout(DISCARD_TIME, drain).await;
 }
 
 /// How long `refuse` waits for the start of the request line.
@@ -165,6 +292,52 @@ async fn refuse(stream: TcpStream, app: &App, settings: ServerSettings) {
     res.omit_body = head;
     let framed = Framed::from_parts(FramedParts::new::<Response>(stream, ServerCodec::new(settings.limits)));
     close_with(framed, res).await;
+}
+
+/// How long `refuse_tls` gives the handshake: a refused connection does not
+/// get the full header deadline.
+const REFUSE_HANDSHAKE_TIME: Duration = Duration::from_secs(2);
+
+/// Over `--max-connections` on the TLS port: the handshake (bounded by
+/// `REFUSE_HANDSHAKE_TIME`), then the same `503` with `Retry-After` as on
+/// plain HTTP, over TLS. A handshake costs CPU just when the server is
+/// full, but a client that gets a reset retries at once, where one that
+/// reads `503` and `Retry-After: 1` backs off; the handshake's time is
+/// bounded and the permit is not taken.
+async fn refuse_tls(stream: TcpStream, app: &App, settings: ServerSettings, tls: &Tls) {
+    let mut probe = [0u8; 1];
+    match timeout(REFUSE_PEEK_TIME, stream.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let deadline = Instant::now() + REFUSE_HANDSHAKE_TIME;
+    let Some(mut stream) = handshake(stream, probe[0], tls, deadline, &mut Shutdown::new(rx)).await else {
+        return;
+    };
+    // The start of the request line, read (not peeked: TLS has no peek) to
+    // tell a `HEAD`; the rest is drained by the lingering close.
+    let mut start = Vec::with_capacity(5);
+    let head = timeout(REFUSE_PEEK_TIME, read_head_prefix(&mut stream, &mut start)).await.unwrap_or(false);
+    let problem = Problem::new(503, "too-many-connections", "the server is at its connection limit; retry later");
+    let mut res = closing_problem(app, problem);
+    res.retry_after = Some(1);
+    res.omit_body = head;
+    let framed = Framed::from_parts(FramedParts::new::<Response>(stream, ServerCodec::new(settings.limits)));
+    close_with(framed, res).await;
+}
+
+/// Reads until the bytes in `start` are `HEAD ` or cannot become it.
+async fn read_head_prefix<S: AsyncRead + Unpin>(io: &mut S, start: &mut Vec<u8>) -> bool {
+    const HEAD: &[u8] = b"HEAD ";
+    let mut byte = [0u8; 1];
+    while start.len() < HEAD.len() && HEAD.starts_with(start) {
+        match io.read(&mut byte).await {
+            Ok(1) => start.push(byte[0]),
+            _ => return false,
+        }
+    }
+    start[..] == *HEAD
 }
 
 /// Whether the request line starts with `HEAD `, from bytes peeked (left in
@@ -253,7 +426,7 @@ mod tests {
                 idle_timeout: second,
                 shutdown_timeout: second,
             };
-            let f = serve_tcp(s, app, settings, Shutdown::new(rx));
+            let f = serve_tcp(s, app, settings, None, Shutdown::new(rx));
             let size = std::mem::size_of_val(&f);
             assert!(size <= 1024, "the connection future is {size} bytes");
         });

@@ -87,6 +87,7 @@ use crate::handlers::App;
 use crate::respond;
 use crate::router::{self, Route};
 use crate::shutdown::Shutdown;
+use crate::tls::PeerIdentity;
 
 /// Read buffer capacity a connection starts with; it grows only for larger
 /// requests.
@@ -176,6 +177,10 @@ pub(crate) struct Driver<S> {
     timer: Pin<Box<Sleep>>,
     /// Start of the first request's header deadline.
     accepted_at: Instant,
+    /// The client's verified certificate identity (TLS with
+    /// `--tls-client-ca`), for the request path to authenticate by.
+    #[allow(dead_code)] // Read by the auth check once token entries may name a certificate subject.
+    peer: Option<PeerIdentity>,
 }
 
 impl<S> Driver<S>
@@ -193,7 +198,13 @@ where
     ) -> Self {
         let framed = Framed::with_capacity(io, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
         let timer = Box::pin(sleep_until(accepted_at + settings.header_timeout));
-        Driver { framed, app, settings, shutdown, timer, accepted_at }
+        Driver { framed, app, settings, shutdown, timer, accepted_at, peer: None }
+    }
+
+    /// The identity the client proved with its TLS certificate.
+    pub(crate) fn with_peer(mut self, peer: Option<PeerIdentity>) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// Serves the connection to its end.
