@@ -24,6 +24,11 @@ use crate::{respond, server, store};
 /// `--mode blocking`: serves one connection at a time until the process is
 /// stopped.
 pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
+    // The demonstration speaks plain HTTP only; serving it when TLS was asked
+    // for would send what the operator meant to protect in clear text.
+    if config.tls_files().is_some() {
+        anyhow::bail!("--mode blocking serves plain HTTP only; it cannot be combined with --tls-cert/--tls-key");
+    }
     // A current-thread runtime only to drive the (async) store and handlers
     // to completion, one request at a time, and to catch signals.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -456,3 +456,29 @@ fn at_the_connection_limit_a_tls_client_reads_503_with_retry_after() {
     // The holder is unaffected.
     assert_eq!(accepted_one(&holder.post_event("holder-2").unwrap()), ONE_ACCEPTED);
 }
+
+#[test]
+fn blocking_mode_refuses_to_start_with_tls_flags() {
+    let pki = Pki::new();
+    pki.write("server", &pki.server(1));
+    let mut child = Command::new(inlet_tests::binary("inlet-server"))
+        .args(["--mode", "blocking", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .args(["--tls-cert", &pki.path_str("server.pem"), "--tls-key", &pki.path_str("server.key")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run inlet-server");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("blocking mode started with TLS flags instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "it must not announce a listener: {}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--mode blocking serves plain HTTP only"), "{stderr}");
+}
