@@ -634,3 +634,105 @@ fn a_page_of_1000_events_takes_a_few_requests_to_nats() {
     assert_eq!(got, ["p-1495", "p-1496", "p-1497", "p-1498", "p-1499"]);
     assert_eq!(page["next_after"], serde_json::Value::Null);
 }
+
+/// Events per batch in the batch fault test.
+const BATCH_SIZE: usize = 10;
+
+/// Posts batches of [`BATCH_SIZE`] fresh events; a batch not acknowledged
+/// (connection lost, 503) is sent again as it was. Records every
+/// acknowledged batch with its `202` counts.
+fn batch_writer(addr: SocketAddr, name: String, acked: Arc<Mutex<Vec<(String, u64, u64)>>>, stop: Arc<AtomicBool>) {
+    let mut conn: Option<Conn> = None;
+    'batches: for n in 0.. {
+        let batch = format!("{name}-{n}");
+        let body = ndjson(&(0..BATCH_SIZE).map(|k| format!("{batch}-{k}")).collect::<Vec<_>>());
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break 'batches;
+            }
+            let c = conn.get_or_insert_with(|| Conn::open(addr));
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.send(ClientRequest::post("/events", "application/x-ndjson", body.clone()));
+                c.try_recv()
+            }));
+            match sent {
+                Ok(Some(res)) if res.status == 202 => {
+                    let counts = json(&res);
+                    let (a, d) = (counts["accepted"].as_u64().unwrap(), counts["duplicates"].as_u64().unwrap());
+                    acked.lock().unwrap().push((batch.clone(), a, d));
+                    continue 'batches;
+                }
+                Ok(Some(res)) if res.status == 503 => std::thread::sleep(Duration::from_millis(50)),
+                Ok(Some(res)) => panic!("unexpected status {}", res.status),
+                _ => conn = None,
+            }
+        }
+    }
+}
+
+/// Batches in flight on an R3 stream while the NATS node inlet is connected
+/// to is killed (`kill -9`): afterwards each batch is wholly in the stream
+/// or wholly absent, each acknowledged batch is wholly there, nothing is
+/// stored twice, and each `202` counted the batch as all new or (a resend
+/// of a batch stored before its answer was lost) all duplicates.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn r3_batches_stay_whole_when_the_connected_node_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path());
+    let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
+    let s = jetstream_server(&urls, &["--replicas", "3"]);
+    wait_ready(&s);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, acked, stop) = (s.addr, acked.clone(), stop.clone());
+            std::thread::spawn(move || batch_writer(addr, format!("bw{w}"), acked, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let victim = nodes.iter().position(|n| n.client_connections() > 0).expect("inlet is connected to some node");
+    nodes[victim].kill();
+    let acked_at_kill = acked.lock().unwrap().len();
+    let killed_at = Instant::now();
+    while acked.lock().unwrap().len() <= acked_at_kill + 20 {
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "writes never resumed with two of three nodes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let resumed_after = killed_at.elapsed();
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let acked = acked.lock().unwrap().clone();
+
+    let mut stored = stored_ids(&s);
+    stored.remove("ready-probe");
+    for (id, n) in &stored {
+        assert_eq!(*n, 1, "{id} stored {n} times");
+    }
+    // Per batch (the id without its last `-k`): how many of its events are stored.
+    let mut per_batch: HashMap<&str, usize> = HashMap::new();
+    for id in stored.keys() {
+        *per_batch.entry(&id[..id.rfind('-').unwrap()]).or_insert(0) += 1;
+    }
+    for (batch, n) in &per_batch {
+        assert_eq!(*n, BATCH_SIZE, "batch {batch} is partly stored: {n} of {BATCH_SIZE}");
+    }
+    let size = BATCH_SIZE as u64;
+    let mut resent_duplicates = 0;
+    for (batch, accepted, duplicates) in &acked {
+        assert_eq!(per_batch.get(batch.as_str()), Some(&BATCH_SIZE), "acknowledged batch {batch} missing");
+        assert!(
+            (*accepted, *duplicates) == (size, 0) || (*accepted, *duplicates) == (0, size),
+            "batch {batch} answered accepted {accepted}, duplicates {duplicates}"
+        );
+        resent_duplicates += (*duplicates == size) as usize;
+    }
+    eprintln!(
+        "{} batches acknowledged ({acked_at_kill} before node n{victim} was killed; writes resumed after \
+         {resumed_after:?}), {} stored, {resent_duplicates} answered as all duplicates",
+        acked.len(),
+        per_batch.len()
+    );
+}
