@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "INLET_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     pub duplicate_window: Duration,
 
+    /// jetstream: atomic batches (requests of more than one event) this
+    /// server has in flight at most; nats-server takes 50 per stream.
+    #[arg(long, env = "INLET_NATS_BATCHES_IN_FLIGHT", default_value_t = 16)]
+    pub nats_batches_in_flight: usize,
+
     /// Worker threads, each with its own runtime and listening socket
     /// (SO_REUSEPORT); 0: one per CPU.
     #[arg(long, env = "INLET_WORKERS", default_value_t = 0)]
@@ -236,6 +241,8 @@ impl Config {
                 max_bytes: self.max_stream_bytes,
                 duplicate_window: self.duplicate_window,
                 ack_timeout: Duration::from_secs(5),
+                batches_in_flight: self.nats_batches_in_flight,
+                max_batch: self.max_batch,
             }),
         }
     }

@@ -381,3 +381,121 @@ impl Drop for Nats {
         self.kill();
     }
 }
+
+/// A minimal blocking NATS client (the text protocol over a socket), for
+/// tests that talk to JetStream beside inlet: its API, raw publishes with
+/// headers, and what the server answers.
+pub struct NatsConn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    next: u64,
+}
+
+/// A reply: its header block (status line and fields, as text) and body.
+#[derive(Debug)]
+pub struct NatsReply {
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl NatsReply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("NATS reply is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl NatsConn {
+    pub fn open(nats: &Nats) -> NatsConn {
+        let stream = TcpStream::connect(("127.0.0.1", nats.port)).expect("connect to NATS");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut info = String::new();
+        reader.read_line(&mut info).expect("NATS INFO");
+        let mut conn = NatsConn { stream, reader, next: 0 };
+        conn.write(b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB _T.> 1\r\nPING\r\n");
+        assert_eq!(conn.line(), "PONG", "NATS handshake");
+        conn
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to NATS");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read from NATS");
+        line.trim_end().to_string()
+    }
+
+    /// Publishes with `headers`; with `reply`, waits for the answer.
+    pub fn publish(&mut self, subject: &str, headers: &[(&str, &str)], body: &[u8], reply: bool) -> Option<NatsReply> {
+        self.next += 1;
+        let inbox = if reply { format!("_T.{}", self.next) } else { String::new() };
+        let mut block = String::from("NATS/1.0\r\n");
+        for (k, v) in headers {
+            block.push_str(&format!("{k}: {v}\r\n"));
+        }
+        block.push_str("\r\n");
+        let mut out =
+            format!("HPUB {subject} {inbox} {} {}\r\n{block}", block.len(), block.len() + body.len()).into_bytes();
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+        self.write(&out);
+        reply.then(|| self.reply())
+    }
+
+    /// A JetStream API request (`$JS.API.<what>`) with a JSON body.
+    pub fn api(&mut self, what: &str, body: serde_json::Value) -> serde_json::Value {
+        self.publish(&format!("$JS.API.{what}"), &[], body.to_string().as_bytes(), true).expect("reply").json()
+    }
+
+    /// The next message to our inbox.
+    fn reply(&mut self) -> NatsReply {
+        loop {
+            let line = self.line();
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts[0] {
+                "PING" => self.write(b"PONG\r\n"),
+                "MSG" | "HMSG" => {
+                    let total: usize = parts[parts.len() - 1].parse().expect("size");
+                    let head: usize =
+                        if parts[0] == "HMSG" { parts[parts.len() - 2].parse().expect("size") } else { 0 };
+                    let mut data = vec![0u8; total + 2];
+                    self.reader.read_exact(&mut data).expect("message");
+                    data.truncate(total);
+                    let body = data.split_off(head);
+                    return NatsReply { headers: String::from_utf8_lossy(&data).into_owned(), body };
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Nats {
+    /// Waits until this node's `/healthz` says it is ready (for JetStream
+    /// on a cluster: in contact with a meta leader).
+    pub fn wait_healthy(&self) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut conn = Conn::open(addr);
+            conn.send(ClientRequest::get("/healthz"));
+            if conn.recv().status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nats-server never became healthy:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Messages this node received from clients so far (its `/varz`).
+    pub fn in_msgs(&self) -> u64 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
+        let mut conn = Conn::open(addr);
+        conn.send(ClientRequest::get("/varz"));
+        json(&conn.recv())["in_msgs"].as_u64().expect("in_msgs")
+    }
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inlet_shared::http::ClientRequest;
-use inlet_tests::{event_json, free_port, json, Conn, Nats, Server};
+use inlet_tests::{binary, event_json, free_port, json, Conn, Nats, NatsConn, Server, PATIENCE};
 
 fn jetstream_server(urls: &[String], extra: &[&str]) -> Server {
     let urls = urls.join(",");
@@ -154,20 +154,26 @@ fn three_inlet_servers_one_stream_one_killed_mid_load() {
     eprintln!("acknowledged {} events ({acked_at_kill} before the kill), {retries} retries", acked.len());
 }
 
-#[test]
-#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
-fn nats_cluster_r3_survives_a_node_killed_mid_load() {
-    let dir = tempfile::tempdir().unwrap();
+/// A three-node NATS cluster in `dir`, started.
+fn cluster(dir: &std::path::Path) -> Vec<Nats> {
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
     let routes: Vec<u16> = ports.iter().map(|p| p.1).collect();
     let mut nodes: Vec<Nats> = ports
         .iter()
         .enumerate()
-        .map(|(i, (port, cport))| Nats::configure(dir.path(), &format!("n{i}"), *port, *cport, &routes))
+        .map(|(i, (port, cport))| Nats::configure(dir, &format!("n{i}"), *port, *cport, &routes))
         .collect();
     for n in nodes.iter_mut() {
         n.start();
     }
+    nodes
+}
+
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn nats_cluster_r3_survives_a_node_killed_mid_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path());
     let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
     let s = jetstream_server(&urls, &["--replicas", "3"]);
     wait_ready(&s);
@@ -297,4 +303,436 @@ fn paging_goes_on_where_the_scan_budget_ran_out() {
     let first = json(&s.get("/events?source=%2Frare&limit=2"));
     assert_eq!(first["events"], serde_json::json!([]));
     assert_eq!(first["next_after"], 10_000, "10,000 scanned: the ready probe (seq 1) and 9,999 of /many");
+}
+
+/// Stream `S` on `ev.>` with atomic batches, a 2-minute duplicate window.
+fn create_stream(c: &mut NatsConn, replicas: usize) {
+    let created = c.api(
+        "STREAM.CREATE.S",
+        serde_json::json!({"name": "S", "subjects": ["ev.>"], "storage": "file", "num_replicas": replicas,
+            "duplicate_window": 120_000_000_000u64, "allow_atomic": true}),
+    );
+    assert_eq!(created["config"]["allow_atomic"], true, "{created}");
+}
+
+/// Publishes `msg_ids` (one message each) as one atomic batch; the commit's answer.
+fn batch(c: &mut NatsConn, msg_ids: &[&str]) -> serde_json::Value {
+    static BATCH_NO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let batch_id = format!("b{}", BATCH_NO.fetch_add(1, Ordering::Relaxed));
+    let mut last = None;
+    for (n, id) in msg_ids.iter().enumerate() {
+        let seq = (n + 1).to_string();
+        let mut headers = vec![("Nats-Batch-Id", batch_id.as_str()), ("Nats-Batch-Sequence", seq.as_str())];
+        if !id.is_empty() {
+            headers.push(("Nats-Msg-Id", id));
+        }
+        let commit = n + 1 == msg_ids.len();
+        if commit {
+            headers.push(("Nats-Batch-Commit", "1"));
+        }
+        last = c.publish("ev.x", &headers, format!("body-{id}").as_bytes(), commit);
+    }
+    last.expect("commit reply").json()
+}
+
+/// inlet's dedupe probe (server/src/store/jetstream/publish.rs): a
+/// one-message atomic batch with the id and an expected last sequence no
+/// stream reaches.
+fn probe(c: &mut NatsConn, id: &str) -> serde_json::Value {
+    let headers = [
+        ("Nats-Msg-Id", id),
+        ("Nats-Batch-Id", "probe"),
+        ("Nats-Batch-Sequence", "1"),
+        ("Nats-Batch-Commit", "1"),
+        ("Nats-Expected-Last-Sequence", "18446744073709551615"),
+    ];
+    c.publish("ev.x", &headers, b"probe", true).expect("reply").json()
+}
+
+fn stored(c: &mut NatsConn) -> u64 {
+    c.api("STREAM.INFO.S", serde_json::json!({}))["state"]["messages"].as_u64().expect("messages")
+}
+
+/// The same probe on an R3 stream answers the same and leaves no trace;
+/// the simpler probe (a plain publish with an `Nats-Expected-Last-Msg-Id`
+/// that cannot match) answers alike but, on a cluster, is replicated and
+/// fails when applied: "critical write error" on every node. So not that.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn the_dedupe_probe_on_an_r3_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path());
+    nodes.iter().for_each(Nats::wait_healthy);
+    let mut c = NatsConn::open(&nodes[0]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let created = c.api(
+            "STREAM.CREATE.S",
+            serde_json::json!({"name": "S", "subjects": ["ev.>"], "storage": "file", "num_replicas": 3,
+                "duplicate_window": 120_000_000_000u64, "allow_atomic": true}),
+        );
+        if created["config"]["allow_atomic"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no R3 stream: {created}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(batch(&mut c, &["a1", "a2"])["count"], 2);
+    assert_eq!(probe(&mut c, "a1")["error"]["err_code"], 10201);
+    assert_eq!(probe(&mut c, "n1")["error"]["err_code"], 10071);
+    assert_eq!(stored(&mut c), 2);
+    let critical = |nodes: &[Nats]| nodes.iter().filter(|n| n.log_text().contains("critical write error")).count();
+    assert_eq!(critical(&nodes), 0);
+    let plain = c
+        .publish("ev.x", &[("Nats-Msg-Id", "n2"), ("Nats-Expected-Last-Msg-Id", "never")], b"x", true)
+        .expect("reply")
+        .json();
+    assert_eq!(plain["error"]["err_code"], 10070, "{plain}");
+    let deadline = Instant::now() + PATIENCE;
+    while critical(&nodes) < 3 {
+        assert!(Instant::now() < deadline, "no critical write error logged");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `n` events as an NDJSON batch, ids `<prefix>-0` ..
+fn ndjson(ids: &[String]) -> String {
+    let lines: Vec<String> = ids.iter().map(|id| event_json(id, "t.batch")).collect();
+    lines.join("\n")
+}
+
+fn ids(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// What nats-server (2.15.1) does with `Nats-Msg-Id` inside an atomic batch
+/// (ADR-50), the ground the JetStream store builds on (docs/scale-out.md,
+/// "Atomicity"): a batch with any id seen before, or an id twice, is
+/// refused as a whole (10201) and nothing of it is stored; the error does
+/// not say which id. A publish with a known id and an
+/// `Nats-Expected-Last-Msg-Id` that cannot match is answered "duplicate";
+/// with an unknown id "wrong last msg ID" (10070), and nothing is stored:
+/// the probe inlet asks with. And the limits: 1,000 messages a batch
+/// (10199), 50 batches in flight on a stream (10210).
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn atomic_batch_dedupe_as_nats_does_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let mut c = NatsConn::open(&nats);
+    create_stream(&mut c, 1);
+    let refused_as_duplicate = |ack: &serde_json::Value| ack["error"]["err_code"] == 10201;
+
+    let ack = batch(&mut c, &["a1", "a2", "a3"]);
+    assert_eq!((ack["seq"].as_u64(), ack["count"].as_u64()), (Some(3), Some(3)), "{ack}");
+    // One id seen before among new ones: the whole batch refused, b1 not stored.
+    assert!(refused_as_duplicate(&batch(&mut c, &["a3", "b1"])));
+    // The whole batch resent.
+    assert!(refused_as_duplicate(&batch(&mut c, &["a1", "a2", "a3"])));
+    // The same new id twice within one batch.
+    assert!(refused_as_duplicate(&batch(&mut c, &["c1", "c1"])));
+    // The duplicate last or first.
+    assert!(refused_as_duplicate(&batch(&mut c, &["d1", "a1"])));
+    assert!(refused_as_duplicate(&batch(&mut c, &["a2", "d1"])));
+    assert_eq!(stored(&mut c), 3, "nothing of a refused batch is stored");
+    // b1 was not remembered either: now it goes in.
+    assert_eq!(batch(&mut c, &["b1", "d1"])["count"], 2);
+    assert_eq!(stored(&mut c), 5);
+
+    // The probe inlet asks with: a known id is reported as a duplicate, an
+    // unknown one as a failed expectation; neither is stored, and the
+    // unknown one is not remembered (it can be published after).
+    assert_eq!(probe(&mut c, "a2")["error"]["err_code"], 10201);
+    let unknown = probe(&mut c, "e1");
+    assert_eq!(unknown["error"]["err_code"], 10071, "{unknown}");
+    assert_eq!(probe(&mut c, "e1")["error"]["err_code"], 10071);
+    assert_eq!(stored(&mut c), 5);
+    assert_eq!(batch(&mut c, &["e1"])["count"], 1);
+
+    // Limits: 1,000 messages in a batch, not 1,001.
+    let big: Vec<String> = (0..1001).map(|i| format!("big{i}")).collect();
+    let refs: Vec<&str> = big.iter().map(String::as_str).collect();
+    assert_eq!(batch(&mut c, &refs)["error"]["err_code"], 10199);
+    assert_eq!(batch(&mut c, &refs[..1000])["count"], 1000);
+    assert_eq!(stored(&mut c), 1006);
+    // 50 batches in flight on a stream (each waits 10 s for its commit).
+    for k in 0..50 {
+        let id = format!("open{k}");
+        c.publish("ev.x", &[("Nats-Batch-Id", &id), ("Nats-Batch-Sequence", "1")], b"x", false);
+    }
+    assert_eq!(batch(&mut c, &["f1"])["error"]["err_code"], 10210);
+}
+
+/// The `202` of a batch counts exactly what was stored and what was a
+/// duplicate, with duplicates among new events, a whole batch resent and
+/// repeats within one request; each event stored once.
+fn batch_counts_are_exact(urls: &[String], extra: &[&str]) {
+    let s = jetstream_server(urls, extra);
+    wait_ready(&s);
+    let post = |names: &[&str]| json(&s.post("/events", "application/x-ndjson", ndjson(&ids(names))));
+    let counts = |accepted: u64, duplicates: u64| serde_json::json!({"accepted": accepted, "duplicates": duplicates});
+    assert_eq!(post(&["a", "b", "c"]), counts(3, 0));
+    assert_eq!(post(&["c", "d", "e"]), counts(2, 1));
+    assert_eq!(post(&["a", "b", "c"]), counts(0, 3));
+    assert_eq!(post(&["f", "f", "g"]), counts(2, 1));
+    assert_eq!(post(&["h", "a", "h", "i", "e"]), counts(2, 3));
+    assert_eq!(post(&["j", "j"]), counts(1, 1));
+    let mut stored = stored_ids(&s);
+    stored.remove("ready-probe");
+    let expected: HashMap<String, usize> =
+        ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"].iter().map(|id| (id.to_string(), 1)).collect();
+    assert_eq!(stored, expected);
+    // The events of one request are stored together, in order.
+    let page = json(&s.get("/events?limit=100"));
+    let order: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["ready-probe", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]);
+}
+
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn batch_counts_are_exact_r1() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    batch_counts_are_exact(&[nats.url()], &[]);
+}
+
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn batch_counts_are_exact_r3() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path());
+    let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
+    batch_counts_are_exact(&urls, &["--replicas", "3"]);
+}
+
+/// Runs inlet-server expecting it to refuse to start: its exit code (`None`
+/// if it was still running after a while, and killed) and stderr.
+fn refused_start(args: &[&str]) -> (Option<i32>, String) {
+    let data = tempfile::tempdir().unwrap();
+    let stderr_path = data.path().join("stderr");
+    let mut child = std::process::Command::new(binary("inlet-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("run inlet-server");
+    let deadline = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&stderr_path).unwrap_or_default())
+}
+
+/// A stream made before atomic batches (or by hand) without `allow_atomic`
+/// is updated at start; nothing else of its config changes.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn an_existing_stream_is_updated_to_allow_atomic_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let mut c = NatsConn::open(&nats);
+    let created = c.api(
+        "STREAM.CREATE.INLET_EVENTS",
+        serde_json::json!({"name": "INLET_EVENTS", "subjects": ["inlet.events.>"], "storage": "file",
+            "num_replicas": 1, "max_msgs": 12345, "allow_direct": true}),
+    );
+    assert!(created["config"]["allow_atomic"].is_null(), "{created}");
+    let s = jetstream_server(&[nats.url()], &[]);
+    wait_ready(&s);
+    let res = s.post("/events", "application/x-ndjson", ndjson(&ids(&["x1", "x2"])));
+    assert_eq!(json(&res), serde_json::json!({"accepted": 2, "duplicates": 0}));
+    let info = c.api("STREAM.INFO.INLET_EVENTS", serde_json::json!({}));
+    assert_eq!(info["config"]["allow_atomic"], true);
+    assert_eq!(info["config"]["max_msgs"], 12345, "the rest of the config is kept");
+    assert_eq!(info["state"]["messages"], 3);
+}
+
+/// A stream that cannot allow atomic batches (a mirror) stops inlet at
+/// start with a message that says so.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn a_stream_that_cannot_take_atomic_batches_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let mut c = NatsConn::open(&nats);
+    c.api("STREAM.CREATE.ORIGIN", serde_json::json!({"name": "ORIGIN", "subjects": ["origin.>"]}));
+    let mirror = c.api(
+        "STREAM.CREATE.INLET_EVENTS",
+        serde_json::json!({"name": "INLET_EVENTS", "mirror": {"name": "ORIGIN"}, "allow_direct": true}),
+    );
+    assert!(mirror["error"].is_null(), "{mirror}");
+    let url = nats.url();
+    let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &url]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("does not allow atomic batches and could not be updated"), "{stderr}");
+}
+
+/// `--max-batch` past what NATS takes in one atomic batch is refused at
+/// start (a batch is never split: it would no longer be all-or-nothing).
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn max_batch_past_the_atomic_batch_limit_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let url = nats.url();
+    let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &url, "--max-batch", "1001"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--max-batch 1001 is more than the 1000 events NATS takes in one atomic batch"),
+        "{stderr}"
+    );
+    // At the limit it starts, and a batch of 1,000 is one atomic batch.
+    let s = jetstream_server(&[url], &["--max-batch", "1000"]);
+    wait_ready(&s);
+    let big: Vec<String> = (0..1000).map(|i| format!("big-{i}")).collect();
+    assert_eq!(
+        json(&s.post("/events", "application/x-ndjson", ndjson(&big))),
+        serde_json::json!({"accepted": 1000, "duplicates": 0})
+    );
+}
+
+/// A page of 1,000 events is read with batched direct gets: a couple of
+/// requests to NATS, not one per event (before: 1,001).
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn a_page_of_1000_events_takes_a_few_requests_to_nats() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let s = jetstream_server(&[nats.url()], &[]);
+    wait_ready(&s);
+    let all: Vec<String> = (0..1500).map(|i| format!("p-{i}")).collect();
+    for chunk in all.chunks(500) {
+        assert_eq!(s.post("/events", "application/x-ndjson", ndjson(chunk)).status, 202);
+    }
+    let before = nats.in_msgs();
+    let page = json(&s.get("/events?limit=1000"));
+    let requests = nats.in_msgs() - before;
+    assert_eq!(page["events"].as_array().unwrap().len(), 1000);
+    assert_eq!(page["next_after"], 1000);
+    assert_eq!(page["events"][999]["event"]["id"], "p-998");
+    assert!(requests <= 5, "{requests} messages to NATS for one page");
+    // The rest, and the end.
+    let page = json(&s.get("/events?limit=1000&after=1000"));
+    assert_eq!(page["events"].as_array().unwrap().len(), 501);
+    assert_eq!(page["next_after"], serde_json::Value::Null);
+    // A type filter through the subject, a source filter by inlet.
+    let page = json(&s.get("/events?limit=10&type=t.batch&source=%2Ftests&after=1496"));
+    let got: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ["p-1495", "p-1496", "p-1497", "p-1498", "p-1499"]);
+    assert_eq!(page["next_after"], serde_json::Value::Null);
+}
+
+/// Events per batch in the batch fault test.
+const BATCH_SIZE: usize = 10;
+
+/// Posts batches of [`BATCH_SIZE`] fresh events; a batch not acknowledged
+/// (connection lost, 503) is sent again as it was. Records every
+/// acknowledged batch with its `202` counts.
+fn batch_writer(addr: SocketAddr, name: String, acked: Arc<Mutex<Vec<(String, u64, u64)>>>, stop: Arc<AtomicBool>) {
+    let mut conn: Option<Conn> = None;
+    'batches: for n in 0.. {
+        let batch = format!("{name}-{n}");
+        let body = ndjson(&(0..BATCH_SIZE).map(|k| format!("{batch}-{k}")).collect::<Vec<_>>());
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break 'batches;
+            }
+            let c = conn.get_or_insert_with(|| Conn::open(addr));
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.send(ClientRequest::post("/events", "application/x-ndjson", body.clone()));
+                c.try_recv()
+            }));
+            match sent {
+                Ok(Some(res)) if res.status == 202 => {
+                    let counts = json(&res);
+                    let (a, d) = (counts["accepted"].as_u64().unwrap(), counts["duplicates"].as_u64().unwrap());
+                    acked.lock().unwrap().push((batch.clone(), a, d));
+                    continue 'batches;
+                }
+                Ok(Some(res)) if res.status == 503 => std::thread::sleep(Duration::from_millis(50)),
+                Ok(Some(res)) => panic!("unexpected status {}", res.status),
+                _ => conn = None,
+            }
+        }
+    }
+}
+
+/// Batches in flight on an R3 stream while the NATS node inlet is connected
+/// to is killed (`kill -9`): afterwards each batch is wholly in the stream
+/// or wholly absent, each acknowledged batch is wholly there, nothing is
+/// stored twice, and each `202` counted the batch as all new or (a resend
+/// of a batch stored before its answer was lost) all duplicates.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn r3_batches_stay_whole_when_the_connected_node_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path());
+    let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
+    let s = jetstream_server(&urls, &["--replicas", "3"]);
+    wait_ready(&s);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, acked, stop) = (s.addr, acked.clone(), stop.clone());
+            std::thread::spawn(move || batch_writer(addr, format!("bw{w}"), acked, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let victim = nodes.iter().position(|n| n.client_connections() > 0).expect("inlet is connected to some node");
+    nodes[victim].kill();
+    let acked_at_kill = acked.lock().unwrap().len();
+    let killed_at = Instant::now();
+    while acked.lock().unwrap().len() <= acked_at_kill + 20 {
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "writes never resumed with two of three nodes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let resumed_after = killed_at.elapsed();
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let acked = acked.lock().unwrap().clone();
+
+    let mut stored = stored_ids(&s);
+    stored.remove("ready-probe");
+    for (id, n) in &stored {
+        assert_eq!(*n, 1, "{id} stored {n} times");
+    }
+    // Per batch (the id without its last `-k`): how many of its events are stored.
+    let mut per_batch: HashMap<&str, usize> = HashMap::new();
+    for id in stored.keys() {
+        *per_batch.entry(&id[..id.rfind('-').unwrap()]).or_insert(0) += 1;
+    }
+    for (batch, n) in &per_batch {
+        assert_eq!(*n, BATCH_SIZE, "batch {batch} is partly stored: {n} of {BATCH_SIZE}");
+    }
+    let size = BATCH_SIZE as u64;
+    let mut resent_duplicates = 0;
+    for (batch, accepted, duplicates) in &acked {
+        assert_eq!(per_batch.get(batch.as_str()), Some(&BATCH_SIZE), "acknowledged batch {batch} missing");
+        assert!(
+            (*accepted, *duplicates) == (size, 0) || (*accepted, *duplicates) == (0, size),
+            "batch {batch} answered accepted {accepted}, duplicates {duplicates}"
+        );
+        resent_duplicates += (*duplicates == size) as usize;
+    }
+    eprintln!(
+        "{} batches acknowledged ({acked_at_kill} before node n{victim} was killed; writes resumed after \
+         {resumed_after:?}), {} stored, {resent_duplicates} answered as all duplicates",
+        acked.len(),
+        per_batch.len()
+    );
 }

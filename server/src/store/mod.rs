@@ -394,6 +394,8 @@ pub enum OpenError {
     },
     #[error("cannot connect to NATS")]
     Nats(#[source] async_nats::ConnectError),
+    #[error("the JetStream store cannot start: {0}")]
+    Jetstream(String),
 }
 
 /// Opens the store `options` name.

@@ -5,34 +5,36 @@
 //!   body is the CloudEvent JSON, and its `Nats-Msg-Id` is a SHA-256 of
 //!   (source, id): JetStream drops a message whose id it has seen within the
 //!   stream's duplicate window, whichever server published it.
-//! - A request is acknowledged only after JetStream acknowledged every one of
-//!   its events. All publishes of a request are sent first and their acks
-//!   awaited together, and concurrent requests publish concurrently.
-//! - `GET /events` reads the stream by sequence with direct gets (the type
-//!   filter through the subject, the source filter here).
+//! - A request is acknowledged only after JetStream acknowledged it: one
+//!   event is one publish; more are one atomic batch, stored wholly or not
+//!   at all (`publish.rs`, with how dedupe works inside a batch).
+//! - `GET /events` reads the stream by sequence with batched direct gets
+//!   (the type filter through the subject, the source filter here;
+//!   `read.rs`).
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
 //!
 //! Dedupe guarantee: inside the duplicate window (`--duplicate-window`,
 //! default 2 minutes) a repeat is reported as a duplicate and stored once.
-//! Outside it, a repeat is stored again. JetStream has no multi-message
-//! transactions: when a request fails part-way (503), some of its events may
-//! be stored; the client's retry is deduplicated, so nothing doubles within
-//! the window.
+//! Outside it, a repeat is stored again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod publish;
+mod read;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage, stream};
+use async_nats::jetstream::{self, stream};
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
-use smallvec::SmallVec;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::{Appended, ErrorKind, OpenError, Page, PageStream, Query, Store, StoreError, StoredEvent};
+use super::{Appended, ErrorKind, OpenError, PageStream, Query, Store, StoreError};
+
+pub use publish::MAX_ATOMIC_BATCH;
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -46,6 +48,12 @@ pub struct Options {
     pub duplicate_window: Duration,
     /// How long a publish waits for JetStream's ack.
     pub ack_timeout: Duration,
+    /// Atomic batches this server has in flight at most (nats-server takes
+    /// 50 per stream, from all publishers together).
+    pub batches_in_flight: usize,
+    /// The largest batch a request may carry (`--max-batch`): at most
+    /// [`MAX_ATOMIC_BATCH`], or the store refuses to start.
+    pub max_batch: usize,
 }
 
 pub struct JetStreamStore {
@@ -54,7 +62,16 @@ pub struct JetStreamStore {
     options: Options,
     stream: OnceCell<stream::Stream>,
     ready: Arc<AtomicBool>,
+    /// Bounds the atomic batches in flight.
+    batch_slots: Semaphore,
+    /// `Nats-Batch-Id`s are `<batch_prefix>-<n>`: random per process, so
+    /// that no two servers share one.
+    batch_prefix: String,
+    batches: AtomicU64,
 }
+
+/// Why the stream cannot take atomic batches and inlet will not start.
+const NOT_ATOMIC: &str = "the JetStream stream does not allow atomic batches and could not be updated to";
 
 /// Makes a CloudEvents type usable as subject tokens: `.` separates tokens,
 /// other characters outside `[A-Za-z0-9_-]` become `_`, empty tokens `_`.
@@ -89,6 +106,12 @@ fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'st
 
 impl JetStreamStore {
     pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
+        if options.max_batch > MAX_ATOMIC_BATCH {
+            return Err(OpenError::Jetstream(format!(
+                "--max-batch {} is more than the {MAX_ATOMIC_BATCH} events NATS takes in one atomic batch",
+                options.max_batch
+            )));
+        }
         let servers = options
             .urls
             .iter()
@@ -123,10 +146,23 @@ impl JetStreamStore {
             .map_err(OpenError::Nats)?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(options.ack_timeout);
-        let store = JetStreamStore { client, context, options, stream: OnceCell::new(), ready };
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| OpenError::Jetstream(format!("no randomness for batch ids: {e}")))?;
+        let batch_prefix = random.iter().map(|b| format!("{b:02x}")).collect();
+        let store = JetStreamStore {
+            client,
+            context,
+            batch_slots: Semaphore::new(options.batches_in_flight.max(1)),
+            options,
+            stream: OnceCell::new(),
+            ready,
+            batch_prefix,
+            batches: AtomicU64::new(0),
+        };
         // Create or check the stream now if NATS is there; otherwise on first use.
         match tokio::time::timeout(Duration::from_secs(2), store.stream()).await {
             Ok(Ok(_)) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
+            Ok(Err(e)) if e.reason() == NOT_ATOMIC => return Err(OpenError::Jetstream(e.chain())),
             Ok(Err(e)) => tracing::warn!("JetStream stream not ready yet: {e}"),
             Err(_) => tracing::warn!("NATS not reachable yet; writes answer 503 until it is"),
         }
@@ -144,20 +180,37 @@ impl JetStreamStore {
             max_bytes: o.max_bytes,
             duplicate_window: o.duplicate_window,
             allow_direct: true,
+            allow_atomic_publish: true,
             description: Some("CloudEvents accepted by inlet".into()),
             ..Default::default()
         }
     }
 
-    /// The stream, created (or found) on first success.
+    /// The stream, created (or found) on first success. An existing stream
+    /// without `allow_atomic` is updated to allow atomic batches (nothing
+    /// else of its config changes); if NATS refuses that, so does inlet.
     async fn stream(&self) -> Result<&stream::Stream, StoreError> {
         self.stream
             .get_or_try_init(|| async {
-                let stream = self
+                let mut stream = self
                     .context
                     .get_or_create_stream(self.stream_config())
                     .await
                     .map_err(|e| unavailable("creating the JetStream stream", e))?;
+                if !stream.cached_info().config.allow_atomic_publish {
+                    let mut config = stream.cached_info().config.clone();
+                    config.allow_atomic_publish = true;
+                    self.context
+                        .update_stream(config)
+                        .await
+                        .map_err(|e| StoreError::caused(ErrorKind::Unavailable, NOT_ATOMIC, e))?;
+                    tracing::info!(stream = %self.options.stream, "allowed atomic batches on the existing stream");
+                    stream = self
+                        .context
+                        .get_stream(&self.options.stream)
+                        .await
+                        .map_err(|e| unavailable("creating the JetStream stream", e))?;
+                }
                 Ok::<_, StoreError>(stream)
             })
             .await
@@ -169,69 +222,6 @@ impl JetStreamStore {
         } else {
             Err(StoreError::plain(ErrorKind::Unavailable, "NATS is unreachable"))
         }
-    }
-
-    async fn publish_all(&self, events: &[Event]) -> Result<Appended, StoreError> {
-        self.check_connected()?;
-        self.stream().await?;
-        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(events.len());
-        for e in events {
-            let message = PublishMessage::build().payload(e.json_bytes()).message_id(message_id(&e.source, &e.id));
-            let ack = self
-                .context
-                .send_publish(subject_for(&self.options.subject_prefix, &e.ty), message)
-                .await
-                .map_err(|e| unavailable("publishing to JetStream", e))?;
-            acks.push(ack);
-        }
-        let mut duplicate = SmallVec::with_capacity(acks.len());
-        for result in futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
-            let ack = result.map_err(|e| unavailable("JetStream did not acknowledge", e))?;
-            duplicate.push(ack.duplicate);
-        }
-        Ok(Appended { duplicate })
-    }
-
-    async fn read(&self, q: Query) -> Result<Page, StoreError> {
-        self.check_connected()?;
-        let stream = self.stream().await?;
-        let subject = match &q.ty {
-            Some(ty) => subject_for(&self.options.subject_prefix, ty),
-            None => format!("{}.>", self.options.subject_prefix),
-        };
-        let mut events = Vec::with_capacity(q.limit.min(1024));
-        let mut next = q.after.saturating_add(1);
-        // Bound the scan when the source filter (applied here) rarely
-        // matches. When the budget runs out, the page ends where the scan
-        // stopped: `next_after` is the last sequence looked at, so that the
-        // client's next page goes on from there (the page may even be
-        // empty); `None` only when the stream has nothing more.
-        let mut budget = q.limit.saturating_mul(100).max(10_000);
-        let next_after = loop {
-            if budget == 0 {
-                break Some(next - 1);
-            }
-            budget -= 1;
-            let message = match stream.direct_get_next_for_subject(subject.clone(), Some(next)).await {
-                Ok(m) => m,
-                Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => break None,
-                Err(e) => return Err(unavailable("reading from JetStream", e)),
-            };
-            next = message.sequence + 1;
-            let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload) else { continue };
-            if q.ty.as_deref().is_some_and(|t| event["type"] != t)
-                || q.source.as_deref().is_some_and(|s| event["source"] != s)
-            {
-                continue;
-            }
-            if events.len() == q.limit {
-                // One more match exists: the next page starts after the last one here.
-                break events.last().map(|e: &StoredEvent| e.seq);
-            }
-            let received_at = message.time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            events.push(StoredEvent { seq: message.sequence, received_at, json: message.payload.clone() });
-        };
-        Ok(Page { events, next_after })
     }
 }
 
