@@ -7,7 +7,7 @@ use inlet_shared::event::parse_body;
 use inlet_shared::http::{Request, Response};
 use inlet_shared::problem::Problem;
 
-use super::App;
+use super::{compress, App};
 use crate::respond;
 use crate::store::{Query, StoreError};
 
@@ -29,7 +29,13 @@ fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
 }
 
 pub async fn ingest(app: &App, req: &Request) -> Response {
-    let events = match parse_body(&req.headers, &req.body, &app.parse_limits) {
+    // Content codings undone first (within --max-decoded-body); the parsing
+    // and its limits then see the decoded body only.
+    let body = match compress::decode_request(app, req).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let events = match parse_body(&req.headers, &body, &app.parse_limits) {
         Ok(events) => events,
         Err(e) => return app.reject(e.to_problem()),
     };

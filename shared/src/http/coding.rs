@@ -39,6 +39,8 @@ pub const MAX_LAYERS: usize = 2;
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Output asked of the decoder per read (and the buffer between layers).
 const SLICE: usize = 64 * 1024;
+/// Decoded output past this size gets the rest of its cap reserved in one go.
+const GROW_IN_ONE: usize = 1024 * 1024;
 
 /// A content coding other than `identity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -310,11 +312,16 @@ impl BodyDecoder {
         while !self.done && produced < budget.max(1) {
             let len = self.out.len();
             // Room for one more slice, never past `limit + 1` (the byte that
-            // proves an overflow): capacity grows by doubling up to that cap.
-            let room = SLICE.min(self.limit.saturating_add(1) - len);
+            // proves an overflow). Capacity doubles up to `GROW_IN_ONE`, then
+            // jumps to the cap at once: no chain of reallocations copying
+            // (and leaving behind) ever larger buffers; pages of the
+            // reservation that are never written cost no memory.
+            let cap = self.limit.saturating_add(1);
+            let room = SLICE.min(cap - len);
             if self.out.capacity() < len + room {
-                let target = (self.out.capacity() * 2).clamp(len + room, self.limit.saturating_add(1).max(len + room));
-                self.out.reserve_exact(target - len);
+                let doubled = (self.out.capacity() * 2).max(len + room);
+                let target = if doubled > GROW_IN_ONE { cap } else { doubled.min(cap) };
+                self.out.reserve_exact(target.max(len + room) - len);
             }
             self.out.resize(len + room, 0);
             let read = reader.read(&mut self.out[len..]);
