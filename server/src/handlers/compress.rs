@@ -72,7 +72,11 @@ pub async fn decode_request(app: &App, req: &Request) -> Result<Bytes, Response>
     if !done {
         decoder = off_thread(decoder).await.map_err(|e| match e {
             Some(e) => reject(app, &e),
-            None => app.reject(Problem::new(503, "decoder-unavailable", "the body could not be decoded; retry")),
+            None => {
+                let mut res = app.reject(Problem::new(503, "decoder-unavailable", "the body could not be decoded; retry"));
+                res.retry_after = Some(1);
+                res
+            }
         })?;
     }
     app.stats.record_decoded_bytes(label, decoder.decoded_len());
