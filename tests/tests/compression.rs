@@ -347,3 +347,32 @@ fn metrics_are_compressed_as_accepted_with_vary_and_count_bytes_by_coding() {
         assert!(text.contains("inlet_requests_rejected_total{reason=\"unsupported-content-encoding\"} 1"));
     }
 }
+
+#[test]
+fn a_body_decoding_past_the_inline_slice_is_finished_off_the_worker_thread() {
+    // Small on the wire (decoded on the worker thread first), larger than
+    // the 256 KiB decoded there: the rest is decoded on the blocking pool.
+    let pad = "abcdefghij".repeat(30);
+    let plain: Vec<u8> = (0..1000)
+        .flat_map(|i| {
+            format!(
+                "{{\"specversion\":\"1.0\",\"id\":\"s-{i}\",\"source\":\"/s\",\"type\":\"t\",\"data\":\"{pad}{i}\"}}\n"
+            )
+            .into_bytes()
+        })
+        .collect();
+    assert!(plain.len() > 256 * 1024, "{}", plain.len());
+    let s = Server::start(&[]);
+    for coding in [Coding::Gzip, Coding::Deflate, Coding::Zstd] {
+        let wire = coding.encode(&plain).unwrap();
+        assert!(wire.len() <= 64 * 1024, "{coding:?}: {}", wire.len());
+        let res = post_coded(&s, NDJSON, coding.name(), wire);
+        let expected = if coding == Coding::Gzip { (1000, 0) } else { (0, 1000) };
+        assert_eq!(
+            (res.status, json(&res)["accepted"].as_u64(), json(&res)["duplicates"].as_u64()),
+            (202, Some(expected.0), Some(expected.1)),
+            "{coding:?}"
+        );
+    }
+    assert_eq!(stored(&s), 1000);
+}
