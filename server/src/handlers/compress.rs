@@ -73,7 +73,8 @@ pub async fn decode_request(app: &App, req: &Request) -> Result<Bytes, Response>
         decoder = off_thread(decoder).await.map_err(|e| match e {
             Some(e) => reject(app, &e),
             None => {
-                let mut res = app.reject(Problem::new(503, "decoder-unavailable", "the body could not be decoded; retry"));
+                let mut res =
+                    app.reject(Problem::new(503, "decoder-unavailable", "the body could not be decoded; retry"));
                 res.retry_after = Some(1);
                 res
             }

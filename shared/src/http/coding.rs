@@ -633,6 +633,14 @@ mod tests {
     }
 
     #[test]
+    fn deflate_means_zlib_and_raw_deflate_is_refused() {
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&sample()).unwrap();
+        let e = refused(&[Coding::Deflate], Bytes::from(raw.finish().unwrap()), 1 << 20);
+        assert!(matches!(e, CodingError::Corrupt { coding: "deflate", .. }), "{e:?}");
+    }
+
+    #[test]
     fn a_zstd_frame_may_not_demand_a_window_past_the_cap() {
         let encode = |window_log: u32| {
             let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
