@@ -190,7 +190,9 @@ def zstd_own(sample_dir):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     out = subprocess.run(["zstd", "-b3", "-i3", path], capture_output=True, text=True)
-    return (out.stdout + out.stderr).strip().splitlines()[-1]
+    # Progress lines end in CR; the result is the last line with a ratio.
+    lines = [l.strip() for l in (out.stdout + out.stderr).replace("\r", "\n").splitlines() if "MB/s" in l]
+    return lines[-1] if lines else None
 
 
 def main():
