@@ -127,3 +127,46 @@ pub fn stream(request: &Headers) -> Option<(StreamEncoder, &'static str)> {
     let coding: Coding = coding::negotiate(request.get("accept-encoding"))?;
     StreamEncoder::new(coding).ok().map(|e| (e, coding.name()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepting(value: &str) -> Headers {
+        Headers::from_pairs(&[("Accept-Encoding", value)])
+    }
+
+    fn header<'a>(res: &'a Response, name: &str) -> Option<&'a [u8]> {
+        res.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+    }
+
+    #[test]
+    fn responses_under_the_threshold_stay_uncompressed_and_say_vary() {
+        let body = |n: usize| Bytes::from(vec![b'a'; n]);
+        let under = response(&accepting("gzip"), Response::json(200, body(MIN_COMPRESSED_RESPONSE - 1)));
+        assert_eq!(header(&under, "vary"), Some(&b"Accept-Encoding"[..]));
+        assert_eq!(header(&under, "content-encoding"), None);
+        assert_eq!(under.body.len(), MIN_COMPRESSED_RESPONSE - 1);
+
+        let at = response(&accepting("gzip"), Response::json(200, body(MIN_COMPRESSED_RESPONSE)));
+        assert_eq!(header(&at, "vary"), Some(&b"Accept-Encoding"[..]));
+        assert_eq!(header(&at, "content-encoding"), Some(&b"gzip"[..]));
+        let decoded = coding::decode(&[Coding::Gzip], at.body.clone(), 1 << 20).unwrap();
+        assert_eq!(decoded, body(MIN_COMPRESSED_RESPONSE));
+
+        let none = response(&Headers::from_pairs::<&str, &str>(&[]), Response::json(200, body(4096)));
+        assert_eq!((header(&none, "content-encoding"), none.body.len()), (None, 4096));
+    }
+
+    #[test]
+    fn the_stream_hook_follows_accept_encoding() {
+        let (mut e, name) = stream(&accepting("gzip;q=0.4, zstd")).unwrap();
+        assert_eq!(name, "zstd");
+        let mut wire = e.chunk(b"{\"events\":[").unwrap().to_vec();
+        wire.extend_from_slice(&e.chunk(b"]}").unwrap());
+        wire.extend_from_slice(&e.finish().unwrap());
+        assert_eq!(coding::decode(&[Coding::Zstd], Bytes::from(wire), 100).unwrap(), &b"{\"events\":[]}"[..]);
+        assert!(stream(&accepting("br, identity")).is_none());
+        assert!(stream(&Headers::from_pairs::<&str, &str>(&[])).is_none());
+    }
+}
