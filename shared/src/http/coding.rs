@@ -39,6 +39,8 @@ pub const MAX_LAYERS: usize = 2;
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Output asked of the decoder per read (and the buffer between layers).
 const SLICE: usize = 64 * 1024;
+/// The first read's room; later ones grow with the output up to [`SLICE`].
+const MIN_ROOM: usize = 4 * 1024;
 /// Decoded output past this size gets the rest of its cap reserved in one go.
 const GROW_IN_ONE: usize = 1024 * 1024;
 
@@ -254,7 +256,9 @@ pub struct BodyDecoder {
     /// `None` for an identity body (nothing to undo).
     reader: Option<Layer>,
     input: Bytes,
+    /// The decoded bytes (`..filled`) and zeroed room for the next read.
     out: Vec<u8>,
+    filled: usize,
     limit: usize,
     flags: Arc<Flags>,
     done: bool,
@@ -262,7 +266,7 @@ pub struct BodyDecoder {
 
 impl std::fmt::Debug for BodyDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BodyDecoder").field("decoded", &self.out.len()).field("done", &self.done).finish()
+        f.debug_struct("BodyDecoder").field("decoded", &self.filled).field("done", &self.done).finish()
     }
 }
 
@@ -287,7 +291,7 @@ impl BodyDecoder {
             return Err(CodingError::TooLarge { limit });
         }
         let done = reader.is_none();
-        Ok(BodyDecoder { reader, input: body, out: Vec::new(), limit, flags, done })
+        Ok(BodyDecoder { reader, input: body, out: Vec::new(), filled: 0, limit, flags, done })
     }
 
     /// Whether the whole body is decoded.
@@ -300,7 +304,7 @@ impl BodyDecoder {
         if self.reader.is_none() {
             self.input.len()
         } else {
-            self.out.len()
+            self.filled
         }
     }
 
@@ -310,32 +314,35 @@ impl BodyDecoder {
         let Some(reader) = self.reader.as_mut() else { return Ok(true) };
         let mut produced = 0usize;
         while !self.done && produced < budget.max(1) {
-            let len = self.out.len();
-            // Room for one more slice, never past `limit + 1` (the byte that
-            // proves an overflow). Capacity doubles up to `GROW_IN_ONE`, then
-            // jumps to the cap at once: no chain of reallocations copying
-            // (and leaving behind) ever larger buffers; pages of the
-            // reservation that are never written cost no memory.
+            let filled = self.filled;
+            // Room for the next read: it grows with the output (4 KiB, then
+            // as much as is already decoded, up to a slice), never past
+            // `limit + 1` (the byte that proves an overflow). `out.len()` is
+            // how far the buffer is zeroed: each byte is zeroed once.
             let cap = self.limit.saturating_add(1);
-            let room = SLICE.min(cap - len);
-            if self.out.capacity() < len + room {
-                let doubled = (self.out.capacity() * 2).max(len + room);
-                let target = if doubled > GROW_IN_ONE { cap } else { doubled.min(cap) };
-                self.out.reserve_exact(target.max(len + room) - len);
-            }
-            self.out.resize(len + room, 0);
-            let read = reader.read(&mut self.out[len..]);
-            match read {
-                Ok(0) => {
-                    self.out.truncate(len);
-                    self.done = true;
+            let room = filled.clamp(MIN_ROOM, SLICE).min(cap - filled);
+            let end = filled + room;
+            if self.out.len() < end {
+                // Capacity doubles up to `GROW_IN_ONE`, then jumps to the cap
+                // at once: no chain of reallocations copying (and leaving
+                // behind) ever larger buffers; pages of the reservation that
+                // are never written cost no memory.
+                if self.out.capacity() < end {
+                    let doubled = (self.out.capacity() * 2).max(end);
+                    let target = if doubled > GROW_IN_ONE { cap } else { doubled.min(cap) };
+                    self.out.reserve_exact(target.max(end) - self.out.len());
                 }
+                self.out.resize(end, 0);
+            }
+            match reader.read(&mut self.out[filled..end]) {
+                Ok(0) => self.done = true,
                 Ok(n) => {
-                    self.out.truncate(len + n);
+                    self.filled += n;
                     produced += n;
                 }
                 Err(e) => {
                     self.out = Vec::new();
+                    self.filled = 0;
                     return Err(self.error(e));
                 }
             }
@@ -359,7 +366,9 @@ impl BodyDecoder {
         if self.reader.is_none() {
             self.input
         } else {
-            Bytes::from(self.out)
+            let mut out = self.out;
+            out.truncate(self.filled);
+            Bytes::from(out)
         }
     }
 }
