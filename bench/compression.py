@@ -6,8 +6,11 @@
    run, divided by the events stored), and the bytes on the wire and decoded
    per request (from the server's own /metrics counters).
 2. The p99 of single events (inlet-client bench, open loop) on a server that
-   does nothing else, then while another client posts 8 MiB (decoded) zstd
-   batches in a loop, alternated for --rounds rounds.
+   does nothing else, while another client posts 8 MiB (decoded) zstd
+   batches in a loop, and while it posts the same batches uncompressed (the
+   server runs with --max-body 16 MiB for those): the last separates what
+   parsing 8 MiB costs the worker thread from what decoding does. Alternated
+   for --rounds rounds.
 3. Decoding cost per MiB: zstd's own benchmark (`zstd -b3`, the library the
    `zstd` crate links) on the same NDJSON sample; inlet's decoder against the
    crates called directly is `cargo bench -p inlet-shared --bench coding`.
@@ -122,7 +125,7 @@ def big_batch():
     return plain, zstandard.ZstdCompressor(level=3).compress(plain)
 
 
-def post_loop(addr, body, stop, sent):
+def post_loop(addr, body, coding, stop, sent):
     host, port = addr.rsplit(":", 1)
     n = 0
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
@@ -130,7 +133,7 @@ def post_loop(addr, body, stop, sent):
         # A fresh id set each time would need re-encoding; duplicates cost
         # the same decode and parse, and are acknowledged without storing.
         conn.request(
-            "POST", "/events", body=body, headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "zstd"}
+            "POST", "/events", body=body, headers={"Content-Type": "application/x-ndjson", "Content-Encoding": coding}
         )
         res = conn.getresponse()
         res.read()
@@ -142,15 +145,16 @@ def post_loop(addr, body, stop, sent):
 
 def stalls(duration, rounds):
     plain, packed = big_batch()
-    s = Server()
+    s = Server("--max-body", str(16 << 20))
     rows = []
     try:
         for r in range(rounds):
-            for loaded in (False, True):
+            for loaded in (None, "zstd", "identity"):
                 stop, sent = threading.Event(), []
                 threads = []
                 if loaded:
-                    t = threading.Thread(target=post_loop, args=(s.addr, packed, stop, sent))
+                    body = packed if loaded == "zstd" else plain
+                    t = threading.Thread(target=post_loop, args=(s.addr, body, loaded, stop, sent))
                     t.start()
                     threads.append(t)
                     time.sleep(0.5)
@@ -215,7 +219,7 @@ def main():
     print(f"big batch: {st['decoded_bytes']} B decoded, {st['wire_bytes']} B zstd on the wire")
     for row in st["rows"]:
         print(
-            f"round {row['round']} {'with' if row['big_batches'] else 'without'} big batches "
+            f"round {row['round']} big batches: {row['big_batches'] or 'none':>8} "
             f"({row['big_batches_posted']} posted): single events p50 {row['p50_ms']:.2f} "
             f"p99 {row['p99_ms']:.2f} p99.9 {row['p99_9_ms']:.2f} max {row['max_ms']:.2f} ms"
         )
