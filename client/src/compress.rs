@@ -1,9 +1,12 @@
 //! Compressed bodies: `--compress gzip|zstd` for what the client sends,
-//! and the bounded decoding of what the server sends back (`events`).
+//! and the bounded decoding of what the server sends back (`events`). The
+//! codings themselves (encoders, the capped decoder) are
+//! `inlet_shared::http::coding`, the same code the server decodes with.
 
-use std::io::{self, Read, Write};
+use std::io;
 
 use bytes::Bytes;
+use inlet_shared::http::coding::{self, CodingError};
 use inlet_shared::http::{ClientRequest, ClientResponse};
 
 /// What `events` offers in `Accept-Encoding`.
@@ -11,11 +14,6 @@ pub const ACCEPT_ENCODING: &str = "zstd, gzip";
 /// The largest decoded response body accepted (a page of `events`); larger
 /// is refused while decoding, never held.
 pub const MAX_DECODED: usize = 128 * 1024 * 1024;
-/// zstd's largest window accepted when decoding (2^27 = 128 MiB, zstd's
-/// own default limit): a frame cannot demand more memory than this.
-const ZSTD_WINDOW_LOG_MAX: u32 = 27;
-/// Stacked codings undone at most.
-const MAX_LAYERS: usize = 2;
 
 /// A coding the client can send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,24 +23,20 @@ pub enum Coding {
 }
 
 impl Coding {
-    pub fn name(self) -> &'static str {
+    fn shared(self) -> coding::Coding {
         match self {
-            Coding::Gzip => "gzip",
-            Coding::Zstd => "zstd",
+            Coding::Gzip => coding::Coding::Gzip,
+            Coding::Zstd => coding::Coding::Zstd,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.shared().name()
     }
 
     /// Compresses `body` (gzip level 6, zstd level 3: each one's default).
     pub fn encode(self, body: &[u8]) -> io::Result<Bytes> {
-        match self {
-            Coding::Gzip => {
-                let mut e =
-                    flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::default());
-                e.write_all(body)?;
-                Ok(Bytes::from(e.finish()?))
-            }
-            Coding::Zstd => Ok(Bytes::from(zstd::bulk::compress(body, zstd::DEFAULT_COMPRESSION_LEVEL)?)),
-        }
+        self.shared().encode(body)
     }
 }
 
@@ -56,67 +50,21 @@ pub fn apply(coding: Option<Coding>, mut req: ClientRequest) -> io::Result<Clien
 }
 
 /// Why a response body could not be decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("the server used a coding not asked for: {0}")]
-    Unknown(String),
-    #[error("more than {MAX_LAYERS} stacked codings")]
-    TooManyLayers,
-    #[error("the decoded response passes {0} bytes")]
-    TooLarge(usize),
-    #[error("the compressed response is corrupt: {0}")]
-    Corrupt(io::Error),
-}
+pub type DecodeError = CodingError;
 
 /// The body of `res` with its `Content-Encoding` undone (codings in
-/// reverse order), each layer's output capped at `limit` bytes as it comes
-/// out of the decoder.
+/// reverse order, two at most), the output of every layer capped at
+/// `limit` bytes as it comes out of the decoder.
 pub fn decode_body(res: &ClientResponse, limit: usize) -> Result<Bytes, DecodeError> {
-    let codings: Vec<String> = res
-        .headers
-        .get_all("content-encoding")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(|c| String::from_utf8_lossy(c.trim_ascii()).to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity")
-        .collect();
-    if codings.len() > MAX_LAYERS {
-        return Err(DecodeError::TooManyLayers);
-    }
-    let mut body = res.body.clone();
-    for coding in codings.iter().rev() {
-        body = decode(coding, &body, limit)?;
-    }
-    Ok(body)
-}
-
-fn decode(coding: &str, input: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
-    match coding {
-        // Every gzip member counts (a multi-member stream is one body).
-        "gzip" | "x-gzip" => read_bounded(flate2::read::MultiGzDecoder::new(input), limit),
-        "deflate" => read_bounded(flate2::read::ZlibDecoder::new(input), limit),
-        "zstd" => {
-            let mut d = zstd::stream::read::Decoder::with_buffer(input).map_err(DecodeError::Corrupt)?;
-            d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(DecodeError::Corrupt)?;
-            read_bounded(d, limit)
-        }
-        other => Err(DecodeError::Unknown(other.to_string())),
-    }
-}
-
-/// Reads to the end, but never more than `limit + 1` bytes.
-fn read_bounded(r: impl Read, limit: usize) -> Result<Bytes, DecodeError> {
-    let mut out = Vec::new();
-    r.take(limit as u64 + 1).read_to_end(&mut out).map_err(DecodeError::Corrupt)?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge(limit));
-    }
-    Ok(Bytes::from(out))
+    let codings = coding::content_codings(&res.headers)?;
+    coding::decode(&codings, res.body.clone(), limit)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use inlet_shared::http::{Headers, Version};
+    use std::io::Write;
 
     fn response(encoding: &[&str], body: Bytes) -> ClientResponse {
         let headers: Vec<(&str, &str)> = encoding.iter().map(|e| ("Content-Encoding", *e)).collect();
@@ -160,7 +108,7 @@ mod tests {
         assert_eq!(decode_body(&response(&["gzip, zstd"], outer.clone()), MAX_DECODED).unwrap(), plain);
         assert_eq!(decode_body(&response(&["gzip", "zstd"], outer), MAX_DECODED).unwrap(), plain);
         let three = response(&["gzip, gzip, gzip"], Bytes::new());
-        assert!(matches!(decode_body(&three, MAX_DECODED), Err(DecodeError::TooManyLayers)));
+        assert!(matches!(decode_body(&three, MAX_DECODED), Err(DecodeError::TooManyLayers(3))));
     }
 
     #[test]
@@ -170,7 +118,7 @@ mod tests {
             let res = response(&[coding.name()], coding.encode(&zeros).unwrap());
             assert_eq!(decode_body(&res, zeros.len()).unwrap().len(), zeros.len(), "{coding:?} at the limit");
             assert!(
-                matches!(decode_body(&res, zeros.len() - 1), Err(DecodeError::TooLarge(n)) if n == zeros.len() - 1),
+                matches!(decode_body(&res, zeros.len() - 1), Err(DecodeError::TooLarge { limit }) if limit == zeros.len() - 1),
                 "{coding:?} one past"
             );
         }
@@ -182,7 +130,7 @@ mod tests {
         two.extend_from_slice(&Coding::Gzip.encode(&[b'b'; 600]).unwrap());
         let res = response(&["x-gzip"], Bytes::from(two));
         assert_eq!(decode_body(&res, 1200).unwrap().len(), 1200);
-        assert!(matches!(decode_body(&res, 1000), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(decode_body(&res, 1000), Err(DecodeError::TooLarge { .. })));
     }
 
     #[test]
@@ -191,10 +139,10 @@ mod tests {
         packed.truncate(packed.len() / 2);
         assert!(matches!(
             decode_body(&response(&["zstd"], Bytes::from(packed)), MAX_DECODED),
-            Err(DecodeError::Corrupt(_))
+            Err(DecodeError::Corrupt { .. })
         ));
         let garbage = Bytes::from_static(b"not gzip at all");
-        assert!(matches!(decode_body(&response(&["gzip"], garbage), MAX_DECODED), Err(DecodeError::Corrupt(_))));
+        assert!(matches!(decode_body(&response(&["gzip"], garbage), MAX_DECODED), Err(DecodeError::Corrupt { .. })));
         assert!(
             matches!(decode_body(&response(&["br"], Bytes::new()), MAX_DECODED), Err(DecodeError::Unknown(c)) if c == "br")
         );
@@ -207,7 +155,7 @@ mod tests {
         let big_window = e.finish().unwrap();
         assert!(matches!(
             decode_body(&response(&["zstd"], Bytes::from(big_window)), MAX_DECODED),
-            Err(DecodeError::Corrupt(_))
+            Err(DecodeError::Corrupt { .. })
         ));
     }
 }

@@ -22,7 +22,7 @@ fn allowed(c: char) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = ParseLimits { max_event_bytes: 4096, max_batch: 64 };
+    let limits = ParseLimits { max_event_bytes: 4096, max_batch: 64, ..ParseLimits::default() };
     let body = Bytes::copy_from_slice(data);
     let kinds: [(&'static str, Parse); 3] = [
         ("application/cloudevents+json", parse_single),

@@ -141,6 +141,12 @@ pub struct Config {
     /// least one event, however large.
     #[arg(long, env = "INLET_MAX_PAGE_BYTES", default_value_t = store::DEFAULT_PAGE_BYTES)]
     pub max_page_bytes: usize,
+
+    /// A request body with its Content-Encoding undone, in bytes, counted
+    /// while decoding (over: 413). --max-body stays the size on the wire.
+    #[arg(long, env = "INLET_MAX_DECODED_BODY", default_value_t = ParseLimits::default().max_decoded_body)]
+    pub max_decoded_body: usize,
+
     /// Events in one request (over: 413).
     #[arg(long, env = "INLET_MAX_BATCH", default_value_t = ParseLimits::default().max_batch)]
     pub max_batch: usize,
@@ -214,7 +220,11 @@ impl Config {
     }
 
     pub fn parse_limits(&self) -> ParseLimits {
-        ParseLimits { max_event_bytes: self.max_event_bytes, max_batch: self.max_batch }
+        ParseLimits {
+            max_event_bytes: self.max_event_bytes,
+            max_batch: self.max_batch,
+            max_decoded_body: self.max_decoded_body,
+        }
     }
 
     /// The store to open and its settings: the one place where store flags

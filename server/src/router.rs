@@ -5,7 +5,7 @@ use inlet_shared::event::BodyKind;
 use inlet_shared::http::{Method, Request, RequestHead, Response};
 use inlet_shared::problem::Problem;
 
-use crate::handlers::{events, ops, App};
+use crate::handlers::{compress, events, ops, App};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -79,6 +79,9 @@ pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {
         if let Err(e) = BodyKind::of(&head.headers) {
             return Some(app.reject(e.to_problem()));
         }
+        if let Some(refused) = compress::refusal(app, &head.headers) {
+            return Some(refused);
+        }
     }
     None
 }
@@ -113,7 +116,7 @@ pub async fn handle(app: &App, req: Request) -> (Route, Response) {
         (Route::Echo, _) => ops::echo(&req),
         (Route::Health, _) => ops::health(app),
         (Route::Stats, _) => ops::stats(app),
-        (Route::Metrics, _) => ops::metrics(app),
+        (Route::Metrics, _) => ops::metrics(app, &req),
         (Route::OpenApi, _) => ops::openapi(),
         (Route::NotFound, _) => unreachable!("refused above"),
     };

@@ -1,6 +1,6 @@
 //! The counters behind `GET /stats` (JSON), also exposed on `/metrics`:
 //! accepted, duplicates, rejected by reason, per-type counts, connections,
-//! uptime. (Request counts and latency are in `metrics.rs`.)
+//! uptime, request-body bytes on the wire and decoded by content coding. (Request counts and latency are in `metrics.rs`.)
 //!
 //! Hot-path counters are atomics. Per-type counts take a read lock on a map
 //! of atomics (a write lock only the first time a type is seen); the set of
@@ -19,7 +19,17 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use serde_json::json;
 
+use inlet_shared::http::coding::Coding;
+
 use crate::metrics::LabelValue;
+
+/// The `coding` label of the body byte counters: a closed set (two stacked
+/// codings count as `stacked`).
+const BODY_CODINGS: [&str; 5] = ["identity", "gzip", "deflate", "zstd", "stacked"];
+
+/// Which of [`BODY_CODINGS`] a body is coded with (see [`Stats::body_coding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyCoding(usize);
 
 /// Distinct event types counted one by one; later ones count as `(other)`.
 pub const MAX_TRACKED_TYPES: usize = 10_000;
@@ -36,6 +46,10 @@ pub struct Stats {
     open: AtomicI64,
     total: AtomicU64,
     started: Instant,
+    /// `POST /events` body bytes as received, by [`BODY_CODINGS`].
+    wire_bytes: [AtomicU64; BODY_CODINGS.len()],
+    /// The same bodies' bytes once decoded (successful decodes only).
+    decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
 }
 
 impl Default for Stats {
@@ -48,6 +62,8 @@ impl Default for Stats {
             open: AtomicI64::new(0),
             total: AtomicU64::new(0),
             started: Instant::now(),
+            wire_bytes: Default::default(),
+            decoded_bytes: Default::default(),
         }
     }
 }
@@ -82,6 +98,23 @@ impl Stats {
                 }
             }
         }
+    }
+
+    /// The label of a body coded with `codings` (in the order applied).
+    pub fn body_coding(&self, codings: &[Coding]) -> BodyCoding {
+        BodyCoding(match codings {
+            [] => 0,
+            [one] => 1 + Coding::ALL.iter().position(|c| c == one).unwrap_or(0),
+            _ => BODY_CODINGS.len() - 1,
+        })
+    }
+
+    pub fn record_wire_bytes(&self, coding: BodyCoding, n: usize) {
+        self.wire_bytes[coding.0].fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn record_decoded_bytes(&self, coding: BodyCoding, n: usize) {
+        self.decoded_bytes[coding.0].fetch_add(n as u64, Relaxed);
     }
 
     pub fn connection_opened(&self) {
@@ -160,6 +193,20 @@ impl Collector for StatsCollector {
             let labels = [("reason", LabelValue(&reason))];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
         }
+        for (name, help, cells) in [
+            ("inlet_request_body_wire_bytes", "POST /events body bytes as received, by content coding", &s.wire_bytes),
+            (
+                "inlet_request_body_decoded_bytes",
+                "POST /events body bytes after undoing the content coding, by content coding",
+                &s.decoded_bytes,
+            ),
+        ] {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (coding, n) in BODY_CODINGS.iter().zip(cells) {
+                let labels = [("coding", LabelValue(coding))];
+                ConstCounter::new(n.load(Relaxed)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
         let mut metric = encoder.encode_descriptor(
             "inlet_events_by_type",
             "Events stored, by CloudEvents type",
@@ -203,6 +250,22 @@ mod tests {
         assert!(!types.contains_key("new.a"));
         assert_eq!(json["accepted"], MAX_TRACKED_TYPES as u64 + 4);
         assert_eq!(json["duplicates"], 3);
+    }
+
+    #[test]
+    fn body_bytes_by_coding() {
+        let stats = Stats::default();
+        let labels = [&[][..], &[Coding::Gzip], &[Coding::Deflate], &[Coding::Zstd], &[Coding::Gzip, Coding::Zstd]];
+        for (i, codings) in labels.iter().enumerate() {
+            let label = stats.body_coding(codings);
+            assert_eq!(label, BodyCoding(i), "{codings:?}");
+            stats.record_wire_bytes(label, 10 + i);
+            stats.record_decoded_bytes(label, 100 + i);
+        }
+        for (i, name) in BODY_CODINGS.iter().enumerate() {
+            assert_eq!(stats.wire_bytes[i].load(Relaxed), 10 + i as u64, "{name}");
+            assert_eq!(stats.decoded_bytes[i].load(Relaxed), 100 + i as u64, "{name}");
+        }
     }
 
     #[test]

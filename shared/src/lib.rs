@@ -5,6 +5,8 @@
 //!   - `http::decoder`: server side, frames requests out of a `BytesMut`
 //!     (head scanning, RFC 9112 body-length rules, limits, smuggling rules).
 //!   - `http::chunked`: the chunked transfer-coding state machine (both sides).
+//!   - `http::coding`: content codings (gzip, deflate, zstd): the bounded,
+//!     sliced body decoder, `Accept-Encoding` negotiation, the encoders.
 //!   - `http::head`: the incremental end-of-head scanner (both sides).
 //!   - `http::encoder`: server side, writes responses (cached `Date`).
 //!   - `http::client`: the mirror pair: request encoder, response decoder.

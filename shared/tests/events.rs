@@ -257,7 +257,7 @@ fn ndjson_bad_json_lines_are_400_with_every_line() {
 
 #[test]
 fn max_batch_is_413() {
-    let limits = ParseLimits { max_event_bytes: 1 << 20, max_batch: 2 };
+    let limits = ParseLimits { max_event_bytes: 1 << 20, max_batch: 2, ..ParseLimits::default() };
     let body = format!("[{VALID},{VALID},{VALID}]");
     let r = parse_body(&headers(&[("Content-Type", "application/json")]), &Bytes::from(body), &limits);
     assert_eq!(r.unwrap_err(), ParseError::BatchTooLarge { count: 3, max: 2 });
@@ -268,7 +268,7 @@ fn max_batch_is_413() {
 
 #[test]
 fn max_event_bytes_is_413_with_location() {
-    let limits = ParseLimits { max_event_bytes: 100, max_batch: 10 };
+    let limits = ParseLimits { max_event_bytes: 100, max_batch: 10, ..ParseLimits::default() };
     let small = r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#;
     let body = format!("[{small},{VALID}]");
     match parse_body(&headers(&[("Content-Type", "application/json")]), &Bytes::from(body), &limits) {
@@ -532,7 +532,7 @@ fn parse_error_is_a_std_error_naming_no_server_flag() {
     fn as_error(e: &ParseError) -> &dyn std::error::Error {
         e
     }
-    let limits = ParseLimits { max_event_bytes: 10, max_batch: 10 };
+    let limits = ParseLimits { max_event_bytes: 10, max_batch: 10, ..ParseLimits::default() };
     let big = parse_body(&headers(&[("Content-Type", "application/json")]), &Bytes::from(VALID), &limits).unwrap_err();
     assert_eq!(as_error(&big).to_string(), "event is 286 bytes; the limit is 10");
     let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "/s"), ("ce-type", "t")]);

@@ -4,10 +4,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::event::parse_body;
+use inlet_shared::http::coding::StreamEncoder;
 use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::Problem;
 
-use super::App;
+use super::{compress, App};
 use crate::respond;
 use crate::store::{PageItem, PageStream, Query, StoreError, StoredEvent};
 
@@ -29,7 +30,13 @@ fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
 }
 
 pub async fn ingest(app: &App, req: &Request) -> Response {
-    let events = match parse_body(&req.headers, &req.body, &app.parse_limits) {
+    // Content codings undone first (within --max-decoded-body); the parsing
+    // and its limits then see the decoded body only.
+    let body = match compress::decode_request(app, req).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let events = match parse_body(&req.headers, &body, &app.parse_limits) {
         Ok(events) => events,
         Err(e) => return app.reject(e.to_problem()),
     };
@@ -100,53 +107,132 @@ pub async fn query(app: &App, req: &Request) -> Response {
         Err(detail) => return app.reject(Problem::new(400, "invalid-query", detail)),
     };
     let mut page = app.store.query(query, app.max_page_bytes).await;
-    let first = match page.recv().await {
-        PageItem::Failed(e) => return store_unavailable(app, &e, false),
-        first => first,
+    // The slices of the page up to the compression threshold (or its end)
+    // decide how it is sent; a failure before anything is sent is a 503.
+    let mut head = Vec::new();
+    let mut size = 0usize;
+    let complete = loop {
+        match page.recv().await {
+            PageItem::Failed(e) => return store_unavailable(app, &e, false),
+            PageItem::Events(events) => {
+                size += events.iter().map(|e| e.json.len() + e.received_at.len() + 48).sum::<usize>();
+                head.push(PageItem::Events(events));
+                if size >= compress::MIN_COMPRESSED_RESPONSE {
+                    break false;
+                }
+            }
+            end @ PageItem::End { .. } => {
+                head.push(end);
+                break true;
+            }
+        }
     };
+    let json = Some(Bytes::from_static(b"application/json"));
+    if complete {
+        // A small page: whole, with Content-Length, never compressed.
+        let mut writer = PageWriter::new();
+        head.into_iter().for_each(|item| writer.put(item));
+        return Response::new(200, json, writer.chunk.freeze()).with_header("Vary", "Accept-Encoding");
+    }
+    let encoder = compress::stream(&req.headers);
+    let coding = encoder.as_ref().map(|(_, name)| *name);
     let (tx, body) = BodyStream::channel(CHUNKS_IN_FLIGHT);
-    tokio::spawn(write_page(first, page, tx));
-    Response::streamed(200, Some(Bytes::from_static(b"application/json")), body)
+    tokio::spawn(write_page(head, page, encoder.map(|(e, _)| e), tx));
+    let mut res = Response::streamed(200, json, body).with_header("Vary", "Accept-Encoding");
+    if let Some(name) = coding {
+        res = res.with_header("Content-Encoding", name);
+    }
+    res
 }
 
-/// Writes a page's JSON (SPEC §3.2) into `tx` as its slices arrive. Each
-/// event is copied once, into a chunk of about `CHUNK_BYTES`. Stops (and
-/// so stops the store's read) when the client is gone; a failed read
-/// drops `tx` without ending the body.
-async fn write_page(first: PageItem, mut page: PageStream, tx: BodySender) {
-    let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
-    chunk.put_slice(b"{\"events\":[");
-    let mut count = 0usize;
-    let mut item = first;
-    loop {
+/// A page's JSON (SPEC §3.2), built in chunks of about `CHUNK_BYTES`.
+struct PageWriter {
+    chunk: BytesMut,
+    count: usize,
+    /// Set once `End` was written: the chunk then holds the page's last bytes.
+    done: bool,
+}
+
+impl PageWriter {
+    fn new() -> PageWriter {
+        let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
+        chunk.put_slice(b"{\"events\":[");
+        PageWriter { chunk, count: 0, done: false }
+    }
+
+    /// Appends one slice (or the end) of the page.
+    fn put(&mut self, item: PageItem) {
         match item {
             PageItem::Events(events) => {
                 for e in &events {
-                    if chunk.len() >= CHUNK_BYTES && tx.send(chunk.split().freeze()).await.is_err() {
-                        return;
-                    }
-                    put_event(&mut chunk, e, count > 0);
-                    count += 1;
+                    put_event(&mut self.chunk, e, self.count > 0);
+                    self.count += 1;
                 }
             }
             PageItem::End { next_after } => {
-                chunk.put_slice(b"],\"next_after\":");
+                self.chunk.put_slice(b"],\"next_after\":");
                 match next_after {
-                    Some(n) => chunk.put_slice(itoa::Buffer::new().format(n).as_bytes()),
-                    None => chunk.put_slice(b"null"),
+                    Some(n) => self.chunk.put_slice(itoa::Buffer::new().format(n).as_bytes()),
+                    None => self.chunk.put_slice(b"null"),
                 }
-                chunk.put_u8(b'}');
-                if tx.send(chunk.freeze()).await.is_ok() {
-                    let _ = tx.finish().await;
-                }
-                return;
+                self.chunk.put_u8(b'}');
+                self.done = true;
             }
-            PageItem::Failed(e) => {
-                tracing::warn!(kind = ?e.kind(), "a page was cut: {}", e.chain());
-                return;
-            }
+            PageItem::Failed(_) => unreachable!("failures are handled by the caller"),
         }
-        item = page.recv().await;
+    }
+}
+
+/// Writes a page into `tx` as its slices arrive (first the ones already
+/// read, `head`), through `encoder` when the client takes a coding. Each
+/// event is copied once, into a chunk of about `CHUNK_BYTES`. Stops (and so
+/// stops the store's read) when the client is gone; a failed read drops `tx`
+/// without ending the body, so a cut page never looks whole.
+async fn write_page(
+    head: Vec<PageItem>,
+    mut page: PageStream,
+    mut encoder: Option<StreamEncoder>,
+    tx: BodySender,
+) {
+    let mut writer = PageWriter::new();
+    let mut pending = head.into_iter();
+    loop {
+        let item = match pending.next() {
+            Some(item) => item,
+            None => page.recv().await,
+        };
+        if let PageItem::Failed(e) = item {
+            tracing::warn!(kind = ?e.kind(), "a page was cut: {}", e.chain());
+            return;
+        }
+        writer.put(item);
+        if writer.chunk.len() < CHUNK_BYTES && !writer.done {
+            continue;
+        }
+        let raw = writer.chunk.split().freeze();
+        let out = match encoder.as_mut() {
+            None => raw,
+            Some(enc) => match enc.chunk(&raw) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!("a page was cut: compressing it failed: {e}");
+                    return;
+                }
+            },
+        };
+        if !out.is_empty() && tx.send(out).await.is_err() {
+            return;
+        }
+        if writer.done {
+            if let Some(enc) = encoder.take() {
+                let Ok(tail) = enc.finish() else { return };
+                if !tail.is_empty() && tx.send(tail).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.finish().await;
+            return;
+        }
     }
 }
 

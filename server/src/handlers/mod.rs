@@ -1,8 +1,11 @@
 //! Request handlers and the state they share.
 //!
 //! - `events.rs`: `POST /events` (ingest) and `GET /events` (read back).
+//! - `compress.rs`: content codings: request bodies decoded, `415` for an
+//!   unknown coding, compressed responses.
 //! - `ops.rs`: `/echo`, `/health`, `/stats`, `/metrics`.
 
+pub mod compress;
 pub mod events;
 pub mod ops;
 

@@ -4,12 +4,18 @@
 use bytes::Bytes;
 use inlet_shared::http::{Request, Response};
 
-use super::App;
+use super::{compress, App};
 use crate::respond;
 
-/// `POST /echo`: the body and its `Content-Type`, unchanged.
+/// `POST /echo`: the body and its `Content-Type`, unchanged. A coded body
+/// is not decoded: it comes back as it was sent, with its
+/// `Content-Encoding`, so the answer still says how to read it.
 pub fn echo(req: &Request) -> Response {
-    Response::new(200, req.headers.get_bytes("content-type"), req.body.clone())
+    let res = Response::new(200, req.headers.get_bytes("content-type"), req.body.clone());
+    match req.headers.get_bytes("content-encoding") {
+        Some(coding) if !req.body.is_empty() => res.with_header("Content-Encoding", coding),
+        _ => res,
+    }
 }
 
 /// `GET /health`: liveness. Always 200 while the process serves; when the
@@ -29,13 +35,15 @@ pub fn stats(app: &App) -> Response {
     respond::json(200, app.stats.to_json())
 }
 
-/// `GET /metrics`: Prometheus / OpenMetrics text.
-pub fn metrics(app: &App) -> Response {
-    Response::new(
+/// `GET /metrics`: Prometheus / OpenMetrics text, compressed when the
+/// scraper accepts it (Prometheus sends `Accept-Encoding: gzip`).
+pub fn metrics(app: &App, req: &Request) -> Response {
+    let res = Response::new(
         200,
         Some(Bytes::from_static(b"application/openmetrics-text; version=1.0.0; charset=utf-8")),
         Bytes::from(app.metrics.render()),
-    )
+    );
+    compress::response(&req.headers, res)
 }
 
 /// The OpenAPI 3.1 description of this server, compiled in.

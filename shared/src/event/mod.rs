@@ -40,11 +40,14 @@ pub struct ParseLimits {
     pub max_event_bytes: usize,
     /// Events in one request (the server's `--max-batch`).
     pub max_batch: usize,
+    /// The body with its content codings undone, in bytes (the server's
+    /// `--max-decoded-body`), counted while decoding (`http::coding`).
+    pub max_decoded_body: usize,
 }
 
 impl Default for ParseLimits {
     fn default() -> ParseLimits {
-        ParseLimits { max_event_bytes: 256 * 1024, max_batch: 1000 }
+        ParseLimits { max_event_bytes: 256 * 1024, max_batch: 1000, max_decoded_body: 16 * 1024 * 1024 }
     }
 }
 
@@ -161,7 +164,7 @@ impl Event {
 
     /// Parses and validates one event in the CloudEvents JSON format.
     pub fn from_json(json: &[u8]) -> Result<Event, ParseError> {
-        let limits = ParseLimits { max_event_bytes: usize::MAX, max_batch: 1 };
+        let limits = ParseLimits { max_event_bytes: usize::MAX, max_batch: 1, max_decoded_body: usize::MAX };
         let mut events = parse_single(json, &limits)?;
         events.pop().ok_or(ParseError::Json { detail: "no event".into(), errors: Vec::new() })
     }

@@ -8,6 +8,7 @@
 
 mod chunked;
 mod client;
+pub mod coding;
 mod date;
 mod decoder;
 mod encoder;
