@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use bytes::Bytes;
 use inlet_shared::http::coding::Coding;
 use inlet_shared::http::{ClientRequest, ClientResponse};
-use inlet_tests::{event_json, json, Server};
+use inlet_tests::{client, event_json, json, Server};
 use serde_json::json;
 
 const NDJSON: &str = "application/x-ndjson";
@@ -375,4 +375,38 @@ fn a_body_decoding_past_the_inline_slice_is_finished_off_the_worker_thread() {
         );
     }
     assert_eq!(stored(&s), 1000);
+}
+
+#[test]
+fn event_pages_are_compressed_as_accepted_and_decode_to_the_identity_page() {
+    let s = Server::start(&[]);
+    assert_eq!(post_coded(&s, NDJSON, "identity", ndjson(200, "page")).status, 202);
+    let plain = s.get("/events?limit=200");
+    assert_eq!(plain.status, 200);
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(header(&plain, "vary"), Some("Accept-Encoding"));
+    for (accept, coding) in [("zstd", Coding::Zstd), ("gzip", Coding::Gzip), ("gzip;q=0.2, zstd;q=0.8", Coding::Zstd)] {
+        let res = s.request(ClientRequest::get("/events?limit=200").header("Accept-Encoding", accept));
+        assert_eq!(res.status, 200);
+        assert_eq!(header(&res, "transfer-encoding"), Some("chunked"), "{accept}");
+        assert_eq!(header(&res, "content-encoding"), Some(coding.name()), "{accept}");
+        assert_eq!(header(&res, "vary"), Some("Accept-Encoding"));
+        assert!(res.body.len() < plain.body.len() / 4, "{accept}: {} of {} bytes", res.body.len(), plain.body.len());
+        let decoded = inlet_shared::http::coding::decode(&[coding], res.body.clone(), 1 << 24).expect("decodes");
+        assert_eq!(decoded, plain.body, "{accept}");
+    }
+    // A page under 1 KiB is sent whole and as it is, whatever is accepted.
+    let small = s.request(ClientRequest::get("/events?limit=1").header("Accept-Encoding", "zstd, gzip"));
+    assert_eq!(header(&small, "content-encoding"), None);
+    assert_eq!(header(&small, "transfer-encoding"), None);
+    assert_eq!(json(&small)["events"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn the_client_reads_compressed_pages() {
+    let s = Server::start(&[]);
+    assert_eq!(post_coded(&s, NDJSON, "identity", ndjson(50, "cli")).status, 202);
+    let (code, out, err) = client(s.addr, &["events", "--page", "20"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 50, "{out}");
 }

@@ -49,7 +49,8 @@ fn all_pages(s: &Server, limit: usize) -> Vec<Vec<u64>> {
 #[test]
 fn a_page_is_chunked_and_its_json_is_exactly_as_before() {
     let s = Server::start(&[]);
-    post_events(&s, 3);
+    // Past the 1 KiB under which a page is sent whole (the next test).
+    post_events(&s, 20);
     let mut stream = TcpStream::connect(s.addr).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
@@ -77,7 +78,19 @@ fn a_page_is_chunked_and_its_json_is_exactly_as_before() {
     }
     expected.push_str("],\"next_after\":null}");
     assert_eq!(String::from_utf8_lossy(&res.body), expected);
-    assert_eq!(body["events"].as_array().unwrap().len(), 3);
+    assert_eq!(body["events"].as_array().unwrap().len(), 20);
+}
+
+#[test]
+fn a_small_page_read_whole_is_sent_with_its_length() {
+    let s = Server::start(&[]);
+    post_events(&s, 2);
+    let res = s.get("/events");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.headers.get_str("transfer-encoding"), None);
+    assert_eq!(res.headers.get_str("content-length"), Some(res.body.len().to_string().as_str()));
+    assert_eq!(res.headers.get_str("vary"), Some("Accept-Encoding"));
+    assert_eq!(json(&res)["events"].as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -120,14 +133,18 @@ fn the_sqlite_store_bounds_and_streams_its_pages_too() {
     assert_eq!(page(&s, "/events"), (vec![1, 2], Some(2)));
     assert_eq!(all_pages(&s, 100), vec![vec![1, 2], vec![3, 4], vec![5]]);
     assert_eq!(all_pages(&s, 1), vec![vec![1], vec![2], vec![3], vec![4], vec![5]]);
-    let res = s.get("/events?after=4");
+    // A page past 1 KiB is streamed from the reader pool.
+    let s = Server::start(&["--store", "sqlite", "--sync", "normal"]);
+    post_events(&s, 20);
+    let res = s.get("/events");
     assert_eq!(res.headers.get_str("transfer-encoding"), Some("chunked"));
+    assert_eq!(json(&res)["events"].as_array().unwrap().len(), 20);
 }
 
 #[test]
 fn head_gets_the_head_only_and_the_connection_goes_on() {
     let s = Server::start(&[]);
-    post_events(&s, 2);
+    post_events(&s, 20);
     let mut conn = s.connect();
     conn.send(ClientRequest { method: Method::Head, ..ClientRequest::get("/events") });
     conn.send(ClientRequest::get("/health"));

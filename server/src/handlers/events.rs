@@ -188,12 +188,7 @@ impl PageWriter {
 /// event is copied once, into a chunk of about `CHUNK_BYTES`. Stops (and so
 /// stops the store's read) when the client is gone; a failed read drops `tx`
 /// without ending the body, so a cut page never looks whole.
-async fn write_page(
-    head: Vec<PageItem>,
-    mut page: PageStream,
-    mut encoder: Option<StreamEncoder>,
-    tx: BodySender,
-) {
+async fn write_page(head: Vec<PageItem>, mut page: PageStream, mut encoder: Option<StreamEncoder>, tx: BodySender) {
     let mut writer = PageWriter::new();
     let mut pending = head.into_iter();
     loop {
