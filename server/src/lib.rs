@@ -20,6 +20,9 @@
 //!   freeze; it answers through the same request handling as the driver.
 //! - `shutdown`: SIGINT/SIGTERM as a future, and [`shutdown::Shutdown`],
 //!   a connection's view of the server's shutdown.
+//! - `auth/`: access control (tokens, scopes, quotas); the router checks
+//!   each request's scope, `handlers/events.rs` its sources and quota.
+//!   `SIGHUP` runs [`reload`].
 
 pub mod auth;
 pub mod blocking;
@@ -45,9 +48,15 @@ pub use handlers::App;
 pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
     // The main thread's runtime owns the store (and its background tasks,
     // such as the NATS client) and waits for the signal.
+    let auth = config.auth()?;
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = main.block_on(store::open(&config))?;
-    let app = Arc::new(App::new(store, &config));
+    let app = Arc::new(App::new(store, &config).with_auth(auth));
+    log_access(&app);
+    {
+        let _context = main.enter();
+        main.spawn(reload_on_sighup(app.clone()));
+    }
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -103,4 +112,55 @@ pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Says at start who may do what.
+pub(crate) fn log_access(app: &App) {
+    if app.auth.is_anonymous() {
+        tracing::info!("no --tokens: serving anonymously (anyone who reaches the port may write and read)");
+    } else {
+        let names: Vec<String> = app.auth.token_names().iter().map(|n| n.to_string()).collect();
+        tracing::info!(tokens = app.auth.token_count(), "access control on: tokens {}", names.join(", "));
+    }
+}
+
+/// Re-reads what `SIGHUP` reloads: today the tokens file. A file with an
+/// error is refused with a log line, and the tokens in use stay. (Another
+/// reloadable thing, such as a TLS certificate, gets its own step here.)
+pub fn reload(app: &App) {
+    match app.auth.reload() {
+        Ok(None) => tracing::info!("SIGHUP: no --tokens, nothing to reload"),
+        Ok(Some(report)) => tracing::info!(
+            tokens = report.tokens,
+            "SIGHUP: tokens reloaded; added: [{}], removed: [{}]",
+            report.added.join(", "),
+            report.removed.join(", ")
+        ),
+        Err(e) => tracing::error!("SIGHUP: {e}; keeping the tokens in use"),
+    }
+}
+
+/// Runs [`reload`] on every `SIGHUP` for the life of the process. The
+/// handler is installed when this is called (inside a runtime), not when
+/// the future is first polled: a `SIGHUP` right after `listening on` must
+/// reload, not end the process (its default action).
+pub(crate) fn reload_on_sighup(app: Arc<App>) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}): reloading is off");
+            None
+        }
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some(mut hangups) = hangups {
+            while hangups.recv().await.is_some() {
+                reload(&app);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = app;
+    }
 }

@@ -5,6 +5,13 @@
 //! Hot-path counters are atomics. Per-type counts take a read lock on a map
 //! of atomics (a write lock only the first time a type is seen); the set of
 //! types is capped so that clients cannot grow it without bound.
+//!
+//! Per token name: events accepted and duplicates, events refused (the
+//! events of a batch refused for its sources, its quota, or the store) and
+//! requests refused (any refusal that names the token: scope, sources,
+//! quota, store). The names come only from the tokens file (a `401` has no
+//! token and is not counted here), so the set is bounded by what the
+//! operator wrote; a name removed by a reload keeps its counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -36,6 +43,25 @@ pub struct Stats {
     open: AtomicI64,
     total: AtomicU64,
     started: Instant,
+    tokens: RwLock<BTreeMap<Arc<str>, TokenCounters>>,
+}
+
+/// The counters of one token name.
+#[derive(Debug, Default)]
+struct TokenCounters {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    refused_events: AtomicU64,
+    refused_requests: AtomicU64,
+}
+
+/// A snapshot of one token's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TokenCounts {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub refused_events: u64,
+    pub refused_requests: u64,
 }
 
 impl Default for Stats {
@@ -48,6 +74,7 @@ impl Default for Stats {
             open: AtomicI64::new(0),
             total: AtomicU64::new(0),
             started: Instant::now(),
+            tokens: RwLock::new(BTreeMap::new()),
         }
     }
 }
@@ -82,6 +109,53 @@ impl Stats {
                 }
             }
         }
+    }
+
+    /// Events of one accepted request of the token `name`.
+    pub fn record_token_accepted(&self, name: &Arc<str>, accepted: usize, duplicates: usize) {
+        self.with_token(name, |c| {
+            c.accepted.fetch_add(accepted as u64, Relaxed);
+            c.duplicates.fetch_add(duplicates as u64, Relaxed);
+        });
+    }
+
+    /// One refused request of the token `name`, with the events it carried
+    /// (0 when it was refused before its events were read).
+    pub fn record_token_refused(&self, name: &Arc<str>, events: usize) {
+        self.with_token(name, |c| {
+            c.refused_requests.fetch_add(1, Relaxed);
+            c.refused_events.fetch_add(events as u64, Relaxed);
+        });
+    }
+
+    fn with_token(&self, name: &Arc<str>, count: impl Fn(&TokenCounters)) {
+        if let Ok(map) = self.tokens.read() {
+            if let Some(c) = map.get(name) {
+                return count(c);
+            }
+        }
+        if let Ok(mut map) = self.tokens.write() {
+            count(map.entry(name.clone()).or_default());
+        }
+    }
+
+    /// Every token's counters, by name.
+    pub fn token_counts(&self) -> BTreeMap<Arc<str>, TokenCounts> {
+        let map = match self.tokens.read() {
+            Ok(map) => map,
+            Err(_) => return BTreeMap::new(),
+        };
+        map.iter()
+            .map(|(name, c)| {
+                let counts = TokenCounts {
+                    accepted: c.accepted.load(Relaxed),
+                    duplicates: c.duplicates.load(Relaxed),
+                    refused_events: c.refused_events.load(Relaxed),
+                    refused_requests: c.refused_requests.load(Relaxed),
+                };
+                (name.clone(), counts)
+            })
+            .collect()
     }
 
     pub fn connection_opened(&self) {
@@ -121,6 +195,7 @@ impl Stats {
                 "total": self.total.load(Relaxed),
             },
             "uptime_seconds": self.uptime().as_secs(),
+            "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
         });
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -170,6 +245,29 @@ impl Collector for StatsCollector {
             let labels = [("type", LabelValue(&ty))];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
         }
+        let tokens = s.token_counts();
+        let mut metric = encoder.encode_descriptor(
+            "inlet_token_events",
+            "Events sent with each token, by outcome (accepted, duplicate, refused)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, c) in &tokens {
+            for (outcome, n) in [("accepted", c.accepted), ("duplicate", c.duplicates), ("refused", c.refused_events)] {
+                let labels = [("token", LabelValue(name)), ("outcome", LabelValue(outcome))];
+                ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "inlet_token_requests_refused",
+            "Requests refused that named a token (scope, sources, quota, store), by token",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, c) in &tokens {
+            let labels = [("token", LabelValue(name))];
+            ConstCounter::new(c.refused_requests).encode(metric.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -203,6 +301,24 @@ mod tests {
         assert!(!types.contains_key("new.a"));
         assert_eq!(json["accepted"], MAX_TRACKED_TYPES as u64 + 4);
         assert_eq!(json["duplicates"], 3);
+    }
+
+    #[test]
+    fn tokens_are_counted_by_name() {
+        let stats = Stats::default();
+        let (shop, ci): (Arc<str>, Arc<str>) = (Arc::from("shop"), Arc::from("ci"));
+        stats.record_token_accepted(&shop, 3, 1);
+        stats.record_token_accepted(&shop, 2, 0);
+        stats.record_token_refused(&shop, 10);
+        stats.record_token_refused(&ci, 0);
+        let json = body(&stats);
+        assert_eq!(
+            json["tokens"],
+            serde_json::json!({
+                "ci": {"accepted": 0, "duplicates": 0, "refused_events": 0, "refused_requests": 1},
+                "shop": {"accepted": 5, "duplicates": 1, "refused_events": 10, "refused_requests": 1},
+            })
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! - A request is acknowledged only after JetStream acknowledged every one of
 //!   its events. All publishes of a request are sent first and their acks
 //!   awaited together, and concurrent requests publish concurrently.
+//! - The name of the token that wrote an event travels in the message's
+//!   `Inlet-Token` header (absent when written anonymously).
 //! - `GET /events` reads the stream by sequence with direct gets (the type
-//!   filter through the subject, the source filter here).
+//!   filter through the subject, the source and token filters here).
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
 //!
@@ -33,6 +35,9 @@ use smallvec::SmallVec;
 use tokio::sync::OnceCell;
 
 use super::{Appended, ErrorKind, OpenError, Page, Query, Store, StoreError, StoredEvent};
+
+/// The message header that holds the writing token's name.
+const TOKEN_HEADER: &str = "Inlet-Token";
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -171,12 +176,15 @@ impl JetStreamStore {
         }
     }
 
-    async fn publish_all(&self, events: &[Event]) -> Result<Appended, StoreError> {
+    async fn publish_all(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         self.check_connected()?;
         self.stream().await?;
         let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(events.len());
         for e in events {
-            let message = PublishMessage::build().payload(e.json_bytes()).message_id(message_id(&e.source, &e.id));
+            let mut message = PublishMessage::build().payload(e.json_bytes()).message_id(message_id(&e.source, &e.id));
+            if let Some(token) = token {
+                message = message.header(TOKEN_HEADER, token);
+            }
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &e.ty), message)
@@ -229,15 +237,23 @@ impl JetStreamStore {
                 break events.last().map(|e: &StoredEvent| e.seq);
             }
             let received_at = message.time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            events.push(StoredEvent { seq: message.sequence, received_at, json: message.payload.clone() });
+            let token = message.headers.get(TOKEN_HEADER).map(|v| Arc::from(v.as_str()));
+            if q.token.as_deref().is_some_and(|t| token.as_deref() != Some(t)) {
+                continue;
+            }
+            events.push(StoredEvent { seq: message.sequence, received_at, json: message.payload.clone(), token });
         };
         Ok(Page { events, next_after })
     }
 }
 
 impl Store for JetStreamStore {
-    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(self.publish_all(events))
+    fn append<'a>(
+        &'a self,
+        events: &'a [Event],
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(self.publish_all(events, token))
     }
 
     fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>> {

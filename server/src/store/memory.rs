@@ -11,7 +11,7 @@
 //! All of it sits behind one mutex, held for the inserts only.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ahash::RandomState;
 use bytes::{Bytes, BytesMut};
@@ -33,7 +33,12 @@ struct Record {
     received_at: i64,
     ty: u32,
     source: u32,
+    /// The writing token's number in `Inner::tokens`, or `NO_TOKEN`.
+    token: u32,
 }
+
+/// `Record::token` of an event written anonymously.
+const NO_TOKEN: u32 = u32::MAX;
 
 /// Records per chunk of the log.
 const CHUNK: usize = 1 << 16;
@@ -97,6 +102,8 @@ struct Inner {
     arena: Arena,
     types: Names,
     sources: Names,
+    /// Token names by number (names come from the tokens file: few).
+    tokens: Vec<Arc<str>>,
 }
 
 impl Default for Inner {
@@ -109,6 +116,7 @@ impl Default for Inner {
             arena: Arena::default(),
             types: Names::default(),
             sources: Names::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -135,7 +143,7 @@ fn shard_of(hash: u64) -> usize {
 impl Inner {
     /// Stores the event unless its (source, id) is there already; returns
     /// whether it was stored.
-    fn insert(&mut self, event: &Event, received_at: i64) -> bool {
+    fn insert(&mut self, event: &Event, received_at: i64, token: u32) -> bool {
         let source = self.sources.intern(&event.source);
         let id = event.id.as_bytes();
         let hash = key_hash(&self.hasher, source, id);
@@ -157,6 +165,7 @@ impl Inner {
             received_at,
             ty: self.types.intern(&event.ty),
             source,
+            token,
         };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
@@ -172,6 +181,20 @@ impl Inner {
             key_hash(hasher, r.source, &r.id)
         });
         true
+    }
+
+    /// The number of a token name, added if new.
+    fn token_number(&mut self, name: Option<&str>) -> u32 {
+        let Some(name) = name else { return NO_TOKEN };
+        if let Some(n) = self.tokens.iter().position(|t| **t == *name) {
+            return n as u32;
+        }
+        self.tokens.push(Arc::from(name));
+        (self.tokens.len() - 1) as u32
+    }
+
+    fn token_name(&self, n: u32) -> Option<Arc<str>> {
+        self.tokens.get(n as usize).cloned()
     }
 
     /// Records with an index from `start` on.
@@ -193,11 +216,12 @@ fn rfc3339(nanos: i64) -> String {
 }
 
 impl MemoryStore {
-    fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
+    fn append_now(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
-        let duplicate = events.iter().map(|event| !inner.insert(event, received_at)).collect();
+        let token = inner.token_number(token);
+        let duplicate = events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
         Ok(Appended { duplicate })
     }
 
@@ -207,15 +231,17 @@ impl MemoryStore {
         // A type or source never stored matches nothing.
         let ty = q.ty.as_deref().map(|t| inner.types.number(t));
         let source = q.source.as_deref().map(|s| inner.sources.number(s));
-        if matches!(ty, Some(None)) || matches!(source, Some(None)) {
+        let token = q.token.as_deref().map(|t| inner.tokens.iter().position(|n| **n == *t).map(|n| n as u32));
+        if matches!(ty, Some(None)) || matches!(source, Some(None)) || matches!(token, Some(None)) {
             return Ok(Page { events: Vec::new(), next_after: None });
         }
         // seq n is at index n - 1.
         let start = usize::try_from(q.after).unwrap_or(usize::MAX).min(inner.len);
-        let mut matching = inner
-            .records_from(start)
-            .enumerate()
-            .filter(|(_, r)| ty.is_none_or(|t| t == Some(r.ty)) && source.is_none_or(|s| s == Some(r.source)));
+        let mut matching = inner.records_from(start).enumerate().filter(|(_, r)| {
+            ty.is_none_or(|t| t == Some(r.ty))
+                && source.is_none_or(|s| s == Some(r.source))
+                && token.is_none_or(|t| t == Some(r.token))
+        });
         let events: Vec<StoredEvent> = matching
             .by_ref()
             .take(q.limit)
@@ -223,6 +249,7 @@ impl MemoryStore {
                 seq: (start + i) as u64 + 1,
                 received_at: rfc3339(r.received_at),
                 json: r.json.clone(),
+                token: inner.token_name(r.token),
             })
             .collect();
         let more = matching.next().is_some();
@@ -232,8 +259,12 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(future::ready(self.append_now(events)))
+    fn append<'a>(
+        &'a self,
+        events: &'a [Event],
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(future::ready(self.append_now(events, token)))
     }
 
     fn query(&self, query: Query) -> BoxFuture<'_, Result<Page, StoreError>> {
@@ -260,9 +291,9 @@ mod tests {
     #[test]
     fn duplicates_within_and_across_appends() {
         let store = MemoryStore::default();
-        let a = store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t"), ev("s", "1", "t")]).unwrap();
+        let a = store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t"), ev("s", "1", "t")], None).unwrap();
         assert_eq!(a.duplicate[..], [false, false, true]);
-        let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")]).unwrap();
+        let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")], None).unwrap();
         assert_eq!(b.duplicate[..], [true, false]);
         assert_eq!((b.accepted(), b.duplicates()), (1, 1));
     }
@@ -271,8 +302,8 @@ mod tests {
     fn records_cross_chunk_boundaries() {
         let store = MemoryStore::default();
         let events: Vec<Event> = (0..CHUNK + 10).map(|i| ev("s", &i.to_string(), "t")).collect();
-        store.append_now(&events).unwrap();
-        let q = Query { after: CHUNK as u64 - 2, limit: 5, ty: None, source: None };
+        store.append_now(&events, None).unwrap();
+        let q = Query { after: CHUNK as u64 - 2, limit: 5, ty: None, source: None, token: None };
         let page = store.query_now(&q).unwrap();
         let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
         let first = CHUNK as u64 - 1;
@@ -288,32 +319,51 @@ mod tests {
         let store = MemoryStore::default();
         let events: Vec<Event> =
             (0..10).map(|i| ev(if i % 2 == 0 { "even" } else { "odd" }, &i.to_string(), "t")).collect();
-        store.append_now(&events).unwrap();
-        let page = store.query_now(&Query { source: Some("odd".into()), after: 0, limit: 2, ty: None }).unwrap();
+        store.append_now(&events, None).unwrap();
+        let page =
+            store.query_now(&Query { source: Some("odd".into()), after: 0, limit: 2, ty: None, token: None }).unwrap();
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 4]);
         assert_eq!(page.next_after, Some(4));
-        let last = store.query_now(&Query { source: Some("odd".into()), after: 8, limit: 2, ty: None }).unwrap();
+        let last =
+            store.query_now(&Query { source: Some("odd".into()), after: 8, limit: 2, ty: None, token: None }).unwrap();
         assert_eq!(last.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10]);
         assert_eq!(last.next_after, None);
-        let none = store.query_now(&Query { ty: Some("never".into()), after: 0, limit: 2, source: None }).unwrap();
+        let none = store
+            .query_now(&Query { ty: Some("never".into()), after: 0, limit: 2, source: None, token: None })
+            .unwrap();
         assert_eq!(none, Page { events: Vec::new(), next_after: None });
+    }
+
+    #[test]
+    fn events_carry_their_token_and_filter_by_it() {
+        let store = MemoryStore::default();
+        store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t")], Some("shop")).unwrap();
+        store.append_now(&[ev("s", "3", "t")], None).unwrap();
+        store.append_now(&[ev("s", "4", "t")], Some("ci")).unwrap();
+        let all = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
+        let tokens: Vec<Option<&str>> = all.events.iter().map(|e| e.token.as_deref()).collect();
+        assert_eq!(tokens, [Some("shop"), Some("shop"), None, Some("ci")]);
+        let shop = store.query_now(&Query { limit: 10, token: Some("shop".into()), ..Query::default() }).unwrap();
+        assert_eq!(shop.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        let never = store.query_now(&Query { limit: 10, token: Some("never".into()), ..Query::default() }).unwrap();
+        assert!(never.events.is_empty());
     }
 
     #[test]
     fn same_id_from_another_source_is_another_event() {
         let store = MemoryStore::default();
         let ids: Vec<Event> = (0..1000).map(|i| ev("a", &i.to_string(), "t")).collect();
-        store.append_now(&ids).unwrap();
+        store.append_now(&ids, None).unwrap();
         let again: Vec<Event> =
             (0..1000).map(|i| ev(if i % 2 == 0 { "a" } else { "b" }, &i.to_string(), "t")).collect();
-        let appended = store.append_now(&again).unwrap();
+        let appended = store.append_now(&again, None).unwrap();
         assert_eq!((appended.accepted(), appended.duplicates()), (500, 500));
     }
 
     #[test]
     fn received_at_is_rfc3339() {
         let store = MemoryStore::default();
-        store.append_now(&[ev("s", "1", "t")]).unwrap();
+        store.append_now(&[ev("s", "1", "t")], None).unwrap();
         let page = store.query_now(&Query { limit: 1, ..Query::default() }).unwrap();
         let at = &page.events[0].received_at;
         assert!(OffsetDateTime::parse(at, &Rfc3339).is_ok(), "{at}");
@@ -350,7 +400,7 @@ mod tests {
         let store = MemoryStore::default();
         let mut big = ev("s", "big", "t");
         big.subject = Some("x".repeat(BLOCK).into());
-        store.append_now(&[ev("s", "small", "t"), big.clone()]).unwrap();
+        store.append_now(&[ev("s", "small", "t"), big.clone()], None).unwrap();
         let page = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
         assert_eq!(page.events[1].json, Bytes::from(big.to_json()));
     }
