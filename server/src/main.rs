@@ -45,7 +45,11 @@ fn token_new(args: &NewTokenArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("inlet-server: {e}");
-            ExitCode::FAILURE
+            // A bad --name or --scope is a usage error, as clap's own are.
+            match e {
+                inlet_server::auth::NewTokenError::Random(_) => ExitCode::FAILURE,
+                _ => ExitCode::from(2),
+            }
         }
     }
 }

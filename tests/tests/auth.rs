@@ -165,6 +165,13 @@ fn token_new_prints_the_secret_once_then_the_entry() {
         .expect("run");
     assert_eq!(bad.status.code(), Some(2));
     assert!(bad.stdout.is_empty());
+    let bad = Command::new(binary("inlet-server"))
+        .args(["token", "new", "--name", "a name", "--scope", "write"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(bad.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--name must be"), "{bad:?}");
 }
 
 #[test]
@@ -388,7 +395,11 @@ fn start_debug(args: &[&str]) -> Server {
 
 #[test]
 fn the_client_posts_20000_events_through_hundreds_of_429s_and_no_secret_is_logged() {
-    let writer = new_token("bulk", "write").with("rate = 20000\nburst = 1000");
+    // The quota, not the server's speed, must be the bottleneck: 16
+    // connections with 8 batches of 50 in flight each (6,400 events) against
+    // a burst of 2,000, so every round of `Retry-After` refuses most of
+    // them, however fast the server is.
+    let writer = new_token("bulk", "write").with("rate = 5000\nburst = 2000");
     let reader = new_token("reader", "read");
     let spare = new_token("spare", "write,read,metrics");
     let (_dir, path) = tokens_file(&[&writer, &reader, &spare]);
@@ -397,7 +408,7 @@ fn the_client_posts_20000_events_through_hundreds_of_429s_and_no_secret_is_logge
     let input: String = (0..20_000).map(|i| format!("{}\n", event(&format!("e{i}"), "/bulk"))).collect();
     let (code, stdout, stderr) = client(
         s.addr,
-        &["post", "-", "--batch", "50", "--connections", "4", "--pipeline", "8", "--json", "--token", &writer.secret],
+        &["post", "-", "--batch", "50", "--connections", "16", "--pipeline", "8", "--json", "--token", &writer.secret],
         Some(input.as_bytes()),
     );
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
@@ -406,6 +417,7 @@ fn the_client_posts_20000_events_through_hundreds_of_429s_and_no_secret_is_logge
     assert_eq!(stats["duplicates"], 0, "every event stored exactly once: {stats}");
     let refused = stats["rejected"]["quota-exceeded"].as_u64().unwrap_or(0);
     assert!(refused >= 100, "the quota forced {refused} 429s: {stats}");
+    eprintln!("{refused} answers 429");
     assert_eq!(stats["tokens"]["bulk"]["accepted"], 20_000);
     let ids: std::collections::HashSet<String> = {
         let mut ids = std::collections::HashSet::new();
@@ -519,4 +531,44 @@ fn allow_anonymous_lets_it_start_on_any_address() {
     let page = json(&s.get("/events"));
     assert_eq!(page["events"][0]["token"], serde_json::Value::Null);
     assert_eq!(s.stats()["accepted"], 1);
+}
+
+#[test]
+fn a_source_refusal_points_at_the_event_in_every_mode() {
+    let writer = new_token("writer", "write").with(r#"sources = ["/shop/"]"#);
+    let reader = new_token("reader", "read");
+    let (_dir, path) = tokens_file(&[&writer, &reader]);
+    let s = Server::start(&["--tokens", path.to_str().unwrap()]);
+    let errors = |res: &ClientResponse| {
+        assert_eq!(res.status, 403);
+        json(res)["errors"].clone()
+    };
+    let send = |content_type: &'static str, body: String, extra: &[(&'static str, &str)]| {
+        let mut req = ClientRequest::post("/events".to_string(), content_type, body)
+            .header(Bytes::from_static(b"Authorization"), Bytes::from(writer.bearer()));
+        for (name, value) in extra {
+            req = req.header(Bytes::from_static(name.as_bytes()), Bytes::from(value.to_string()));
+        }
+        s.request(req)
+    };
+    let detail = "this token may write only sources starting with /shop/";
+    // NDJSON: blank lines count, as in the parser's own errors.
+    let ndjson = format!("{}\n\n{}\n{}\n", event("1", "/shop/a"), event("2", "/x"), event("3", "/y"));
+    assert_eq!(
+        errors(&send("application/x-ndjson", ndjson, &[])),
+        serde_json::json!([
+            {"pointer": "#/source", "line": 3, "detail": detail},
+            {"pointer": "#/source", "line": 4, "detail": detail},
+        ])
+    );
+    assert_eq!(
+        errors(&send("application/cloudevents+json", event("1", "/x"), &[])),
+        serde_json::json!([{"pointer": "#/source", "detail": detail}])
+    );
+    let binary = [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/x"), ("ce-type", "t")];
+    assert_eq!(
+        errors(&send("text/plain", "hi".into(), &binary)),
+        serde_json::json!([{"header": "ce-source", "detail": detail}])
+    );
+    assert_eq!(stored(&s, &reader), Vec::<(String, Option<String>)>::new());
 }
