@@ -49,7 +49,7 @@ instructions() {
     local pid=$!
     local addr=""
     for _ in $(seq 600); do
-        addr=$(sed -n 's/^listening on //p' "$log")
+        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null)
         [ -n "$addr" ] && break
         sleep 0.1
     done

@@ -43,12 +43,13 @@ pub struct Stats {
     open: AtomicI64,
     total: AtomicU64,
     started: Instant,
-    tokens: RwLock<BTreeMap<Arc<str>, TokenCounters>>,
+    tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
 }
 
-/// The counters of one token name.
+/// The counters of one token name (shared with the token, see
+/// `auth::Token::counters`).
 #[derive(Debug, Default)]
-struct TokenCounters {
+pub struct TokenCounters {
     accepted: AtomicU64,
     duplicates: AtomicU64,
     refused_events: AtomicU64,
@@ -111,12 +112,29 @@ impl Stats {
         }
     }
 
-    /// Events of one accepted request of the token `name`.
-    pub fn record_token_accepted(&self, name: &Arc<str>, accepted: usize, duplicates: usize) {
-        self.with_token(name, |c| {
+    /// Events of one accepted request of `principal`'s token (nothing when
+    /// anonymous). After a token's first request this is two atomic adds:
+    /// the token keeps its counters.
+    pub fn record_token_accepted(&self, principal: &crate::auth::Principal, accepted: usize, duplicates: usize) {
+        if let Some((name, slot)) = principal.counters_slot() {
+            let c = slot.get_or_init(|| self.counters_of(name));
             c.accepted.fetch_add(accepted as u64, Relaxed);
             c.duplicates.fetch_add(duplicates as u64, Relaxed);
-        });
+        }
+    }
+
+    /// The counters of `name`, made on first use.
+    fn counters_of(&self, name: &Arc<str>) -> Arc<TokenCounters> {
+        if let Ok(map) = self.tokens.read() {
+            if let Some(c) = map.get(name) {
+                return c.clone();
+            }
+        }
+        match self.tokens.write() {
+            Ok(mut map) => map.entry(name.clone()).or_default().clone(),
+            // Poisoned: count into counters nobody reads rather than panic.
+            Err(_) => Arc::default(),
+        }
     }
 
     /// One refused request of the token `name`, with the events it carried
@@ -129,14 +147,7 @@ impl Stats {
     }
 
     fn with_token(&self, name: &Arc<str>, count: impl Fn(&TokenCounters)) {
-        if let Ok(map) = self.tokens.read() {
-            if let Some(c) = map.get(name) {
-                return count(c);
-            }
-        }
-        if let Ok(mut map) = self.tokens.write() {
-            count(map.entry(name.clone()).or_default());
-        }
+        count(&self.counters_of(name));
     }
 
     /// Every token's counters, by name.
@@ -307,8 +318,12 @@ mod tests {
     fn tokens_are_counted_by_name() {
         let stats = Stats::default();
         let (shop, ci): (Arc<str>, Arc<str>) = (Arc::from("shop"), Arc::from("ci"));
-        stats.record_token_accepted(&shop, 3, 1);
-        stats.record_token_accepted(&shop, 2, 0);
+        // What a token keeps after its first request: the counters of its
+        // name, the same ones for a token of that name made by a reload.
+        let kept = stats.counters_of(&shop);
+        assert!(Arc::ptr_eq(&kept, &stats.counters_of(&Arc::from("shop"))));
+        kept.accepted.fetch_add(5, Relaxed);
+        kept.duplicates.fetch_add(1, Relaxed);
         stats.record_token_refused(&shop, 10);
         stats.record_token_refused(&ci, 0);
         let json = body(&stats);

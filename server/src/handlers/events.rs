@@ -54,9 +54,7 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     };
     let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
     app.stats.record_accepted(fresh, appended.duplicates());
-    if let Some(token) = token {
-        app.stats.record_token_accepted(token, appended.accepted(), appended.duplicates());
-    }
+    app.stats.record_token_accepted(principal, appended.accepted(), appended.duplicates());
     respond::json(202, accepted_body(appended.accepted(), appended.duplicates()))
 }
 

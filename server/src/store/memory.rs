@@ -186,7 +186,9 @@ impl Inner {
     /// The number of a token name, added if new.
     fn token_number(&mut self, name: Option<&str>) -> u32 {
         let Some(name) = name else { return NO_TOKEN };
-        if let Some(n) = self.tokens.iter().position(|t| **t == *name) {
+        // The same `Arc` as the token's name, usually: a pointer compare.
+        let same = |t: &Arc<str>| std::ptr::eq(t.as_ptr(), name.as_ptr()) || **t == *name;
+        if let Some(n) = self.tokens.iter().position(same) {
             return n as u32;
         }
         self.tokens.push(Arc::from(name));
