@@ -154,7 +154,8 @@ def client_bench(addr, conns, duration, pipeline=1, token=None):
     out = subprocess.run(cmd, capture_output=True, text=True)
     r = json.loads(out.stdout)
     return {"requests": r["requests"], "rps": r["requests_per_s"], "p50_ms": r["latency_ms"]["p50"],
-            "p99_ms": r["latency_ms"]["p99"], "client_bound": r["client_bound"], "client_cpu": r["client_cpu"]}
+            "p99_ms": r["latency_ms"]["p99"], "client_bound": r["client_bound"], "client_cpu": r["client_cpu"],
+            "status": r.get("status", {})}
 
 
 def measured(server, run):
@@ -233,6 +234,9 @@ def tokens_comparison(rounds, duration, out):
             client_bench(server.addr, 8, 1, token=token)  # warm-up
             for workload, (conns, pipeline) in workloads.items():
                 r = measured(server, lambda: client_bench(server.addr, conns, duration, pipeline, token))
+                refused = {code: n for code, n in r["status"].items() if code != "202"}
+                if refused:
+                    raise SystemExit(f"tokens {mode}, {workload}: answers other than 202: {refused}")
                 rows[mode][workload].append(r)
             server.stop()
             print(f"round {rnd + 1}: tokens {mode} done", file=sys.stderr)
