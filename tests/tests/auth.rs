@@ -489,6 +489,11 @@ fn blocking_mode_checks_tokens_too() {
     assert_eq!(s.request(post("/events", body(), Some(&t.reader.bearer()))).status, 403);
     assert_eq!(s.request(post("/events", body(), Some(&t.writer.bearer()))).status, 202);
     assert_eq!(stored(&s, &t.reader), [("b".to_string(), Some("writer".to_string()))]);
+    // SIGHUP reloads here too (from the watcher thread), and does not end it.
+    write_tokens(&path, &[&t.reader]);
+    s.signal("HUP");
+    wait_for_log(&s, "tokens reloaded", 1);
+    assert_eq!(s.request(post("/events", body(), Some(&t.writer.bearer()))).status, 401);
 }
 
 #[test]
@@ -571,4 +576,19 @@ fn a_source_refusal_points_at_the_event_in_every_mode() {
         serde_json::json!([{"header": "ce-source", "detail": detail}])
     );
     assert_eq!(stored(&s, &reader), Vec::<(String, Option<String>)>::new());
+}
+
+/// `SIGHUP` ends a process by default: the handler is in place before
+/// `listening on`, so a reload sent right after it reloads, in both modes.
+#[test]
+fn a_sighup_right_after_listening_on_reloads_and_does_not_end_the_server() {
+    let reader = new_token("reader", "read");
+    let (_dir, path) = tokens_file(&[&reader]);
+    for mode in ["async", "blocking"] {
+        let mut s = Server::start(&["--mode", mode, "--tokens", path.to_str().unwrap()]);
+        s.signal("HUP");
+        wait_for_log(&s, "tokens reloaded", 1);
+        assert!(s.wait(Duration::from_millis(200)).is_none(), "{mode}: the server ended");
+        assert_eq!(s.request(get("/stats", Some(&reader.bearer()))).status, 200, "{mode}");
+    }
 }
