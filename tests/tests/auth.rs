@@ -414,7 +414,10 @@ fn the_client_posts_20000_events_through_hundreds_of_429s_and_no_secret_is_logge
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     let stats = json(&s.request(get("/stats", Some(&reader.bearer()))));
     assert_eq!(stats["accepted"], 20_000, "{stats}");
-    assert_eq!(stats["duplicates"], 0, "every event stored exactly once: {stats}");
+    // A connection the client gives up on (slow answers under load) has its
+    // requests resent elsewhere; the server may still accept them on the old
+    // one, so `duplicates` can be above 0. What must hold: each event is
+    // stored once (20,000 accepted, 20,000 distinct ids stored, below).
     let refused = stats["rejected"]["quota-exceeded"].as_u64().unwrap_or(0);
     assert!(refused >= 100, "the quota forced {refused} 429s: {stats}");
     eprintln!("{refused} answers 429");
