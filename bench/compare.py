@@ -10,6 +10,11 @@ idle and 200 byte-trickling connections open, and `inlet-client bench`
 against wrk on the same server.
 
 Usage: bench/run.sh [--rounds N] [--duration S] [--only pipelined]   (builds everything first)
+
+With --tokens it measures only inlet with access control on against off
+(`--tokens FILE` and a client token against no tokens), alternating the two
+each round: req/s, p50, p99 and server CPU µs per request, single requests
+and pipelined, with `inlet-client bench`; results in bench/results/tokens.json.
 """
 
 import argparse
@@ -148,12 +153,16 @@ def wrk(addr, script, conns, duration, pipeline=1):
             "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
-def client_bench(addr, conns, duration, pipeline=1):
-    out = subprocess.run([CLIENT, "bench", "--server", addr, "--connections", str(conns), "--pipeline", str(pipeline),
-                          "--duration", f"{duration}s", "--json"], capture_output=True, text=True)
+def client_bench(addr, conns, duration, pipeline=1, token=None):
+    cmd = [CLIENT, "bench", "--server", addr, "--connections", str(conns), "--pipeline", str(pipeline),
+           "--duration", f"{duration}s", "--json"]
+    if token:
+        cmd += ["--token", token]
+    out = subprocess.run(cmd, capture_output=True, text=True)
     r = json.loads(out.stdout)
     return {"requests": r["requests"], "rps": r["requests_per_s"], "p50_ms": r["latency_ms"]["p50"],
-            "p99_ms": r["latency_ms"]["p99"], "client_bound": r["client_bound"], "client_cpu": r["client_cpu"]}
+            "p99_ms": r["latency_ms"]["p99"], "client_bound": r["client_bound"], "client_cpu": r["client_cpu"],
+            "status": r.get("status", {})}
 
 
 def measured(server, run):
@@ -210,16 +219,68 @@ def slow_clients_p99(duration, conns, rounds):
             "rps_with_slow": median_of(loaded, "rps"), "rounds": {"alone": alone, "with_slow": loaded}}
 
 
+def tokens_comparison(rounds, duration, out):
+    """inlet with `--tokens` (and a client token) against inlet without,
+    alternating each round; medians per mode and workload."""
+    made = subprocess.run([INLET, "token", "new", "--name", "bench", "--scope", "write"], capture_output=True, text=True,
+                          check=True).stdout
+    secret = made.splitlines()[0]
+    entry = "\n".join(l for l in made.splitlines()[1:] if not l.startswith("#")) + "\n"
+    tmp = tempfile.mkdtemp(prefix="bench-tokens-")
+    tokens = os.path.join(tmp, "tokens.toml")
+    with open(tokens, "w") as f:
+        f.write(entry)
+    modes = {"off": ([], None), "on": (["--tokens", tokens], secret)}
+    workloads = {"single": (64, 1), "pipelined": (16, 16)}
+    rows = {m: {w: [] for w in workloads} for m in modes}
+    for rnd in range(rounds):
+        order = ["off", "on"] if rnd % 2 == 0 else ["on", "off"]
+        for mode in order:
+            extra, token = modes[mode]
+            server = Server("inlet", extra)
+            client_bench(server.addr, 8, 1, token=token)  # warm-up
+            for workload, (conns, pipeline) in workloads.items():
+                r = measured(server, lambda: client_bench(server.addr, conns, duration, pipeline, token))
+                refused = {code: n for code, n in r["status"].items() if code != "202"}
+                if refused:
+                    raise SystemExit(f"tokens {mode}, {workload}: answers other than 202: {refused}")
+                rows[mode][workload].append(r)
+            server.stop()
+            print(f"round {rnd + 1}: tokens {mode} done", file=sys.stderr)
+    table = {m: {w: {k: median_of(rows[m][w], k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+                 for w in workloads} for m in modes}
+    ratios = {w: table["on"][w]["cpu_us_per_req"] / table["off"][w]["cpu_us_per_req"] for w in workloads}
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"table": table, "cpu_on_vs_off": ratios, "raw": rows, "rounds": rounds, "duration_s": duration}, f,
+                  indent=2)
+    print(f"\n{rounds} rounds x {duration} s, inlet-client bench, medians\n")
+    print("| workload | tokens | req/s | p50 ms | p99 ms | server CPU µs/req |")
+    print("|---|---|---|---|---|---|")
+    for w in workloads:
+        for m in modes:
+            r = table[m][w]
+            print(f"| {w} | {m} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us_per_req']:.1f} |")
+    print()
+    for w, v in ratios.items():
+        print(f"{w}: CPU per request, tokens on / off = {v:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=6)
     ap.add_argument("--idle", type=int, default=10000)
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/latest.json"))
+    ap.add_argument("--out", default=None)
     ap.add_argument("--only", choices=["pipelined"], help="run one workload only, with wrk's own CPU share")
+    ap.add_argument("--tokens", action="store_true", help="compare inlet with access control on and off only")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.tokens:
+        return tokens_comparison(args.rounds, args.duration,
+                                 args.out or os.path.join(ROOT, "bench/results/tokens.json"))
+    args.out = args.out or os.path.join(ROOT, "bench/results/latest.json")
     if args.only == "pipelined":
         return pipelined_only(args)
 

@@ -9,6 +9,15 @@
 #
 # usage: bench/instructions.sh [N1] [N2] [client args...]
 #   e.g. bench/instructions.sh 5000 25000 --pipeline 16 --connections 4
+#
+# Environment:
+#   SERVER_ARGS   more inlet-server flags (split on spaces)
+#   CLIENT_TOKEN  a token for inlet-client (--token)
+#   TOKENS=1      access control on: makes a token with `inlet-server token
+#                 new` (scope write), starts the server with --tokens and the
+#                 client with that token. Compare with TOKENS unset:
+#                   bench/instructions.sh 5000 25000
+#                   TOKENS=1 bench/instructions.sh 5000 25000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${1:-5000}
@@ -19,21 +28,34 @@ cargo build --release --locked -q -p inlet-server -p inlet-client
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+read -r -a server_args <<<"${SERVER_ARGS:-}"
+token="${CLIENT_TOKEN:-}"
+if [ "${TOKENS:-}" = 1 ]; then
+    target/release/inlet-server token new --name bench --scope write >"$work/token.out"
+    token=$(head -1 "$work/token.out")
+    grep -v '^#' "$work/token.out" | tail -n +2 >"$work/tokens.toml"
+    server_args+=(--tokens "$work/tokens.toml")
+fi
+client_token=()
+[ -n "$token" ] && client_token=(--token "$token")
+
 instructions() {
     local n=$1
     shift
     local log="$work/server-$n.log"
     valgrind --tool=callgrind --callgrind-out-file="$work/cg-$n.out" \
-        target/release/inlet-server --listen 127.0.0.1:0 --store memory --workers 1 >"$log" 2>"$work/valgrind-$n.log" &
+        target/release/inlet-server --listen 127.0.0.1:0 --store memory --workers 1 ${server_args[@]+"${server_args[@]}"} \
+        >"$log" 2>"$work/valgrind-$n.log" &
     local pid=$!
     local addr=""
     for _ in $(seq 600); do
-        addr=$(sed -n 's/^listening on //p' "$log")
+        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null)
         [ -n "$addr" ] && break
         sleep 0.1
     done
     [ -n "$addr" ] || { echo "server did not start" >&2; cat "$work/valgrind-$n.log" >&2; exit 1; }
-    target/release/inlet-client bench --server "$addr" --requests "$n" --connections 8 "$@" --json >"$work/bench-$n.json"
+    target/release/inlet-client bench --server "$addr" --requests "$n" --connections 8 \
+        ${client_token[@]+"${client_token[@]}"} "$@" --json >"$work/bench-$n.json"
     # Counted up to here (start-up plus requests), not the shutdown, whose
     # cost grows with what the memory store holds.
     callgrind_control --dump "$pid" >/dev/null 2>&1

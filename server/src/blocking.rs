@@ -31,27 +31,35 @@ pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
     }
     // A current-thread runtime only to drive the (async) store and handlers
     // to completion, one request at a time, and to catch signals.
+    let auth = config.auth()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = runtime.block_on(store::open(&config))?;
-    let app = Arc::new(App::new(store, &config));
+    let app = Arc::new(App::new(store, &config).with_auth(auth));
+    crate::log_access(&app);
     let listener = TcpListener::bind(config.listen)?;
-    server::announce(listener.local_addr()?);
-    tracing::warn!("blocking mode: one connection at a time, no timeouts (a demonstration, not for production)");
 
     // SIGINT/SIGTERM: the accept loop below cannot be interrupted, so a
-    // watcher thread closes the store and exits the process.
+    // watcher thread closes the store and exits the process. It also
+    // reloads on SIGHUP; its handlers are in place before `listening on`.
     let watcher_app = app.clone();
+    let (ready, watching) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(_) => return,
         };
         rt.block_on(async {
-            crate::shutdown::signal().await;
+            tokio::spawn(crate::reload_on_sighup(watcher_app.clone(), None));
+            let stop = crate::shutdown::signal();
+            let _ = ready.send(());
+            stop.await;
             let _ = watcher_app.store.close().await;
         });
         std::process::exit(0);
     });
+    let _ = watching.recv();
+    server::announce(listener.local_addr()?);
+    tracing::warn!("blocking mode: one connection at a time, no timeouts (a demonstration, not for production)");
 
     for stream in listener.incoming() {
         match stream {
@@ -73,6 +81,7 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = BytesMut::new();
     let mut chunk = [0u8; 8 * 1024];
+    let mut credentials = crate::auth::CredentialCache::default();
     loop {
         // Answer everything already buffered, then write once.
         loop {
@@ -84,7 +93,7 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
                     }
                 },
                 Ok(Some(Inbound::Request(req))) => {
-                    let mut res = runtime.block_on(answer(app, req, true));
+                    let mut res = runtime.block_on(answer(app, req, true, &mut credentials));
                     // A streamed body (a `GET /events` page, bounded by
                     // `--max-page-bytes`) is collected and sent whole, with
                     // its length (also for `HEAD`, and for HTTP/1.0, which

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use inlet_shared::event::ParseLimits;
 use inlet_shared::http::Limits;
 
 use inlet_shared::duration::parse_duration;
 
+use crate::auth::{Auth, Scope};
 use crate::store;
 
 /// sqlite: what a commit waits for (the flag's values; the store has its own
@@ -52,6 +53,22 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "inlet-server", version, about)]
 pub struct Config {
+    /// Without a subcommand the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Tokens file (TOML): who may write, read and scrape (see
+    /// docs/security.md). Without it the server is anonymous, which it
+    /// allows on a loopback address only (see --allow-anonymous).
+    /// Reloaded on SIGHUP.
+    #[arg(long, env = "INLET_TOKENS")]
+    pub tokens: Option<PathBuf>,
+
+    /// Serve anonymously (no --tokens) on a non-loopback address: anyone who
+    /// can reach the port may write and read every event.
+    #[arg(long, env = "INLET_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, env = "INLET_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -187,6 +204,35 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Subcommands beside running the server.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Tokens for --tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random secret (once) and the [[token]] entry to add.
+    New(NewTokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NewTokenArgs {
+    /// The token's name (shown in logs, /stats, /metrics, stored events).
+    #[arg(long)]
+    pub name: String,
+
+    /// Its scopes, comma-separated or repeated: write, read, metrics.
+    #[arg(long = "scope", value_delimiter = ',', required = true, value_parser = parse_scope)]
+    pub scopes: Vec<Scope>,
+}
+
+fn parse_scope(name: &str) -> Result<Scope, String> {
+    Scope::parse(name).ok_or_else(|| format!("unknown scope {name:?} (expected write, read, metrics)"))
+}
+
 /// What the listener and connection tasks need from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerSettings {
@@ -199,6 +245,23 @@ pub struct ServerSettings {
 }
 
 impl Config {
+    /// The access policy: the tokens file, or anonymous where that is safe.
+    /// Without `--tokens`, anonymous serving is allowed on a loopback
+    /// address only, unless `--allow-anonymous` says it is meant; the error
+    /// is one line, for the log and the terminal.
+    pub fn auth(&self) -> anyhow::Result<Auth> {
+        match &self.tokens {
+            Some(path) => Ok(Auth::from_file(path)?),
+            None if self.listen.ip().is_loopback() || self.allow_anonymous => Ok(Auth::anonymous()),
+            None => anyhow::bail!(
+                "refusing to serve anonymously on {}, which is not a loopback address: anyone who can reach it could \
+                 write and read events; give --tokens FILE (see `inlet-server token new`), or --allow-anonymous if \
+                 that is really meant",
+                self.listen
+            ),
+        }
+    }
+
     pub fn server_settings(&self) -> ServerSettings {
         ServerSettings {
             limits: Limits { max_head: self.max_head, max_body: self.max_body },
@@ -326,6 +389,34 @@ mod tests {
             let e = Config::try_parse_from(args).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{alone:?}");
         }
+    }
+
+    #[test]
+    fn anonymous_only_on_loopback_unless_allowed() {
+        let auth = |args: &[&str]| Config::try_parse_from([&["inlet-server"], args].concat()).unwrap().auth();
+        assert!(auth(&[]).unwrap().is_anonymous());
+        assert!(auth(&["--listen", "[::1]:8080"]).unwrap().is_anonymous());
+        let refused = auth(&["--listen", "0.0.0.0:0"]).unwrap_err().to_string();
+        assert!(refused.starts_with("refusing to serve anonymously on 0.0.0.0:0"), "{refused}");
+        assert!(!refused.contains('\n'), "one line: {refused}");
+        assert!(auth(&["--listen", "0.0.0.0:0", "--allow-anonymous"]).unwrap().is_anonymous());
+    }
+
+    #[test]
+    fn token_new_is_a_subcommand_and_the_server_needs_none() {
+        assert!(Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap().command.is_none());
+        let config =
+            Config::try_parse_from(["inlet-server", "token", "new", "--name", "shop", "--scope", "write,read"])
+                .unwrap();
+        match config.command {
+            Some(Command::Token(TokenCommand::New(args))) => {
+                assert_eq!(args.name, "shop");
+                assert_eq!(args.scopes, [Scope::Write, Scope::Read]);
+            }
+            other => panic!("expected token new, got {other:?}"),
+        }
+        assert!(Config::try_parse_from(["inlet-server", "token", "new", "--name", "x", "--scope", "admin"]).is_err());
+        assert!(Config::try_parse_from(["inlet-server", "token", "new", "--name", "x"]).is_err());
     }
 
     #[test]

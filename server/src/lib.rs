@@ -22,6 +22,9 @@
 //!   certificate `SIGHUP` reloads, and the client certificate's identity.
 //! - `shutdown`: SIGINT/SIGTERM as a future, and [`shutdown::Shutdown`],
 //!   a connection's view of the server's shutdown.
+//! - `auth/`: access control (tokens, scopes, quotas); the router checks
+//!   each request's scope, `handlers/events.rs` its sources and quota.
+//!   `SIGHUP` runs [`reload`].
 
 pub mod auth;
 pub mod blocking;
@@ -48,10 +51,16 @@ pub use handlers::App;
 pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
     // The main thread's runtime owns the store (and its background tasks,
     // such as the NATS client) and waits for the signal.
+    let auth = config.auth()?;
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let tls = config.tls_files().map(tls::Tls::load).transpose()?.map(Arc::new);
     let store = main.block_on(store::open(&config))?;
-    let app = Arc::new(App::new(store, &config));
+    let app = Arc::new(App::new(store, &config).with_auth(auth));
+    log_access(&app);
+    {
+        let _context = main.enter();
+        main.spawn(reload_on_sighup(app.clone(), tls.clone()));
+    }
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -88,19 +97,6 @@ pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
         })?;
         threads.push(thread);
     }
-    if let Some(tls) = tls {
-        // Registered before `listening on`: from then on SIGHUP reloads
-        // rather than ending the process.
-        let mut hangups = {
-            let _context = main.enter();
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?
-        };
-        main.spawn(async move {
-            while hangups.recv().await.is_some() {
-                let _ = tls::reload(&tls);
-            }
-        });
-    }
     server::announce(addr);
     tracing::info!(workers, "serving");
 
@@ -120,4 +116,60 @@ pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Says at start who may do what.
+pub(crate) fn log_access(app: &App) {
+    if app.auth.is_anonymous() {
+        tracing::info!("no --tokens: serving anonymously (anyone who reaches the port may write and read)");
+    } else {
+        let names: Vec<String> = app.auth.token_names().iter().map(|n| n.to_string()).collect();
+        tracing::info!(tokens = app.auth.token_count(), "access control on: tokens {}", names.join(", "));
+    }
+}
+
+/// Re-reads what `SIGHUP` reloads: the tokens file and the TLS certificate
+/// and key. Each is used whole or not at all: one that does not load is
+/// refused with a log line and the one in use stays (the other may still
+/// be reloaded).
+pub fn reload(app: &App, tls: Option<&tls::Tls>) {
+    if let Some(tls) = tls {
+        // Logs its own outcome (file names only, never key material).
+        let _ = tls::reload(tls);
+    }
+    match app.auth.reload() {
+        Ok(None) => tracing::info!("SIGHUP: no --tokens, nothing to reload"),
+        Ok(Some(report)) => tracing::info!(
+            tokens = report.tokens,
+            "SIGHUP: tokens reloaded; added: [{}], removed: [{}]",
+            report.added.join(", "),
+            report.removed.join(", ")
+        ),
+        Err(e) => tracing::error!("SIGHUP: {e}; keeping the tokens in use"),
+    }
+}
+
+/// Runs [`reload`] on every `SIGHUP` for the life of the process. The
+/// handler is installed when this is called (inside a runtime), not when
+/// the future is first polled: a `SIGHUP` right after `listening on` must
+/// reload, not end the process (its default action).
+pub(crate) fn reload_on_sighup(app: Arc<App>, tls: Option<Arc<tls::Tls>>) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}): reloading is off");
+            None
+        }
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some(mut hangups) = hangups {
+            while hangups.recv().await.is_some() {
+                reload(&app, tls.as_deref());
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (app, tls);
+    }
 }

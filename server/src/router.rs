@@ -1,10 +1,13 @@
 //! Maps a request to its handler: `404` for unknown paths, `405` with
-//! `Allow` for a known path and another method, `HEAD` wherever `GET` is.
+//! `Allow` for a known path and another method, `HEAD` wherever `GET` is,
+//! and access control: each route's [`Scope`] is checked from the head,
+//! before the body matters (`401`, `403`).
 
 use inlet_shared::event::BodyKind;
-use inlet_shared::http::{Method, Request, RequestHead, Response};
+use inlet_shared::http::{Headers, Method, Request, RequestHead, Response};
 use inlet_shared::problem::Problem;
 
+use crate::auth::{CredentialCache, Denied, Malformed, Principal, Scope, Unauthenticated};
 use crate::handlers::{compress, events, ops, App};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,17 @@ impl Route {
         }
     }
 
+    /// The scope a request needs; `None`: open to anyone (`/health`,
+    /// `/openapi.yaml`, and unknown paths, which are `404` anyway).
+    pub fn scope(self, method: &Method) -> Option<Scope> {
+        match (self, method) {
+            (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
+            (Route::Events, _) | (Route::Stats, _) => Some(Scope::Read),
+            (Route::Metrics, _) => Some(Scope::Metrics),
+            (Route::Health | Route::OpenApi | Route::NotFound, _) => None,
+        }
+    }
+
     fn allow(self) -> &'static str {
         match self {
             Route::Events => "GET, HEAD, POST",
@@ -75,6 +89,9 @@ pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {
     if let Some(refused) = route_refusal(app, route, head) {
         return Some(refused);
     }
+    if let Err(denied) = authorize(app, route, &head.method, &head.headers, None) {
+        return Some(refused_by_auth(app, &denied));
+    }
     if route == Route::Events && head.method == Method::Post {
         if let Err(e) = BodyKind::of(&head.headers) {
             return Some(app.reject(e.to_problem()));
@@ -101,17 +118,79 @@ fn route_refusal(app: &App, route: Route, head: &RequestHead) -> Option<Response
     None
 }
 
+/// Whether a field name is `Authorization`, in any case. Every byte of
+/// `authorization` is a letter, so a byte matches it in some case exactly
+/// when the byte with bit 5 set equals it: compared 8 and 5 bytes at a
+/// time, which matters on a check every request pays.
+fn is_authorization(name: &[u8]) -> bool {
+    const LOWER: u64 = 0x2020_2020_2020_2020;
+    let Ok(name) = <&[u8; 13]>::try_from(name) else { return false };
+    let (head, tail) = name.split_at(8);
+    let mut word = [0u8; 8];
+    word.copy_from_slice(head);
+    let mut rest = [0u8; 8];
+    rest[..5].copy_from_slice(tail);
+    u64::from_le_bytes(word) | LOWER == u64::from_le_bytes(*b"authoriz")
+        && u64::from_le_bytes(rest) | 0x0000_0020_2020_2020 == u64::from_le_bytes(*b"ation\0\0\0")
+}
+
+/// Who the request is, if its route needs a scope: the `Authorization`
+/// header checked against the tokens (through the connection's cache when
+/// there is one). More than one `Authorization` field is malformed (`401`):
+/// which one would count is ambiguous, and a proxy may have added one.
+fn authorize(
+    app: &App,
+    route: Route,
+    method: &Method,
+    headers: &Headers,
+    cache: Option<&mut CredentialCache>,
+) -> Result<Principal, Denied> {
+    let Some(scope) = route.scope(method) else { return Ok(Principal::anonymous()) };
+    if app.auth.is_anonymous() {
+        return Ok(Principal::anonymous());
+    }
+    // One pass over the fields; the length check first skips the others
+    // without comparing their names.
+    let mut authorization = None;
+    for (name, value) in headers.iter() {
+        if is_authorization(name) {
+            if authorization.is_some() {
+                return Err(Denied::Unauthenticated(Unauthenticated::Malformed(Malformed::Several)));
+            }
+            authorization = Some(value);
+        }
+    }
+    match cache {
+        Some(cache) => app.auth.check_with(cache, authorization, scope),
+        None => app.auth.check(authorization, scope),
+    }
+}
+
+/// The answer to a refusal by access control, counted against its token.
+fn refused_by_auth(app: &App, denied: &Denied) -> Response {
+    if let Some(token) = denied.token() {
+        app.stats.record_token_refused(token, 0);
+    }
+    app.deny(denied)
+}
+
 /// Answers a complete request. Returns the route too, for metrics.
-pub async fn handle(app: &App, req: Request) -> (Route, Response) {
+/// `credentials` is the connection's: it lets the requests after the first
+/// of a keep-alive connection skip hashing the same secret again.
+pub async fn handle(app: &App, req: Request, credentials: &mut CredentialCache) -> (Route, Response) {
     let route = Route::of(req.path());
     // The media type of a `POST /events` is checked once, by the handler
     // (the same `415` as `refusal` gives).
     if let Some(refused) = route_refusal(app, route, &req.head) {
         return (route, refused);
     }
+    let principal = match authorize(app, route, &req.method, &req.headers, Some(credentials)) {
+        Ok(principal) => principal,
+        Err(denied) => return (route, refused_by_auth(app, &denied)),
+    };
     let head_only = req.method == Method::Head;
     let mut res = match (route, &req.method) {
-        (Route::Events, Method::Post) => events::ingest(app, &req).await,
+        (Route::Events, Method::Post) => events::ingest(app, &req, &principal).await,
         (Route::Events, _) => events::query(app, &req).await,
         (Route::Echo, _) => ops::echo(&req),
         (Route::Health, _) => ops::health(app),
@@ -127,6 +206,43 @@ pub async fn handle(app: &App, req: Request) -> (Route, Response) {
 #[cfg(test)]
 mod tests {
     use super::Route;
+
+    #[test]
+    fn authorization_is_recognised_in_any_case_and_nothing_else_is() {
+        use super::is_authorization;
+        for name in ["authorization", "Authorization", "AUTHORIZATION", "aUtHoRiZaTiOn"] {
+            assert!(is_authorization(name.as_bytes()), "{name}");
+        }
+        // Bytes that equal a letter with bit 5 set but are not letters
+        // (`A` - 0x20 = `!`), one letter off, shorter, longer.
+        for name in ["!uthorization", "authorizatioN ", "authorizatio", "authorizatiom", "proxy-authorization", ""] {
+            assert!(!is_authorization(name.as_bytes()), "{name}");
+        }
+        let mut name = *b"authorization";
+        for i in 0..name.len() {
+            let original = name[i];
+            for b in 0..=255u8 {
+                name[i] = b;
+                let expected = b.eq_ignore_ascii_case(&original);
+                assert_eq!(is_authorization(&name), expected, "byte {i} = {b:#x}");
+            }
+            name[i] = original;
+        }
+    }
+
+    #[test]
+    fn every_route_but_health_and_openapi_needs_a_scope() {
+        use crate::auth::Scope;
+        use inlet_shared::http::Method;
+        assert_eq!(Route::Events.scope(&Method::Post), Some(Scope::Write));
+        assert_eq!(Route::Echo.scope(&Method::Post), Some(Scope::Write));
+        assert_eq!(Route::Events.scope(&Method::Get), Some(Scope::Read));
+        assert_eq!(Route::Events.scope(&Method::Head), Some(Scope::Read));
+        assert_eq!(Route::Stats.scope(&Method::Get), Some(Scope::Read));
+        assert_eq!(Route::Metrics.scope(&Method::Get), Some(Scope::Metrics));
+        assert_eq!(Route::Health.scope(&Method::Get), None);
+        assert_eq!(Route::OpenApi.scope(&Method::Get), None);
+    }
 
     #[test]
     fn every_path_maps_to_its_route_and_back() {

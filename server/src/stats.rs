@@ -5,6 +5,13 @@
 //! Hot-path counters are atomics. Per-type counts take a read lock on a map
 //! of atomics (a write lock only the first time a type is seen); the set of
 //! types is capped so that clients cannot grow it without bound.
+//!
+//! Per token name: events accepted and duplicates, events refused (the
+//! events of a batch refused for its sources, its quota, or the store) and
+//! requests refused (any refusal that names the token: scope, sources,
+//! quota, store). The names come only from the tokens file (a `401` has no
+//! token and is not counted here), so the set is bounded by what the
+//! operator wrote; a name removed by a reload keeps its counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -50,6 +57,26 @@ pub struct Stats {
     wire_bytes: [AtomicU64; BODY_CODINGS.len()],
     /// The same bodies' bytes once decoded (successful decodes only).
     decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
+    tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
+}
+
+/// The counters of one token name (shared with the token, see
+/// `auth::Token::counters`).
+#[derive(Debug, Default)]
+pub struct TokenCounters {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    refused_events: AtomicU64,
+    refused_requests: AtomicU64,
+}
+
+/// A snapshot of one token's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TokenCounts {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub refused_events: u64,
+    pub refused_requests: u64,
 }
 
 impl Default for Stats {
@@ -64,6 +91,7 @@ impl Default for Stats {
             started: Instant::now(),
             wire_bytes: Default::default(),
             decoded_bytes: Default::default(),
+            tokens: RwLock::new(BTreeMap::new()),
         }
     }
 }
@@ -117,6 +145,63 @@ impl Stats {
         self.decoded_bytes[coding.0].fetch_add(n as u64, Relaxed);
     }
 
+    /// Events of one accepted request of `principal`'s token (nothing when
+    /// anonymous). After a token's first request this is two atomic adds:
+    /// the token keeps its counters.
+    pub fn record_token_accepted(&self, principal: &crate::auth::Principal, accepted: usize, duplicates: usize) {
+        if let Some((name, slot)) = principal.counters_slot() {
+            let c = slot.get_or_init(|| self.counters_of(name));
+            c.accepted.fetch_add(accepted as u64, Relaxed);
+            c.duplicates.fetch_add(duplicates as u64, Relaxed);
+        }
+    }
+
+    /// The counters of `name`, made on first use.
+    fn counters_of(&self, name: &Arc<str>) -> Arc<TokenCounters> {
+        if let Ok(map) = self.tokens.read() {
+            if let Some(c) = map.get(name) {
+                return c.clone();
+            }
+        }
+        match self.tokens.write() {
+            Ok(mut map) => map.entry(name.clone()).or_default().clone(),
+            // Poisoned: count into counters nobody reads rather than panic.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// One refused request of the token `name`, with the events it carried
+    /// (0 when it was refused before its events were read).
+    pub fn record_token_refused(&self, name: &Arc<str>, events: usize) {
+        self.with_token(name, |c| {
+            c.refused_requests.fetch_add(1, Relaxed);
+            c.refused_events.fetch_add(events as u64, Relaxed);
+        });
+    }
+
+    fn with_token(&self, name: &Arc<str>, count: impl Fn(&TokenCounters)) {
+        count(&self.counters_of(name));
+    }
+
+    /// Every token's counters, by name.
+    pub fn token_counts(&self) -> BTreeMap<Arc<str>, TokenCounts> {
+        let map = match self.tokens.read() {
+            Ok(map) => map,
+            Err(_) => return BTreeMap::new(),
+        };
+        map.iter()
+            .map(|(name, c)| {
+                let counts = TokenCounts {
+                    accepted: c.accepted.load(Relaxed),
+                    duplicates: c.duplicates.load(Relaxed),
+                    refused_events: c.refused_events.load(Relaxed),
+                    refused_requests: c.refused_requests.load(Relaxed),
+                };
+                (name.clone(), counts)
+            })
+            .collect()
+    }
+
     pub fn connection_opened(&self) {
         self.open.fetch_add(1, Relaxed);
         self.total.fetch_add(1, Relaxed);
@@ -154,6 +239,7 @@ impl Stats {
                 "total": self.total.load(Relaxed),
             },
             "uptime_seconds": self.uptime().as_secs(),
+            "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
         });
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -217,6 +303,29 @@ impl Collector for StatsCollector {
             let labels = [("type", LabelValue(&ty))];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
         }
+        let tokens = s.token_counts();
+        let mut metric = encoder.encode_descriptor(
+            "inlet_token_events",
+            "Events sent with each token, by outcome (accepted, duplicate, refused)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, c) in &tokens {
+            for (outcome, n) in [("accepted", c.accepted), ("duplicate", c.duplicates), ("refused", c.refused_events)] {
+                let labels = [("token", LabelValue(name)), ("outcome", LabelValue(outcome))];
+                ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "inlet_token_requests_refused",
+            "Requests refused that named a token (scope, sources, quota, store), by token",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, c) in &tokens {
+            let labels = [("token", LabelValue(name))];
+            ConstCounter::new(c.refused_requests).encode(metric.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -266,6 +375,28 @@ mod tests {
             assert_eq!(stats.wire_bytes[i].load(Relaxed), 10 + i as u64, "{name}");
             assert_eq!(stats.decoded_bytes[i].load(Relaxed), 100 + i as u64, "{name}");
         }
+    }
+
+    #[test]
+    fn tokens_are_counted_by_name() {
+        let stats = Stats::default();
+        let (shop, ci): (Arc<str>, Arc<str>) = (Arc::from("shop"), Arc::from("ci"));
+        // What a token keeps after its first request: the counters of its
+        // name, the same ones for a token of that name made by a reload.
+        let kept = stats.counters_of(&shop);
+        assert!(Arc::ptr_eq(&kept, &stats.counters_of(&Arc::from("shop"))));
+        kept.accepted.fetch_add(5, Relaxed);
+        kept.duplicates.fetch_add(1, Relaxed);
+        stats.record_token_refused(&shop, 10);
+        stats.record_token_refused(&ci, 0);
+        let json = body(&stats);
+        assert_eq!(
+            json["tokens"],
+            serde_json::json!({
+                "ci": {"accepted": 0, "duplicates": 0, "refused_events": 0, "refused_requests": 1},
+                "shop": {"accepted": 5, "duplicates": 1, "refused_events": 10, "refused_requests": 1},
+            })
+        );
     }
 
     #[test]

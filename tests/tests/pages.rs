@@ -74,7 +74,7 @@ fn a_page_is_chunked_and_its_json_is_exactly_as_before() {
         }
         let at = e["received_at"].as_str().unwrap();
         let event = event_json(&format!("e{i:03}"), "t.paged");
-        expected.push_str(&format!("{{\"seq\":{},\"received_at\":\"{at}\",\"event\":{event}}}", i + 1));
+        expected.push_str(&format!("{{\"seq\":{},\"received_at\":\"{at}\",\"token\":null,\"event\":{event}}}", i + 1));
     }
     expected.push_str("],\"next_after\":null}");
     assert_eq!(String::from_utf8_lossy(&res.body), expected);

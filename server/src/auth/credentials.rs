@@ -113,6 +113,9 @@ pub enum Malformed {
     BadBearer,
     /// Basic credentials that are not base64, or whose user name is empty.
     BadBasic,
+    /// More than one `Authorization` header field (decided by the caller,
+    /// which sees the fields; `parse` reads one value).
+    Several,
 }
 
 impl Malformed {
@@ -125,6 +128,7 @@ impl Malformed {
             Malformed::BadBasic => {
                 "the Basic credentials are not base64 of a non-empty user name (the secret) and a colon"
             }
+            Malformed::Several => "the request has more than one Authorization header; send exactly one",
         }
     }
 }

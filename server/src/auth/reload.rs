@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -17,6 +18,7 @@ use super::credentials::SecretDigest;
 use super::quota::{carry_over, Quota, QuotaClock};
 use super::scope::Scopes;
 use super::tokens::{self, TokenSpec, TokensError};
+use crate::stats::TokenCounters;
 
 /// One token as the request path uses it.
 pub struct Token {
@@ -24,6 +26,11 @@ pub struct Token {
     pub(crate) scopes: Scopes,
     pub(crate) sources: Option<Box<[Box<str>]>>,
     pub(crate) quota: Option<Arc<Quota>>,
+    /// This name's counters in `/stats`, found by name on first use and
+    /// kept here, so that counting an accepted request costs two atomic
+    /// adds, not a map lookup. A reload makes new `Token`s, which find the
+    /// same counters by name.
+    pub(crate) counters: OnceLock<Arc<TokenCounters>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -87,7 +94,13 @@ impl TokenSet {
         let mut set = TokenSet::default();
         for spec in specs {
             let quota = spec.rate.map(|rate| carry_over(old_quotas.get(&*spec.name).copied(), rate, clock));
-            let token = Arc::new(Token { name: spec.name, scopes: spec.scopes, sources: spec.sources, quota });
+            let token = Arc::new(Token {
+                name: spec.name,
+                scopes: spec.scopes,
+                sources: spec.sources,
+                quota,
+                counters: OnceLock::new(),
+            });
             for digest in spec.sha256.iter() {
                 set.by_prefix.entry(digest.prefix()).or_default().push((*digest, token.clone()));
             }
@@ -136,6 +149,10 @@ pub struct ReloadReport {
 pub struct Reloadable {
     path: PathBuf,
     current: ArcSwap<TokenSet>,
+    /// The generation of `current`, raised only after the new set is in
+    /// place: a credential cached in this generation is still valid, and
+    /// checking that costs one atomic load instead of loading the set.
+    generation: AtomicU64,
     clock: QuotaClock,
     /// Serialises reloads, so two `SIGHUP`s in a row cannot race on which
     /// quota state is carried over.
@@ -152,7 +169,14 @@ impl Reloadable {
     pub fn load(path: &Path, clock: QuotaClock) -> Result<Reloadable, TokensError> {
         let specs = tokens::load(path)?;
         let set = TokenSet::build(specs, None, &clock);
-        Ok(Reloadable { path: path.to_owned(), current: ArcSwap::from_pointee(set), clock, reloading: Mutex::new(()) })
+        let generation = AtomicU64::new(set.generation);
+        Ok(Reloadable {
+            path: path.to_owned(),
+            current: ArcSwap::from_pointee(set),
+            generation,
+            clock,
+            reloading: Mutex::new(()),
+        })
     }
 
     /// Reads the file again; on any error the current set stays.
@@ -168,8 +192,15 @@ impl Reloadable {
             added: after.iter().filter(|n| !before.contains(n)).cloned().collect(),
             removed: before.iter().filter(|n| !after.contains(n)).cloned().collect(),
         };
+        let generation = new.generation;
         self.current.store(Arc::new(new));
+        self.generation.store(generation, Ordering::Release);
         Ok(report)
+    }
+
+    /// The generation of the current set (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current set; requests hold it for the length of one check.

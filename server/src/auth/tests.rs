@@ -413,3 +413,18 @@ fn anonymous_check_with_remembers_nothing() {
     assert!(Auth::anonymous().check_with(&mut cache, Some(b"Bearer x"), Scope::Read).is_ok());
     assert!(cache.last.is_none());
 }
+
+#[test]
+fn the_constant_time_compare_finds_every_difference() {
+    let base: Vec<u8> = (0..61u8).collect();
+    assert!(ct_bytes_eq(&base, &base.clone()));
+    assert!(ct_bytes_eq(b"", b""));
+    // A difference in any byte, in the 8-byte words or in the tail.
+    for i in 0..base.len() {
+        let mut other = base.clone();
+        other[i] ^= 0x80;
+        assert!(!ct_bytes_eq(&base, &other), "byte {i}");
+    }
+    assert!(!ct_bytes_eq(&base, &base[..60]));
+    assert!(!ct_bytes_eq(b"Bearer a", b"Bearer b"));
+}

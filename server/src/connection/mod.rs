@@ -82,6 +82,7 @@ use tokio_util::codec::Framed;
 
 pub(crate) use closing::{close_flushed, close_with};
 
+use crate::auth::CredentialCache;
 use crate::config::ServerSettings;
 use crate::handlers::App;
 use crate::respond;
@@ -181,6 +182,10 @@ pub(crate) struct Driver<S> {
     /// `--tls-client-ca`), for the request path to authenticate by.
     #[allow(dead_code)] // Read by the auth check once token entries may name a certificate subject.
     peer: Option<PeerIdentity>,
+    /// The last credential this connection presented, so that its later
+    /// requests skip hashing it again (one per connection: it holds a
+    /// secret and is zeroed when the connection ends).
+    credentials: CredentialCache,
 }
 
 impl<S> Driver<S>
@@ -198,7 +203,16 @@ where
     ) -> Self {
         let framed = Framed::with_capacity(io, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
         let timer = Box::pin(sleep_until(accepted_at + settings.header_timeout));
-        Driver { framed, app, settings, shutdown, timer, accepted_at, peer: None }
+        Driver {
+            framed,
+            app,
+            settings,
+            shutdown,
+            timer,
+            accepted_at,
+            peer: None,
+            credentials: CredentialCache::default(),
+        }
     }
 
     /// The identity the client proved with its TLS certificate.
@@ -217,7 +231,7 @@ where
                     // The handler is awaited here, not in a helper: each
                     // async layer around it costs a copy of its future.
                     let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
-                    let (route, res) = router::handle(&self.app, req).await;
+                    let (route, res) = router::handle(&self.app, req, &mut self.credentials).await;
                     let http10 = exchange.version == Version::Http10;
                     self.queue(exchange.end(&self.app, route, res), http10).await
                 }
@@ -446,9 +460,9 @@ pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
 /// whether the connection stays open (`keep_open`: the server is not
 /// shutting down). For the blocking mode; the driver does the same steps
 /// inline.
-pub(crate) async fn answer(app: &App, req: Request, keep_open: bool) -> Response {
+pub(crate) async fn answer(app: &App, req: Request, keep_open: bool, credentials: &mut CredentialCache) -> Response {
     let exchange = Exchange::begin(&req, keep_open);
-    let (route, res) = router::handle(app, req).await;
+    let (route, res) = router::handle(app, req, credentials).await;
     exchange.end(app, route, res)
 }
 

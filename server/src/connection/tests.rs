@@ -434,6 +434,7 @@ impl Store for MadeUpPages {
     fn append<'a>(
         &'a self,
         _: &'a [inlet_shared::event::Event],
+        _: Option<&'a str>,
     ) -> futures::future::BoxFuture<'a, Result<crate::store::Appended, StoreError>> {
         Box::pin(async { Err(StoreError::plain(ErrorKind::Unavailable, "read only")) })
     }
@@ -444,7 +445,7 @@ impl Store for MadeUpPages {
         tokio::spawn(async move {
             for seq in 1..=slices {
                 let json = bytes::Bytes::from(vec![b'7'; size]);
-                let event = StoredEvent { seq, received_at: "2026-12-01T00:00:00Z".into(), json };
+                let event = StoredEvent { seq, received_at: "2026-12-01T00:00:00Z".into(), json, token: None };
                 if !tx.send(PageItem::Events(vec![event])).await {
                     return;
                 }

@@ -15,6 +15,7 @@ use inlet_shared::event::ParseLimits;
 use inlet_shared::http::Response;
 use inlet_shared::problem::Problem;
 
+use crate::auth::{Auth, Denied};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::respond;
@@ -30,6 +31,8 @@ pub struct App {
     /// `--max-page-bytes`: a `GET /events` page holds no more event JSON
     /// than this (unless one event alone is larger).
     pub max_page_bytes: usize,
+    /// Who may do what: anonymous, or the tokens of `--tokens`.
+    pub auth: Auth,
 }
 
 impl App {
@@ -42,12 +45,44 @@ impl App {
     pub fn with_limits(store: Arc<dyn Store>, parse_limits: ParseLimits) -> App {
         let stats = Arc::new(Stats::default());
         let metrics = Metrics::new(stats.clone());
-        App { store, stats, metrics, parse_limits, max_page_bytes: crate::store::DEFAULT_PAGE_BYTES }
+        App {
+            store,
+            stats,
+            metrics,
+            parse_limits,
+            max_page_bytes: crate::store::DEFAULT_PAGE_BYTES,
+            auth: Auth::anonymous(),
+        }
+    }
+
+    /// The same app with this access policy.
+    pub fn with_auth(mut self, auth: Auth) -> App {
+        self.auth = auth;
+        self
     }
 
     /// Answers a refused request with its problem and counts it by reason.
     pub fn reject(&self, problem: Problem) -> Response {
         self.stats.record_rejected(problem.reason());
         respond::problem(&problem)
+    }
+
+    /// Answers a request refused by access control: its problem (counted
+    /// by reason, and against its token) and its extra headers
+    /// (`WWW-Authenticate`, `Retry-After`, `RateLimit-Policy`, `RateLimit`).
+    /// Logged at debug level with the token's name; a `Denied` holds no
+    /// secret.
+    pub fn deny(&self, denied: &Denied) -> Response {
+        tracing::debug!(
+            status = denied.status(),
+            token = denied.token().map(|t| &**t),
+            "refused: {}",
+            denied.problem().detail
+        );
+        let mut res = self.reject(denied.problem());
+        for (name, value) in denied.headers() {
+            res = res.with_header(name, value);
+        }
+        res
     }
 }

@@ -36,7 +36,12 @@ struct Record {
     received_at: i64,
     ty: u32,
     source: u32,
+    /// The writing token's number in `Inner::tokens`, or `NO_TOKEN`.
+    token: u32,
 }
+
+/// `Record::token` of an event written anonymously.
+const NO_TOKEN: u32 = u32::MAX;
 
 /// Records per chunk of the log.
 const CHUNK: usize = 1 << 16;
@@ -102,6 +107,8 @@ struct Inner {
     arena: Arena,
     types: Names,
     sources: Names,
+    /// Token names by number (names come from the tokens file: few).
+    tokens: Vec<Arc<str>>,
 }
 
 impl Default for Inner {
@@ -114,6 +121,7 @@ impl Default for Inner {
             arena: Arena::default(),
             types: Names::default(),
             sources: Names::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -140,7 +148,7 @@ fn shard_of(hash: u64) -> usize {
 impl Inner {
     /// Stores the event unless its (source, id) is there already; returns
     /// whether it was stored.
-    fn insert(&mut self, event: &Event, received_at: i64) -> bool {
+    fn insert(&mut self, event: &Event, received_at: i64, token: u32) -> bool {
         let source = self.sources.intern(&event.source);
         let id = event.id.as_bytes();
         let hash = key_hash(&self.hasher, source, id);
@@ -162,6 +170,7 @@ impl Inner {
             received_at,
             ty: self.types.intern(&event.ty),
             source,
+            token,
         };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
@@ -177,6 +186,22 @@ impl Inner {
             key_hash(hasher, r.source, &r.id)
         });
         true
+    }
+
+    /// The number of a token name, added if new.
+    fn token_number(&mut self, name: Option<&str>) -> u32 {
+        let Some(name) = name else { return NO_TOKEN };
+        // The same `Arc` as the token's name, usually: a pointer compare.
+        let same = |t: &Arc<str>| std::ptr::eq(t.as_ptr(), name.as_ptr()) || **t == *name;
+        if let Some(n) = self.tokens.iter().position(same) {
+            return n as u32;
+        }
+        self.tokens.push(Arc::from(name));
+        (self.tokens.len() - 1) as u32
+    }
+
+    fn token_name(&self, n: u32) -> Option<Arc<str>> {
+        self.tokens.get(n as usize).cloned()
     }
 }
 
@@ -201,24 +226,52 @@ fn poisoned() -> StoreError {
 /// One step of a read: looks at records from index `from` until a slice
 /// is ready, the page is full, `READ_STEP` records were seen, or none are
 /// left. `None` filters match everything; `Some(None)` was never stored.
-fn read_step(
-    inner: &Inner,
-    from: usize,
+/// The filters of a query as numbers of this store: `Some(None)` for a
+/// name never stored (which matches nothing).
+#[derive(Debug, Clone, Copy)]
+struct Filters {
     ty: Option<Option<u32>>,
     source: Option<Option<u32>>,
-    pager: &mut Pager,
-) -> Step {
-    if matches!(ty, Some(None)) || matches!(source, Some(None)) {
+    token: Option<Option<u32>>,
+}
+
+impl Filters {
+    fn of(inner: &Inner, q: &Query) -> Filters {
+        Filters {
+            ty: q.ty.as_deref().map(|t| inner.types.number(t)),
+            source: q.source.as_deref().map(|s| inner.sources.number(s)),
+            token: q.token.as_deref().map(|t| inner.tokens.iter().position(|n| **n == *t).map(|n| n as u32)),
+        }
+    }
+
+    fn match_nothing(&self) -> bool {
+        matches!(self.ty, Some(None)) || matches!(self.source, Some(None)) || matches!(self.token, Some(None))
+    }
+
+    fn matches(&self, r: &Record) -> bool {
+        self.ty.is_none_or(|t| t == Some(r.ty))
+            && self.source.is_none_or(|s| s == Some(r.source))
+            && self.token.is_none_or(|t| t == Some(r.token))
+    }
+}
+
+fn read_step(inner: &Inner, from: usize, filters: Filters, pager: &mut Pager) -> Step {
+    if filters.match_nothing() {
         return Step::Done;
     }
     let end = inner.len.min(from.saturating_add(READ_STEP));
     for i in from..end {
         let r = record_at(&inner.chunks, i);
-        if ty.is_some_and(|t| t != Some(r.ty)) || source.is_some_and(|s| s != Some(r.source)) {
+        if !filters.matches(r) {
             continue;
         }
         // seq n is at index n - 1.
-        let event = StoredEvent { seq: i as u64 + 1, received_at: rfc3339(r.received_at), json: r.json.clone() };
+        let event = StoredEvent {
+            seq: i as u64 + 1,
+            received_at: rfc3339(r.received_at),
+            json: r.json.clone(),
+            token: inner.token_name(r.token),
+        };
         if !pager.offer(event) {
             return Step::Done;
         }
@@ -247,11 +300,8 @@ fn read(inner: &Mutex<Inner>, q: &Query, max_bytes: usize, tx: &PageSender) -> u
                 tx.blocking_send(PageItem::Failed(poisoned()));
                 return sent;
             };
-            // A type or source never stored matches nothing.
-            let (ty, source) = *filters.get_or_insert_with(|| {
-                (q.ty.as_deref().map(|t| inner.types.number(t)), q.source.as_deref().map(|s| inner.sources.number(s)))
-            });
-            read_step(&inner, next, ty, source, &mut pager)
+            let filters = *filters.get_or_insert_with(|| Filters::of(&inner, q));
+            read_step(&inner, next, filters, &mut pager)
         };
         let slice = match step {
             Step::From(i) => {
@@ -282,11 +332,12 @@ fn rfc3339(nanos: i64) -> String {
 }
 
 impl MemoryStore {
-    fn append_now(&self, events: &[Event]) -> Result<Appended, StoreError> {
+    fn append_now(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
-        let duplicate = events.iter().map(|event| !inner.insert(event, received_at)).collect();
+        let token = inner.token_number(token);
+        let duplicate = events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
         Ok(Appended { duplicate })
     }
 
@@ -310,8 +361,12 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(future::ready(self.append_now(events)))
+    fn append<'a>(
+        &'a self,
+        events: &'a [Event],
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(future::ready(self.append_now(events, token)))
     }
 
     fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream> {
@@ -341,9 +396,9 @@ mod tests {
     #[test]
     fn duplicates_within_and_across_appends() {
         let store = MemoryStore::default();
-        let a = store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t"), ev("s", "1", "t")]).unwrap();
+        let a = store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t"), ev("s", "1", "t")], None).unwrap();
         assert_eq!(a.duplicate[..], [false, false, true]);
-        let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")]).unwrap();
+        let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")], None).unwrap();
         assert_eq!(b.duplicate[..], [true, false]);
         assert_eq!((b.accepted(), b.duplicates()), (1, 1));
     }
@@ -352,8 +407,8 @@ mod tests {
     fn records_cross_chunk_boundaries() {
         let store = MemoryStore::default();
         let events: Vec<Event> = (0..CHUNK + 10).map(|i| ev("s", &i.to_string(), "t")).collect();
-        store.append_now(&events).unwrap();
-        let q = Query { after: CHUNK as u64 - 2, limit: 5, ty: None, source: None };
+        store.append_now(&events, None).unwrap();
+        let q = Query { after: CHUNK as u64 - 2, limit: 5, ty: None, source: None, token: None };
         let page = store.query_now(&q).unwrap();
         let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
         let first = CHUNK as u64 - 1;
@@ -369,32 +424,51 @@ mod tests {
         let store = MemoryStore::default();
         let events: Vec<Event> =
             (0..10).map(|i| ev(if i % 2 == 0 { "even" } else { "odd" }, &i.to_string(), "t")).collect();
-        store.append_now(&events).unwrap();
-        let page = store.query_now(&Query { source: Some("odd".into()), after: 0, limit: 2, ty: None }).unwrap();
+        store.append_now(&events, None).unwrap();
+        let page =
+            store.query_now(&Query { source: Some("odd".into()), after: 0, limit: 2, ty: None, token: None }).unwrap();
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 4]);
         assert_eq!(page.next_after, Some(4));
-        let last = store.query_now(&Query { source: Some("odd".into()), after: 8, limit: 2, ty: None }).unwrap();
+        let last =
+            store.query_now(&Query { source: Some("odd".into()), after: 8, limit: 2, ty: None, token: None }).unwrap();
         assert_eq!(last.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10]);
         assert_eq!(last.next_after, None);
-        let none = store.query_now(&Query { ty: Some("never".into()), after: 0, limit: 2, source: None }).unwrap();
+        let none = store
+            .query_now(&Query { ty: Some("never".into()), after: 0, limit: 2, source: None, token: None })
+            .unwrap();
         assert_eq!(none, super::super::Page { events: Vec::new(), next_after: None });
+    }
+
+    #[test]
+    fn events_carry_their_token_and_filter_by_it() {
+        let store = MemoryStore::default();
+        store.append_now(&[ev("s", "1", "t"), ev("s", "2", "t")], Some("shop")).unwrap();
+        store.append_now(&[ev("s", "3", "t")], None).unwrap();
+        store.append_now(&[ev("s", "4", "t")], Some("ci")).unwrap();
+        let all = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
+        let tokens: Vec<Option<&str>> = all.events.iter().map(|e| e.token.as_deref()).collect();
+        assert_eq!(tokens, [Some("shop"), Some("shop"), None, Some("ci")]);
+        let shop = store.query_now(&Query { limit: 10, token: Some("shop".into()), ..Query::default() }).unwrap();
+        assert_eq!(shop.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        let never = store.query_now(&Query { limit: 10, token: Some("never".into()), ..Query::default() }).unwrap();
+        assert!(never.events.is_empty());
     }
 
     #[test]
     fn same_id_from_another_source_is_another_event() {
         let store = MemoryStore::default();
         let ids: Vec<Event> = (0..1000).map(|i| ev("a", &i.to_string(), "t")).collect();
-        store.append_now(&ids).unwrap();
+        store.append_now(&ids, None).unwrap();
         let again: Vec<Event> =
             (0..1000).map(|i| ev(if i % 2 == 0 { "a" } else { "b" }, &i.to_string(), "t")).collect();
-        let appended = store.append_now(&again).unwrap();
+        let appended = store.append_now(&again, None).unwrap();
         assert_eq!((appended.accepted(), appended.duplicates()), (500, 500));
     }
 
     #[test]
     fn received_at_is_rfc3339() {
         let store = MemoryStore::default();
-        store.append_now(&[ev("s", "1", "t")]).unwrap();
+        store.append_now(&[ev("s", "1", "t")], None).unwrap();
         let page = store.query_now(&Query { limit: 1, ..Query::default() }).unwrap();
         let at = &page.events[0].received_at;
         assert!(OffsetDateTime::parse(at, &Rfc3339).is_ok(), "{at}");
@@ -431,7 +505,7 @@ mod tests {
         let store = MemoryStore::default();
         let mut big = ev("s", "big", "t");
         big.subject = Some("x".repeat(BLOCK).into());
-        store.append_now(&[ev("s", "small", "t"), big.clone()]).unwrap();
+        store.append_now(&[ev("s", "small", "t"), big.clone()], None).unwrap();
         let page = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
         assert_eq!(page.events[1].json, Bytes::from(big.to_json()));
     }
@@ -445,7 +519,7 @@ mod tests {
         let store = MemoryStore::default();
         let events: Vec<Event> = (0..10).map(|i| ev("s", &format!("{i:02}"), "t")).collect();
         let size = events[0].to_json().len();
-        store.append_now(&events).unwrap();
+        store.append_now(&events, None).unwrap();
         let q = Query { limit: 100, ..Query::default() };
         // At the bound: three fit exactly; one byte under: two.
         let page = store.query_bytes(&q, 3 * size).unwrap();
@@ -474,7 +548,7 @@ mod tests {
                 e
             })
             .collect();
-        store.append_now(&events).unwrap();
+        store.append_now(&events, None).unwrap();
         let (tx, mut stream) = PageSender::channel();
         let inner = store.inner.clone();
         let q = Query { limit: 1000, ..Query::default() };

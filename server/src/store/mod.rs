@@ -113,6 +113,8 @@ impl Appended {
 pub struct Query {
     pub ty: Option<String>,
     pub source: Option<String>,
+    /// Only events written with the token of this name.
+    pub token: Option<String>,
     /// Only events with a sequence number greater than this.
     pub after: u64,
     pub limit: usize,
@@ -126,6 +128,9 @@ pub struct StoredEvent {
     pub received_at: String,
     /// The event in the CloudEvents JSON format.
     pub json: Bytes,
+    /// The name of the token that wrote it; `None` when written
+    /// anonymously (without `--tokens`).
+    pub token: Option<Arc<str>>,
 }
 
 /// A page of query results, whole (see [`PageStream::collect`]).
@@ -332,8 +337,10 @@ impl Pager {
 }
 
 pub trait Store: Send + Sync + 'static {
-    /// Stores `events` atomically, deduplicating by (`source`, `id`).
-    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>>;
+    /// Stores `events` atomically, deduplicating by (`source`, `id`), each
+    /// with the name of the `token` that wrote them (`None`: anonymous).
+    fn append<'a>(&'a self, events: &'a [Event], token: Option<&'a str>)
+        -> BoxFuture<'a, Result<Appended, StoreError>>;
 
     /// Reads a page: at most `query.limit` events, and no more than
     /// `max_bytes` of event JSON unless a single event is larger (see
@@ -467,7 +474,7 @@ mod tests {
     }
 
     fn stored(seq: u64, size: usize) -> StoredEvent {
-        StoredEvent { seq, received_at: String::new(), json: Bytes::from(vec![b'x'; size]) }
+        StoredEvent { seq, received_at: String::new(), json: Bytes::from(vec![b'x'; size]), token: None }
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! - A request is acknowledged only after JetStream acknowledged it: one
 //!   event is one publish; more are one atomic batch, stored wholly or not
 //!   at all (`publish.rs`, with how dedupe works inside a batch).
+//! - The name of the token that wrote an event travels in the message's
+//!   `Inlet-Token` header (absent when written anonymously).
 //! - `GET /events` reads the stream by sequence with batched direct gets
-//!   (the type filter through the subject, the source filter here;
-//!   `read.rs`).
+//!   (the type filter through the subject, the source and token filters
+//!   here; `read.rs`).
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
 //!
@@ -35,6 +37,9 @@ use tokio::sync::{OnceCell, Semaphore};
 use super::{Appended, ErrorKind, OpenError, PageStream, Query, Store, StoreError};
 
 pub use publish::MAX_ATOMIC_BATCH;
+
+/// The message header that holds the writing token's name.
+pub(super) const TOKEN_HEADER: &str = "Inlet-Token";
 
 /// Settings of the JetStream store.
 #[derive(Debug, Clone)]
@@ -226,8 +231,12 @@ impl JetStreamStore {
 }
 
 impl Store for JetStreamStore {
-    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(self.publish_all(events))
+    fn append<'a>(
+        &'a self,
+        events: &'a [Event],
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
+        Box::pin(self.publish_all(events, token))
     }
 
     /// The page is read whole (as `read` does), then cut at `max_bytes`

@@ -34,7 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use inlet_shared::event::Event;
 use smallvec::SmallVec;
 
-use super::{message_id, subject_for, unavailable, JetStreamStore};
+use super::{message_id, subject_for, unavailable, JetStreamStore, TOKEN_HEADER};
 use crate::store::{Appended, ErrorKind, StoreError};
 
 /// Messages in one atomic batch at most: nats-server's limit (ADR-50, and
@@ -86,17 +86,19 @@ pub fn repeats_within(ids: &[String]) -> SmallVec<[bool; 8]> {
 }
 
 impl JetStreamStore {
-    pub(super) async fn publish_all(&self, events: &[Event]) -> Result<Appended, StoreError> {
+    /// Publishes a request's events, each with the writing token's name in
+    /// its `Inlet-Token` header (none when anonymous).
+    pub(super) async fn publish_all(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         self.check_connected()?;
         self.stream().await?;
         let ids: Vec<String> = events.iter().map(|e| message_id(&e.source, &e.id)).collect();
         if let ([event], [id]) = (events, ids.as_slice()) {
-            return self.publish_one(event, id).await;
+            return self.publish_one(event, id, token).await;
         }
         let mut duplicate = repeats_within(&ids);
         let mut pending: Vec<usize> = (0..events.len()).filter(|i| !duplicate[*i]).collect();
         for _ in 0..ROUNDS {
-            match self.commit_batch(events, &ids, &pending).await? {
+            match self.commit_batch(events, &ids, &pending, token).await? {
                 Outcome::Committed => return Ok(Appended { duplicate }),
                 Outcome::Duplicates => {
                     let known = self.probe(events, &ids, &pending).await?;
@@ -113,8 +115,11 @@ impl JetStreamStore {
         Err(StoreError::plain(ErrorKind::Unavailable, "JetStream kept refusing the batch as a duplicate"))
     }
 
-    async fn publish_one(&self, event: &Event, id: &str) -> Result<Appended, StoreError> {
-        let message = PublishMessage::build().payload(event.json_bytes()).message_id(id);
+    async fn publish_one(&self, event: &Event, id: &str, token: Option<&str>) -> Result<Appended, StoreError> {
+        let mut message = PublishMessage::build().payload(event.json_bytes()).message_id(id);
+        if let Some(token) = token {
+            message = message.header(TOKEN_HEADER, token);
+        }
         let ack = self
             .context
             .send_publish(subject_for(&self.options.subject_prefix, &event.ty), message)
@@ -128,7 +133,13 @@ impl JetStreamStore {
     /// Publishes `events[i]` for `i` in `which` as one atomic batch. A batch
     /// refused because the stream is busy (too many batches in flight) is
     /// sent again, with a new id, until the ack timeout has passed.
-    async fn commit_batch(&self, events: &[Event], ids: &[String], which: &[usize]) -> Result<Outcome, StoreError> {
+    async fn commit_batch(
+        &self,
+        events: &[Event],
+        ids: &[String],
+        which: &[usize],
+        token: Option<&str>,
+    ) -> Result<Outcome, StoreError> {
         let _slot = self
             .batch_slots
             .acquire()
@@ -144,18 +155,24 @@ impl JetStreamStore {
                 headers.insert("Nats-Msg-Id", ids[*i].as_str());
                 headers.insert("Nats-Batch-Id", batch_id.as_str());
                 headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+                if let Some(token) = token {
+                    headers.insert(TOKEN_HEADER, token);
+                }
                 let subject = subject_for(&self.options.subject_prefix, &events[*i].ty);
                 self.client
                     .publish_with_headers(subject, headers, events[*i].json_bytes())
                     .await
                     .map_err(|e| unavailable("publishing to JetStream", e))?;
             }
-            let commit = PublishMessage::build()
+            let mut commit = PublishMessage::build()
                 .payload(events[*last].json_bytes())
                 .message_id(&ids[*last])
                 .header("Nats-Batch-Id", batch_id.as_str())
                 .header("Nats-Batch-Sequence", which.len().to_string().as_str())
                 .header("Nats-Batch-Commit", "1");
+            if let Some(token) = token {
+                commit = commit.header(TOKEN_HEADER, token);
+            }
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &events[*last].ty), commit)

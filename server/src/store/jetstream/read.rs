@@ -8,7 +8,9 @@
 
 use futures::StreamExt;
 
-use super::{unavailable, JetStreamStore};
+use std::sync::Arc;
+
+use super::{unavailable, JetStreamStore, TOKEN_HEADER};
 use crate::store::{ErrorKind, Page, Query, StoreError, StoredEvent};
 
 /// Messages asked for in one batched direct get at most.
@@ -19,6 +21,8 @@ struct Got {
     seq: u64,
     time: String,
     payload: bytes::Bytes,
+    /// The writing token's name (`Inlet-Token`), if any.
+    token: Option<Arc<str>>,
 }
 
 /// What one batched direct get brought: the messages, and whether the
@@ -30,7 +34,7 @@ struct Batch {
 
 impl JetStreamStore {
     /// One page of `GET /events`, by sequence, filtered by type through the
-    /// subject and by source here.
+    /// subject and by source and token here.
     pub(super) async fn read(&self, q: Query) -> Result<Page, StoreError> {
         self.check_connected()?;
         self.stream().await?;
@@ -52,7 +56,8 @@ impl JetStreamStore {
             }
             // Without a source filter every message matches (up to the one
             // that shows there is more); with it, ask for what the budget allows.
-            let want = if q.source.is_some() { budget } else { q.limit + 1 - events.len() };
+            let filtered_here = q.source.is_some() || q.token.is_some();
+            let want = if filtered_here { budget } else { q.limit + 1 - events.len() };
             let want = want.clamp(1, BATCH).min(budget);
             let batch = self.direct_get_batch(&subject, next, want).await?;
             for got in batch.messages {
@@ -61,6 +66,7 @@ impl JetStreamStore {
                 let Ok(event) = serde_json::from_slice::<serde_json::Value>(&got.payload) else { continue };
                 if q.ty.as_deref().is_some_and(|t| event["type"] != t)
                     || q.source.as_deref().is_some_and(|s| event["source"] != s)
+                    || q.token.as_deref().is_some_and(|t| got.token.as_deref() != Some(t))
                 {
                     continue;
                 }
@@ -69,7 +75,7 @@ impl JetStreamStore {
                     let next_after = events.last().map(|e: &StoredEvent| e.seq);
                     return Ok(Page { events, next_after });
                 }
-                events.push(StoredEvent { seq: got.seq, received_at: got.time, json: got.payload });
+                events.push(StoredEvent { seq: got.seq, received_at: got.time, json: got.payload, token: got.token });
                 if budget == 0 {
                     break;
                 }
@@ -119,7 +125,8 @@ impl JetStreamStore {
             };
             // RFC 3339 with nanoseconds, as `received_at` always was here.
             let time = header("Nats-Time-Stamp").unwrap_or_default().to_string();
-            messages.push(Got { seq, time, payload: reply.payload });
+            let token = header(TOKEN_HEADER).map(Arc::from);
+            messages.push(Got { seq, time, payload: reply.payload, token });
         }
     }
 }

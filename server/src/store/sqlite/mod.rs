@@ -109,7 +109,7 @@ impl SqliteStore {
         })
     }
 
-    fn submit(&self, events: &[Event]) -> Result<oneshot::Receiver<Outcome>, StoreError> {
+    fn submit(&self, events: &[Event], token: Option<&str>) -> Result<oneshot::Receiver<Outcome>, StoreError> {
         let rows = events
             .iter()
             .map(|e| {
@@ -126,7 +126,7 @@ impl SqliteStore {
         let Some(jobs) = jobs.as_ref() else {
             return Err(StoreError::plain(ErrorKind::Closing, "the store is closing"));
         };
-        match jobs.try_send(Job { rows, reply }) {
+        match jobs.try_send(Job { rows, token: token.map(Arc::from), reply }) {
             Ok(()) => Ok(answer),
             Err(mpsc::TrySendError::Full(_)) => {
                 Err(StoreError::plain(ErrorKind::Overloaded, "the write queue is full"))
@@ -172,33 +172,23 @@ fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query, max_bytes: usi
 /// at most a slice or two of the page is in memory at once. Stops early if
 /// the reader is gone.
 fn query(conn: &Connection, q: &Query, max_bytes: usize, tx: &PageSender) -> rusqlite::Result<()> {
-    // The parameters are always bound in the same order: ?1 after, ?2 limit,
-    // ?3 type, ?4 source. SQLite numbers them by the highest index used, so
-    // a query with a source filter only still binds ?3 (an unused empty
-    // type) to be able to bind ?4; that is why `params` below gets `ty`
-    // whenever either filter is set. One statement per combination keeps
-    // each one using its index (a `?3 IS NULL OR type = ?3` would not).
-    let sql = match (&q.ty, &q.source) {
-        (None, None) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        (Some(_), None) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND type = ?3 ORDER BY seq LIMIT ?2",
-        (None, Some(_)) => "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND source = ?4 ORDER BY seq LIMIT ?2",
-        (Some(_), Some(_)) => {
-            "SELECT seq, received_at, event FROM events WHERE seq > ?1 AND type = ?3 AND source = ?4 ORDER BY seq LIMIT ?2"
-        }
-    };
-    let mut stmt = conn.prepare_cached(sql)?;
+    // One statement per combination of filters (at most 8, each cached),
+    // with only the filters asked for, so that each uses its index (a
+    // `?3 IS NULL OR type = ?3` would not).
     let after = i64::try_from(q.after).unwrap_or(i64::MAX);
     // One more than asked tells whether a next page exists.
     let limit = q.limit as i64 + 1;
-    let ty = q.ty.as_deref().unwrap_or("");
-    let source = q.source.as_deref().unwrap_or("");
-    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &limit];
-    if q.ty.is_some() || q.source.is_some() {
-        params.push(&ty);
+    let mut sql = String::from("SELECT seq, received_at, event, token FROM events WHERE seq > ?1");
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after];
+    for (column, value) in [("type", &q.ty), ("source", &q.source), ("token", &q.token)] {
+        if let Some(value) = value {
+            params.push(value);
+            sql.push_str(&format!(" AND {column} = ?{}", params.len()));
+        }
     }
-    if q.source.is_some() {
-        params.push(&source);
-    }
+    params.push(&limit);
+    sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", params.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut pager = Pager::new(q.limit, max_bytes);
     // Rows are stepped one at a time: nothing is read past the row that
     // ends the page.
@@ -207,7 +197,9 @@ fn query(conn: &Connection, q: &Query, max_bytes: usize, tx: &PageSender) -> rus
         let seq: i64 = r.get(0)?;
         let received_at: String = r.get(1)?;
         let json: String = r.get(2)?;
-        if !pager.offer(StoredEvent { seq: seq as u64, received_at, json: json.into() }) {
+        let token: Option<String> = r.get(3)?;
+        let event = StoredEvent { seq: seq as u64, received_at, json: json.into(), token: token.map(Arc::from) };
+        if !pager.offer(event) {
             break;
         }
         if let Some(slice) = pager.ready_slice() {
@@ -226,12 +218,16 @@ fn query(conn: &Connection, q: &Query, max_bytes: usize, tx: &PageSender) -> rus
 }
 
 impl Store for SqliteStore {
-    fn append<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<Appended, StoreError>> {
+    fn append<'a>(
+        &'a self,
+        events: &'a [Event],
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(Appended { duplicate: SmallVec::new() });
             }
-            let answer = self.submit(events)?;
+            let answer = self.submit(events, token)?;
             match answer.await {
                 Ok(Ok(duplicate)) => Ok(Appended { duplicate: duplicate.into() }),
                 Ok(Err(e)) => Err(e),
@@ -294,11 +290,51 @@ mod tests {
         let good = Event::new("good", "/s", "t");
         let mut bad = Event::new("bad", "/s", "t");
         bad.raw = Some(bytes::Bytes::from_static(b"{\"id\":\"bad\",\"data\":\"\xff\"}"));
-        let err = store.append(&[good.clone(), bad]).await.unwrap_err();
+        let err = store.append(&[good.clone(), bad], None).await.unwrap_err();
         assert_eq!((err.kind(), err.reason()), (ErrorKind::Unavailable, "an event is not UTF-8"));
         assert_eq!(stored(&store).await, Vec::<String>::new(), "nothing of the request is stored");
-        assert_eq!(store.append(std::slice::from_ref(&good)).await.unwrap().accepted(), 1);
+        assert_eq!(store.append(std::slice::from_ref(&good), None).await.unwrap().accepted(), 1);
         assert_eq!(stored(&store).await, [String::from_utf8(good.to_json()).unwrap()]);
+        store.close().await.unwrap();
+    }
+
+    /// A database made before the `token` column existed is migrated at
+    /// open: its events read back with no token, new ones carry theirs,
+    /// and the filter works on both.
+    #[tokio::test]
+    async fn an_old_database_gets_the_token_column() {
+        let dir = TestDir::new();
+        {
+            let old = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+            old.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, id TEXT NOT NULL,
+                     type TEXT NOT NULL, received_at TEXT NOT NULL, event TEXT NOT NULL, UNIQUE (source, id));
+                 INSERT INTO events (source, id, type, received_at, event)
+                     VALUES ('/s', 'old', 't', '2026-01-01T00:00:00Z', '{\"id\":\"old\"}');",
+            )
+            .unwrap();
+        }
+        let store = open(&dir);
+        assert_eq!(store.append(&[Event::new("new", "/s", "t")], Some("shop")).await.unwrap().accepted(), 1);
+        let page = store.query(Query { limit: 10, ..Query::default() }, usize::MAX).await.collect().await.unwrap();
+        let tokens: Vec<(u64, Option<&str>)> = page.events.iter().map(|e| (e.seq, e.token.as_deref())).collect();
+        assert_eq!(tokens, [(1, None), (2, Some("shop"))]);
+        let shop = store
+            .query(Query { limit: 10, token: Some("shop".into()), ..Query::default() }, usize::MAX)
+            .await
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(shop.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+        let both =
+            Query { limit: 10, ty: Some("t".into()), source: Some("/s".into()), token: Some("shop".into()), after: 1 };
+        assert_eq!(store.query(both, usize::MAX).await.collect().await.unwrap().events.len(), 1);
+        store.close().await.unwrap();
+        drop(store);
+        // Opening again finds the column and changes nothing.
+        let store = open(&dir);
+        let page = store.query(Query { limit: 10, ..Query::default() }, usize::MAX).await.collect().await.unwrap();
+        assert_eq!(page.events.len(), 2);
         store.close().await.unwrap();
     }
 
@@ -306,7 +342,7 @@ mod tests {
     async fn close_stops_the_checkpointer() {
         let dir = TestDir::new();
         let store = open(&dir);
-        assert_eq!(store.append(&[Event::new("1", "/s", "t")]).await.unwrap().accepted(), 1);
+        assert_eq!(store.append(&[Event::new("1", "/s", "t")], None).await.unwrap().accepted(), 1);
         let wal = dir.path().join("events.sqlite3-wal");
         assert!(wal.exists());
         store.close().await.unwrap();
@@ -322,7 +358,7 @@ mod tests {
         let store = open(&dir);
         let events: Vec<Event> = (0..5).map(|i| Event::new(format!("{i}"), "/s", "t")).collect();
         let size = events[0].to_json().len();
-        assert_eq!(store.append(&events).await.unwrap().accepted(), 5);
+        assert_eq!(store.append(&events, None).await.unwrap().accepted(), 5);
         let q = Query { limit: 100, ..Query::default() };
         let page = store.query(q.clone(), 2 * size).await.collect().await.unwrap();
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
@@ -336,7 +372,7 @@ mod tests {
         big.subject = Some("x".repeat(64 * 1024).into());
         let mut big2 = big.clone();
         big2.id = "big2".into();
-        assert_eq!(store.append(&[big, big2]).await.unwrap().accepted(), 2);
+        assert_eq!(store.append(&[big, big2], None).await.unwrap().accepted(), 2);
         let mut stream = store.query(Query { after: 5, ..q }, usize::MAX).await;
         for seq in [6, 7] {
             match stream.recv().await {

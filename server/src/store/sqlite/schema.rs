@@ -3,8 +3,16 @@
 //! One table, `events`: `seq` is the rowid (ascending, resumed after a
 //! restart), `(source, id)` is the unique dedupe key, and two indexes keep
 //! `GET /events` filtered by type or source fast on a large log. The event
-//! itself is stored as its CloudEvents JSON, exactly as it is served back.
-//! Users can open the file with the `sqlite3` shell.
+//! itself is stored as its CloudEvents JSON, exactly as it is served back;
+//! `token` is the name of the token that wrote it (NULL when written
+//! anonymously), with a partial index over the rows that have one, so that
+//! anonymous writes do not pay for it. Users can open the file with the
+//! `sqlite3` shell.
+//!
+//! A database made before `token` existed gets the column at open: one
+//! `ALTER TABLE events ADD COLUMN token TEXT` in its own transaction (SQLite
+//! adds a nullable column without rewriting the table, so this is quick on
+//! any size; the events already stored read back with `token` NULL).
 
 use rusqlite::Connection;
 
@@ -18,11 +26,40 @@ CREATE TABLE IF NOT EXISTS events (
     type        TEXT NOT NULL,
     received_at TEXT NOT NULL,
     event       TEXT NOT NULL,
+    token       TEXT,
     UNIQUE (source, id)
 );
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq);
 ";
+
+/// Made after [`add_token_column`], which an older database needs first.
+const TOKEN_INDEX: &str = "CREATE INDEX IF NOT EXISTS events_by_token ON events (token, seq) WHERE token IS NOT NULL;";
+
+/// Adds the `token` column to a database made before it existed; a no-op
+/// when the column is there. In one transaction, so that a crash leaves the
+/// table as it was or migrated, never half.
+pub fn add_token_column(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let migrated = (|| {
+        let has: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'token'", [], |r| {
+                r.get(0)
+            })?;
+        if !has {
+            conn.execute_batch("ALTER TABLE events ADD COLUMN token TEXT")?;
+            tracing::info!("sqlite store: added the `token` column to the events table");
+        }
+        conn.execute_batch(TOKEN_INDEX)
+    })();
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
 
 /// Settings of the one write connection.
 pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -> rusqlite::Result<()> {
@@ -46,6 +83,7 @@ pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -
     // When the WAL starts over, its file is cut back to this size.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.execute_batch(SCHEMA)?;
+    add_token_column(conn)?;
     if let Some(bytes) = max_bytes {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let pages = (bytes / page_size.max(512) as u64).max(1);

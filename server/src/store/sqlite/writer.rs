@@ -44,18 +44,20 @@ pub type Outcome = Result<Vec<bool>, StoreError>;
 /// The rows of one request and where to send its answer.
 pub struct Job {
     pub rows: Vec<Row>,
+    /// The name of the token that wrote them (`None`: anonymous).
+    pub token: Option<std::sync::Arc<str>>,
     pub reply: oneshot::Sender<Outcome>,
 }
 
 /// Inserts one job's rows; `Ok(duplicate flags)`.
-fn insert(tx: &Connection, rows: &[Row], received_at: &str) -> rusqlite::Result<Vec<bool>> {
+fn insert(tx: &Connection, rows: &[Row], token: Option<&str>, received_at: &str) -> rusqlite::Result<Vec<bool>> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO events (source, id, type, received_at, event) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO events (source, id, type, received_at, event, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (source, id) DO NOTHING",
     )?;
     let mut duplicate = Vec::with_capacity(rows.len());
     for row in rows {
-        let changed = stmt.execute(params![&*row.source, &*row.id, &*row.ty, received_at, &*row.json])?;
+        let changed = stmt.execute(params![&*row.source, &*row.id, &*row.ty, received_at, &*row.json, token])?;
         duplicate.push(changed == 0);
     }
     Ok(duplicate)
@@ -70,9 +72,10 @@ struct JobFailure {
 
 /// Runs one job in its own savepoint of the open transaction. The
 /// savepoint is handled in SQL so that every step's failure is seen.
-fn write_job(tx: &Connection, rows: &[Row], received_at: &str) -> Result<Vec<bool>, JobFailure> {
+fn write_job(tx: &Connection, job: JobRows<'_>, received_at: &str) -> Result<Vec<bool>, JobFailure> {
     tx.execute_batch("SAVEPOINT job").map_err(|error| JobFailure { error, undone: true })?;
-    let written = insert(tx, rows, received_at).and_then(|flags| tx.execute_batch("RELEASE job").map(|()| flags));
+    let written =
+        insert(tx, job.0, job.1, received_at).and_then(|flags| tx.execute_batch("RELEASE job").map(|()| flags));
     written.map_err(|error| {
         // When SQLite rolled back the whole transaction there is no
         // savepoint left to roll back to; the caller sees that.
@@ -83,7 +86,10 @@ fn write_job(tx: &Connection, rows: &[Row], received_at: &str) -> Result<Vec<boo
 
 /// Writes one group in one transaction and returns each job's outcome. No
 /// job is answered `Ok` unless the commit holding it succeeded.
-pub fn write_group(conn: &mut Connection, jobs: &[&[Row]]) -> Vec<Outcome> {
+/// One job's rows and the name of the token that wrote them.
+pub type JobRows<'a> = (&'a [Row], Option<&'a str>);
+
+pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>]) -> Vec<Outcome> {
     let received_at = now_rfc3339();
     let tx = match conn.transaction() {
         Ok(tx) => tx,
@@ -93,8 +99,8 @@ pub fn write_group(conn: &mut Connection, jobs: &[&[Row]]) -> Vec<Outcome> {
         }
     };
     let mut results: Vec<Outcome> = Vec::with_capacity(jobs.len());
-    for rows in jobs {
-        match write_job(&tx, rows, &received_at) {
+    for job in jobs {
+        match write_job(&tx, *job, &received_at) {
             Ok(flags) => results.push(Ok(flags)),
             Err(JobFailure { error, undone }) => {
                 let err = sqlite_error(error);
@@ -139,7 +145,7 @@ pub fn serve(mut conn: Connection, jobs: mpsc::Receiver<Job>, checkpointer: chec
                 Err(_) => break,
             }
         }
-        let slices: Vec<&[Row]> = group.iter().map(|job| job.rows.as_slice()).collect();
+        let slices: Vec<JobRows<'_>> = group.iter().map(|job| (job.rows.as_slice(), job.token.as_deref())).collect();
         let results = write_group(&mut conn, &slices);
         for (job, result) in group.into_iter().zip(results) {
             if let Err(e) = &result {
@@ -202,7 +208,7 @@ mod tests {
         let a = [row("a1", "t", 10), row("a2", "t", 10)];
         let b = [row("b1", "t", 10), row("b2", "refuse", 10)];
         let c = [row("c1", "t", 10), row("a1", "t", 10)];
-        let results = write_group(&mut conn, &[&a, &b, &c]);
+        let results = write_group(&mut conn, &[(&a, None), (&b, None), (&c, None)]);
         assert_eq!(results[0].as_ref().unwrap(), &vec![false, false]);
         assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::Unavailable);
         // c's second row repeats a1, stored earlier in the same transaction.
@@ -228,13 +234,13 @@ mod tests {
         .unwrap();
         let a = [row("a1", "t", 10)];
         let b = [row("b1", "late", 10)];
-        let results = write_group(&mut conn, &[&a, &b]);
+        let results = write_group(&mut conn, &[(&a, None), (&b, None)]);
         assert!(results.iter().all(Result::is_err), "{:?}", results.iter().map(Result::is_ok).collect::<Vec<_>>());
         assert_eq!((stored(&conn, "a1"), stored(&conn, "b1")), (0, 0));
         assert!(conn.is_autocommit(), "the failed transaction is rolled back");
         // The connection is usable again for the next group.
         let c = [row("c1", "t", 10)];
-        assert_eq!(write_group(&mut conn, &[&c])[0].as_ref().unwrap(), &vec![false]);
+        assert_eq!(write_group(&mut conn, &[(&c, None)])[0].as_ref().unwrap(), &vec![false]);
         assert_eq!(stored(&conn, "c1"), 1);
     }
 
@@ -247,7 +253,7 @@ mod tests {
         for g in 0..200 {
             let jobs: Vec<Vec<Row>> =
                 (0..4).map(|j| (0..8).map(|i| row(&format!("g{g}-j{j}-r{i}"), "t", 1500)).collect()).collect();
-            let slices: Vec<&[Row]> = jobs.iter().map(Vec::as_slice).collect();
+            let slices: Vec<JobRows<'_>> = jobs.iter().map(|j| (j.as_slice(), None)).collect();
             let results = write_group(&mut conn, &slices);
             assert!(conn.is_autocommit(), "no transaction is left open");
             for (job, result) in jobs.iter().zip(&results) {
