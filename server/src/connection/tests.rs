@@ -480,15 +480,17 @@ const PAGE: &[u8] = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
 
 #[tokio::test(start_paused = true)]
 async fn a_streamed_page_is_chunked_whole_and_the_connection_goes_on() {
-    let (mut c, _) = made_up(3, 4, false, settings(10, 30, 60));
+    // Three events of 400 bytes: past the 1 KiB under which a page is sent whole.
+    let (mut c, _) = made_up(3, 400, false, settings(10, 30, 60));
     let mut wire = PAGE.to_vec();
     wire.extend_from_slice(HEALTH);
     c.send_at(Duration::ZERO, &wire).await;
     let (head, body) = c.chunked().await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
-    let at = "\"received_at\":\"2026-12-01T00:00:00Z\"";
+    let at = "\"received_at\":\"2026-12-01T00:00:00Z\",\"token\":null";
+    let e = "7".repeat(400);
     let expected = format!(
-        "{{\"events\":[{{\"seq\":1,{at},\"event\":7777}},{{\"seq\":2,{at},\"event\":7777}},{{\"seq\":3,{at},\"event\":7777}}],\"next_after\":null}}"
+        "{{\"events\":[{{\"seq\":1,{at},\"event\":{e}}},{{\"seq\":2,{at},\"event\":{e}}},{{\"seq\":3,{at},\"event\":{e}}}],\"next_after\":null}}"
     );
     assert_eq!(String::from_utf8(body.expect("a whole body")).unwrap(), expected);
     let health = c.answer().await.expect("the next answer");
@@ -497,7 +499,8 @@ async fn a_streamed_page_is_chunked_whole_and_the_connection_goes_on() {
 
 #[tokio::test(start_paused = true)]
 async fn a_page_its_store_cuts_ends_without_the_last_chunk_and_closes() {
-    let (mut c, sent) = made_up(2, 4, true, settings(10, 30, 60));
+    // Two events of 800 bytes: streaming has begun when the read fails.
+    let (mut c, sent) = made_up(2, 800, true, settings(10, 30, 60));
     let mut wire = PAGE.to_vec();
     wire.extend_from_slice(HEALTH);
     c.send_at(Duration::ZERO, &wire).await;
@@ -598,7 +601,7 @@ async fn an_http10_head_of_a_page_gets_its_length_and_no_transfer_encoding() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(!head.contains("Transfer-Encoding"), "{head}");
     let whole = "{\"events\":[".len()
-        + 3 * "{\"seq\":1,\"received_at\":\"2026-12-01T00:00:00Z\",\"event\":7777}".len()
+        + 3 * "{\"seq\":1,\"received_at\":\"2026-12-01T00:00:00Z\",\"token\":null,\"event\":7777}".len()
         + 2
         + "],\"next_after\":null}".len();
     assert!(head.contains(&format!("Content-Length: {whole}\r\n")), "{head}");
