@@ -23,11 +23,13 @@ use crate::{respond, server, store};
 
 /// `--mode blocking`: serves one connection at a time until the process is
 /// stopped.
-pub fn serve_blocking(config: Config) -> anyhow::Result<()> {
+pub fn serve_blocking(config: Config) -> Result<(), crate::StartError> {
     // The demonstration speaks plain HTTP only; serving it when TLS was asked
     // for would send what the operator meant to protect in clear text.
     if config.tls_files().is_some() {
-        anyhow::bail!("--mode blocking serves plain HTTP only; it cannot be combined with --tls-cert/--tls-key");
+        return Err(crate::StartError::Refused(
+            "--mode blocking serves plain HTTP only; it cannot be combined with --tls-cert/--tls-key".into(),
+        ));
     }
     // A current-thread runtime only to drive the (async) store and handlers
     // to completion, one request at a time, and to catch signals.

@@ -249,16 +249,16 @@ impl Config {
     /// Without `--tokens`, anonymous serving is allowed on a loopback
     /// address only, unless `--allow-anonymous` says it is meant; the error
     /// is one line, for the log and the terminal.
-    pub fn auth(&self) -> anyhow::Result<Auth> {
+    pub fn auth(&self) -> Result<Auth, crate::StartError> {
         match &self.tokens {
             Some(path) => Ok(Auth::from_file(path)?),
             None if self.listen.ip().is_loopback() || self.allow_anonymous => Ok(Auth::anonymous()),
-            None => anyhow::bail!(
+            None => Err(crate::StartError::Refused(format!(
                 "refusing to serve anonymously on {}, which is not a loopback address: anyone who can reach it could \
                  write and read events; give --tokens FILE (see `inlet-server token new`), or --allow-anonymous if \
                  that is really meant",
                 self.listen
-            ),
+            ))),
         }
     }
 

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - `config`: every flag (each also an `INLET_*` environment variable).
+//! - `error`: [`StartError`], why the server could not start; the library
+//!   returns typed errors, `anyhow` is nowhere in it.
 //! - `server`: the async listeners: one runtime per worker thread, the
 //!   connection limit (and its `503`), accept back-off, graceful shutdown,
 //!   and what is specific to TCP (`set_nodelay`, waiting for the first byte).
@@ -30,6 +32,7 @@ pub mod auth;
 pub mod blocking;
 pub mod config;
 mod connection;
+mod error;
 mod handlers;
 pub mod logging;
 mod metrics;
@@ -43,12 +46,13 @@ pub mod tls;
 
 use std::sync::Arc;
 
+pub use error::StartError;
 pub use handlers::App;
 
 /// `--mode async`: runs the server until SIGINT/SIGTERM: opens the store, binds one
 /// listener per worker, prints `listening on`, serves, drains, and closes the
 /// store so that every acknowledged event is durable.
-pub fn serve_async(config: config::Config) -> anyhow::Result<()> {
+pub fn serve_async(config: config::Config) -> Result<(), StartError> {
     // The main thread's runtime owns the store (and its background tasks,
     // such as the NATS client) and waits for the signal.
     let auth = config.auth()?;
