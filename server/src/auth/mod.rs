@@ -7,7 +7,12 @@
 //!    [`Auth::check`] with the raw `Authorization` header value.
 //! 2. [`Credentials::parse`] reads `Bearer <secret>` or
 //!    `Basic base64(<secret>:)` and hashes the secret with SHA-256 right
-//!    there; only the digest leaves it.
+//!    there; only the digest leaves it. Without an `Authorization` header,
+//!    on a connection whose client showed a certificate verified against
+//!    `--tls-client-ca` ([`Auth::check_peer`], [`Auth::check_with`]), the
+//!    token is instead the one whose `subject` is the certificate's CN (one
+//!    hash-map lookup; a subject is not a secret); a presented secret always
+//!    takes precedence over the certificate.
 //! 3. The digest's first 8 bytes index a hash map of the loaded tokens
 //!    (loaded through an `ArcSwap`, so a `SIGHUP` reload is seen by the next
 //!    request); the one candidate, if any, is compared over all 32 bytes in
