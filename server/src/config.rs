@@ -11,7 +11,7 @@ use inlet_shared::http::Limits;
 
 use inlet_shared::duration::parse_duration;
 
-use crate::auth::{Auth, Scope};
+use crate::auth::{Auth, ClientCerts, Scope};
 use crate::store;
 
 /// sqlite: what a commit waits for (the flag's values; the store has its own
@@ -251,7 +251,7 @@ impl Config {
     /// is one line, for the log and the terminal.
     pub fn auth(&self) -> Result<Auth, crate::StartError> {
         match &self.tokens {
-            Some(path) => Ok(Auth::from_file(path)?),
+            Some(path) => Ok(Auth::from_file(path, self.client_certs())?),
             None if self.listen.ip().is_loopback() || self.allow_anonymous => Ok(Auth::anonymous()),
             None => Err(crate::StartError::Refused(format!(
                 "refusing to serve anonymously on {}, which is not a loopback address: anyone who can reach it could \
@@ -259,6 +259,15 @@ impl Config {
                  that is really meant",
                 self.listen
             ))),
+        }
+    }
+
+    /// Whether client certificates are verified (`--tls-client-ca`), which
+    /// token entries naming a certificate `subject` need.
+    pub fn client_certs(&self) -> ClientCerts {
+        match self.tls_client_ca {
+            Some(_) => ClientCerts::Verified,
+            None => ClientCerts::Off,
         }
     }
 

@@ -9,6 +9,7 @@ use inlet_shared::problem::Problem;
 
 use crate::auth::{CredentialCache, Denied, Malformed, Principal, Scope, Unauthenticated};
 use crate::handlers::{compress, events, ops, App};
+use crate::tls::PeerIdentity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -84,12 +85,13 @@ impl Route {
 
 /// The refusal a request gets whatever its body, if any: decided from the
 /// head alone, so that `Expect: 100-continue` can be answered with it.
-pub fn refusal(app: &App, head: &RequestHead) -> Option<Response> {
+/// `peer`: the connection's verified client certificate, if any.
+pub fn refusal(app: &App, head: &RequestHead, peer: Option<&PeerIdentity>) -> Option<Response> {
     let route = Route::of(head.path());
     if let Some(refused) = route_refusal(app, route, head) {
         return Some(refused);
     }
-    if let Err(denied) = authorize(app, route, &head.method, &head.headers, None) {
+    if let Err(denied) = authorize(app, route, &head.method, &head.headers, None, peer) {
         return Some(refused_by_auth(app, &denied));
     }
     if route == Route::Events && head.method == Method::Post {
@@ -136,14 +138,17 @@ fn is_authorization(name: &[u8]) -> bool {
 
 /// Who the request is, if its route needs a scope: the `Authorization`
 /// header checked against the tokens (through the connection's cache when
-/// there is one). More than one `Authorization` field is malformed (`401`):
-/// which one would count is ambiguous, and a proxy may have added one.
+/// there is one), or, without that header, the client certificate `peer`
+/// checked against the tokens' subjects. More than one `Authorization`
+/// field is malformed (`401`): which one would count is ambiguous, and a
+/// proxy may have added one.
 fn authorize(
     app: &App,
     route: Route,
     method: &Method,
     headers: &Headers,
     cache: Option<&mut CredentialCache>,
+    peer: Option<&PeerIdentity>,
 ) -> Result<Principal, Denied> {
     let Some(scope) = route.scope(method) else { return Ok(Principal::anonymous()) };
     if app.auth.is_anonymous() {
@@ -161,8 +166,8 @@ fn authorize(
         }
     }
     match cache {
-        Some(cache) => app.auth.check_with(cache, authorization, scope),
-        None => app.auth.check(authorization, scope),
+        Some(cache) => app.auth.check_with(cache, peer, authorization, scope),
+        None => app.auth.check_peer(peer, authorization, scope),
     }
 }
 
@@ -176,15 +181,21 @@ fn refused_by_auth(app: &App, denied: &Denied) -> Response {
 
 /// Answers a complete request. Returns the route too, for metrics.
 /// `credentials` is the connection's: it lets the requests after the first
-/// of a keep-alive connection skip hashing the same secret again.
-pub async fn handle(app: &App, req: Request, credentials: &mut CredentialCache) -> (Route, Response) {
+/// of a keep-alive connection skip hashing the same secret again. `peer` is
+/// the connection's verified client certificate (mTLS), if any.
+pub async fn handle(
+    app: &App,
+    req: Request,
+    credentials: &mut CredentialCache,
+    peer: Option<&PeerIdentity>,
+) -> (Route, Response) {
     let route = Route::of(req.path());
     // The media type of a `POST /events` is checked once, by the handler
     // (the same `415` as `refusal` gives).
     if let Some(refused) = route_refusal(app, route, &req.head) {
         return (route, refused);
     }
-    let principal = match authorize(app, route, &req.method, &req.headers, Some(credentials)) {
+    let principal = match authorize(app, route, &req.method, &req.headers, Some(credentials), peer) {
         Ok(principal) => principal,
         Err(denied) => return (route, refused_by_auth(app, &denied)),
     };

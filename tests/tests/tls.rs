@@ -482,3 +482,144 @@ fn blocking_mode_refuses_to_start_with_tls_flags() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--mode blocking serves plain HTTP only"), "{stderr}");
 }
+
+/// A token made by the real `inlet-server token new`: its secret and its
+/// `[[token]]` entry.
+fn new_token(name: &str, scopes: &str) -> (String, String) {
+    let out = Command::new(inlet_tests::binary("inlet-server"))
+        .args(["token", "new", "--name", name, "--scope", scopes])
+        .output()
+        .expect("run token new");
+    assert!(out.status.success(), "token new failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = stdout.lines();
+    let secret = lines.next().expect("the secret line").to_string();
+    let entry: String = lines.filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    (secret, entry)
+}
+
+/// A `[[token]]` entry that names a client certificate subject.
+fn subject_entry(name: &str, subject: &str, scopes: &str) -> String {
+    format!("[[token]]\nname = \"{name}\"\nsubject = \"{subject}\"\nscopes = [{scopes}]\n")
+}
+
+fn with_authorization(req: ClientRequest, value: &str) -> ClientRequest {
+    req.header(&b"Authorization"[..], value.to_string())
+}
+
+impl TlsConn {
+    /// Sends raw bytes and reads up to the end of one response head.
+    fn head_of(&mut self, bytes: &[u8]) -> String {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match self.stream.read(&mut byte).unwrap() {
+                0 => break,
+                _ => head.push(byte[0]),
+            }
+        }
+        String::from_utf8(head).unwrap()
+    }
+}
+
+#[test]
+fn a_client_certificate_alone_authenticates_as_the_token_naming_its_subject() {
+    let pki = Pki::new();
+    pki.write("server", &pki.server(1));
+    let (orders, stranger) = (pki.client("svc-orders"), pki.client("svc-billing"));
+    let (reader_secret, reader_entry) = new_token("reader", "read");
+    let tokens = pki.path("tokens.toml");
+    std::fs::write(&tokens, format!("{reader_entry}\n{}", subject_entry("orders", "svc-orders", "\"write\""))).unwrap();
+    let ca = pki.path_str("ca.pem");
+    let s = pki.start(&["--tls-client-ca", &ca, "--tokens", tokens.to_str().unwrap()]);
+
+    // The certificate and no token: the `orders` token.
+    let mut conn = TlsConn::open(s.addr, pki.client_config(Some(&orders)));
+    assert_eq!(accepted_one(&conn.post_event("by-cert").unwrap()), ONE_ACCEPTED);
+    // Its scopes apply: no `read`.
+    let res = conn.exchange(ClientRequest::get("/events")).unwrap();
+    assert_eq!(res.status, 403);
+    assert_eq!(inlet_tests::json(&res)["detail"], "token \"orders\" does not have the \"read\" scope");
+    // A secret sent on the same connection takes precedence: the reader's
+    // scopes, and the event stored as written by `orders`.
+    let res =
+        conn.exchange(with_authorization(ClientRequest::get("/events"), &format!("Bearer {reader_secret}"))).unwrap();
+    assert_eq!(res.status, 200);
+    let page = inlet_tests::json(&res);
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{page}");
+    assert_eq!((&events[0]["event"]["id"], &events[0]["token"]), (&"by-cert".into(), &"orders".into()));
+    // A wrong secret is refused even with the certificate, and the request
+    // after it, without one, is `orders` again.
+    let wrong = with_authorization(ClientRequest::post("/events", CE_JSON, event_json("x", "t")), "Bearer inlet_nope");
+    assert_eq!(conn.exchange(wrong).unwrap().status, 401);
+    assert_eq!(accepted_one(&conn.post_event("by-cert-2").unwrap()), ONE_ACCEPTED);
+    // `Expect: 100-continue` is decided from the head with the certificate too.
+    let body = event_json("by-cert-3", "t.tls");
+    let head = format!(
+        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: {CE_JSON}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    assert!(conn.head_of(head.as_bytes()).starts_with("HTTP/1.1 100 Continue\r\n"));
+    assert!(conn.head_of(body.as_bytes()).starts_with("HTTP/1.1 202 "));
+
+    // A certificate of the same CA with another CN, and no token: 401.
+    let mut other = TlsConn::open(s.addr, pki.client_config(Some(&stranger)));
+    let res = other.post_event("stranger").unwrap();
+    assert_eq!((res.status, res.headers.get_str("www-authenticate")), (401, Some("Bearer realm=\"inlet\"")));
+    let detail = inlet_tests::json(&res)["detail"].as_str().unwrap().to_string();
+    assert!(detail.starts_with("the client certificate's subject is no token's here"), "{detail}");
+    assert!(other.head_of(head.as_bytes()).starts_with("HTTP/1.1 401 "), "refused from the head, no 100");
+    // With the reader's secret it is the reader (read only).
+    let res = TlsConn::open(s.addr, pki.client_config(Some(&stranger)))
+        .exchange(with_authorization(ClientRequest::get("/stats"), &format!("Bearer {reader_secret}")))
+        .unwrap();
+    assert_eq!(res.status, 200);
+    let stats = inlet_tests::json(&res);
+    assert_eq!(stats["accepted"], 3, "{stats}");
+    assert_eq!(stats["tokens"]["orders"]["accepted"], 3, "{stats}");
+}
+
+/// Runs the server expecting it to refuse to start; its stderr.
+fn refused_start(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(inlet_tests::binary("inlet-server"))
+        .args(["--store", "memory", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run inlet-server");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no listener announced: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_subject_entry_without_tls_client_ca_is_refused_at_start() {
+    let pki = Pki::new();
+    pki.write("server", &pki.server(1));
+    let tokens = pki.path("tokens.toml");
+    std::fs::write(&tokens, subject_entry("orders", "svc-orders", "\"write\"")).unwrap();
+    let tokens = tokens.to_str().unwrap();
+    let expected = format!(
+        "inlet-server: tokens file {tokens}: [[token]] entry 1 (\"orders\"): `subject` names a client certificate, \
+         which needs --tls-client-ca (mTLS); without it no connection has one\n"
+    );
+    let (cert, key) = (pki.path_str("server.pem"), pki.path_str("server.key"));
+    // TLS without client certificates, and plain HTTP.
+    assert_eq!(refused_start(&["--tls-cert", &cert, "--tls-key", &key, "--tokens", tokens]), expected);
+    assert_eq!(refused_start(&["--tokens", tokens]), expected);
+}

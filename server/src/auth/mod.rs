@@ -7,7 +7,12 @@
 //!    [`Auth::check`] with the raw `Authorization` header value.
 //! 2. [`Credentials::parse`] reads `Bearer <secret>` or
 //!    `Basic base64(<secret>:)` and hashes the secret with SHA-256 right
-//!    there; only the digest leaves it.
+//!    there; only the digest leaves it. Without an `Authorization` header,
+//!    on a connection whose client showed a certificate verified against
+//!    `--tls-client-ca` ([`Auth::check_peer`], [`Auth::check_with`]), the
+//!    token is instead the one whose `subject` is the certificate's CN (one
+//!    hash-map lookup; a subject is not a secret); a presented secret always
+//!    takes precedence over the certificate.
 //! 3. The digest's first 8 bytes index a hash map of the loaded tokens
 //!    (loaded through an `ArcSwap`, so a `SIGHUP` reload is seen by the next
 //!    request); the one candidate, if any, is compared over all 32 bytes in
@@ -100,8 +105,11 @@ pub use quota::{OverQuota, QuotaClock, RetryAfter};
 pub use reload::{ReloadReport, Token};
 pub use scope::{Scope, Scopes};
 pub use secret::{new_token, NewToken, NewTokenError, SECRET_PREFIX};
-pub use tokens::{Rate, TokenSpec, TokensError, TokensErrorKind, MAX_NAME_LEN, MAX_RATE};
+pub use tokens::{
+    ClientCerts, Credential, Rate, TokenSpec, TokensError, TokensErrorKind, MAX_NAME_LEN, MAX_RATE, MAX_SUBJECT_LEN,
+};
 
+use crate::tls::PeerIdentity;
 use reload::Reloadable;
 
 /// The `WWW-Authenticate` value of every `401` (RFC 6750 §3).
@@ -125,14 +133,21 @@ impl Auth {
         Auth { mode: Mode::Anonymous }
     }
 
-    /// Loads a tokens file; any error in it is an error here.
-    pub fn from_file(path: &Path) -> Result<Auth, TokensError> {
-        Auth::from_file_with_clock(path, QuotaClock::real())
+    /// Loads a tokens file; any error in it is an error here. Entries that
+    /// name a certificate `subject` are an error unless `client_certs` is
+    /// [`ClientCerts::Verified`] (`--tls-client-ca`), at start and at every
+    /// reload.
+    pub fn from_file(path: &Path, client_certs: ClientCerts) -> Result<Auth, TokensError> {
+        Auth::from_file_with_clock(path, client_certs, QuotaClock::real())
     }
 
     /// As [`Auth::from_file`], with the clock the quotas run on.
-    pub fn from_file_with_clock(path: &Path, clock: QuotaClock) -> Result<Auth, TokensError> {
-        Ok(Auth { mode: Mode::Tokens(Reloadable::load(path, clock)?) })
+    pub fn from_file_with_clock(
+        path: &Path,
+        client_certs: ClientCerts,
+        clock: QuotaClock,
+    ) -> Result<Auth, TokensError> {
+        Ok(Auth { mode: Mode::Tokens(Reloadable::load(path, client_certs, clock)?) })
     }
 
     pub fn is_anonymous(&self) -> bool {
@@ -168,26 +183,42 @@ impl Auth {
     /// Decides whether a request with this `Authorization` header value
     /// may do what `needed` covers.
     pub fn check(&self, authorization: Option<&[u8]>, needed: Scope) -> Result<Principal, Denied> {
-        self.decide(None, authorization, needed)
+        self.decide(None, None, authorization, needed)
+    }
+
+    /// As [`Auth::check`], on a connection whose client showed a verified
+    /// certificate (`peer`): a request without `Authorization` is the token
+    /// whose `subject` is the certificate's CN. A presented secret is
+    /// checked as always and takes precedence: a wrong one is a `401`
+    /// whatever the certificate.
+    pub fn check_peer(
+        &self,
+        peer: Option<&PeerIdentity>,
+        authorization: Option<&[u8]>,
+        needed: Scope,
+    ) -> Result<Principal, Denied> {
+        self.decide(None, peer, authorization, needed)
     }
 
     /// As [`Auth::check`], remembering the last accepted credential of a
     /// connection in `cache`, so that the requests after the first on a
     /// keep-alive connection skip the SHA-256: a constant-time comparison
     /// of the header bytes with the remembered ones, and a check that no
-    /// reload happened since, replace it. Same answers as `check`.
+    /// reload happened since, replace it. Same answers as `check_peer`.
     pub fn check_with(
         &self,
         cache: &mut CredentialCache,
+        peer: Option<&PeerIdentity>,
         authorization: Option<&[u8]>,
         needed: Scope,
     ) -> Result<Principal, Denied> {
-        self.decide(Some(cache), authorization, needed)
+        self.decide(Some(cache), peer, authorization, needed)
     }
 
     fn decide(
         &self,
         cache: Option<&mut CredentialCache>,
+        peer: Option<&PeerIdentity>,
         authorization: Option<&[u8]>,
         needed: Scope,
     ) -> Result<Principal, Denied> {
@@ -203,7 +234,15 @@ impl Auth {
                 let set = tokens.current();
                 let digest = match Credentials::parse(authorization) {
                     Credentials::Present(d) => d,
-                    Credentials::Missing => return Err(Denied::Unauthenticated(Unauthenticated::Missing)),
+                    Credentials::Missing => {
+                        // No secret: the client certificate, if there is one.
+                        let Some(peer) = peer else {
+                            return Err(Denied::Unauthenticated(Unauthenticated::Missing));
+                        };
+                        let token = set.lookup_subject(&peer.common_name);
+                        let token = token.ok_or(Denied::Unauthenticated(Unauthenticated::UnknownSubject))?;
+                        return authorized(token.clone(), needed);
+                    }
                     Credentials::Malformed(m) => return Err(Denied::Unauthenticated(Unauthenticated::Malformed(m))),
                 };
                 let token = set.lookup(&digest).ok_or(Denied::Unauthenticated(Unauthenticated::Unknown))?.clone();
@@ -213,11 +252,16 @@ impl Auth {
                 token
             }
         };
-        if !token.scopes.contains(needed) {
-            return Err(Denied::Scope { token: token.name.clone(), needed });
-        }
-        Ok(Principal { token: Some(token) })
+        authorized(token, needed)
     }
+}
+
+/// The principal of a recognised token, if it has the scope.
+fn authorized(token: Arc<Token>, needed: Scope) -> Result<Principal, Denied> {
+    if !token.scopes.contains(needed) {
+        return Err(Denied::Scope { token: token.name.clone(), needed });
+    }
+    Ok(Principal { token: Some(token) })
 }
 
 /// The last credential a connection presented that matched a token. Kept
@@ -361,6 +405,9 @@ pub enum Unauthenticated {
     /// A well-formed secret that no loaded token has: mistyped, revoked, or
     /// never issued. Which one is not said.
     Unknown,
+    /// No `Authorization`, and the client certificate's subject is no
+    /// token's `subject`.
+    UnknownSubject,
 }
 
 /// A refused request.
@@ -412,6 +459,12 @@ impl Denied {
             Denied::Unauthenticated(Unauthenticated::Unknown) => {
                 ("unauthorized", "the token is not valid here (unknown or revoked)".to_string())
             }
+            Denied::Unauthenticated(Unauthenticated::UnknownSubject) => (
+                "unauthorized",
+                "the client certificate's subject is no token's here: send `Authorization: Bearer <secret>`, or a \
+                 certificate whose subject a token names"
+                    .to_string(),
+            ),
             Denied::Scope { token, needed } => {
                 ("forbidden", format!("token \"{token}\" does not have the \"{needed}\" scope"))
             }

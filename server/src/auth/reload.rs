@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use super::credentials::SecretDigest;
 use super::quota::{carry_over, Quota, QuotaClock};
 use super::scope::Scopes;
-use super::tokens::{self, TokenSpec, TokensError};
+use super::tokens::{self, ClientCerts, Credential, TokenSpec, TokensError};
 use crate::stats::TokenCounters;
 
 /// One token as the request path uses it.
@@ -77,6 +77,8 @@ pub struct TokenSet {
     /// Digest prefix → the digests with that prefix and their tokens (one,
     /// barring a 2^-64 coincidence, which is still handled).
     by_prefix: HashMap<u64, Candidates, BuildHasherDefault<PrefixHasher>>,
+    /// Client certificate subject (CN) → the token of a `subject` entry.
+    by_subject: HashMap<Box<str>, Arc<Token>>,
     /// Each token once, in file order.
     tokens: Vec<Arc<Token>>,
     /// Which load this is (0, then +1 per successful reload): a cached
@@ -101,8 +103,15 @@ impl TokenSet {
                 quota,
                 counters: OnceLock::new(),
             });
-            for digest in spec.sha256.iter() {
-                set.by_prefix.entry(digest.prefix()).or_default().push((*digest, token.clone()));
+            match spec.credential {
+                Credential::Secret(digests) => {
+                    for digest in digests.iter() {
+                        set.by_prefix.entry(digest.prefix()).or_default().push((*digest, token.clone()));
+                    }
+                }
+                Credential::Subject(cn) => {
+                    set.by_subject.insert(cn, token.clone());
+                }
             }
             set.tokens.push(token);
         }
@@ -113,6 +122,13 @@ impl TokenSet {
     /// digest's prefix, then a constant-time comparison of all 32 bytes.
     pub fn lookup(&self, digest: &SecretDigest) -> Option<&Arc<Token>> {
         self.by_prefix.get(&digest.prefix())?.iter().find(|(d, _)| d.ct_eq(digest)).map(|(_, t)| t)
+    }
+
+    /// The token of a `subject` entry naming this client certificate CN
+    /// (compared exactly). Not constant-time: a subject is not a secret,
+    /// and only a certificate the server verified gets here.
+    pub fn lookup_subject(&self, common_name: &str) -> Option<&Arc<Token>> {
+        self.by_subject.get(common_name)
     }
 
     pub fn len(&self) -> usize {
@@ -154,6 +170,8 @@ pub struct Reloadable {
     /// checking that costs one atomic load instead of loading the set.
     generation: AtomicU64,
     clock: QuotaClock,
+    /// Whether `subject` entries can be used: checked at every load.
+    client_certs: ClientCerts,
     /// Serialises reloads, so two `SIGHUP`s in a row cannot race on which
     /// quota state is carried over.
     reloading: Mutex<()>,
@@ -166,8 +184,9 @@ impl std::fmt::Debug for Reloadable {
 }
 
 impl Reloadable {
-    pub fn load(path: &Path, clock: QuotaClock) -> Result<Reloadable, TokensError> {
+    pub fn load(path: &Path, client_certs: ClientCerts, clock: QuotaClock) -> Result<Reloadable, TokensError> {
         let specs = tokens::load(path)?;
+        tokens::check_client_certs(path, &specs, client_certs)?;
         let set = TokenSet::build(specs, None, &clock);
         let generation = AtomicU64::new(set.generation);
         Ok(Reloadable {
@@ -175,6 +194,7 @@ impl Reloadable {
             current: ArcSwap::from_pointee(set),
             generation,
             clock,
+            client_certs,
             reloading: Mutex::new(()),
         })
     }
@@ -183,6 +203,7 @@ impl Reloadable {
     pub fn reload(&self) -> Result<ReloadReport, TokensError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let specs = tokens::load(&self.path)?;
+        tokens::check_client_certs(&self.path, &specs, self.client_certs)?;
         let old = self.current.load_full();
         let mut new = TokenSet::build(specs, Some(&old), &self.clock);
         new.generation = old.generation + 1;
@@ -224,7 +245,7 @@ mod tests {
     fn spec(name: &str, secret: &str) -> TokenSpec {
         TokenSpec {
             name: name.into(),
-            sha256: Box::new([SecretDigest::of(secret.as_bytes())]),
+            credential: Credential::Secret(Box::new([SecretDigest::of(secret.as_bytes())])),
             scopes: Scopes::NONE.with(Scope::Write),
             sources: None,
             rate: None,
@@ -256,10 +277,10 @@ mod tests {
         let mut a = spec("a", "x");
         let mut b = spec("b", "y");
         // Force a prefix collision: same first 8 bytes, different rest.
-        a.sha256 = Box::new([SecretDigest([7; 32])]);
+        a.credential = Credential::Secret(Box::new([SecretDigest([7; 32])]));
         let mut other = [7; 32];
         other[20] = 9;
-        b.sha256 = Box::new([SecretDigest(other)]);
+        b.credential = Credential::Secret(Box::new([SecretDigest(other)]));
         let set = TokenSet::build(vec![a, b], None, &clock);
         assert_eq!(&*set.lookup(&SecretDigest([7; 32])).unwrap().name, "a");
         assert_eq!(&*set.lookup(&SecretDigest(other)).unwrap().name, "b");
@@ -290,12 +311,30 @@ mod tests {
     fn every_digest_of_a_rotating_token_finds_it() {
         let (clock, _) = QuotaClock::manual();
         let mut shop = spec("shop", "old");
-        shop.sha256 = Box::new([SecretDigest::of(b"old"), SecretDigest::of(b"new")]);
+        shop.credential = Credential::Secret(Box::new([SecretDigest::of(b"old"), SecretDigest::of(b"new")]));
         let set = TokenSet::build(vec![shop, spec("b", "b")], None, &clock);
         assert_eq!(set.len(), 2);
         let old = set.lookup(&SecretDigest::of(b"old")).unwrap();
         let new = set.lookup(&SecretDigest::of(b"new")).unwrap();
         assert!(Arc::ptr_eq(old, new), "one token, so one quota and one name");
+    }
+
+    #[test]
+    fn a_subject_finds_its_token_by_exact_common_name_and_no_secret_does() {
+        let (clock, _) = QuotaClock::manual();
+        let mut orders = spec("orders", "unused");
+        orders.credential = Credential::Subject("svc-orders".into());
+        let set = TokenSet::build(vec![orders, spec("shop", "s")], None, &clock);
+        assert_eq!(set.len(), 2);
+        assert_eq!(&*set.lookup_subject("svc-orders").unwrap().name, "orders");
+        for other in ["svc-Orders", "svc-orders ", "svc", "", "shop"] {
+            assert!(set.lookup_subject(other).is_none(), "{other:?}");
+        }
+        // A subject entry has no digest: neither its subject nor anything
+        // else hashes to it.
+        assert!(set.lookup(&SecretDigest::of(b"svc-orders")).is_none());
+        assert!(set.lookup(&SecretDigest::of(b"unused")).is_none());
+        assert_eq!(&*set.lookup(&SecretDigest::of(b"s")).unwrap().name, "shop");
     }
 
     #[test]

@@ -128,7 +128,7 @@ mod tests {
         );
         let specs = tokens::parse(Path::new("t.toml"), &t.entry).unwrap();
         assert_eq!(&*specs[0].name, "shop-eu");
-        assert_eq!(&*specs[0].sha256, &[digest]);
+        assert_eq!(specs[0].credential.digests(), &[digest]);
         assert!(specs[0].scopes.contains(Scope::Write) && specs[0].scopes.contains(Scope::Read));
         assert!(!specs[0].scopes.contains(Scope::Metrics));
     }

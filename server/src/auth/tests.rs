@@ -36,10 +36,14 @@ struct Fixture {
 
 impl Fixture {
     fn new(text: &str) -> Fixture {
+        Fixture::with(text, ClientCerts::Off)
+    }
+
+    fn with(text: &str, client_certs: ClientCerts) -> Fixture {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         let (clock, time) = QuotaClock::manual();
-        let auth = Auth::from_file_with_clock(file.path(), clock).unwrap();
+        let auth = Auth::from_file_with_clock(file.path(), client_certs, clock).unwrap();
         Fixture { file, auth, time }
     }
 
@@ -276,10 +280,14 @@ fn a_broken_file_at_reload_keeps_the_old_tokens() {
 fn a_broken_file_at_start_is_an_error() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(b"[[token]]\nname = \"x\"\n").unwrap();
-    let err = Auth::from_file(file.path()).unwrap_err();
+    let err = Auth::from_file(file.path(), ClientCerts::Off).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("tokens file {}: [[token]] entry 1 (\"x\"): `sha256` is missing", file.path().display())
+        format!(
+            "tokens file {}: [[token]] entry 1 (\"x\"): `sha256` is missing (or `subject`, to name a client \
+             certificate instead of a secret)",
+            file.path().display()
+        )
     );
 }
 
@@ -351,8 +359,9 @@ fn the_connection_cache_gives_the_same_answers_as_check() {
     let f = Fixture::new(&file_text());
     let mut cache = CredentialCache::default();
     let shop = bearer(SHOP);
-    let check =
-        |cache: &mut CredentialCache, header: &str, scope| f.auth.check_with(cache, Some(header.as_bytes()), scope);
+    let check = |cache: &mut CredentialCache, header: &str, scope| {
+        f.auth.check_with(cache, None, Some(header.as_bytes()), scope)
+    };
 
     assert_eq!(check(&mut cache, &shop, Scope::Write).unwrap().name().map(|n| &**n), Some("shop"));
     assert!(cache.hit(Some(shop.as_bytes()), 0).is_some(), "the accepted header is remembered");
@@ -361,7 +370,7 @@ fn the_connection_cache_gives_the_same_answers_as_check() {
     assert!(check(&mut cache, &shop, Scope::Write).is_ok());
     // Another header on the same connection is checked afresh.
     assert_eq!(check(&mut cache, &bearer("inlet_Qx7-wrong"), Scope::Write).unwrap_err().status(), 401);
-    assert_eq!(f.auth.check_with(&mut cache, None, Scope::Write).unwrap_err().status(), 401);
+    assert_eq!(f.auth.check_with(&mut cache, None, None, Scope::Write).unwrap_err().status(), 401);
     assert!(check(&mut cache, &shop, Scope::Write).is_ok());
     assert_eq!(check(&mut cache, &bearer(READER), Scope::Read).unwrap().name().map(|n| &**n), Some("reader"));
     assert!(cache.hit(Some(shop.as_bytes()), 0).is_none(), "one remembered credential per connection");
@@ -378,22 +387,22 @@ fn a_reload_invalidates_the_connection_cache() {
     let f = Fixture::new(&file_text());
     let mut cache = CredentialCache::default();
     let shop = bearer(SHOP);
-    assert!(f.auth.check_with(&mut cache, Some(shop.as_bytes()), Scope::Write).is_ok());
+    assert!(f.auth.check_with(&mut cache, None, Some(shop.as_bytes()), Scope::Write).is_ok());
     // Revoked: the remembered header must not keep it alive.
     f.rewrite(&file_text().replace(&hex(SHOP), &hex("inlet_Qx7-other")));
     f.auth.reload().unwrap();
     assert!(cache.hit(Some(shop.as_bytes()), 0).is_some(), "still remembered, but from generation 0");
     assert_401(
-        f.auth.check_with(&mut cache, Some(shop.as_bytes()), Scope::Write).unwrap_err(),
+        f.auth.check_with(&mut cache, None, Some(shop.as_bytes()), Scope::Write).unwrap_err(),
         "the token is not valid here (unknown or revoked)",
     );
     // Scope taken away: the next request sees it.
     let reader = bearer(READER);
-    assert!(f.auth.check_with(&mut cache, Some(reader.as_bytes()), Scope::Read).is_ok());
+    assert!(f.auth.check_with(&mut cache, None, Some(reader.as_bytes()), Scope::Read).is_ok());
     f.rewrite(&file_text().replace("scopes = [\"read\", \"write\"]", "scopes = [\"write\"]"));
     f.auth.reload().unwrap();
-    assert_eq!(f.auth.check_with(&mut cache, Some(reader.as_bytes()), Scope::Read).unwrap_err().status(), 403);
-    assert!(f.auth.check_with(&mut cache, Some(reader.as_bytes()), Scope::Write).is_ok());
+    assert_eq!(f.auth.check_with(&mut cache, None, Some(reader.as_bytes()), Scope::Read).unwrap_err().status(), 403);
+    assert!(f.auth.check_with(&mut cache, None, Some(reader.as_bytes()), Scope::Write).is_ok());
     assert!(cache.hit(Some(reader.as_bytes()), 2).is_some(), "re-remembered in the new generation");
 }
 
@@ -401,7 +410,7 @@ fn a_reload_invalidates_the_connection_cache() {
 fn the_connection_cache_never_prints_the_header() {
     let f = Fixture::new(&file_text());
     let mut cache = CredentialCache::default();
-    f.auth.check_with(&mut cache, Some(basic(SHOP).as_bytes()), Scope::Write).unwrap();
+    f.auth.check_with(&mut cache, None, Some(basic(SHOP).as_bytes()), Scope::Write).unwrap();
     let printed = format!("{cache:?}");
     assert!(!printed.contains("Qx7") && !printed.contains("Basic"), "{printed}");
     assert!(printed.contains("shop"), "{printed}");
@@ -410,7 +419,7 @@ fn the_connection_cache_never_prints_the_header() {
 #[test]
 fn anonymous_check_with_remembers_nothing() {
     let mut cache = CredentialCache::default();
-    assert!(Auth::anonymous().check_with(&mut cache, Some(b"Bearer x"), Scope::Read).is_ok());
+    assert!(Auth::anonymous().check_with(&mut cache, None, Some(b"Bearer x"), Scope::Read).is_ok());
     assert!(cache.last.is_none());
 }
 
@@ -427,4 +436,123 @@ fn the_constant_time_compare_finds_every_difference() {
     }
     assert!(!ct_bytes_eq(&base, &base[..60]));
     assert!(!ct_bytes_eq(b"Bearer a", b"Bearer b"));
+}
+
+/// `file_text()` and a token for the client certificate `svc-orders`.
+fn file_with_subject() -> String {
+    format!(
+        "{}\n[[token]]\nname = \"orders\"\nsubject = \"svc-orders\"\nscopes = [\"write\"]\nsources = [\"/orders/\"]\n",
+        file_text()
+    )
+}
+
+fn peer(common_name: &str) -> PeerIdentity {
+    PeerIdentity { common_name: common_name.to_string() }
+}
+
+#[test]
+fn a_client_certificate_without_a_secret_is_the_token_naming_its_subject() {
+    let f = Fixture::with(&file_with_subject(), ClientCerts::Verified);
+    assert_eq!(f.auth.token_count(), 4);
+    let orders = peer("svc-orders");
+    let p = f.auth.check_peer(Some(&orders), None, Scope::Write).unwrap();
+    assert_eq!(p.name().map(|n| &**n), Some("orders"));
+    assert!(p.allows_source("/orders/1") && !p.allows_source("/shop/1"));
+    // The entry's scopes apply.
+    assert_eq!(
+        f.auth.check_peer(Some(&orders), None, Scope::Read).unwrap_err(),
+        Denied::Scope { token: "orders".into(), needed: Scope::Read }
+    );
+    // Another certificate, or another case of the name, is nobody.
+    for other in ["svc-billing", "SVC-ORDERS", "svc-orders.example", ""] {
+        let denied = f.auth.check_peer(Some(&peer(other)), None, Scope::Write).unwrap_err();
+        assert_eq!(denied, Denied::Unauthenticated(Unauthenticated::UnknownSubject), "{other:?}");
+        assert_eq!(denied.status(), 401);
+        assert_eq!(denied.headers(), vec![("WWW-Authenticate", WWW_AUTHENTICATE.to_string())]);
+        let detail = denied.problem().detail;
+        assert!(detail.starts_with("the client certificate's subject is no token's here"), "{detail}");
+    }
+    // No certificate and no secret: missing, as without mTLS.
+    assert_eq!(
+        f.auth.check_peer(None, None, Scope::Write).unwrap_err(),
+        Denied::Unauthenticated(Unauthenticated::Missing)
+    );
+    // `check` knows no peer: a subject token is never reached through it.
+    assert_eq!(f.auth.check(None, Scope::Write).unwrap_err(), Denied::Unauthenticated(Unauthenticated::Missing));
+}
+
+#[test]
+fn a_presented_secret_takes_precedence_over_the_certificate() {
+    let f = Fixture::with(&file_with_subject(), ClientCerts::Verified);
+    let orders = peer("svc-orders");
+    let read = |header: &str| f.auth.check_peer(Some(&orders), Some(header.as_bytes()), Scope::Read);
+    // The secret's token, with its scopes (the certificate's lacks `read`).
+    assert_eq!(read(&bearer(READER)).unwrap().name().map(|n| &**n), Some("reader"));
+    // A wrong or malformed secret is refused, not replaced by the certificate.
+    let write = |header: &str| f.auth.check_peer(Some(&orders), Some(header.as_bytes()), Scope::Write);
+    assert_eq!(write(&bearer("inlet_wrong")).unwrap_err(), Denied::Unauthenticated(Unauthenticated::Unknown));
+    assert!(matches!(write("Digest x").unwrap_err(), Denied::Unauthenticated(Unauthenticated::Malformed(_))));
+    // The subject is not a secret: sending it as one is an unknown token.
+    assert_eq!(write(&bearer("svc-orders")).unwrap_err(), Denied::Unauthenticated(Unauthenticated::Unknown));
+}
+
+#[test]
+fn the_connection_cache_does_not_carry_a_secret_to_a_request_without_one() {
+    let f = Fixture::with(&file_with_subject(), ClientCerts::Verified);
+    let orders = peer("svc-orders");
+    let mut cache = CredentialCache::default();
+    let reader = bearer(READER);
+    let p = f.auth.check_with(&mut cache, Some(&orders), Some(reader.as_bytes()), Scope::Read).unwrap();
+    assert_eq!(p.name().map(|n| &**n), Some("reader"));
+    // The next request on the connection sends no secret: the certificate's token, not the remembered one.
+    let p = f.auth.check_with(&mut cache, Some(&orders), None, Scope::Write).unwrap();
+    assert_eq!(p.name().map(|n| &**n), Some("orders"));
+    assert!(f.auth.check_with(&mut cache, Some(&orders), None, Scope::Read).is_err());
+    // And the secret still works after it.
+    let p = f.auth.check_with(&mut cache, Some(&orders), Some(reader.as_bytes()), Scope::Read).unwrap();
+    assert_eq!(p.name().map(|n| &**n), Some("reader"));
+}
+
+#[test]
+fn a_reload_changes_subject_tokens_at_once() {
+    let f = Fixture::with(&file_with_subject(), ClientCerts::Verified);
+    let orders = peer("svc-orders");
+    assert!(f.auth.check_peer(Some(&orders), None, Scope::Write).is_ok());
+    // Revoked: the entry is gone.
+    f.rewrite(&file_text());
+    f.auth.reload().unwrap();
+    assert_eq!(
+        f.auth.check_peer(Some(&orders), None, Scope::Write).unwrap_err(),
+        Denied::Unauthenticated(Unauthenticated::UnknownSubject)
+    );
+    // Back, with another scope.
+    f.rewrite(
+        &file_with_subject()
+            .replace("subject = \"svc-orders\"\nscopes = [\"write\"]", "subject = \"svc-orders\"\nscopes = [\"read\"]"),
+    );
+    f.auth.reload().unwrap();
+    assert!(f.auth.check_peer(Some(&orders), None, Scope::Read).is_ok());
+    assert!(f.auth.check_peer(Some(&orders), None, Scope::Write).is_err());
+}
+
+#[test]
+fn subject_entries_without_client_certificates_are_refused_at_start_and_at_reload() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(file_with_subject().as_bytes()).unwrap();
+    let err = Auth::from_file(file.path(), ClientCerts::Off).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "tokens file {}: [[token]] entry 4 (\"orders\"): `subject` names a client certificate, which needs \
+             --tls-client-ca (mTLS); without it no connection has one",
+            file.path().display()
+        )
+    );
+    assert!(!err.to_string().contains('\n'));
+    // A reload that adds one is refused; the tokens in use stay.
+    let f = Fixture::new(&file_text());
+    f.rewrite(&file_with_subject());
+    assert!(matches!(f.auth.reload().unwrap_err().kind, TokensErrorKind::Entry { index: 4, .. }));
+    assert_eq!(f.auth.token_count(), 3);
+    assert!(f.check(&bearer(SHOP), Scope::Write).is_ok());
 }

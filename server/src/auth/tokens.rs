@@ -5,6 +5,8 @@
 //! name = "shop"          # 1..=64 of A-Z a-z 0-9 . _ -; unique
 //! sha256 = "9f86d0…"     # 64 hex digits: SHA-256 of the secret; unique
 //!                        # (or a list of them while a secret is rotated)
+//! # subject = "svc-orders"  # instead of sha256: the CN of a client certificate
+//!                           # (mTLS, needs --tls-client-ca); unique
 //! scopes = ["write", "read"]   # non-empty subset of write, read, metrics
 //! sources = ["/shop/"]   # optional: allowed `source` prefixes, each non-empty
 //! rate = 1000            # optional: events per second (1..=1000000000)
@@ -16,7 +18,10 @@
 //! has a valid one) and what is wrong. `sha256` may be a list so that a
 //! secret can be rotated without a gap: add the new digest next to the old,
 //! reload, move the senders, drop the old digest, reload; the name, and with
-//! it the quota and the counters, stays the same throughout. Unknown keys are errors, so a typo
+//! it the quota and the counters, stays the same throughout. An entry names
+//! either a secret (`sha256`) or a client certificate (`subject`, its
+//! subject's common name), never both: a service that has a certificate
+//! signed by `--tls-client-ca` then needs no secret at all. Unknown keys are errors, so a typo
 //! (`scope =`, `[[tokens]]`) cannot silently widen or drop a token. A file
 //! without any entry is refused: an empty or truncated file written half-way
 //! through a deploy must not revoke every token at reload.
@@ -40,12 +45,49 @@ pub const MAX_RATE: u32 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSpec {
     pub name: Arc<str>,
-    /// One digest, or several while a secret is rotated.
-    pub sha256: Box<[SecretDigest]>,
+    /// What a client shows to be this token.
+    pub credential: Credential,
     pub scopes: Scopes,
     /// `None`: every source. Otherwise at least one non-empty prefix.
     pub sources: Option<Box<[Box<str>]>>,
     pub rate: Option<Rate>,
+}
+
+/// How a client proves it is a token: exactly one of these per entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `sha256`: one digest, or several while a secret is rotated.
+    Secret(Box<[SecretDigest]>),
+    /// `subject`: the common name (CN) of a client certificate that the
+    /// server verified against `--tls-client-ca`.
+    Subject(Box<str>),
+}
+
+impl Credential {
+    /// The digests of a `sha256` entry; none for a `subject` one.
+    pub fn digests(&self) -> &[SecretDigest] {
+        match self {
+            Credential::Secret(digests) => digests,
+            Credential::Subject(_) => &[],
+        }
+    }
+
+    /// The certificate subject of a `subject` entry.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Credential::Secret(_) => None,
+            Credential::Subject(cn) => Some(cn),
+        }
+    }
+}
+
+/// Whether the server verifies client certificates (`--tls-client-ca`):
+/// without that, no connection has a certificate subject, so an entry
+/// naming one could never be used and is refused instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCerts {
+    Off,
+    Verified,
 }
 
 /// A quota: events per second, and how many may come at once.
@@ -119,12 +161,39 @@ fn parse_text(text: &str) -> Result<Vec<TokenSpec>, TokensErrorKind> {
         if let Some(j) = specs.iter().position(|s| s.name == spec.name) {
             return Err(err(format!("name is already used by entry {}", j + 1)));
         }
-        if let Some(j) = specs.iter().position(|s| s.sha256.iter().any(|d| spec.sha256.contains(d))) {
+        let digests = spec.credential.digests();
+        if let Some(j) = specs.iter().position(|s| s.credential.digests().iter().any(|d| digests.contains(d))) {
             return Err(err(format!("a sha256 of it is also entry {}'s: one secret, one name", j + 1)));
+        }
+        if let Some(subject) = spec.credential.subject() {
+            if let Some(j) = specs.iter().position(|s| s.credential.subject() == Some(subject)) {
+                return Err(err(format!("its subject is also entry {}'s: one certificate subject, one name", j + 1)));
+            }
         }
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// Refuses entries that name a certificate `subject` when the server does
+/// not verify client certificates; the error names the first such entry.
+pub fn check_client_certs(path: &Path, specs: &[TokenSpec], client_certs: ClientCerts) -> Result<(), TokensError> {
+    if client_certs == ClientCerts::Verified {
+        return Ok(());
+    }
+    match specs.iter().position(|s| s.credential.subject().is_some()) {
+        None => Ok(()),
+        Some(i) => Err(TokensError {
+            file: path.to_owned(),
+            kind: TokensErrorKind::Entry {
+                index: i + 1,
+                name: Some(specs[i].name.to_string()),
+                what: "`subject` names a client certificate, which needs --tls-client-ca (mTLS); without it no \
+                       connection has one"
+                    .into(),
+            },
+        }),
+    }
 }
 
 /// The 1-based line of a byte offset.
@@ -149,13 +218,25 @@ fn entry(value: &toml::Value) -> Result<TokenSpec, (Option<String>, String)> {
     };
     let fail = |what: String| (Some(name.to_string()), what);
     for key in table.keys() {
-        if !matches!(key.as_str(), "name" | "sha256" | "scopes" | "sources" | "rate" | "burst") {
-            return Err(fail(format!("unknown key `{key}` (expected name, sha256, scopes, sources, rate, burst)")));
+        if !matches!(key.as_str(), "name" | "sha256" | "subject" | "scopes" | "sources" | "rate" | "burst") {
+            return Err(fail(format!(
+                "unknown key `{key}` (expected name, sha256, subject, scopes, sources, rate, burst)"
+            )));
         }
     }
-    let sha256 = match table.get("sha256") {
-        None => return Err(fail("`sha256` is missing".into())),
-        Some(v) => digests(v).map_err(fail)?,
+    let credential = match (table.get("sha256"), table.get("subject")) {
+        (Some(v), None) => Credential::Secret(digests(v).map_err(fail)?),
+        (None, Some(v)) => Credential::Subject(subject(v).map_err(fail)?),
+        (None, None) => {
+            return Err(fail(
+                "`sha256` is missing (or `subject`, to name a client certificate instead of a secret)".into(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                "has both `sha256` and `subject`: an entry names a secret or a certificate, not both".into(),
+            ))
+        }
     };
     let scopes = match table.get("scopes") {
         None => return Err(fail("`scopes` is missing".into())),
@@ -179,7 +260,7 @@ fn entry(value: &toml::Value) -> Result<TokenSpec, (Option<String>, String)> {
             Some(Rate { per_second, burst })
         }
     };
-    Ok(TokenSpec { name: name.into(), sha256, scopes, sources, rate })
+    Ok(TokenSpec { name: name.into(), credential, scopes, sources, rate })
 }
 
 /// Names appear in logs, metric labels and stored events: a small,
@@ -213,6 +294,27 @@ fn digests(v: &toml::Value) -> Result<Box<[SecretDigest]>, String> {
         }
     }
     Ok(list.into())
+}
+
+/// The longest `subject`: the upper bound of a common name (RFC 5280,
+/// `ub-common-name`), in characters.
+pub const MAX_SUBJECT_LEN: usize = 64;
+
+/// A certificate subject's common name, compared exactly (case and all)
+/// with the CN of the client's verified certificate.
+fn subject(v: &toml::Value) -> Result<Box<str>, String> {
+    let expected = || {
+        format!(
+            "`subject` must be the common name (CN) of a client certificate: 1 to {MAX_SUBJECT_LEN} characters, none \
+             of them a control character"
+        )
+    };
+    let cn = v.as_str().ok_or_else(expected)?;
+    let length = cn.chars().count();
+    if !(1..=MAX_SUBJECT_LEN).contains(&length) || cn.chars().any(char::is_control) {
+        return Err(expected());
+    }
+    Ok(cn.into())
 }
 
 fn scopes(v: &toml::Value) -> Result<Scopes, String> {
@@ -278,7 +380,7 @@ mod tests {
         assert_eq!(specs.len(), 2);
         let shop = &specs[0];
         assert_eq!(&*shop.name, "shop");
-        assert_eq!(&*shop.sha256, &[SecretDigest::of(b"test")]);
+        assert_eq!(shop.credential.digests(), &[SecretDigest::of(b"test")]);
         assert_eq!(shop.scopes, [Scope::Write, Scope::Read].into_iter().collect());
         assert_eq!(shop.sources.as_deref(), Some(&["/shop/".into()][..]));
         assert_eq!(
@@ -286,8 +388,8 @@ mod tests {
             Some(Rate { per_second: NonZeroU32::new(1000).unwrap(), burst: NonZeroU32::new(2000).unwrap() })
         );
         let grafana = &specs[1];
-        assert_eq!(grafana.sha256.len(), 1);
-        assert_eq!(grafana.sha256[0].to_hex(), HASH_B);
+        assert_eq!(grafana.credential.digests().len(), 1);
+        assert_eq!(grafana.credential.digests()[0].to_hex(), HASH_B);
         assert_eq!(grafana.scopes, Scopes::NONE.with(Scope::Metrics));
         assert_eq!(grafana.sources, None);
         assert_eq!(grafana.rate, None);
@@ -332,7 +434,7 @@ mod tests {
             "[[token]]\nname = \"shop\"\nsha256 = [\"{HASH_A}\", \"{HASH_B}\"]\nscopes = [\"write\"]\n"
         ))
         .unwrap();
-        assert_eq!(specs[0].sha256.iter().map(|d| d.to_hex()).collect::<Vec<_>>(), vec![HASH_A, HASH_B]);
+        assert_eq!(specs[0].credential.digests().iter().map(|d| d.to_hex()).collect::<Vec<_>>(), vec![HASH_A, HASH_B]);
     }
 
     #[test]
@@ -353,7 +455,11 @@ mod tests {
                 format!("name = \"{}\"\nsha256 = \"{HASH_A}\"", "n".repeat(65)),
                 ": `name` must be 1 to 64 characters of A-Z a-z 0-9 . _ -".into(),
             ),
-            ("name = \"shop\"\nscopes = [\"write\"]".into(), " (\"shop\"): `sha256` is missing".into()),
+            (
+                "name = \"shop\"\nscopes = [\"write\"]".into(),
+                " (\"shop\"): `sha256` is missing (or `subject`, to name a client certificate instead of a secret)"
+                    .into(),
+            ),
             ("name = \"shop\"\nsha256 = \"abc\"\nscopes = [\"write\"]".into(), BAD_SHA.into()),
             (format!("name = \"shop\"\nsha256 = \"{}z\"\nscopes = [\"write\"]", &HASH_A[..63]), BAD_SHA.into()),
             ("name = \"shop\"\nsha256 = []\nscopes = [\"write\"]".into(), BAD_SHA.into()),
@@ -411,7 +517,8 @@ mod tests {
             ),
             (
                 good("scope = [\"read\"]"),
-                " (\"shop\"): unknown key `scope` (expected name, sha256, scopes, sources, rate, burst)".into(),
+                " (\"shop\"): unknown key `scope` (expected name, sha256, subject, scopes, sources, rate, burst)"
+                    .into(),
             ),
             (
                 format!("name = \"first\"\nsha256 = \"{HASH_A}\"\nscopes = [\"write\"]"),
@@ -425,6 +532,75 @@ mod tests {
         for (body, what) in cases {
             assert_eq!(entry_error(&body), format!("{prefix}{what}"), "{body}");
         }
+    }
+
+    #[test]
+    fn a_subject_entry_names_a_client_certificate_instead_of_a_secret() {
+        let text = format!(
+            "[[token]]\nname = \"shop\"\nsha256 = \"{HASH_A}\"\nscopes = [\"write\"]\n\n[[token]]\nname = \"orders\"\n\
+             subject = \"svc-orders.example\"\nscopes = [\"write\", \"read\"]\nrate = 5\n\n[[token]]\nname = \"max\"\n\
+             subject = \"{}\"\nscopes = [\"read\"]\n",
+            "\u{e9}".repeat(MAX_SUBJECT_LEN)
+        );
+        let specs = parse_str(&text).unwrap();
+        assert_eq!(specs[0].credential.subject(), None);
+        assert_eq!(specs[1].credential, Credential::Subject("svc-orders.example".into()));
+        assert_eq!(specs[1].credential.digests(), &[]);
+        assert_eq!(specs[1].scopes, [Scope::Write, Scope::Read].into_iter().collect());
+        assert_eq!(specs[1].rate.unwrap().per_second.get(), 5);
+        assert_eq!(specs[2].credential.subject().map(|s| s.chars().count()), Some(MAX_SUBJECT_LEN));
+    }
+
+    #[test]
+    fn subject_errors() {
+        let prefix = "tokens file /etc/inlet/tokens.toml: [[token]] entry 2 (\"svc\"): ";
+        let bad = "`subject` must be the common name (CN) of a client certificate: 1 to 64 characters, none of them a \
+                   control character";
+        let long = "n".repeat(MAX_SUBJECT_LEN + 1);
+        let cases: Vec<(String, &str)> = vec![
+            ("subject = \"\"".into(), bad),
+            (format!("subject = \"{long}\""), bad),
+            ("subject = \"a\\nb\"".into(), bad),
+            ("subject = \"a\\u0000\"".into(), bad),
+            ("subject = 7".into(), bad),
+            ("subject = [\"svc\"]".into(), bad),
+            (
+                format!("subject = \"svc\"\nsha256 = \"{HASH_A}\""),
+                "has both `sha256` and `subject`: an entry names a secret or a certificate, not both",
+            ),
+        ];
+        for (line, what) in cases {
+            let body = format!("name = \"svc\"\n{line}\nscopes = [\"write\"]");
+            assert_eq!(entry_error(&body), format!("{prefix}{what}"), "{line}");
+        }
+        // Unique: two names for one certificate would make it ambiguous.
+        let text = "[[token]]\nname = \"a\"\nsubject = \"svc\"\nscopes = [\"write\"]\n\n\
+                    [[token]]\nname = \"b\"\nsubject = \"svc\"\nscopes = [\"read\"]\n";
+        assert_eq!(
+            parse_str(text).unwrap_err(),
+            "tokens file /etc/inlet/tokens.toml: [[token]] entry 2 (\"b\"): its subject is also entry 1's: one \
+             certificate subject, one name"
+        );
+        // Compared exactly: another case is another subject.
+        let text = text.replace("name = \"b\"\nsubject = \"svc\"", "name = \"b\"\nsubject = \"SVC\"");
+        assert_eq!(parse_str(&text).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_subject_entry_needs_client_certificates() {
+        let path = Path::new("/etc/inlet/tokens.toml");
+        let text = format!(
+            "[[token]]\nname = \"shop\"\nsha256 = \"{HASH_A}\"\nscopes = [\"write\"]\n\n\
+             [[token]]\nname = \"orders\"\nsubject = \"svc-orders\"\nscopes = [\"write\"]\n"
+        );
+        let specs = parse(path, &text).unwrap();
+        assert!(check_client_certs(path, &specs, ClientCerts::Verified).is_ok());
+        assert_eq!(
+            check_client_certs(path, &specs, ClientCerts::Off).unwrap_err().to_string(),
+            "tokens file /etc/inlet/tokens.toml: [[token]] entry 2 (\"orders\"): `subject` names a client \
+             certificate, which needs --tls-client-ca (mTLS); without it no connection has one"
+        );
+        assert!(check_client_certs(path, &specs[..1], ClientCerts::Off).is_ok());
     }
 
     #[test]

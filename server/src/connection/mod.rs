@@ -179,8 +179,8 @@ pub(crate) struct Driver<S> {
     /// Start of the first request's header deadline.
     accepted_at: Instant,
     /// The client's verified certificate identity (TLS with
-    /// `--tls-client-ca`), for the request path to authenticate by.
-    #[allow(dead_code)] // Read by the auth check once token entries may name a certificate subject.
+    /// `--tls-client-ca`): a request without `Authorization` is the token
+    /// whose `subject` is its CN.
     peer: Option<PeerIdentity>,
     /// The last credential this connection presented, so that its later
     /// requests skip hashing it again (one per connection: it holds a
@@ -231,7 +231,7 @@ where
                     // The handler is awaited here, not in a helper: each
                     // async layer around it costs a copy of its future.
                     let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
-                    let (route, res) = router::handle(&self.app, req, &mut self.credentials).await;
+                    let (route, res) = router::handle(&self.app, req, &mut self.credentials, self.peer.as_ref()).await;
                     let http10 = exchange.version == Version::Http10;
                     self.queue(exchange.end(&self.app, route, res), http10).await
                 }
@@ -405,7 +405,7 @@ where
     }
 
     async fn answer_continue(&mut self, head: &RequestHead) -> State {
-        if let Some(refusal) = refuse_continue(&self.app, head) {
+        if let Some(refusal) = refuse_continue_from(&self.app, head, self.peer.as_ref()) {
             return State::Closing(Some(refusal));
         }
         if self.framed.send(Continue).await.is_err() {
@@ -458,11 +458,11 @@ pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
 
 /// Answers one whole request: routes it, records its metrics, and says
 /// whether the connection stays open (`keep_open`: the server is not
-/// shutting down). For the blocking mode; the driver does the same steps
-/// inline.
+/// shutting down). For the blocking mode (plain HTTP, so no client
+/// certificate); the driver does the same steps inline.
 pub(crate) async fn answer(app: &App, req: Request, keep_open: bool, credentials: &mut CredentialCache) -> Response {
     let exchange = Exchange::begin(&req, keep_open);
-    let (route, res) = router::handle(app, req, credentials).await;
+    let (route, res) = router::handle(app, req, credentials, None).await;
     exchange.end(app, route, res)
 }
 
@@ -499,9 +499,16 @@ impl Exchange {
 
 /// The refusal of a head that sent `Expect: 100-continue`, if it is refused
 /// whatever its body: then the body is not read and the connection closes
-/// (RFC 9110 §10.1.1). `None`: send `100 Continue`.
+/// (RFC 9110 §10.1.1). `None`: send `100 Continue`. For a connection
+/// without a client certificate (the blocking mode).
 pub(crate) fn refuse_continue(app: &App, head: &RequestHead) -> Option<Response> {
-    let mut refusal = router::refusal(app, head)?;
+    refuse_continue_from(app, head, None)
+}
+
+/// As [`refuse_continue`], for a connection whose client may have shown a
+/// verified certificate (`peer`).
+fn refuse_continue_from(app: &App, head: &RequestHead, peer: Option<&PeerIdentity>) -> Option<Response> {
+    let mut refusal = router::refusal(app, head, peer)?;
     refusal.connection = Connection::Close;
     Some(refusal)
 }
