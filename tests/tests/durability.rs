@@ -3,7 +3,7 @@
 //! batches; paging a large log; a full store answers 503 and acknowledges
 //! nothing; a data dir that cannot be opened is a clear error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,27 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use inlet_shared::http::{ClientCodec, ClientRequest};
-use inlet_tests::{binary, client, event_json, json, Server};
+use inlet_tests::{binary, client, event_json, json, stored_ids, Server};
 use tokio_util::codec::{Decoder, Encoder};
 
 const SQLITE: [&str; 2] = ["--store", "sqlite"];
-
-/// Every stored event id, with how many times it is stored, read through
-/// `GET /events` page by page.
-fn stored_ids(s: &Server) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    let mut after = 0u64;
-    loop {
-        let page = json(&s.get(&format!("/events?limit=10000&after={after}")));
-        for e in page["events"].as_array().unwrap() {
-            *ids.entry(e["event"]["id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-        }
-        match page["next_after"].as_u64() {
-            Some(n) => after = n,
-            None => return ids,
-        }
-    }
-}
 
 /// A cheap pseudo-random number from the clock (no seed to manage: each
 /// run kills at a different moment, which is the point).
