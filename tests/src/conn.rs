@@ -12,7 +12,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::{HarnessError, PATIENCE};
 
 /// A blocking connection speaking through the shared client codec. Reads
-/// time out after [`PATIENCE`].
+/// time out after [`PATIENCE`] unless the test sets another timeout on `stream`.
 pub struct Conn {
     pub stream: TcpStream,
     codec: ClientCodec,
@@ -86,7 +86,10 @@ impl Conn {
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(HarnessError::from_read(e, PATIENCE)),
+                Err(e) => {
+                    let within = self.stream.read_timeout().ok().flatten().unwrap_or(PATIENCE);
+                    return Err(HarnessError::from_read(e, within));
+                }
             }
         }
     }

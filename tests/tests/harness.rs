@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use inlet_shared::http::ClientRequest;
 use inlet_tests::{event_json, stored_ids, Conn, HarnessError, Server};
@@ -68,7 +69,11 @@ fn try_send_and_try_response_report_a_server_gone() {
     assert!(matches!(got, Err(HarnessError::Closed | HarnessError::Read(_))), "{got:?}");
     // The first write after the close may still be taken by the kernel; the
     // peer's reset makes a later one fail.
-    let failed = (0..100).find_map(|_| conn.try_send(ClientRequest::get("/health")).err());
+    let failed = (0..100).find_map(|_| {
+        let sent = conn.try_send(ClientRequest::get("/health"));
+        std::thread::sleep(Duration::from_millis(10));
+        sent.err()
+    });
     assert!(matches!(failed, Some(HarnessError::Write(_))), "{failed:?}");
 }
 
@@ -81,4 +86,21 @@ fn stored_ids_counts_each_stored_id() {
     let ids = stored_ids(&s);
     assert_eq!(ids.len(), 3);
     assert!((0..3).all(|i| ids.get(&format!("e{i}")) == Some(&1)), "{ids:?}");
+}
+
+#[test]
+fn try_response_reports_a_timeout_and_try_recv_a_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut conn = Conn::try_open(addr).expect("connect");
+    let (peer, _) = listener.accept().expect("accept");
+    // A peer that never answers: the read times out after the stream's timeout.
+    let within = Duration::from_millis(100);
+    conn.stream.set_read_timeout(Some(within)).expect("timeout");
+    conn.try_send(ClientRequest::get("/")).expect("sent");
+    let got = conn.try_response();
+    assert!(matches!(got, Err(HarnessError::Timeout(t)) if t == within), "{got:?}");
+    // Then it closes: `try_recv` says so with `None`.
+    drop(peer);
+    assert!(conn.try_recv().is_none());
 }
