@@ -3,36 +3,15 @@
 //! batches; paging a large log; a full store answers 503 and acknowledges
 //! nothing; a data dir that cannot be opened is a clear error.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::net::TcpStream;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
-use inlet_shared::http::{ClientCodec, ClientRequest};
-use inlet_tests::{binary, client, event_json, json, Server};
-use tokio_util::codec::{Decoder, Encoder};
+use inlet_shared::http::ClientRequest;
+use inlet_tests::{binary, client, event_json, json, stored_ids, Conn, Server};
 
 const SQLITE: [&str; 2] = ["--store", "sqlite"];
-
-/// Every stored event id, with how many times it is stored, read through
-/// `GET /events` page by page.
-fn stored_ids(s: &Server) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    let mut after = 0u64;
-    loop {
-        let page = json(&s.get(&format!("/events?limit=10000&after={after}")));
-        for e in page["events"].as_array().unwrap() {
-            *ids.entry(e["event"]["id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-        }
-        match page["next_after"].as_u64() {
-            Some(n) => after = n,
-            None => return ids,
-        }
-    }
-}
 
 /// A cheap pseudo-random number from the clock (no seed to manage: each
 /// run kills at a different moment, which is the point).
@@ -50,11 +29,7 @@ fn writer(
     acked: Arc<Mutex<HashSet<String>>>,
     stop: Arc<AtomicBool>,
 ) {
-    let Ok(mut stream) = TcpStream::connect(addr) else { return };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut codec = ClientCodec::new("x");
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 4096];
+    let Ok(mut conn) = Conn::try_open(addr) else { return };
     for n in 0.. {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -67,23 +42,9 @@ fn writer(
             format!("[{},{}]", event_json(&id, "t.crash"), event_json(&format!("{id}-b"), "t.crash"))
         };
         let ids: Vec<String> = if n % 2 == 0 { vec![id.clone()] } else { vec![id.clone(), format!("{id}-b")] };
-        let mut out = BytesMut::new();
-        codec.encode(ClientRequest::post("/events", "application/json", body), &mut out).unwrap();
         sent.lock().unwrap().extend(ids.iter().cloned());
-        if stream.write_all(&out).is_err() {
-            return;
-        }
-        let res = loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(res)) => break res,
-                Ok(None) => {}
-                Err(_) => return,
-            }
-            match std::io::Read::read(&mut stream, &mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            }
-        };
+        // The server is killed mid-load: a lost connection ends this writer.
+        let Ok(res) = conn.try_exchange(ClientRequest::post("/events", "application/json", body)) else { return };
         if res.status == 202 {
             acked.lock().unwrap().extend(ids);
         }

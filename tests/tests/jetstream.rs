@@ -14,29 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inlet_shared::http::ClientRequest;
-use inlet_tests::{binary, event_json, free_port, json, Conn, Nats, NatsConn, Server, PATIENCE};
+use inlet_tests::{binary, event_json, free_port, json, stored_ids, Conn, Nats, NatsConn, Server, PATIENCE};
 
 fn jetstream_server(urls: &[String], extra: &[&str]) -> Server {
     let urls = urls.join(",");
     let mut args = vec!["--store", "jetstream", "--nats-url", &urls];
     args.extend_from_slice(extra);
     Server::start(&args)
-}
-
-/// Every stored id (through `GET /events`), with how often it is stored.
-fn stored_ids(s: &Server) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    let mut after = 0u64;
-    loop {
-        let page = json(&s.get(&format!("/events?limit=10000&after={after}")));
-        for e in page["events"].as_array().expect("events") {
-            *ids.entry(e["event"]["id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-        }
-        match page["next_after"].as_u64() {
-            Some(n) => after = n,
-            None => return ids,
-        }
-    }
 }
 
 /// Waits until a POST through `s` is acknowledged (stream created, cluster up).
@@ -72,8 +56,8 @@ fn writer(
                 break 'events;
             }
             if conn.is_none() {
-                match std::net::TcpStream::connect(servers[target % servers.len()]) {
-                    Ok(_) => conn = Some(Conn::open(servers[target % servers.len()])),
+                match Conn::try_open(servers[target % servers.len()]) {
+                    Ok(c) => conn = Some(c),
                     Err(_) => {
                         target += 1;
                         std::thread::sleep(Duration::from_millis(20));
@@ -82,22 +66,19 @@ fn writer(
                 }
             }
             let c = conn.as_mut().expect("connected");
-            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                c.send(ClientRequest::post("/events", "application/json", event_json(&id, "t.js")));
-                c.try_recv()
-            }));
-            match sent {
-                Ok(Some(res)) if res.status == 202 => {
+            match c.try_exchange(ClientRequest::post("/events", "application/json", event_json(&id, "t.js"))) {
+                Ok(res) if res.status == 202 => {
                     acked.lock().unwrap().insert(id.clone());
                     continue 'events;
                 }
-                Ok(Some(res)) if res.status == 503 => {
+                Ok(res) if res.status == 503 => {
                     retries += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Ok(Some(res)) => panic!("unexpected status {}", res.status),
-                _ => {
-                    // Connection lost: the event may or may not be stored; resend elsewhere.
+                Ok(res) => panic!("unexpected status {}", res.status),
+                Err(_) => {
+                    // Connection lost (or no answer in time): the event may
+                    // or may not be stored; resend elsewhere.
                     retries += 1;
                     conn = None;
                     target += 1;
@@ -651,20 +632,17 @@ fn batch_writer(addr: SocketAddr, name: String, acked: Arc<Mutex<Vec<(String, u6
                 break 'batches;
             }
             let c = conn.get_or_insert_with(|| Conn::open(addr));
-            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                c.send(ClientRequest::post("/events", "application/x-ndjson", body.clone()));
-                c.try_recv()
-            }));
-            match sent {
-                Ok(Some(res)) if res.status == 202 => {
+            match c.try_exchange(ClientRequest::post("/events", "application/x-ndjson", body.clone())) {
+                Ok(res) if res.status == 202 => {
                     let counts = json(&res);
                     let (a, d) = (counts["accepted"].as_u64().unwrap(), counts["duplicates"].as_u64().unwrap());
                     acked.lock().unwrap().push((batch.clone(), a, d));
                     continue 'batches;
                 }
-                Ok(Some(res)) if res.status == 503 => std::thread::sleep(Duration::from_millis(50)),
-                Ok(Some(res)) => panic!("unexpected status {}", res.status),
-                _ => conn = None,
+                Ok(res) if res.status == 503 => std::thread::sleep(Duration::from_millis(50)),
+                Ok(res) => panic!("unexpected status {}", res.status),
+                // Connection lost (or no answer in time): resend on a new one.
+                Err(_) => conn = None,
             }
         }
     }

@@ -3,27 +3,10 @@
 //! A `202` means every event of the batch is stored exactly once; a `503`
 //! means none of them is; `/stats` counts what is stored.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use inlet_shared::http::ClientRequest;
-use inlet_tests::{json, Server};
-
-/// Every stored event id with how many times it is stored.
-fn stored_ids(s: &Server) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    let mut after = 0u64;
-    loop {
-        let page = json(&s.get(&format!("/events?limit=10000&after={after}")));
-        for e in page["events"].as_array().unwrap() {
-            *ids.entry(e["event"]["id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-        }
-        match page["next_after"].as_u64() {
-            Some(n) => after = n,
-            None => return ids,
-        }
-    }
-}
+use inlet_tests::{json, stored_ids, Server};
 
 /// The ids of one batch and the status it was answered with.
 type Answers = Arc<Mutex<Vec<(Vec<String>, u16)>>>;
