@@ -102,9 +102,14 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
                     // takes no chunked coding): this mode writes one buffer
                     // per read.
                     res.body = match std::mem::replace(&mut res.body, Body::Taken) {
-                        Body::Stream(stream) => match runtime.block_on(stream.collect()) {
+                        Body::Stream(page) => match runtime.block_on(page.collect()) {
                             Ok(whole) => Body::Full(whole),
-                            Err(_) => return,
+                            Err(_) => {
+                                // The page was cut: the answers before it
+                                // still go out, then the connection closes.
+                                let _ = stream.write_all(&out);
+                                return;
+                            }
                         },
                         whole => whole,
                     };

@@ -578,6 +578,23 @@ fn a_source_refusal_points_at_the_event_in_every_mode() {
         errors(&send("text/plain", "hi".into(), &binary)),
         serde_json::json!([{"header": "ce-source", "detail": detail}])
     );
+    // Compressed bodies: the pointers and lines are those of the decoded body.
+    let gzip = |content_type: &'static str, plain: String| {
+        let coded = inlet_shared::http::coding::Coding::Gzip.encode(plain.as_bytes()).unwrap();
+        let req = ClientRequest::post("/events".to_string(), content_type, coded)
+            .header(Bytes::from_static(b"Authorization"), Bytes::from(writer.bearer()))
+            .header(Bytes::from_static(b"Content-Encoding"), Bytes::from_static(b"gzip"));
+        s.request(req)
+    };
+    let ndjson = format!("{}\n\n{}\n", event("4", "/shop/a"), event("5", "/x"));
+    assert_eq!(
+        errors(&gzip("application/x-ndjson", ndjson)),
+        serde_json::json!([{"pointer": "#/source", "line": 3, "detail": detail}])
+    );
+    assert_eq!(
+        errors(&gzip("application/json", event("6", "/x"))),
+        serde_json::json!([{"pointer": "#/source", "detail": detail}])
+    );
     assert_eq!(stored(&s, &reader), Vec::<(String, Option<String>)>::new());
 }
 

@@ -44,7 +44,7 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     let token = principal.name();
     // Sources, then the quota: a batch refused for its sources takes
     // nothing from the quota, and nothing of a refused batch is stored.
-    if let Err(denied) = admit(req, principal, &events) {
+    if let Err(denied) = admit(req, &body, principal, &events) {
         if let Some(token) = token {
             app.stats.record_token_refused(token, events.len());
         }
@@ -67,12 +67,13 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
 
 /// Whether the token may write these events: every `source` inside its
 /// prefixes (`403` pointing at each one outside), then the quota (`429`,
-/// or `413` for a batch over the burst).
-fn admit(req: &Request, principal: &Principal, events: &[Event]) -> Result<(), Denied> {
+/// or `413` for a batch over the burst). `body` is the decoded body the
+/// events were parsed from.
+fn admit(req: &Request, body: &[u8], principal: &Principal, events: &[Event]) -> Result<(), Denied> {
     if principal.source_prefixes().is_some() {
         let outside: Vec<usize> = (0..events.len()).filter(|&i| !principal.allows_source(&events[i].source)).collect();
         if !outside.is_empty() {
-            return Err(principal.source_denied(source_errors(req, principal, &outside)));
+            return Err(principal.source_denied(source_errors(req, body, principal, &outside)));
         }
     }
     principal.try_take(events.len())
@@ -80,15 +81,14 @@ fn admit(req: &Request, principal: &Principal, events: &[Event]) -> Result<(), D
 
 /// Where each refused `source` came from, as the parser locates errors: the
 /// `ce-source` header (binary mode), `#/source` (one event), `#/<i>/source`
-/// (an array), or `#/source` with its line (NDJSON).
-fn source_errors(req: &Request, principal: &Principal, outside: &[usize]) -> Vec<FieldError> {
+/// (an array), or `#/source` with its line (NDJSON), in the decoded `body`.
+fn source_errors(req: &Request, body: &[u8], principal: &Principal, outside: &[usize]) -> Vec<FieldError> {
     let prefixes: Vec<&str> = principal.source_prefixes().unwrap_or_default().iter().map(|p| &**p).collect();
     let detail = format!("this token may write only sources starting with {}", prefixes.join(", "));
     let kind = BodyKind::of(&req.headers).ok();
     let ndjson_lines: Vec<u64> = if kind == Some(BodyKind::Ndjson) {
         // The lines that hold events: the parser skips blank ones.
-        req.body
-            .split(|b| *b == b'\n')
+        body.split(|b| *b == b'\n')
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
             .map(|(i, _)| i as u64 + 1)
@@ -96,7 +96,7 @@ fn source_errors(req: &Request, principal: &Principal, outside: &[usize]) -> Vec
     } else {
         Vec::new()
     };
-    let first = req.body.iter().find(|b| !b.is_ascii_whitespace());
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let single = kind == Some(BodyKind::Structured) || (kind == Some(BodyKind::Json) && first == Some(&b'{'));
     outside
         .iter()

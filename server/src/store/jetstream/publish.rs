@@ -101,7 +101,7 @@ impl JetStreamStore {
             match self.commit_batch(events, &ids, &pending, token).await? {
                 Outcome::Committed => return Ok(Appended { duplicate }),
                 Outcome::Duplicates => {
-                    let known = self.probe(events, &ids, &pending).await?;
+                    let known = self.probe(events, &ids, &pending, token).await?;
                     for (i, known) in pending.iter().zip(known) {
                         duplicate[*i] = known;
                     }
@@ -220,9 +220,15 @@ impl JetStreamStore {
     /// For each `ids[i]`, `i` in `which`: whether JetStream saw it within
     /// the duplicate window. Stores nothing (see the module comment); as
     /// many probes in flight as batches may be.
-    async fn probe(&self, events: &[Event], ids: &[String], which: &[usize]) -> Result<Vec<bool>, StoreError> {
+    async fn probe(
+        &self,
+        events: &[Event],
+        ids: &[String],
+        which: &[usize],
+        token: Option<&str>,
+    ) -> Result<Vec<bool>, StoreError> {
         let slots = self.options.batches_in_flight.max(1);
-        let probes: Vec<_> = which.iter().map(|&i| self.probe_one(&events[i], &ids[i])).collect();
+        let probes: Vec<_> = which.iter().map(|&i| self.probe_one(&events[i], &ids[i], token)).collect();
         futures::stream::iter(probes).buffered(slots).try_collect().await
     }
 
@@ -230,7 +236,7 @@ impl JetStreamStore {
     /// and an expected last sequence no stream reaches. JetStream checks
     /// the id first: 10201 if it knows it, else 10071 (wrong last
     /// sequence), and stores nothing either way.
-    async fn probe_one(&self, event: &Event, id: &str) -> Result<bool, StoreError> {
+    async fn probe_one(&self, event: &Event, id: &str, token: Option<&str>) -> Result<bool, StoreError> {
         let _slot = self
             .batch_slots
             .acquire()
@@ -240,15 +246,18 @@ impl JetStreamStore {
         let mut backoff = Duration::from_millis(5);
         loop {
             let batch_id = format!("{}-{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed));
-            // The event itself, so that a server that ignored the expectation
-            // would have stored the right message.
-            let message = PublishMessage::build()
+            // The event itself, with its token, so that a server that ignored
+            // the expectation would have stored the right message.
+            let mut message = PublishMessage::build()
                 .payload(event.json_bytes())
                 .message_id(id)
                 .header("Nats-Batch-Id", batch_id.as_str())
                 .header("Nats-Batch-Sequence", "1")
                 .header("Nats-Batch-Commit", "1")
                 .header("Nats-Expected-Last-Sequence", PROBE_EXPECTATION);
+            if let Some(token) = token {
+                message = message.header(TOKEN_HEADER, token);
+            }
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &event.ty), message)
