@@ -34,7 +34,7 @@ pub use conn::{free_port, json, raw_exchange, Conn};
 pub use error::HarnessError;
 pub use events::{event_json, stored_ids};
 pub use nats::{Nats, NatsConn, NatsReply};
-pub use server::{binary, try_binary, Server};
+pub use server::{binary, new_token, refused_start, try_binary, Server};
 
 /// A generous bound for anything that should happen "at once".
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -228,3 +228,52 @@ pub(crate) fn wait_for(child: &mut Child, within: Duration) -> Option<ExitStatus
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `inlet-server` (memory store, a fresh data directory, `args`)
+/// expecting it to refuse to start: checks exit code 1 and that no
+/// `listening on` was printed, and returns its stderr. Panics if the server
+/// starts and keeps running for [`PATIENCE`].
+pub fn refused_start(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(binary("inlet-server"));
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
+        .args(["--store", "memory", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .env_remove("INLET_TOKENS")
+        .env_remove("INLET_ALLOW_ANONYMOUS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn inlet-server");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started instead of refusing: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    assert!(out.stdout.is_empty(), "no `listening on` expected: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+/// A token made by the real `inlet-server token new`: its secret (the first
+/// line) and its `[[token]]` entry (the lines that are not comments).
+pub fn new_token(name: &str, scopes: &str) -> (String, String) {
+    let out = Command::new(binary("inlet-server"))
+        .args(["token", "new", "--name", name, "--scope", scopes])
+        .output()
+        .expect("run token new");
+    assert!(out.status.success(), "token new failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = stdout.lines();
+    let secret = lines.next().expect("the secret line").to_string();
+    let entry: String = lines.filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    (secret, entry)
+}

@@ -4,7 +4,7 @@
 //! against them, no secret in the logs, and the safe default.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,18 +18,9 @@ struct Token {
     entry: String,
 }
 
-/// Runs `inlet-server token new` and splits its stdout: the secret is the
-/// first line, the entry the lines that are not comments.
+/// A token from the real `inlet-server token new`.
 fn new_token(name: &str, scopes: &str) -> Token {
-    let out = Command::new(binary("inlet-server"))
-        .args(["token", "new", "--name", name, "--scope", scopes])
-        .output()
-        .expect("run token new");
-    assert!(out.status.success(), "token new failed: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret line").to_string();
-    let entry: String = lines.filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let (secret, entry) = inlet_tests::new_token(name, scopes);
     Token { secret, entry }
 }
 
@@ -501,31 +492,7 @@ fn blocking_mode_checks_tokens_too() {
 
 #[test]
 fn without_tokens_it_refuses_to_start_on_a_non_loopback_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary("inlet-server"))
-        .args(["--listen", "0.0.0.0:0", "--store", "memory", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("INLET_TOKENS")
-        .env_remove("INLET_ALLOW_ANONYMOUS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server started on 0.0.0.0 without tokens");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "no `listening on`: {}", String::from_utf8_lossy(&out.stdout));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = inlet_tests::refused_start(&["--listen", "0.0.0.0:0"]);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.starts_with("inlet-server: refusing to serve anonymously on 0.0.0.0:0"), "{stderr}");
     assert!(stderr.contains("--tokens") && stderr.contains("--allow-anonymous"), "{stderr}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use inlet_shared::http::{ClientCodec, ClientRequest, ClientResponse, Method};
-use inlet_tests::{client, event_json, Server, PATIENCE};
+use inlet_tests::{client, event_json, new_token, refused_start, Server, PATIENCE};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
 };
@@ -461,41 +461,9 @@ fn at_the_connection_limit_a_tls_client_reads_503_with_retry_after() {
 fn blocking_mode_refuses_to_start_with_tls_flags() {
     let pki = Pki::new();
     pki.write("server", &pki.server(1));
-    let mut child = Command::new(inlet_tests::binary("inlet-server"))
-        .args(["--mode", "blocking", "--store", "memory", "--listen", "127.0.0.1:0"])
-        .args(["--tls-cert", &pki.path_str("server.pem"), "--tls-key", &pki.path_str("server.key")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run inlet-server");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("blocking mode started with TLS flags instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "it must not announce a listener: {}", String::from_utf8_lossy(&out.stdout));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (cert, key) = (pki.path_str("server.pem"), pki.path_str("server.key"));
+    let stderr = refused_start(&["--mode", "blocking", "--tls-cert", &cert, "--tls-key", &key]);
     assert!(stderr.contains("--mode blocking serves plain HTTP only"), "{stderr}");
-}
-
-/// A token made by the real `inlet-server token new`: its secret and its
-/// `[[token]]` entry.
-fn new_token(name: &str, scopes: &str) -> (String, String) {
-    let out = Command::new(inlet_tests::binary("inlet-server"))
-        .args(["token", "new", "--name", name, "--scope", scopes])
-        .output()
-        .expect("run token new");
-    assert!(out.status.success(), "token new failed: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let mut lines = stdout.lines();
-    let secret = lines.next().expect("the secret line").to_string();
-    let entry: String = lines.filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-    (secret, entry)
 }
 
 /// A `[[token]]` entry that names a client certificate subject.
@@ -580,31 +548,6 @@ fn a_client_certificate_alone_authenticates_as_the_token_naming_its_subject() {
     let stats = inlet_tests::json(&res);
     assert_eq!(stats["accepted"], 3, "{stats}");
     assert_eq!(stats["tokens"]["orders"]["accepted"], 3, "{stats}");
-}
-
-/// Runs the server expecting it to refuse to start; its stderr.
-fn refused_start(args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(inlet_tests::binary("inlet-server"))
-        .args(["--store", "memory", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run inlet-server");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server started: {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "no listener announced: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr).unwrap()
 }
 
 #[test]

@@ -140,15 +140,11 @@ impl JetStreamStore {
         which: &[usize],
         token: Option<&str>,
     ) -> Result<Outcome, StoreError> {
-        let _slot = self
-            .batch_slots
-            .acquire()
-            .await
-            .map_err(|_| StoreError::plain(ErrorKind::Closing, "the JetStream store is closing"))?;
+        let _slot = self.batch_slot().await?;
         let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
         let mut backoff = Duration::from_millis(5);
         loop {
-            let batch_id = format!("{}-{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed));
+            let batch_id = self.next_batch_id();
             let (last, rest) = which.split_last().ok_or(StoreError::plain(ErrorKind::Unavailable, "empty batch"))?;
             for (n, i) in rest.iter().enumerate() {
                 let mut headers = HeaderMap::new();
@@ -164,15 +160,7 @@ impl JetStreamStore {
                     .await
                     .map_err(|e| unavailable("publishing to JetStream", e))?;
             }
-            let mut commit = PublishMessage::build()
-                .payload(events[*last].json_bytes())
-                .message_id(&ids[*last])
-                .header("Nats-Batch-Id", batch_id.as_str())
-                .header("Nats-Batch-Sequence", which.len().to_string().as_str())
-                .header("Nats-Batch-Commit", "1");
-            if let Some(token) = token {
-                commit = commit.header(TOKEN_HEADER, token);
-            }
+            let commit = last_of_batch(&events[*last], &ids[*last], &batch_id, which.len(), token);
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &events[*last].ty), commit)
@@ -217,6 +205,19 @@ impl JetStreamStore {
         }
     }
 
+    /// One of the `--nats-batches-in-flight` places for a batch (or probe).
+    async fn batch_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.batch_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::plain(ErrorKind::Closing, "the JetStream store is closing"))
+    }
+
+    /// A batch id no other batch of this process uses.
+    fn next_batch_id(&self) -> String {
+        format!("{}-{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// For each `ids[i]`, `i` in `which`: whether JetStream saw it within
     /// the duplicate window. Stores nothing (see the module comment); as
     /// many probes in flight as batches may be.
@@ -237,27 +238,15 @@ impl JetStreamStore {
     /// the id first: 10201 if it knows it, else 10071 (wrong last
     /// sequence), and stores nothing either way.
     async fn probe_one(&self, event: &Event, id: &str, token: Option<&str>) -> Result<bool, StoreError> {
-        let _slot = self
-            .batch_slots
-            .acquire()
-            .await
-            .map_err(|_| StoreError::plain(ErrorKind::Closing, "the JetStream store is closing"))?;
+        let _slot = self.batch_slot().await?;
         let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
         let mut backoff = Duration::from_millis(5);
         loop {
-            let batch_id = format!("{}-{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed));
+            let batch_id = self.next_batch_id();
             // The event itself, with its token, so that a server that ignored
             // the expectation would have stored the right message.
-            let mut message = PublishMessage::build()
-                .payload(event.json_bytes())
-                .message_id(id)
-                .header("Nats-Batch-Id", batch_id.as_str())
-                .header("Nats-Batch-Sequence", "1")
-                .header("Nats-Batch-Commit", "1")
-                .header("Nats-Expected-Last-Sequence", PROBE_EXPECTATION);
-            if let Some(token) = token {
-                message = message.header(TOKEN_HEADER, token);
-            }
+            let message =
+                last_of_batch(event, id, &batch_id, 1, token).header("Nats-Expected-Last-Sequence", PROBE_EXPECTATION);
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &event.ty), message)
@@ -284,6 +273,21 @@ impl JetStreamStore {
             }
         }
     }
+}
+
+/// The message that ends (commits) an atomic batch of `len` messages:
+/// `event` with its id, the batch headers and the token's name.
+fn last_of_batch(event: &Event, id: &str, batch_id: &str, len: usize, token: Option<&str>) -> PublishMessage {
+    let mut message = PublishMessage::build()
+        .payload(event.json_bytes())
+        .message_id(id)
+        .header("Nats-Batch-Id", batch_id)
+        .header("Nats-Batch-Sequence", len.to_string().as_str())
+        .header("Nats-Batch-Commit", "1");
+    if let Some(token) = token {
+        message = message.header(TOKEN_HEADER, token);
+    }
+    message
 }
 
 #[cfg(test)]
