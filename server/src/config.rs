@@ -210,6 +210,23 @@ pub enum Command {
     /// Tokens for --tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write a consistent copy of the SQLite store to OUT while a server
+    /// keeps serving from it (SQLite's online backup API).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Directory of the store to copy (the server's --data-dir).
+    #[arg(long, env = "INLET_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The file to write; refused if it exists, unless --force.
+    pub out: PathBuf,
+
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -409,6 +426,22 @@ mod tests {
         assert!(refused.starts_with("refusing to serve anonymously on 0.0.0.0:0"), "{refused}");
         assert!(!refused.contains('\n'), "one line: {refused}");
         assert!(auth(&["--listen", "0.0.0.0:0", "--allow-anonymous"]).unwrap().is_anonymous());
+    }
+
+    #[test]
+    fn backup_takes_a_data_dir_an_out_file_and_force() {
+        let config = Config::try_parse_from(["inlet-server", "backup", "--data-dir", "/d", "/o.sqlite3"]).unwrap();
+        match config.command {
+            Some(Command::Backup(args)) => {
+                assert_eq!(args.data_dir, PathBuf::from("/d"));
+                assert_eq!(args.out, PathBuf::from("/o.sqlite3"));
+                assert!(!args.force);
+            }
+            other => panic!("expected backup, got {other:?}"),
+        }
+        let forced = Config::try_parse_from(["inlet-server", "backup", "--force", "/o"]).unwrap();
+        assert!(matches!(forced.command, Some(Command::Backup(BackupArgs { force: true, .. }))));
+        assert!(Config::try_parse_from(["inlet-server", "backup"]).is_err(), "OUT is required");
     }
 
     #[test]

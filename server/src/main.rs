@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use inlet_server::config::{Command, Config, Mode, NewTokenArgs, TokenCommand};
+use inlet_server::config::{BackupArgs, Command, Config, Mode, NewTokenArgs, TokenCommand};
 
 /// mimalloc: per-thread free lists suit one runtime per worker thread, and it
 /// does not keep growing and trimming arenas under load as glibc's does.
@@ -15,8 +15,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    if let Some(Command::Token(TokenCommand::New(args))) = &config.command {
-        return token_new(args);
+    match &config.command {
+        Some(Command::Token(TokenCommand::New(args))) => return token_new(args),
+        Some(Command::Backup(args)) => return backup(args),
+        None => {}
     }
     inlet_server::logging::init(config.log_format);
     let result = match config.mode {
@@ -50,6 +52,27 @@ fn token_new(args: &NewTokenArgs) -> ExitCode {
                 inlet_server::auth::NewTokenError::Random(_) => ExitCode::FAILURE,
                 _ => ExitCode::from(2),
             }
+        }
+    }
+}
+
+/// `inlet-server backup --data-dir DIR OUT`: a consistent copy of the store
+/// while a server may be serving from it; one line on stdout when done.
+fn backup(args: &BackupArgs) -> ExitCode {
+    match inlet_server::store::backup(&args.data_dir, &args.out, args.force) {
+        Ok(copied) => {
+            println!("backed up {} events ({} bytes) to {}", copied.events, copied.bytes, args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("inlet-server backup: {text}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -16,6 +16,7 @@ pub enum Route {
     Events,
     Echo,
     Health,
+    Ready,
     Stats,
     Metrics,
     OpenApi,
@@ -24,14 +25,23 @@ pub enum Route {
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 7] =
-        [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::OpenApi, Route::NotFound];
+    pub const ALL: [Route; 8] = [
+        Route::Events,
+        Route::Echo,
+        Route::Health,
+        Route::Ready,
+        Route::Stats,
+        Route::Metrics,
+        Route::OpenApi,
+        Route::NotFound,
+    ];
 
     pub fn of(path: &[u8]) -> Route {
         match path {
             b"/events" => Route::Events,
             b"/echo" => Route::Echo,
             b"/health" => Route::Health,
+            b"/readyz" => Route::Ready,
             b"/stats" => Route::Stats,
             b"/metrics" => Route::Metrics,
             b"/openapi.yaml" => Route::OpenApi,
@@ -45,6 +55,7 @@ impl Route {
             Route::Events => "/events",
             Route::Echo => "/echo",
             Route::Health => "/health",
+            Route::Ready => "/readyz",
             Route::Stats => "/stats",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.yaml",
@@ -53,13 +64,14 @@ impl Route {
     }
 
     /// The scope a request needs; `None`: open to anyone (`/health`,
-    /// `/openapi.yaml`, and unknown paths, which are `404` anyway).
+    /// `/readyz`, `/openapi.yaml`, and unknown paths, which are `404`
+    /// anyway).
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
             (Route::Events, _) | (Route::Stats, _) => Some(Scope::Read),
             (Route::Metrics, _) => Some(Scope::Metrics),
-            (Route::Health | Route::OpenApi | Route::NotFound, _) => None,
+            (Route::Health | Route::Ready | Route::OpenApi | Route::NotFound, _) => None,
         }
     }
 
@@ -204,7 +216,8 @@ pub async fn handle(
         (Route::Events, Method::Post) => events::ingest(app, &req, &principal).await,
         (Route::Events, _) => events::query(app, &req).await,
         (Route::Echo, _) => ops::echo(&req),
-        (Route::Health, _) => ops::health(app),
+        (Route::Health, _) => ops::health(app).await,
+        (Route::Ready, _) => ops::readyz(app).await,
         (Route::Stats, _) => ops::stats(app),
         (Route::Metrics, _) => ops::metrics(app, &req),
         (Route::OpenApi, _) => ops::openapi(),
@@ -242,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn every_route_but_health_and_openapi_needs_a_scope() {
+    fn every_route_but_health_readyz_and_openapi_needs_a_scope() {
         use crate::auth::Scope;
         use inlet_shared::http::Method;
         assert_eq!(Route::Events.scope(&Method::Post), Some(Scope::Write));
@@ -252,6 +265,8 @@ mod tests {
         assert_eq!(Route::Stats.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Metrics.scope(&Method::Get), Some(Scope::Metrics));
         assert_eq!(Route::Health.scope(&Method::Get), None);
+        assert_eq!(Route::Ready.scope(&Method::Get), None);
+        assert_eq!(Route::Ready.scope(&Method::Head), None);
         assert_eq!(Route::OpenApi.scope(&Method::Get), None);
     }
 

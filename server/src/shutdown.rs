@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::sync::watch;
@@ -69,7 +70,23 @@ impl Shutdown {
     }
 }
 
-/// Completes on the first SIGINT or SIGTERM.
+/// Set once this process received SIGINT or SIGTERM: a signal is the
+/// process's, so this is too. `/readyz` answers `503` from then on, while
+/// requests in flight finish.
+static BEGUN: AtomicBool = AtomicBool::new(false);
+
+/// Whether shutdown has begun for this process (a signal was received).
+pub fn has_begun() -> bool {
+    BEGUN.load(Ordering::Acquire)
+}
+
+/// Marks shutdown as begun (what [`signal`] does on a signal).
+pub fn begin() {
+    BEGUN.store(true, Ordering::Release);
+}
+
+/// Completes on the first SIGINT or SIGTERM, after marking shutdown as
+/// begun ([`has_begun`]).
 pub async fn signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
@@ -95,6 +112,7 @@ pub async fn signal() {
         _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         _ = term => tracing::info!("SIGTERM received, shutting down"),
     }
+    begin();
 }
 
 #[cfg(test)]

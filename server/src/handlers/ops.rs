@@ -1,5 +1,5 @@
-//! The small endpoints: `/echo`, `/health`, `/stats`, `/metrics`,
-//! `/openapi.yaml`.
+//! The small endpoints: `/echo`, `/health`, `/readyz`, `/stats`,
+//! `/metrics`, `/openapi.yaml`.
 
 use bytes::Bytes;
 use inlet_shared::http::{Request, Response};
@@ -20,14 +20,47 @@ pub fn echo(req: &Request) -> Response {
 
 /// `GET /health`: liveness. Always 200 while the process serves; when the
 /// store cannot take writes it says so (`"ready": false`).
-pub fn health(app: &App) -> Response {
-    match app.store.readiness() {
+pub async fn health(app: &App) -> Response {
+    match app.store.readiness().await {
         Ok(()) => respond::json(200, Bytes::from_static(br#"{"status":"ok"}"#)),
         Err(why) => {
-            let body = serde_json::json!({"status": "ok", "ready": false, "store": app.store.name(), "reason": why});
+            let body =
+                serde_json::json!({"status": "ok", "ready": false, "store": app.store.name(), "reason": why.detail});
             respond::json(200, serde_json::to_vec(&body).unwrap_or_default())
         }
     }
+}
+
+/// `GET /readyz`: readiness. `200` when the store can take a write now and
+/// shutdown has not begun; `503` otherwise. Either way the body names each
+/// component and its status (docs/http.md shows the shape): fixed words and
+/// details only (no path, no address, no secret), so it is open to anyone,
+/// like `/health`. Nothing is written per probe.
+pub async fn readyz(app: &App) -> Response {
+    readiness_response(app.store.name(), app.store.readiness().await, crate::shutdown::has_begun())
+}
+
+fn readiness_response(store: &str, readiness: Result<(), crate::store::NotReady>, draining: bool) -> Response {
+    let store_part = match readiness {
+        Ok(()) => serde_json::json!({"status": "ready", "kind": store}),
+        Err(why) => serde_json::json!({"status": why.status, "kind": store, "detail": why.detail}),
+    };
+    let shutdown_part = if draining {
+        serde_json::json!({"status": "draining", "detail": "shutdown has begun; requests in flight finish"})
+    } else {
+        serde_json::json!({"status": "running"})
+    };
+    let ready = readiness.is_ok() && !draining;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not-ready" },
+        "components": {"store": store_part, "shutdown": shutdown_part},
+    });
+    let mut res = respond::json(if ready { 200 } else { 503 }, serde_json::to_vec(&body).unwrap_or_default());
+    if !ready {
+        // When to probe again; a load balancer keeps its own schedule.
+        res.retry_after = Some(1);
+    }
+    res
 }
 
 /// `GET /stats`: the counters as JSON.
@@ -53,4 +86,39 @@ pub const OPENAPI_YAML: &[u8] = include_bytes!("../../../docs/openapi.yaml");
 /// `docs/openapi.yaml`.
 pub fn openapi() -> Response {
     Response::new(200, Some(Bytes::from_static(b"application/yaml")), Bytes::from_static(OPENAPI_YAML))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NotReady;
+
+    fn body(res: &Response) -> serde_json::Value {
+        match &res.body {
+            inlet_shared::http::Body::Full(bytes) => serde_json::from_slice(bytes).unwrap(),
+            other => panic!("a whole body expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn readiness_is_200_only_with_a_ready_store_and_no_shutdown() {
+        let ready = readiness_response("sqlite", Ok(()), false);
+        assert_eq!(ready.status, 200);
+        assert_eq!(
+            body(&ready),
+            serde_json::json!({"status": "ready", "components": {
+                "store": {"status": "ready", "kind": "sqlite"}, "shutdown": {"status": "running"}}})
+        );
+        let full = readiness_response("sqlite", Err(NotReady::full("no room")), false);
+        assert_eq!((full.status, full.retry_after), (503, Some(1)));
+        assert_eq!(
+            body(&full),
+            serde_json::json!({"status": "not-ready", "components": {
+                "store": {"status": "full", "kind": "sqlite", "detail": "no room"}, "shutdown": {"status": "running"}}})
+        );
+        let draining = readiness_response("memory", Ok(()), true);
+        assert_eq!(draining.status, 503);
+        assert_eq!(body(&draining)["components"]["shutdown"]["status"], "draining");
+        assert_eq!(body(&draining)["components"]["store"]["status"], "ready");
+    }
 }

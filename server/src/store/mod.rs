@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
 pub use memory::MemoryStore;
-pub use sqlite::{Options as SqliteOptions, SqliteStore, Sync as SyncMode};
+pub use sqlite::{backup, BackupError, Options as SqliteOptions, SqliteStore, Sync as SyncMode};
 
 /// What kind of failure a [`StoreError`] is. Every kind is answered `503`
 /// with `Retry-After`; nothing of the request was stored.
@@ -355,10 +355,35 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and `/health`.
     fn name(&self) -> &'static str;
 
-    /// Whether the store can take writes now; `Err` says why not (shown by
-    /// `/health`).
-    fn readiness(&self) -> Result<(), String> {
-        Ok(())
+    /// Whether the store can take a write now; `Err` says why not (shown by
+    /// `/readyz` and `/health`). Cheap: a probe every second writes
+    /// nothing and waits on nothing but, at most once, a bounded network
+    /// call (JetStream finding its stream).
+    fn readiness(&self) -> BoxFuture<'_, Result<(), NotReady>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Why a store cannot take a write now: a stable status word and a short,
+/// fixed detail, both safe to show to anyone (no path, no secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotReady {
+    /// `full`, `unavailable` or `closing`.
+    pub status: &'static str,
+    pub detail: &'static str,
+}
+
+impl NotReady {
+    pub const fn full(detail: &'static str) -> NotReady {
+        NotReady { status: "full", detail }
+    }
+
+    pub const fn unavailable(detail: &'static str) -> NotReady {
+        NotReady { status: "unavailable", detail }
+    }
+
+    pub const fn closing(detail: &'static str) -> NotReady {
+        NotReady { status: "closing", detail }
     }
 }
 
@@ -387,6 +412,26 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "the data directory {} is in use by another inlet-server{}; stop it first, or give another --data-dir",
+        dir.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { dir: std::path::PathBuf, holder: Option<u32> },
+    #[error("cannot lock the data directory {} (its `lock` file)", dir.display())]
+    Lock {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not an inlet event store ({why}); it was left untouched", path.display())]
+    NotAStore { path: std::path::PathBuf, why: String },
+    #[error(
+        "{} has schema version {found}, newer than the {known} this inlet-server knows; run a newer inlet-server \
+         (the file was left untouched)",
+        path.display()
+    )]
+    NewerSchema { path: std::path::PathBuf, found: i64, known: i64 },
     #[error("cannot start the {what} thread")]
     Thread {
         what: &'static str,

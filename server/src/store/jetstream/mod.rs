@@ -34,7 +34,7 @@ use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::{Appended, ErrorKind, OpenError, PageStream, Query, Store, StoreError};
+use super::{Appended, ErrorKind, NotReady, OpenError, PageStream, Query, Store, StoreError};
 
 pub use publish::MAX_ATOMIC_BATCH;
 
@@ -76,6 +76,9 @@ pub struct JetStreamStore {
 }
 
 /// Why the stream cannot take atomic batches and inlet will not start.
+/// How long a readiness probe waits for NATS to find the stream.
+const STREAM_PROBE: Duration = Duration::from_millis(500);
+
 const NOT_ATOMIC: &str = "the JetStream stream does not allow atomic batches and could not be updated to";
 
 /// Makes a CloudEvents type usable as subject tokens: `.` separates tokens,
@@ -256,12 +259,23 @@ impl Store for JetStreamStore {
         "jetstream"
     }
 
-    fn readiness(&self) -> Result<(), String> {
-        if self.ready.load(Ordering::SeqCst) && self.client.connection_state() == State::Connected {
-            Ok(())
-        } else {
-            Err("NATS is unreachable".into())
-        }
+    /// Ready when connected to NATS and the stream was found (or made).
+    /// Found once; until then a probe looks for it (bounded by
+    /// [`STREAM_PROBE`]), so that a server started while NATS was away
+    /// becomes ready without a write first.
+    fn readiness(&self) -> BoxFuture<'_, Result<(), NotReady>> {
+        Box::pin(async move {
+            if !(self.ready.load(Ordering::SeqCst) && self.client.connection_state() == State::Connected) {
+                return Err(NotReady::unavailable("NATS is unreachable"));
+            }
+            if self.stream.get().is_some() {
+                return Ok(());
+            }
+            match tokio::time::timeout(STREAM_PROBE, self.stream()).await {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(NotReady::unavailable("the JetStream stream is not available")),
+            }
+        })
     }
 }
 

@@ -9,11 +9,16 @@
 //! `--sync normal` it survives a crash of the process (`kill -9`) but the
 //! last commits may be lost on power loss.
 
+mod backup;
 mod checkpointer;
+mod lock;
 mod schema;
 mod writer;
 
+pub use backup::{backup, BackupError};
+
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -24,7 +29,8 @@ use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::{
-    Appended, ErrorKind, OpenError, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoredEvent,
+    Appended, ErrorKind, NotReady, OpenError, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError,
+    StoredEvent,
 };
 use inlet_shared::event::Text;
 use writer::{Job, Outcome, Row};
@@ -56,7 +62,24 @@ pub struct SqliteStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// `--max-store-bytes` in pages, if set.
+    cap_pages: Option<u64>,
+    /// Set when a write was refused as full, cleared by the next write that
+    /// commits: readiness stays `full` until then, or until it sees room
+    /// freed (more free bytes than at the refusal).
+    refused_full: AtomicBool,
+    /// Free bytes the first probe after the refusal saw (`u64::MAX`: not yet).
+    free_at_refusal: AtomicU64,
+    /// Held for the life of the store: one owner per data directory.
+    _lock: lock::DirLock,
 }
+
+/// Readiness is `full` with less room than this left: a write of a few
+/// events needs a few new pages of the table and of each index.
+const READY_HEADROOM_BYTES: u64 = 64 * 1024;
+
+/// The name of the database file in `--data-dir`.
+pub const FILE_NAME: &str = "events.sqlite3";
 
 fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> OpenError + '_ {
     move |source| OpenError::Database { path: path.to_path_buf(), source }
@@ -79,9 +102,31 @@ impl SqliteStore {
     pub fn open(options: &Options) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(&options.dir)
             .map_err(|source| OpenError::DataDir { path: options.dir.clone(), source })?;
-        let path = options.dir.join("events.sqlite3");
+        // The lock first: nothing of the directory is touched while another
+        // server owns it.
+        let dir_lock = lock::DirLock::acquire(&options.dir)?;
+        let path = options.dir.join(FILE_NAME);
+        // Checked before SQLite opens it for writing: a file that is not
+        // SQLite is never handed to it.
+        let refused = |refusal| match refusal {
+            schema::Refusal::NotAStore(why) => OpenError::NotAStore { path: path.clone(), why },
+            schema::Refusal::Newer(found) => {
+                OpenError::NewerSchema { path: path.clone(), found, known: schema::VERSION }
+            }
+        };
+        schema::check_header(&path).map_err(refused)?;
         let conn = Connection::open(&path).map_err(open_error(&path))?;
+        // Reading only: a refused file is left as it was.
+        match schema::inspect(&conn) {
+            Ok(Ok(_)) => {}
+            Ok(Err(refusal)) => return Err(refused(refusal)),
+            Err(e) if is_not_a_database(&e) => {
+                return Err(refused(schema::Refusal::NotAStore(format!("corrupt or not an SQLite database: {e}"))));
+            }
+            Err(e) => return Err(open_error(&path)(e)),
+        }
         schema::configure_writer(&conn, options.sync, options.max_bytes).map_err(open_error(&path))?;
+        let cap_pages = schema::cap_pages(&conn, options.max_bytes).map_err(open_error(&path))?;
         let next: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).map_err(open_error(&path))?;
         tracing::info!(path = %path.display(), last_seq = next, sync = ?options.sync, "sqlite store opened");
@@ -106,7 +151,58 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(readers)),
             path,
+            cap_pages,
+            refused_full: AtomicBool::new(false),
+            free_at_refusal: AtomicU64::new(u64::MAX),
+            _lock: dir_lock,
         })
+    }
+
+    /// Bytes a write may still use: below the cap (in pages, free pages
+    /// inside the file counted as room), or without a cap, what the file
+    /// system has free for us. Reads a page-count from a pooled read
+    /// connection or asks the file system: nothing is written.
+    fn free_bytes(&self) -> Option<u64> {
+        match self.cap_pages {
+            Some(cap) => {
+                let conn = self.readers.lock().ok()?.pop()?;
+                let counted = (|| -> rusqlite::Result<(u64, u64, u64)> {
+                    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+                    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+                    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+                    Ok((pages as u64, free as u64, size as u64))
+                })();
+                if let Ok(mut pool) = self.readers.lock() {
+                    pool.push(conn);
+                }
+                let (pages, free, size) = counted.ok()?;
+                Some(cap.saturating_sub(pages.saturating_sub(free)).saturating_mul(size))
+            }
+            None => {
+                let dir = self.path.parent()?;
+                let fs = rustix::fs::statvfs(dir).ok()?;
+                Some(fs.f_bavail.saturating_mul(fs.f_frsize))
+            }
+        }
+    }
+
+    /// Whether the store has room for a write now (see `refused_full`).
+    fn room(&self) -> Result<(), NotReady> {
+        const FULL: NotReady = NotReady::full("the store is at its size cap (--max-store-bytes) or the disk is full");
+        // Unknown (every read connection busy): not a reason to turn
+        // traffic away.
+        let Some(free) = self.free_bytes() else { return Ok(()) };
+        if free < READY_HEADROOM_BYTES {
+            return Err(FULL);
+        }
+        if self.refused_full.load(Ordering::Acquire) {
+            match self.free_at_refusal.compare_exchange(u64::MAX, free, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Err(FULL),
+                Err(then) if free <= then => return Err(FULL),
+                Err(_) => self.refused_full.store(false, Ordering::Release),
+            }
+        }
+        Ok(())
     }
 
     fn submit(&self, events: &[Event], token: Option<&str>) -> Result<oneshot::Receiver<Outcome>, StoreError> {
@@ -229,8 +325,19 @@ impl Store for SqliteStore {
             }
             let answer = self.submit(events, token)?;
             match answer.await {
-                Ok(Ok(duplicate)) => Ok(Appended { duplicate: duplicate.into() }),
-                Ok(Err(e)) => Err(e),
+                Ok(Ok(duplicate)) => {
+                    if self.refused_full.load(Ordering::Relaxed) {
+                        self.refused_full.store(false, Ordering::Release);
+                    }
+                    Ok(Appended { duplicate: duplicate.into() })
+                }
+                Ok(Err(e)) => {
+                    if e.kind() == ErrorKind::Full {
+                        self.free_at_refusal.store(u64::MAX, Ordering::Release);
+                        self.refused_full.store(true, Ordering::Release);
+                    }
+                    Err(e)
+                }
                 Err(_) => Err(StoreError::plain(ErrorKind::Unavailable, "the writer stopped")),
             }
         })
@@ -265,6 +372,29 @@ impl Store for SqliteStore {
     fn name(&self) -> &'static str {
         "sqlite"
     }
+
+    /// Ready when the writer thread runs, the store is not closing, and
+    /// there is room for a write (see [`SqliteStore::room`]).
+    fn readiness(&self) -> BoxFuture<'_, Result<(), NotReady>> {
+        let state = (|| {
+            match self.jobs.lock() {
+                Ok(jobs) if jobs.is_none() => return Err(NotReady::closing("the store is closing")),
+                Ok(_) => {}
+                Err(_) => return Err(NotReady::unavailable("the writer failed")),
+            }
+            match self.writer.lock() {
+                Ok(w) if w.as_ref().is_some_and(|h| !h.is_finished()) => {}
+                _ => return Err(NotReady::unavailable("the writer stopped")),
+            }
+            self.room()
+        })();
+        Box::pin(std::future::ready(state))
+    }
+}
+
+/// Whether SQLite found the file is not a database, or corrupt.
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
 }
 
 #[cfg(test)]
@@ -382,5 +512,139 @@ mod tests {
         }
         assert!(matches!(stream.recv().await, PageItem::End { next_after: None }));
         store.close().await.unwrap();
+    }
+
+    fn options(dir: &TestDir, max_bytes: Option<u64>) -> Options {
+        Options { dir: dir.path().to_path_buf(), sync: Sync::Normal, queue: 16, max_bytes, readers: 1 }
+    }
+
+    /// Opens `dir` expecting a refusal; the file must be left byte for byte.
+    fn refused(dir: &TestDir) -> OpenError {
+        let file = dir.path().join(FILE_NAME);
+        let before = std::fs::read(&file).unwrap();
+        let err = match SqliteStore::open(&options(dir, None)) {
+            Err(e) => e,
+            Ok(_) => panic!("opened a file it should refuse"),
+        };
+        assert!(std::fs::read(&file).unwrap() == before, "the refused file was changed");
+        assert!(!dir.path().join(format!("{FILE_NAME}-wal")).exists(), "a WAL was made beside it");
+        err
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused_untouched() {
+        let dir = TestDir::new();
+        std::fs::write(dir.path().join(FILE_NAME), b"this is not a database, it is a note\n".repeat(200)).unwrap();
+        let err = refused(&dir);
+        assert!(matches!(&err, OpenError::NotAStore { why, .. } if why == "not an SQLite database"), "{err}");
+        assert!(err.to_string().contains("is not an inlet event store"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_database_is_refused_untouched() {
+        let dir = TestDir::new();
+        {
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch("CREATE TABLE events (seq INTEGER PRIMARY KEY, x TEXT);").unwrap();
+        }
+        // The header stays; the schema page (the rest of page 1) is garbage.
+        let mut bytes = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        for b in &mut bytes[100..] {
+            *b = 0xA5;
+        }
+        std::fs::write(dir.path().join(FILE_NAME), &bytes).unwrap();
+        let err = refused(&dir);
+        assert!(matches!(&err, OpenError::NotAStore { why, .. } if why.starts_with("corrupt")), "{err}");
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_untouched() {
+        let dir = TestDir::new();
+        {
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch("CREATE TABLE users (name TEXT); CREATE TABLE orders (n INTEGER);").unwrap();
+        }
+        let err = refused(&dir);
+        assert!(
+            matches!(&err, OpenError::NotAStore { why, .. } if why == "it has no `events` table; its tables: users, orders"),
+            "{err}"
+        );
+        // Its own `events` table, of another shape.
+        let dir = TestDir::new();
+        {
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch("CREATE TABLE events (seq INTEGER PRIMARY KEY, what TEXT);").unwrap();
+        }
+        let err = refused(&dir);
+        assert!(matches!(&err, OpenError::NotAStore { why, .. } if why.contains("no `source` column")), "{err}");
+        // Marked as another program's.
+        let dir = TestDir::new();
+        {
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch("PRAGMA application_id = 1234; CREATE TABLE t (x);").unwrap();
+        }
+        let err = refused(&dir);
+        assert!(matches!(&err, OpenError::NotAStore { why, .. } if why.contains("0x4d2")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_version_is_refused_untouched() {
+        let dir = TestDir::new();
+        {
+            let store = SqliteStore::open(&options(&dir, None)).unwrap();
+            store.close().await.unwrap();
+            drop(store);
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.pragma_update(None, "user_version", schema::VERSION + 1).unwrap();
+        }
+        let err = refused(&dir);
+        assert!(
+            matches!(err, OpenError::NewerSchema { found, known: schema::VERSION, .. } if found == schema::VERSION + 1)
+        );
+        assert!(err.to_string().contains(&format!("schema version {}", schema::VERSION + 1)), "{err}");
+    }
+
+    #[test]
+    fn a_new_store_gets_the_current_version_and_a_second_open_is_locked_out() {
+        let dir = TestDir::new();
+        let store = SqliteStore::open(&options(&dir, None)).unwrap();
+        let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let app: i64 = c.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
+        assert_eq!((version, app), (schema::VERSION, schema::APPLICATION_ID));
+        match SqliteStore::open(&options(&dir, None)) {
+            Err(OpenError::Locked { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("a second store opened the same directory"),
+        }
+        drop(store);
+        assert!(SqliteStore::open(&options(&dir, None)).is_ok(), "free again once the first is gone");
+    }
+
+    #[tokio::test]
+    async fn readiness_is_full_after_a_refusal_at_the_cap_and_ready_below_it() {
+        let dir = TestDir::new();
+        let store = SqliteStore::open(&options(&dir, Some(256 * 1024))).unwrap();
+        assert_eq!(store.readiness().await, Ok(()));
+        let mut refusals = 0;
+        for i in 0..2000 {
+            let mut e = Event::new(format!("{i}"), "/s", "t");
+            e.subject = Some("x".repeat(2000).into());
+            match store.append(&[e], None).await {
+                Ok(_) => assert_eq!(refusals, 0, "accepted after a refusal"),
+                Err(err) => {
+                    assert_eq!(err.kind(), ErrorKind::Full);
+                    refusals += 1;
+                    break;
+                }
+            }
+        }
+        assert_eq!(refusals, 1, "the cap was reached");
+        let not_ready = store.readiness().await.unwrap_err();
+        assert_eq!(not_ready.status, "full");
+        // Asked again: still full, nothing freed.
+        assert_eq!(store.readiness().await.unwrap_err().status, "full");
+        store.close().await.unwrap();
+        assert_eq!(store.readiness().await.unwrap_err().status, "closing");
     }
 }

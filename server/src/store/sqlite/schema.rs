@@ -9,10 +9,14 @@
 //! anonymous writes do not pay for it. Users can open the file with the
 //! `sqlite3` shell.
 //!
-//! A database made before `token` existed gets the column at open: one
-//! `ALTER TABLE events ADD COLUMN token TEXT` in its own transaction (SQLite
-//! adds a nullable column without rewriting the table, so this is quick on
-//! any size; the events already stored read back with `token` NULL).
+//! Versions: `PRAGMA user_version` says which schema a file has and
+//! `PRAGMA application_id` that it is inlet's. At open the file is first
+//! read without writing ([`check_header`], [`inspect`]): a file that is not
+//! SQLite, is corrupt, is another program's, or has a newer version is
+//! refused and left as it was; an older store is migrated in one
+//! transaction ([`migrate`]); a new file gets the current version. A store
+//! made before `token` existed gets the column then (its events read back
+//! with `token` NULL).
 
 use rusqlite::Connection;
 
@@ -33,27 +37,136 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq);
 ";
 
-/// Made after [`add_token_column`], which an older database needs first.
+/// Made after the `token` column, which an older database gets first.
 const TOKEN_INDEX: &str = "CREATE INDEX IF NOT EXISTS events_by_token ON events (token, seq) WHERE token IS NOT NULL;";
 
-/// Adds the `token` column to a database made before it existed; a no-op
-/// when the column is there. In one transaction, so that a crash leaves the
-/// table as it was or migrated, never half.
-pub fn add_token_column(conn: &Connection) -> rusqlite::Result<()> {
+/// The schema version this binary writes (`PRAGMA user_version`). 0: a
+/// store made before versions existed (with or without `token`); 1: the
+/// `events` table with `token` and its indexes.
+pub const VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of an inlet store: "inlt". A file with another
+/// non-zero id belongs to another program. Stores made before it was set
+/// have 0.
+pub const APPLICATION_ID: i64 = 0x696e_6c74;
+
+/// The columns an inlet store's `events` table has in every version.
+const REQUIRED_COLUMNS: [&str; 6] = ["seq", "source", "id", "type", "received_at", "event"];
+
+/// What a database file holds, found by reading only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// No tables: a new (or empty) file; it gets the current schema.
+    Empty,
+    /// An inlet store of this version (migrated if older than [`VERSION`]).
+    Store { version: i64, application_id: i64, has_token: bool },
+}
+
+/// Why a file is refused at open. The file is left as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not SQLite, corrupt, another program's, or other tables.
+    NotAStore(String),
+    /// A schema version newer than [`VERSION`].
+    Newer(i64),
+}
+
+/// The SQLite header's magic string (the first 16 bytes of the file).
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks the file's header before SQLite opens it for writing: an empty
+/// or missing file is fine (it becomes a new store); anything else must be
+/// an SQLite database that is not another program's (its
+/// `application_id`, at byte 68 of the header, is 0 or inlet's).
+pub fn check_header(path: &std::path::Path) -> Result<(), Refusal> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Refusal::NotAStore(format!("cannot read it: {e}"))),
+    };
+    let mut header = [0u8; 100];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(Refusal::NotAStore(format!("cannot read it: {e}"))),
+        }
+    }
+    if read == 0 {
+        return Ok(());
+    }
+    if read < header.len() || &header[..16] != MAGIC {
+        return Err(Refusal::NotAStore("not an SQLite database".into()));
+    }
+    let application_id = i64::from(i32::from_be_bytes([header[68], header[69], header[70], header[71]]));
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(Refusal::NotAStore(format!(
+            "an SQLite database of another program, application_id {application_id:#x}"
+        )));
+    }
+    Ok(())
+}
+
+/// Finds what the database holds, reading only (nothing is written, so a
+/// refused file stays byte for byte as it was).
+pub fn inspect(conn: &Connection) -> rusqlite::Result<Result<Found, Refusal>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let application_id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    if version > VERSION {
+        return Ok(Err(Refusal::Newer(version)));
+    }
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?;
+    let tables = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    if tables.is_empty() && version == 0 {
+        return Ok(Ok(Found::Empty));
+    }
+    if !tables.iter().any(|t| t == "events") {
+        let mut listed = tables.join(", ");
+        if listed.is_empty() {
+            listed = "none".into();
+        }
+        return Ok(Err(Refusal::NotAStore(format!("it has no `events` table; its tables: {listed}"))));
+    }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('events')")?;
+    let columns = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    if let Some(missing) = REQUIRED_COLUMNS.iter().find(|c| !columns.iter().any(|have| have == *c)) {
+        return Ok(Err(Refusal::NotAStore(format!("its `events` table has no `{missing}` column"))));
+    }
+    let has_token = columns.iter().any(|c| c == "token");
+    Ok(Ok(Found::Store { version, application_id, has_token }))
+}
+
+/// Brings what [`inspect`] found to the current schema, in one transaction
+/// (a crash leaves it as it was or migrated, never half): a new file gets
+/// the tables; a store of version 0 gets the `token` column (SQLite adds a
+/// nullable column without rewriting the table, so this is quick on any
+/// size) and its index; every store gets the current `user_version` and
+/// inlet's `application_id`. A store already current is not written to.
+pub fn migrate(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
+    if let Found::Store { version: VERSION, application_id: APPLICATION_ID, has_token: true } = found {
+        return Ok(());
+    }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let migrated = (|| {
-        let has: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'token'", [], |r| {
-                r.get(0)
-            })?;
-        if !has {
+        conn.execute_batch(SCHEMA)?;
+        if let Found::Store { has_token: false, .. } = found {
             conn.execute_batch("ALTER TABLE events ADD COLUMN token TEXT")?;
             tracing::info!("sqlite store: added the `token` column to the events table");
         }
-        conn.execute_batch(TOKEN_INDEX)
+        conn.execute_batch(TOKEN_INDEX)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        conn.pragma_update(None, "user_version", VERSION)
     })();
     match migrated {
-        Ok(()) => conn.execute_batch("COMMIT"),
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            if let Found::Store { version, .. } = found {
+                tracing::info!(from = version, to = VERSION, "sqlite store: schema migrated");
+            }
+            Ok(())
+        }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
@@ -82,14 +195,26 @@ pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // When the WAL starts over, its file is cut back to this size.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    conn.execute_batch(SCHEMA)?;
-    add_token_column(conn)?;
-    if let Some(bytes) = max_bytes {
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        let pages = (bytes / page_size.max(512) as u64).max(1);
+    // Open checked the file with `inspect` before anything wrote to it;
+    // a refusal here means it changed since (or a test skipped the check).
+    match inspect(conn)? {
+        Ok(found) => migrate(conn, &found)?,
+        Err(refusal) => {
+            let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB);
+            return Err(rusqlite::Error::SqliteFailure(code, Some(format!("the database was refused: {refusal:?}"))));
+        }
+    }
+    if let Some(pages) = cap_pages(conn, max_bytes)? {
         conn.pragma_update(None, "max_page_count", pages as i64)?;
     }
     Ok(())
+}
+
+/// `max_bytes` in pages of this database, at least one.
+pub fn cap_pages(conn: &Connection, max_bytes: Option<u64>) -> rusqlite::Result<Option<u64>> {
+    let Some(bytes) = max_bytes else { return Ok(None) };
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(Some((bytes / page_size.max(512) as u64).max(1)))
 }
 
 /// Settings of the read connections.
