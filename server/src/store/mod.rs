@@ -424,11 +424,11 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not an inlet event store ({why}); it was left untouched", path.display())]
+    #[error("cannot open the event store {}: it is not an inlet event store ({why}); it was left untouched", path.display())]
     NotAStore { path: std::path::PathBuf, why: String },
     #[error(
-        "{} has schema version {found}, newer than the {known} this inlet-server knows; run a newer inlet-server \
-         (the file was left untouched)",
+        "cannot open the event store {}: it has schema version {found}, newer than the {known} this inlet-server \
+         knows; run a newer inlet-server (the file was left untouched)",
         path.display()
     )]
     NewerSchema { path: std::path::PathBuf, found: i64, known: i64 },

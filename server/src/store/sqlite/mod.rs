@@ -62,7 +62,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    /// `--max-store-bytes` in pages, if set.
+    /// `--max-store-bytes`, and in pages, if set.
+    max_bytes: Option<u64>,
     cap_pages: Option<u64>,
     /// Set when a write was refused as full, cleared by the next write that
     /// commits: readiness stays `full` until then, or until it sees room
@@ -74,8 +75,9 @@ pub struct SqliteStore {
     _lock: lock::DirLock,
 }
 
-/// Readiness is `full` with less room than this left: a write of a few
-/// events needs a few new pages of the table and of each index.
+/// Readiness is `full` with less room than this left (or an eighth of a
+/// smaller cap): a write of a few events needs a few new pages of the table
+/// and of each index.
 const READY_HEADROOM_BYTES: u64 = 64 * 1024;
 
 /// The name of the database file in `--data-dir`.
@@ -151,6 +153,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(readers)),
             path,
+            max_bytes: options.max_bytes,
             cap_pages,
             refused_full: AtomicBool::new(false),
             free_at_refusal: AtomicU64::new(u64::MAX),
@@ -192,7 +195,11 @@ impl SqliteStore {
         // Unknown (every read connection busy): not a reason to turn
         // traffic away.
         let Some(free) = self.free_bytes() else { return Ok(()) };
-        if free < READY_HEADROOM_BYTES {
+        let headroom = match self.max_bytes {
+            Some(cap) => READY_HEADROOM_BYTES.min(cap / 8),
+            None => READY_HEADROOM_BYTES,
+        };
+        if free < headroom {
             return Err(FULL);
         }
         if self.refused_full.load(Ordering::Acquire) {
