@@ -32,6 +32,8 @@ pub struct Copied {
 pub enum BackupError {
     #[error("{} exists; give --force to replace it", .0.display())]
     Exists(PathBuf),
+    #[error("{} is the store itself (or its WAL); the copy must go elsewhere", .0.display())]
+    OntoTheStore(PathBuf),
     #[error("there is no event store in {}", .0.display())]
     NoStore(PathBuf),
     #[error("{} is not an inlet event store: {why}", path.display())]
@@ -57,6 +59,9 @@ pub fn backup(data_dir: &Path, out: &Path, force: bool) -> Result<Copied, Backup
     let source_path = data_dir.join(FILE_NAME);
     if !source_path.is_file() {
         return Err(BackupError::NoStore(data_dir.to_path_buf()));
+    }
+    if is_the_store(&source_path, out) {
+        return Err(BackupError::OntoTheStore(out.to_path_buf()));
     }
     if out.exists() && !force {
         return Err(BackupError::Exists(out.to_path_buf()));
@@ -107,6 +112,24 @@ pub fn backup(data_dir: &Path, out: &Path, force: bool) -> Result<Copied, Backup
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(Copied { events: events as u64, bytes })
+}
+
+/// Whether `out` names the store's database file or one of its companions
+/// (`-wal`, `-shm`, `-journal`), or their `.partial`: even with `--force`,
+/// renaming a copy over the live file would pair it with the server's WAL.
+fn is_the_store(source: &Path, out: &Path) -> bool {
+    let (Some(dir), Some(name)) = (out.parent(), out.file_name()) else { return false };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let (Ok(out_dir), Some(source_dir)) = (dir.canonicalize(), source.parent().and_then(|d| d.canonicalize().ok()))
+    else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    out_dir == source_dir
+        && ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+            let file = format!("{FILE_NAME}{suffix}");
+            *name == *file || *name == format!("{file}.partial")
+        })
 }
 
 /// `OUT.partial`, beside `OUT`.
@@ -180,6 +203,14 @@ mod tests {
         assert_eq!(store.append(&[Event::new("late", "/s", "t")], None).await.unwrap().accepted(), 1);
         assert_eq!(backup(&options.dir, &out, true).unwrap().events, 51);
         store.close().await.unwrap();
+
+        // Never onto the live file, even with --force.
+        for name in [FILE_NAME, "events.sqlite3-wal", "events.sqlite3.partial"] {
+            let onto = options.dir.join(name);
+            assert!(matches!(backup(&options.dir, &onto, true), Err(BackupError::OntoTheStore(_))), "{name}");
+        }
+        let sideways = options.dir.join("..").join("data").join(FILE_NAME);
+        assert!(matches!(backup(&options.dir, &sideways, true), Err(BackupError::OntoTheStore(_))));
 
         let missing = dir.path().join("nothing-here");
         assert!(matches!(backup(&missing, &dir.path().join("x"), false), Err(BackupError::NoStore(_))));

@@ -69,7 +69,8 @@ pub struct SqliteStore {
     /// commits: readiness stays `full` until then, or until it sees room
     /// freed (more free bytes than at the refusal).
     refused_full: AtomicBool,
-    /// Free bytes the first probe after the refusal saw (`u64::MAX`: not yet).
+    /// Free bytes at the refusal (`u64::MAX`: unknown, then the first
+    /// probe's).
     free_at_refusal: AtomicU64,
     /// Held for the life of the store: one owner per data directory.
     _lock: lock::DirLock,
@@ -199,15 +200,21 @@ impl SqliteStore {
             Some(cap) => READY_HEADROOM_BYTES.min(cap / 8),
             None => READY_HEADROOM_BYTES,
         };
+        if self.refused_full.load(Ordering::Acquire) {
+            // Only more room than at the refusal (or, unknown then, at the
+            // first probe after it) clears the refusal.
+            let mark = match self.free_at_refusal.compare_exchange(u64::MAX, free, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => free,
+                Err(then) => then,
+            };
+            if free <= mark {
+                return Err(FULL);
+            }
+            self.refused_full.store(false, Ordering::Release);
+        }
         if free < headroom {
             return Err(FULL);
-        }
-        if self.refused_full.load(Ordering::Acquire) {
-            match self.free_at_refusal.compare_exchange(u64::MAX, free, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Err(FULL),
-                Err(then) if free <= then => return Err(FULL),
-                Err(_) => self.refused_full.store(false, Ordering::Release),
-            }
         }
         Ok(())
     }
@@ -340,7 +347,11 @@ impl Store for SqliteStore {
                 }
                 Ok(Err(e)) => {
                     if e.kind() == ErrorKind::Full {
-                        self.free_at_refusal.store(u64::MAX, Ordering::Release);
+                        // The room now is the mark readiness compares with
+                        // (a page count on a read connection: quick, and on
+                        // this path only); unknown: the next probe's.
+                        let mark = self.free_bytes().unwrap_or(u64::MAX);
+                        self.free_at_refusal.store(mark, Ordering::Release);
                         self.refused_full.store(true, Ordering::Release);
                     }
                     Err(e)
@@ -651,6 +662,19 @@ mod tests {
         assert_eq!(not_ready.status, "full");
         // Asked again: still full, nothing freed.
         assert_eq!(store.readiness().await.unwrap_err().status, "full");
+        // Room freed inside the file (as retention or an operator's DELETE
+        // does): ready again without a write first.
+        {
+            let other = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            other.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            let deleted =
+                other.execute("DELETE FROM events WHERE seq <= (SELECT MAX(seq) / 2 FROM events)", []).unwrap();
+            assert!(deleted > 10, "{deleted}");
+        }
+        assert_eq!(store.readiness().await, Ok(()));
+        let mut e = Event::new("after-room", "/s", "t");
+        e.subject = Some("x".repeat(2000).into());
+        assert_eq!(store.append(&[e], None).await.unwrap().accepted(), 1);
         store.close().await.unwrap();
         assert_eq!(store.readiness().await.unwrap_err().status, "closing");
     }
