@@ -33,7 +33,7 @@ pub async fn health(app: &App) -> Response {
 
 /// `GET /readyz`: readiness. `200` when the store can take a write now and
 /// shutdown has not begun; `503` otherwise. Either way the body names each
-/// component and its status (docs/http.md shows the shape): fixed words and
+/// component and its status (docs/storage.md, "Readiness"): fixed words and
 /// details only (no path, no address, no secret), so it is open to anyone,
 /// like `/health`. Nothing is written per probe.
 pub async fn readyz(app: &App) -> Response {
