@@ -4,8 +4,12 @@
 //! - `compress.rs`: content codings: request bodies decoded, `415` for an
 //!   unknown coding, compressed responses.
 //! - `ops.rs`: `/echo`, `/health`, `/stats`, `/metrics`.
+//! - `../dashboard/`: `GET /`, the dashboard page (its own folder: the
+//!   page is an HTML file beside its module).
 
 pub mod compress;
+#[path = "../dashboard/mod.rs"]
+pub mod dashboard;
 pub mod events;
 pub mod ops;
 
