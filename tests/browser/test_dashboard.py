@@ -316,11 +316,17 @@ class FakeStream(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, page, csp):
-        self.page, self.csp = page, csp
+    def __init__(self, page, csp, burst=0):
+        self.page, self.csp, self.burst = page, csp, burst
         self.stream_requests = []  # (Last-Event-ID, Authorization) per stream request
         self.release = threading.Event()
         super().__init__(("127.0.0.1", 0), FakeHandler)
+
+    def handle_error(self, request, client_address):
+        # The browser closing a stream (a reconnect, the end of the test)
+        # is not an error of the test.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def item(seq, id_, type_="t.fake"):
@@ -359,6 +365,14 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.end_headers()
+        if srv.burst:
+            # Many events at once, in large writes, as a fast stream sends.
+            events = "".join(f"id: {n}\ndata: {item(n, f'f-{n}')}\n\n" for n in range(1, srv.burst + 1))
+            for start in range(0, len(events), 256 * 1024):
+                self.wfile.write(events[start:start + 256 * 1024].encode())
+            self.wfile.flush()
+            srv.release.wait(PATIENCE)
+            return
         if len(srv.stream_requests) == 1:
             # Split across writes mid-line and mid-CRLF; a comment; a field
             # without a space after the colon; an unknown field; then
@@ -380,14 +394,14 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 
 
 class FakeStreamTest(unittest.TestCase):
-    def test_the_pages_sse_reader_parses_resumes_after_lagged_and_shows_each_event_once(self):
+    def serve(self, burst=0):
         real = Server()
         try:
             status, headers, page = real.request("GET", "/")
         finally:
             real.close()
         self.assertEqual(status, 200)
-        fake = FakeStream(page, headers["Content-Security-Policy"])
+        fake = FakeStream(page, headers["Content-Security-Policy"], burst)
         threading.Thread(target=fake.serve_forever, daemon=True).start()
         self.addCleanup(fake.server_close)
         self.addCleanup(fake.shutdown)
@@ -396,6 +410,27 @@ class FakeStreamTest(unittest.TestCase):
         self.addCleanup(b.close)
         host, port = fake.server_address
         b.page.goto(f"http://{host}:{port}/")
+        return fake, b
+
+    def test_a_burst_of_events_keeps_the_newest_100_rows_and_counts_the_rest(self):
+        total = 20000
+        fake, b = self.serve(burst=total)
+        b.wait_for("n => document.getElementById('received').textContent === n", f"{total:,}")
+        b.wait_for("() => document.querySelector('#events tbody tr[data-id]')?.dataset.id === 'f-20000'")
+        self.assertEqual(b.event_ids(), [f"f-{n}" for n in range(total, total - 100, -1)])
+        skipped = int(b.page.text_content("#skipped").replace(",", ""))
+        # Redrawn at most 4 times a second: most of a burst is never drawn,
+        # and what is counted as drawn is at most the events received.
+        self.assertGreaterEqual(skipped, total - 100 * 50)
+        self.assertLess(skipped, total)
+        # Still responsive: a click is handled at once.
+        b.page.click("#forget")
+        self.assertEqual(len(fake.stream_requests), 2)
+        self.assertEqual(b.console_errors, [])
+        self.assertEqual(b.page_errors, [])
+
+    def test_the_pages_sse_reader_parses_resumes_after_lagged_and_shows_each_event_once(self):
+        fake, b = self.serve()
         b.wait_for("() => document.querySelectorAll('#events tbody tr[data-id]').length === 3")
         self.assertEqual(b.event_ids(), ["f-3", "f-2", "f-1"])
         self.assertEqual(b.page.text_content("#received"), "3")
