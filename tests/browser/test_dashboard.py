@@ -243,6 +243,18 @@ class DashboardTest(unittest.TestCase):
         self.assertLessEqual(skipped, total - 100)
         self.assertEqual(b.page_errors, [])
 
+    def test_the_stream_starts_at_the_newest_100_events_not_at_the_first(self):
+        # A store of many events is not replayed whole into the page: the
+        # first stream request asks for the events after `accepted - 100`
+        # (sequence numbers are at least the count of events stored).
+        for start in range(0, 500, 250):
+            self.assertEqual(self.server.post_events([event(i) for i in range(start, start + 250)])[0], 202)
+        b = self.browser
+        b.page.goto(self.server.url + "/")
+        b.wait_for("() => performance.getEntriesByType('resource').some(e => e.name.includes('/events/stream'))")
+        streams = [(url, auth) for url, auth in b.requests if "/events/stream" in url]
+        self.assertEqual(streams[0][0], self.server.url + "/events/stream?after=400")
+
     def test_the_page_is_served_with_a_strict_policy_and_head_works(self):
         status, headers, body = self.server.request("GET", "/")
         self.assertEqual(status, 200)
@@ -357,9 +369,9 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
             stats = {"accepted": 3, "duplicates": 0, "rejected": {}, "types": {"t.fake": 3},
                      "connections": {"open": 1, "total": 1}, "uptime_seconds": 1, "tokens": {}}
             return self.send(200, "application/json", json.dumps(stats).encode())
-        if self.path != "/events/stream":
+        if self.path.split("?")[0] != "/events/stream":
             return self.send(404, "text/plain", b"no")
-        srv.stream_requests.append((self.headers.get("Last-Event-ID"), self.headers.get("Accept")))
+        srv.stream_requests.append((self.path, self.headers.get("Last-Event-ID"), self.headers.get("Accept")))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
@@ -434,8 +446,10 @@ class FakeStreamTest(unittest.TestCase):
         b.wait_for("() => document.querySelectorAll('#events tbody tr[data-id]').length === 3")
         self.assertEqual(b.event_ids(), ["f-3", "f-2", "f-1"])
         self.assertEqual(b.page.text_content("#received"), "3")
-        self.assertEqual(fake.stream_requests[0], (None, "text/event-stream"))
-        self.assertEqual(fake.stream_requests[1], ("2", "text/event-stream"))
+        # First from `after` (3 accepted: from the start), then resumed by
+        # Last-Event-ID from the `last_seq` of `lagged`.
+        self.assertEqual(fake.stream_requests[0], ("/events/stream?after=0", None, "text/event-stream"))
+        self.assertEqual(fake.stream_requests[1], ("/events/stream", "2", "text/event-stream"))
         self.assertEqual(len(fake.stream_requests), 2)
         b.wait_for("() => document.getElementById('state').textContent === 'live'")
         self.assertEqual(b.console_errors, [])
