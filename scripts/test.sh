@@ -9,9 +9,18 @@
 #      and the axum baseline and bare loop of bench/ (built only, never run here),
 #   4. every test, the interop and JetStream ones included,
 #   5. schemathesis against the real server and docs/openapi.yaml
-#      (tests/schemathesis/).
+#      (tests/schemathesis/),
+#   6. the dashboard page in headless chromium (tests/browser/): Debian's
+#      `chromium` package is installed with apt-get when /usr/bin/chromium is
+#      missing (needs root, as CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing Debian's chromium (tests/browser/)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 venv="${INLET_VENV:-.venv}"
 # (Re)installs whenever tests/requirements.txt differs from what was installed.
@@ -38,3 +47,6 @@ INLET_PYTHON="$venv_bin/python" INLET_NATS_SERVER="$venv_bin/nats-server" \
 
 echo "==> schemathesis against the real server (docs/openapi.yaml)" >&2
 tests/schemathesis/run.sh target/debug/inlet-server "$venv_bin"
+
+echo "==> the dashboard in headless chromium (tests/browser/)" >&2
+"$venv_bin/python" tests/browser/test_dashboard.py --server target/debug/inlet-server

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod blocking;
 pub mod config;
 mod connection;
+mod dashboard;
 mod error;
 mod handlers;
 pub mod logging;

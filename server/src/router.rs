@@ -8,6 +8,7 @@ use inlet_shared::http::{Headers, Method, Request, RequestHead, Response};
 use inlet_shared::problem::Problem;
 
 use crate::auth::{CredentialCache, Denied, Malformed, Principal, Scope, Unauthenticated};
+use crate::dashboard;
 use crate::handlers::{compress, events, ops, App};
 use crate::tls::PeerIdentity;
 
@@ -20,12 +21,13 @@ pub enum Route {
     Stats,
     Metrics,
     OpenApi,
+    Dashboard,
     NotFound,
 }
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::Events,
         Route::Echo,
         Route::Health,
@@ -33,6 +35,7 @@ impl Route {
         Route::Stats,
         Route::Metrics,
         Route::OpenApi,
+        Route::Dashboard,
         Route::NotFound,
     ];
 
@@ -45,6 +48,7 @@ impl Route {
             b"/stats" => Route::Stats,
             b"/metrics" => Route::Metrics,
             b"/openapi.yaml" => Route::OpenApi,
+            b"/" => Route::Dashboard,
             _ => Route::NotFound,
         }
     }
@@ -59,19 +63,21 @@ impl Route {
             Route::Stats => "/stats",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.yaml",
+            Route::Dashboard => "/",
             Route::NotFound => "other",
         }
     }
 
     /// The scope a request needs; `None`: open to anyone (`/health`,
-    /// `/readyz`, `/openapi.yaml`, and unknown paths, which are `404`
-    /// anyway).
+    /// `/readyz`, `/openapi.yaml`, the dashboard page `/`, which holds no
+    /// data: its script reads `/stats` and the stream with the user's token,
+    /// and unknown paths, which are `404` anyway).
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
             (Route::Events, _) | (Route::Stats, _) => Some(Scope::Read),
             (Route::Metrics, _) => Some(Scope::Metrics),
-            (Route::Health | Route::Ready | Route::OpenApi | Route::NotFound, _) => None,
+            (Route::Health | Route::Ready | Route::OpenApi | Route::Dashboard | Route::NotFound, _) => None,
         }
     }
 
@@ -221,6 +227,7 @@ pub async fn handle(
         (Route::Stats, _) => ops::stats(app),
         (Route::Metrics, _) => ops::metrics(app, &req),
         (Route::OpenApi, _) => ops::openapi(),
+        (Route::Dashboard, _) => dashboard::page(),
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;
@@ -255,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn every_route_but_health_readyz_and_openapi_needs_a_scope() {
+    fn every_route_but_health_readyz_openapi_and_the_dashboard_needs_a_scope() {
         use crate::auth::Scope;
         use inlet_shared::http::Method;
         assert_eq!(Route::Events.scope(&Method::Post), Some(Scope::Write));
@@ -268,6 +275,8 @@ mod tests {
         assert_eq!(Route::Ready.scope(&Method::Get), None);
         assert_eq!(Route::Ready.scope(&Method::Head), None);
         assert_eq!(Route::OpenApi.scope(&Method::Get), None);
+        assert_eq!(Route::Dashboard.scope(&Method::Get), None);
+        assert_eq!(Route::Dashboard.scope(&Method::Head), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `.await`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
@@ -66,15 +67,29 @@ pub struct Inbox {
     queued: Semaphore,
     /// One permit per free place.
     free: Semaphore,
+    /// Lines read from the input and handed to the queue so far (blank
+    /// ones are skipped, not counted): the progress bar's "read".
+    read: AtomicU64,
 }
 
 impl Inbox {
     pub fn new(capacity: usize) -> Inbox {
-        Inbox { chunks: Mutex::new(VecDeque::new()), queued: Semaphore::new(0), free: Semaphore::new(capacity.max(1)) }
+        Inbox {
+            chunks: Mutex::new(VecDeque::new()),
+            queued: Semaphore::new(0),
+            free: Semaphore::new(capacity.max(1)),
+            read: AtomicU64::new(0),
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 
     /// Queues a chunk, waiting for a free place.
     pub async fn push(&self, chunk: Chunk) {
+        self.read.fetch_add(chunk.lines.len() as u64, Ordering::Relaxed);
         if let Ok(permit) = self.free.acquire().await {
             permit.forget();
         }

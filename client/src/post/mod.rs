@@ -6,11 +6,15 @@
 //!   keeping `--pipeline K` requests in flight on its connection.
 //! - [`judge`] decides what each response means for its lines.
 //! - This module only wires them up and prints the [`Summary`]; the engine
-//!   prints nothing.
+//!   prints nothing. On a terminal, [`progress`] draws a bar on stderr
+//!   while it runs (none when stderr is not a terminal).
 
 mod input;
 mod judge;
+mod progress;
 mod worker;
+
+use std::io::IsTerminal;
 
 use std::sync::Arc;
 
@@ -50,14 +54,27 @@ pub struct Args {
 
 /// Sends every line of `input`; returns what happened and the input's read
 /// error, if any.
+#[cfg(test)]
 pub async fn post(
     input: impl AsyncRead + Unpin + Send + 'static,
     settings: Settings,
     connections: usize,
     batch: usize,
 ) -> (Summary, Option<std::io::Error>) {
+    post_showing(input, settings, connections, batch, false).await
+}
+
+/// [`post`], with a progress bar on stderr when `progress`.
+pub async fn post_showing(
+    input: impl AsyncRead + Unpin + Send + 'static,
+    settings: Settings,
+    connections: usize,
+    batch: usize,
+    progress: bool,
+) -> (Summary, Option<std::io::Error>) {
     let inbox = Arc::new(Inbox::new(connections * settings.pipeline * 2));
     let summary: Shared = Arc::default();
+    let progress = progress::start(progress, inbox.clone(), summary.clone());
     let stop = CancellationToken::new();
     let reader = {
         let inbox = inbox.clone();
@@ -81,6 +98,9 @@ pub async fn post(
             Err(e) => Some(std::io::Error::other(e)),
         }
     };
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     let mut summary = std::mem::take(&mut *summary.lock().unwrap_or_else(|e| e.into_inner()));
     summary.failed.sort_unstable();
     (summary, read_error)
@@ -100,7 +120,11 @@ pub async fn run(endpoint: Arc<Endpoint>, args: Args) -> u8 {
     };
     let settings =
         Settings { endpoint, pipeline: args.pipeline as usize, retries: args.retries, compress: args.compress };
-    let (summary, read_error) = post(input, settings, args.connections as usize, args.batch as usize).await;
+    // The bar goes to stderr, and only to a terminal: piped or redirected,
+    // stderr (and stdout) carry the summary and errors alone.
+    let progress = std::io::stderr().is_terminal();
+    let (summary, read_error) =
+        post_showing(input, settings, args.connections as usize, args.batch as usize, progress).await;
     let read_error = read_error.map(|e| e.to_string());
     if args.json {
         println!("{}", to_json(&summary, read_error.as_deref()));
@@ -192,6 +216,7 @@ mod tests {
             duplicates: 1,
             rejected: BTreeMap::from([(3, "#/type: is required".to_string())]),
             failed: (1..=22).collect(),
+            retried: 4,
             last_error: Some("HTTP 503: busy".into()),
             stopped: None,
         };
@@ -288,6 +313,8 @@ mod tests {
         let (summary, error) = post(input, settings, 1, 1).await;
         assert!(error.is_none());
         assert_eq!((summary.accepted, summary.rejected.len(), summary.failed.len()), (6, 0, 0), "{summary:?}");
+        // The one line refused with 429 was sent again, once.
+        assert_eq!(summary.retried, 1);
         let seen = seen.lock().unwrap();
         let mut accepted = seen.accepted.clone();
         accepted.sort();
@@ -297,6 +324,44 @@ mod tests {
         assert_eq!((seen.requests, seen.unauthorized), (7, 0));
         let waited = seen.resent_at.unwrap() - seen.refused.as_ref().unwrap().0;
         assert!(waited >= Duration::from_secs(1), "resent after {waited:?}");
+    }
+
+    /// The real binary, built beside this test executable (`cargo build
+    /// --bins`; `cargo test -p inlet-client` builds it for its CLI tests).
+    fn client_binary() -> std::path::PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let path = exe.parent().and_then(|d| d.parent()).unwrap().join("inlet-client");
+        assert!(path.exists(), "{} is not built: cargo build -p inlet-client --bins", path.display());
+        path
+    }
+
+    /// Issue 19 §3: the progress bar is drawn on a terminal (script(1)
+    /// gives the client one) and never when stderr is piped: a script sees
+    /// the summary alone, byte for byte. The input stays open for a while
+    /// so that the bar is drawn a few times before the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_progress_bar_is_shown_on_a_terminal_only() {
+        let addr = testserver::start(|_, _| testserver::accepted(1)).await;
+        let command = format!(
+            "(printf '{{\"id\":\"1\"}}\\n{{\"id\":\"2\"}}\\n\\n{{\"id\":\"3\"}}\\n'; sleep 1.5) | '{}' --server {addr} post -",
+            client_binary().display()
+        );
+        let piped = {
+            let command = command.clone();
+            tokio::task::spawn_blocking(move || std::process::Command::new("sh").args(["-c", &command]).output())
+        };
+        let on_a_terminal = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).output()
+        });
+        let piped = piped.await.unwrap().expect("run sh");
+        let (out, err) = (String::from_utf8_lossy(&piped.stdout), String::from_utf8_lossy(&piped.stderr));
+        assert_eq!((out.as_ref(), err.as_ref()), ("accepted: 3\nduplicates: 0\nrejected: 0\nfailed: 0\n", ""));
+        assert!(piped.status.success(), "{piped:?}");
+        let tty = on_a_terminal.await.unwrap().expect("run script(1)");
+        let screen = String::from_utf8_lossy(&tty.stdout);
+        assert!(screen.contains("3 read, 3 accepted, 0 refused, 0 retried, "), "{screen:?}");
+        assert!(screen.contains(" lines/s"), "{screen:?}");
+        assert!(screen.contains("accepted: 3\r\nduplicates: 0\r\nrejected: 0\r\nfailed: 0\r\n"), "{screen:?}");
     }
 
     /// Issue 13 §6: a `401` stops every worker at once: nothing is sent

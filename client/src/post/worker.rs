@@ -55,6 +55,9 @@ pub struct Summary {
     pub rejected: BTreeMap<u64, String>,
     /// Lines never acknowledged after every retry.
     pub failed: Vec<u64>,
+    /// Lines sent again after a request got no answer about them (a
+    /// timeout, a `5xx`, a `429`/`503`, a lost connection), each time.
+    pub retried: u64,
     /// The last transport or server error seen, for the report.
     pub last_error: Option<String>,
     /// Why everything stopped (`401`, `403`, TLS), if it did.
@@ -362,6 +365,7 @@ impl Worker {
         if chunk.paced > MAX_PACED {
             self.with_summary(|s| s.failed.extend(chunk.numbers()));
         } else {
+            self.with_summary(|s| s.retried += chunk.lines.len() as u64);
             self.retry.push_back(chunk);
         }
     }
@@ -381,6 +385,7 @@ impl Worker {
         if chunk.attempts > self.settings.retries {
             self.with_summary(|s| s.failed.extend(chunk.numbers()));
         } else {
+            self.with_summary(|s| s.retried += chunk.lines.len() as u64);
             self.retry.push_back(chunk);
         }
     }

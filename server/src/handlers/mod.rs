@@ -4,6 +4,9 @@
 //! - `compress.rs`: content codings: request bodies decoded, `415` for an
 //!   unknown coding, compressed responses.
 //! - `ops.rs`: `/echo`, `/health`, `/stats`, `/metrics`.
+//!
+//! `GET /`, the dashboard page, is `crate::dashboard` (its own folder: the
+//! page is an HTML file beside its module).
 
 pub mod compress;
 pub mod events;
