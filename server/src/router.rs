@@ -19,13 +19,22 @@ pub enum Route {
     Stats,
     Metrics,
     OpenApi,
+    Schemas,
     NotFound,
 }
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 7] =
-        [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::OpenApi, Route::NotFound];
+    pub const ALL: [Route; 8] = [
+        Route::Events,
+        Route::Echo,
+        Route::Health,
+        Route::Stats,
+        Route::Metrics,
+        Route::OpenApi,
+        Route::Schemas,
+        Route::NotFound,
+    ];
 
     pub fn of(path: &[u8]) -> Route {
         match path {
@@ -35,6 +44,7 @@ impl Route {
             b"/stats" => Route::Stats,
             b"/metrics" => Route::Metrics,
             b"/openapi.yaml" => Route::OpenApi,
+            b"/schemas" => Route::Schemas,
             _ => Route::NotFound,
         }
     }
@@ -48,6 +58,7 @@ impl Route {
             Route::Stats => "/stats",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.yaml",
+            Route::Schemas => "/schemas",
             Route::NotFound => "other",
         }
     }
@@ -57,7 +68,7 @@ impl Route {
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
-            (Route::Events, _) | (Route::Stats, _) => Some(Scope::Read),
+            (Route::Events, _) | (Route::Stats, _) | (Route::Schemas, _) => Some(Scope::Read),
             (Route::Metrics, _) => Some(Scope::Metrics),
             (Route::Health | Route::OpenApi | Route::NotFound, _) => None,
         }
@@ -208,6 +219,7 @@ pub async fn handle(
         (Route::Stats, _) => ops::stats(app),
         (Route::Metrics, _) => ops::metrics(app, &req),
         (Route::OpenApi, _) => ops::openapi(),
+        (Route::Schemas, _) => ops::schemas(app),
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;
@@ -250,6 +262,7 @@ mod tests {
         assert_eq!(Route::Events.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Events.scope(&Method::Head), Some(Scope::Read));
         assert_eq!(Route::Stats.scope(&Method::Get), Some(Scope::Read));
+        assert_eq!(Route::Schemas.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Metrics.scope(&Method::Get), Some(Scope::Metrics));
         assert_eq!(Route::Health.scope(&Method::Get), None);
         assert_eq!(Route::OpenApi.scope(&Method::Get), None);
