@@ -18,6 +18,13 @@
 #                 client with that token. Compare with TOKENS unset:
 #                   bench/instructions.sh 5000 25000
 #                   TOKENS=1 bench/instructions.sh 5000 25000
+#   SCHEMAS=0|1   every event is of type com.example.order with the data of
+#                 bench/schemas/com.example.order.data (10 properties, 2
+#                 nested); SCHEMAS=1 also starts the server with
+#                 --schemas bench/schemas, so that data is validated against
+#                 bench/schemas/com.example.order.json. Compare:
+#                   SCHEMAS=0 bench/instructions.sh 5000 25000
+#                   SCHEMAS=1 bench/instructions.sh 5000 25000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${1:-5000}
@@ -38,6 +45,11 @@ if [ "${TOKENS:-}" = 1 ]; then
 fi
 client_token=()
 [ -n "$token" ] && client_token=(--token "$token")
+client_data=()
+if [ -n "${SCHEMAS:-}" ]; then
+    client_data=(--type com.example.order --data "$(cat bench/schemas/com.example.order.data)")
+    [ "$SCHEMAS" = 1 ] && server_args+=(--schemas bench/schemas)
+fi
 
 instructions() {
     local n=$1
@@ -55,7 +67,7 @@ instructions() {
     done
     [ -n "$addr" ] || { echo "server did not start" >&2; cat "$work/valgrind-$n.log" >&2; exit 1; }
     target/release/inlet-client bench --server "$addr" --requests "$n" --connections 8 \
-        ${client_token[@]+"${client_token[@]}"} "$@" --json >"$work/bench-$n.json"
+        ${client_token[@]+"${client_token[@]}"} ${client_data[@]+"${client_data[@]}"} "$@" --json >"$work/bench-$n.json"
     # Counted up to here (start-up plus requests), not the shutdown, whose
     # cost grows with what the memory store holds.
     callgrind_control --dump "$pid" >/dev/null 2>&1

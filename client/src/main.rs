@@ -5,7 +5,8 @@
 //!
 //! Exit codes (see `exit.rs`): 0 everything accepted, 1 the server refused
 //! input, 2 usage error, 3 server unreachable or events not acknowledged,
-//! 4 timeout, 5 server error, 6 `401`, 7 `403`, 8 TLS failure.
+//! 4 timeout, 5 server error, 6 `401`, 7 `403`, 8 TLS failure. `validate`
+//! and `post --schemas` exit 1 when the schemas refuse the input.
 
 mod bench;
 mod compress;
@@ -21,6 +22,7 @@ mod stats;
 #[cfg(test)]
 mod testserver;
 mod tls;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +75,9 @@ enum Command {
     Events(events::Args),
     /// Print the server's counters (GET /stats).
     Stats,
+    /// Check an NDJSON file offline against --schemas DIR, with the server's
+    /// rules and errors; sends nothing.
+    Validate(validate::Args),
 }
 
 /// Where the server is and how to talk to it, from the global flags; on
@@ -122,6 +127,9 @@ fn is_loopback(host: &str) -> bool {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Validate(args) = cli.command {
+        return ExitCode::from(validate::run(args));
+    }
     let ep = match endpoint(&cli) {
         Ok(ep) => Arc::new(ep),
         Err(code) => return ExitCode::from(code),
@@ -142,6 +150,7 @@ fn main() -> ExitCode {
             Command::Probe(args) => probe::run(&ep, args).await,
             Command::Events(args) => events::run(&ep, args).await,
             Command::Stats => stats::run(&ep).await,
+            Command::Validate(_) => exit::USAGE,
         }
     });
     ExitCode::from(code)

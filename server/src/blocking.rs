@@ -34,9 +34,10 @@ pub fn serve_blocking(config: Config) -> Result<(), crate::StartError> {
     // A current-thread runtime only to drive the (async) store and handlers
     // to completion, one request at a time, and to catch signals.
     let auth = config.auth()?;
+    let schemas = config.schemas()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = runtime.block_on(store::open(&config))?;
-    let app = Arc::new(App::new(store, &config).with_auth(auth));
+    let app = Arc::new(App::new(store, &config).with_auth(auth).with_schemas(schemas));
     crate::log_access(&app);
     let listener = TcpListener::bind(config.listen)?;
 

@@ -43,6 +43,15 @@ pub enum StoreKind {
     Jetstream,
 }
 
+/// `--unknown-types`: what happens to events whose type has no schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnknownTypes {
+    /// Accepted without validation.
+    Allow,
+    /// Refused (422 at the event's `type`).
+    Reject,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -199,6 +208,19 @@ pub struct Config {
     #[arg(long, env = "INLET_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// JSON Schemas of events' data: DIR/<type>.json holds the schema of
+    /// events of that type (file name percent-decoded), DIR/index.toml
+    /// optionally sets a mode per type (enforce, warn, off). Compiled at
+    /// start (a schema that does not compile stops the server) and on
+    /// SIGHUP (a failed reload keeps the schemas in use). See docs/schemas.md.
+    #[arg(long, env = "INLET_SCHEMAS")]
+    pub schemas: Option<PathBuf>,
+
+    /// With --schemas: events whose type has no schema are accepted
+    /// (allow) or refused with 422 (reject).
+    #[arg(long, env = "INLET_UNKNOWN_TYPES", value_enum, default_value = "allow")]
+    pub unknown_types: UnknownTypes,
+
     /// Log line format on stderr (level from RUST_LOG).
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -306,6 +328,24 @@ impl Config {
             key: self.tls_key.clone()?,
             client_ca: self.tls_client_ca.clone(),
         })
+    }
+
+    /// The schemas of `--schemas`, compiled; the error names the file and
+    /// the reason. `--unknown-types` without `--schemas` is refused: it
+    /// would silently do nothing.
+    pub fn schemas(&self) -> Result<crate::schemas::Schemas, crate::StartError> {
+        let unknown = match self.unknown_types {
+            UnknownTypes::Allow => inlet_shared::schema::UnknownTypes::Allow,
+            UnknownTypes::Reject => inlet_shared::schema::UnknownTypes::Reject,
+        };
+        match &self.schemas {
+            Some(dir) => crate::schemas::Schemas::load(dir.clone(), unknown)
+                .map_err(|e| crate::StartError::Refused(e.to_string())),
+            None if self.unknown_types == UnknownTypes::Reject => {
+                Err(crate::StartError::Refused("--unknown-types reject needs --schemas DIR".into()))
+            }
+            None => Ok(crate::schemas::Schemas::off()),
+        }
     }
 
     pub fn parse_limits(&self) -> ParseLimits {

@@ -27,6 +27,8 @@
 //! - `auth/`: access control (tokens, scopes, quotas); the router checks
 //!   each request's scope, `handlers/events.rs` its sources and quota.
 //!   `SIGHUP` runs [`reload`].
+//! - `schemas`: `--schemas DIR`, the JSON Schemas of events' `data`
+//!   (validation itself is `inlet_shared::schema`), reloaded on `SIGHUP`.
 
 pub mod auth;
 pub mod blocking;
@@ -39,6 +41,7 @@ pub mod logging;
 mod metrics;
 mod respond;
 mod router;
+pub mod schemas;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
@@ -57,10 +60,11 @@ pub fn serve_async(config: config::Config) -> Result<(), StartError> {
     // The main thread's runtime owns the store (and its background tasks,
     // such as the NATS client) and waits for the signal.
     let auth = config.auth()?;
+    let schemas = config.schemas()?;
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let tls = config.tls_files().map(tls::Tls::load).transpose()?.map(Arc::new);
     let store = main.block_on(store::open(&config))?;
-    let app = Arc::new(App::new(store, &config).with_auth(auth));
+    let app = Arc::new(App::new(store, &config).with_auth(auth).with_schemas(schemas));
     log_access(&app);
     {
         let _context = main.enter();
@@ -133,8 +137,8 @@ pub(crate) fn log_access(app: &App) {
     }
 }
 
-/// Re-reads what `SIGHUP` reloads: the tokens file and the TLS certificate
-/// and key. Each is used whole or not at all: one that does not load is
+/// Re-reads what `SIGHUP` reloads: the tokens file, the TLS certificate
+/// and key, and the schemas of `--schemas`. Each is used whole or not at all: one that does not load is
 /// refused with a log line and the one in use stays (the other may still
 /// be reloaded).
 pub fn reload(app: &App, tls: Option<&tls::Tls>) {
@@ -152,6 +156,8 @@ pub fn reload(app: &App, tls: Option<&tls::Tls>) {
         ),
         Err(e) => tracing::error!("SIGHUP: {e}; keeping the tokens in use"),
     }
+    // Logs its own outcome (file and reason when a schema does not compile).
+    app.schemas.reload();
 }
 
 /// Runs [`reload`] on every `SIGHUP` for the life of the process. The

@@ -22,12 +22,13 @@ pub enum Route {
     Metrics,
     OpenApi,
     Dashboard,
+    Schemas,
     NotFound,
 }
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 10] = [
         Route::Events,
         Route::Echo,
         Route::Health,
@@ -36,6 +37,7 @@ impl Route {
         Route::Metrics,
         Route::OpenApi,
         Route::Dashboard,
+        Route::Schemas,
         Route::NotFound,
     ];
 
@@ -49,6 +51,7 @@ impl Route {
             b"/metrics" => Route::Metrics,
             b"/openapi.yaml" => Route::OpenApi,
             b"/" => Route::Dashboard,
+            b"/schemas" => Route::Schemas,
             _ => Route::NotFound,
         }
     }
@@ -64,6 +67,7 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.yaml",
             Route::Dashboard => "/",
+            Route::Schemas => "/schemas",
             Route::NotFound => "other",
         }
     }
@@ -75,7 +79,7 @@ impl Route {
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
-            (Route::Events, _) | (Route::Stats, _) => Some(Scope::Read),
+            (Route::Events, _) | (Route::Stats, _) | (Route::Schemas, _) => Some(Scope::Read),
             (Route::Metrics, _) => Some(Scope::Metrics),
             (Route::Health | Route::Ready | Route::OpenApi | Route::Dashboard | Route::NotFound, _) => None,
         }
@@ -228,6 +232,7 @@ pub async fn handle(
         (Route::Metrics, _) => ops::metrics(app, &req),
         (Route::OpenApi, _) => ops::openapi(),
         (Route::Dashboard, _) => dashboard::page(),
+        (Route::Schemas, _) => ops::schemas(app),
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;
@@ -270,6 +275,7 @@ mod tests {
         assert_eq!(Route::Events.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Events.scope(&Method::Head), Some(Scope::Read));
         assert_eq!(Route::Stats.scope(&Method::Get), Some(Scope::Read));
+        assert_eq!(Route::Schemas.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Metrics.scope(&Method::Get), Some(Scope::Metrics));
         assert_eq!(Route::Health.scope(&Method::Get), None);
         assert_eq!(Route::Ready.scope(&Method::Get), None);

@@ -58,6 +58,21 @@ pub struct Stats {
     /// The same bodies' bytes once decoded (successful decodes only).
     decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
     tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
+    /// `--schemas`: events per type whose `data` failed (`warned`: accepted
+    /// in `warn` mode; `refused`: refused by a schema, a `dataschema`, or
+    /// `--unknown-types reject`). Keyed by types that have a schema (the
+    /// directory bounds them) and [`UNKNOWN_TYPES`] for all the others.
+    schemas: Mutex<BTreeMap<String, SchemaCounts>>,
+}
+
+/// The key under which events of types with no schema are counted.
+pub const UNKNOWN_TYPES: &str = "(no schema)";
+
+/// Events of one type judged by its schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaCounts {
+    pub warned: u64,
+    pub refused: u64,
 }
 
 /// The counters of one token name (shared with the token, see
@@ -92,6 +107,7 @@ impl Default for Stats {
             wire_bytes: Default::default(),
             decoded_bytes: Default::default(),
             tokens: RwLock::new(BTreeMap::new()),
+            schemas: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -202,6 +218,41 @@ impl Stats {
             .collect()
     }
 
+    /// Events accepted in `warn` mode although their `data` failed its
+    /// schema, one type per event (only types that have a schema).
+    pub fn record_schema_warned(&self, types: &[String]) {
+        if let Ok(mut map) = self.schemas.lock() {
+            for ty in types {
+                map.entry(ty.clone()).or_default().warned += 1;
+            }
+        }
+    }
+
+    /// Events refused by the schemas; `known` says whether a type has a
+    /// schema (the others count as [`UNKNOWN_TYPES`]).
+    pub fn record_schema_refused<'a>(&self, types: impl Iterator<Item = &'a str>, known: impl Fn(&str) -> bool) {
+        if let Ok(mut map) = self.schemas.lock() {
+            for ty in types {
+                let key = if known(ty) { ty } else { UNKNOWN_TYPES };
+                match map.get_mut(key) {
+                    Some(c) => c.refused += 1,
+                    None => {
+                        map.insert(key.to_string(), SchemaCounts { warned: 0, refused: 1 });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The schema counters of one type.
+    pub fn schema_counts(&self, ty: &str) -> SchemaCounts {
+        self.schemas.lock().ok().and_then(|m| m.get(ty).copied()).unwrap_or_default()
+    }
+
+    fn snapshot_schemas(&self) -> BTreeMap<String, SchemaCounts> {
+        self.schemas.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     pub fn connection_opened(&self) {
         self.open.fetch_add(1, Relaxed);
         self.total.fetch_add(1, Relaxed);
@@ -240,6 +291,7 @@ impl Stats {
             },
             "uptime_seconds": self.uptime().as_secs(),
             "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
+            "schemas": self.snapshot_schemas(),
         });
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -302,6 +354,19 @@ impl Collector for StatsCollector {
         for (ty, n) in s.snapshot_types() {
             let labels = [("type", LabelValue(&ty))];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "inlet_schema_events",
+            "Events whose data failed its type's JSON schema, by type and outcome (warned: accepted in warn mode; \
+             refused)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (ty, c) in s.snapshot_schemas() {
+            for (outcome, n) in [("warned", c.warned), ("refused", c.refused)] {
+                let labels = [("type", LabelValue(&ty)), ("outcome", LabelValue(outcome))];
+                ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+            }
         }
         let tokens = s.token_counts();
         let mut metric = encoder.encode_descriptor(
@@ -396,6 +461,18 @@ mod tests {
                 "ci": {"accepted": 0, "duplicates": 0, "refused_events": 0, "refused_requests": 1},
                 "shop": {"accepted": 5, "duplicates": 1, "refused_events": 10, "refused_requests": 1},
             })
+        );
+    }
+
+    #[test]
+    fn schema_outcomes_are_counted_by_type_and_unknown_types_together() {
+        let stats = Stats::default();
+        stats.record_schema_warned(&["a".into(), "a".into()]);
+        stats.record_schema_refused(["a", "x", "y"].into_iter(), |ty| ty == "a");
+        assert_eq!(stats.schema_counts("a"), SchemaCounts { warned: 2, refused: 1 });
+        assert_eq!(
+            body(&stats)["schemas"],
+            serde_json::json!({"a": {"warned": 2, "refused": 1}, "(no schema)": {"warned": 0, "refused": 2}})
         );
     }
 

@@ -16,6 +16,8 @@
 //!   (`event::validate` holds the per-attribute rules, `time` included).
 //! - [`duration`]: durations on the command line (`250ms`, `10s`, `2m`).
 //! - [`problem`]: RFC 9457 problem details, the body of every error response.
+//! - [`schema`]: JSON Schemas for events' `data`, one per type: loading a
+//!   directory, validating a request's events, errors with pointers.
 //!
 //! Nothing here does I/O beyond the codec traits.
 
@@ -23,3 +25,4 @@ pub mod duration;
 pub mod event;
 pub mod http;
 pub mod problem;
+pub mod schema;

@@ -17,16 +17,20 @@ pub struct FieldError {
     pub header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// The JSON Schema keyword that failed (`type`, `required`, ...), for
+    /// errors found by validating `data` against its type's schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
     pub detail: String,
 }
 
 impl FieldError {
     pub fn pointer(pointer: String, line: Option<u64>, detail: impl Into<String>) -> FieldError {
-        FieldError { pointer: Some(pointer), header: None, line, detail: detail.into() }
+        FieldError { pointer: Some(pointer), header: None, line, keyword: None, detail: detail.into() }
     }
 
     pub fn header(header: String, detail: impl Into<String>) -> FieldError {
-        FieldError { pointer: None, header: Some(header), line: None, detail: detail.into() }
+        FieldError { pointer: None, header: Some(header), line: None, keyword: None, detail: detail.into() }
     }
 }
 

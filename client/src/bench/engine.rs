@@ -39,6 +39,10 @@ pub struct Plan {
     pub interval: Option<Duration>,
     /// Compress each request body.
     pub compress: Option<Coding>,
+    /// The events' `type`.
+    pub event_type: Arc<str>,
+    /// The events' `data` (JSON text), if not the default reading.
+    pub data: Option<Arc<str>>,
 }
 
 /// What one or more connections measured.
@@ -123,6 +127,8 @@ struct Bodies {
     prefix: String,
     counter: u64,
     batch: u32,
+    event_type: Arc<str>,
+    data: Option<Arc<str>>,
 }
 
 impl Bodies {
@@ -131,9 +137,19 @@ impl Bodies {
         out.push_str(r#"{"specversion":"1.0","id":""#);
         out.push_str(&self.prefix);
         out.push_str(itoa::Buffer::new().format(self.counter));
-        out.push_str(r#"","source":"/inlet-client/bench","type":"inlet.bench.reading","time":"2026-11-29T06:00:00Z","datacontenttype":"application/json","data":{"sensor":"s-17","celsius":21.5,"seq":"#);
-        out.push_str(itoa::Buffer::new().format(self.counter));
-        out.push_str("}}");
+        out.push_str(r#"","source":"/inlet-client/bench","type":"#);
+        // A type given on the command line is written as a JSON string.
+        out.push_str(&serde_json::to_string(&*self.event_type).unwrap_or_default());
+        out.push_str(r#","time":"2026-11-29T06:00:00Z","datacontenttype":"application/json","data":"#);
+        match &self.data {
+            Some(data) => out.push_str(data),
+            None => {
+                out.push_str(r#"{"sensor":"s-17","celsius":21.5,"seq":"#);
+                out.push_str(itoa::Buffer::new().format(self.counter));
+                out.push('}');
+            }
+        }
+        out.push('}');
     }
 
     fn next(&mut self) -> ClientRequest {
@@ -178,7 +194,13 @@ fn stop_all(tally: &mut Tally, control: &Control, code: u8, error: String) {
 /// statuses every answer. A `401` or `403` stops every connection.
 pub async fn drive(ep: Arc<Endpoint>, plan: Plan, index: u32, run_id: String, control: Arc<Control>) -> Tally {
     let mut tally = Tally::new();
-    let mut bodies = Bodies { prefix: format!("{run_id}-{index}-"), counter: 0, batch: plan.batch };
+    let mut bodies = Bodies {
+        prefix: format!("{run_id}-{index}-"),
+        counter: 0,
+        batch: plan.batch,
+        event_type: plan.event_type.clone(),
+        data: plan.data.clone(),
+    };
     let prepare = |req: ClientRequest| {
         // Compressing into memory cannot fail short of running out of it;
         // should it, the body goes as it is (the server takes identity).
@@ -334,6 +356,41 @@ mod tests {
     use super::*;
     use crate::testserver::{self, Answer};
 
+    #[test]
+    fn bodies_carry_the_type_and_data_asked_for() {
+        let mut bodies = Bodies {
+            prefix: "r-0-".into(),
+            counter: 0,
+            batch: 1,
+            event_type: "inlet.bench.reading".into(),
+            data: None,
+        };
+        let mut out = String::new();
+        bodies.event(&mut out);
+        assert_eq!(
+            out,
+            r#"{"specversion":"1.0","id":"r-0-1","source":"/inlet-client/bench","type":"inlet.bench.reading","time":"2026-11-29T06:00:00Z","datacontenttype":"application/json","data":{"sensor":"s-17","celsius":21.5,"seq":1}}"#
+        );
+        let mut bodies = Bodies { event_type: "a\"b".into(), data: Some(r#"{"k":[1]}"#.into()), ..bodies };
+        out.clear();
+        bodies.event(&mut out);
+        let event: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!((event["type"].as_str(), event["data"].clone()), (Some("a\"b"), serde_json::json!({"k": [1]})));
+        assert_eq!(event["id"], "r-0-2");
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            connections: 1,
+            pipeline: 1,
+            batch: 1,
+            interval: None,
+            compress: None,
+            event_type: "inlet.bench.reading".into(),
+            data: None,
+        }
+    }
+
     fn endpoint(addr: std::net::SocketAddr) -> Arc<Endpoint> {
         Arc::new(Endpoint::plain(addr.to_string()))
     }
@@ -351,7 +408,7 @@ mod tests {
     async fn requests_dropped_in_flight_are_counted_with_their_latency() {
         // Two answered per connection, the third read and dropped.
         let addr = testserver::start(|n, _| if n < 2 { testserver::accepted(1) } else { Answer::Close }).await;
-        let plan = Plan { connections: 1, pipeline: 1, batch: 1, interval: None, compress: None };
+        let plan = plan();
         let control = control(9);
         let tally = drive(endpoint(addr), plan, 0, "run".into(), control.clone()).await;
         assert_eq!(tally.status, BTreeMap::from([(202, 6)]));
@@ -367,7 +424,7 @@ mod tests {
                        {\"accepted\":1,\"duplicates\":0}";
         let addr =
             testserver::start(move |n, _| if n == 0 { Answer::Reply(closing.into()) } else { Answer::Close }).await;
-        let plan = Plan { connections: 1, pipeline: 4, batch: 1, interval: None, compress: None };
+        let plan = Plan { pipeline: 4, ..plan() };
         let control = control(8);
         let tally = drive(endpoint(addr), plan, 0, "run".into(), control).await;
         let answered = tally.status.get(&202).copied().unwrap_or(0);
@@ -400,7 +457,7 @@ mod tests {
         .await;
         let token: conn::Token = "t0ken".parse().unwrap();
         let ep = Arc::new(Endpoint::plain(addr.to_string()).with_token(&token));
-        let plan = Plan { connections: 1, pipeline: 1, batch: 1, interval: None, compress: None };
+        let plan = plan();
         let control = control(4);
         let tally = drive(ep, plan, 0, "run".into(), control).await;
         assert_eq!(tally.status, BTreeMap::from([(202, 4), (429, 1)]));
@@ -425,7 +482,7 @@ mod tests {
             testserver::problem(401, "", "unknown token")
         })
         .await;
-        let plan = Plan { connections: 1, pipeline: 1, batch: 1, interval: None, compress: None };
+        let plan = plan();
         let control = control(100);
         let tally = drive(endpoint(addr), plan, 0, "run".into(), control.clone()).await;
         assert_eq!(tally.status, BTreeMap::from([(401, 1)]));
@@ -446,7 +503,8 @@ mod tests {
             testserver::accepted(3)
         })
         .await;
-        let plan = Plan { connections: 1, pipeline: 2, batch: 3, interval: None, compress: Some(Coding::Zstd) };
+        let plan =
+            Plan { connections: 1, pipeline: 2, batch: 3, interval: None, compress: Some(Coding::Zstd), ..plan() };
         let tally = drive(endpoint(addr), plan, 0, "run".into(), control(5)).await;
         assert_eq!((tally.status.get(&202), tally.events), (Some(&5), 15));
         let decoded = decoded.lock().unwrap();

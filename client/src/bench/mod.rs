@@ -51,6 +51,13 @@ pub struct Args {
     /// built, so the client's CPU includes it).
     #[arg(long, value_enum)]
     compress: Option<Coding>,
+    /// The events' `type`.
+    #[arg(long = "type", default_value = "inlet.bench.reading")]
+    event_type: String,
+    /// The events' `data` (JSON), the same in every event; without it, a
+    /// small reading with a sequence number.
+    #[arg(long)]
+    data: Option<String>,
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
@@ -68,6 +75,12 @@ pub async fn run(ep: Arc<Endpoint>, args: Args) -> u8 {
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         eprintln!("inlet-client: --rate must be positive");
         return exit::USAGE;
+    }
+    if let Some(data) = &args.data {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(data) {
+            eprintln!("inlet-client: --data is not JSON: {e}");
+            return exit::USAGE;
+        }
     }
     let deadline = if args.requests.is_some() {
         Instant::now() + Duration::from_secs(24 * 3600)
@@ -122,6 +135,8 @@ pub async fn run(ep: Arc<Endpoint>, args: Args) -> u8 {
         batch: args.batch,
         interval,
         compress: args.compress,
+        event_type: Arc::from(args.event_type.as_str()),
+        data: args.data.as_deref().map(Arc::from),
     };
     let mut tasks = Vec::with_capacity(args.connections as usize);
     for i in 0..args.connections {

@@ -204,7 +204,7 @@ mod tests {
             FieldError::pointer("#/type".into(), Some(1), "is required"),
             FieldError::pointer("#/time".into(), Some(3), "must be an RFC 3339 timestamp"),
             FieldError::pointer("#/id".into(), Some(3), "must be a non-empty string"),
-            FieldError { pointer: None, header: None, line: Some(2), detail: "not valid JSON".into() },
+            FieldError { pointer: None, header: None, line: Some(2), keyword: None, detail: "not valid JSON".into() },
             // Outside the request: ignored.
             FieldError::pointer("#/id".into(), Some(9), "?"),
             FieldError::pointer("#/id".into(), Some(0), "?"),

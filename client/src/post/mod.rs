@@ -50,6 +50,11 @@ pub struct Args {
     /// Compress each request body.
     #[arg(long, value_enum)]
     compress: Option<Coding>,
+    /// Check the whole input against these schemas first (as `validate`
+    /// does); if any line fails, print the problem and send nothing (exit 1).
+    /// The input is then read into memory before sending.
+    #[command(flatten)]
+    schemas: crate::validate::SchemaArgs,
 }
 
 /// Sends every line of `input`; returns what happened and the input's read
@@ -107,7 +112,33 @@ pub async fn post_showing(
 }
 
 pub async fn run(endpoint: Arc<Endpoint>, args: Args) -> u8 {
-    let input: Box<dyn AsyncRead + Unpin + Send> = if args.input == "-" {
+    let schemas = match args.schemas.load() {
+        Ok(schemas) => schemas,
+        Err(e) => {
+            eprintln!("inlet-client: {e}");
+            return exit::USAGE;
+        }
+    };
+    let input: Box<dyn AsyncRead + Unpin + Send> = if let Some(schemas) = schemas {
+        let name = args.input.clone();
+        let body = match tokio::task::spawn_blocking(move || crate::validate::read_input(&name)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => {
+                eprintln!("inlet-client: {e}");
+                return exit::USAGE;
+            }
+            Err(e) => {
+                eprintln!("inlet-client: reading {} failed: {e}", args.input);
+                return exit::USAGE;
+            }
+        };
+        if let Err(problem) = crate::validate::check(&body, &schemas) {
+            println!("{}", String::from_utf8_lossy(&problem.to_json()));
+            eprintln!("inlet-client: {}: refused by --schemas; nothing was sent", args.input);
+            return exit::REJECTED;
+        }
+        Box::new(std::io::Cursor::new(body))
+    } else if args.input == "-" {
         Box::new(tokio::io::stdin())
     } else {
         match tokio::fs::File::open(&args.input).await {

@@ -7,6 +7,7 @@ use inlet_shared::event::{parse_body, BodyKind, Event};
 use inlet_shared::http::coding::StreamEncoder;
 use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::{FieldError, Problem};
+use inlet_shared::schema::{Layout, Verdict};
 
 use super::{compress, App};
 use crate::auth::{Denied, Principal};
@@ -41,6 +42,12 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
         Ok(events) => events,
         Err(e) => return app.reject(e.to_problem()),
     };
+    // The schemas (`--schemas`): a request with any refused event is
+    // refused whole; events of `warn` types are counted once stored.
+    let warned = match check_schemas(app, req, &body, &events) {
+        Ok(warned) => warned,
+        Err(refused) => return app.reject(refused.to_problem()),
+    };
     let token = principal.name();
     // Sources, then the quota: a batch refused for its sources takes
     // nothing from the quota, and nothing of a refused batch is stored.
@@ -62,7 +69,28 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
     app.stats.record_accepted(fresh, appended.duplicates());
     app.stats.record_token_accepted(principal, appended.accepted(), appended.duplicates());
+    if !warned.is_empty() {
+        app.stats.record_schema_warned(&warned);
+        app.schemas.log_warned(&warned, |ty| app.stats.schema_counts(ty).warned);
+    }
     respond::json(202, accepted_body(appended.accepted(), appended.duplicates()))
+}
+
+/// Validates the events' `data` against the schemas of their types: the
+/// verdict (answered `422`) when any event is refused, else the types of the
+/// events that failed in `warn` mode (one per event). Without `--schemas`,
+/// nothing.
+fn check_schemas(app: &App, req: &Request, body: &[u8], events: &[Event]) -> Result<Vec<String>, Verdict> {
+    let Some(set) = app.schemas.current() else { return Ok(Vec::new()) };
+    // The handler parsed the body already, so its kind is known good.
+    let kind = BodyKind::of(&req.headers).unwrap_or(BodyKind::Structured);
+    let verdict = set.check(events, &Layout::of(kind, body));
+    if verdict.is_refused() {
+        let types = verdict.refused.iter().map(|r| r.ty.as_str());
+        app.stats.record_schema_refused(types, |ty| set.get(ty).is_some());
+        return Err(verdict);
+    }
+    Ok(verdict.warned)
 }
 
 /// Whether the token may write these events: every `source` inside its

@@ -3,7 +3,7 @@
 //! - `events.rs`: `POST /events` (ingest) and `GET /events` (read back).
 //! - `compress.rs`: content codings: request bodies decoded, `415` for an
 //!   unknown coding, compressed responses.
-//! - `ops.rs`: `/echo`, `/health`, `/stats`, `/metrics`.
+//! - `ops.rs`: `/echo`, `/health`, `/readyz`, `/stats`, `/metrics`, `/schemas`.
 //!
 //! `GET /`, the dashboard page, is `crate::dashboard` (its own folder: the
 //! page is an HTML file beside its module).
@@ -22,6 +22,7 @@ use crate::auth::{Auth, Denied};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::respond;
+use crate::schemas::Schemas;
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -36,6 +37,8 @@ pub struct App {
     pub max_page_bytes: usize,
     /// Who may do what: anonymous, or the tokens of `--tokens`.
     pub auth: Auth,
+    /// `--schemas`: the JSON Schemas events' `data` is validated against.
+    pub schemas: Schemas,
 }
 
 impl App {
@@ -55,12 +58,19 @@ impl App {
             parse_limits,
             max_page_bytes: crate::store::DEFAULT_PAGE_BYTES,
             auth: Auth::anonymous(),
+            schemas: Schemas::off(),
         }
     }
 
     /// The same app with this access policy.
     pub fn with_auth(mut self, auth: Auth) -> App {
         self.auth = auth;
+        self
+    }
+
+    /// The same app with these schemas.
+    pub fn with_schemas(mut self, schemas: Schemas) -> App {
+        self.schemas = schemas;
         self
     }
 

@@ -1,5 +1,5 @@
 //! The small endpoints: `/echo`, `/health`, `/readyz`, `/stats`,
-//! `/metrics`, `/openapi.yaml`.
+//! `/metrics`, `/openapi.yaml`, `/schemas`.
 
 use bytes::Bytes;
 use inlet_shared::http::{Request, Response};
@@ -66,6 +66,34 @@ fn readiness_response(store: &str, readiness: Result<(), crate::store::NotReady>
 /// `GET /stats`: the counters as JSON.
 pub fn stats(app: &App) -> Response {
     respond::json(200, app.stats.to_json())
+}
+
+/// `GET /schemas`: the schemas in use (`--schemas`), by type: mode, `$id`
+/// (the URI `dataschema` may name), draft and file name (not its folder).
+pub fn schemas(app: &App) -> Response {
+    let body = match app.schemas.current() {
+        None => serde_json::json!({"enabled": false, "unknown_types": "allow", "schemas": []}),
+        Some(set) => {
+            let unknown = match set.unknown_types() {
+                inlet_shared::schema::UnknownTypes::Allow => "allow",
+                inlet_shared::schema::UnknownTypes::Reject => "reject",
+            };
+            let schemas: Vec<serde_json::Value> = set
+                .schemas()
+                .map(|s| {
+                    serde_json::json!({
+                        "type": s.ty,
+                        "mode": s.mode.as_str(),
+                        "id": s.id,
+                        "draft": s.draft,
+                        "file": s.file.file_name().map(|n| n.to_string_lossy()),
+                    })
+                })
+                .collect();
+            serde_json::json!({"enabled": true, "unknown_types": unknown, "schemas": schemas})
+        }
+    };
+    respond::json(200, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// `GET /metrics`: Prometheus / OpenMetrics text, compressed when the

@@ -28,6 +28,7 @@ pub use bytestring::ByteString as Text;
 /// is kept inline: no allocation.
 pub type Events = smallvec::SmallVec<[Event; 1]>;
 
+pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
 pub use binding::{parse_body, BodyKind};
 pub use error::ParseError;

@@ -354,6 +354,7 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
                 pointer: None,
                 header: None,
                 line: Some(number),
+                keyword: None,
                 detail: format!("not valid JSON: {detail}"),
             }),
         }

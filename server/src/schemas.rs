@@ -1,0 +1,84 @@
+//! `--schemas DIR`: the JSON Schemas of events' `data` (see
+//! `inlet_shared::schema`), compiled at start and again on `SIGHUP`.
+//! Requests read the set through an [`ArcSwap`]; a reload that fails keeps
+//! the set in use. Without `--schemas` there is no set and the ingest path
+//! pays one branch.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use inlet_shared::schema::{LoadError, SchemaSet, UnknownTypes};
+
+/// A type whose events fail their schema in `warn` mode is logged at most
+/// once per this interval.
+pub const WARN_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+pub struct Schemas {
+    loaded: Option<Loaded>,
+}
+
+struct Loaded {
+    dir: PathBuf,
+    unknown: UnknownTypes,
+    current: ArcSwap<SchemaSet>,
+    /// When each type was last logged for `warn`.
+    warned_at: Mutex<HashMap<String, Instant>>,
+}
+
+impl Schemas {
+    /// No `--schemas`: nothing is validated.
+    pub fn off() -> Schemas {
+        Schemas { loaded: None }
+    }
+
+    /// Compiles `dir`; the error names the file and the reason.
+    pub fn load(dir: PathBuf, unknown: UnknownTypes) -> Result<Schemas, LoadError> {
+        let set = SchemaSet::load(&dir)?.with_unknown_types(unknown);
+        tracing::info!(schemas = set.len(), "schemas loaded from {}", dir.display());
+        let current = ArcSwap::from_pointee(set);
+        Ok(Schemas { loaded: Some(Loaded { dir, unknown, current, warned_at: Mutex::new(HashMap::new()) }) })
+    }
+
+    /// The set in use, if `--schemas` was given.
+    pub fn current(&self) -> Option<Arc<SchemaSet>> {
+        self.loaded.as_ref().map(|l| l.current.load_full())
+    }
+
+    /// `SIGHUP`: compiles the directory again; the new set replaces the old
+    /// one only if every file compiled. Logs its outcome.
+    pub fn reload(&self) {
+        let Some(loaded) = &self.loaded else { return };
+        match SchemaSet::load(&loaded.dir) {
+            Ok(set) => {
+                let set = set.with_unknown_types(loaded.unknown);
+                tracing::info!(schemas = set.len(), "SIGHUP: schemas reloaded from {}", loaded.dir.display());
+                loaded.current.store(Arc::new(set));
+            }
+            Err(e) => tracing::error!("SIGHUP: {e}; keeping the schemas in use"),
+        }
+    }
+
+    /// Logs the types of events accepted in `warn` mode although their
+    /// `data` failed, each at most once per [`WARN_LOG_INTERVAL`]; `total`
+    /// gives a type's count so far. Never logs the data.
+    pub fn log_warned(&self, types: &[String], total: impl Fn(&str) -> u64) {
+        let Some(loaded) = &self.loaded else { return };
+        let Ok(mut warned_at) = loaded.warned_at.lock() else { return };
+        let now = Instant::now();
+        for ty in types {
+            let due = warned_at.get(ty).is_none_or(|at| now.duration_since(*at) >= WARN_LOG_INTERVAL);
+            if due {
+                warned_at.insert(ty.clone(), now);
+                tracing::warn!(
+                    r#type = %ty,
+                    total = total(ty),
+                    "events failed their schema and were accepted (mode warn); logged once per {}s per type",
+                    WARN_LOG_INTERVAL.as_secs()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! JSON Schemas for events' `data`, one per event `type` (issue 18).
+//!
+//! - `mod.rs`: [`SchemaSet`], the compiled schemas of one directory, and
+//!   [`SchemaSet::check`], which validates the events of one request and
+//!   says which are refused and why ([`Refusal`]), with pointers into the
+//!   request as the envelope's own errors have them.
+//! - `load.rs`: reading a directory (`<type>.json` files, the optional
+//!   `index.toml` of modes) and compiling it, offline.
+//! - `layout.rs`: where each event of a request sits in its body, so that
+//!   an error inside `data` gets its pointer (and NDJSON line).
+//!
+//! The server (`--schemas DIR`) and the client (`inlet-client validate`,
+//! `post --schemas`) use this module alike, so both give the same errors.
+
+mod layout;
+mod load;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::{is_json_media_type, Data, Event};
+use crate::problem::{FieldError, Problem};
+
+pub use layout::Layout;
+pub use load::{LoadError, INDEX_FILE};
+
+/// Errors listed in one refusal at most; the last entry then says how many
+/// more there were.
+pub const MAX_ERRORS: usize = 100;
+
+/// A `detail` longer than this (a message quoting a large value) is cut.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// What happens to events of a type whose `data` fails its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refused: `422` (the default).
+    Enforce,
+    /// Accepted, counted and logged (once per interval).
+    Warn,
+    /// Not validated.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// What happens to events of a type that has no schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownTypes {
+    /// Accepted without validation (the default).
+    #[default]
+    Allow,
+    /// Refused: `422` at the event's `type`.
+    Reject,
+}
+
+/// One compiled schema.
+pub struct Schema {
+    /// The event type it applies to (the file name, percent-decoded).
+    pub ty: String,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Its `$id`: the URI `dataschema` may name.
+    pub id: Option<String>,
+    pub mode: Mode,
+    /// `2020-12`, `07`, ...: the draft it was compiled for.
+    pub draft: &'static str,
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema")
+            .field("ty", &self.ty)
+            .field("file", &self.file)
+            .field("id", &self.id)
+            .field("mode", &self.mode)
+            .field("draft", &self.draft)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The schemas of one directory, compiled.
+#[derive(Debug, Default)]
+pub struct SchemaSet {
+    by_type: HashMap<String, Schema>,
+    /// `$id` → type.
+    by_id: HashMap<String, String>,
+    unknown: UnknownTypes,
+}
+
+/// One event refused by the schemas: which one (its index in the request),
+/// its type, and every reason, each located in the request. A value that
+/// can be kept as it is (serialisable), e.g. beside the event's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub index: usize,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub errors: Vec<FieldError>,
+}
+
+/// The outcome of [`SchemaSet::check`] for one request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Events refused (types in `enforce` mode, unknown types under
+    /// `reject`, a `dataschema` not allowed). Any refusal refuses the
+    /// whole request: a batch is all-or-nothing.
+    pub refused: Vec<Refusal>,
+    /// Events accepted although their `data` failed (types in `warn`
+    /// mode): their types, one entry per event.
+    pub warned: Vec<String>,
+}
+
+impl Verdict {
+    pub fn is_refused(&self) -> bool {
+        !self.refused.is_empty()
+    }
+
+    /// The errors of every refused event, in request order, capped at
+    /// [`MAX_ERRORS`]; past the cap a last entry says how many were cut.
+    pub fn errors(&self) -> Vec<FieldError> {
+        let total: usize = self.refused.iter().map(|r| r.errors.len()).sum();
+        let mut errors: Vec<FieldError> =
+            self.refused.iter().flat_map(|r| r.errors.iter().cloned()).take(MAX_ERRORS).collect();
+        if total > MAX_ERRORS {
+            errors.push(FieldError {
+                pointer: None,
+                header: None,
+                line: None,
+                keyword: None,
+                detail: format!("{} more error(s) not listed; at most {MAX_ERRORS} are", total - MAX_ERRORS),
+            });
+        }
+        errors
+    }
+
+    /// The `422` answering a refused request.
+    pub fn to_problem(&self) -> Problem {
+        let total: usize = self.refused.iter().map(|r| r.errors.len()).sum();
+        let detail = format!(
+            "{} of the request's events failed schema validation ({total} error(s)); nothing of this request was stored",
+            self.refused.len()
+        );
+        Problem::new(422, "schema-violation", detail).with_errors(self.errors())
+    }
+}
+
+impl SchemaSet {
+    /// The same set with this policy for types that have no schema.
+    pub fn with_unknown_types(mut self, unknown: UnknownTypes) -> SchemaSet {
+        self.unknown = unknown;
+        self
+    }
+
+    pub fn unknown_types(&self) -> UnknownTypes {
+        self.unknown
+    }
+
+    /// The schema of a type.
+    pub fn get(&self, ty: &str) -> Option<&Schema> {
+        self.by_type.get(ty)
+    }
+
+    /// Every schema, by type.
+    pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
+        let mut all: Vec<&Schema> = self.by_type.values().collect();
+        all.sort_by(|a, b| a.ty.cmp(&b.ty));
+        all.into_iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_type.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_type.is_empty()
+    }
+
+    /// Validates the events of one request, parsed from a body laid out as
+    /// `layout` says. Each event's `data` is parsed only when its type has
+    /// a schema whose mode is not `off`.
+    pub fn check(&self, events: &[Event], layout: &Layout<'_>) -> Verdict {
+        let mut verdict = Verdict::default();
+        for (index, event) in events.iter().enumerate() {
+            let mut errors = Vec::new();
+            let warned = self.check_event(event, &At { layout, index }, &mut errors);
+            if warned {
+                verdict.warned.push(event.ty.to_string());
+            }
+            if !errors.is_empty() {
+                verdict.refused.push(Refusal { index, ty: event.ty.to_string(), errors });
+            }
+        }
+        verdict
+    }
+
+    /// Errors that refuse the event go to `errors`; returns whether the
+    /// event's `data` failed a schema in `warn` mode.
+    fn check_event(&self, event: &Event, at: &At, errors: &mut Vec<FieldError>) -> bool {
+        let schema = self.by_type.get(&*event.ty);
+        if let Some(uri) = &event.dataschema {
+            match (self.by_id.get(uri.trim_end_matches('#')), schema) {
+                (None, _) => errors.push(at.attribute("dataschema", format!("{uri:?} is not a registered schema"))),
+                (Some(ty), Some(own)) if *ty == own.ty => {}
+                (Some(ty), _) => errors.push(at.attribute(
+                    "dataschema",
+                    format!("{uri:?} is the schema of type {ty:?}, not of this event's type {:?}", &*event.ty),
+                )),
+            }
+        }
+        let Some(schema) = schema else {
+            if self.unknown == UnknownTypes::Reject {
+                errors.push(at.attribute("type", format!("no schema is registered for type {:?}", &*event.ty)));
+            }
+            return false;
+        };
+        if schema.mode == Mode::Off {
+            return false;
+        }
+        let mut found = Vec::new();
+        validate_data(schema, event, at, &mut found);
+        if found.is_empty() {
+            return false;
+        }
+        match schema.mode {
+            Mode::Warn => true,
+            _ => {
+                errors.append(&mut found);
+                false
+            }
+        }
+    }
+}
+
+/// Validates `data` (absent: `null`) against the schema; a non-JSON
+/// `datacontenttype` or `data_base64` cannot be validated and is an error.
+fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<FieldError>) {
+    if let Some(ct) = event.datacontenttype.as_deref().filter(|ct| !is_json_media_type(ct)) {
+        errors.push(at.attribute(
+            "datacontenttype",
+            format!("type {:?} has a JSON schema; its data must be JSON, not {ct:?}", schema.ty),
+        ));
+        return;
+    }
+    let value = match &event.data {
+        Some(Data::Base64(_)) => {
+            errors.push(at.attribute(
+                "data_base64",
+                format!("type {:?} has a JSON schema; its data must be JSON, not base64", schema.ty),
+            ));
+            return;
+        }
+        Some(Data::Json(json)) => match serde_json::from_str::<Value>(json.get()) {
+            Ok(value) => value,
+            // The parser checked it is JSON; a number beyond f64 range is
+            // the one value serde_json then refuses.
+            Err(e) => {
+                errors.push(at.data("", Some("type"), format!("data cannot be read as JSON: {e}")));
+                return;
+            }
+        },
+        None => Value::Null,
+    };
+    // The common case, valid data, takes the validator's fast path, which
+    // builds no error; the errors are collected only for invalid data.
+    if schema.validator.is_valid(&value) {
+        return;
+    }
+    for error in schema.validator.iter_errors(&value) {
+        let keyword = error.kind().keyword().to_string();
+        errors.push(at.data(error.instance_path().as_str(), Some(&keyword), cut(error.to_string())));
+    }
+}
+
+/// Cuts a detail to [`MAX_DETAIL_CHARS`] characters.
+fn cut(mut detail: String) -> String {
+    if let Some((i, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        detail.truncate(i);
+        detail.push('…');
+    }
+    detail
+}
+
+/// One event's place in the request.
+struct At<'a> {
+    layout: &'a Layout<'a>,
+    index: usize,
+}
+
+impl At<'_> {
+    /// An error at one of the event's attributes.
+    fn attribute(&self, name: &str, detail: String) -> FieldError {
+        self.layout.attribute(self.index, name, detail)
+    }
+
+    /// An error inside `data`, at the JSON Pointer `path` within it.
+    fn data(&self, path: &str, keyword: Option<&str>, detail: String) -> FieldError {
+        let mut error = self.layout.data(self.index, path, detail);
+        error.keyword = keyword.map(str::to_string);
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+use std::path::Path;
+
+use super::*;
+use crate::event::{parse_ndjson, parse_single, ParseLimits};
+
+/// A directory holding these files.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(files: &[(&str, &str)]) -> Dir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("inlet-schema-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        Dir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const ORDER: &str = r##"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://schemas.example.com/order.json",
+  "type": "object",
+  "required": ["id", "items"],
+  "properties": {
+    "id": {"type": "string"},
+    "email": {"type": "string", "format": "email"},
+    "items": {"type": "array", "items": {"$ref": "#/$defs/item"}}
+  },
+  "$defs": {"item": {"type": "object", "required": ["qty"], "properties": {"qty": {"type": "integer", "minimum": 1}}}}
+}"##;
+
+fn set(files: &[(&str, &str)]) -> SchemaSet {
+    let dir = Dir::new(files);
+    SchemaSet::load(dir.path()).unwrap()
+}
+
+fn event(json: &str) -> Event {
+    parse_single(json.as_bytes(), &ParseLimits::default()).unwrap().pop().unwrap()
+}
+
+fn one(set: &SchemaSet, json: &str) -> Verdict {
+    set.check(&[event(json)], &Layout::of(crate::event::BodyKind::Structured, json.as_bytes()))
+}
+
+fn pointers(errors: &[FieldError]) -> Vec<(Option<&str>, Option<&str>)> {
+    errors.iter().map(|e| (e.pointer.as_deref(), e.keyword.as_deref())).collect()
+}
+
+#[test]
+fn valid_data_passes_and_every_violation_is_listed_with_its_pointer_and_keyword() {
+    let set = set(&[("com.example.order.json", ORDER)]);
+    let ok = r#"{"specversion":"1.0","id":"1","source":"/s","type":"com.example.order","data":{"id":"a","items":[{"qty":2}]}}"#;
+    assert_eq!(one(&set, ok), Verdict::default());
+    let bad = r#"{"specversion":"1.0","id":"1","source":"/s","type":"com.example.order","data":{"email":"nope","items":[{"qty":2},{"qty":0},{}]}}"#;
+    let verdict = one(&set, bad);
+    let errors = verdict.errors();
+    let mut found = pointers(&errors);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (Some("#/data"), Some("required")),
+            (Some("#/data/email"), Some("format")),
+            (Some("#/data/items/1/qty"), Some("minimum")),
+            (Some("#/data/items/2"), Some("required")),
+        ]
+    );
+    assert_eq!(verdict.refused[0].index, 0);
+    assert_eq!(verdict.to_problem().status, 422);
+    assert_eq!(verdict.to_problem().reason(), "schema-violation");
+}
+
+#[test]
+fn ndjson_errors_carry_their_line() {
+    let set = set(&[("com.example.order.json", ORDER)]);
+    let body = "\n{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"com.example.order\",\"data\":{\"id\":\"a\",\"items\":[]}}\n\n{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"/s\",\"type\":\"com.example.order\",\"data\":{\"id\":7,\"items\":[]}}\n";
+    let events = parse_ndjson(body.as_bytes(), &ParseLimits::default()).unwrap();
+    let verdict = set.check(&events, &Layout::ndjson(body.as_bytes()));
+    let errors = verdict.errors();
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].pointer.as_deref(), errors[0].line), (Some("#/data/id"), Some(4)));
+    assert_eq!(errors[0].keyword.as_deref(), Some("type"));
+    assert_eq!(verdict.refused[0].index, 1);
+}
+
+#[test]
+fn warn_accepts_and_counts_off_skips() {
+    let index = "[types.\"com.example.order\"]\nmode = \"warn\"\n[types.other]\nmode = \"off\"\n";
+    let set =
+        set(&[("com.example.order.json", ORDER), ("other.json", r#"{"required": ["x"]}"#), ("index.toml", index)]);
+    assert_eq!(set.get("com.example.order").unwrap().mode, Mode::Warn);
+    let bad = r#"{"specversion":"1.0","id":"1","source":"/s","type":"com.example.order","data":{}}"#;
+    assert_eq!(one(&set, bad), Verdict { refused: vec![], warned: vec!["com.example.order".into()] });
+    let off = r#"{"specversion":"1.0","id":"1","source":"/s","type":"other","data":{}}"#;
+    assert_eq!(one(&set, off), Verdict::default());
+}
+
+#[test]
+fn unknown_types_are_allowed_or_refused_at_their_type() {
+    let allow = set(&[("com.example.order.json", ORDER)]);
+    let json = r#"{"specversion":"1.0","id":"1","source":"/s","type":"com.example.other","data":{}}"#;
+    assert_eq!(one(&allow, json), Verdict::default());
+    let reject = set(&[("com.example.order.json", ORDER)]).with_unknown_types(UnknownTypes::Reject);
+    let errors = one(&reject, json).errors();
+    assert_eq!(pointers(&errors), [(Some("#/type"), None)]);
+    assert_eq!(errors[0].detail, "no schema is registered for type \"com.example.other\"");
+}
+
+#[test]
+fn dataschema_must_name_the_registered_schema_of_the_type() {
+    let other = r#"{"$id": "https://schemas.example.com/other.json"}"#;
+    let set = set(&[("com.example.order.json", ORDER), ("other.json", other)]);
+    let with = |uri: &str| {
+        format!(
+            r#"{{"specversion":"1.0","id":"1","source":"/s","type":"com.example.order","dataschema":"{uri}","data":{{"id":"a","items":[]}}}}"#
+        )
+    };
+    assert_eq!(one(&set, &with("https://schemas.example.com/order.json")), Verdict::default());
+    assert_eq!(one(&set, &with("https://schemas.example.com/order.json#")), Verdict::default());
+    let unknown = one(&set, &with("https://evil.example.com/order.json")).errors();
+    assert_eq!(pointers(&unknown), [(Some("#/dataschema"), None)]);
+    assert_eq!(unknown[0].detail, "\"https://evil.example.com/order.json\" is not a registered schema");
+    let wrong = one(&set, &with("https://schemas.example.com/other.json")).errors();
+    assert_eq!(pointers(&wrong), [(Some("#/dataschema"), None)]);
+}
+
+#[test]
+fn data_that_is_not_json_cannot_pass_a_schema() {
+    let set = set(&[("t.json", r#"{"type": "string"}"#)]);
+    let text = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/plain","data":"hi"}"#;
+    assert_eq!(pointers(&one(&set, text).errors()), [(Some("#/datacontenttype"), None)]);
+    let b64 = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"aGk="}"#;
+    assert_eq!(pointers(&one(&set, b64).errors()), [(Some("#/data_base64"), None)]);
+    // No data at all is validated as `null`.
+    let none = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
+    assert_eq!(pointers(&one(&set, none).errors()), [(Some("#/data"), Some("type"))]);
+    let json =
+        r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"application/json","data":"hi"}"#;
+    assert_eq!(one(&set, json), Verdict::default());
+}
+
+#[test]
+fn errors_are_capped_with_a_last_entry_saying_how_many_were_cut() {
+    let set = set(&[("t.json", r#"{"type": "array", "items": {"type": "integer"}}"#)]);
+    let items = vec!["\"x\""; MAX_ERRORS + 5].join(",");
+    let json = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[{items}]}}"#);
+    let errors = one(&set, &json).errors();
+    assert_eq!(errors.len(), MAX_ERRORS + 1);
+    assert_eq!(errors[MAX_ERRORS - 1].pointer.as_deref(), Some("#/data/99"));
+    assert_eq!(errors[MAX_ERRORS].pointer, None);
+    assert_eq!(errors[MAX_ERRORS].detail, "5 more error(s) not listed; at most 100 are");
+    // At the cap exactly: no extra entry.
+    let items = vec!["\"x\""; MAX_ERRORS].join(",");
+    let json = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[{items}]}}"#);
+    assert_eq!(one(&set, &json).errors().len(), MAX_ERRORS);
+}
+
+#[test]
+fn a_long_detail_is_cut() {
+    let set = set(&[("t.json", r#"{"type": "integer"}"#)]);
+    let long = "y".repeat(1000);
+    let json = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"{long}"}}"#);
+    let detail = &one(&set, &json).errors()[0].detail;
+    assert_eq!(detail.chars().count(), MAX_DETAIL_CHARS + 1);
+    assert!(detail.ends_with('…'));
+}
+
+#[test]
+fn draft_07_is_detected() {
+    let set = set(&[("t.json", r#"{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}"#)]);
+    assert_eq!(set.get("t").unwrap().draft, "7");
+    let set2 = self::set(&[("t.json", r#"{"type": "object"}"#)]);
+    assert_eq!(set2.get("t").unwrap().draft, "2020-12");
+}
+
+#[test]
+fn file_names_are_percent_decoded_types() {
+    let set = set(&[("a%2Fb.json", "true"), ("README.md", "not a schema"), (".hidden.json", "{")]);
+    assert_eq!(set.schemas().map(|s| s.ty.as_str()).collect::<Vec<_>>(), ["a/b"]);
+}
+
+fn load_error(files: &[(&str, &str)]) -> LoadError {
+    let dir = Dir::new(files);
+    let e = SchemaSet::load(dir.path()).unwrap_err();
+    LoadError { file: e.file.strip_prefix(dir.path()).unwrap().to_path_buf(), reason: e.reason }
+}
+
+#[test]
+fn broken_directories_are_refused_with_the_file_and_the_reason() {
+    let e = load_error(&[("t.json", "{")]);
+    assert_eq!(e.file, Path::new("t.json"));
+    assert!(e.reason.starts_with("is not valid JSON"), "{}", e.reason);
+    let e = load_error(&[("t.json", r#"{"type": 12}"#)]);
+    assert_eq!(e.file, Path::new("t.json"));
+    assert!(e.reason.starts_with("does not compile"), "{}", e.reason);
+    // A remote $ref is never fetched: the schema is refused.
+    let e = load_error(&[("t.json", r#"{"$ref": "https://schemas.example.com/x.json"}"#)]);
+    assert_eq!(e.file, Path::new("t.json"));
+    assert!(e.reason.contains("https://schemas.example.com/x.json"), "{}", e.reason);
+    let e = load_error(&[("t.json", r#"{"$ref": "file:///etc/passwd"}"#)]);
+    assert!(e.reason.starts_with("does not compile"), "{}", e.reason);
+    let e = load_error(&[("t.json", "{}"), ("index.toml", "[types.t]\nmode = \"loud\"\n")]);
+    assert_eq!(e.file, Path::new("index.toml"));
+    let e = load_error(&[("t.json", "{}"), ("index.toml", "[types.t]\nmode = \"warn\"\nextra = 1\n")]);
+    assert!(e.reason.contains("extra"), "{}", e.reason);
+    let e = load_error(&[("t.json", "{}"), ("index.toml", "[types.u]\nmode = \"warn\"\n")]);
+    assert_eq!(e.file, Path::new("index.toml"));
+    assert!(e.reason.starts_with("type \"u\" has no schema file in "), "{}", e.reason);
+    let e = load_error(&[("a.json", r#"{"$id": "urn:x"}"#), ("b.json", r#"{"$id": "urn:x"}"#)]);
+    assert_eq!(e.file, Path::new("b.json"));
+    let e = load_error(&[("%FF.json", "{}")]);
+    assert_eq!(e.reason, "the file name is not UTF-8 once percent-decoded");
+    let e = load_error(&[("t.json", "[]")]);
+    assert_eq!(e.reason, "a schema must be a JSON object (or a boolean)");
+}
