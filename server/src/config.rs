@@ -43,6 +43,26 @@ pub enum StoreKind {
     Jetstream,
 }
 
+/// The values of --when-full (the store has its own type, `store::WhenFull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WhenFull {
+    /// 503 until space is freed.
+    Refuse,
+    /// Delete the oldest events to make room.
+    DropOldest,
+}
+
+/// `--retention`: a duration, not zero (keeping nothing is not a retention;
+/// leave the flag out to keep forever).
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => {
+            Err("a retention of 0 would delete every event: leave --retention out to keep forever".into())
+        }
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -95,9 +115,28 @@ pub struct Config {
     #[arg(long, env = "INLET_STORE_QUEUE", default_value_t = 4096)]
     pub store_queue: usize,
 
-    /// sqlite: cap on the database size in bytes; writes past it get 503.
+    /// sqlite: cap on the database size in bytes; what a write past it does
+    /// is --when-full.
     #[arg(long, env = "INLET_MAX_STORE_BYTES")]
     pub max_store_bytes: Option<u64>,
+
+    /// sqlite: what a write past --max-store-bytes does. refuse: 503 until
+    /// space is freed; drop-oldest: delete the oldest events and keep
+    /// accepting (a request over half the cap is still refused).
+    #[arg(long, env = "INLET_WHEN_FULL", value_enum, default_value = "refuse")]
+    pub when_full: WhenFull,
+
+    /// Delete events older than this (e.g. 720h for 30 days, 90m);
+    /// default: keep forever. sqlite: a background job on the writer thread,
+    /// in batches; memory: the same; jetstream: the max age of the stream it
+    /// creates (instead of --max-age).
+    #[arg(long, env = "INLET_RETENTION", value_parser = parse_retention, conflicts_with = "max_age")]
+    pub retention: Option<Duration>,
+
+    /// sqlite, memory: how long the (source, id) of a deleted event is still
+    /// answered as a duplicate; 0: forgotten at once.
+    #[arg(long, env = "INLET_DEDUPE_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub dedupe_window: Duration,
 
     /// jetstream: NATS server URL(s), comma-separated or repeated.
     #[arg(long, env = "INLET_NATS_URL", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
@@ -313,13 +352,19 @@ impl Config {
                 queue: self.store_queue,
                 max_bytes: self.max_store_bytes,
                 readers: 4,
+                retention: self.retention,
+                when_full: match self.when_full {
+                    WhenFull::Refuse => store::WhenFull::Refuse,
+                    WhenFull::DropOldest => store::WhenFull::DropOldest,
+                },
+                dedupe_window: self.dedupe_window,
             }),
             StoreKind::Jetstream => store::Options::Jetstream(store::JetStreamOptions {
                 urls: self.nats_url.clone(),
                 stream: self.stream.clone(),
                 subject_prefix: self.subject_prefix.clone(),
                 replicas: self.replicas,
-                max_age: self.max_age,
+                max_age: self.retention.unwrap_or(self.max_age),
                 max_bytes: self.max_stream_bytes,
                 duplicate_window: self.duplicate_window,
                 ack_timeout: Duration::from_secs(5),

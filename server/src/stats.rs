@@ -29,6 +29,7 @@ use serde_json::json;
 use inlet_shared::http::coding::Coding;
 
 use crate::metrics::LabelValue;
+use crate::store::{now_ms, StoreGauges, WhenFull};
 
 /// The `coding` label of the body byte counters: a closed set (two stacked
 /// codings count as `stacked`).
@@ -58,6 +59,8 @@ pub struct Stats {
     /// The same bodies' bytes once decoded (successful decodes only).
     decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
     tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
+    /// The store's gauges and retention settings, kept by the store.
+    store: Option<Arc<StoreGauges>>,
 }
 
 /// The counters of one token name (shared with the token, see
@@ -92,11 +95,36 @@ impl Default for Stats {
             wire_bytes: Default::default(),
             decoded_bytes: Default::default(),
             tokens: RwLock::new(BTreeMap::new()),
+            store: None,
         }
     }
 }
 
 impl Stats {
+    /// Counters that also show the store's gauges (`Store::gauges`).
+    pub fn with_store(gauges: Option<Arc<StoreGauges>>) -> Stats {
+        Stats { store: gauges, ..Stats::default() }
+    }
+
+    /// The `store` object of `/stats`: size, events, oldest event,
+    /// deletions by reason, and the settings that cause them.
+    fn store_json(g: &StoreGauges) -> serde_json::Value {
+        json!({
+            "bytes": g.bytes.load(Relaxed),
+            "events": g.events.load(Relaxed),
+            "oldest_event_age_seconds": g.oldest_age_seconds(now_ms()),
+            "deleted": {
+                "retention": g.deleted_retention.load(Relaxed),
+                "cap": g.deleted_cap.load(Relaxed),
+            },
+            "max_bytes": g.max_bytes,
+            "when_full": g.when_full.name(),
+            "retention_seconds": g.retention.map(|r| r.as_secs_f64()),
+            "dedupe_window_seconds": g.dedupe_window.as_secs_f64(),
+            "remembered_keys": g.remembered_keys.load(Relaxed),
+        })
+    }
+
     pub fn record_accepted<'a>(&self, types: impl Iterator<Item = &'a str>, duplicates: usize) {
         self.duplicates.fetch_add(duplicates as u64, Relaxed);
         let mut accepted = 0u64;
@@ -229,7 +257,7 @@ impl Stats {
 
     /// The `/stats` body (SPEC §3).
     pub fn to_json(&self) -> Vec<u8> {
-        let body = json!({
+        let mut body = json!({
             "accepted": self.accepted.load(Relaxed),
             "duplicates": self.duplicates.load(Relaxed),
             "rejected": self.snapshot_rejected(),
@@ -241,6 +269,9 @@ impl Stats {
             "uptime_seconds": self.uptime().as_secs(),
             "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
         });
+        if let (Some(g), Some(map)) = (&self.store, body.as_object_mut()) {
+            map.insert("store".into(), Stats::store_json(g));
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }
@@ -326,8 +357,60 @@ impl Collector for StatsCollector {
             let labels = [("token", LabelValue(name))];
             ConstCounter::new(c.refused_requests).encode(metric.encode_family(&labels)?)?;
         }
+        if let Some(g) = &s.store {
+            encode_store(g, &mut encoder)?;
+        }
         Ok(())
     }
+}
+
+/// The store's gauges on `/metrics`.
+fn encode_store(g: &StoreGauges, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut gauges = vec![
+        ("inlet_store_bytes", "Size of the store, bytes", gauge(g.bytes.load(Relaxed))),
+        ("inlet_store_events", "Events stored now", gauge(g.events.load(Relaxed))),
+        (
+            "inlet_store_remembered_keys",
+            "Keys of deleted events still answered as duplicates (--dedupe-window)",
+            gauge(g.remembered_keys.load(Relaxed)),
+        ),
+        ("inlet_store_dedupe_window_seconds", "--dedupe-window, seconds", gauge(g.dedupe_window.as_secs())),
+    ];
+    if let Some(age) = g.oldest_age_seconds(now_ms()) {
+        gauges.push(("inlet_store_oldest_event_age_seconds", "Age of the oldest stored event, seconds", gauge(age)));
+    }
+    if let Some(cap) = g.max_bytes {
+        gauges.push(("inlet_store_max_bytes", "--max-store-bytes", gauge(cap)));
+    }
+    if let Some(r) = g.retention {
+        gauges.push(("inlet_store_retention_seconds", "--retention, seconds", gauge(r.as_secs())));
+    }
+    for (name, help, value) in gauges {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(value).encode(metric)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "inlet_store_deleted_events",
+        "Events deleted by the store, by reason (retention, cap)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in [("retention", &g.deleted_retention), ("cap", &g.deleted_cap)] {
+        let labels = [("reason", LabelValue(reason))];
+        ConstCounter::new(n.load(Relaxed)).encode(metric.encode_family(&labels)?)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "inlet_store_when_full",
+        "What a write past the cap does (--when-full): 1 for the mode in use",
+        None,
+        MetricType::Gauge,
+    )?;
+    for mode in [WhenFull::Refuse, WhenFull::DropOldest] {
+        let labels = [("mode", LabelValue(mode.name()))];
+        ConstGauge::new(i64::from(mode == g.when_full)).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// The collector that exposes [`Stats`] on `/metrics`.

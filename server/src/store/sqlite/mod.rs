@@ -10,12 +10,14 @@
 //! last commits may be lost on power loss.
 
 mod checkpointer;
+mod retention;
 mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
@@ -24,7 +26,8 @@ use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::{
-    Appended, ErrorKind, OpenError, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoredEvent,
+    Appended, ErrorKind, OpenError, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoreGauges,
+    StoredEvent, WhenFull,
 };
 use inlet_shared::event::Text;
 use writer::{Job, Outcome, Row};
@@ -49,13 +52,39 @@ pub struct Options {
     pub max_bytes: Option<u64>,
     /// Read connections.
     pub readers: usize,
+    /// Events older than this are deleted (`None`: kept forever).
+    pub retention: Option<Duration>,
+    /// What a write past `max_bytes` does.
+    pub when_full: WhenFull,
+    /// How long the key of a deleted event still counts as a duplicate.
+    pub dedupe_window: Duration,
 }
+
+impl Options {
+    /// The defaults for the store in `dir` (those of the flags).
+    pub fn new(dir: PathBuf) -> Options {
+        Options {
+            dir,
+            sync: Sync::Full,
+            queue: 4096,
+            max_bytes: None,
+            readers: 4,
+            retention: None,
+            when_full: WhenFull::Refuse,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+        }
+    }
+}
+
+/// The default of `--dedupe-window`.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub struct SqliteStore {
     jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    gauges: Arc<StoreGauges>,
 }
 
 fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> OpenError + '_ {
@@ -95,17 +124,21 @@ impl SqliteStore {
             readers.push(r);
         }
 
+        let gauges =
+            Arc::new(StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window));
+        let deleter = retention::Deleter::open(&conn, gauges.clone()).map_err(open_error(&path))?;
         let checkpointer = checkpointer::Checkpointer::start(&path)?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())
-            .spawn(move || writer::serve(conn, rx, checkpointer))
+            .spawn(move || writer::serve(conn, rx, checkpointer, deleter))
             .map_err(|source| OpenError::Thread { what: "writer", source })?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(readers)),
             path,
+            gauges,
         })
     }
 
@@ -119,7 +152,15 @@ impl SqliteStore {
                     .map_err(|e| StoreError::caused(ErrorKind::Unavailable, "an event is not UTF-8", e))?;
                 Ok(Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json })
             })
-            .collect::<Result<_, StoreError>>()?;
+            .collect::<Result<Vec<Row>, StoreError>>()?;
+        // drop-oldest would delete most of the store for a request this
+        // large, and maybe still not fit it: refused, nothing deleted.
+        if let (WhenFull::DropOldest, Some(cap)) = (self.gauges.when_full, self.gauges.max_bytes) {
+            let bytes: u64 = rows.iter().map(|r| r.json.len() as u64).sum();
+            if bytes > cap / 2 {
+                return Err(StoreError::plain(ErrorKind::Full, "the request is larger than half the store's cap"));
+            }
+        }
         let (reply, answer) = oneshot::channel();
         let jobs =
             self.jobs.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the writer queue is poisoned"))?;
@@ -265,17 +306,102 @@ impl Store for SqliteStore {
     fn name(&self) -> &'static str {
         "sqlite"
     }
+
+    fn gauges(&self) -> Option<Arc<StoreGauges>> {
+        Some(self.gauges.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::TestDir;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn open(dir: &TestDir) -> SqliteStore {
-        let options =
-            Options { dir: dir.path().to_path_buf(), sync: Sync::Normal, queue: 16, max_bytes: None, readers: 1 };
+        let options = Options { sync: Sync::Normal, queue: 16, readers: 1, ..Options::new(dir.path().to_path_buf()) };
         SqliteStore::open(&options).unwrap()
+    }
+
+    fn open_capped(dir: &TestDir, cap: u64, when_full: WhenFull) -> SqliteStore {
+        let options = Options {
+            sync: Sync::Normal,
+            queue: 16,
+            readers: 1,
+            max_bytes: Some(cap),
+            when_full,
+            ..Options::new(dir.path().to_path_buf())
+        };
+        SqliteStore::open(&options).unwrap()
+    }
+
+    /// An event whose JSON is exactly `size` bytes.
+    fn sized(id: &str, size: usize) -> Event {
+        let mut e = Event::new(id, "/s", "t");
+        e.subject = Some(String::new().into());
+        let base = e.to_json().len();
+        e.subject = Some("x".repeat(size - base).into());
+        assert_eq!(e.to_json().len(), size);
+        e
+    }
+
+    async fn stored_seqs(store: &SqliteStore) -> Vec<u64> {
+        let page = store.query(Query { limit: 100_000, ..Query::default() }, usize::MAX).await.collect().await.unwrap();
+        page.events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_accepting_under_the_cap_and_keeps_the_newest() {
+        let dir = TestDir::new();
+        let store = open_capped(&dir, 64 * 4096, WhenFull::DropOldest);
+        for i in 0..600 {
+            let appended = store.append(&[sized(&format!("e{i}"), 1500)], None).await.unwrap();
+            assert_eq!(appended.accepted(), 1, "event {i}");
+        }
+        let seqs = stored_seqs(&store).await;
+        let g = store.gauges().unwrap();
+        assert!(seqs.len() < 600 && seqs.len() > 20, "{} kept", seqs.len());
+        // The newest, without gaps, up to the last.
+        assert_eq!(seqs, ((600 - seqs.len() as u64 + 1)..=600).collect::<Vec<_>>());
+        assert_eq!(g.deleted_cap.load(Relaxed), 600 - seqs.len() as u64);
+        assert_eq!(g.events.load(Relaxed), seqs.len() as u64);
+        assert!(g.bytes.load(Relaxed) <= 64 * 4096, "{}", g.bytes.load(Relaxed));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_refuses_a_request_over_half_the_cap_and_deletes_nothing_for_it() {
+        let dir = TestDir::new();
+        let cap = 64 * 4096;
+        let store = open_capped(&dir, cap, WhenFull::DropOldest);
+        for i in 0..10 {
+            store.append(&[sized(&format!("e{i}"), 1000)], None).await.unwrap();
+        }
+        let past = store.append(&[sized("past", cap as usize / 2 + 1)], None).await.unwrap_err();
+        assert_eq!((past.kind(), past.reason()), (ErrorKind::Full, "the request is larger than half the store's cap"));
+        assert_eq!(stored_seqs(&store).await, (1..=10).collect::<Vec<_>>(), "nothing deleted for it");
+        let at = store.append(&[sized("at", cap as usize / 2)], None).await.unwrap();
+        assert_eq!(at.accepted(), 1, "half the cap exactly is taken");
+        assert_eq!(stored_seqs(&store).await.last(), Some(&11));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refuse_mode_still_refuses_when_full() {
+        let dir = TestDir::new();
+        let store = open_capped(&dir, 64 * 4096, WhenFull::Refuse);
+        let mut refused = None;
+        for i in 0..600 {
+            if let Err(e) = store.append(&[sized(&format!("e{i}"), 1500)], None).await {
+                refused = Some((i, e.kind()));
+                break;
+            }
+        }
+        let (at, kind) = refused.expect("the capped store filled up");
+        assert_eq!(kind, ErrorKind::Full);
+        assert_eq!(stored_seqs(&store).await.len(), at, "nothing deleted");
+        assert_eq!(store.gauges().unwrap().deleted_cap.load(Relaxed), 0);
+        store.close().await.unwrap();
     }
 
     async fn stored(store: &SqliteStore) -> Vec<String> {

@@ -33,6 +33,18 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq);
 ";
 
+/// The keys of deleted events, remembered for `--dedupe-window`
+/// (`retention.rs`): a 64-bit hash of (source, id) and when its event was
+/// deleted (milliseconds since the epoch). Created at open, also in an
+/// existing database (to be folded into the versioned migrations).
+pub const FORGOTTEN_KEYS: &str = "
+CREATE TABLE IF NOT EXISTS forgotten_keys (
+    key        INTEGER PRIMARY KEY,
+    deleted_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS forgotten_keys_by_time ON forgotten_keys (deleted_at);
+";
+
 /// Made after [`add_token_column`], which an older database needs first.
 const TOKEN_INDEX: &str = "CREATE INDEX IF NOT EXISTS events_by_token ON events (token, seq) WHERE token IS NOT NULL;";
 
@@ -63,6 +75,11 @@ pub fn add_token_column(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Settings of the one write connection.
 pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -> rusqlite::Result<()> {
+    // Free pages can be given back to the file system after deletions
+    // (`PRAGMA incremental_vacuum`). SQLite takes this only before the
+    // first table exists: a database made without it keeps `none` (its
+    // free pages are reused, not given back; see docs/storage.md).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     // WAL: readers never wait for the writer, and a commit is one append
     // (plus one fsync with synchronous=FULL) to the log.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -84,6 +101,7 @@ pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.execute_batch(SCHEMA)?;
     add_token_column(conn)?;
+    conn.execute_batch(FORGOTTEN_KEYS)?;
     if let Some(bytes) = max_bytes {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let pages = (bytes / page_size.max(512) as u64).max(1);
