@@ -423,6 +423,47 @@ mod tests {
     }
 
     #[test]
+    fn retention_flags() {
+        let config = Config::try_parse_from(["inlet-server"]).unwrap();
+        assert_eq!((config.retention, config.when_full), (None, WhenFull::Refuse), "keep forever, refuse");
+        assert_eq!(config.dedupe_window, Duration::from_secs(24 * 3600));
+        let config = Config::try_parse_from([
+            "inlet-server",
+            "--retention",
+            "720h",
+            "--when-full",
+            "drop-oldest",
+            "--max-store-bytes",
+            "1000",
+            "--dedupe-window",
+            "0",
+        ])
+        .unwrap();
+        match config.store_options() {
+            store::Options::Sqlite(o) => {
+                assert_eq!(o.retention, Some(Duration::from_secs(720 * 3600)));
+                assert_eq!(o.when_full, store::WhenFull::DropOldest);
+                assert_eq!(o.dedupe_window, Duration::ZERO);
+            }
+            other => panic!("expected sqlite, got {other:?}"),
+        }
+        // The smallest retention is one millisecond; zero is refused.
+        let config = Config::try_parse_from(["inlet-server", "--retention", "1ms"]).unwrap();
+        assert_eq!(config.retention, Some(Duration::from_millis(1)));
+        let e = Config::try_parse_from(["inlet-server", "--retention", "0"]).unwrap_err().to_string();
+        assert!(e.contains("leave --retention out to keep forever"), "{e}");
+        assert!(Config::try_parse_from(["inlet-server", "--when-full", "drop-newest"]).is_err());
+        // jetstream: the retention is the stream's max age; not both.
+        let config = Config::try_parse_from(["inlet-server", "--store", "jetstream", "--retention", "2h"]).unwrap();
+        match config.store_options() {
+            store::Options::Jetstream(o) => assert_eq!(o.max_age, Duration::from_secs(7200)),
+            other => panic!("expected jetstream, got {other:?}"),
+        }
+        let e = Config::try_parse_from(["inlet-server", "--retention", "2h", "--max-age", "1h"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
     fn tls_flags_go_together() {
         let config = Config::try_parse_from(["inlet-server"]).unwrap();
         assert_eq!(config.tls_files(), None);

@@ -483,6 +483,68 @@ mod tests {
     }
 
     #[test]
+    fn store_gauges_show_in_stats_and_metrics() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = Arc::new(StoreGauges::new(
+            Some(Duration::from_secs(7200)),
+            Some(1 << 20),
+            WhenFull::DropOldest,
+            Duration::from_secs(86_400),
+        ));
+        g.bytes.store(40_960, Relaxed);
+        g.events.store(12, Relaxed);
+        g.oldest_ms.store(now_ms() - 90_500, Relaxed);
+        g.deleted_retention.store(3, Relaxed);
+        g.deleted_cap.store(4, Relaxed);
+        g.remembered_keys.store(7, Relaxed);
+        let stats = Arc::new(Stats::with_store(Some(g.clone())));
+        let json = body(&stats);
+        let age = json["store"]["oldest_event_age_seconds"].as_u64();
+        assert!(matches!(age, Some(90..=100)), "{age:?}");
+        let mut store = json["store"].clone();
+        store["oldest_event_age_seconds"] = serde_json::json!(90);
+        assert_eq!(
+            store,
+            serde_json::json!({
+                "bytes": 40_960, "events": 12, "oldest_event_age_seconds": 90,
+                "deleted": {"retention": 3, "cap": 4},
+                "max_bytes": 1_048_576, "when_full": "drop-oldest",
+                "retention_seconds": 7200.0, "dedupe_window_seconds": 86_400.0, "remembered_keys": 7,
+            })
+        );
+        let text = crate::metrics::Metrics::new(stats.clone()).render();
+        for line in [
+            "inlet_store_bytes 40960\n",
+            "inlet_store_events 12\n",
+            "inlet_store_remembered_keys 7\n",
+            "inlet_store_dedupe_window_seconds 86400\n",
+            "inlet_store_max_bytes 1048576\n",
+            "inlet_store_retention_seconds 7200\n",
+            "inlet_store_deleted_events_total{reason=\"retention\"} 3\n",
+            "inlet_store_deleted_events_total{reason=\"cap\"} 4\n",
+            "inlet_store_when_full{mode=\"refuse\"} 0\n",
+            "inlet_store_when_full{mode=\"drop-oldest\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(text.contains("inlet_store_oldest_event_age_seconds 9"), "{text}");
+
+        // An empty store has no oldest event; a store kept forever no retention.
+        let empty = Arc::new(StoreGauges::new(None, None, WhenFull::Refuse, Duration::ZERO));
+        let stats = Arc::new(Stats::with_store(Some(empty)));
+        let json = body(&stats);
+        assert_eq!(json["store"]["oldest_event_age_seconds"], serde_json::Value::Null);
+        assert_eq!(json["store"]["retention_seconds"], serde_json::Value::Null);
+        assert_eq!(json["store"]["max_bytes"], serde_json::Value::Null);
+        assert_eq!(json["store"]["when_full"], "refuse");
+        let text = crate::metrics::Metrics::new(stats).render();
+        assert!(!text.contains("inlet_store_oldest_event_age_seconds"), "{text}");
+        assert!(!text.contains("inlet_store_retention_seconds"), "{text}");
+        // Without a store's gauges, /stats has no `store`.
+        assert!(body(&Stats::default()).get("store").is_none());
+    }
+
+    #[test]
     fn counters_and_rejections() {
         let stats = Stats::default();
         stats.record_rejected("invalid-event");
