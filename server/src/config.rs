@@ -342,7 +342,10 @@ impl Config {
     /// become store options.
     pub fn store_options(&self) -> store::Options {
         match self.store {
-            StoreKind::Memory => store::Options::Memory,
+            StoreKind::Memory => store::Options::Memory(store::MemoryOptions {
+                retention: self.retention,
+                dedupe_window: self.dedupe_window,
+            }),
             StoreKind::Sqlite => store::Options::Sqlite(store::SqliteOptions {
                 dir: self.data_dir.clone(),
                 sync: match self.sync {
@@ -419,7 +422,7 @@ mod tests {
             other => panic!("expected sqlite, got {other:?}"),
         }
         let config = Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap();
-        assert!(matches!(config.store_options(), store::Options::Memory));
+        assert!(matches!(config.store_options(), store::Options::Memory(store::MemoryOptions { retention: None, .. })));
     }
 
     #[test]

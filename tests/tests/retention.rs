@@ -204,3 +204,17 @@ fn with_a_dedupe_window_of_zero_a_deleted_event_is_accepted_again_at_once() {
     assert_eq!(post(&mut conn, &a, 10), (202, serde_json::json!({"accepted": 1, "duplicates": 0})));
     assert_eq!(stored_ids(&s).get("a"), Some(&1));
 }
+
+#[test]
+fn the_memory_store_keeps_a_retention_too() {
+    let s = Server::start(&["--store", "memory", "--retention", "1s", "--dedupe-window", "0"]);
+    let mut conn = s.connect();
+    let ids = round_ids(0, 50);
+    assert_eq!(post(&mut conn, &ids, 100).0, 202);
+    assert_eq!(stored_ids(&s).len(), 50);
+    wait_until(PATIENCE, "every event is deleted", || stored_ids(&s).is_empty());
+    // Numbering goes on after the deleted events.
+    assert_eq!(post(&mut conn, &["later".to_string()], 10).0, 202);
+    let page = json(&s.get("/events"));
+    assert_eq!(page["events"][0]["seq"].as_u64(), Some(51));
+}

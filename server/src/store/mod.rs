@@ -21,7 +21,7 @@ use inlet_shared::event::Event;
 use smallvec::SmallVec;
 
 pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, Options as MemoryOptions};
 pub use sqlite::{Options as SqliteOptions, SqliteStore, Sync as SyncMode, DEFAULT_DEDUPE_WINDOW};
 
 /// What a capped store does when a write does not fit (`--when-full`).
@@ -467,7 +467,7 @@ pub trait Store: Send + Sync + 'static {
 /// one place (`Config::store_options`); the store knows nothing of flags.
 #[derive(Debug, Clone)]
 pub enum Options {
-    Memory,
+    Memory(MemoryOptions),
     Sqlite(SqliteOptions),
     Jetstream(JetStreamOptions),
 }
@@ -509,7 +509,7 @@ pub enum OpenError {
 /// Opens the store `options` name.
 pub async fn open(options: impl Into<Options>) -> Result<Arc<dyn Store>, OpenError> {
     match options.into() {
-        Options::Memory => Ok(Arc::new(MemoryStore::default())),
+        Options::Memory(options) => Ok(Arc::new(MemoryStore::open(&options)?)),
         Options::Sqlite(options) => Ok(Arc::new(SqliteStore::open(&options)?)),
         Options::Jetstream(options) => Ok(Arc::new(JetStreamStore::open(options).await?)),
     }
