@@ -74,6 +74,7 @@ fn retention_deletes_old_events_and_the_file_stops_growing() {
     // Each round adds ~400 KiB of events: without retention the file would
     // grow by that every round. With it, the space of deleted events is
     // reused: past the first rounds it grows by less than one round in all.
+    eprintln!("file sizes after each deletion round: {sizes:?}");
     let round_bytes = (PER_ROUND * 1000) as u64;
     let (first, last) = (sizes[1], *sizes.last().unwrap());
     assert!(last < first + round_bytes, "the file kept growing: {sizes:?}");
