@@ -7,7 +7,9 @@
 //! (busy waits on the commit path) or the other way round. On the writer
 //! thread a request waits at most for one deletion batch: at most
 //! [`BATCH_ROWS`] rows in one short transaction, then the writer takes the
-//! next group before the next batch.
+//! next group before the next batch. A retention batch that takes longer
+//! than [`BATCH_TARGET`] halves the next one (down to [`MIN_BATCH_ROWS`]);
+//! a quick one doubles it back.
 //!
 //! Sequence numbers: the newest event is never deleted. The `events` table
 //! takes its `seq` from the largest one present (it has no AUTOINCREMENT),
@@ -31,10 +33,14 @@ use crate::store::{now_ms, DeleteReason, StoreGauges, WhenFull};
 
 /// Rows deleted in one transaction at most.
 pub const BATCH_ROWS: i64 = 1000;
+/// Rows of a retention batch at least, however slow the disk.
+pub const MIN_BATCH_ROWS: i64 = 50;
+/// How long a retention batch should take at most.
+const BATCH_TARGET: Duration = Duration::from_millis(5);
 /// Free pages kept for reuse after retention deletes (4 MiB of 4 KiB
 /// pages); more are given back to the file system, [`VACUUM_STEP`] per round.
 const FREE_PAGES_KEPT: i64 = 1024;
-const VACUUM_STEP: i64 = 2048;
+const VACUUM_STEP: i64 = 256;
 /// Bytes of events `drop-oldest` deletes in one round at least: whole pages
 /// come free only when every row on them is gone, and the keys remembered
 /// for the dedupe window need room too.
@@ -70,6 +76,8 @@ pub struct Deleter {
     backlog: bool,
     page_size: i64,
     incremental_vacuum: bool,
+    /// Rows of the next retention batch (see [`BATCH_TARGET`]).
+    batch_rows: i64,
 }
 
 impl Deleter {
@@ -92,6 +100,7 @@ impl Deleter {
             backlog: false,
             page_size,
             incremental_vacuum: auto_vacuum == 2,
+            batch_rows: BATCH_ROWS,
         };
         deleter.refresh_oldest(conn)?;
         deleter.refresh_bytes(conn)?;
@@ -141,13 +150,17 @@ impl Deleter {
 
     fn round(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let now = now_ms();
-        let mut deleted = 0;
+        let mut full_batch = false;
         if let Some(retention) = self.gauges.retention {
             let cutoff = now.saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
-            deleted = self.delete_oldest(conn, DeleteReason::Retention, Some(cutoff), None)?;
+            let rows = self.batch_rows;
+            let started = Instant::now();
+            let deleted = self.delete_oldest(conn, DeleteReason::Retention, Some(cutoff), None, rows)?;
+            full_batch = deleted == rows as u64;
+            self.batch_rows = next_batch_rows(rows, started.elapsed());
         }
         let expired = self.expire_keys(conn, now)?;
-        self.backlog = deleted == BATCH_ROWS as u64 || expired == BATCH_ROWS as u64;
+        self.backlog = full_batch || expired == BATCH_ROWS as u64;
         if self.incremental_vacuum && self.gauges.retention.is_some() {
             let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
             if free > FREE_PAGES_KEPT {
@@ -167,23 +180,24 @@ impl Deleter {
     /// [`MIN_DROP_BYTES`]) or one batch, whichever is less. Returns the
     /// events deleted; 0 when only the newest is left.
     pub fn drop_oldest(&mut self, conn: &Connection, bytes: u64) -> rusqlite::Result<u64> {
-        let n = self.delete_oldest(conn, DeleteReason::Cap, None, Some(bytes.max(MIN_DROP_BYTES)))?;
+        let n = self.delete_oldest(conn, DeleteReason::Cap, None, Some(bytes.max(MIN_DROP_BYTES)), BATCH_ROWS)?;
         self.refresh_bytes(conn)?;
         Ok(n)
     }
 
     /// Deletes, in one transaction, the oldest events (never the newest):
     /// those received before `cutoff_ms`, or enough to free `bytes`, at
-    /// most [`BATCH_ROWS`]; remembers their keys for the dedupe window.
+    /// most `rows`; remembers their keys for the dedupe window.
     fn delete_oldest(
         &self,
         conn: &Connection,
         reason: DeleteReason,
         cutoff_ms: Option<i64>,
         bytes: Option<u64>,
+        rows: i64,
     ) -> rusqlite::Result<u64> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let done = self.delete_in_transaction(conn, cutoff_ms, bytes);
+        let done = self.delete_in_transaction(conn, cutoff_ms, bytes, rows);
         match done {
             Ok(0) => conn.execute_batch("ROLLBACK").map(|()| 0),
             Ok(n) => {
@@ -209,12 +223,13 @@ impl Deleter {
         conn: &Connection,
         cutoff_ms: Option<i64>,
         bytes: Option<u64>,
+        limit: i64,
     ) -> rusqlite::Result<u64> {
         let newest: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, source, id, received_at, length(event) FROM events WHERE seq < ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let mut rows = stmt.query(params![newest, BATCH_ROWS])?;
+        let mut rows = stmt.query(params![newest, limit])?;
         let mut last = None;
         let mut keys = Vec::new();
         let mut freed = 0u64;
@@ -286,6 +301,18 @@ impl Deleter {
     }
 }
 
+/// The rows of the next retention batch after one of `rows` that took
+/// `took`: half past [`BATCH_TARGET`], double under a third of it.
+fn next_batch_rows(rows: i64, took: Duration) -> i64 {
+    if took > BATCH_TARGET {
+        (rows / 2).max(MIN_BATCH_ROWS)
+    } else if took < BATCH_TARGET / 3 {
+        (rows * 2).min(BATCH_ROWS)
+    } else {
+        rows
+    }
+}
+
 /// Whether a key is remembered: the event was deleted within the window.
 pub fn is_remembered(conn: &Connection, key: i64) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM forgotten_keys WHERE key = ?1")?;
@@ -334,6 +361,18 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_batch_halves_the_next_and_a_quick_one_doubles_it() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_batch_rows(1000, ms(6)), 500);
+        assert_eq!(next_batch_rows(1000, BATCH_TARGET), 1000, "at the target: kept");
+        assert_eq!(next_batch_rows(60, ms(50)), MIN_BATCH_ROWS);
+        assert_eq!(next_batch_rows(MIN_BATCH_ROWS, ms(50)), MIN_BATCH_ROWS);
+        assert_eq!(next_batch_rows(500, ms(1)), 1000);
+        assert_eq!(next_batch_rows(800, ms(1)), BATCH_ROWS);
+        assert_eq!(next_batch_rows(500, ms(3)), 500, "between a third and the target: kept");
+    }
+
+    #[test]
     fn the_key_hash_keeps_source_and_id_apart() {
         assert_ne!(key_hash("ab", "c"), key_hash("a", "bc"));
         assert_eq!(key_hash("/s", "1"), key_hash("/s", "1"));
@@ -353,8 +392,15 @@ mod tests {
         deleter.tick(&conn);
         assert_eq!((stored(&conn).len(), g.deleted_retention.load(Relaxed)), (1500, 1000), "one batch");
         assert_eq!(deleter.wait(), Duration::ZERO, "a full batch: the next round is due at once");
-        deleter.tick(&conn);
-        deleter.tick(&conn);
+        // The next batches are 1,000 rows or fewer (a slow batch halves the next).
+        for _ in 0..100 {
+            if deleter.wait() > Duration::ZERO {
+                break;
+            }
+            let before = g.deleted_retention.load(Relaxed);
+            deleter.tick(&conn);
+            assert!(g.deleted_retention.load(Relaxed) - before <= 1000);
+        }
         // The newest event stays, however old: seq never starts over.
         assert_eq!(stored(&conn), [2500]);
         assert_eq!((g.events.load(Relaxed), g.deleted_retention.load(Relaxed)), (1, 2499));
@@ -456,7 +502,7 @@ mod tests {
         let g = gauges(Some(Duration::from_secs(60)), WhenFull::Refuse, Duration::ZERO);
         let mut deleter = Deleter::open(&conn, g.clone()).unwrap();
         assert_eq!(g.bytes.load(Relaxed), before as u64 * 4096);
-        for _ in 0..20 {
+        for _ in 0..100 {
             deleter.next_run = Instant::now();
             deleter.tick(&conn);
         }
