@@ -118,9 +118,6 @@ impl Deleter {
 
     /// How long the writer may wait for a job before the job is due.
     pub fn wait(&self) -> Duration {
-        if self.backlog {
-            return Duration::ZERO;
-        }
         self.next_run.saturating_duration_since(Instant::now())
     }
 
@@ -141,11 +138,15 @@ impl Deleter {
         if self.wait() > Duration::ZERO {
             return;
         }
+        let started = Instant::now();
         if let Err(e) = self.round(conn) {
             tracing::warn!("deleting old events failed: {e}");
             self.backlog = false;
         }
-        self.next_run = Instant::now() + self.interval;
+        // With a backlog the next round waits as long as this one took: the
+        // job takes half of the writer's time at most while there is ingest.
+        let now = Instant::now();
+        self.next_run = now + if self.backlog { now - started } else { self.interval };
     }
 
     fn round(&mut self, conn: &Connection) -> rusqlite::Result<()> {
@@ -391,13 +392,14 @@ mod tests {
         assert_eq!(g.oldest_age_seconds(now_ms()).map(|a| a > 3600 * 24 * 365), Some(true));
         deleter.tick(&conn);
         assert_eq!((stored(&conn).len(), g.deleted_retention.load(Relaxed)), (1500, 1000), "one batch");
-        assert_eq!(deleter.wait(), Duration::ZERO, "a full batch: the next round is due at once");
+        assert!(deleter.backlog, "a full batch: the next round is due after as long as this one took");
         // The next batches are 1,000 rows or fewer (a slow batch halves the next).
         for _ in 0..100 {
-            if deleter.wait() > Duration::ZERO {
+            if !deleter.backlog {
                 break;
             }
             let before = g.deleted_retention.load(Relaxed);
+            deleter.next_run = Instant::now();
             deleter.tick(&conn);
             assert!(g.deleted_retention.load(Relaxed) - before <= 1000);
         }
@@ -405,7 +407,8 @@ mod tests {
         assert_eq!(stored(&conn), [2500]);
         assert_eq!((g.events.load(Relaxed), g.deleted_retention.load(Relaxed)), (1, 2499));
         assert_eq!(g.deleted_cap.load(Relaxed), 0);
-        assert!(deleter.wait() > Duration::ZERO, "caught up: the job waits");
+        assert!(!deleter.backlog, "caught up");
+        assert!(deleter.wait() > Duration::from_millis(100), "caught up: the job waits its interval");
         // New events are numbered after it, and recent ones are kept.
         write(&mut conn, &ids(2500..2502), false);
         deleter.next_run = Instant::now();
