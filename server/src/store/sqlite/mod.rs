@@ -387,6 +387,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn gauges_follow_appends_and_are_read_again_at_open() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        let g = store.gauges().unwrap();
+        assert_eq!((g.events.load(Relaxed), g.oldest_ms.load(Relaxed)), (0, 0));
+        let before = crate::store::now_ms();
+        let events: Vec<Event> = (0..3).map(|i| Event::new(format!("{i}"), "/s", "t")).collect();
+        assert_eq!(store.append(&events, None).await.unwrap().accepted(), 3);
+        let again = store.append(&[events[0].clone(), Event::new("3", "/s", "t")], None).await.unwrap();
+        assert_eq!((again.accepted(), again.duplicates()), (1, 1));
+        assert_eq!(g.events.load(Relaxed), 4);
+        let oldest = g.oldest_ms.load(Relaxed);
+        assert!(oldest >= before && oldest <= crate::store::now_ms(), "{oldest}");
+        assert_eq!((g.deleted_retention.load(Relaxed), g.deleted_cap.load(Relaxed)), (0, 0));
+        assert_eq!((g.retention, g.max_bytes, g.when_full), (None, None, WhenFull::Refuse));
+        assert_eq!(g.dedupe_window, DEFAULT_DEDUPE_WINDOW);
+        store.close().await.unwrap();
+        drop(store);
+        let store = open(&dir);
+        let g = store.gauges().unwrap();
+        assert_eq!(g.events.load(Relaxed), 4, "counted at open");
+        // received_at keeps milliseconds and more: the same instant, read back.
+        assert_eq!(g.oldest_ms.load(Relaxed) / 1000, oldest / 1000);
+        let conn = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).unwrap();
+        assert_eq!(g.bytes.load(Relaxed), pages as u64 * 4096);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn refuse_mode_still_refuses_when_full() {
         let dir = TestDir::new();
         let store = open_capped(&dir, 64 * 4096, WhenFull::Refuse);
