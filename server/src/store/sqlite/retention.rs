@@ -516,7 +516,7 @@ mod tests {
         assert!(free > 200, "{free} free pages, kept in the file");
         // The same amount again (one event more is stored: the newest stays)
         // goes into the free pages: the file grows by a page or two, not by
-        // the ~250 pages the events take.
+        // the hundreds of pages the events take.
         write_group(&mut conn, &[(&rows(500), None)], false).pop().unwrap().unwrap();
         assert!(pages(&conn) - before <= 2, "{} pages, {before} before", pages(&conn));
     }
