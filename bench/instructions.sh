@@ -11,6 +11,7 @@
 #   e.g. bench/instructions.sh 5000 25000 --pipeline 16 --connections 4
 #
 # Environment:
+#   STORE         the store (default memory; sqlite gets a fresh --data-dir per run)
 #   SERVER_ARGS   more inlet-server flags (split on spaces)
 #   CLIENT_TOKEN  a token for inlet-client (--token)
 #   TOKENS=1      access control on: makes a token with `inlet-server token
@@ -56,7 +57,7 @@ instructions() {
     shift
     local log="$work/server-$n.log"
     valgrind --tool=callgrind --callgrind-out-file="$work/cg-$n.out" \
-        target/release/inlet-server --listen 127.0.0.1:0 --store memory --workers 1 ${server_args[@]+"${server_args[@]}"} \
+        target/release/inlet-server --listen 127.0.0.1:0 --store "${STORE:-memory}" --data-dir "$work/data-$n" --workers 1 ${server_args[@]+"${server_args[@]}"} \
         >"$log" 2>"$work/valgrind-$n.log" &
     local pid=$!
     local addr=""

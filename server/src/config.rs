@@ -52,6 +52,26 @@ pub enum UnknownTypes {
     Reject,
 }
 
+/// The values of --when-full (the store has its own type, `store::WhenFull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WhenFull {
+    /// 503 until space is freed.
+    Refuse,
+    /// Delete the oldest events to make room.
+    DropOldest,
+}
+
+/// `--retention`: a duration, not zero (keeping nothing is not a retention;
+/// leave the flag out to keep forever).
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => {
+            Err("a retention of 0 would delete every event: leave --retention out to keep forever".into())
+        }
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -104,9 +124,28 @@ pub struct Config {
     #[arg(long, env = "INLET_STORE_QUEUE", default_value_t = 4096)]
     pub store_queue: usize,
 
-    /// sqlite: cap on the database size in bytes; writes past it get 503.
+    /// sqlite: cap on the database size in bytes; what a write past it does
+    /// is --when-full.
     #[arg(long, env = "INLET_MAX_STORE_BYTES")]
     pub max_store_bytes: Option<u64>,
+
+    /// sqlite: what a write past --max-store-bytes does. refuse: 503 until
+    /// space is freed; drop-oldest: delete the oldest events and keep
+    /// accepting (a request over half the cap is still refused).
+    #[arg(long, env = "INLET_WHEN_FULL", value_enum, default_value = "refuse")]
+    pub when_full: WhenFull,
+
+    /// Delete events older than this (e.g. 720h for 30 days, 90m);
+    /// default: keep forever. sqlite: a background job on the writer thread,
+    /// in batches; memory: the same; jetstream: the max age of the stream it
+    /// creates (instead of --max-age).
+    #[arg(long, env = "INLET_RETENTION", value_parser = parse_retention, conflicts_with = "max_age")]
+    pub retention: Option<Duration>,
+
+    /// sqlite, memory: how long the (source, id) of a deleted event is still
+    /// answered as a duplicate; 0: forgotten at once.
+    #[arg(long, env = "INLET_DEDUPE_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub dedupe_window: Duration,
 
     /// jetstream: NATS server URL(s), comma-separated or repeated.
     #[arg(long, env = "INLET_NATS_URL", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
@@ -360,7 +399,10 @@ impl Config {
     /// become store options.
     pub fn store_options(&self) -> store::Options {
         match self.store {
-            StoreKind::Memory => store::Options::Memory,
+            StoreKind::Memory => store::Options::Memory(store::MemoryOptions {
+                retention: self.retention,
+                dedupe_window: self.dedupe_window,
+            }),
             StoreKind::Sqlite => store::Options::Sqlite(store::SqliteOptions {
                 dir: self.data_dir.clone(),
                 sync: match self.sync {
@@ -370,13 +412,19 @@ impl Config {
                 queue: self.store_queue,
                 max_bytes: self.max_store_bytes,
                 readers: 4,
+                retention: self.retention,
+                when_full: match self.when_full {
+                    WhenFull::Refuse => store::WhenFull::Refuse,
+                    WhenFull::DropOldest => store::WhenFull::DropOldest,
+                },
+                dedupe_window: self.dedupe_window,
             }),
             StoreKind::Jetstream => store::Options::Jetstream(store::JetStreamOptions {
                 urls: self.nats_url.clone(),
                 stream: self.stream.clone(),
                 subject_prefix: self.subject_prefix.clone(),
                 replicas: self.replicas,
-                max_age: self.max_age,
+                max_age: self.retention.unwrap_or(self.max_age),
                 max_bytes: self.max_stream_bytes,
                 duplicate_window: self.duplicate_window,
                 ack_timeout: Duration::from_secs(5),
@@ -431,7 +479,48 @@ mod tests {
             other => panic!("expected sqlite, got {other:?}"),
         }
         let config = Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap();
-        assert!(matches!(config.store_options(), store::Options::Memory));
+        assert!(matches!(config.store_options(), store::Options::Memory(store::MemoryOptions { retention: None, .. })));
+    }
+
+    #[test]
+    fn retention_flags() {
+        let config = Config::try_parse_from(["inlet-server"]).unwrap();
+        assert_eq!((config.retention, config.when_full), (None, WhenFull::Refuse), "keep forever, refuse");
+        assert_eq!(config.dedupe_window, Duration::from_secs(24 * 3600));
+        let config = Config::try_parse_from([
+            "inlet-server",
+            "--retention",
+            "720h",
+            "--when-full",
+            "drop-oldest",
+            "--max-store-bytes",
+            "1000",
+            "--dedupe-window",
+            "0",
+        ])
+        .unwrap();
+        match config.store_options() {
+            store::Options::Sqlite(o) => {
+                assert_eq!(o.retention, Some(Duration::from_secs(720 * 3600)));
+                assert_eq!(o.when_full, store::WhenFull::DropOldest);
+                assert_eq!(o.dedupe_window, Duration::ZERO);
+            }
+            other => panic!("expected sqlite, got {other:?}"),
+        }
+        // The smallest retention is one millisecond; zero is refused.
+        let config = Config::try_parse_from(["inlet-server", "--retention", "1ms"]).unwrap();
+        assert_eq!(config.retention, Some(Duration::from_millis(1)));
+        let e = Config::try_parse_from(["inlet-server", "--retention", "0"]).unwrap_err().to_string();
+        assert!(e.contains("leave --retention out to keep forever"), "{e}");
+        assert!(Config::try_parse_from(["inlet-server", "--when-full", "drop-newest"]).is_err());
+        // jetstream: the retention is the stream's max age; not both.
+        let config = Config::try_parse_from(["inlet-server", "--store", "jetstream", "--retention", "2h"]).unwrap();
+        match config.store_options() {
+            store::Options::Jetstream(o) => assert_eq!(o.max_age, Duration::from_secs(7200)),
+            other => panic!("expected jetstream, got {other:?}"),
+        }
+        let e = Config::try_parse_from(["inlet-server", "--retention", "2h", "--max-age", "1h"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use serde_json::json;
 use inlet_shared::http::coding::Coding;
 
 use crate::metrics::LabelValue;
+use crate::store::{now_ms, StoreGauges, WhenFull};
 
 /// The `coding` label of the body byte counters: a closed set (two stacked
 /// codings count as `stacked`).
@@ -58,6 +59,8 @@ pub struct Stats {
     /// The same bodies' bytes once decoded (successful decodes only).
     decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
     tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
+    /// The store's gauges and retention settings, kept by the store.
+    store: Option<Arc<StoreGauges>>,
     /// `--schemas`: events per type whose `data` failed (`warned`: accepted
     /// in `warn` mode; `refused`: refused by a schema, a `dataschema`, or
     /// `--unknown-types reject`). Keyed by types that have a schema (the
@@ -108,11 +111,36 @@ impl Default for Stats {
             decoded_bytes: Default::default(),
             tokens: RwLock::new(BTreeMap::new()),
             schemas: Mutex::new(BTreeMap::new()),
+            store: None,
         }
     }
 }
 
 impl Stats {
+    /// Counters that also show the store's gauges (`Store::gauges`).
+    pub fn with_store(gauges: Option<Arc<StoreGauges>>) -> Stats {
+        Stats { store: gauges, ..Stats::default() }
+    }
+
+    /// The `store` object of `/stats`: size, events, oldest event,
+    /// deletions by reason, and the settings that cause them.
+    fn store_json(g: &StoreGauges) -> serde_json::Value {
+        json!({
+            "bytes": g.bytes.load(Relaxed),
+            "events": g.events.load(Relaxed),
+            "oldest_event_age_seconds": g.oldest_age_seconds(now_ms()),
+            "deleted": {
+                "retention": g.deleted_retention.load(Relaxed),
+                "cap": g.deleted_cap.load(Relaxed),
+            },
+            "max_bytes": g.max_bytes,
+            "when_full": g.when_full.name(),
+            "retention_seconds": g.retention.map(|r| r.as_secs_f64()),
+            "dedupe_window_seconds": g.dedupe_window.as_secs_f64(),
+            "remembered_keys": g.remembered_keys.load(Relaxed),
+        })
+    }
+
     pub fn record_accepted<'a>(&self, types: impl Iterator<Item = &'a str>, duplicates: usize) {
         self.duplicates.fetch_add(duplicates as u64, Relaxed);
         let mut accepted = 0u64;
@@ -280,7 +308,7 @@ impl Stats {
 
     /// The `/stats` body (SPEC §3).
     pub fn to_json(&self) -> Vec<u8> {
-        let body = json!({
+        let mut body = json!({
             "accepted": self.accepted.load(Relaxed),
             "duplicates": self.duplicates.load(Relaxed),
             "rejected": self.snapshot_rejected(),
@@ -293,6 +321,9 @@ impl Stats {
             "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
             "schemas": self.snapshot_schemas(),
         });
+        if let (Some(g), Some(map)) = (&self.store, body.as_object_mut()) {
+            map.insert("store".into(), Stats::store_json(g));
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }
@@ -391,8 +422,60 @@ impl Collector for StatsCollector {
             let labels = [("token", LabelValue(name))];
             ConstCounter::new(c.refused_requests).encode(metric.encode_family(&labels)?)?;
         }
+        if let Some(g) = &s.store {
+            encode_store(g, &mut encoder)?;
+        }
         Ok(())
     }
+}
+
+/// The store's gauges on `/metrics`.
+fn encode_store(g: &StoreGauges, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut gauges = vec![
+        ("inlet_store_bytes", "Size of the store, bytes", gauge(g.bytes.load(Relaxed))),
+        ("inlet_store_events", "Events stored now", gauge(g.events.load(Relaxed))),
+        (
+            "inlet_store_remembered_keys",
+            "Keys of deleted events still answered as duplicates (--dedupe-window)",
+            gauge(g.remembered_keys.load(Relaxed)),
+        ),
+        ("inlet_store_dedupe_window_seconds", "--dedupe-window, seconds", gauge(g.dedupe_window.as_secs())),
+    ];
+    if let Some(age) = g.oldest_age_seconds(now_ms()) {
+        gauges.push(("inlet_store_oldest_event_age_seconds", "Age of the oldest stored event, seconds", gauge(age)));
+    }
+    if let Some(cap) = g.max_bytes {
+        gauges.push(("inlet_store_max_bytes", "--max-store-bytes", gauge(cap)));
+    }
+    if let Some(r) = g.retention {
+        gauges.push(("inlet_store_retention_seconds", "--retention, seconds", gauge(r.as_secs())));
+    }
+    for (name, help, value) in gauges {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(value).encode(metric)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "inlet_store_deleted_events",
+        "Events deleted by the store, by reason (retention, cap)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in [("retention", &g.deleted_retention), ("cap", &g.deleted_cap)] {
+        let labels = [("reason", LabelValue(reason))];
+        ConstCounter::new(n.load(Relaxed)).encode(metric.encode_family(&labels)?)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "inlet_store_when_full",
+        "What a write past the cap does (--when-full): 1 for the mode in use",
+        None,
+        MetricType::Gauge,
+    )?;
+    for mode in [WhenFull::Refuse, WhenFull::DropOldest] {
+        let labels = [("mode", LabelValue(mode.name()))];
+        ConstGauge::new(i64::from(mode == g.when_full)).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// The collector that exposes [`Stats`] on `/metrics`.
@@ -474,6 +557,68 @@ mod tests {
             body(&stats)["schemas"],
             serde_json::json!({"a": {"warned": 2, "refused": 1}, "(no schema)": {"warned": 0, "refused": 2}})
         );
+    }
+
+    #[test]
+    fn store_gauges_show_in_stats_and_metrics() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = Arc::new(StoreGauges::new(
+            Some(Duration::from_secs(7200)),
+            Some(1 << 20),
+            WhenFull::DropOldest,
+            Duration::from_secs(86_400),
+        ));
+        g.bytes.store(40_960, Relaxed);
+        g.events.store(12, Relaxed);
+        g.oldest_ms.store(now_ms() - 90_500, Relaxed);
+        g.deleted_retention.store(3, Relaxed);
+        g.deleted_cap.store(4, Relaxed);
+        g.remembered_keys.store(7, Relaxed);
+        let stats = Arc::new(Stats::with_store(Some(g.clone())));
+        let json = body(&stats);
+        let age = json["store"]["oldest_event_age_seconds"].as_u64();
+        assert!(matches!(age, Some(90..=100)), "{age:?}");
+        let mut store = json["store"].clone();
+        store["oldest_event_age_seconds"] = serde_json::json!(90);
+        assert_eq!(
+            store,
+            serde_json::json!({
+                "bytes": 40_960, "events": 12, "oldest_event_age_seconds": 90,
+                "deleted": {"retention": 3, "cap": 4},
+                "max_bytes": 1_048_576, "when_full": "drop-oldest",
+                "retention_seconds": 7200.0, "dedupe_window_seconds": 86_400.0, "remembered_keys": 7,
+            })
+        );
+        let text = crate::metrics::Metrics::new(stats.clone()).render();
+        for line in [
+            "inlet_store_bytes 40960\n",
+            "inlet_store_events 12\n",
+            "inlet_store_remembered_keys 7\n",
+            "inlet_store_dedupe_window_seconds 86400\n",
+            "inlet_store_max_bytes 1048576\n",
+            "inlet_store_retention_seconds 7200\n",
+            "inlet_store_deleted_events_total{reason=\"retention\"} 3\n",
+            "inlet_store_deleted_events_total{reason=\"cap\"} 4\n",
+            "inlet_store_when_full{mode=\"refuse\"} 0\n",
+            "inlet_store_when_full{mode=\"drop-oldest\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(text.contains("inlet_store_oldest_event_age_seconds 9"), "{text}");
+
+        // An empty store has no oldest event; a store kept forever no retention.
+        let empty = Arc::new(StoreGauges::new(None, None, WhenFull::Refuse, Duration::ZERO));
+        let stats = Arc::new(Stats::with_store(Some(empty)));
+        let json = body(&stats);
+        assert_eq!(json["store"]["oldest_event_age_seconds"], serde_json::Value::Null);
+        assert_eq!(json["store"]["retention_seconds"], serde_json::Value::Null);
+        assert_eq!(json["store"]["max_bytes"], serde_json::Value::Null);
+        assert_eq!(json["store"]["when_full"], "refuse");
+        let text = crate::metrics::Metrics::new(stats).render();
+        assert!(!text.contains("inlet_store_oldest_event_age_seconds"), "{text}");
+        assert!(!text.contains("inlet_store_retention_seconds"), "{text}");
+        // Without a store's gauges, /stats has no `store`.
+        assert!(body(&Stats::default()).get("store").is_none());
     }
 
     #[test]

@@ -56,7 +56,10 @@ fn documented_paths() -> Vec<String> {
 #[test]
 fn every_documented_path_exists_and_every_route_is_documented() {
     let paths = documented_paths();
-    assert_eq!(paths, ["/events", "/echo", "/health", "/readyz", "/stats", "/schemas", "/metrics", "/openapi.yaml", "/"]);
+    assert_eq!(
+        paths,
+        ["/events", "/echo", "/health", "/readyz", "/stats", "/schemas", "/metrics", "/openapi.yaml", "/"]
+    );
     let s = Server::start(&[]);
     for path in &paths {
         let res = if path == "/echo" { s.post(path, "text/plain", "x") } else { s.get(path) };

@@ -49,7 +49,7 @@ impl App {
     }
 
     pub fn with_limits(store: Arc<dyn Store>, parse_limits: ParseLimits) -> App {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::with_store(store.gauges()));
         let metrics = Metrics::new(stats.clone());
         App {
             store,

@@ -8,13 +8,21 @@
 //!   growth step rehashes the whole index;
 //! - records are kept in fixed-size chunks, so the log never copies itself.
 //!
+//! With `--retention`, a thread deletes expired events from the front (the
+//! log is in `seq` order, so they are a prefix), at most `DELETE_STEP` under
+//! one hold of the lock: a deleted record drops its JSON at once and keeps
+//! its key in the dedupe index for `--dedupe-window`, after which the key
+//! leaves the index and whole chunks of records are freed.
+//!
 //! All of it sits behind one mutex, held for the inserts, and by a read
 //! for one short step at a time (`READ_STEP` records, or one slice of a
 //! page): a read runs on a blocking thread, copies no event (a record's
 //! JSON is a shared `Bytes`), and hands its page on in slices.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use ahash::RandomState;
 use bytes::{Bytes, BytesMut};
@@ -24,7 +32,10 @@ use inlet_shared::event::Event;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{Appended, ErrorKind, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoredEvent};
+use super::{
+    Appended, DeleteReason, ErrorKind, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError, StoreGauges,
+    StoredEvent, WhenFull,
+};
 
 #[derive(Debug)]
 struct Record {
@@ -52,6 +63,8 @@ const SHARDS: usize = 64;
 const BLOCK: usize = 1 << 20;
 /// Records a read looks at under one hold of the lock at most.
 const READ_STEP: usize = 4096;
+/// Records deleted (or keys forgotten) under one hold of the lock at most.
+const DELETE_STEP: usize = 1000;
 
 /// Copies small byte strings into shared 1 MiB blocks.
 #[derive(Debug, Default)]
@@ -109,6 +122,15 @@ struct Inner {
     sources: Names,
     /// Token names by number (names come from the tokens file: few).
     tokens: Vec<Arc<str>>,
+    /// Records below this index are deleted (their JSON is gone)...
+    first: usize,
+    /// ...and below this one their keys left the dedupe index too (and
+    /// chunks wholly below it are freed).
+    forgotten: usize,
+    /// Deletions whose keys are still remembered: (end index, when, ns).
+    deletions: VecDeque<(usize, i64)>,
+    /// JSON bytes of the records not deleted.
+    bytes: u64,
 }
 
 impl Default for Inner {
@@ -122,6 +144,10 @@ impl Default for Inner {
             types: Names::default(),
             sources: Names::default(),
             tokens: Vec::new(),
+            first: 0,
+            forgotten: 0,
+            deletions: VecDeque::new(),
+            bytes: 0,
         }
     }
 }
@@ -129,6 +155,10 @@ impl Default for Inner {
 /// The record with index `i` (seq `i + 1`).
 fn record_at(chunks: &[Vec<Record>], i: usize) -> &Record {
     &chunks[i / CHUNK][i % CHUNK]
+}
+
+fn record_json_len(chunks: &[Vec<Record>], i: usize) -> u64 {
+    record_at(chunks, i).json.len() as u64
 }
 
 /// The dedupe key's hash: (interned source, id).
@@ -180,12 +210,73 @@ impl Inner {
             chunk.push(record);
         }
         self.len += 1;
+        self.bytes += record_json_len(&self.chunks, index);
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.shards[shard].insert_unique(hash, index, |&i| {
             let r = record_at(chunks, i);
             key_hash(hasher, r.source, &r.id)
         });
         true
+    }
+
+    /// Deletes up to `DELETE_STEP` records received before `cutoff` (ns),
+    /// from the front, at `now` (ns). Returns how many.
+    fn delete_expired(&mut self, cutoff: i64, now: i64, remember: bool) -> usize {
+        let start = self.first;
+        let end = self.len.min(start + DELETE_STEP);
+        let mut i = start;
+        while i < end {
+            let r = &mut self.chunks[i / CHUNK][i % CHUNK];
+            if r.received_at >= cutoff {
+                break;
+            }
+            self.bytes = self.bytes.saturating_sub(r.json.len() as u64);
+            r.json = Bytes::new();
+            i += 1;
+        }
+        self.first = i;
+        if i > start {
+            self.deletions.push_back((i, now));
+            if !remember {
+                self.forget_until(now);
+            }
+        }
+        i - start
+    }
+
+    /// Takes out of the dedupe index, up to `DELETE_STEP` at a time, the
+    /// keys of records deleted at or before `until` (ns); frees the chunks
+    /// left with nothing in use. Returns how many keys.
+    fn forget_until(&mut self, until: i64) -> usize {
+        let Some(&(end, at)) = self.deletions.front() else { return 0 };
+        if at > until {
+            return 0;
+        }
+        let start = self.forgotten;
+        let stop = end.min(start + DELETE_STEP);
+        for i in start..stop {
+            let r = record_at(&self.chunks, i);
+            let hash = key_hash(&self.hasher, r.source, &r.id);
+            if let Ok(entry) = self.shards[shard_of(hash)].find_entry(hash, |&j| j == i) {
+                entry.remove();
+            }
+        }
+        self.forgotten = stop;
+        if stop == end {
+            self.deletions.pop_front();
+        }
+        // Chunks wholly below `forgotten` are not looked at again.
+        for chunk in &mut self.chunks[..stop / CHUNK] {
+            if chunk.capacity() > 0 {
+                *chunk = Vec::new();
+            }
+        }
+        stop - start
+    }
+
+    /// Keys of deleted records still in the dedupe index.
+    fn remembered(&self) -> u64 {
+        (self.first - self.forgotten) as u64
     }
 
     /// The number of a token name, added if new.
@@ -209,6 +300,16 @@ impl Inner {
 pub struct MemoryStore {
     /// Shared with the reads, which run on blocking threads.
     inner: Arc<Mutex<Inner>>,
+    gauges: Arc<StoreGauges>,
+}
+
+/// Settings of the memory store.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Events older than this are deleted (`None`: kept forever).
+    pub retention: Option<Duration>,
+    /// How long the key of a deleted event still counts as a duplicate.
+    pub dedupe_window: Duration,
 }
 
 /// How far a read has come, between two holds of the lock.
@@ -259,6 +360,8 @@ fn read_step(inner: &Inner, from: usize, filters: Filters, pager: &mut Pager) ->
     if filters.match_nothing() {
         return Step::Done;
     }
+    // Deleted records are not read.
+    let from = from.max(inner.first);
     let end = inner.len.min(from.saturating_add(READ_STEP));
     for i in from..end {
         let r = record_at(&inner.chunks, i);
@@ -324,6 +427,41 @@ fn read(inner: &Mutex<Inner>, q: &Query, max_bytes: usize, tx: &PageSender) -> u
     }
 }
 
+fn now_nanos() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+fn publish(gauges: &StoreGauges, inner: &Inner) {
+    gauges.events.store((inner.len - inner.first) as u64, Relaxed);
+    gauges.bytes.store(inner.bytes, Relaxed);
+    gauges.remembered_keys.store(inner.remembered(), Relaxed);
+    let oldest =
+        if inner.first < inner.len { record_at(&inner.chunks, inner.first).received_at / 1_000_000 } else { 0 };
+    gauges.oldest_ms.store(oldest, Relaxed);
+}
+
+/// One round of the retention thread at `now` (ns): deletes what expired
+/// and forgets the keys past the window, one step per hold of the lock.
+/// `false` once the store is gone.
+fn delete_round(inner: &Weak<Mutex<Inner>>, gauges: &StoreGauges, now: i64) -> bool {
+    let Some(inner) = inner.upgrade() else { return false };
+    let nanos = |d: Option<Duration>| d.map_or(i64::MAX, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let cutoff = now.saturating_sub(nanos(gauges.retention));
+    let window = nanos(Some(gauges.dedupe_window));
+    let remember = window > 0;
+    loop {
+        let Ok(mut guard) = inner.lock() else { return false };
+        let deleted = guard.delete_expired(cutoff, now, remember);
+        let forgotten = guard.forget_until(now.saturating_sub(window));
+        gauges.record_deleted(DeleteReason::Retention, deleted as u64);
+        publish(gauges, &guard);
+        drop(guard);
+        if deleted < DELETE_STEP && forgotten < DELETE_STEP {
+            return true;
+        }
+    }
+}
+
 fn rfc3339(nanos: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(nanos.into())
         .ok()
@@ -332,13 +470,40 @@ fn rfc3339(nanos: i64) -> String {
 }
 
 impl MemoryStore {
+    /// A store with these settings; with a retention, its deletion thread
+    /// runs until the store is dropped.
+    pub fn open(options: &Options) -> Result<MemoryStore, super::OpenError> {
+        let gauges = Arc::new(StoreGauges::new(options.retention, None, WhenFull::Refuse, options.dedupe_window));
+        let store = MemoryStore { inner: Arc::default(), gauges };
+        if let Some(retention) = options.retention {
+            let (inner, gauges) = (Arc::downgrade(&store.inner), store.gauges.clone());
+            let interval = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            std::thread::Builder::new()
+                .name("inlet-memory-retention".into())
+                .spawn(move || {
+                    while delete_round(&inner, &gauges, now_nanos()) {
+                        std::thread::sleep(interval);
+                    }
+                })
+                .map_err(|source| super::OpenError::Thread { what: "retention", source })?;
+        }
+        Ok(store)
+    }
+
     fn append_now(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let token = inner.token_number(token);
-        let duplicate = events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
+        let duplicate: smallvec::SmallVec<[bool; 8]> =
+            events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
+        self.publish(&inner);
         Ok(Appended { duplicate })
+    }
+
+    /// Updates the gauges from `inner` (under its lock: a few stores).
+    fn publish(&self, inner: &Inner) {
+        publish(&self.gauges, inner);
     }
 
     /// A page, read whole on this thread (for tests).
@@ -383,6 +548,10 @@ impl Store for MemoryStore {
     fn name(&self) -> &'static str {
         "memory"
     }
+
+    fn gauges(&self) -> Option<Arc<StoreGauges>> {
+        Some(self.gauges.clone())
+    }
 }
 
 #[cfg(test)]
@@ -401,6 +570,69 @@ mod tests {
         let b = store.append_now(&[ev("s", "2", "t"), ev("other", "2", "t")], None).unwrap();
         assert_eq!(b.duplicate[..], [true, false]);
         assert_eq!((b.accepted(), b.duplicates()), (1, 1));
+    }
+
+    fn stored_seqs(store: &MemoryStore) -> Vec<u64> {
+        let page = store.query_now(&Query { limit: usize::MAX, ..Query::default() }).unwrap();
+        page.events.iter().map(|e| e.seq).collect()
+    }
+
+    fn with_retention(window: Duration) -> MemoryStore {
+        // The thread is not started: rounds are run by hand at chosen times.
+        let gauges = StoreGauges::new(Some(Duration::from_secs(1)), None, WhenFull::Refuse, window);
+        MemoryStore { inner: Arc::default(), gauges: Arc::new(gauges) }
+    }
+
+    fn round(store: &MemoryStore, after: Duration) -> bool {
+        delete_round(&Arc::downgrade(&store.inner), &store.gauges, now_nanos() + after.as_nanos() as i64)
+    }
+
+    #[test]
+    fn retention_deletes_from_the_front_and_remembers_keys_for_the_window() {
+        let store = with_retention(Duration::from_secs(10));
+        let events: Vec<Event> = (0..3).map(|i| ev("s", &i.to_string(), "t")).collect();
+        store.append_now(&events, None).unwrap();
+        let g = store.gauges.clone();
+        assert_eq!((g.events.load(Relaxed), g.bytes.load(Relaxed)), (3, 3 * events[0].to_json().len() as u64));
+        assert!(g.oldest_ms.load(Relaxed) > 0);
+        assert!(round(&store, Duration::ZERO));
+        assert_eq!(stored_seqs(&store), [1, 2, 3], "nothing is a second old yet");
+        assert!(round(&store, Duration::from_secs(2)));
+        assert_eq!(stored_seqs(&store), Vec::<u64>::new());
+        assert_eq!((g.events.load(Relaxed), g.bytes.load(Relaxed), g.oldest_ms.load(Relaxed)), (0, 0, 0));
+        assert_eq!((g.deleted_retention.load(Relaxed), g.remembered_keys.load(Relaxed)), (3, 3));
+        // Within the window: duplicates. A new key is stored, numbered on.
+        let again = store.append_now(&[ev("s", "0", "t"), ev("s", "9", "t")], None).unwrap();
+        assert_eq!(again.duplicate[..], [true, false]);
+        assert_eq!(stored_seqs(&store), [4]);
+        // Past the window: forgotten, stored again.
+        assert!(round(&store, Duration::from_secs(2) + Duration::from_secs(10)));
+        assert_eq!(g.remembered_keys.load(Relaxed), 1, "4 was deleted in this round, and is remembered");
+        assert_eq!(store.append_now(&[ev("s", "0", "t")], None).unwrap().duplicate[..], [false]);
+        assert_eq!(stored_seqs(&store), [5]);
+        // The thread stops once the store is gone.
+        let inner = Arc::downgrade(&store.inner);
+        let gauges = store.gauges.clone();
+        drop(store);
+        assert!(!delete_round(&inner, &gauges, now_nanos()));
+    }
+
+    #[test]
+    fn retention_frees_whole_chunks_and_reads_skip_deleted_records() {
+        let store = with_retention(Duration::ZERO);
+        let events: Vec<Event> = (0..CHUNK + 10).map(|i| ev("s", &i.to_string(), "t")).collect();
+        store.append_now(&events, None).unwrap();
+        assert!(round(&store, Duration::from_secs(2)));
+        let inner = store.inner.lock().unwrap();
+        assert_eq!((inner.first, inner.forgotten), (CHUNK + 10, CHUNK + 10));
+        assert_eq!(inner.chunks[0].capacity(), 0, "the first chunk is freed");
+        assert_eq!(inner.shards.iter().map(|s| s.len()).sum::<usize>(), 0);
+        drop(inner);
+        assert_eq!(store.gauges.deleted_retention.load(Relaxed), (CHUNK + 10) as u64);
+        // Without a window a deleted key is accepted again at once.
+        assert_eq!(store.append_now(&[ev("s", "5", "t")], None).unwrap().duplicate[..], [false]);
+        let page = store.query_now(&Query { after: 3, limit: 10, ..Query::default() }).unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [CHUNK as u64 + 11]);
     }
 
     #[test]

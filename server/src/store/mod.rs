@@ -11,7 +11,9 @@ mod jetstream;
 mod memory;
 mod sqlite;
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -19,8 +21,100 @@ use inlet_shared::event::Event;
 use smallvec::SmallVec;
 
 pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
-pub use memory::MemoryStore;
-pub use sqlite::{backup, BackupError, Options as SqliteOptions, SqliteStore, Sync as SyncMode};
+pub use memory::{MemoryStore, Options as MemoryOptions};
+pub use sqlite::{backup, BackupError, Options as SqliteOptions, SqliteStore, Sync as SyncMode, DEFAULT_DEDUPE_WINDOW};
+
+/// What a capped store does when a write does not fit (`--when-full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Answer `503` until space is freed (by retention or by hand).
+    #[default]
+    Refuse,
+    /// Delete the oldest events to make room, and keep accepting.
+    DropOldest,
+}
+
+impl WhenFull {
+    pub fn name(self) -> &'static str {
+        match self {
+            WhenFull::Refuse => "refuse",
+            WhenFull::DropOldest => "drop-oldest",
+        }
+    }
+}
+
+/// Why events were deleted: the label of the deletion counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Older than `--retention`.
+    Retention,
+    /// Dropped to make room under `--max-store-bytes` (`--when-full drop-oldest`).
+    Cap,
+}
+
+/// A store's gauges and settings for `/stats` and `/metrics`, kept up to
+/// date by the store itself (its writer and deletion job), so that a scrape
+/// reads a few atomics and never counts rows.
+#[derive(Debug, Default)]
+pub struct StoreGauges {
+    /// Size of the store in bytes (SQLite: pages times page size).
+    pub bytes: AtomicU64,
+    /// Events stored now.
+    pub events: AtomicU64,
+    /// When the oldest stored event was received, in milliseconds since the
+    /// Unix epoch; 0 when the store is empty.
+    pub oldest_ms: AtomicI64,
+    /// Events deleted for being older than the retention.
+    pub deleted_retention: AtomicU64,
+    /// Events deleted to make room under the cap.
+    pub deleted_cap: AtomicU64,
+    /// Keys of deleted events remembered for the dedupe window now.
+    pub remembered_keys: AtomicU64,
+    /// `--retention` (`None`: keep forever).
+    pub retention: Option<Duration>,
+    /// `--max-store-bytes`.
+    pub max_bytes: Option<u64>,
+    /// `--when-full`.
+    pub when_full: WhenFull,
+    /// `--dedupe-window`: how long a deleted event's key is still a duplicate.
+    pub dedupe_window: Duration,
+}
+
+impl StoreGauges {
+    pub fn new(
+        retention: Option<Duration>,
+        max_bytes: Option<u64>,
+        when_full: WhenFull,
+        dedupe_window: Duration,
+    ) -> StoreGauges {
+        StoreGauges { retention, max_bytes, when_full, dedupe_window, ..StoreGauges::default() }
+    }
+
+    /// Counts `n` deleted events.
+    pub fn record_deleted(&self, reason: DeleteReason, n: u64) {
+        let counter = match reason {
+            DeleteReason::Retention => &self.deleted_retention,
+            DeleteReason::Cap => &self.deleted_cap,
+        };
+        counter.fetch_add(n, Relaxed);
+        // Never below zero, even if the count at open was off.
+        let _ = self.events.fetch_update(Relaxed, Relaxed, |e| Some(e.saturating_sub(n)));
+    }
+
+    /// Age of the oldest stored event at `now_ms`, in whole seconds; `None`
+    /// when the store is empty.
+    pub fn oldest_age_seconds(&self, now_ms: i64) -> Option<u64> {
+        match self.oldest_ms.load(Relaxed) {
+            0 => None,
+            oldest => Some((now_ms.saturating_sub(oldest).max(0) / 1000) as u64),
+        }
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
 
 /// What kind of failure a [`StoreError`] is. Every kind is answered `503`
 /// with `Retry-After`; nothing of the request was stored.
@@ -362,6 +456,13 @@ pub trait Store: Send + Sync + 'static {
     fn readiness(&self) -> BoxFuture<'_, Result<(), NotReady>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// The store's gauges (size, events, oldest event, deletions) and its
+    /// retention settings, for `/stats` and `/metrics`; `None` when the
+    /// store keeps none (JetStream: the stream has its own).
+    fn gauges(&self) -> Option<Arc<StoreGauges>> {
+        None
+    }
 }
 
 /// Why a store cannot take a write now: a stable status word and a short,
@@ -391,7 +492,7 @@ impl NotReady {
 /// one place (`Config::store_options`); the store knows nothing of flags.
 #[derive(Debug, Clone)]
 pub enum Options {
-    Memory,
+    Memory(MemoryOptions),
     Sqlite(SqliteOptions),
     Jetstream(JetStreamOptions),
 }
@@ -453,7 +554,7 @@ pub enum OpenError {
 /// Opens the store `options` name.
 pub async fn open(options: impl Into<Options>) -> Result<Arc<dyn Store>, OpenError> {
     match options.into() {
-        Options::Memory => Ok(Arc::new(MemoryStore::default())),
+        Options::Memory(options) => Ok(Arc::new(MemoryStore::open(&options)?)),
         Options::Sqlite(options) => Ok(Arc::new(SqliteStore::open(&options)?)),
         Options::Jetstream(options) => Ok(Arc::new(JetStreamStore::open(options).await?)),
     }

@@ -179,8 +179,7 @@ mod tests {
     #[tokio::test]
     async fn a_backup_holds_what_was_stored_and_is_not_overwritten_without_force() {
         let dir = TestDir::new();
-        let options =
-            Options { dir: dir.path().join("data"), sync: Sync::Normal, queue: 16, max_bytes: None, readers: 1 };
+        let options = Options { sync: Sync::Normal, queue: 16, readers: 1, ..Options::new(dir.path().join("data")) };
         let store = SqliteStore::open(&options).unwrap();
         let events: Vec<Event> = (0..50).map(|i| Event::new(format!("e{i}"), "/s", "t")).collect();
         assert_eq!(store.append(&events, None).await.unwrap().accepted(), 50);

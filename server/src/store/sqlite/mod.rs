@@ -12,6 +12,7 @@
 mod backup;
 mod checkpointer;
 mod lock;
+mod retention;
 mod schema;
 mod writer;
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use inlet_shared::event::Event;
@@ -30,7 +32,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Appended, ErrorKind, NotReady, OpenError, PageItem, PageSender, PageStream, Pager, Query, Store, StoreError,
-    StoredEvent,
+    StoreGauges, StoredEvent, WhenFull,
 };
 use inlet_shared::event::Text;
 use writer::{Job, Outcome, Row};
@@ -55,7 +57,32 @@ pub struct Options {
     pub max_bytes: Option<u64>,
     /// Read connections.
     pub readers: usize,
+    /// Events older than this are deleted (`None`: kept forever).
+    pub retention: Option<Duration>,
+    /// What a write past `max_bytes` does.
+    pub when_full: WhenFull,
+    /// How long the key of a deleted event still counts as a duplicate.
+    pub dedupe_window: Duration,
 }
+
+impl Options {
+    /// The defaults for the store in `dir` (those of the flags).
+    pub fn new(dir: PathBuf) -> Options {
+        Options {
+            dir,
+            sync: Sync::Full,
+            queue: 4096,
+            max_bytes: None,
+            readers: 4,
+            retention: None,
+            when_full: WhenFull::Refuse,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+        }
+    }
+}
+
+/// The default of `--dedupe-window`.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub struct SqliteStore {
     jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
@@ -74,6 +101,7 @@ pub struct SqliteStore {
     free_at_refusal: AtomicU64,
     /// Held for the life of the store: one owner per data directory.
     _lock: lock::DirLock,
+    gauges: Arc<StoreGauges>,
 }
 
 /// Readiness is `full` with less room than this left (or an eighth of a
@@ -143,11 +171,14 @@ impl SqliteStore {
             readers.push(r);
         }
 
+        let gauges =
+            Arc::new(StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window));
+        let deleter = retention::Deleter::open(&conn, gauges.clone()).map_err(open_error(&path))?;
         let checkpointer = checkpointer::Checkpointer::start(&path)?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
         let writer = std::thread::Builder::new()
             .name("inlet-sqlite-writer".into())
-            .spawn(move || writer::serve(conn, rx, checkpointer))
+            .spawn(move || writer::serve(conn, rx, checkpointer, deleter))
             .map_err(|source| OpenError::Thread { what: "writer", source })?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(tx)),
@@ -159,6 +190,7 @@ impl SqliteStore {
             refused_full: AtomicBool::new(false),
             free_at_refusal: AtomicU64::new(u64::MAX),
             _lock: dir_lock,
+            gauges,
         })
     }
 
@@ -167,7 +199,10 @@ impl SqliteStore {
     /// system has free for us. Reads a page-count from a pooled read
     /// connection or asks the file system: nothing is written.
     fn free_bytes(&self) -> Option<u64> {
-        match self.cap_pages {
+        // Under `--when-full drop-oldest` the writer makes room under the
+        // cap itself: only the file system can run out.
+        let cap = self.cap_pages.filter(|_| self.gauges.when_full == WhenFull::Refuse);
+        match cap {
             Some(cap) => {
                 let conn = self.readers.lock().ok()?.pop()?;
                 let counted = (|| -> rusqlite::Result<(u64, u64, u64)> {
@@ -196,7 +231,7 @@ impl SqliteStore {
         // Unknown (every read connection busy): not a reason to turn
         // traffic away.
         let Some(free) = self.free_bytes() else { return Ok(()) };
-        let headroom = match self.max_bytes {
+        let headroom = match self.max_bytes.filter(|_| self.gauges.when_full == WhenFull::Refuse) {
             Some(cap) => READY_HEADROOM_BYTES.min(cap / 8),
             None => READY_HEADROOM_BYTES,
         };
@@ -229,7 +264,15 @@ impl SqliteStore {
                     .map_err(|e| StoreError::caused(ErrorKind::Unavailable, "an event is not UTF-8", e))?;
                 Ok(Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json })
             })
-            .collect::<Result<_, StoreError>>()?;
+            .collect::<Result<Vec<Row>, StoreError>>()?;
+        // drop-oldest would delete most of the store for a request this
+        // large, and maybe still not fit it: refused, nothing deleted.
+        if let (WhenFull::DropOldest, Some(cap)) = (self.gauges.when_full, self.gauges.max_bytes) {
+            let bytes: u64 = rows.iter().map(|r| r.json.len() as u64).sum();
+            if bytes > cap / 2 {
+                return Err(StoreError::plain(ErrorKind::Full, "the request is larger than half the store's cap"));
+            }
+        }
         let (reply, answer) = oneshot::channel();
         let jobs =
             self.jobs.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the writer queue is poisoned"))?;
@@ -346,7 +389,9 @@ impl Store for SqliteStore {
                     Ok(Appended { duplicate: duplicate.into() })
                 }
                 Ok(Err(e)) => {
-                    if e.kind() == ErrorKind::Full {
+                    // Under drop-oldest a refusal as full is one request too
+                    // large for the cap (the disk is watched by `room`).
+                    if e.kind() == ErrorKind::Full && self.gauges.when_full == WhenFull::Refuse {
                         // The room now is the mark readiness compares with
                         // (a page count on a read connection: quick, and on
                         // this path only); unknown: the next probe's.
@@ -391,6 +436,9 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn gauges(&self) -> Option<Arc<StoreGauges>> {
+        Some(self.gauges.clone())
+    }
     /// Ready when the writer thread runs, the store is not closing, and
     /// there is room for a write (see [`SqliteStore::room`]).
     fn readiness(&self) -> BoxFuture<'_, Result<(), NotReady>> {
@@ -419,11 +467,122 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
 mod tests {
     use super::*;
     use crate::store::TestDir;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn open(dir: &TestDir) -> SqliteStore {
-        let options =
-            Options { dir: dir.path().to_path_buf(), sync: Sync::Normal, queue: 16, max_bytes: None, readers: 1 };
+        let options = Options { sync: Sync::Normal, queue: 16, readers: 1, ..Options::new(dir.path().to_path_buf()) };
         SqliteStore::open(&options).unwrap()
+    }
+
+    fn open_capped(dir: &TestDir, cap: u64, when_full: WhenFull) -> SqliteStore {
+        let options = Options {
+            sync: Sync::Normal,
+            queue: 16,
+            readers: 1,
+            max_bytes: Some(cap),
+            when_full,
+            ..Options::new(dir.path().to_path_buf())
+        };
+        SqliteStore::open(&options).unwrap()
+    }
+
+    /// An event whose JSON is exactly `size` bytes.
+    fn sized(id: &str, size: usize) -> Event {
+        let mut e = Event::new(id, "/s", "t");
+        e.subject = Some(String::new().into());
+        let base = e.to_json().len();
+        e.subject = Some("x".repeat(size - base).into());
+        assert_eq!(e.to_json().len(), size);
+        e
+    }
+
+    async fn stored_seqs(store: &SqliteStore) -> Vec<u64> {
+        let page = store.query(Query { limit: 100_000, ..Query::default() }, usize::MAX).await.collect().await.unwrap();
+        page.events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_accepting_under_the_cap_and_keeps_the_newest() {
+        let dir = TestDir::new();
+        let store = open_capped(&dir, 64 * 4096, WhenFull::DropOldest);
+        for i in 0..600 {
+            let appended = store.append(&[sized(&format!("e{i}"), 1500)], None).await.unwrap();
+            assert_eq!(appended.accepted(), 1, "event {i}");
+        }
+        let seqs = stored_seqs(&store).await;
+        let g = store.gauges().unwrap();
+        assert!(seqs.len() < 600 && seqs.len() > 20, "{} kept", seqs.len());
+        // The newest, without gaps, up to the last.
+        assert_eq!(seqs, ((600 - seqs.len() as u64 + 1)..=600).collect::<Vec<_>>());
+        assert_eq!(g.deleted_cap.load(Relaxed), 600 - seqs.len() as u64);
+        assert_eq!(g.events.load(Relaxed), seqs.len() as u64);
+        assert!(g.bytes.load(Relaxed) <= 64 * 4096, "{}", g.bytes.load(Relaxed));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_refuses_a_request_over_half_the_cap_and_deletes_nothing_for_it() {
+        let dir = TestDir::new();
+        let cap = 64 * 4096;
+        let store = open_capped(&dir, cap, WhenFull::DropOldest);
+        for i in 0..10 {
+            store.append(&[sized(&format!("e{i}"), 1000)], None).await.unwrap();
+        }
+        let past = store.append(&[sized("past", cap as usize / 2 + 1)], None).await.unwrap_err();
+        assert_eq!((past.kind(), past.reason()), (ErrorKind::Full, "the request is larger than half the store's cap"));
+        assert_eq!(stored_seqs(&store).await, (1..=10).collect::<Vec<_>>(), "nothing deleted for it");
+        let at = store.append(&[sized("at", cap as usize / 2)], None).await.unwrap();
+        assert_eq!(at.accepted(), 1, "half the cap exactly is taken");
+        assert_eq!(stored_seqs(&store).await.last(), Some(&11));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn gauges_follow_appends_and_are_read_again_at_open() {
+        let dir = TestDir::new();
+        let store = open(&dir);
+        let g = store.gauges().unwrap();
+        assert_eq!((g.events.load(Relaxed), g.oldest_ms.load(Relaxed)), (0, 0));
+        let before = crate::store::now_ms();
+        let events: Vec<Event> = (0..3).map(|i| Event::new(format!("{i}"), "/s", "t")).collect();
+        assert_eq!(store.append(&events, None).await.unwrap().accepted(), 3);
+        let again = store.append(&[events[0].clone(), Event::new("3", "/s", "t")], None).await.unwrap();
+        assert_eq!((again.accepted(), again.duplicates()), (1, 1));
+        assert_eq!(g.events.load(Relaxed), 4);
+        let oldest = g.oldest_ms.load(Relaxed);
+        assert!(oldest >= before && oldest <= crate::store::now_ms(), "{oldest}");
+        assert_eq!((g.deleted_retention.load(Relaxed), g.deleted_cap.load(Relaxed)), (0, 0));
+        assert_eq!((g.retention, g.max_bytes, g.when_full), (None, None, WhenFull::Refuse));
+        assert_eq!(g.dedupe_window, DEFAULT_DEDUPE_WINDOW);
+        store.close().await.unwrap();
+        drop(store);
+        let store = open(&dir);
+        let g = store.gauges().unwrap();
+        assert_eq!(g.events.load(Relaxed), 4, "counted at open");
+        // received_at keeps milliseconds and more: the same instant, read back.
+        assert_eq!(g.oldest_ms.load(Relaxed) / 1000, oldest / 1000);
+        let conn = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).unwrap();
+        assert_eq!(g.bytes.load(Relaxed), pages as u64 * 4096);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refuse_mode_still_refuses_when_full() {
+        let dir = TestDir::new();
+        let store = open_capped(&dir, 64 * 4096, WhenFull::Refuse);
+        let mut refused = None;
+        for i in 0..600 {
+            if let Err(e) = store.append(&[sized(&format!("e{i}"), 1500)], None).await {
+                refused = Some((i, e.kind()));
+                break;
+            }
+        }
+        let (at, kind) = refused.expect("the capped store filled up");
+        assert_eq!(kind, ErrorKind::Full);
+        assert_eq!(stored_seqs(&store).await.len(), at, "nothing deleted");
+        assert_eq!(store.gauges().unwrap().deleted_cap.load(Relaxed), 0);
+        store.close().await.unwrap();
     }
 
     async fn stored(store: &SqliteStore) -> Vec<String> {
@@ -533,7 +692,7 @@ mod tests {
     }
 
     fn options(dir: &TestDir, max_bytes: Option<u64>) -> Options {
-        Options { dir: dir.path().to_path_buf(), sync: Sync::Normal, queue: 16, max_bytes, readers: 1 }
+        Options { sync: Sync::Normal, queue: 16, max_bytes, readers: 1, ..Options::new(dir.path().to_path_buf()) }
     }
 
     /// Opens `dir` expecting a refusal; the file must be left byte for byte.

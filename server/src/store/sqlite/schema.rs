@@ -37,13 +37,25 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq);
 ";
 
+/// The keys of deleted events, remembered for `--dedupe-window`
+/// (`retention.rs`): a 64-bit hash of (source, id) and when its event was
+/// deleted (milliseconds since the epoch). Added by version 2.
+pub const FORGOTTEN_KEYS: &str = "
+CREATE TABLE IF NOT EXISTS forgotten_keys (
+    key        INTEGER PRIMARY KEY,
+    deleted_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS forgotten_keys_by_time ON forgotten_keys (deleted_at);
+";
+
 /// Made after the `token` column, which an older database gets first.
 const TOKEN_INDEX: &str = "CREATE INDEX IF NOT EXISTS events_by_token ON events (token, seq) WHERE token IS NOT NULL;";
 
 /// The schema version this binary writes (`PRAGMA user_version`). 0: a
 /// store made before versions existed (with or without `token`); 1: the
-/// `events` table with `token` and its indexes.
-pub const VERSION: i64 = 1;
+/// `events` table with `token` and its indexes; 2: and `forgotten_keys`
+/// (the dedupe window after deletions).
+pub const VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of an inlet store: "inlt". A file with another
 /// non-zero id belongs to another program. Stores made before it was set
@@ -142,7 +154,8 @@ pub fn inspect(conn: &Connection) -> rusqlite::Result<Result<Found, Refusal>> {
 /// (a crash leaves it as it was or migrated, never half): a new file gets
 /// the tables; a store of version 0 gets the `token` column (SQLite adds a
 /// nullable column without rewriting the table, so this is quick on any
-/// size) and its index; every store gets the current `user_version` and
+/// size) and its index; a store older than 2 the `forgotten_keys` table;
+/// every store gets the current `user_version` and
 /// inlet's `application_id`. A store already current is not written to.
 pub fn migrate(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
     if let Found::Store { version: VERSION, application_id: APPLICATION_ID, has_token: true } = found {
@@ -156,6 +169,7 @@ pub fn migrate(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
             tracing::info!("sqlite store: added the `token` column to the events table");
         }
         conn.execute_batch(TOKEN_INDEX)?;
+        conn.execute_batch(FORGOTTEN_KEYS)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         conn.pragma_update(None, "user_version", VERSION)
     })();
@@ -176,6 +190,11 @@ pub fn migrate(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
 
 /// Settings of the one write connection.
 pub fn configure_writer(conn: &Connection, sync: Sync, max_bytes: Option<u64>) -> rusqlite::Result<()> {
+    // Free pages can be given back to the file system after deletions
+    // (`PRAGMA incremental_vacuum`). SQLite takes this only before the
+    // first table exists: a database made without it keeps `none` (its
+    // free pages are reused, not given back; see docs/storage.md).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     // WAL: readers never wait for the writer, and a commit is one append
     // (plus one fsync with synchronous=FULL) to the log.
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -22,8 +22,8 @@ use std::sync::mpsc;
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use super::{checkpointer, sqlite_error};
-use crate::store::{now_rfc3339, StoreError};
+use super::{checkpointer, retention, sqlite_error};
+use crate::store::{now_rfc3339, ErrorKind, StoreError};
 
 /// Upper bound of rows in one transaction, so a commit stays short.
 const MAX_GROUP_ROWS: usize = 20_000;
@@ -49,14 +49,27 @@ pub struct Job {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-/// Inserts one job's rows; `Ok(duplicate flags)`.
-fn insert(tx: &Connection, rows: &[Row], token: Option<&str>, received_at: &str) -> rusqlite::Result<Vec<bool>> {
+/// Inserts one job's rows; `Ok(duplicate flags)`. With `remembering`, a
+/// row whose key belongs to an event deleted within the dedupe window is a
+/// duplicate too (one lookup by primary key; skipped while no key is
+/// remembered).
+fn insert(
+    tx: &Connection,
+    rows: &[Row],
+    token: Option<&str>,
+    received_at: &str,
+    remembering: bool,
+) -> rusqlite::Result<Vec<bool>> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO events (source, id, type, received_at, event, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (source, id) DO NOTHING",
     )?;
     let mut duplicate = Vec::with_capacity(rows.len());
     for row in rows {
+        if remembering && retention::is_remembered(tx, retention::key_hash(&row.source, &row.id))? {
+            duplicate.push(true);
+            continue;
+        }
         let changed = stmt.execute(params![&*row.source, &*row.id, &*row.ty, received_at, &*row.json, token])?;
         duplicate.push(changed == 0);
     }
@@ -72,10 +85,10 @@ struct JobFailure {
 
 /// Runs one job in its own savepoint of the open transaction. The
 /// savepoint is handled in SQL so that every step's failure is seen.
-fn write_job(tx: &Connection, job: JobRows<'_>, received_at: &str) -> Result<Vec<bool>, JobFailure> {
+fn write_job(tx: &Connection, job: JobRows<'_>, received_at: &str, remembering: bool) -> Result<Vec<bool>, JobFailure> {
     tx.execute_batch("SAVEPOINT job").map_err(|error| JobFailure { error, undone: true })?;
-    let written =
-        insert(tx, job.0, job.1, received_at).and_then(|flags| tx.execute_batch("RELEASE job").map(|()| flags));
+    let written = insert(tx, job.0, job.1, received_at, remembering)
+        .and_then(|flags| tx.execute_batch("RELEASE job").map(|()| flags));
     written.map_err(|error| {
         // When SQLite rolled back the whole transaction there is no
         // savepoint left to roll back to; the caller sees that.
@@ -89,7 +102,7 @@ fn write_job(tx: &Connection, job: JobRows<'_>, received_at: &str) -> Result<Vec
 /// One job's rows and the name of the token that wrote them.
 pub type JobRows<'a> = (&'a [Row], Option<&'a str>);
 
-pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>]) -> Vec<Outcome> {
+pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>], remembering: bool) -> Vec<Outcome> {
     let received_at = now_rfc3339();
     let tx = match conn.transaction() {
         Ok(tx) => tx,
@@ -100,7 +113,7 @@ pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>]) -> Vec<Outcome> 
     };
     let mut results: Vec<Outcome> = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match write_job(&tx, *job, &received_at) {
+        match write_job(&tx, *job, &received_at, remembering) {
             Ok(flags) => results.push(Ok(flags)),
             Err(JobFailure { error, undone }) => {
                 let err = sqlite_error(error);
@@ -128,31 +141,82 @@ pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>]) -> Vec<Outcome> 
     }
 }
 
+/// Takes `first` and everything queued behind it as one group, writes it,
+/// and answers each job. Under `--when-full drop-oldest`, the jobs refused
+/// for lack of room are written again after the oldest events are deleted.
+fn write(conn: &mut Connection, jobs: &mpsc::Receiver<Job>, first: Job, deleter: &mut retention::Deleter) {
+    let mut group = vec![first];
+    let mut rows = group[0].rows.len();
+    // Group commit: everything that queued up meanwhile joins this transaction.
+    while rows < MAX_GROUP_ROWS {
+        match jobs.try_recv() {
+            Ok(job) => {
+                rows += job.rows.len();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    let slices: Vec<JobRows<'_>> = group.iter().map(|job| (job.rows.as_slice(), job.token.as_deref())).collect();
+    let mut results = write_group(conn, &slices, deleter.remembering());
+    if deleter.drops_oldest() {
+        let full = |r: &Outcome| matches!(r, Err(e) if e.kind() == ErrorKind::Full);
+        for _ in 0..MAX_DROP_ROUNDS {
+            let refused: Vec<usize> = (0..results.len()).filter(|i| full(&results[*i])).collect();
+            if refused.is_empty() {
+                break;
+            }
+            let bytes: u64 = refused.iter().flat_map(|i| slices[*i].0).map(|r| r.json.len() as u64).sum();
+            match deleter.drop_oldest(conn, bytes) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("dropping the oldest events failed: {e}");
+                    break;
+                }
+            }
+            let retry: Vec<JobRows<'_>> = refused.iter().map(|i| slices[*i]).collect();
+            for (i, result) in refused.into_iter().zip(write_group(conn, &retry, deleter.remembering())) {
+                results[i] = result;
+            }
+        }
+    }
+    let mut accepted = 0;
+    for (job, result) in group.into_iter().zip(results) {
+        match &result {
+            Ok(flags) => accepted += flags.iter().filter(|d| !**d).count() as u64,
+            Err(e) => tracing::error!("write failed: {}", e.chain()),
+        }
+        let _ = job.reply.send(result);
+    }
+    deleter.stored(accepted);
+}
+
+/// Rounds of dropping the oldest events for one group at most (each round
+/// one batch); past them the group is answered `503`.
+const MAX_DROP_ROUNDS: usize = 64;
+
 /// The writer loop: runs until every sender is gone, then stops the
 /// checkpointer, checkpoints the WAL into the database file and returns.
-pub fn serve(mut conn: Connection, jobs: mpsc::Receiver<Job>, checkpointer: checkpointer::Checkpointer) {
+/// Between groups (and while idle) it runs the deletion job, one bounded
+/// batch at a time (`retention.rs`).
+pub fn serve(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    checkpointer: checkpointer::Checkpointer,
+    mut deleter: retention::Deleter,
+) {
     let wal_pages = checkpointer.wal_pages();
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        let mut rows = group[0].rows.len();
-        // Group commit: everything that queued up meanwhile joins this transaction.
-        while rows < MAX_GROUP_ROWS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    rows += job.rows.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
+    loop {
+        let first = match jobs.recv_timeout(deleter.wait()) {
+            Ok(job) => Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            write(&mut conn, &jobs, first, &mut deleter);
         }
-        let slices: Vec<JobRows<'_>> = group.iter().map(|job| (job.rows.as_slice(), job.token.as_deref())).collect();
-        let results = write_group(&mut conn, &slices);
-        for (job, result) in group.into_iter().zip(results) {
-            if let Err(e) = &result {
-                tracing::error!("write failed: {}", e.chain());
-            }
-            let _ = job.reply.send(result);
-        }
+        deleter.tick(&conn);
         // The WAL is large: copy its tail (the checkpointer copied the rest)
         // and start it over, between two groups, where no lock is held.
         if wal_pages.load(Ordering::Relaxed) > checkpointer::RESTART_PAGES {
@@ -208,7 +272,7 @@ mod tests {
         let a = [row("a1", "t", 10), row("a2", "t", 10)];
         let b = [row("b1", "t", 10), row("b2", "refuse", 10)];
         let c = [row("c1", "t", 10), row("a1", "t", 10)];
-        let results = write_group(&mut conn, &[(&a, None), (&b, None), (&c, None)]);
+        let results = write_group(&mut conn, &[(&a, None), (&b, None), (&c, None)], false);
         assert_eq!(results[0].as_ref().unwrap(), &vec![false, false]);
         assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::Unavailable);
         // c's second row repeats a1, stored earlier in the same transaction.
@@ -234,13 +298,13 @@ mod tests {
         .unwrap();
         let a = [row("a1", "t", 10)];
         let b = [row("b1", "late", 10)];
-        let results = write_group(&mut conn, &[(&a, None), (&b, None)]);
+        let results = write_group(&mut conn, &[(&a, None), (&b, None)], false);
         assert!(results.iter().all(Result::is_err), "{:?}", results.iter().map(Result::is_ok).collect::<Vec<_>>());
         assert_eq!((stored(&conn, "a1"), stored(&conn, "b1")), (0, 0));
         assert!(conn.is_autocommit(), "the failed transaction is rolled back");
         // The connection is usable again for the next group.
         let c = [row("c1", "t", 10)];
-        assert_eq!(write_group(&mut conn, &[(&c, None)])[0].as_ref().unwrap(), &vec![false]);
+        assert_eq!(write_group(&mut conn, &[(&c, None)], false)[0].as_ref().unwrap(), &vec![false]);
         assert_eq!(stored(&conn, "c1"), 1);
     }
 
@@ -254,7 +318,7 @@ mod tests {
             let jobs: Vec<Vec<Row>> =
                 (0..4).map(|j| (0..8).map(|i| row(&format!("g{g}-j{j}-r{i}"), "t", 1500)).collect()).collect();
             let slices: Vec<JobRows<'_>> = jobs.iter().map(|j| (j.as_slice(), None)).collect();
-            let results = write_group(&mut conn, &slices);
+            let results = write_group(&mut conn, &slices, false);
             assert!(conn.is_autocommit(), "no transaction is left open");
             for (job, result) in jobs.iter().zip(&results) {
                 let expected = match result {
