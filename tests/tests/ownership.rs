@@ -135,7 +135,7 @@ fn a_newer_schema_version_is_refused_naming_it() {
     let before = std::fs::read(&path).unwrap();
     let (code, stderr) = refused_on(dir.path());
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("it has schema version 7, newer than the 1 this inlet-server knows"), "{stderr}");
+    assert!(stderr.contains("it has schema version 7, newer than the 2 this inlet-server knows"), "{stderr}");
     assert!(std::fs::read(&path).unwrap() == before, "the refused file was changed");
 }
 

@@ -491,7 +491,13 @@ mod tests {
         let dir = TestDir::new();
         {
             let old = Connection::open(dir.path().join("events.sqlite3")).unwrap();
-            old.execute_batch("CREATE TABLE before_inlet_knew (x)").unwrap();
+            // A store of version 0 (before versions and `token`), made
+            // without auto_vacuum.
+            old.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, id TEXT NOT NULL,
+                 type TEXT NOT NULL, received_at TEXT NOT NULL, event TEXT NOT NULL, UNIQUE (source, id))",
+            )
+            .unwrap();
         }
         let mut conn = open(&dir, None);
         let auto_vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0)).unwrap();
