@@ -8,12 +8,13 @@ use inlet_shared::http::{Headers, Method, Request, RequestHead, Response};
 use inlet_shared::problem::Problem;
 
 use crate::auth::{CredentialCache, Denied, Malformed, Principal, Scope, Unauthenticated};
-use crate::handlers::{compress, events, ops, App};
+use crate::handlers::{compress, events, ops, stream, App};
 use crate::tls::PeerIdentity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Events,
+    EventsStream,
     Echo,
     Health,
     Stats,
@@ -24,12 +25,21 @@ pub enum Route {
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 7] =
-        [Route::Events, Route::Echo, Route::Health, Route::Stats, Route::Metrics, Route::OpenApi, Route::NotFound];
+    pub const ALL: [Route; 8] = [
+        Route::Events,
+        Route::EventsStream,
+        Route::Echo,
+        Route::Health,
+        Route::Stats,
+        Route::Metrics,
+        Route::OpenApi,
+        Route::NotFound,
+    ];
 
     pub fn of(path: &[u8]) -> Route {
         match path {
             b"/events" => Route::Events,
+            b"/events/stream" => Route::EventsStream,
             b"/echo" => Route::Echo,
             b"/health" => Route::Health,
             b"/stats" => Route::Stats,
@@ -43,6 +53,7 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Route::Events => "/events",
+            Route::EventsStream => "/events/stream",
             Route::Echo => "/echo",
             Route::Health => "/health",
             Route::Stats => "/stats",
@@ -57,7 +68,7 @@ impl Route {
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
-            (Route::Events, _) | (Route::Stats, _) => Some(Scope::Read),
+            (Route::Events | Route::EventsStream, _) | (Route::Stats, _) => Some(Scope::Read),
             (Route::Metrics, _) => Some(Scope::Metrics),
             (Route::Health | Route::OpenApi | Route::NotFound, _) => None,
         }
@@ -203,6 +214,7 @@ pub async fn handle(
     let mut res = match (route, &req.method) {
         (Route::Events, Method::Post) => events::ingest(app, &req, &principal).await,
         (Route::Events, _) => events::query(app, &req).await,
+        (Route::EventsStream, _) => stream::stream(app, &req).await,
         (Route::Echo, _) => ops::echo(&req),
         (Route::Health, _) => ops::health(app),
         (Route::Stats, _) => ops::stats(app),
@@ -250,6 +262,7 @@ mod tests {
         assert_eq!(Route::Events.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Events.scope(&Method::Head), Some(Scope::Read));
         assert_eq!(Route::Stats.scope(&Method::Get), Some(Scope::Read));
+        assert_eq!(Route::EventsStream.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Metrics.scope(&Method::Get), Some(Scope::Metrics));
         assert_eq!(Route::Health.scope(&Method::Get), None);
         assert_eq!(Route::OpenApi.scope(&Method::Get), None);

@@ -58,6 +58,10 @@ pub struct Stats {
     /// The same bodies' bytes once decoded (successful decodes only).
     decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
     tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
+    /// `GET /events/stream` subscribers open now.
+    subscribers: AtomicI64,
+    /// Subscribers cut off for falling behind (`event: lagged`).
+    lagged: AtomicU64,
 }
 
 /// The counters of one token name (shared with the token, see
@@ -92,6 +96,8 @@ impl Default for Stats {
             wire_bytes: Default::default(),
             decoded_bytes: Default::default(),
             tokens: RwLock::new(BTreeMap::new()),
+            subscribers: AtomicI64::new(0),
+            lagged: AtomicU64::new(0),
         }
     }
 }
@@ -211,6 +217,18 @@ impl Stats {
         self.open.fetch_sub(1, Relaxed);
     }
 
+    pub fn subscriber_opened(&self) {
+        self.subscribers.fetch_add(1, Relaxed);
+    }
+
+    pub fn subscriber_closed(&self) {
+        self.subscribers.fetch_sub(1, Relaxed);
+    }
+
+    pub fn record_lagged(&self) {
+        self.lagged.fetch_add(1, Relaxed);
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Relaxed)
     }
@@ -239,6 +257,10 @@ impl Stats {
                 "total": self.total.load(Relaxed),
             },
             "uptime_seconds": self.uptime().as_secs(),
+            "stream": {
+                "subscribers": self.subscribers.load(Relaxed).max(0),
+                "lagged": self.lagged.load(Relaxed),
+            },
             "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
         });
         serde_json::to_vec(&body).unwrap_or_default()
@@ -257,6 +279,11 @@ impl Collector for StatsCollector {
             ("inlet_events_accepted", "Events stored (duplicates excluded)", s.accepted.load(Relaxed)),
             ("inlet_events_duplicate", "Events acknowledged as duplicates of stored ones", s.duplicates.load(Relaxed)),
             ("inlet_connections", "Connections accepted", s.total.load(Relaxed)),
+            (
+                "inlet_stream_lagged",
+                "Stream subscribers cut off for falling behind (event: lagged)",
+                s.lagged.load(Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -265,6 +292,13 @@ impl Collector for StatsCollector {
         let metric =
             encoder.encode_descriptor("inlet_connections_open", "Connections open now", None, MetricType::Gauge)?;
         ConstGauge::new(s.open.load(Relaxed).max(0)).encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "inlet_stream_subscribers",
+            "GET /events/stream subscribers open now",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(s.subscribers.load(Relaxed).max(0)).encode(metric)?;
         let metric =
             encoder.encode_descriptor("inlet_uptime_seconds", "Seconds since start", None, MetricType::Gauge)?;
         ConstGauge::new(s.uptime().as_secs() as i64).encode(metric)?;

@@ -61,6 +61,10 @@
 //!   §7.1): its answer's body is collected (a page is bounded by
 //!   `--max-page-bytes`) and sent whole with `Content-Length`.
 
+/// The media type of a live stream (`GET /events/stream`): a body with no
+/// end of its own.
+pub(crate) const EVENT_STREAM: &[u8] = b"text/event-stream";
+
 mod closing;
 #[cfg(test)]
 mod tests;
@@ -110,7 +114,8 @@ enum State {
     Flushing,
     /// A streamed body is being written; `closes`: the connection closes
     /// after it.
-    Streaming { body: BodyStream, closes: bool },
+    /// `endless`: a live stream (`text/event-stream`), which shutdown ends.
+    Streaming { body: BodyStream, closes: bool, endless: bool },
     /// Ending: with a final answer (written, then lingering), or silently.
     Closing(Option<Response>),
     /// Ending after an answer already queued (the end of a streamed body):
@@ -237,7 +242,7 @@ where
                 }
                 State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
-                State::Streaming { body, closes } => self.stream(body, closes).await,
+                State::Streaming { body, closes, endless } => self.stream(body, closes, endless).await,
                 State::Closing(Some(res)) => return close_with(self.framed, res).await,
                 State::ClosingQueued => return close_flushed(self.framed).await,
                 State::Closing(None) => {
@@ -326,8 +331,9 @@ where
             };
         };
         let closes = res.closes();
+        let endless = res.content_type.as_deref() == Some(EVENT_STREAM);
         match self.framed.feed(res).await {
-            Ok(()) => State::Streaming { body, closes },
+            Ok(()) => State::Streaming { body, closes, endless },
             Err(_) => State::Closing(None),
         }
     }
@@ -335,15 +341,39 @@ where
     /// `Streaming`: frames each chunk into the write buffer, and writes
     /// when enough is buffered or the producer has nothing ready (see the
     /// module doc).
-    async fn stream(&mut self, mut body: BodyStream, closes: bool) -> State {
+    ///
+    /// An `endless` body (a live stream) has no end of its own: shutdown
+    /// ends it between two chunks (each a whole number of stream events)
+    /// with the last chunk, and the connection closes.
+    async fn stream(&mut self, mut body: BodyStream, closes: bool, endless: bool) -> State {
         loop {
+            if endless && self.shutdown.is_shutdown() {
+                return self.end_stream_at_shutdown().await;
+            }
             let chunk = match body.try_recv() {
                 Some(chunk) => chunk,
                 None => {
                     if !self.write_buffered().await {
                         return State::Closing(None);
                     }
-                    body.recv().await
+                    if endless {
+                        let recv = body.recv();
+                        tokio::pin!(recv);
+                        let shutdown = &mut self.shutdown;
+                        let next = poll_fn(|cx| {
+                            if let Poll::Ready(chunk) = recv.as_mut().poll(cx) {
+                                return Poll::Ready(Some(chunk));
+                            }
+                            shutdown.poll_recv(cx).map(|()| None)
+                        })
+                        .await;
+                        match next {
+                            Some(chunk) => chunk,
+                            None => return self.end_stream_at_shutdown().await,
+                        }
+                    } else {
+                        body.recv().await
+                    }
                 }
             };
             match chunk {
@@ -377,6 +407,13 @@ where
                 }
             }
         }
+    }
+
+    /// Ends a live stream at shutdown: the last chunk, then close.
+    async fn end_stream_at_shutdown(&mut self) -> State {
+        tracing::debug!("shutdown: ending a live stream");
+        self.framed.write_buffer_mut().extend_from_slice(LAST_CHUNK);
+        State::ClosingQueued
     }
 
     /// Writes what is buffered within the write deadline (`body_timeout`).

@@ -209,6 +209,7 @@ impl Inner {
 pub struct MemoryStore {
     /// Shared with the reads, which run on blocking threads.
     inner: Arc<Mutex<Inner>>,
+    live: Arc<super::Live>,
 }
 
 /// How far a read has come, between two holds of the lock.
@@ -337,8 +338,12 @@ impl MemoryStore {
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let token = inner.token_number(token);
-        let duplicate = events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
-        Ok(Appended { duplicate })
+        let duplicate: smallvec::SmallVec<[bool; 8]> =
+            events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
+        drop(inner);
+        let appended = Appended { duplicate };
+        self.live.committed(appended.accepted());
+        Ok(appended)
     }
 
     /// A page, read whole on this thread (for tests).
@@ -376,12 +381,23 @@ impl Store for MemoryStore {
         Box::pin(future::ready(stream))
     }
 
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let len = self.inner.lock().map(|inner| inner.len as u64);
+        Box::pin(future::ready(
+            len.map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned")),
+        ))
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(future::ready(Ok(())))
     }
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn live(&self) -> &Arc<super::Live> {
+        &self.live
     }
 }
 

@@ -56,6 +56,7 @@ pub struct SqliteStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    live: Arc<super::Live>,
 }
 
 fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> OpenError + '_ {
@@ -106,6 +107,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(readers)),
             path,
+            live: Arc::default(),
         })
     }
 
@@ -166,6 +168,22 @@ fn read(readers: &Mutex<Vec<Connection>>, path: &Path, q: &Query, max_bytes: usi
     if let Ok(mut pool) = readers.lock() {
         pool.push(conn);
     }
+}
+
+/// The largest `seq` stored, on a pooled reader (0: none).
+fn last_seq(readers: &Mutex<Vec<Connection>>, path: &Path) -> Result<u64, StoreError> {
+    let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
+    let conn = match pooled {
+        Some(c) => c,
+        None => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .and_then(|c| schema::configure_reader(&c).map(|()| c))
+            .map_err(sqlite_error)?,
+    };
+    let last = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get::<_, i64>(0));
+    if let Ok(mut pool) = readers.lock() {
+        pool.push(conn);
+    }
+    Ok(u64::try_from(last.map_err(sqlite_error)?).unwrap_or(0))
 }
 
 /// Steps through the matching rows, handing each slice on as it fills:
@@ -229,9 +247,26 @@ impl Store for SqliteStore {
             }
             let answer = self.submit(events, token)?;
             match answer.await {
-                Ok(Ok(duplicate)) => Ok(Appended { duplicate: duplicate.into() }),
+                Ok(Ok(duplicate)) => {
+                    // Committed by the writer: subscribers may read it now.
+                    let appended = Appended { duplicate: duplicate.into() };
+                    self.live.committed(appended.accepted());
+                    Ok(appended)
+                }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::plain(ErrorKind::Unavailable, "the writer stopped")),
+            }
+        })
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        Box::pin(async move {
+            let read = tokio::task::spawn_blocking(move || last_seq(&readers, &path));
+            match read.await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::plain(ErrorKind::Unavailable, "the read stopped")),
             }
         })
     }
@@ -264,6 +299,10 @@ impl Store for SqliteStore {
 
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn live(&self) -> &Arc<super::Live> {
+        &self.live
     }
 }
 
