@@ -18,6 +18,7 @@ mod probe;
 mod retry;
 mod send;
 mod stats;
+mod tail;
 #[cfg(test)]
 mod testserver;
 mod tls;
@@ -73,6 +74,8 @@ enum Command {
     Events(events::Args),
     /// Print the server's counters (GET /stats).
     Stats,
+    /// Follow new events as they are stored (GET /events/stream), as JSON lines.
+    Tail(tail::Args),
 }
 
 /// Where the server is and how to talk to it, from the global flags; on
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
             Command::Probe(args) => probe::run(&ep, args).await,
             Command::Events(args) => events::run(&ep, args).await,
             Command::Stats => stats::run(&ep).await,
+            Command::Tail(args) => tail::run(&ep, args).await,
         }
     });
     ExitCode::from(code)
