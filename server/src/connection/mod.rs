@@ -18,9 +18,9 @@
 //! | Answering | the handler         | none                                    | -            | answer and close     |
 //! | Flushing  | the queued answers  | none                                    | -            | -                    |
 //! |           | to be written       |                                         |              |                      |
-//! | Streaming | the next chunk of a | body_timeout for each write of what is  | dropped      | finish the body      |
-//! |           | streamed body; its  | buffered (about 64 KiB, or one event);  | (silently)   |                      |
-//! |           | writes              | none for the producer                   |              |                      |
+//! | Streaming | the next chunk of a | body_timeout for each write of what is  | dropped      | finish the body; a   |
+//! |           | streamed body; its  | buffered (about 64 KiB, or one event);  | (silently)   | live stream ends at  |
+//! |           | writes              | none for the producer                   |              | its next chunk       |
 //! | Idle      | the first byte of   | idle_timeout from the last flush        | Closing      | Closing              |
 //! |           | the next request    |                                         |              |                      |
 //! | Closing   | the final answer    | 60 s to write it, 2 s of lingering      | dropped      | -                    |
@@ -60,6 +60,11 @@
 //!   short one that looks whole. HTTP/1.0 has no chunked coding (RFC 9112
 //!   §7.1): its answer's body is collected (a page is bounded by
 //!   `--max-page-bytes`) and sent whole with `Content-Length`.
+//! - A live stream (`GET /events/stream`, `text/event-stream`) is a streamed
+//!   body without an end of its own: it is `Streaming` for as long as the
+//!   client stays. Its producer sends keep-alive comments, so its writes (and
+//!   their `body_timeout`) go on while no event arrives. Shutdown ends it
+//!   between two chunks with the last chunk, then the connection closes.
 
 /// The media type of a live stream (`GET /events/stream`): a body with no
 /// end of its own.
