@@ -78,6 +78,10 @@ fn replay_then_live_and_resume_on_jetstream() {
     let s = jetstream_server(&nats);
     replay_then_live(&s);
     resume_across_a_dropped_connection(&s, 9);
+    let mut latest = SseStream::open(s.addr, "/events/stream?after=latest", &[]);
+    assert_eq!(latest.read(), Ok(SseEvent::Comment("after 208".into())), "the stream's last sequence");
+    post_one(&s, "after-latest", "t.a");
+    assert_eq!(latest.take(1)[0].0, 209);
 }
 
 /// Posts 200 events one by one from a thread while a subscriber reads some,
@@ -228,6 +232,17 @@ fn shutdown_ends_streams_cleanly() {
     assert_eq!(sse.read(), Err(SseEnd::Clean), "the last chunk, then the end");
     let status = s.wait(PATIENCE).expect("the server exits");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn head_answers_the_head_only() {
+    let s = Server::start(&[]);
+    let raw =
+        inlet_tests::raw_exchange(s.addr, b"HEAD /events/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(raw.contains("Content-Type: text/event-stream\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "no body: {raw}");
+    assert_eq!(s.stats()["stream"]["subscribers"], 0, "a HEAD does not subscribe");
 }
 
 #[test]
