@@ -4,7 +4,7 @@
 //! Each subscriber is a task that reads the store from its cursor (the
 //! `seq` of the last event it sent) in pages, writes them into its body,
 //! and waits for the store's notification ([`crate::store::Live`]) when it
-//! has caught up. Events always come from the store, so a subscriber sees
+//! has caught up (reading again at most every [`COALESCE`]). Events always come from the store, so a subscriber sees
 //! every event in `seq` order with no gap and no repeat, and ingest does
 //! nothing per subscriber.
 //!
@@ -15,6 +15,7 @@
 //! the store fills the gap.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::http::{BodySender, BodyStream, Method, Request, Response, Version};
@@ -35,6 +36,10 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 /// `Retry-After` of a `503` at `--max-subscribers`.
 const FULL_RETRY_AFTER: u32 = 5;
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+/// A live subscriber reads the store at most once per this interval: under
+/// load every commit wakes it, and one read per commit per subscriber would
+/// compete with ingest for the store. Events wait this long at most.
+const COALESCE: Duration = Duration::from_millis(10);
 
 /// Where a stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +232,8 @@ impl Subscriber {
                     None => break,
                 }
             }
-            let poll_at = poll.map(|p| Instant::now() + p);
+            let caught_up_at = Instant::now();
+            let poll_at = poll.map(|p| caught_up_at + p);
             let woken = async {
                 match poll_at {
                     Some(at) => sleep_until(at).await,
@@ -235,7 +241,7 @@ impl Subscriber {
                 }
             };
             tokio::select! {
-                () = sub.changed() => {}
+                () = sub.changed() => sleep_until(caught_up_at + COALESCE).await,
                 () = woken => {}
                 () = sleep_until(keepalive_at) => {
                     if let Err(stop) = self.send(sub, Bytes::from_static(KEEPALIVE)).await {
