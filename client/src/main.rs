@@ -19,6 +19,7 @@ mod probe;
 mod retry;
 mod send;
 mod stats;
+mod tail;
 #[cfg(test)]
 mod testserver;
 mod tls;
@@ -78,6 +79,8 @@ enum Command {
     /// Check an NDJSON file offline against --schemas DIR, with the server's
     /// rules and errors; sends nothing.
     Validate(validate::Args),
+    /// Follow new events as they are stored (GET /events/stream), as JSON lines.
+    Tail(tail::Args),
 }
 
 /// Where the server is and how to talk to it, from the global flags; on
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
             Command::Events(args) => events::run(&ep, args).await,
             Command::Stats => stats::run(&ep).await,
             Command::Validate(_) => exit::USAGE,
+            Command::Tail(args) => tail::run(&ep, args).await,
         }
     });
     ExitCode::from(code)

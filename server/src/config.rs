@@ -189,6 +189,20 @@ pub struct Config {
     #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// `GET /events/stream` subscribers open at once at most; more are
+    /// answered 503 with Retry-After.
+    #[arg(long, env = "INLET_MAX_SUBSCRIBERS", default_value_t = store::live::DEFAULT_MAX_SUBSCRIBERS)]
+    pub max_subscribers: usize,
+
+    /// Interval of the keep-alive comment on an idle stream (for tests).
+    #[arg(long, env = "INLET_STREAM_KEEPALIVE", default_value = "15s", value_parser = parse_duration, hide = true)]
+    pub stream_keepalive: Duration,
+
+    /// Events committed while a subscriber's writes wait, before the
+    /// subscriber is sent `lagged` and closed (for tests).
+    #[arg(long, env = "INLET_STREAM_BUFFER_EVENTS", default_value_t = store::live::DEFAULT_BUFFER_EVENTS, hide = true)]
+    pub stream_buffer_events: u64,
+
     /// Request line plus headers, in bytes (over: 431, or 414 for the target).
     #[arg(long, env = "INLET_MAX_HEAD", default_value_t = Limits::default().max_head)]
     pub max_head: usize,
@@ -436,9 +450,17 @@ impl Config {
 }
 
 /// Lets `store::open(&config)` take the configuration as it is.
-impl From<&Config> for store::Options {
-    fn from(config: &Config) -> store::Options {
-        config.store_options()
+impl From<&Config> for store::OpenOptions {
+    fn from(config: &Config) -> store::OpenOptions {
+        let live = store::LiveSettings {
+            // The blocking server answers one connection at a time: it cannot
+            // hold a stream open.
+            enabled: config.mode == Mode::Async,
+            max_subscribers: config.max_subscribers,
+            keepalive: config.stream_keepalive,
+            buffer_events: config.stream_buffer_events.max(1),
+        };
+        store::OpenOptions { store: config.store_options(), live }
     }
 }
 

@@ -9,12 +9,13 @@ use inlet_shared::problem::Problem;
 
 use crate::auth::{CredentialCache, Denied, Malformed, Principal, Scope, Unauthenticated};
 use crate::dashboard;
-use crate::handlers::{compress, events, ops, App};
+use crate::handlers::{compress, events, ops, stream, App};
 use crate::tls::PeerIdentity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Events,
+    EventsStream,
     Echo,
     Health,
     Ready,
@@ -28,8 +29,9 @@ pub enum Route {
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::Events,
+        Route::EventsStream,
         Route::Echo,
         Route::Health,
         Route::Ready,
@@ -44,6 +46,7 @@ impl Route {
     pub fn of(path: &[u8]) -> Route {
         match path {
             b"/events" => Route::Events,
+            b"/events/stream" => Route::EventsStream,
             b"/echo" => Route::Echo,
             b"/health" => Route::Health,
             b"/readyz" => Route::Ready,
@@ -60,6 +63,7 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Route::Events => "/events",
+            Route::EventsStream => "/events/stream",
             Route::Echo => "/echo",
             Route::Health => "/health",
             Route::Ready => "/readyz",
@@ -79,7 +83,7 @@ impl Route {
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
-            (Route::Events, _) | (Route::Stats, _) | (Route::Schemas, _) => Some(Scope::Read),
+            (Route::Events | Route::EventsStream, _) | (Route::Stats, _) | (Route::Schemas, _) => Some(Scope::Read),
             (Route::Metrics, _) => Some(Scope::Metrics),
             (Route::Health | Route::Ready | Route::OpenApi | Route::Dashboard | Route::NotFound, _) => None,
         }
@@ -225,6 +229,7 @@ pub async fn handle(
     let mut res = match (route, &req.method) {
         (Route::Events, Method::Post) => events::ingest(app, &req, &principal).await,
         (Route::Events, _) => events::query(app, &req).await,
+        (Route::EventsStream, _) => stream::stream(app, &req).await,
         (Route::Echo, _) => ops::echo(&req),
         (Route::Health, _) => ops::health(app).await,
         (Route::Ready, _) => ops::readyz(app).await,
@@ -276,6 +281,7 @@ mod tests {
         assert_eq!(Route::Events.scope(&Method::Head), Some(Scope::Read));
         assert_eq!(Route::Stats.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Schemas.scope(&Method::Get), Some(Scope::Read));
+        assert_eq!(Route::EventsStream.scope(&Method::Get), Some(Scope::Read));
         assert_eq!(Route::Metrics.scope(&Method::Get), Some(Scope::Metrics));
         assert_eq!(Route::Health.scope(&Method::Get), None);
         assert_eq!(Route::Ready.scope(&Method::Get), None);

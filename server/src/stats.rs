@@ -59,6 +59,10 @@ pub struct Stats {
     /// The same bodies' bytes once decoded (successful decodes only).
     decoded_bytes: [AtomicU64; BODY_CODINGS.len()],
     tokens: RwLock<BTreeMap<Arc<str>, Arc<TokenCounters>>>,
+    /// `GET /events/stream` subscribers open now.
+    subscribers: AtomicI64,
+    /// Subscribers cut off for falling behind (`event: lagged`).
+    lagged: AtomicU64,
     /// The store's gauges and retention settings, kept by the store.
     store: Option<Arc<StoreGauges>>,
     /// `--schemas`: events per type whose `data` failed (`warned`: accepted
@@ -112,6 +116,8 @@ impl Default for Stats {
             tokens: RwLock::new(BTreeMap::new()),
             schemas: Mutex::new(BTreeMap::new()),
             store: None,
+            subscribers: AtomicI64::new(0),
+            lagged: AtomicU64::new(0),
         }
     }
 }
@@ -290,6 +296,18 @@ impl Stats {
         self.open.fetch_sub(1, Relaxed);
     }
 
+    pub fn subscriber_opened(&self) {
+        self.subscribers.fetch_add(1, Relaxed);
+    }
+
+    pub fn subscriber_closed(&self) {
+        self.subscribers.fetch_sub(1, Relaxed);
+    }
+
+    pub fn record_lagged(&self) {
+        self.lagged.fetch_add(1, Relaxed);
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Relaxed)
     }
@@ -318,6 +336,10 @@ impl Stats {
                 "total": self.total.load(Relaxed),
             },
             "uptime_seconds": self.uptime().as_secs(),
+            "stream": {
+                "subscribers": self.subscribers.load(Relaxed).max(0),
+                "lagged": self.lagged.load(Relaxed),
+            },
             "tokens": self.token_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
             "schemas": self.snapshot_schemas(),
         });
@@ -340,6 +362,11 @@ impl Collector for StatsCollector {
             ("inlet_events_accepted", "Events stored (duplicates excluded)", s.accepted.load(Relaxed)),
             ("inlet_events_duplicate", "Events acknowledged as duplicates of stored ones", s.duplicates.load(Relaxed)),
             ("inlet_connections", "Connections accepted", s.total.load(Relaxed)),
+            (
+                "inlet_stream_lagged",
+                "Stream subscribers cut off for falling behind (event: lagged)",
+                s.lagged.load(Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -348,6 +375,13 @@ impl Collector for StatsCollector {
         let metric =
             encoder.encode_descriptor("inlet_connections_open", "Connections open now", None, MetricType::Gauge)?;
         ConstGauge::new(s.open.load(Relaxed).max(0)).encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "inlet_stream_subscribers",
+            "GET /events/stream subscribers open now",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(s.subscribers.load(Relaxed).max(0)).encode(metric)?;
         let metric =
             encoder.encode_descriptor("inlet_uptime_seconds", "Seconds since start", None, MetricType::Gauge)?;
         ConstGauge::new(s.uptime().as_secs() as i64).encode(metric)?;

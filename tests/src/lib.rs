@@ -12,6 +12,7 @@
 //! - `nats`: [`Nats`], a `nats-server` node; [`NatsConn`], a minimal NATS client.
 //! - `events`: [`event_json`] to send, [`stored_ids`] to read back what is stored.
 //! - `client`: [`client`] runs `inlet-client`.
+//! - `sse`: [`SseStream`], a blocking reader of `GET /events/stream`.
 //! - `error`: [`HarnessError`].
 //!
 //! Each step that can fail has a `try_` method returning [`HarnessError`]
@@ -28,6 +29,7 @@ mod error;
 mod events;
 mod nats;
 mod server;
+mod sse;
 
 pub use client::client;
 pub use conn::{free_port, json, raw_exchange, Conn};
@@ -35,6 +37,7 @@ pub use error::HarnessError;
 pub use events::{event_json, stored_ids};
 pub use nats::{Nats, NatsConn, NatsReply};
 pub use server::{binary, new_token, refused_start, try_binary, Server};
+pub use sse::{SseEnd, SseEvent, SseStream};
 
 /// A generous bound for anything that should happen "at once".
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -18,9 +18,9 @@
 //! | Answering | the handler         | none                                    | -            | answer and close     |
 //! | Flushing  | the queued answers  | none                                    | -            | -                    |
 //! |           | to be written       |                                         |              |                      |
-//! | Streaming | the next chunk of a | body_timeout for each write of what is  | dropped      | finish the body      |
-//! |           | streamed body; its  | buffered (about 64 KiB, or one event);  | (silently)   |                      |
-//! |           | writes              | none for the producer                   |              |                      |
+//! | Streaming | the next chunk of a | body_timeout for each write of what is  | dropped      | finish the body; a   |
+//! |           | streamed body; its  | buffered (about 64 KiB, or one event);  | (silently)   | live stream ends at  |
+//! |           | writes              | none for the producer                   |              | its next chunk       |
 //! | Idle      | the first byte of   | idle_timeout from the last flush        | Closing      | Closing              |
 //! |           | the next request    |                                         |              |                      |
 //! | Closing   | the final answer    | 60 s to write it, 2 s of lingering      | dropped      | -                    |
@@ -60,6 +60,15 @@
 //!   short one that looks whole. HTTP/1.0 has no chunked coding (RFC 9112
 //!   §7.1): its answer's body is collected (a page is bounded by
 //!   `--max-page-bytes`) and sent whole with `Content-Length`.
+//! - A live stream (`GET /events/stream`, `text/event-stream`) is a streamed
+//!   body without an end of its own: it is `Streaming` for as long as the
+//!   client stays. Its producer sends keep-alive comments, so its writes (and
+//!   their `body_timeout`) go on while no event arrives. Shutdown ends it
+//!   between two chunks with the last chunk, then the connection closes.
+
+/// The media type of a live stream (`GET /events/stream`): a body with no
+/// end of its own.
+pub(crate) const EVENT_STREAM: &[u8] = b"text/event-stream";
 
 mod closing;
 #[cfg(test)]
@@ -110,7 +119,8 @@ enum State {
     Flushing,
     /// A streamed body is being written; `closes`: the connection closes
     /// after it.
-    Streaming { body: BodyStream, closes: bool },
+    /// `endless`: a live stream (`text/event-stream`), which shutdown ends.
+    Streaming { body: BodyStream, closes: bool, endless: bool },
     /// Ending: with a final answer (written, then lingering), or silently.
     Closing(Option<Response>),
     /// Ending after an answer already queued (the end of a streamed body):
@@ -237,7 +247,7 @@ where
                 }
                 State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
-                State::Streaming { body, closes } => self.stream(body, closes).await,
+                State::Streaming { body, closes, endless } => self.stream(body, closes, endless).await,
                 State::Closing(Some(res)) => return close_with(self.framed, res).await,
                 State::ClosingQueued => return close_flushed(self.framed).await,
                 State::Closing(None) => {
@@ -326,8 +336,9 @@ where
             };
         };
         let closes = res.closes();
+        let endless = res.content_type.as_deref() == Some(EVENT_STREAM);
         match self.framed.feed(res).await {
-            Ok(()) => State::Streaming { body, closes },
+            Ok(()) => State::Streaming { body, closes, endless },
             Err(_) => State::Closing(None),
         }
     }
@@ -335,15 +346,39 @@ where
     /// `Streaming`: frames each chunk into the write buffer, and writes
     /// when enough is buffered or the producer has nothing ready (see the
     /// module doc).
-    async fn stream(&mut self, mut body: BodyStream, closes: bool) -> State {
+    ///
+    /// An `endless` body (a live stream) has no end of its own: shutdown
+    /// ends it between two chunks (each a whole number of stream events)
+    /// with the last chunk, and the connection closes.
+    async fn stream(&mut self, mut body: BodyStream, closes: bool, endless: bool) -> State {
         loop {
+            if endless && self.shutdown.is_shutdown() {
+                return self.end_stream_at_shutdown().await;
+            }
             let chunk = match body.try_recv() {
                 Some(chunk) => chunk,
                 None => {
                     if !self.write_buffered().await {
                         return State::Closing(None);
                     }
-                    body.recv().await
+                    if endless {
+                        let recv = body.recv();
+                        tokio::pin!(recv);
+                        let shutdown = &mut self.shutdown;
+                        let next = poll_fn(|cx| {
+                            if let Poll::Ready(chunk) = recv.as_mut().poll(cx) {
+                                return Poll::Ready(Some(chunk));
+                            }
+                            shutdown.poll_recv(cx).map(|()| None)
+                        })
+                        .await;
+                        match next {
+                            Some(chunk) => chunk,
+                            None => return self.end_stream_at_shutdown().await,
+                        }
+                    } else {
+                        body.recv().await
+                    }
                 }
             };
             match chunk {
@@ -377,6 +412,13 @@ where
                 }
             }
         }
+    }
+
+    /// Ends a live stream at shutdown: the last chunk, then close.
+    async fn end_stream_at_shutdown(&mut self) -> State {
+        tracing::debug!("shutdown: ending a live stream");
+        self.framed.write_buffer_mut().extend_from_slice(LAST_CHUNK);
+        State::ClosingQueued
     }
 
     /// Writes what is buffered within the write deadline (`body_timeout`).

@@ -421,12 +421,13 @@ struct MadeUpPages {
     event_bytes: usize,
     fail: bool,
     sent: Arc<AtomicUsize>,
+    live: Arc<crate::store::Live>,
 }
 
 impl MadeUpPages {
     fn new(slices: u64, event_bytes: usize, fail: bool) -> (Arc<MadeUpPages>, Arc<AtomicUsize>) {
         let sent = Arc::new(AtomicUsize::new(0));
-        (Arc::new(MadeUpPages { slices, event_bytes, fail, sent: sent.clone() }), sent)
+        (Arc::new(MadeUpPages { slices, event_bytes, fail, sent: sent.clone(), live: Arc::default() }), sent)
     }
 }
 
@@ -461,12 +462,20 @@ impl Store for MadeUpPages {
         Box::pin(std::future::ready(stream))
     }
 
+    fn last_seq(&self) -> futures::future::BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+
     fn close(&self) -> futures::future::BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
 
     fn name(&self) -> &'static str {
         "made-up"
+    }
+
+    fn live(&self) -> &Arc<crate::store::Live> {
+        &self.live
     }
 }
 

@@ -300,6 +300,7 @@ impl Inner {
 pub struct MemoryStore {
     /// Shared with the reads, which run on blocking threads.
     inner: Arc<Mutex<Inner>>,
+    live: Arc<super::Live>,
     gauges: Arc<StoreGauges>,
 }
 
@@ -474,7 +475,7 @@ impl MemoryStore {
     /// runs until the store is dropped.
     pub fn open(options: &Options) -> Result<MemoryStore, super::OpenError> {
         let gauges = Arc::new(StoreGauges::new(options.retention, None, WhenFull::Refuse, options.dedupe_window));
-        let store = MemoryStore { inner: Arc::default(), gauges };
+        let store = MemoryStore { inner: Arc::default(), live: Arc::default(), gauges };
         if let Some(retention) = options.retention {
             let (inner, gauges) = (Arc::downgrade(&store.inner), store.gauges.clone());
             let interval = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -498,7 +499,10 @@ impl MemoryStore {
         let duplicate: smallvec::SmallVec<[bool; 8]> =
             events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
         self.publish(&inner);
-        Ok(Appended { duplicate })
+        drop(inner);
+        let appended = Appended { duplicate };
+        self.live.committed(appended.accepted());
+        Ok(appended)
     }
 
     /// Updates the gauges from `inner` (under its lock: a few stores).
@@ -541,6 +545,13 @@ impl Store for MemoryStore {
         Box::pin(future::ready(stream))
     }
 
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let len = self.inner.lock().map(|inner| inner.len as u64);
+        Box::pin(future::ready(
+            len.map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned")),
+        ))
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(future::ready(Ok(())))
     }
@@ -551,6 +562,10 @@ impl Store for MemoryStore {
 
     fn gauges(&self) -> Option<Arc<StoreGauges>> {
         Some(self.gauges.clone())
+    }
+
+    fn live(&self) -> &Arc<super::Live> {
+        &self.live
     }
 }
 
@@ -580,7 +595,7 @@ mod tests {
     fn with_retention(window: Duration) -> MemoryStore {
         // The thread is not started: rounds are run by hand at chosen times.
         let gauges = StoreGauges::new(Some(Duration::from_secs(1)), None, WhenFull::Refuse, window);
-        MemoryStore { inner: Arc::default(), gauges: Arc::new(gauges) }
+        MemoryStore { inner: Arc::default(), live: Arc::default(), gauges: Arc::new(gauges) }
     }
 
     fn round(store: &MemoryStore, after: Duration) -> bool {

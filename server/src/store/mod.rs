@@ -8,6 +8,7 @@
 //!   promises, so the caller may answer `202` right after it.
 
 mod jetstream;
+pub mod live;
 mod memory;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use inlet_shared::event::Event;
 use smallvec::SmallVec;
 
 pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
+pub use live::{Live, LiveSettings};
 pub use memory::{MemoryStore, Options as MemoryOptions};
 pub use sqlite::{backup, BackupError, Options as SqliteOptions, SqliteStore, Sync as SyncMode, DEFAULT_DEDUPE_WINDOW};
 
@@ -442,12 +444,19 @@ pub trait Store: Send + Sync + 'static {
     /// events in slices; dropping the stream stops it.
     fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream>;
 
+    /// The sequence number of the last event stored (0: none yet).
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// Makes everything acknowledged durable and releases the store; called
     /// once at shutdown.
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// A short name for logs and `/health`.
     fn name(&self) -> &'static str;
+
+    /// The hub of the store's live subscribers (`GET /events/stream`): the
+    /// store tells it of every append that stored something.
+    fn live(&self) -> &Arc<Live>;
 
     /// Whether the store can take a write now; `Err` says why not (shown by
     /// `/readyz` and `/health`). Cheap: a probe every second writes
@@ -551,13 +560,29 @@ pub enum OpenError {
     Jetstream(String),
 }
 
-/// Opens the store `options` name.
-pub async fn open(options: impl Into<Options>) -> Result<Arc<dyn Store>, OpenError> {
-    match options.into() {
-        Options::Memory(options) => Ok(Arc::new(MemoryStore::open(&options)?)),
-        Options::Sqlite(options) => Ok(Arc::new(SqliteStore::open(&options)?)),
-        Options::Jetstream(options) => Ok(Arc::new(JetStreamStore::open(options).await?)),
+/// A store to open and the settings of its live subscribers.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub store: Options,
+    pub live: LiveSettings,
+}
+
+impl From<Options> for OpenOptions {
+    fn from(store: Options) -> OpenOptions {
+        OpenOptions { store, live: LiveSettings::default() }
     }
+}
+
+/// Opens the store `options` name.
+pub async fn open(options: impl Into<OpenOptions>) -> Result<Arc<dyn Store>, OpenError> {
+    let OpenOptions { store, live } = options.into();
+    let store: Arc<dyn Store> = match store {
+        Options::Memory(options) => Arc::new(MemoryStore::open(&options)?),
+        Options::Sqlite(options) => Arc::new(SqliteStore::open(&options)?),
+        Options::Jetstream(options) => Arc::new(JetStreamStore::open(options).await?),
+    };
+    store.live().configure(live);
+    Ok(store)
 }
 
 /// The current time in RFC 3339, for `received_at`.

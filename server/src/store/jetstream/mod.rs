@@ -73,7 +73,14 @@ pub struct JetStreamStore {
     /// that no two servers share one.
     batch_prefix: String,
     batches: AtomicU64,
+    /// Subscribers hear of this server's appends at once; other servers
+    /// writing the same stream are seen by looking again every
+    /// [`LIVE_POLL`].
+    live: Arc<crate::store::Live>,
 }
+
+/// How often a subscriber looks at the stream without a notification.
+const LIVE_POLL: Duration = Duration::from_secs(1);
 
 /// Why the stream cannot take atomic batches and inlet will not start.
 /// How long a readiness probe waits for NATS to find the stream.
@@ -166,6 +173,7 @@ impl JetStreamStore {
             ready,
             batch_prefix,
             batches: AtomicU64::new(0),
+            live: crate::store::Live::with_poll(LIVE_POLL),
         };
         // Create or check the stream now if NATS is there; otherwise on first use.
         match tokio::time::timeout(Duration::from_secs(2), store.stream()).await {
@@ -239,7 +247,11 @@ impl Store for JetStreamStore {
         events: &'a [Event],
         token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(self.publish_all(events, token))
+        Box::pin(async move {
+            let appended = self.publish_all(events, token).await?;
+            self.live.committed(appended.accepted());
+            Ok(appended)
+        })
     }
 
     /// The page is read whole (as `read` does), then cut at `max_bytes`
@@ -247,6 +259,19 @@ impl Store for JetStreamStore {
     fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream> {
         let limit = query.limit;
         Box::pin(async move { PageStream::of_page(self.read(query).await, limit, max_bytes) })
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.check_connected()?;
+            self.stream().await?;
+            let stream = self
+                .context
+                .get_stream(&self.options.stream)
+                .await
+                .map_err(|e| unavailable("reading the JetStream stream's state", e))?;
+            Ok(stream.cached_info().state.last_sequence)
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -257,6 +282,10 @@ impl Store for JetStreamStore {
 
     fn name(&self) -> &'static str {
         "jetstream"
+    }
+
+    fn live(&self) -> &Arc<crate::store::Live> {
+        &self.live
     }
 
     /// Ready when connected to NATS and the stream was found (or made).

@@ -181,15 +181,16 @@ fn write(conn: &mut Connection, jobs: &mpsc::Receiver<Job>, first: Job, deleter:
             }
         }
     }
-    let mut accepted = 0;
+    // The gauges first: a client that reads /stats after its 202 sees them.
+    let accepted: u64 =
+        results.iter().filter_map(|r| r.as_ref().ok()).map(|flags| flags.iter().filter(|d| !**d).count() as u64).sum();
+    deleter.stored(accepted);
     for (job, result) in group.into_iter().zip(results) {
-        match &result {
-            Ok(flags) => accepted += flags.iter().filter(|d| !**d).count() as u64,
-            Err(e) => tracing::error!("write failed: {}", e.chain()),
+        if let Err(e) = &result {
+            tracing::error!("write failed: {}", e.chain());
         }
         let _ = job.reply.send(result);
     }
-    deleter.stored(accepted);
 }
 
 /// Rounds of dropping the oldest events for one group at most (each round
