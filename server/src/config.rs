@@ -260,6 +260,18 @@ pub struct Config {
     #[arg(long, env = "INLET_UNKNOWN_TYPES", value_enum, default_value = "allow")]
     pub unknown_types: UnknownTypes,
 
+    /// Keep each refused event (schema violations, and invalid envelopes
+    /// whose JSON parsed) with its errors, readable with GET /rejected.
+    /// Bounded by --retention and --max-rejected-bytes. Not with --store
+    /// jetstream. See docs/schemas.md.
+    #[arg(long, env = "INLET_KEEP_REJECTED")]
+    pub keep_rejected: bool,
+
+    /// With --keep-rejected: the rejected events kept use at most this many
+    /// bytes; the oldest are dropped first to make room.
+    #[arg(long, env = "INLET_MAX_REJECTED_BYTES", default_value_t = store::DEFAULT_MAX_REJECTED_BYTES)]
+    pub max_rejected_bytes: u64,
+
     /// Log line format on stderr (level from RUST_LOG).
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -398,10 +410,14 @@ impl Config {
     /// The store to open and its settings: the one place where store flags
     /// become store options.
     pub fn store_options(&self) -> store::Options {
+        let keep_rejected = self
+            .keep_rejected
+            .then_some(store::RejectedOptions { max_bytes: self.max_rejected_bytes, retention: self.retention });
         match self.store {
             StoreKind::Memory => store::Options::Memory(store::MemoryOptions {
                 retention: self.retention,
                 dedupe_window: self.dedupe_window,
+                keep_rejected,
             }),
             StoreKind::Sqlite => store::Options::Sqlite(store::SqliteOptions {
                 dir: self.data_dir.clone(),
@@ -418,6 +434,7 @@ impl Config {
                     WhenFull::DropOldest => store::WhenFull::DropOldest,
                 },
                 dedupe_window: self.dedupe_window,
+                keep_rejected,
             }),
             StoreKind::Jetstream => store::Options::Jetstream(store::JetStreamOptions {
                 urls: self.nats_url.clone(),
@@ -430,6 +447,7 @@ impl Config {
                 ack_timeout: Duration::from_secs(5),
                 batches_in_flight: self.nats_batches_in_flight,
                 max_batch: self.max_batch,
+                keep_rejected: self.keep_rejected,
             }),
         }
     }

@@ -3,6 +3,8 @@
 //! - `events.rs`: `POST /events` (ingest) and `GET /events` (read back).
 //! - `compress.rs`: content codings: request bodies decoded, `415` for an
 //!   unknown coding, compressed responses.
+//! - `rejected.rs`: the refused events kept (`--keep-rejected`) and `GET
+//!   /rejected`.
 //! - `ops.rs`: `/echo`, `/health`, `/readyz`, `/stats`, `/metrics`, `/schemas`.
 //!
 //! `GET /`, the dashboard page, is `crate::dashboard` (its own folder: the
@@ -11,6 +13,7 @@
 pub mod compress;
 pub mod events;
 pub mod ops;
+pub mod rejected;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@
 mod backup;
 mod checkpointer;
 mod lock;
+mod rejected;
 mod retention;
 mod schema;
 mod writer;
@@ -63,6 +64,8 @@ pub struct Options {
     pub when_full: WhenFull,
     /// How long the key of a deleted event still counts as a duplicate.
     pub dedupe_window: Duration,
+    /// `--keep-rejected`: refused events are kept in the `rejected` table.
+    pub keep_rejected: Option<super::RejectedOptions>,
 }
 
 impl Options {
@@ -77,6 +80,7 @@ impl Options {
             retention: None,
             when_full: WhenFull::Refuse,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            keep_rejected: None,
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct SqliteStore {
     /// Held for the life of the store: one owner per data directory.
     _lock: lock::DirLock,
     gauges: Arc<StoreGauges>,
+    /// `--keep-rejected`: the `rejected` table and its thread.
+    rejected: Option<Arc<rejected::SqliteRejected>>,
 }
 
 /// Readiness is `full` with less room than this left (or an eighth of a
@@ -171,8 +177,18 @@ impl SqliteStore {
             readers.push(r);
         }
 
-        let gauges =
-            Arc::new(StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window));
+        // After `configure_writer`, which migrated the file: the table exists.
+        let rejected = match options.keep_rejected {
+            Some(mut kept) => {
+                kept.retention = options.retention;
+                Some(Arc::new(rejected::SqliteRejected::open(&path, kept)?))
+            }
+            None => None,
+        };
+        let gauges = Arc::new(StoreGauges {
+            rejected: rejected.as_ref().map(|r| super::RejectedLog::gauges(&**r)),
+            ..StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window)
+        });
         let deleter = retention::Deleter::open(&conn, gauges.clone()).map_err(open_error(&path))?;
         let checkpointer = checkpointer::Checkpointer::start(&path)?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
@@ -191,6 +207,7 @@ impl SqliteStore {
             free_at_refusal: AtomicU64::new(u64::MAX),
             _lock: dir_lock,
             gauges,
+            rejected,
         })
     }
 
@@ -421,6 +438,9 @@ impl Store for SqliteStore {
             if let Ok(mut jobs) = self.jobs.lock() {
                 jobs.take();
             }
+            if let Some(rejected) = self.rejected.clone() {
+                let _ = tokio::task::spawn_blocking(move || rejected.close()).await;
+            }
             let handle = self.writer.lock().ok().and_then(|mut w| w.take());
             if let Some(handle) = handle {
                 tokio::task::spawn_blocking(move || handle.join())
@@ -438,6 +458,10 @@ impl Store for SqliteStore {
 
     fn gauges(&self) -> Option<Arc<StoreGauges>> {
         Some(self.gauges.clone())
+    }
+
+    fn rejected(&self) -> Option<Arc<dyn super::RejectedLog>> {
+        self.rejected.clone().map(|r| r as Arc<dyn super::RejectedLog>)
     }
     /// Ready when the writer thread runs, the store is not closing, and
     /// there is room for a write (see [`SqliteStore::room`]).
