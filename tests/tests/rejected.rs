@@ -340,3 +340,29 @@ fn jetstream_refuses_keep_rejected_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--keep-rejected is not supported with --store jetstream"), "{stderr}");
 }
+
+#[test]
+fn the_client_prints_one_line_per_rejected_event() {
+    let schemas = schema_dir();
+    let s = start("memory", &schemas, &["--keep-rejected"]);
+    for id in ["s1", "s2", "s3"] {
+        assert_eq!(s.post("/events", "application/json", order(id, 0)).status, 422);
+    }
+    assert_eq!(s.post("/events", "application/json", r#"{"specversion":"1.0","id":"x","type":"other"}"#).status, 422);
+    let ids = |stdout: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"]["id"].as_str().unwrap().into())
+            .collect()
+    };
+    let (code, stdout, stderr) = inlet_tests::client(s.addr, &["rejected", "--limit", "2"], None);
+    assert_eq!((code, ids(&stdout)), (0, vec!["s1".to_string(), "s2".into()]), "{stderr}");
+    assert!(stderr.contains("--after 2"), "{stderr}");
+    let (code, stdout, _) = inlet_tests::client(s.addr, &["rejected", "--limit", "1", "--all"], None);
+    assert_eq!((code, stdout.lines().count()), (0, 4));
+    let args = ["rejected", "--all", "--type", "com.example.order", "--source", "/shop", "--after", "1"];
+    let (code, stdout, _) = inlet_tests::client(s.addr, &args, None);
+    assert_eq!((code, ids(&stdout)), (0, vec!["s2".to_string(), "s3".into()]));
+    let (code, _, stderr) = inlet_tests::client(s.addr, &["rejected", "--limit", "0"], None);
+    assert_eq!(code, 2, "{stderr}");
+}
