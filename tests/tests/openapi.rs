@@ -58,7 +58,7 @@ fn every_documented_path_exists_and_every_route_is_documented() {
     let paths = documented_paths();
     assert_eq!(
         paths,
-        ["/events", "/echo", "/health", "/readyz", "/stats", "/schemas", "/metrics", "/openapi.yaml", "/"]
+        ["/events", "/echo", "/health", "/readyz", "/stats", "/schemas", "/rejected", "/metrics", "/openapi.yaml", "/"]
     );
     let s = Server::start(&[]);
     for path in &paths {

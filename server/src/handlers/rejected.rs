@@ -9,7 +9,7 @@
 //! before their events are known (`400` malformed JSON, `413`, `415`) or for
 //! who sent them (`401`, `403`, `429`) keep nothing.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::event::{BodyKind, Event};
 use inlet_shared::http::{Request, Response};
 use inlet_shared::problem::{FieldError, Problem};
@@ -32,6 +32,16 @@ struct Refused<'a> {
     kind: BodyKind,
     token: Option<String>,
     reason: &'static str,
+    /// When the request was refused: one instant for all its rows.
+    received_ms: i64,
+    received_at: String,
+}
+
+impl<'a> Refused<'a> {
+    fn new(req: &'a Request, kind: BodyKind, principal: &Principal, reason: &'static str) -> Refused<'a> {
+        let token = principal.name().map(|t| t.to_string());
+        Refused { req, kind, token, reason, received_ms: now_ms(), received_at: now_rfc3339() }
+    }
 }
 
 /// Keeps the events a schema refused (`--keep-rejected`); nothing when the
@@ -46,7 +56,7 @@ pub fn keep_schema_refusals(
 ) {
     let Some(log) = app.store.rejected() else { return };
     let Ok(kind) = BodyKind::of(&req.headers) else { return };
-    let refused = Refused { req, kind, token: principal.name().map(|t| t.to_string()), reason: "schema-violation" };
+    let refused = Refused::new(req, kind, principal, "schema-violation");
     let items = Items::of(kind, body);
     let rows = verdict
         .refused
@@ -68,7 +78,7 @@ pub fn keep_schema_refusals(
 pub fn keep_invalid(app: &App, req: &Request, body: &[u8], principal: &Principal, errors: &[FieldError]) {
     let Some(log) = app.store.rejected() else { return };
     let Ok(kind) = BodyKind::of(&req.headers) else { return };
-    let refused = Refused { req, kind, token: principal.name().map(|t| t.to_string()), reason: "invalid-event" };
+    let refused = Refused::new(req, kind, principal, "invalid-event");
     let items = Items::of(kind, body);
     // Events in request order (batch index, or NDJSON line), each with its errors.
     let mut groups: std::collections::BTreeMap<usize, Vec<FieldError>> = std::collections::BTreeMap::new();
@@ -141,8 +151,8 @@ impl Refused<'_> {
             })
             .unwrap_or_default();
         Rejected {
-            received_ms: now_ms(),
-            received_at: now_rfc3339(),
+            received_ms: self.received_ms,
+            received_at: self.received_at.clone(),
             token: self.token.clone(),
             mode: mode_name(self.kind).to_string(),
             content_type,
@@ -248,18 +258,15 @@ fn binary_event(req: &Request, body: &[u8]) -> String {
 }
 
 /// `GET /rejected`: the kept rejected events, filtered and paged like `GET
-/// /events`. `404` when the server keeps none (no `--keep-rejected`).
+/// /events`. A server without `--keep-rejected` answers an empty page with
+/// `"enabled":false` (as `/schemas` does without `--schemas`).
 pub async fn query(app: &App, req: &Request) -> Response {
-    let Some(log) = app.store.rejected() else {
-        return app.reject(Problem::new(
-            404,
-            "not-found",
-            "rejected events are not kept: start the server with --keep-rejected",
-        ));
-    };
     let query = match parse_query(req.query()) {
         Ok(q) => q,
         Err(detail) => return app.reject(Problem::new(400, "invalid-query", detail)),
+    };
+    let Some(log) = app.store.rejected() else {
+        return respond::json(200, Bytes::from_static(b"{\"enabled\":false,\"rejected\":[],\"next_after\":null}"));
     };
     let page = match log.page(query, app.max_page_bytes).await {
         Ok(page) => page,
@@ -271,7 +278,7 @@ pub async fn query(app: &App, req: &Request) -> Response {
         }
     };
     let mut body = BytesMut::with_capacity(256);
-    body.put_slice(b"{\"rejected\":[");
+    body.put_slice(b"{\"enabled\":true,\"rejected\":[");
     for (i, kept) in page.rows.iter().enumerate() {
         if i > 0 {
             body.put_u8(b',');
