@@ -90,7 +90,7 @@ fn mixed_run(store: &str) {
     let res = s.request(binary_order(0));
     assert_eq!(res.status, 422);
     let binary_errors = json(&res)["errors"].clone();
-    // Not kept: a body that is not JSON (400), and an event too large (413).
+    // Not kept: a body that is not JSON (400).
     assert_eq!(s.post("/events", "application/json", "[{").status, 400);
 
     let rows = wait_rows(&s, 5);
