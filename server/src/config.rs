@@ -269,7 +269,12 @@ pub struct Config {
 
     /// With --keep-rejected: the rejected events kept use at most this many
     /// bytes; the oldest are dropped first to make room.
-    #[arg(long, env = "INLET_MAX_REJECTED_BYTES", default_value_t = store::DEFAULT_MAX_REJECTED_BYTES)]
+    #[arg(
+        long,
+        env = "INLET_MAX_REJECTED_BYTES",
+        default_value_t = store::DEFAULT_MAX_REJECTED_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub max_rejected_bytes: u64,
 
     /// Log line format on stderr (level from RUST_LOG).
@@ -498,6 +503,33 @@ mod tests {
         }
         let config = Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap();
         assert!(matches!(config.store_options(), store::Options::Memory(store::MemoryOptions { retention: None, .. })));
+        assert!(matches!(
+            config.store_options(),
+            store::Options::Memory(store::MemoryOptions { keep_rejected: None, .. })
+        ));
+        let config = Config::try_parse_from([
+            "inlet-server",
+            "--store",
+            "memory",
+            "--keep-rejected",
+            "--max-rejected-bytes",
+            "5000",
+            "--retention",
+            "1h",
+        ])
+        .unwrap();
+        let kept = store::RejectedOptions { max_bytes: 5000, retention: Some(std::time::Duration::from_secs(3600)) };
+        assert!(matches!(
+            config.store_options(),
+            store::Options::Memory(store::MemoryOptions { keep_rejected: Some(k), .. }) if k == kept
+        ));
+        let config = Config::try_parse_from(["inlet-server", "--keep-rejected"]).unwrap();
+        assert!(matches!(
+            config.store_options(),
+            store::Options::Sqlite(store::SqliteOptions { keep_rejected: Some(k), .. })
+                if k.max_bytes == store::DEFAULT_MAX_REJECTED_BYTES && k.retention.is_none()
+        ));
+        assert!(Config::try_parse_from(["inlet-server", "--max-rejected-bytes", "0"]).is_err());
     }
 
     #[test]

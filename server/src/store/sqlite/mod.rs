@@ -823,6 +823,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_2_store_gets_the_rejected_table_in_the_migration() {
+        let dir = TestDir::new();
+        {
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch(schema::SCHEMA).unwrap();
+            c.execute_batch(schema::FORGOTTEN_KEYS).unwrap();
+            c.execute_batch("INSERT INTO forgotten_keys (key, deleted_at) VALUES (42, 1)").unwrap();
+            c.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let kept = super::super::RejectedOptions { max_bytes: 1 << 20, retention: None };
+        let store = SqliteStore::open(&Options { keep_rejected: Some(kept), ..options(&dir, None) }).unwrap();
+        let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let rejected: i64 = c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)).unwrap();
+        let forgotten: i64 = c.query_row("SELECT COUNT(*) FROM forgotten_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, rejected, forgotten), (3, 0, 1));
+        let gauges = store.rejected().map(|r| r.gauges()).unwrap();
+        assert_eq!(gauges.max_bytes, 1 << 20);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn readiness_is_full_after_a_refusal_at_the_cap_and_ready_below_it() {
         let dir = TestDir::new();
         let store = SqliteStore::open(&options(&dir, Some(256 * 1024))).unwrap();
