@@ -366,3 +366,27 @@ fn the_client_prints_one_line_per_rejected_event() {
     let (code, _, stderr) = inlet_tests::client(s.addr, &["rejected", "--limit", "0"], None);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn a_binary_mode_envelope_failure_keeps_its_headers_and_body() {
+    let schemas = schema_dir();
+    let s = start("memory", &schemas, &["--keep-rejected"]);
+    // No ce-id; a percent-encoded subject; a text body.
+    let req = ClientRequest::post("/events", "text/plain", "hello")
+        .header("ce-specversion", "1.0")
+        .header("ce-source", "/shop")
+        .header("ce-type", "t.text")
+        .header("ce-subject", "a%20b");
+    let res = s.request(req);
+    assert_eq!(res.status, 422);
+    let errors = json(&res)["errors"].clone();
+    assert_eq!(errors[0]["header"], "ce-id");
+    let rows = wait_rows(&s, 1);
+    assert_eq!(rows[0]["errors"], errors);
+    assert_eq!(
+        rows[0]["event"],
+        json!({"specversion":"1.0","source":"/shop","type":"t.text","subject":"a b",
+               "datacontenttype":"text/plain","data":"hello"})
+    );
+    assert_eq!((rows[0]["mode"].clone(), rows[0]["reason"].clone()), (json!("binary"), json!("invalid-event")));
+}
