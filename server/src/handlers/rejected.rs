@@ -86,7 +86,7 @@ pub fn keep_invalid(app: &App, req: &Request, body: &[u8], principal: &Principal
         let key = match (&items, kind) {
             (_, BodyKind::Binary) | (Items::Single(_), _) => Some(0),
             (Items::Array(_), _) => e.pointer.as_deref().and_then(array_index),
-            (Items::Lines(_), _) => e.line.and_then(|l| usize::try_from(l).ok()),
+            (Items::Lines { .. }, _) => e.line.and_then(|l| usize::try_from(l).ok()),
             (Items::None, _) => None,
         };
         if let Some(key) = key {
@@ -98,7 +98,7 @@ pub fn keep_invalid(app: &App, req: &Request, body: &[u8], principal: &Principal
         .filter_map(|(key, errors)| {
             let text = match (&items, kind) {
                 (_, BodyKind::Binary) => binary_event(req, body),
-                (Items::Lines(_), _) => items.line(key)?.to_string(),
+                (Items::Lines { .. }, _) => items.line(key)?.to_string(),
                 _ => items.event(key)?.to_string(),
             };
             Some(refused.row(&text, &errors))
@@ -181,8 +181,9 @@ enum Items<'a> {
     Single(&'a str),
     /// An array: each element's text.
     Array(Vec<&'a RawValue>),
-    /// NDJSON: the body, cut into lines on demand.
-    Lines(&'a str),
+    /// NDJSON: every line (cut once, so that finding many events stays
+    /// linear in the body), and which of them hold events (not blank).
+    Lines { lines: Vec<&'a str>, events: Vec<usize> },
     /// Binary mode, or a body that is not UTF-8 or not an array.
     None,
 }
@@ -197,7 +198,11 @@ impl<'a> Items<'a> {
             BodyKind::Batch => array(),
             BodyKind::Json if text.trim_start().starts_with('[') => array(),
             BodyKind::Json => Items::Single(text),
-            BodyKind::Ndjson => Items::Lines(text),
+            BodyKind::Ndjson => {
+                let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+                let events = (0..lines.len()).filter(|&i| !lines[i].trim().is_empty()).collect();
+                Items::Lines { lines, events }
+            }
         }
     }
 
@@ -207,20 +212,16 @@ impl<'a> Items<'a> {
         match self {
             Items::Single(text) => (index == 0).then_some(*text),
             Items::Array(items) => items.get(index).map(|i| i.get()),
-            Items::Lines(text) => lines(text).filter(|l| !l.trim().is_empty()).nth(index),
+            Items::Lines { lines, events } => events.get(index).and_then(|&i| lines.get(i)).copied(),
             Items::None => None,
         }
     }
 
     /// The text of line `number` (from 1) of an NDJSON body.
     fn line(&self, number: usize) -> Option<&'a str> {
-        let Items::Lines(text) = self else { return None };
-        lines(text).nth(number.checked_sub(1)?)
+        let Items::Lines { lines, .. } = self else { return None };
+        lines.get(number.checked_sub(1)?).copied()
     }
-}
-
-fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l))
 }
 
 /// A binary-mode event whose envelope failed, as a JSON object: each `ce-*`
