@@ -16,6 +16,7 @@ mod exit;
 mod hold;
 mod post;
 mod probe;
+mod rejected;
 mod retry;
 mod send;
 mod stats;
@@ -74,6 +75,9 @@ enum Command {
     Probe(probe::Args),
     /// Read stored events (GET /events) as JSON lines.
     Events(events::Args),
+    /// Read the refused events a server keeps (GET /rejected, --keep-rejected)
+    /// as JSON lines.
+    Rejected(rejected::Args),
     /// Print the server's counters (GET /stats).
     Stats,
     /// Check an NDJSON file offline against --schemas DIR, with the server's
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             Command::Hold(args) => hold::run(ep, args).await,
             Command::Probe(args) => probe::run(&ep, args).await,
             Command::Events(args) => events::run(&ep, args).await,
+            Command::Rejected(args) => rejected::run(&ep, args).await,
             Command::Stats => stats::run(&ep).await,
             Command::Validate(_) => exit::USAGE,
             Command::Tail(args) => tail::run(&ep, args).await,

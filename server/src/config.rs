@@ -274,6 +274,23 @@ pub struct Config {
     #[arg(long, env = "INLET_UNKNOWN_TYPES", value_enum, default_value = "allow")]
     pub unknown_types: UnknownTypes,
 
+    /// Keep each refused event (schema violations, and invalid envelopes
+    /// whose JSON parsed) with its errors, readable with GET /rejected.
+    /// Bounded by --retention and --max-rejected-bytes. Not with --store
+    /// jetstream. See docs/schemas.md.
+    #[arg(long, env = "INLET_KEEP_REJECTED")]
+    pub keep_rejected: bool,
+
+    /// With --keep-rejected: the rejected events kept use at most this many
+    /// bytes; the oldest are dropped first to make room.
+    #[arg(
+        long,
+        env = "INLET_MAX_REJECTED_BYTES",
+        default_value_t = store::DEFAULT_MAX_REJECTED_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_rejected_bytes: u64,
+
     /// Log line format on stderr (level from RUST_LOG).
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -412,10 +429,14 @@ impl Config {
     /// The store to open and its settings: the one place where store flags
     /// become store options.
     pub fn store_options(&self) -> store::Options {
+        let keep_rejected = self
+            .keep_rejected
+            .then_some(store::RejectedOptions { max_bytes: self.max_rejected_bytes, retention: self.retention });
         match self.store {
             StoreKind::Memory => store::Options::Memory(store::MemoryOptions {
                 retention: self.retention,
                 dedupe_window: self.dedupe_window,
+                keep_rejected,
             }),
             StoreKind::Sqlite => store::Options::Sqlite(store::SqliteOptions {
                 dir: self.data_dir.clone(),
@@ -432,6 +453,7 @@ impl Config {
                     WhenFull::DropOldest => store::WhenFull::DropOldest,
                 },
                 dedupe_window: self.dedupe_window,
+                keep_rejected,
             }),
             StoreKind::Jetstream => store::Options::Jetstream(store::JetStreamOptions {
                 urls: self.nats_url.clone(),
@@ -444,6 +466,7 @@ impl Config {
                 ack_timeout: Duration::from_secs(5),
                 batches_in_flight: self.nats_batches_in_flight,
                 max_batch: self.max_batch,
+                keep_rejected: self.keep_rejected,
             }),
         }
     }
@@ -502,6 +525,33 @@ mod tests {
         }
         let config = Config::try_parse_from(["inlet-server", "--store", "memory"]).unwrap();
         assert!(matches!(config.store_options(), store::Options::Memory(store::MemoryOptions { retention: None, .. })));
+        assert!(matches!(
+            config.store_options(),
+            store::Options::Memory(store::MemoryOptions { keep_rejected: None, .. })
+        ));
+        let config = Config::try_parse_from([
+            "inlet-server",
+            "--store",
+            "memory",
+            "--keep-rejected",
+            "--max-rejected-bytes",
+            "5000",
+            "--retention",
+            "1h",
+        ])
+        .unwrap();
+        let kept = store::RejectedOptions { max_bytes: 5000, retention: Some(std::time::Duration::from_secs(3600)) };
+        assert!(matches!(
+            config.store_options(),
+            store::Options::Memory(store::MemoryOptions { keep_rejected: Some(k), .. }) if k == kept
+        ));
+        let config = Config::try_parse_from(["inlet-server", "--keep-rejected"]).unwrap();
+        assert!(matches!(
+            config.store_options(),
+            store::Options::Sqlite(store::SqliteOptions { keep_rejected: Some(k), .. })
+                if k.max_bytes == store::DEFAULT_MAX_REJECTED_BYTES && k.retention.is_none()
+        ));
+        assert!(Config::try_parse_from(["inlet-server", "--max-rejected-bytes", "0"]).is_err());
     }
 
     #[test]

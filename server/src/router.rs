@@ -9,7 +9,7 @@ use inlet_shared::problem::Problem;
 
 use crate::auth::{CredentialCache, Denied, Malformed, Principal, Scope, Unauthenticated};
 use crate::dashboard;
-use crate::handlers::{compress, events, ops, stream, App};
+use crate::handlers::{compress, events, ops, rejected, stream, App};
 use crate::tls::PeerIdentity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +24,13 @@ pub enum Route {
     OpenApi,
     Dashboard,
     Schemas,
+    Rejected,
     NotFound,
 }
 
 impl Route {
     /// Every route, `NotFound` last: the label set of the request metrics.
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Events,
         Route::EventsStream,
         Route::Echo,
@@ -40,6 +41,7 @@ impl Route {
         Route::OpenApi,
         Route::Dashboard,
         Route::Schemas,
+        Route::Rejected,
         Route::NotFound,
     ];
 
@@ -55,6 +57,7 @@ impl Route {
             b"/openapi.yaml" => Route::OpenApi,
             b"/" => Route::Dashboard,
             b"/schemas" => Route::Schemas,
+            b"/rejected" => Route::Rejected,
             _ => Route::NotFound,
         }
     }
@@ -72,6 +75,7 @@ impl Route {
             Route::OpenApi => "/openapi.yaml",
             Route::Dashboard => "/",
             Route::Schemas => "/schemas",
+            Route::Rejected => "/rejected",
             Route::NotFound => "other",
         }
     }
@@ -83,7 +87,9 @@ impl Route {
     pub fn scope(self, method: &Method) -> Option<Scope> {
         match (self, method) {
             (Route::Events, Method::Post) | (Route::Echo, _) => Some(Scope::Write),
-            (Route::Events | Route::EventsStream, _) | (Route::Stats, _) | (Route::Schemas, _) => Some(Scope::Read),
+            (Route::Events | Route::EventsStream | Route::Stats | Route::Schemas | Route::Rejected, _) => {
+                Some(Scope::Read)
+            }
             (Route::Metrics, _) => Some(Scope::Metrics),
             (Route::Health | Route::Ready | Route::OpenApi | Route::Dashboard | Route::NotFound, _) => None,
         }
@@ -238,6 +244,7 @@ pub async fn handle(
         (Route::OpenApi, _) => ops::openapi(),
         (Route::Dashboard, _) => dashboard::page(),
         (Route::Schemas, _) => ops::schemas(app),
+        (Route::Rejected, _) => rejected::query(app, &req).await,
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;

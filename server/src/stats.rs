@@ -29,7 +29,7 @@ use serde_json::json;
 use inlet_shared::http::coding::Coding;
 
 use crate::metrics::LabelValue;
-use crate::store::{now_ms, StoreGauges, WhenFull};
+use crate::store::{now_ms, RejectedGauges, StoreGauges, WhenFull};
 
 /// The `coding` label of the body byte counters: a closed set (two stacked
 /// codings count as `stacked`).
@@ -126,6 +126,21 @@ impl Stats {
     /// Counters that also show the store's gauges (`Store::gauges`).
     pub fn with_store(gauges: Option<Arc<StoreGauges>>) -> Stats {
         Stats { store: gauges, ..Stats::default() }
+    }
+
+    /// The `rejected_events` object of `/stats` (`--keep-rejected`): rows
+    /// kept now, their size and cap, and rows dropped or deleted by reason.
+    fn rejected_json(g: &RejectedGauges) -> serde_json::Value {
+        json!({
+            "kept": g.rows.load(Relaxed),
+            "bytes": g.bytes.load(Relaxed),
+            "max_bytes": g.max_bytes,
+            "dropped": {
+                "cap": g.dropped_cap.load(Relaxed),
+                "queue": g.dropped_queue.load(Relaxed),
+                "retention": g.deleted_retention.load(Relaxed),
+            },
+        })
     }
 
     /// The `store` object of `/stats`: size, events, oldest event,
@@ -345,6 +360,9 @@ impl Stats {
         });
         if let (Some(g), Some(map)) = (&self.store, body.as_object_mut()) {
             map.insert("store".into(), Stats::store_json(g));
+            if let Some(r) = &g.rejected {
+                map.insert("rejected_events".into(), Stats::rejected_json(r));
+            }
         }
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -458,9 +476,37 @@ impl Collector for StatsCollector {
         }
         if let Some(g) = &s.store {
             encode_store(g, &mut encoder)?;
+            if let Some(r) = &g.rejected {
+                encode_rejected(r, &mut encoder)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The rejected log's gauges on `/metrics` (`--keep-rejected`).
+fn encode_rejected(g: &RejectedGauges, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for (name, help, value) in [
+        ("inlet_rejected_events_kept", "Rejected events kept now (--keep-rejected)", g.rows.load(Relaxed)),
+        ("inlet_rejected_events_bytes", "Size of the rejected events kept, bytes", g.bytes.load(Relaxed)),
+        ("inlet_rejected_events_max_bytes", "--max-rejected-bytes", g.max_bytes),
+    ] {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(gauge(value)).encode(metric)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "inlet_rejected_events_dropped",
+        "Rejected events not kept or no longer kept, by reason (cap: oldest dropped under --max-rejected-bytes; \
+         queue: the queue to the store was full or the write failed; retention: older than --retention)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in [("cap", &g.dropped_cap), ("queue", &g.dropped_queue), ("retention", &g.deleted_retention)] {
+        let labels = [("reason", LabelValue(reason))];
+        ConstCounter::new(n.load(Relaxed)).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// The store's gauges on `/metrics`.

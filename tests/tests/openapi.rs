@@ -66,6 +66,7 @@ fn every_documented_path_exists_and_every_route_is_documented() {
             "/readyz",
             "/stats",
             "/schemas",
+            "/rejected",
             "/metrics",
             "/openapi.yaml",
             "/"

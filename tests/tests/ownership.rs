@@ -129,13 +129,13 @@ fn a_newer_schema_version_is_refused_naming_it() {
     let path = dir.path().join(DB);
     let c = Connection::open(&path).unwrap();
     let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 2, "a store made by this binary has the current version");
+    assert_eq!(version, 3, "a store made by this binary has the current version");
     c.pragma_update(None, "user_version", 7).unwrap();
     drop(c);
     let before = std::fs::read(&path).unwrap();
     let (code, stderr) = refused_on(dir.path());
     assert_eq!(code, Some(1));
-    assert!(stderr.contains("it has schema version 7, newer than the 2 this inlet-server knows"), "{stderr}");
+    assert!(stderr.contains("it has schema version 7, newer than the 3 this inlet-server knows"), "{stderr}");
     assert!(std::fs::read(&path).unwrap() == before, "the refused file was changed");
 }
 
@@ -169,7 +169,7 @@ fn a_store_made_before_schema_versions_is_migrated_and_keeps_its_events() {
     let c = Connection::open(dir.path().join(DB)).unwrap();
     let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     let app: i64 = c.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
-    assert_eq!((version, app), (2, 0x696e_6c74));
+    assert_eq!((version, app), (3, 0x696e_6c74));
     let token_column: i64 =
         c.query_row("SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'token'", [], |r| r.get(0)).unwrap();
     assert_eq!(token_column, 1);

@@ -3,13 +3,13 @@
 //! `GET /events`: read stored events back, filtered and paged (SPEC §3.2).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use inlet_shared::event::{parse_body, BodyKind, Event};
+use inlet_shared::event::{parse_body, BodyKind, Event, ParseError};
 use inlet_shared::http::coding::StreamEncoder;
 use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::{FieldError, Problem};
 use inlet_shared::schema::{Layout, Verdict};
 
-use super::{compress, App};
+use super::{compress, rejected, App};
 use crate::auth::{Denied, Principal};
 use crate::respond;
 use crate::store::{PageItem, PageStream, Query, StoreError, StoredEvent};
@@ -40,13 +40,21 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     };
     let events = match parse_body(&req.headers, &body, &app.parse_limits) {
         Ok(events) => events,
-        Err(e) => return app.reject(e.to_problem()),
+        Err(e) => {
+            if let ParseError::Invalid(errors) = &e {
+                rejected::keep_invalid(app, req, &body, principal, errors);
+            }
+            return app.reject(e.to_problem());
+        }
     };
     // The schemas (`--schemas`): a request with any refused event is
     // refused whole; events of `warn` types are counted once stored.
     let warned = match check_schemas(app, req, &body, &events) {
         Ok(warned) => warned,
-        Err(refused) => return app.reject(refused.to_problem()),
+        Err(refused) => {
+            rejected::keep_schema_refusals(app, req, &body, principal, &events, &refused);
+            return app.reject(refused.to_problem());
+        }
     };
     let token = principal.name();
     // Sources, then the quota: a batch refused for its sources takes
@@ -158,7 +166,7 @@ fn accepted_body(accepted: usize, duplicates: usize) -> Bytes {
 }
 
 /// Parses `type`, `source`, `after`, `limit` from a query string.
-fn parse_query(query: &[u8]) -> Result<Query, String> {
+pub(crate) fn parse_query(query: &[u8]) -> Result<Query, String> {
     let mut q = Query { ty: None, source: None, token: None, after: 0, limit: DEFAULT_LIMIT };
     for (key, value) in form_urlencoded::parse(query) {
         match &*key {

@@ -5,6 +5,8 @@
 //!   unknown coding, compressed responses.
 //! - `stream.rs`: `GET /events/stream`, stored then new events as
 //!   Server-Sent Events.
+//! - `rejected.rs`: the refused events kept (`--keep-rejected`) and `GET
+//!   /rejected`.
 //! - `ops.rs`: `/echo`, `/health`, `/readyz`, `/stats`, `/metrics`, `/schemas`.
 //!
 //! `GET /`, the dashboard page, is `crate::dashboard` (its own folder: the
@@ -13,6 +15,7 @@
 pub mod compress;
 pub mod events;
 pub mod ops;
+pub mod rejected;
 pub mod stream;
 
 use std::sync::Arc;

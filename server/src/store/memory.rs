@@ -302,6 +302,8 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     live: Arc<super::Live>,
     gauges: Arc<StoreGauges>,
+    /// `--keep-rejected`.
+    rejected: Option<Arc<super::rejected::MemoryRejected>>,
 }
 
 /// Settings of the memory store.
@@ -311,6 +313,8 @@ pub struct Options {
     pub retention: Option<Duration>,
     /// How long the key of a deleted event still counts as a duplicate.
     pub dedupe_window: Duration,
+    /// `--keep-rejected`: refused events are kept in a bounded deque.
+    pub keep_rejected: Option<super::RejectedOptions>,
 }
 
 /// How far a read has come, between two holds of the lock.
@@ -474,8 +478,12 @@ impl MemoryStore {
     /// A store with these settings; with a retention, its deletion thread
     /// runs until the store is dropped.
     pub fn open(options: &Options) -> Result<MemoryStore, super::OpenError> {
-        let gauges = Arc::new(StoreGauges::new(options.retention, None, WhenFull::Refuse, options.dedupe_window));
-        let store = MemoryStore { inner: Arc::default(), live: Arc::default(), gauges };
+        let rejected = options.keep_rejected.map(|o| Arc::new(super::rejected::MemoryRejected::new(o)));
+        let gauges = Arc::new(StoreGauges {
+            rejected: rejected.as_ref().map(|r| super::RejectedLog::gauges(&**r)),
+            ..StoreGauges::new(options.retention, None, WhenFull::Refuse, options.dedupe_window)
+        });
+        let store = MemoryStore { inner: Arc::default(), live: Arc::default(), gauges, rejected };
         if let Some(retention) = options.retention {
             let (inner, gauges) = (Arc::downgrade(&store.inner), store.gauges.clone());
             let interval = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -567,6 +575,10 @@ impl Store for MemoryStore {
     fn live(&self) -> &Arc<super::Live> {
         &self.live
     }
+
+    fn rejected(&self) -> Option<Arc<dyn super::RejectedLog>> {
+        self.rejected.clone().map(|r| r as Arc<dyn super::RejectedLog>)
+    }
 }
 
 #[cfg(test)]
@@ -595,7 +607,7 @@ mod tests {
     fn with_retention(window: Duration) -> MemoryStore {
         // The thread is not started: rounds are run by hand at chosen times.
         let gauges = StoreGauges::new(Some(Duration::from_secs(1)), None, WhenFull::Refuse, window);
-        MemoryStore { inner: Arc::default(), live: Arc::default(), gauges: Arc::new(gauges) }
+        MemoryStore { inner: Arc::default(), live: Arc::default(), gauges: Arc::new(gauges), rejected: None }
     }
 
     fn round(store: &MemoryStore, after: Duration) -> bool {

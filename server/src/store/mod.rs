@@ -10,6 +10,7 @@
 mod jetstream;
 pub mod live;
 mod memory;
+pub mod rejected;
 mod sqlite;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -24,6 +25,7 @@ use smallvec::SmallVec;
 pub use jetstream::{JetStreamStore, Options as JetStreamOptions};
 pub use live::{Live, LiveSettings};
 pub use memory::{MemoryStore, Options as MemoryOptions};
+pub use rejected::{RejectedGauges, RejectedLog, RejectedOptions, DEFAULT_MAX_REJECTED_BYTES};
 pub use sqlite::{backup, BackupError, Options as SqliteOptions, SqliteStore, Sync as SyncMode, DEFAULT_DEDUPE_WINDOW};
 
 /// What a capped store does when a write does not fit (`--when-full`).
@@ -80,6 +82,8 @@ pub struct StoreGauges {
     pub when_full: WhenFull,
     /// `--dedupe-window`: how long a deleted event's key is still a duplicate.
     pub dedupe_window: Duration,
+    /// The gauges of the rejected log (`--keep-rejected`), if it is kept.
+    pub rejected: Option<Arc<RejectedGauges>>,
 }
 
 impl StoreGauges {
@@ -470,6 +474,12 @@ pub trait Store: Send + Sync + 'static {
     /// retention settings, for `/stats` and `/metrics`; `None` when the
     /// store keeps none (JetStream: the stream has its own).
     fn gauges(&self) -> Option<Arc<StoreGauges>> {
+        None
+    }
+
+    /// Where refused events are kept (`--keep-rejected`); `None` when they
+    /// are not.
+    fn rejected(&self) -> Option<Arc<dyn RejectedLog>> {
         None
     }
 }

@@ -59,6 +59,9 @@ pub struct Options {
     /// The largest batch a request may carry (`--max-batch`): at most
     /// [`MAX_ATOMIC_BATCH`], or the store refuses to start.
     pub max_batch: usize,
+    /// `--keep-rejected`: not built for JetStream; the store refuses to
+    /// start rather than silently keep nothing.
+    pub keep_rejected: bool,
 }
 
 pub struct JetStreamStore {
@@ -121,6 +124,13 @@ fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'st
 
 impl JetStreamStore {
     pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
+        if options.keep_rejected {
+            return Err(OpenError::Jetstream(
+                "--keep-rejected is not supported with --store jetstream yet; use --store sqlite or memory, or leave \
+                 --keep-rejected out"
+                    .into(),
+            ));
+        }
         if options.max_batch > MAX_ATOMIC_BATCH {
             return Err(OpenError::Jetstream(format!(
                 "--max-batch {} is more than the {MAX_ATOMIC_BATCH} events NATS takes in one atomic batch",

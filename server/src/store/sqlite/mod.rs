@@ -12,6 +12,7 @@
 mod backup;
 mod checkpointer;
 mod lock;
+mod rejected;
 mod retention;
 mod schema;
 mod writer;
@@ -63,6 +64,8 @@ pub struct Options {
     pub when_full: WhenFull,
     /// How long the key of a deleted event still counts as a duplicate.
     pub dedupe_window: Duration,
+    /// `--keep-rejected`: refused events are kept in the `rejected` table.
+    pub keep_rejected: Option<super::RejectedOptions>,
 }
 
 impl Options {
@@ -77,6 +80,7 @@ impl Options {
             retention: None,
             when_full: WhenFull::Refuse,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            keep_rejected: None,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct SqliteStore {
     _lock: lock::DirLock,
     gauges: Arc<StoreGauges>,
     live: Arc<super::Live>,
+    /// `--keep-rejected`: the `rejected` table and its thread.
+    rejected: Option<Arc<rejected::SqliteRejected>>,
 }
 
 /// Readiness is `full` with less room than this left (or an eighth of a
@@ -172,8 +178,18 @@ impl SqliteStore {
             readers.push(r);
         }
 
-        let gauges =
-            Arc::new(StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window));
+        // After `configure_writer`, which migrated the file: the table exists.
+        let rejected = match options.keep_rejected {
+            Some(mut kept) => {
+                kept.retention = options.retention;
+                Some(Arc::new(rejected::SqliteRejected::open(&path, kept)?))
+            }
+            None => None,
+        };
+        let gauges = Arc::new(StoreGauges {
+            rejected: rejected.as_ref().map(|r| super::RejectedLog::gauges(&**r)),
+            ..StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window)
+        });
         let deleter = retention::Deleter::open(&conn, gauges.clone()).map_err(open_error(&path))?;
         let checkpointer = checkpointer::Checkpointer::start(&path)?;
         let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
@@ -193,6 +209,7 @@ impl SqliteStore {
             _lock: dir_lock,
             gauges,
             live: Arc::default(),
+            rejected,
         })
     }
 
@@ -454,6 +471,9 @@ impl Store for SqliteStore {
             if let Ok(mut jobs) = self.jobs.lock() {
                 jobs.take();
             }
+            if let Some(rejected) = self.rejected.clone() {
+                let _ = tokio::task::spawn_blocking(move || rejected.close()).await;
+            }
             let handle = self.writer.lock().ok().and_then(|mut w| w.take());
             if let Some(handle) = handle {
                 tokio::task::spawn_blocking(move || handle.join())
@@ -475,6 +495,10 @@ impl Store for SqliteStore {
 
     fn gauges(&self) -> Option<Arc<StoreGauges>> {
         Some(self.gauges.clone())
+    }
+
+    fn rejected(&self) -> Option<Arc<dyn super::RejectedLog>> {
+        self.rejected.clone().map(|r| r as Arc<dyn super::RejectedLog>)
     }
     /// Ready when the writer thread runs, the store is not closing, and
     /// there is room for a write (see [`SqliteStore::room`]).
@@ -836,6 +860,29 @@ mod tests {
         }
         drop(store);
         assert!(SqliteStore::open(&options(&dir, None)).is_ok(), "free again once the first is gone");
+    }
+
+    #[tokio::test]
+    async fn a_version_2_store_gets_the_rejected_table_in_the_migration() {
+        let dir = TestDir::new();
+        {
+            let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch(schema::SCHEMA).unwrap();
+            c.execute_batch(schema::FORGOTTEN_KEYS).unwrap();
+            c.execute_batch("INSERT INTO forgotten_keys (key, deleted_at) VALUES (42, 1)").unwrap();
+            c.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let kept = super::super::RejectedOptions { max_bytes: 1 << 20, retention: None };
+        let store = SqliteStore::open(&Options { keep_rejected: Some(kept), ..options(&dir, None) }).unwrap();
+        let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let rejected: i64 = c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)).unwrap();
+        let forgotten: i64 = c.query_row("SELECT COUNT(*) FROM forgotten_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, rejected, forgotten), (3, 0, 1));
+        let gauges = store.rejected().map(|r| r.gauges()).unwrap();
+        assert_eq!(gauges.max_bytes, 1 << 20);
+        store.close().await.unwrap();
     }
 
     #[tokio::test]

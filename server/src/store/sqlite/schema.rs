@@ -48,14 +48,36 @@ CREATE TABLE IF NOT EXISTS forgotten_keys (
 CREATE INDEX IF NOT EXISTS forgotten_keys_by_time ON forgotten_keys (deleted_at);
 ";
 
+/// Refused events kept with `--keep-rejected` (`rejected.rs`), with a
+/// sequence of their own (AUTOINCREMENT: a number is never used twice, even
+/// after every row was deleted, so `after` stays valid). `size` is what the
+/// row counts against `--max-rejected-bytes`. Added by version 3.
+pub const REJECTED: &str = "
+CREATE TABLE IF NOT EXISTS rejected (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms  INTEGER NOT NULL,
+    received_at  TEXT NOT NULL,
+    token        TEXT,
+    mode         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    type         TEXT,
+    source       TEXT,
+    errors       TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    size         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected (received_ms);
+";
+
 /// Made after the `token` column, which an older database gets first.
 const TOKEN_INDEX: &str = "CREATE INDEX IF NOT EXISTS events_by_token ON events (token, seq) WHERE token IS NOT NULL;";
 
 /// The schema version this binary writes (`PRAGMA user_version`). 0: a
 /// store made before versions existed (with or without `token`); 1: the
 /// `events` table with `token` and its indexes; 2: and `forgotten_keys`
-/// (the dedupe window after deletions).
-pub const VERSION: i64 = 2;
+/// (the dedupe window after deletions); 3: and `rejected` (`--keep-rejected`).
+pub const VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of an inlet store: "inlt". A file with another
 /// non-zero id belongs to another program. Stores made before it was set
@@ -154,7 +176,8 @@ pub fn inspect(conn: &Connection) -> rusqlite::Result<Result<Found, Refusal>> {
 /// (a crash leaves it as it was or migrated, never half): a new file gets
 /// the tables; a store of version 0 gets the `token` column (SQLite adds a
 /// nullable column without rewriting the table, so this is quick on any
-/// size) and its index; a store older than 2 the `forgotten_keys` table;
+/// size) and its index; a store older than 2 the `forgotten_keys` table,
+/// one older than 3 the `rejected` table;
 /// every store gets the current `user_version` and
 /// inlet's `application_id`. A store already current is not written to.
 pub fn migrate(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
@@ -170,6 +193,7 @@ pub fn migrate(conn: &Connection, found: &Found) -> rusqlite::Result<()> {
         }
         conn.execute_batch(TOKEN_INDEX)?;
         conn.execute_batch(FORGOTTEN_KEYS)?;
+        conn.execute_batch(REJECTED)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         conn.pragma_update(None, "user_version", VERSION)
     })();

@@ -1,0 +1,262 @@
+//! The `rejected` table (schema version 3): refused events kept with
+//! `--keep-rejected`, written by a thread of its own.
+//!
+//! Rows reach the thread through a bounded queue ([`QUEUE_ROWS`]); a row
+//! that does not fit is dropped and counted (`dropped_queue`), so a flood of
+//! bad events never makes a request wait. The thread writes what queued up
+//! in one short transaction on its own connection, with `synchronous =
+//! NORMAL` (no fsync per commit: a refusal is answered before its row is
+//! written, and the last rows may be lost on power loss), then drops the
+//! oldest rows past `--max-rejected-bytes` and, about once a second, the
+//! rows older than `--retention`. Its transactions take SQLite's one write
+//! lock like the event writer's do: they are short (at most
+//! [`MAX_BATCH_ROWS`] rows) so that the event writer waits little for them.
+
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use rusqlite::{params, Connection, OpenFlags};
+
+use super::{schema, sqlite_error};
+use crate::store::rejected::{
+    matches, KeptRejected, Rejected, RejectedGauges, RejectedLog, RejectedOptions, RejectedPage, RejectedPager,
+};
+use crate::store::{now_ms, ErrorKind, OpenError, Query, StoreError};
+
+/// Rows waiting for the thread at most; more are dropped.
+pub const QUEUE_ROWS: usize = 4096;
+/// Rows written in one transaction at most.
+const MAX_BATCH_ROWS: usize = 512;
+/// How often the thread looks for rows past the retention.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+pub struct SqliteRejected {
+    queue: Mutex<Option<mpsc::SyncSender<Rejected>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    reader: Arc<Mutex<Connection>>,
+    gauges: Arc<RejectedGauges>,
+}
+
+impl SqliteRejected {
+    /// Opens the log in the (already migrated) database at `path`.
+    pub fn open(path: &Path, options: RejectedOptions) -> Result<SqliteRejected, OpenError> {
+        let error = |source| OpenError::Database { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(error)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(error)?;
+        let (rows, bytes): (i64, i64) = conn
+            .query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM rejected", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(error)?;
+        let gauges = Arc::new(RejectedGauges { max_bytes: options.max_bytes, ..RejectedGauges::default() });
+        gauges.rows.store(rows as u64, Relaxed);
+        gauges.bytes.store(bytes as u64, Relaxed);
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(error)?;
+        schema::configure_reader(&reader).map_err(error)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_ROWS);
+        let thread_gauges = gauges.clone();
+        let thread = std::thread::Builder::new()
+            .name("inlet-sqlite-rejected".into())
+            .spawn(move || serve(conn, rx, options, &thread_gauges))
+            .map_err(|source| OpenError::Thread { what: "rejected log", source })?;
+        Ok(SqliteRejected {
+            queue: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            reader: Arc::new(Mutex::new(reader)),
+            gauges,
+        })
+    }
+
+    /// Stops the thread once it wrote what is queued (at shutdown).
+    pub fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        if let Some(handle) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl RejectedLog for SqliteRejected {
+    fn keep(&self, rows: Vec<Rejected>) {
+        let Ok(queue) = self.queue.lock() else { return };
+        for row in rows {
+            let sent = queue.as_ref().is_some_and(|q| q.try_send(row).is_ok());
+            if !sent {
+                self.gauges.dropped_queue.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn page(&self, q: Query, max_bytes: usize) -> BoxFuture<'_, Result<RejectedPage, StoreError>> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn =
+                    reader.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the rejected log failed"))?;
+                read(&conn, &q, max_bytes).map_err(sqlite_error)
+            })
+            .await
+            .map_err(|e| StoreError::caused(ErrorKind::Unavailable, "the rejected log failed", e))?
+        })
+    }
+
+    fn gauges(&self) -> Arc<RejectedGauges> {
+        self.gauges.clone()
+    }
+}
+
+/// Reads one page. The table is bounded by its cap, so the filters are
+/// applied while stepping through the rows after `q.after` in order.
+fn read(conn: &Connection, q: &Query, max_bytes: usize) -> rusqlite::Result<RejectedPage> {
+    let after = i64::try_from(q.after).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, received_ms, received_at, token, mode, content_type, reason, type, source, errors, event
+         FROM rejected WHERE seq > ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![after])?;
+    let mut pager = RejectedPager::new(q.limit, max_bytes);
+    while let Some(r) = rows.next()? {
+        let row = Rejected {
+            received_ms: r.get(1)?,
+            received_at: r.get(2)?,
+            token: r.get(3)?,
+            mode: r.get(4)?,
+            content_type: r.get(5)?,
+            reason: r.get(6)?,
+            ty: r.get(7)?,
+            source: r.get(8)?,
+            errors: r.get(9)?,
+            event: r.get(10)?,
+        };
+        if !matches(q, &row) {
+            continue;
+        }
+        let seq: i64 = r.get(0)?;
+        if !pager.offer(KeptRejected { seq: seq as u64, row }) {
+            break;
+        }
+    }
+    Ok(pager.finish())
+}
+
+/// The thread: writes what queued up, keeps the table under its cap and
+/// its retention, until the queue's sender is gone.
+fn serve(mut conn: Connection, rx: mpsc::Receiver<Rejected>, options: RejectedOptions, gauges: &RejectedGauges) {
+    let mut last_expiry = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(EXPIRE_EVERY) {
+            Ok(row) => Some(row),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_ROWS {
+                match rx.try_recv() {
+                    Ok(row) => batch.push(row),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len() as u64;
+            if let Err(e) = write(&mut conn, batch, options.max_bytes, gauges) {
+                gauges.dropped_queue.fetch_add(n, Relaxed);
+                tracing::warn!("keeping rejected events failed: {e}");
+            }
+        }
+        if last_expiry.elapsed() >= EXPIRE_EVERY {
+            last_expiry = Instant::now();
+            if let Some(retention) = options.retention {
+                if let Err(e) = expire(&conn, retention, gauges) {
+                    tracing::warn!("deleting old rejected events failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Inserts `batch` and drops the oldest rows past `max_bytes`, in one
+/// transaction.
+fn write(conn: &mut Connection, batch: Vec<Rejected>, max_bytes: u64, gauges: &RejectedGauges) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let mut added = (0u64, 0u64);
+    let mut too_large = 0u64;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO rejected (received_ms, received_at, token, mode, content_type, reason, type, source, errors,
+             event, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for row in &batch {
+            let size = row.size();
+            if size > max_bytes {
+                too_large += 1;
+                continue;
+            }
+            insert.execute(params![
+                row.received_ms,
+                row.received_at,
+                row.token,
+                row.mode,
+                row.content_type,
+                row.reason,
+                row.ty,
+                row.source,
+                row.errors,
+                row.event,
+                size as i64
+            ])?;
+            added.0 += 1;
+            added.1 += size;
+        }
+    }
+    let (mut rows, mut bytes) = (gauges.rows.load(Relaxed) + added.0, gauges.bytes.load(Relaxed) + added.1);
+    let mut dropped = 0u64;
+    if bytes > max_bytes {
+        // The oldest rows whose sizes bring the total under the cap.
+        let mut oldest = tx.prepare_cached("SELECT seq, size FROM rejected ORDER BY seq")?;
+        let mut scan = oldest.query([])?;
+        let mut last = None;
+        while bytes > max_bytes {
+            let Some(r) = scan.next()? else { break };
+            let seq: i64 = r.get(0)?;
+            let size: i64 = r.get(1)?;
+            bytes = bytes.saturating_sub(size as u64);
+            rows = rows.saturating_sub(1);
+            dropped += 1;
+            last = Some(seq);
+        }
+        drop(scan);
+        if let Some(last) = last {
+            tx.execute("DELETE FROM rejected WHERE seq <= ?1", params![last])?;
+        }
+    }
+    tx.commit()?;
+    gauges.rows.store(rows, Relaxed);
+    gauges.bytes.store(bytes, Relaxed);
+    gauges.dropped_cap.fetch_add(dropped + too_large, Relaxed);
+    Ok(())
+}
+
+/// Deletes the rows older than `retention`.
+fn expire(conn: &Connection, retention: Duration, gauges: &RejectedGauges) -> rusqlite::Result<()> {
+    let cutoff = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    let (n, size): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM rejected WHERE received_ms < ?1",
+        params![cutoff],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if n == 0 {
+        return Ok(());
+    }
+    conn.execute("DELETE FROM rejected WHERE received_ms < ?1", params![cutoff])?;
+    let _ = gauges.rows.fetch_update(Relaxed, Relaxed, |r| Some(r.saturating_sub(n as u64)));
+    let _ = gauges.bytes.fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(size as u64)));
+    gauges.deleted_retention.fetch_add(n as u64, Relaxed);
+    Ok(())
+}
