@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 
+import stores
 from stores import CLIENT, NATS, ROOT, bench, ready, start_inlet, start_nats
 
 PUBLISHER = os.path.join(ROOT, "target/nats-publisher/release/nats-publisher")
@@ -100,8 +101,11 @@ def main():
     ap.add_argument("--batches", default="1,100", help="which workloads, e.g. 1")
     ap.add_argument("--inlet-args", default="", help="more inlet-server flags (split on spaces)")
     ap.add_argument("--only", choices=("raw", "inlet"), help="run one side only")
+    ap.add_argument("--server", help="the inlet-server binary to measure (to compare two builds)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/nats-vs-inlet.json"))
     args = ap.parse_args()
+    if args.server:
+        stores.SERVER = os.path.abspath(args.server)
     if not NATS:
         raise SystemExit("needs nats-server on PATH or in INLET_NATS_SERVER")
     replica_set = [int(r) for r in args.replicas.split(",")]

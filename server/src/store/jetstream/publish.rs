@@ -91,10 +91,10 @@ impl JetStreamStore {
     pub(super) async fn publish_all(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         self.check_connected()?;
         self.stream().await?;
-        let ids: Vec<String> = events.iter().map(|e| message_id(&e.source, &e.id)).collect();
-        if let ([event], [id]) = (events, ids.as_slice()) {
-            return self.publish_one(event, id, token).await;
+        if let [event] = events {
+            return self.publish_one(event, &message_id(&event.source, &event.id), token).await;
         }
+        let ids: Vec<String> = events.iter().map(|e| message_id(&e.source, &e.id)).collect();
         let mut duplicate = repeats_within(&ids);
         let mut pending: Vec<usize> = (0..events.len()).filter(|i| !duplicate[*i]).collect();
         for _ in 0..ROUNDS {
