@@ -65,8 +65,8 @@ def measured(run, nats, inlet):
     return out
 
 
-def raw(urls, replicas, batch, duration):
-    in_flight = 64 if batch == 1 else BATCHES_IN_FLIGHT
+def raw(urls, replicas, batch, duration, in_flight_single):
+    in_flight = in_flight_single if batch == 1 else BATCHES_IN_FLIGHT
     out = subprocess.run([PUBLISHER, "--url", urls.split(",")[0], "--replicas", str(replicas), "--batch", str(batch),
                           "--in-flight", str(in_flight), "--duration", str(duration)],
                          capture_output=True, text=True, check=True)
@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--batches", default="1,100", help="which workloads, e.g. 1")
     ap.add_argument("--inlet-args", default="", help="more inlet-server flags (split on spaces)")
     ap.add_argument("--only", choices=("raw", "inlet"), help="run one side only")
+    ap.add_argument("--in-flight", type=int, default=64,
+                    help="single events: the raw publisher's publishes in flight and inlet-client's connections")
     ap.add_argument("--server", help="the inlet-server binary to measure (to compare two builds)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/nats-vs-inlet.json"))
     args = ap.parse_args()
@@ -122,12 +124,13 @@ def main():
                     inlet = None
                     try:
                         if who == "raw":
-                            run = measured(lambda: raw(urls, replicas, batch, args.duration), procs, None)
+                            run = measured(lambda: raw(urls, replicas, batch, args.duration, args.in_flight), procs, None)
                         else:
                             inlet, addr = start_inlet(["--store", "jetstream", "--replicas", str(replicas),
                                                        "--nats-url", urls] + args.inlet_args.split(), tmp)
                             ready(addr)
-                            run = measured(lambda: bench(addr, batch, args.duration), procs, inlet)
+                            connections = args.in_flight if batch == 1 else 64
+                            run = measured(lambda: bench(addr, batch, args.duration, connections), procs, inlet)
                             if replicas == 1 and batch == 100:
                                 pages.append(page_ms(addr))
                         runs[(replicas, batch, who)].append(run)
