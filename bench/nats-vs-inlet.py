@@ -9,7 +9,26 @@ against inlet-server --store jetstream, each on a fresh NATS. Prints medians
 and inlet's ratio to the raw publisher, and the time of a 1,000-event
 `GET /events` page. Writes bench/results/nats-vs-inlet.json.
 
-Usage: bench/nats-vs-inlet.sh [--rounds N] [--duration S]
+CPU per event: every run also records the CPU time (utime + stime) each
+process spent during the measured interval: the nats-servers and
+inlet-server from /proc/PID/stat before and after, the load generator (raw
+publisher or inlet-client bench) from its own rusage. Divided by the events
+acknowledged, that is µs of CPU per event for NATS (all nodes), the load
+generator and inlet. On a machine where all of them share the cores, the
+throughput is CPU-bound, so these figures say where the time goes even when
+other work makes events/s noisy: at the same CPU budget events/s go as
+1 / (CPU per event), and the script prints the ratio that gives with all
+processes on this host, and with the load generator on another host (NATS +
+inlet only). NATS's CPU per event is not a constant: it falls as more
+publishes are in flight (more messages per read, per raft append, per
+fsync), so compare runs at the same --in-flight.
+
+Usage: bench/nats-vs-inlet.sh [--rounds N] [--duration S] [--replicas 1,3]
+           [--batches 1,100] [--in-flight N] [--only raw|inlet]
+           [--inlet-args "--nats-batches-in-flight 32"] [--server PATH] [--out FILE]
+  --in-flight   single events: the raw publisher's publishes in flight and
+                inlet-client's connections (64)
+  --server      the inlet-server binary to measure (to compare two builds)
 """
 
 import argparse
