@@ -296,6 +296,9 @@ mod tests {
         assert_eq!(subject_for("inlet.events", "com.example.order"), "inlet.events.com.example.order");
         assert_eq!(subject_for("p", "a b*c>.d..e"), "p.a_b_c_.d._.e");
         assert_eq!(subject_for("p", ".x."), "p._.x._");
+        assert_eq!(subject_for("p", ""), "p._");
+        assert_eq!(subject_for("p", "a.é.b-c_d.9"), "p.a._.b-c_d.9");
+        assert_eq!(subject_for("p", "a.b."), "p.a.b._");
     }
 
     #[test]
