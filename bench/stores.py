@@ -57,8 +57,8 @@ def start_inlet(args, tmp):
     return proc, addr
 
 
-def bench(addr, batch, duration):
-    out = subprocess.run([CLIENT, "bench", "--server", addr, "--connections", "64", "--batch", str(batch),
+def bench(addr, batch, duration, connections=64):
+    out = subprocess.run([CLIENT, "bench", "--server", addr, "--connections", str(connections), "--batch", str(batch),
                           "--duration", f"{duration}s", "--json"], capture_output=True, text=True)
     return json.loads(out.stdout)
 

@@ -714,3 +714,49 @@ fn r3_batches_stay_whole_when_the_connected_node_is_killed() {
         per_batch.len()
     );
 }
+
+/// Single events (one publish each, JetStream's ack read by inlet): the
+/// counts are exact, a resent event is stored once, and the writing token's
+/// name is stored with the event.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn single_events_count_duplicates_and_keep_their_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let (secret, entry) = inlet_tests::new_token("writer", "write,read");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, entry).unwrap();
+    let tokens = tokens.to_str().unwrap();
+    let s = jetstream_server(&[nats.url()], &["--tokens", tokens]);
+    let bearer = format!("Bearer {secret}");
+    let post = |id: &str| {
+        let req = ClientRequest::post("/events".to_string(), "application/json", event_json(id, "t.single"))
+            .header(bytes::Bytes::from_static(b"Authorization"), bytes::Bytes::from(bearer.clone()));
+        s.request(req)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let res = post("one");
+        if res.status != 503 || Instant::now() > deadline {
+            break res;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(first.status, 202, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(json(&first), serde_json::json!({"accepted": 1, "duplicates": 0}));
+    let again = post("one");
+    assert_eq!(again.status, 202);
+    assert_eq!(json(&again), serde_json::json!({"accepted": 0, "duplicates": 1}));
+    assert_eq!(json(&post("two")), serde_json::json!({"accepted": 1, "duplicates": 0}));
+
+    let get = ClientRequest::get("/events?limit=10".to_string())
+        .header(bytes::Bytes::from_static(b"Authorization"), bytes::Bytes::from(bearer.clone()));
+    let page = json(&s.request(get));
+    let stored: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"]["id"].as_str().unwrap(), e["token"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(stored, [("one", "writer"), ("two", "writer")]);
+}

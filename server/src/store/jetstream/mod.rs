@@ -107,13 +107,21 @@ pub fn subject_for(prefix: &str, ty: &str) -> String {
 }
 
 /// `Nats-Msg-Id` for an event: SHA-256 over the length-prefixed source and
-/// the id, so that no two (source, id) pairs can share one.
+/// the id, so that no two (source, id) pairs can share one; lowercase hex.
+/// The ids must never change between versions (JetStream dedupes on them
+/// across servers and restarts), hence the test that pins them.
 pub fn message_id(source: &str, id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hash = Sha256::new();
     hash.update((source.len() as u64).to_be_bytes());
     hash.update(source.as_bytes());
     hash.update(id.as_bytes());
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    for b in hash.finalize() {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    hex
 }
 
 /// A failed JetStream call: the store is unavailable; `what` (a short
@@ -327,6 +335,9 @@ mod tests {
         assert_eq!(subject_for("inlet.events", "com.example.order"), "inlet.events.com.example.order");
         assert_eq!(subject_for("p", "a b*c>.d..e"), "p.a_b_c_.d._.e");
         assert_eq!(subject_for("p", ".x."), "p._.x._");
+        assert_eq!(subject_for("p", ""), "p._");
+        assert_eq!(subject_for("p", "a.é.b-c_d.9"), "p.a._.b-c_d.9");
+        assert_eq!(subject_for("p", "a.b."), "p.a.b._");
     }
 
     #[test]
@@ -334,5 +345,17 @@ mod tests {
         assert_ne!(message_id("ab", "c"), message_id("a", "bc"));
         assert_eq!(message_id("s", "1"), message_id("s", "1"));
         assert_eq!(message_id("s", "1").len(), 64);
+    }
+
+    /// The ids of earlier versions, exactly (SHA-256 of the 8-byte
+    /// big-endian source length, the source and the id, in lowercase hex):
+    /// a changed id would store a resent event twice.
+    #[test]
+    fn message_ids_are_stable() {
+        assert_eq!(message_id("s", "1"), "c3e3100579466bf16a007c657f988a76e1bed834fb8359009472a0823de2f33c");
+        assert_eq!(
+            message_id("https://example.com/orders", "A-1"),
+            "a5f6d5b3afe11bb8cc8b463635714a4f568cbeebfbf48638e9450751a5f7c780"
+        );
     }
 }
