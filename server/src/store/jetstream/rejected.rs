@@ -453,6 +453,24 @@ mod tests {
         assert_eq!(dropped_since((9, now), 1, hour, now), (0, 0));
     }
 
+    /// `keep` never waits: past the queue's rows it drops and counts. (On a
+    /// current-thread runtime the task does not run while `keep` does.)
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_rows() {
+        let client =
+            async_nats::ConnectOptions::new().retry_on_initial_connect().connect("nats://127.0.0.1:1").await.unwrap();
+        let context = jetstream::new(client.clone());
+        let options = RejectedOptions { max_bytes: 1 << 20, retention: None };
+        let names = Names::new("S", "p", 1, options);
+        let log = JetStreamRejected::open(client, context, names, Duration::from_secs(1), Duration::from_secs(1)).await;
+        log.keep((0..QUEUE_ROWS + 7).map(|_| row(Some("t"), "{}")).collect());
+        let gauges = log.gauges();
+        assert_eq!(gauges.dropped_queue.load(Relaxed), 7);
+        log.close(Duration::ZERO).await;
+        log.keep(vec![row(None, "{}")]);
+        assert_eq!(gauges.dropped_queue.load(Relaxed), 8, "after close every row is dropped");
+    }
+
     #[test]
     fn received_at_has_milliseconds_always() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
