@@ -211,13 +211,18 @@ impl Shared {
         // As `GET /events`: a page looks at a bounded number of messages;
         // when they run out it ends where the scan stopped.
         let mut budget = q.limit.saturating_mul(100).max(SCAN_MIN);
+        // Without a source or token filter nearly every message matches:
+        // ask for what the page still needs (and one to show more), not more.
+        let filtered_here = q.source.is_some() || q.token.is_some();
+        let mut taken = 0usize;
         loop {
             if budget == 0 {
                 let mut page = pager.finish();
                 page.next_after = Some(next - 1);
                 return Ok(page);
             }
-            let want = budget.clamp(1, BATCH);
+            let want = if filtered_here { budget } else { q.limit.saturating_add(1).saturating_sub(taken) };
+            let want = want.clamp(1, BATCH).min(budget);
             let batch =
                 direct_get_batch(&self.client, &self.names.stream, self.read_timeout, &subject, next, want).await?;
             for got in batch.messages {
@@ -230,6 +235,7 @@ impl Shared {
                 if !pager.offer(KeptRejected { seq: got.seq, row }) {
                     return Ok(pager.finish());
                 }
+                taken += 1;
                 if budget == 0 {
                     break;
                 }
