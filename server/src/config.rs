@@ -276,8 +276,8 @@ pub struct Config {
 
     /// Keep each refused event (schema violations, and invalid envelopes
     /// whose JSON parsed) with its errors, readable with GET /rejected.
-    /// Bounded by --retention and --max-rejected-bytes. Not with --store
-    /// jetstream. See docs/schemas.md.
+    /// Bounded by --retention and --max-rejected-bytes (jetstream: in the
+    /// stream <stream>_REJECTED). See docs/schemas.md.
     #[arg(long, env = "INLET_KEEP_REJECTED")]
     pub keep_rejected: bool,
 
@@ -466,7 +466,7 @@ impl Config {
                 ack_timeout: Duration::from_secs(5),
                 batches_in_flight: self.nats_batches_in_flight,
                 max_batch: self.max_batch,
-                keep_rejected: self.keep_rejected,
+                keep_rejected,
             }),
         }
     }

@@ -16,12 +16,16 @@
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
 //!
+//! - `--keep-rejected` keeps refused events in a second stream
+//!   (`rejected.rs`).
+//!
 //! Dedupe guarantee: inside the duplicate window (`--duplicate-window`,
 //! default 2 minutes) a repeat is reported as a duplicate and stored once.
 //! Outside it, a repeat is stored again.
 
 mod publish;
 mod read;
+mod rejected;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +37,8 @@ use futures::future::BoxFuture;
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
+
+use read::direct_get_batch;
 
 use super::{Appended, ErrorKind, NotReady, OpenError, PageStream, Query, Store, StoreError};
 
@@ -59,9 +65,9 @@ pub struct Options {
     /// The largest batch a request may carry (`--max-batch`): at most
     /// [`MAX_ATOMIC_BATCH`], or the store refuses to start.
     pub max_batch: usize,
-    /// `--keep-rejected`: not built for JetStream; the store refuses to
-    /// start rather than silently keep nothing.
-    pub keep_rejected: bool,
+    /// `--keep-rejected`: refused events are kept in the stream
+    /// `<stream>_REJECTED` (`rejected.rs`).
+    pub keep_rejected: Option<super::RejectedOptions>,
 }
 
 pub struct JetStreamStore {
@@ -80,6 +86,8 @@ pub struct JetStreamStore {
     /// writing the same stream are seen by looking again every
     /// [`LIVE_POLL`].
     live: Arc<crate::store::Live>,
+    /// `--keep-rejected`.
+    rejected: Option<Arc<rejected::JetStreamRejected>>,
 }
 
 /// How often a subscriber looks at the stream without a notification.
@@ -132,13 +140,6 @@ fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'st
 
 impl JetStreamStore {
     pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
-        if options.keep_rejected {
-            return Err(OpenError::Jetstream(
-                "--keep-rejected is not supported with --store jetstream yet; use --store sqlite or memory, or leave \
-                 --keep-rejected out"
-                    .into(),
-            ));
-        }
         if options.max_batch > MAX_ATOMIC_BATCH {
             return Err(OpenError::Jetstream(format!(
                 "--max-batch {} is more than the {MAX_ATOMIC_BATCH} events NATS takes in one atomic batch",
@@ -182,7 +183,23 @@ impl JetStreamStore {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| OpenError::Jetstream(format!("no randomness for batch ids: {e}")))?;
         let batch_prefix = random.iter().map(|b| format!("{b:02x}")).collect();
+        let rejected = match options.keep_rejected {
+            Some(kept) => {
+                let names = rejected::Names::new(&options.stream, &options.subject_prefix, options.replicas, kept);
+                let log = rejected::JetStreamRejected::open(
+                    client.clone(),
+                    context.clone(),
+                    names,
+                    options.ack_timeout,
+                    Duration::from_secs(2),
+                )
+                .await;
+                Some(Arc::new(log))
+            }
+            None => None,
+        };
         let store = JetStreamStore {
+            rejected,
             client,
             context,
             batch_slots: Semaphore::new(options.batches_in_flight.max(1)),
@@ -295,7 +312,12 @@ impl Store for JetStreamStore {
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         // Every acknowledged event was acknowledged by JetStream already;
         // flushing sends anything still buffered.
-        Box::pin(async move { self.client.flush().await.map_err(|e| unavailable("flushing NATS", e)) })
+        Box::pin(async move {
+            if let Some(rejected) = &self.rejected {
+                rejected.close(self.options.ack_timeout).await;
+            }
+            self.client.flush().await.map_err(|e| unavailable("flushing NATS", e))
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -304,6 +326,10 @@ impl Store for JetStreamStore {
 
     fn live(&self) -> &Arc<crate::store::Live> {
         &self.live
+    }
+
+    fn rejected(&self) -> Option<Arc<dyn super::RejectedLog>> {
+        self.rejected.clone().map(|r| r as Arc<dyn super::RejectedLog>)
     }
 
     /// Ready when connected to NATS and the stream was found (or made).

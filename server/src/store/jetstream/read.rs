@@ -17,19 +17,19 @@ use crate::store::{ErrorKind, Page, Query, StoreError, StoredEvent};
 const BATCH: usize = 1000;
 
 /// One message of a batched direct get.
-struct Got {
-    seq: u64,
+pub(super) struct Got {
+    pub seq: u64,
     time: String,
-    payload: bytes::Bytes,
+    pub payload: bytes::Bytes,
     /// The writing token's name (`Inlet-Token`), if any.
     token: Option<Arc<str>>,
 }
 
 /// What one batched direct get brought: the messages, and whether the
 /// stream has more after them.
-struct Batch {
-    messages: Vec<Got>,
-    more: bool,
+pub(super) struct Batch {
+    pub messages: Vec<Got>,
+    pub more: bool,
 }
 
 impl JetStreamStore {
@@ -59,7 +59,9 @@ impl JetStreamStore {
             let filtered_here = q.source.is_some() || q.token.is_some();
             let want = if filtered_here { budget } else { q.limit + 1 - events.len() };
             let want = want.clamp(1, BATCH).min(budget);
-            let batch = self.direct_get_batch(&subject, next, want).await?;
+            let batch =
+                direct_get_batch(&self.client, &self.options.stream, self.options.ack_timeout, &subject, next, want)
+                    .await?;
             for got in batch.messages {
                 budget = budget.saturating_sub(1);
                 next = got.seq + 1;
@@ -85,48 +87,51 @@ impl JetStreamStore {
             }
         }
     }
+}
 
-    /// Up to `batch` messages of `subject` from sequence `from` on.
-    async fn direct_get_batch(&self, subject: &str, from: u64, batch: usize) -> Result<Batch, StoreError> {
-        let inbox = self.client.new_inbox();
-        let mut replies =
-            self.client.subscribe(inbox.clone()).await.map_err(|e| unavailable("reading from JetStream", e))?;
-        let request = serde_json::json!({"seq": from, "batch": batch, "next_by_subj": subject});
-        self.client
-            .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{}", self.options.stream),
-                inbox,
-                request.to_string().into(),
-            )
+/// Up to `batch` messages of `subject` in `stream` from sequence `from` on,
+/// each reply waited for at most `timeout`.
+pub(super) async fn direct_get_batch(
+    client: &async_nats::Client,
+    stream: &str,
+    timeout: std::time::Duration,
+    subject: &str,
+    from: u64,
+    batch: usize,
+) -> Result<Batch, StoreError> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| unavailable("reading from JetStream", e))?;
+    let request = serde_json::json!({"seq": from, "batch": batch, "next_by_subj": subject});
+    client
+        .publish_with_reply(format!("$JS.API.DIRECT.GET.{stream}"), inbox, request.to_string().into())
+        .await
+        .map_err(|e| unavailable("reading from JetStream", e))?;
+    let mut messages = Vec::with_capacity(batch.min(BATCH));
+    loop {
+        let reply = tokio::time::timeout(timeout, replies.next())
             .await
-            .map_err(|e| unavailable("reading from JetStream", e))?;
-        let mut messages = Vec::with_capacity(batch.min(BATCH));
-        loop {
-            let reply = tokio::time::timeout(self.options.ack_timeout, replies.next())
-                .await
-                .map_err(|_| StoreError::plain(ErrorKind::Unavailable, "JetStream did not answer a read in time"))?
-                .ok_or(StoreError::plain(ErrorKind::Unavailable, "NATS closed the read"))?;
-            let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str());
-            match reply.status.map(|s| s.as_u16()) {
-                Some(404) => return Ok(Batch { messages, more: false }),
-                // End of batch: more to read if JetStream says some are pending.
-                Some(204) => {
-                    let pending = header("Nats-Num-Pending").and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
-                    return Ok(Batch { messages, more: pending > 0 });
-                }
-                Some(status) if status != 200 => {
-                    tracing::warn!(%status, "JetStream refused a batched direct get");
-                    return Err(StoreError::plain(ErrorKind::Unavailable, "JetStream refused a read"));
-                }
-                _ => {}
+            .map_err(|_| StoreError::plain(ErrorKind::Unavailable, "JetStream did not answer a read in time"))?
+            .ok_or(StoreError::plain(ErrorKind::Unavailable, "NATS closed the read"))?;
+        let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str());
+        match reply.status.map(|s| s.as_u16()) {
+            Some(404) => return Ok(Batch { messages, more: false }),
+            // End of batch: more to read if JetStream says some are pending.
+            Some(204) => {
+                let pending = header("Nats-Num-Pending").and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+                return Ok(Batch { messages, more: pending > 0 });
             }
-            let Some(seq) = header("Nats-Sequence").and_then(|s| s.parse().ok()) else {
-                return Err(StoreError::plain(ErrorKind::Unavailable, "JetStream sent a message without its sequence"));
-            };
-            // RFC 3339 with nanoseconds, as `received_at` always was here.
-            let time = header("Nats-Time-Stamp").unwrap_or_default().to_string();
-            let token = header(TOKEN_HEADER).map(Arc::from);
-            messages.push(Got { seq, time, payload: reply.payload, token });
+            Some(status) if status != 200 => {
+                tracing::warn!(%status, "JetStream refused a batched direct get");
+                return Err(StoreError::plain(ErrorKind::Unavailable, "JetStream refused a read"));
+            }
+            _ => {}
         }
+        let Some(seq) = header("Nats-Sequence").and_then(|s| s.parse().ok()) else {
+            return Err(StoreError::plain(ErrorKind::Unavailable, "JetStream sent a message without its sequence"));
+        };
+        // RFC 3339 with nanoseconds, as `received_at` always was here.
+        let time = header("Nats-Time-Stamp").unwrap_or_default().to_string();
+        let token = header(TOKEN_HEADER).map(Arc::from);
+        messages.push(Got { seq, time, payload: reply.payload, token });
     }
 }
