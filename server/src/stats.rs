@@ -65,6 +65,9 @@ pub struct Stats {
     lagged: AtomicU64,
     /// The store's gauges and retention settings, kept by the store.
     store: Option<Arc<StoreGauges>>,
+    /// The rejected log's gauges (`--keep-rejected`), wherever the store
+    /// keeps them.
+    rejected_log: Option<Arc<RejectedGauges>>,
     /// `--schemas`: events per type whose `data` failed (`warned`: accepted
     /// in `warn` mode; `refused`: refused by a schema, a `dataschema`, or
     /// `--unknown-types reject`). Keyed by types that have a schema (the
@@ -116,6 +119,7 @@ impl Default for Stats {
             tokens: RwLock::new(BTreeMap::new()),
             schemas: Mutex::new(BTreeMap::new()),
             store: None,
+            rejected_log: None,
             subscribers: AtomicI64::new(0),
             lagged: AtomicU64::new(0),
         }
@@ -125,7 +129,17 @@ impl Default for Stats {
 impl Stats {
     /// Counters that also show the store's gauges (`Store::gauges`).
     pub fn with_store(gauges: Option<Arc<StoreGauges>>) -> Stats {
-        Stats { store: gauges, ..Stats::default() }
+        let rejected_log = gauges.as_ref().and_then(|g| g.rejected.clone());
+        Stats { store: gauges, rejected_log, ..Stats::default() }
+    }
+
+    /// Also shows the rejected log's gauges (`--keep-rejected`), for a
+    /// store that keeps them apart from its own (JetStream).
+    pub fn with_rejected(mut self, rejected: Option<Arc<RejectedGauges>>) -> Stats {
+        if rejected.is_some() {
+            self.rejected_log = rejected;
+        }
+        self
     }
 
     /// The `rejected_events` object of `/stats` (`--keep-rejected`): rows
@@ -360,9 +374,9 @@ impl Stats {
         });
         if let (Some(g), Some(map)) = (&self.store, body.as_object_mut()) {
             map.insert("store".into(), Stats::store_json(g));
-            if let Some(r) = &g.rejected {
-                map.insert("rejected_events".into(), Stats::rejected_json(r));
-            }
+        }
+        if let (Some(r), Some(map)) = (&self.rejected_log, body.as_object_mut()) {
+            map.insert("rejected_events".into(), Stats::rejected_json(r));
         }
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -476,9 +490,9 @@ impl Collector for StatsCollector {
         }
         if let Some(g) = &s.store {
             encode_store(g, &mut encoder)?;
-            if let Some(r) = &g.rejected {
-                encode_rejected(r, &mut encoder)?;
-            }
+        }
+        if let Some(r) = &s.rejected_log {
+            encode_rejected(r, &mut encoder)?;
         }
         Ok(())
     }

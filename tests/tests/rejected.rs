@@ -221,6 +221,17 @@ fn a_mixed_run_keeps_exactly_the_failing_events_jetstream() {
     assert_eq!((config["storage"].clone(), config["num_replicas"].clone()), (json!("file"), json!(1)));
     assert_eq!(info["state"]["messages"], 5, "{info}");
     assert_eq!(stream_info(&nats, "MIXED")["state"]["messages"], 1);
+    // /stats and /metrics show the rejected stream's counts (read from its
+    // state every 500 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.stats()["rejected_events"]["kept"] != 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats = s.stats();
+    assert_eq!(stats["rejected_events"]["kept"], 5, "{stats}");
+    assert_eq!(stats["rejected_events"]["dropped"], json!({"cap":0,"queue":0,"retention":0}));
+    let metrics = String::from_utf8(s.get("/metrics").body.to_vec()).unwrap();
+    assert!(metrics.contains("inlet_rejected_events_kept 5\n"), "{metrics}");
     // The type filter goes through the subject: a type that differs only
     // where the subject has `_` is not mixed in.
     assert_eq!(s.post("/events", "application/json", order("s9", 0).replace("com.example.order", "x y")).status, 422);

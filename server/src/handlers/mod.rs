@@ -55,7 +55,7 @@ impl App {
     }
 
     pub fn with_limits(store: Arc<dyn Store>, parse_limits: ParseLimits) -> App {
-        let stats = Arc::new(Stats::with_store(store.gauges()));
+        let stats = Arc::new(Stats::with_store(store.gauges()).with_rejected(store.rejected().map(|r| r.gauges())));
         let metrics = Metrics::new(stats.clone());
         App {
             store,
