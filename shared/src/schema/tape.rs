@@ -72,6 +72,13 @@ impl Tape {
         if u32::try_from(input.len()).is_err() {
             return false;
         }
+        // The scanner first (the common case, cheaper); where it gives up,
+        // serde_json's deserializer, which also decides what is not JSON.
+        if (Scan { tape: self, text: input, input: input.as_bytes(), pos: 0 }).document() == Some(()) {
+            return true;
+        }
+        self.entries.clear();
+        self.arena.clear();
         let mut de = serde_json::Deserializer::from_str(input);
         let built = (Builder { tape: self, input }).deserialize(&mut de).is_ok() && de.end().is_ok();
         built && !self.entries.is_empty()
@@ -133,6 +140,189 @@ impl<'a> Doc<'a> {
             Some(Entry::Array { len, .. } | Entry::Object { len, .. }) => *len as usize,
             _ => 0,
         }
+    }
+}
+
+/// Nesting past which the scanner leaves the text to serde_json (whose own
+/// limit is 128).
+const SCAN_DEPTH: usize = 100;
+
+/// Fills a tape from JSON text in one pass: strings without escapes and
+/// integers that fit a `u64` are read here; escaped strings and every other
+/// number are read by serde_json, so they hold what a `Value` holds. Gives
+/// up (`None`) on anything unexpected: what is not JSON, nesting past
+/// [`SCAN_DEPTH`], a key twice in one object.
+struct Scan<'t, 'i> {
+    tape: &'t mut Tape,
+    text: &'i str,
+    input: &'i [u8],
+    pos: usize,
+}
+
+impl Scan<'_, '_> {
+    fn document(&mut self) -> Option<()> {
+        self.value(0)?;
+        self.skip_ws();
+        (self.pos == self.input.len()).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.input.get(self.pos).copied()
+    }
+
+    fn literal(&mut self, word: &[u8], entry: Entry) -> Option<()> {
+        let end = self.pos + word.len();
+        (self.input.get(self.pos..end)? == word).then_some(())?;
+        self.pos = end;
+        self.tape.entries.push(entry);
+        Some(())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b'"' => {
+                let text = self.string()?;
+                self.tape.entries.push(Entry::String(text));
+                Some(())
+            }
+            b't' => self.literal(b"true", Entry::Bool(true)),
+            b'f' => self.literal(b"false", Entry::Bool(false)),
+            b'n' => self.literal(b"null", Entry::Null),
+            _ => self.number(),
+        }
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let start = self.pos;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+        let text = self.input.get(start..self.pos)?;
+        let simple = match text {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.len() < 19 && rest.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        let number = if simple {
+            Number::from(text.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+        } else {
+            match serde_json::from_slice::<Value>(text).ok()? {
+                Value::Number(n) => n,
+                _ => return None,
+            }
+        };
+        self.tape.entries.push(Entry::Number(number));
+        Some(())
+    }
+
+    /// A string at `pos` (its opening quote).
+    fn string(&mut self) -> Option<Text> {
+        let start = self.pos + 1;
+        let rest = self.input.get(start..)?;
+        // Strings are short: a plain loop beats memchr's set-up.
+        let end = rest.iter().position(|b| matches!(b, b'"' | b'\\' | 0..0x20))?;
+        if rest[end] == b'"' {
+            self.pos = start + end + 1;
+            let (start, len) = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
+            return Some(Text { in_arena: false, start, len });
+        }
+        // Escapes (or a control character, which serde_json refuses): find
+        // the closing quote, let serde_json decode.
+        let mut i = start + end;
+        loop {
+            match self.input.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        let decoded: String = serde_json::from_slice(self.input.get(self.pos..=i)?).ok()?;
+        self.pos = i + 1;
+        let (at, len) = (u32::try_from(self.tape.arena.len()).ok()?, u32::try_from(decoded.len()).ok()?);
+        self.tape.arena.push_str(&decoded);
+        Some(Text { in_arena: true, start: at, len })
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > SCAN_DEPTH {
+            return None;
+        }
+        let at = self.tape.entries.len();
+        self.tape.entries.push(Entry::Array { len: 0, end: 0 });
+        self.pos += 1;
+        let mut count = 0;
+        if self.peek()? == b']' {
+            self.pos += 1;
+        } else {
+            loop {
+                self.value(depth)?;
+                count += 1;
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        close::<serde_json::Error>(self.tape, at, count).ok()
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > SCAN_DEPTH {
+            return None;
+        }
+        let at = self.tape.entries.len();
+        self.tape.entries.push(Entry::Object { len: 0, end: 0 });
+        self.pos += 1;
+        let mut count = 0;
+        let (mut seen, mut clash) = (0u128, false);
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                let source = if key.in_arena { self.tape.arena.as_bytes() } else { self.input };
+                let bit = 1u128 << key_filter(source.get(key.start as usize..(key.start + key.len) as usize)?);
+                clash |= seen & bit != 0;
+                seen |= bit;
+                self.tape.entries.push(Entry::String(key));
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.pos += 1;
+                self.value(depth)?;
+                count += 1;
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        close::<serde_json::Error>(self.tape, at, count).ok()?;
+        if clash {
+            let doc = Doc { input: self.text, entries: &self.tape.entries, arena: &self.tape.arena };
+            return (!has_duplicate_keys(&doc, at)).then_some(());
+        }
+        Some(())
     }
 }
 
@@ -253,17 +443,36 @@ impl<'de> Visitor<'de> for Builder<'_, '_> {
         let at = self.tape.entries.len();
         self.tape.entries.push(Entry::Object { len: 0, end: 0 });
         let mut count = 0;
+        // A cheap filter of the keys seen (length, first and last byte):
+        // only an object where two keys fall on one bit is compared key by key.
+        let (mut seen, mut clash) = (0u128, false);
         while map.next_key_seed(Key(self.reborrow()))?.is_some() {
+            if let Some(Entry::String(text)) = self.tape.entries.last() {
+                let source = if text.in_arena { self.tape.arena.as_bytes() } else { self.input.as_bytes() };
+                let key = source.get(text.start as usize..(text.start + text.len) as usize).unwrap_or_default();
+                let bit = 1u128 << key_filter(key);
+                clash |= seen & bit != 0;
+                seen |= bit;
+            }
             map.next_value_seed(self.reborrow())?;
             count += 1;
         }
         close::<A::Error>(self.tape, at, count)?;
         let doc = Doc { input: self.input, entries: &self.tape.entries, arena: &self.tape.arena };
-        if has_duplicate_keys(&doc, at) {
+        if clash && has_duplicate_keys(&doc, at) {
             return Err(de::Error::custom("a key twice in one object"));
         }
         Ok(())
     }
+}
+
+/// A key's bit (0..128) in the filter of the keys of one object: equal keys
+/// fall on the same bit.
+fn key_filter(key: &[u8]) -> u32 {
+    let first = u64::from(key.first().copied().unwrap_or(0));
+    let last = u64::from(key.last().copied().unwrap_or(0));
+    let mixed = (key.len() as u64 | first << 32 | last << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 57) as u32
 }
 
 /// Whether the object at `at` has a key twice.
@@ -531,6 +740,14 @@ mod tests {
         Tape::with(text, |node| node.value())
     }
 
+    /// What the scanner alone reads (`None`: it gives up).
+    fn scanned(text: &str) -> Option<Value> {
+        let mut tape = Tape::new();
+        (Scan { tape: &mut tape, text, input: text.as_bytes(), pos: 0 }).document()?;
+        let doc = Doc { input: text, entries: &tape.entries, arena: &tape.arena };
+        Some(doc.to_value(0))
+    }
+
     fn any_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -564,6 +781,7 @@ mod tests {
             let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
             let read: Value = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(both(&text), Some(read.clone()));
+            prop_assert_eq!(scanned(&text), Some(read.clone()));
             for (slow, fast) in schemas() {
                 prop_assert_eq!(Tape::with(&text, |node| fast.is_valid(node)), Some(slow.is_valid(&read)), "{}", text);
             }
@@ -631,6 +849,7 @@ mod tests {
     fn escapes_are_decoded_and_compared_decoded() {
         let text = r#"{"a\u0062":"x\ny\"\u00e9\ud83e\udd80","e":"ada\u0040example.com"}"#;
         assert_eq!(both(text), Some(json!({"ab": "x\ny\"é🦀", "e": "ada@example.com"})));
+        assert_eq!(scanned(text), both(text));
         let schema = json!({"required": ["ab"], "properties": {"ab": {"const": "x\ny\"é🦀"},
             "e": {"format": "email", "enum": ["ada@example.com"]}}});
         let fast = jsonschema::options_for::<Tape>().should_validate_formats(true).build(&schema).unwrap();
@@ -653,6 +872,7 @@ mod tests {
             "0.30000000000000004",
         ] {
             let read: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(scanned(text), Some(read.clone()), "{text}");
             assert_eq!(both(text), Some(read), "{text}");
         }
     }
@@ -669,6 +889,14 @@ mod tests {
         assert_eq!(both("1e400"), None);
         assert_eq!(both(&format!("{}1{}", "[".repeat(200), "]".repeat(200))), None);
         assert_eq!(both("{} x"), None);
+        // The scanner gives up on what is not JSON; serde_json then refuses it too.
+        for text in
+            ["", "[1,]", "{\"a\" 1}", "01", "1.", "-", "+1", "tru", "\"a\u{1}\"", "\"\\x\"", "[1 2]", "{\"a\":1,}"]
+        {
+            assert_eq!(scanned(text), None, "{text:?}");
+            assert_eq!(both(text), None, "{text:?}");
+        }
+        assert_eq!(scanned(r#"{"a":1,"a":1}"#), None);
     }
 
     #[test]
