@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use jsonschema::json::{Json, SerdeJson};
+
+use super::tape::Tape;
 use super::{Mode, Schema, SchemaSet};
 
 /// The optional file of modes in a schema directory.
@@ -75,8 +78,8 @@ fn draft_name(draft: jsonschema::Draft) -> &'static str {
 /// Compiles one schema: offline (no retrieval of any kind), formats
 /// asserted (`"format": "email"` refuses what is not an e-mail address,
 /// in every draft).
-fn compile(file: &Path, schema: &Value) -> Result<jsonschema::Validator, LoadError> {
-    jsonschema::options()
+fn compile<F: Json>(file: &Path, schema: &Value) -> Result<jsonschema::Validator<F>, LoadError> {
+    jsonschema::options_for::<F>()
         .offline()
         .should_validate_formats(true)
         .build(schema)
@@ -122,7 +125,8 @@ impl SchemaSet {
             if !(schema.is_object() || schema.is_boolean()) {
                 return Err(error(&file, "a schema must be a JSON object (or a boolean)"));
             }
-            let validator = compile(&file, &schema)?;
+            let validator = compile::<SerdeJson>(&file, &schema)?;
+            let fast = compile::<Tape>(&file, &schema)?;
             let id = schema.get("$id").and_then(Value::as_str).map(|id| id.trim_end_matches('#').to_string());
             if let Some(id) = &id {
                 if let Some(other) = set.by_id.get(id) {
@@ -135,7 +139,7 @@ impl SchemaSet {
             }
             let mode = index.types.get(&ty).map_or(Mode::Enforce, |entry| entry.mode);
             let draft = draft_name(validator.draft());
-            set.by_type.insert(ty.clone(), Schema { ty, file, id, mode, draft, validator });
+            set.by_type.insert(ty.clone(), Schema { ty, file, id, mode, draft, validator, fast });
         }
         if let Some(ty) = index.types.keys().find(|ty| !set.by_type.contains_key(*ty)) {
             return Err(error(&index_path, format!("type {ty:?} has no schema file in {}", dir.display())));

@@ -227,3 +227,21 @@ fn broken_directories_are_refused_with_the_file_and_the_reason() {
     let e = load_error(&[("t.json", "[]")]);
     assert_eq!(e.reason, "a schema must be a JSON object (or a boolean)");
 }
+
+#[test]
+fn data_with_a_key_twice_is_judged_by_its_last_value_as_serde_json_reads_it() {
+    let set = set(&[("t.json", r#"{"properties": {"qty": {"type": "integer"}}}"#)]);
+    let event = |data: &str| format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{data}}}"#);
+    assert_eq!(one(&set, &event(r#"{"qty":"x","qty":1}"#)), Verdict::default());
+    let errors = one(&set, &event(r#"{"qty":1,"qty":"x"}"#)).errors();
+    assert_eq!(pointers(&errors), [(Some("#/data/qty"), Some("type"))]);
+    // Two members that are one: too few.
+    let two = self::set(&[("t.json", r#"{"minProperties": 2}"#)]);
+    let errors = one(&two, &event(r#"{"a":1,"a":2}"#)).errors();
+    assert_eq!(pointers(&errors), [(Some("#/data"), Some("minProperties"))]);
+    assert_eq!(one(&two, &event(r#"{"a":1,"b":2}"#)), Verdict::default());
+    // Escaped and unescaped data, valid and not, give the same verdicts.
+    assert_eq!(one(&set, &event(r#"{"q\u0074y":2}"#)), Verdict::default());
+    let errors = one(&set, &event(r#"{"q\u0074y":2.5}"#)).errors();
+    assert_eq!(pointers(&errors), [(Some("#/data/qty"), Some("type"))]);
+}

@@ -1,0 +1,911 @@
+//! A JSON representation the validator reads in place of a
+//! `serde_json::Value`: `data` parsed once into a flat tape of entries that
+//! point into its raw text (strings without escapes are not copied), kept
+//! in a per-thread buffer that is reused from one event to the next. Only
+//! the validity check (`is_valid`) runs on it; an invalid `data` is parsed
+//! again into a `Value` for the errors, so every message stays the one the
+//! `Value` path gives.
+//!
+//! The tape is read by the same `serde_json` deserializer that builds a
+//! `Value` (the same number parsing, escapes, depth limit), so it holds the
+//! same values. The two places a `Value` differs, it is not built at all
+//! ([`Tape::parse`] returns `false`) and the caller takes the `Value` path:
+//! an object with a key twice (a `Value` keeps the last one) and any text
+//! `serde_json` refuses (e.g. a number past `f64`).
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use jsonschema::json::{cmp, Array, Json, Node, NodeIdentity, Object};
+use jsonschema::types::JsonType;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The representation: `jsonschema::Validator<Tape>` validates a [`TapeNode`].
+pub struct Tape {
+    entries: Vec<Entry>,
+    /// Strings that had escapes, decoded.
+    arena: String,
+}
+
+/// Where a string's text is: `input` (the raw JSON) or the arena.
+#[derive(Clone, Copy)]
+struct Text {
+    in_arena: bool,
+    start: u32,
+    len: u32,
+}
+
+enum Entry {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Text),
+    /// Followed by its elements; `end`: the index past its last descendant.
+    Array {
+        len: u32,
+        end: u32,
+    },
+    /// Followed by key (a `String`), value, key, value...
+    Object {
+        len: u32,
+        end: u32,
+    },
+}
+
+thread_local! {
+    static BUFFER: Cell<Tape> = const { Cell::new(Tape::new()) };
+}
+
+impl Tape {
+    const fn new() -> Tape {
+        Tape { entries: Vec::new(), arena: String::new() }
+    }
+
+    /// Parses `input` (JSON text) into this tape; `false` where a `Value` of
+    /// it would not hold the same thing (see the module's note).
+    fn parse(&mut self, input: &str) -> bool {
+        self.entries.clear();
+        self.arena.clear();
+        // Offsets are u32: past 4 GiB the `Value` path takes over.
+        if u32::try_from(input.len()).is_err() {
+            return false;
+        }
+        // The scanner first (the common case, cheaper); where it gives up,
+        // serde_json's deserializer, which also decides what is not JSON.
+        if (Scan { tape: self, text: input, input: input.as_bytes(), pos: 0 }).document() == Some(()) {
+            return true;
+        }
+        self.entries.clear();
+        self.arena.clear();
+        let mut de = serde_json::Deserializer::from_str(input);
+        let built = (Builder { tape: self, input }).deserialize(&mut de).is_ok() && de.end().is_ok();
+        built && !self.entries.is_empty()
+    }
+
+    /// Runs `f` on the root of `input` parsed into this thread's buffer, or
+    /// returns `None` where the tape cannot stand for a `Value` of it.
+    pub(super) fn with<T>(input: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> Option<T> {
+        let mut tape = BUFFER.take();
+        let result = tape.parse(input).then(|| {
+            let doc = Doc { input, entries: &tape.entries, arena: &tape.arena };
+            f(TapeNode { doc: &doc, at: 0 })
+        });
+        BUFFER.set(tape);
+        result
+    }
+}
+
+/// A parsed document: the tape and the text it points into.
+pub struct Doc<'a> {
+    input: &'a str,
+    entries: &'a [Entry],
+    arena: &'a str,
+}
+
+impl<'a> Doc<'a> {
+    fn text(&self, text: Text) -> &'a str {
+        let source = if text.in_arena { self.arena } else { self.input };
+        let (start, len) = (text.start as usize, text.len as usize);
+        source.get(start..start + len).unwrap_or_default()
+    }
+
+    /// The index past the entry at `at` and its descendants.
+    fn skip(&self, at: usize) -> usize {
+        match self.entries.get(at) {
+            Some(Entry::Array { end, .. } | Entry::Object { end, .. }) => *end as usize,
+            _ => at + 1,
+        }
+    }
+
+    fn to_value(&self, at: usize) -> Value {
+        match self.entries.get(at) {
+            None | Some(Entry::Null) => Value::Null,
+            Some(Entry::Bool(b)) => Value::Bool(*b),
+            Some(Entry::Number(n)) => Value::Number(n.clone()),
+            Some(Entry::String(text)) => Value::String(self.text(*text).to_string()),
+            Some(Entry::Array { .. }) => {
+                Value::Array(Elements { doc: self, next: at + 1, left: self.len(at) }.map(TapeNode::value).collect())
+            }
+            Some(Entry::Object { .. }) => {
+                let members = Members { doc: self, next: at + 1, left: self.len(at) };
+                Value::Object(members.map(|(k, v)| (k.to_string(), v.value())).collect::<Map<_, _>>())
+            }
+        }
+    }
+
+    fn len(&self, at: usize) -> usize {
+        match self.entries.get(at) {
+            Some(Entry::Array { len, .. } | Entry::Object { len, .. }) => *len as usize,
+            _ => 0,
+        }
+    }
+}
+
+/// Nesting past which the scanner leaves the text to serde_json (whose own
+/// limit is 128).
+const SCAN_DEPTH: usize = 100;
+
+/// Fills a tape from JSON text in one pass: strings without escapes and
+/// integers that fit a `u64` are read here; escaped strings and every other
+/// number are read by serde_json, so they hold what a `Value` holds. Gives
+/// up (`None`) on anything unexpected: what is not JSON, nesting past
+/// [`SCAN_DEPTH`], a key twice in one object.
+struct Scan<'t, 'i> {
+    tape: &'t mut Tape,
+    text: &'i str,
+    input: &'i [u8],
+    pos: usize,
+}
+
+impl Scan<'_, '_> {
+    fn document(&mut self) -> Option<()> {
+        self.value(0)?;
+        self.skip_ws();
+        (self.pos == self.input.len()).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.input.get(self.pos).copied()
+    }
+
+    fn literal(&mut self, word: &[u8], entry: Entry) -> Option<()> {
+        let end = self.pos + word.len();
+        (self.input.get(self.pos..end)? == word).then_some(())?;
+        self.pos = end;
+        self.tape.entries.push(entry);
+        Some(())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b'"' => {
+                let text = self.string()?;
+                self.tape.entries.push(Entry::String(text));
+                Some(())
+            }
+            b't' => self.literal(b"true", Entry::Bool(true)),
+            b'f' => self.literal(b"false", Entry::Bool(false)),
+            b'n' => self.literal(b"null", Entry::Null),
+            _ => self.number(),
+        }
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let start = self.pos;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+        let text = self.input.get(start..self.pos)?;
+        let simple = match text {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.len() < 19 && rest.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        let number = if simple {
+            Number::from(text.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+        } else {
+            match serde_json::from_slice::<Value>(text).ok()? {
+                Value::Number(n) => n,
+                _ => return None,
+            }
+        };
+        self.tape.entries.push(Entry::Number(number));
+        Some(())
+    }
+
+    /// A string at `pos` (its opening quote).
+    fn string(&mut self) -> Option<Text> {
+        let start = self.pos + 1;
+        let rest = self.input.get(start..)?;
+        // Strings are short: a plain loop beats memchr's set-up.
+        let end = rest.iter().position(|b| matches!(b, b'"' | b'\\' | 0..0x20))?;
+        if rest[end] == b'"' {
+            self.pos = start + end + 1;
+            let (start, len) = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
+            return Some(Text { in_arena: false, start, len });
+        }
+        // Escapes (or a control character, which serde_json refuses): find
+        // the closing quote, let serde_json decode.
+        let mut i = start + end;
+        loop {
+            match self.input.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        let decoded: String = serde_json::from_slice(self.input.get(self.pos..=i)?).ok()?;
+        self.pos = i + 1;
+        let (at, len) = (u32::try_from(self.tape.arena.len()).ok()?, u32::try_from(decoded.len()).ok()?);
+        self.tape.arena.push_str(&decoded);
+        Some(Text { in_arena: true, start: at, len })
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > SCAN_DEPTH {
+            return None;
+        }
+        let at = self.tape.entries.len();
+        self.tape.entries.push(Entry::Array { len: 0, end: 0 });
+        self.pos += 1;
+        let mut count = 0;
+        if self.peek()? == b']' {
+            self.pos += 1;
+        } else {
+            loop {
+                self.value(depth)?;
+                count += 1;
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        close::<serde_json::Error>(self.tape, at, count).ok()
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > SCAN_DEPTH {
+            return None;
+        }
+        let at = self.tape.entries.len();
+        self.tape.entries.push(Entry::Object { len: 0, end: 0 });
+        self.pos += 1;
+        let mut count = 0;
+        let (mut seen, mut clash) = (0u128, false);
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                let source = if key.in_arena { self.tape.arena.as_bytes() } else { self.input };
+                let bit = 1u128 << key_filter(source.get(key.start as usize..(key.start + key.len) as usize)?);
+                clash |= seen & bit != 0;
+                seen |= bit;
+                self.tape.entries.push(Entry::String(key));
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.pos += 1;
+                self.value(depth)?;
+                count += 1;
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        close::<serde_json::Error>(self.tape, at, count).ok()?;
+        if clash {
+            let doc = Doc { input: self.text, entries: &self.tape.entries, arena: &self.tape.arena };
+            return (!has_duplicate_keys(&doc, at)).then_some(());
+        }
+        Some(())
+    }
+}
+
+/// Fills a tape from a `serde_json` deserializer.
+struct Builder<'t, 'i> {
+    tape: &'t mut Tape,
+    input: &'i str,
+}
+
+impl Builder<'_, '_> {
+    /// A string: borrowed when it lies in the input, else copied to the arena.
+    fn text(&mut self, s: &str, borrowed: bool) -> Result<Text, ()> {
+        let base = self.input.as_ptr() as usize;
+        let at = s.as_ptr() as usize;
+        if borrowed && at >= base && at + s.len() <= base + self.input.len() {
+            let start = u32::try_from(at - base).map_err(|_| ())?;
+            let len = u32::try_from(s.len()).map_err(|_| ())?;
+            return Ok(Text { in_arena: false, start, len });
+        }
+        let start = u32::try_from(self.tape.arena.len()).map_err(|_| ())?;
+        let len = u32::try_from(s.len()).map_err(|_| ())?;
+        self.tape.arena.push_str(s);
+        Ok(Text { in_arena: true, start, len })
+    }
+
+    fn string<E: de::Error>(&mut self, s: &str, borrowed: bool) -> Result<(), E> {
+        let text = self.text(s, borrowed).map_err(|()| E::custom("string offset past u32"))?;
+        self.tape.entries.push(Entry::String(text));
+        Ok(())
+    }
+
+    fn reborrow(&mut self) -> Builder<'_, '_> {
+        Builder { tape: self.tape, input: self.input }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Builder<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// Counts and closes a container opened at `at`.
+fn close<E: de::Error>(tape: &mut Tape, at: usize, count: usize) -> Result<(), E> {
+    let len = u32::try_from(count).map_err(|_| E::custom("too many members"))?;
+    let end = u32::try_from(tape.entries.len()).map_err(|_| E::custom("too many entries"))?;
+    match tape.entries.get_mut(at) {
+        Some(Entry::Array { len: l, end: e } | Entry::Object { len: l, end: e }) => {
+            (*l, *e) = (len, end);
+            Ok(())
+        }
+        _ => Err(E::custom("no container here")),
+    }
+}
+
+impl<'de> Visitor<'de> for Builder<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.tape.entries.push(Entry::Bool(v));
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.tape.entries.push(Entry::Number(v.into()));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.tape.entries.push(Entry::Number(v.into()));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        // As `Value`'s own visitor: a float that is no JSON number is `null`.
+        self.tape.entries.push(Number::from_f64(v).map_or(Entry::Null, Entry::Number));
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.string(v, false)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
+        self.string(v, true)
+    }
+
+    fn visit_string<E: de::Error>(mut self, v: String) -> Result<(), E> {
+        self.string(&v, false)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.tape.entries.push(Entry::Null);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let at = self.tape.entries.len();
+        self.tape.entries.push(Entry::Array { len: 0, end: 0 });
+        let mut count = 0;
+        while seq.next_element_seed(self.reborrow())?.is_some() {
+            count += 1;
+        }
+        close(self.tape, at, count)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let at = self.tape.entries.len();
+        self.tape.entries.push(Entry::Object { len: 0, end: 0 });
+        let mut count = 0;
+        // A cheap filter of the keys seen (length, first and last byte):
+        // only an object where two keys fall on one bit is compared key by key.
+        let (mut seen, mut clash) = (0u128, false);
+        while map.next_key_seed(Key(self.reborrow()))?.is_some() {
+            if let Some(Entry::String(text)) = self.tape.entries.last() {
+                let source = if text.in_arena { self.tape.arena.as_bytes() } else { self.input.as_bytes() };
+                let key = source.get(text.start as usize..(text.start + text.len) as usize).unwrap_or_default();
+                let bit = 1u128 << key_filter(key);
+                clash |= seen & bit != 0;
+                seen |= bit;
+            }
+            map.next_value_seed(self.reborrow())?;
+            count += 1;
+        }
+        close::<A::Error>(self.tape, at, count)?;
+        let doc = Doc { input: self.input, entries: &self.tape.entries, arena: &self.tape.arena };
+        if clash && has_duplicate_keys(&doc, at) {
+            return Err(de::Error::custom("a key twice in one object"));
+        }
+        Ok(())
+    }
+}
+
+/// A key's bit (0..128) in the filter of the keys of one object: equal keys
+/// fall on the same bit.
+fn key_filter(key: &[u8]) -> u32 {
+    let first = u64::from(key.first().copied().unwrap_or(0));
+    let last = u64::from(key.last().copied().unwrap_or(0));
+    let mixed = (key.len() as u64 | first << 32 | last << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 57) as u32
+}
+
+/// Whether the object at `at` has a key twice.
+fn has_duplicate_keys(doc: &Doc<'_>, at: usize) -> bool {
+    let members = || Members { doc, next: at + 1, left: doc.len(at) };
+    if doc.len(at) <= 16 {
+        let keys: smallvec::SmallVec<[&str; 16]> = members().map(|(k, _)| k).collect();
+        return keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+    }
+    let mut keys: Vec<&str> = members().map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+/// An object's key: a string, asked for as such (so that `serde_json` lends
+/// it from the input when it has no escapes).
+struct Key<'t, 'i>(Builder<'t, 'i>);
+
+impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self.0)
+    }
+}
+
+/// The tape's representation for the validator.
+impl Json for Tape {
+    type Node<'a> = TapeNode<'a>;
+    type PreparedKey = String;
+    type StringBuffer = Tape;
+
+    // Object lookups scan the members, as a members pass does.
+    const KEYS_PER_LOOKUP: usize = 1;
+    const ACYCLIC: bool = true;
+
+    fn prepare_key(key: &str) -> String {
+        key.to_owned()
+    }
+
+    fn with_string_node<T>(buffer: &mut Tape, string: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> T {
+        buffer.entries.clear();
+        buffer.arena.clear();
+        buffer.arena.push_str(string);
+        let len = u32::try_from(string.len()).unwrap_or(u32::MAX);
+        buffer.entries.push(Entry::String(Text { in_arena: true, start: 0, len }));
+        let doc = Doc { input: "", entries: &buffer.entries, arena: &buffer.arena };
+        f(TapeNode { doc: &doc, at: 0 })
+    }
+}
+
+impl Default for Tape {
+    fn default() -> Tape {
+        Tape::new()
+    }
+}
+
+/// One value of a parsed document.
+#[derive(Clone, Copy)]
+pub struct TapeNode<'a> {
+    doc: &'a Doc<'a>,
+    at: usize,
+}
+
+impl<'a> TapeNode<'a> {
+    fn entry(&self) -> Option<&'a Entry> {
+        self.doc.entries.get(self.at)
+    }
+
+    fn value(self) -> Value {
+        self.doc.to_value(self.at)
+    }
+}
+
+impl<'a> Node<'a, Tape> for TapeNode<'a> {
+    type Object = TapeObject<'a>;
+    type Array = TapeArray<'a>;
+    type Number = &'a Number;
+
+    fn as_object(&self) -> Option<TapeObject<'a>> {
+        matches!(self.entry(), Some(Entry::Object { .. })).then_some(TapeObject(*self))
+    }
+
+    fn as_array(&self) -> Option<TapeArray<'a>> {
+        matches!(self.entry(), Some(Entry::Array { .. })).then_some(TapeArray(*self))
+    }
+
+    fn as_string(&self) -> Option<Cow<'a, str>> {
+        match self.entry() {
+            Some(Entry::String(text)) => Some(Cow::Borrowed(self.doc.text(*text))),
+            _ => None,
+        }
+    }
+
+    fn as_number(&self) -> Option<&'a Number> {
+        match self.entry() {
+            Some(Entry::Number(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn as_boolean(&self) -> Option<bool> {
+        match self.entry() {
+            Some(Entry::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self.entry(), Some(Entry::Null))
+    }
+
+    fn json_type(&self) -> JsonType {
+        match self.entry() {
+            None | Some(Entry::Null) => JsonType::Null,
+            Some(Entry::Bool(_)) => JsonType::Boolean,
+            Some(Entry::Number(_)) => JsonType::Number,
+            Some(Entry::String(_)) => JsonType::String,
+            Some(Entry::Array { .. }) => JsonType::Array,
+            Some(Entry::Object { .. }) => JsonType::Object,
+        }
+    }
+
+    /// `const` and `enum`: scalars compared in place, as `cmp::equal` compares
+    /// them; containers through a `Value`.
+    fn equals_value(&self, expected: &Value) -> bool {
+        match (self.entry(), expected) {
+            (Some(Entry::String(text)), Value::String(s)) => self.doc.text(*text) == s,
+            (Some(Entry::Bool(b)), Value::Bool(e)) => b == e,
+            (Some(Entry::Null), Value::Null) => true,
+            (Some(Entry::Number(n)), Value::Number(e)) => cmp::equal_numbers(&n, e),
+            (Some(Entry::Array { .. }), Value::Array(_)) | (Some(Entry::Object { .. }), Value::Object(_)) => {
+                cmp::equal(&self.value(), expected)
+            }
+            _ => false,
+        }
+    }
+
+    fn to_value(&self) -> Cow<'a, Value> {
+        Cow::Owned(self.value())
+    }
+
+    fn identity(&self) -> Option<NodeIdentity> {
+        Some(NodeIdentity::tagged(std::ptr::from_ref(self.doc) as usize, u32::try_from(self.at).unwrap_or(u32::MAX)))
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct TapeObject<'a>(TapeNode<'a>);
+
+#[derive(Clone, Copy)]
+pub struct TapeArray<'a>(TapeNode<'a>);
+
+pub struct Members<'a> {
+    doc: &'a Doc<'a>,
+    next: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a str, TapeNode<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let name = match self.doc.entries.get(self.next) {
+            Some(Entry::String(text)) => self.doc.text(*text),
+            _ => "",
+        };
+        let value = TapeNode { doc: self.doc, at: self.next + 1 };
+        self.next = self.doc.skip(self.next + 1);
+        Some((name, value))
+    }
+}
+
+pub struct Elements<'a> {
+    doc: &'a Doc<'a>,
+    next: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = TapeNode<'a>;
+
+    fn next(&mut self) -> Option<TapeNode<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let node = TapeNode { doc: self.doc, at: self.next };
+        self.next = self.doc.skip(self.next);
+        Some(node)
+    }
+}
+
+impl<'a> Object<'a, Tape> for TapeObject<'a> {
+    type Node = TapeNode<'a>;
+    type MemberName = &'a str;
+    type MembersIter = Members<'a>;
+
+    fn len(&self) -> usize {
+        self.0.doc.len(self.0.at)
+    }
+
+    fn get(&self, key: &String) -> Option<TapeNode<'a>> {
+        self.members().find(|(name, _)| *name == key).map(|(_, value)| value)
+    }
+
+    fn members(&self) -> Members<'a> {
+        Members { doc: self.0.doc, next: self.0.at + 1, left: self.len() }
+    }
+}
+
+impl<'a> Array<'a, Tape> for TapeArray<'a> {
+    type Node = TapeNode<'a>;
+    type ElementsIter = Elements<'a>;
+
+    fn len(&self) -> usize {
+        self.0.doc.len(self.0.at)
+    }
+
+    fn elements(&self) -> Elements<'a> {
+        Elements { doc: self.0.doc, next: self.0.at + 1, left: self.len() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Schemas that use most keywords, each compiled for both representations.
+    fn schemas() -> Vec<(jsonschema::Validator, jsonschema::Validator<Tape>)> {
+        let bench: Value = serde_json::from_str(include_str!("../../../bench/schemas/com.example.order.json")).unwrap();
+        let others = [
+            json!({"type": "object", "required": ["a"], "properties": {"a": {"type": "integer", "minimum": 1},
+                "b": {"type": "array", "items": {"$ref": "#/$defs/x"}, "uniqueItems": true}},
+                "$defs": {"x": {"type": ["string", "number"], "maxLength": 3, "multipleOf": 0.5}}}),
+            json!({"additionalProperties": false, "patternProperties": {"^[a-c]$": {"not": {"type": "null"}}},
+                "minProperties": 1, "maxProperties": 3, "propertyNames": {"pattern": "^[a-e]$"}}),
+            json!({"enum": [1, "a\u{e9}", null, [1, {"a": 2.0}], {"a": [true]}]}),
+            json!({"const": {"a": 1, "b": [1, 2]}}),
+            json!({"oneOf": [{"type": "array", "contains": {"const": 2}, "minContains": 2}, {"type": "string",
+                "format": "email"}, {"type": "object", "dependentRequired": {"a": ["b"]}}]}),
+            json!({"type": "array", "prefixItems": [{"type": "boolean"}], "items": {"type": "integer"},
+                "minItems": 1, "maxItems": 4}),
+            json!({"type": "string", "minLength": 2, "pattern": "\\d", "format": "date-time"}),
+        ];
+        std::iter::once(bench)
+            .chain(others)
+            .map(|schema| {
+                let slow = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+                let fast = jsonschema::options_for::<Tape>().should_validate_formats(true).build(&schema).unwrap();
+                (slow, fast)
+            })
+            .collect()
+    }
+
+    /// The tape's verdict and the `Value` of the text (`None`: no tape).
+    fn both(text: &str) -> Option<Value> {
+        Tape::with(text, |node| node.value())
+    }
+
+    /// What the scanner alone reads (`None`: it gives up).
+    fn scanned(text: &str) -> Option<Value> {
+        let mut tape = Tape::new();
+        (Scan { tape: &mut tape, text, input: text.as_bytes(), pos: 0 }).document()?;
+        let doc = Doc { input: text, entries: &tape.entries, arena: &tape.arena };
+        Some(doc.to_value(0))
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-5i64..5).prop_map(|n| json!(n)),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            prop_oneof![Just(0.5), Just(-1.0), Just(2.0), Just(1e300), any::<f64>()]
+                .prop_map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-e]{0,4}".prop_map(Value::String),
+            "\\PC{0,6}".prop_map(Value::String),
+            Just(json!("ada@example.com")),
+            Just(json!("2026-11-29T06:00:00Z")),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-e]|order_id|customer|email|\\PC{0,3}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// On any `data`, the tape holds the `Value` serde_json reads, and
+        /// every schema gives the same verdict on both.
+        #[test]
+        fn the_tape_holds_the_value_and_gets_its_verdict(value in any_json(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+            let read: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(both(&text), Some(read.clone()));
+            prop_assert_eq!(scanned(&text), Some(read.clone()));
+            for (slow, fast) in schemas() {
+                prop_assert_eq!(Tape::with(&text, |node| fast.is_valid(node)), Some(slow.is_valid(&read)), "{}", text);
+            }
+        }
+    }
+
+    /// Data near each schema's edge: every schema meets valid and invalid
+    /// data here, and the tape gives the `Value`'s verdict on each.
+    #[test]
+    fn hand_picked_data_gets_the_same_verdict() {
+        let order = include_str!("../../../bench/schemas/com.example.order.data").trim();
+        let data = [
+            order.to_string(),
+            order.replace("\"EUR\"", "\"CHF\""),
+            order.replace("\"DE\"", "\"de\""),
+            order.replace("ada@example.com", "ada@@example"),
+            order.replace("\"coupon\":null", "\"coupon\":\"\\u0058\""),
+            order.replace("\"items\":3", "\"items\":3.0"),
+            order.replace("\"items\":3", "\"items\":0"),
+            order.replace("\"paid\":true", "\"paid\":true,\"extra\":1"),
+            order.replace("2026-11-29T06:00:00Z", "2026-11-29"),
+            r#"{"a":1,"b":[0.5,"ab",1.5]}"#.into(),
+            r#"{"a":1,"b":[0.5,0.5]}"#.into(),
+            r#"{"a":0}"#.into(),
+            r#"{"a":2,"b":["abcd"]}"#.into(),
+            r#"{"a":1,"c":2}"#.into(),
+            r#"{"a":null}"#.into(),
+            r#"{"f":1}"#.into(),
+            r#"{}"#.into(),
+            r#"[1,{"a":2}]"#.into(),
+            r#"[1.0,{"a":2.0}]"#.into(),
+            r#"[1,{"a":2,"b":3}]"#.into(),
+            r#""a\u00e9""#.into(),
+            r#"{"a":1.0,"b":[1,2.0]}"#.into(),
+            r#"{"b":[1,2],"a":1,"c":0}"#.into(),
+            r#"[2,2,3]"#.into(),
+            r#"[2,3]"#.into(),
+            r#""x@example.com""#.into(),
+            r#"{"a":1,"b":2}"#.into(),
+            r#"{"a":1}"#.into(),
+            r#"[true,1,2]"#.into(),
+            r#"[true,1,2,3,4]"#.into(),
+            r#"[1]"#.into(),
+            r#"[]"#.into(),
+            r#""2026-11-29T06:00:00Z""#.into(),
+            r#""2026-11-29T06:00:00""#.into(),
+            r#"1"#.into(),
+            r#"null"#.into(),
+        ];
+        let mut seen = Vec::new();
+        for (slow, fast) in schemas() {
+            let mut verdicts = Vec::new();
+            for text in &data {
+                let read: Value = serde_json::from_str(text).unwrap();
+                let verdict = slow.is_valid(&read);
+                assert_eq!(Tape::with(text, |node| fast.is_valid(node)), Some(verdict), "{text}");
+                verdicts.push(verdict);
+            }
+            seen.push((verdicts.contains(&true), verdicts.contains(&false)));
+        }
+        assert!(seen.iter().all(|s| *s == (true, true)), "{seen:?}");
+    }
+
+    #[test]
+    fn escapes_are_decoded_and_compared_decoded() {
+        let text = r#"{"a\u0062":"x\ny\"\u00e9\ud83e\udd80","e":"ada\u0040example.com"}"#;
+        assert_eq!(both(text), Some(json!({"ab": "x\ny\"é🦀", "e": "ada@example.com"})));
+        assert_eq!(scanned(text), both(text));
+        let schema = json!({"required": ["ab"], "properties": {"ab": {"const": "x\ny\"é🦀"},
+            "e": {"format": "email", "enum": ["ada@example.com"]}}});
+        let fast = jsonschema::options_for::<Tape>().should_validate_formats(true).build(&schema).unwrap();
+        assert_eq!(Tape::with(text, |node| fast.is_valid(node)), Some(true));
+        assert_eq!(Tape::with(r#"{"ab":"x\ny\"\u00e9\ud83e\udd80","e":"ada"}"#, |n| fast.is_valid(n)), Some(false));
+    }
+
+    #[test]
+    fn numbers_are_the_ones_serde_json_reads() {
+        for text in [
+            "0",
+            "-0",
+            "-0.0",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e2",
+            "1.5E-3",
+            "[1.0, -1, 2.5e10]",
+            "0.30000000000000004",
+        ] {
+            let read: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(scanned(text), Some(read.clone()), "{text}");
+            assert_eq!(both(text), Some(read), "{text}");
+        }
+    }
+
+    #[test]
+    fn what_a_tape_cannot_stand_for_is_left_to_the_value() {
+        // A `Value` keeps the last of two equal keys; a number past f64 is
+        // refused: no tape in either case, the caller takes the `Value` path.
+        assert_eq!(both(r#"{"a":1,"b":{"c":1,"c":2}}"#), None);
+        let many: Vec<String> = (0..20).map(|i| format!("\"k{}\":{i}", i % 19)).collect();
+        assert_eq!(both(&format!("{{{}}}", many.join(","))), None);
+        let distinct: Vec<String> = (0..20).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(both(&format!("{{{}}}", distinct.join(","))).is_some());
+        assert_eq!(both("1e400"), None);
+        assert_eq!(both(&format!("{}1{}", "[".repeat(200), "]".repeat(200))), None);
+        assert_eq!(both("{} x"), None);
+        // The scanner gives up on what is not JSON; serde_json then refuses it too.
+        for text in
+            ["", "[1,]", "{\"a\" 1}", "01", "1.", "-", "+1", "tru", "\"a\u{1}\"", "\"\\x\"", "[1 2]", "{\"a\":1,}"]
+        {
+            assert_eq!(scanned(text), None, "{text:?}");
+            assert_eq!(both(text), None, "{text:?}");
+        }
+        assert_eq!(scanned(r#"{"a":1,"a":1}"#), None);
+    }
+
+    #[test]
+    fn the_buffer_is_reused_and_left_in_place() {
+        assert_eq!(both(r#"{"a":[1,2,{"b":"c"}],"d":"\u0065"}"#), Some(json!({"a": [1, 2, {"b": "c"}], "d": "e"})));
+        assert_eq!(both("[]"), Some(json!([])));
+        assert_eq!(both(r#""\u0066""#), Some(json!("f")));
+        // A nested call (a format checker validating on this thread) gets a fresh tape.
+        let inner = Tape::with("[1]", |outer| (outer.value(), both("{\"x\":2}")));
+        assert_eq!(inner, Some((json!([1]), Some(json!({"x": 2})))));
+    }
+}
