@@ -54,8 +54,11 @@ impl Schemas {
         match SchemaSet::load(&loaded.dir) {
             Ok(set) => {
                 let set = set.with_unknown_types(loaded.unknown);
-                tracing::info!(schemas = set.len(), "SIGHUP: schemas reloaded from {}", loaded.dir.display());
+                // In use first, then said: a reader of the log never sees
+                // "reloaded" while the old set still answers.
+                let n = set.len();
                 loaded.current.store(Arc::new(set));
+                tracing::info!(schemas = n, "SIGHUP: schemas reloaded from {}", loaded.dir.display());
             }
             Err(e) => tracing::error!("SIGHUP: {e}; keeping the schemas in use"),
         }

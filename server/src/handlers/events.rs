@@ -41,30 +41,41 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     let events = match parse_body(&req.headers, &body, &app.parse_limits) {
         Ok(events) => events,
         Err(e) => {
+            // Kept only while the token is within its quota (one unit per
+            // refused request), so a sender over its quota cannot fill the
+            // rejected log.
             if let ParseError::Invalid(errors) = &e {
-                rejected::keep_invalid(app, req, &body, principal, errors);
+                if principal.try_take(1).is_ok() {
+                    rejected::keep_invalid(app, req, &body, principal, errors);
+                }
             }
             return app.reject(e.to_problem());
         }
     };
-    // The schemas (`--schemas`): a request with any refused event is
-    // refused whole; events of `warn` types are counted once stored.
-    let warned = match check_schemas(app, req, &body, &events) {
-        Ok(warned) => warned,
-        Err(refused) => {
-            rejected::keep_schema_refusals(app, req, &body, principal, &events, &refused);
-            return app.reject(refused.to_problem());
-        }
-    };
     let token = principal.name();
-    // Sources, then the quota: a batch refused for its sources takes
-    // nothing from the quota, and nothing of a refused batch is stored.
+    // Sources, then the quota, then the schemas: a batch refused for its
+    // sources takes nothing from the quota; one refused by a schema has
+    // taken it (validation is work done for the sender); nothing of a
+    // refused batch is stored, and a request refused before the schemas
+    // never reaches them or the rejected log.
     if let Err(denied) = admit(req, &body, principal, &events) {
         if let Some(token) = token {
             app.stats.record_token_refused(token, events.len());
         }
         return app.deny(&denied);
     }
+    // The schemas (`--schemas`): a request with any refused event is
+    // refused whole; events of `warn` types are counted once stored.
+    let warned = match check_schemas(app, req, &body, &events) {
+        Ok(warned) => warned,
+        Err(refused) => {
+            if let Some(token) = token {
+                app.stats.record_token_refused(token, events.len());
+            }
+            rejected::keep_schema_refusals(app, req, &body, principal, &events, &refused);
+            return app.reject(refused.to_problem());
+        }
+    };
     let appended = match app.store.append(&events, token.map(|t| &**t)).await {
         Ok(appended) => appended,
         Err(e) => {

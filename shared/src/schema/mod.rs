@@ -127,6 +127,8 @@ pub struct Verdict {
     /// Events accepted although their `data` failed (types in `warn`
     /// mode): their types, one entry per event.
     pub warned: Vec<String>,
+    /// Errors found past [`MAX_ERRORS`] and only counted, never built.
+    pub cut: usize,
 }
 
 impl Verdict {
@@ -134,10 +136,15 @@ impl Verdict {
         !self.refused.is_empty()
     }
 
+    /// Errors found in the request: those kept plus those only counted.
+    pub fn total_errors(&self) -> usize {
+        self.refused.iter().map(|r| r.errors.len()).sum::<usize>() + self.cut
+    }
+
     /// The errors of every refused event, in request order, capped at
     /// [`MAX_ERRORS`]; past the cap a last entry says how many were cut.
     pub fn errors(&self) -> Vec<FieldError> {
-        let total: usize = self.refused.iter().map(|r| r.errors.len()).sum();
+        let total = self.total_errors();
         let mut errors: Vec<FieldError> =
             self.refused.iter().flat_map(|r| r.errors.iter().cloned()).take(MAX_ERRORS).collect();
         if total > MAX_ERRORS {
@@ -154,7 +161,7 @@ impl Verdict {
 
     /// The `422` answering a refused request.
     pub fn to_problem(&self) -> Problem {
-        let total: usize = self.refused.iter().map(|r| r.errors.len()).sum();
+        let total = self.total_errors();
         let detail = format!(
             "{} of the request's events failed schema validation ({total} error(s)); nothing of this request was stored",
             self.refused.len()
@@ -197,11 +204,17 @@ impl SchemaSet {
     /// Validates the events of one request, parsed from a body laid out as
     /// `layout` says. Each event's `data` is parsed only when its type has
     /// a schema whose mode is not `off`.
+    ///
+    /// Memory is bounded while validating, not after: at most
+    /// [`MAX_ERRORS`] errors of the request are built (each failing event
+    /// keeps at least its first, so every refused event says why); the
+    /// rest are only counted (`Verdict::cut`).
     pub fn check(&self, events: &[Event], layout: &Layout<'_>) -> Verdict {
         let mut verdict = Verdict::default();
+        let mut budget = Budget { left: MAX_ERRORS, cut: 0 };
         for (index, event) in events.iter().enumerate() {
             let mut errors = Vec::new();
-            let warned = self.check_event(event, &At { layout, index }, &mut errors);
+            let warned = self.check_event(event, &At { layout, index }, &mut errors, &mut budget);
             if warned {
                 verdict.warned.push(event.ty.to_string());
             }
@@ -209,12 +222,14 @@ impl SchemaSet {
                 verdict.refused.push(Refusal { index, ty: event.ty.to_string(), errors });
             }
         }
+        verdict.cut = budget.cut;
         verdict
     }
 
     /// Errors that refuse the event go to `errors`; returns whether the
-    /// event's `data` failed a schema in `warn` mode.
-    fn check_event(&self, event: &Event, at: &At, errors: &mut Vec<FieldError>) -> bool {
+    /// event's `data` failed a schema in `warn` mode (decided without
+    /// building any error: they would be thrown away).
+    fn check_event(&self, event: &Event, at: &At, errors: &mut Vec<FieldError>, budget: &mut Budget) -> bool {
         let schema = self.by_type.get(&*event.ty);
         if let Some(uri) = &event.dataschema {
             match (self.by_id.get(uri.trim_end_matches('#')), schema) {
@@ -235,24 +250,43 @@ impl SchemaSet {
         if schema.mode == Mode::Off {
             return false;
         }
-        let mut found = Vec::new();
-        validate_data(schema, event, at, &mut found);
-        if found.is_empty() {
-            return false;
-        }
         match schema.mode {
-            Mode::Warn => true,
+            Mode::Warn => {
+                let mut found = Vec::new();
+                validate_data(schema, event, at, &mut found, &mut Budget { left: 0, cut: 0 });
+                !found.is_empty()
+            }
             _ => {
-                errors.append(&mut found);
+                validate_data(schema, event, at, errors, budget);
                 false
             }
         }
     }
 }
 
+/// How many more errors of the request may be built, and how many were
+/// found past that and only counted.
+struct Budget {
+    left: usize,
+    cut: usize,
+}
+
+impl Budget {
+    /// Keeps `error` if the budget allows, or if it is the event's first;
+    /// else counts it.
+    fn offer(&mut self, errors: &mut Vec<FieldError>, first_of_event: bool, error: impl FnOnce() -> FieldError) {
+        if self.left > 0 || first_of_event {
+            errors.push(error());
+            self.left = self.left.saturating_sub(1);
+        } else {
+            self.cut += 1;
+        }
+    }
+}
+
 /// Validates `data` (absent: `null`) against the schema; a non-JSON
 /// `datacontenttype` or `data_base64` cannot be validated and is an error.
-fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<FieldError>) {
+fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<FieldError>, budget: &mut Budget) {
     if let Some(ct) = event.datacontenttype.as_deref().filter(|ct| !is_json_media_type(ct)) {
         errors.push(at.attribute(
             "datacontenttype",
@@ -290,9 +324,12 @@ fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<Field
     if schema.validator.is_valid(&value) {
         return;
     }
+    let before = errors.len();
     for error in schema.validator.iter_errors(&value) {
-        let keyword = error.kind().keyword().to_string();
-        errors.push(at.data(error.instance_path().as_str(), Some(&keyword), cut(error.to_string())));
+        budget.offer(errors, errors.len() == before, || {
+            let keyword = error.kind().keyword().to_string();
+            at.data(error.instance_path().as_str(), Some(&keyword), cut(error.to_string()))
+        });
     }
 }
 

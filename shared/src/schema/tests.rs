@@ -104,7 +104,7 @@ fn warn_accepts_and_counts_off_skips() {
         set(&[("com.example.order.json", ORDER), ("other.json", r#"{"required": ["x"]}"#), ("index.toml", index)]);
     assert_eq!(set.get("com.example.order").unwrap().mode, Mode::Warn);
     let bad = r#"{"specversion":"1.0","id":"1","source":"/s","type":"com.example.order","data":{}}"#;
-    assert_eq!(one(&set, bad), Verdict { refused: vec![], warned: vec!["com.example.order".into()] });
+    assert_eq!(one(&set, bad), Verdict { refused: vec![], warned: vec!["com.example.order".into()], cut: 0 });
     let off = r#"{"specversion":"1.0","id":"1","source":"/s","type":"other","data":{}}"#;
     assert_eq!(one(&set, off), Verdict::default());
 }
@@ -167,6 +167,27 @@ fn errors_are_capped_with_a_last_entry_saying_how_many_were_cut() {
     let items = vec!["\"x\""; MAX_ERRORS].join(",");
     let json = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[{items}]}}"#);
     assert_eq!(one(&set, &json).errors().len(), MAX_ERRORS);
+}
+
+/// The cap bounds what is built while validating, not only what is sent:
+/// 50,000 violations keep 100 errors in memory and count the rest; a later
+/// failing event still keeps its first error, so every refused event says why.
+#[test]
+fn errors_past_the_cap_are_counted_not_built() {
+    let set = set(&[("t.json", r#"{"type": "array", "items": {"type": "integer"}}"#)]);
+    let items = vec!["\"x\""; 50_000].join(",");
+    let first = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[{items}]}}"#);
+    let second = r#"{"specversion":"1.0","id":"2","source":"/s","type":"t","data":["y"]}"#;
+    let body = format!("[{first},{second}]");
+    let events = crate::event::parse_array(body.as_bytes(), &ParseLimits::default()).unwrap();
+    let verdict = set.check(&events, &Layout::of(crate::event::BodyKind::Batch, body.as_bytes()));
+    let kept: Vec<usize> = verdict.refused.iter().map(|r| r.errors.len()).collect();
+    assert_eq!(kept, [MAX_ERRORS, 1]);
+    assert_eq!(verdict.cut, 50_000 - MAX_ERRORS);
+    assert_eq!(verdict.total_errors(), 50_001);
+    let errors = verdict.errors();
+    assert_eq!(errors.len(), MAX_ERRORS + 1);
+    assert_eq!(errors[MAX_ERRORS].detail, "49901 more error(s) not listed; at most 100 are");
 }
 
 #[test]
