@@ -169,6 +169,27 @@ fn filters_by_type_source_and_token() {
     assert!(bad.body().contains("urn:inlet:problem:invalid-query"));
 }
 
+/// Raw CR and LF between JSON tokens are stored verbatim; the stream turns
+/// each into a space, so every event is exactly one `data:` line that any
+/// SSE reader (which ends a line at a bare CR too) gets whole.
+#[test]
+fn raw_line_breaks_in_stored_json_become_spaces_in_one_data_line() {
+    let s = Server::start(&[]);
+    let event =
+        "{\"specversion\":\"1.0\",\r\"id\":\"cr\",\n\"source\":\"/t\",\r\n\"type\":\"t.a\",\"data\":{\"a\":\r1}}";
+    let res = s.post("/events", "application/json", event);
+    assert_eq!(res.status, 202, "{}", String::from_utf8_lossy(&res.body));
+    let stored = items(&s, "after=0");
+    assert_eq!(stored[0]["event"]["data"]["a"], 1);
+    let mut sse = SseStream::open(s.addr, "/events/stream", &[]);
+    let (id, kind, data) = sse.next_event().expect("the event");
+    assert_eq!((id, kind), (Some(1), None));
+    assert!(!data.contains(['\r', '\n']), "one data line, no line break left: {data:?}");
+    let item: serde_json::Value = serde_json::from_str(&data).expect("data is JSON");
+    assert_eq!(item, stored[0], "the same item as GET /events");
+    assert!(data.ends_with(r#""data":{"a": 1}}}"#), "the break is one space: {data:?}");
+}
+
 #[test]
 fn a_comment_keeps_an_idle_stream_alive() {
     let s = Server::start(&["--stream-keepalive", "100ms"]);

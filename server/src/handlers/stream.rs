@@ -276,14 +276,18 @@ fn encode(events: &[StoredEvent]) -> Bytes {
         out.put_u8(b'\n');
         item.clear();
         put_item(&mut item, e);
-        // JSON holds a line break only as whitespace between tokens: each
-        // line goes in its own `data:` field, which SSE joins with `\n`.
-        for line in item.split(|b| *b == b'\n') {
-            out.put_slice(b"data: ");
-            out.put_slice(line.strip_suffix(b"\r").unwrap_or(line));
-            out.put_u8(b'\n');
+        // JSON holds a raw CR or LF only as whitespace between tokens (a
+        // string cannot): each becomes a space, so the event is one `data:`
+        // line. SSE readers end a line at a bare CR too: left in, it would
+        // cut the JSON for every reader.
+        for b in &mut item {
+            if matches!(*b, b'\r' | b'\n') {
+                *b = b' ';
+            }
         }
-        out.put_u8(b'\n');
+        out.put_slice(b"data: ");
+        out.put_slice(&item);
+        out.put_slice(b"\n\n");
     }
     out.freeze()
 }
@@ -322,16 +326,16 @@ mod tests {
     }
 
     #[test]
-    fn events_are_encoded_one_data_line_each_and_line_breaks_split() {
+    fn events_are_encoded_one_data_line_each_and_line_breaks_become_spaces() {
         let event = |seq, json: &'static str, token: Option<&str>| StoredEvent {
             seq,
             received_at: "2026-12-02T10:00:00Z".into(),
             json: Bytes::from_static(json.as_bytes()),
             token: token.map(Arc::from),
         };
-        let out = encode(&[event(7, r#"{"id":"1"}"#, None), event(8, "{\"id\":\r\n\"2\"}", Some("shop"))]);
+        let out = encode(&[event(7, r#"{"id":"1"}"#, None), event(8, "{\"id\":\r\n\"2\",\r\"a\":\n1}", Some("shop"))]);
         let expected = "id: 7\ndata: {\"seq\":7,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":null,\"event\":{\"id\":\"1\"}}\n\n\
-                        id: 8\ndata: {\"seq\":8,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":\"shop\",\"event\":{\"id\":\ndata: \"2\"}}\n\n";
+                        id: 8\ndata: {\"seq\":8,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":\"shop\",\"event\":{\"id\":  \"2\", \"a\": 1}}\n\n";
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 }
