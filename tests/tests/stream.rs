@@ -190,6 +190,69 @@ fn raw_line_breaks_in_stored_json_become_spaces_in_one_data_line() {
     assert!(data.ends_with(r#""data":{"a": 1}}}"#), "the break is one space: {data:?}");
 }
 
+/// A subscriber reads the store in pages of at most 256 KiB of event JSON
+/// (not `--max-page-bytes`, 4 MiB): each page is one chunk on the wire, so
+/// a 1.2 MiB replay arrives in chunks each under 256 KiB plus the SSE
+/// framing of its events.
+#[test]
+fn a_replay_is_read_in_small_pages() {
+    use std::io::Write;
+    const N: usize = 300;
+    let s = Server::start(&["--max-body", "8388608"]);
+    let pad = "x".repeat(4000);
+    for batch in 0..N / 50 {
+        let items: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    r#"{{"specversion":"1.0","id":"p{}","source":"/t","type":"t.p","data":{{"pad":"{pad}"}}}}"#,
+                    batch * 50 + i
+                )
+            })
+            .collect();
+        let res = s.post("/events", "application/json", format!("[{}]", items.join(",")));
+        assert_eq!(res.status, 202);
+    }
+    let mut conn = std::net::TcpStream::connect(s.addr).expect("connect");
+    conn.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    conn.write_all(b"GET /events/stream HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = conn.read(&mut buf).expect("the head");
+        assert!(n > 0, "closed before the head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    raw.drain(..head_end);
+    let (mut sizes, mut events) = (Vec::new(), 0);
+    while events < N {
+        // One complete chunk at the front of `raw`, or read more.
+        let chunk = raw.windows(2).position(|w| w == b"\r\n").and_then(|line| {
+            let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).ok()?, 16).ok()?;
+            (raw.len() >= line + 2 + size + 2).then_some((line, size))
+        });
+        match chunk {
+            Some((line, size)) => {
+                let text = String::from_utf8_lossy(&raw[line + 2..line + 2 + size]).into_owned();
+                events += text.matches("\nid: ").count() + usize::from(text.starts_with("id: "));
+                sizes.push(size);
+                raw.drain(..line + 4 + size);
+            }
+            None => {
+                let n = conn.read(&mut buf).expect("more of the stream");
+                assert!(n > 0, "closed after {events} events");
+                raw.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    assert_eq!(events, N);
+    // 64 events of 4,100-odd bytes fit 256 KiB: each chunk is one page of them.
+    assert!(sizes.len() >= 5, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 256 * 1024 + 64 * 200), "{sizes:?}");
+}
+
 #[test]
 fn a_comment_keeps_an_idle_stream_alive() {
     let s = Server::start(&["--stream-keepalive", "100ms"]);

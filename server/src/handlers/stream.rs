@@ -30,6 +30,11 @@ use crate::store::{Query, Store, StoredEvent};
 
 /// Events read from the store per page.
 const PAGE_EVENTS: usize = 1000;
+/// Bytes of event JSON a subscriber reads from the store per page (at least
+/// one event), when `--max-page-bytes` is not smaller. A subscriber holds
+/// about three pages (one being read or encoded, [`CHUNKS_IN_FLIGHT`]
+/// queued): with 4 MiB pages, 256 subscribers could hold gigabytes.
+const STREAM_PAGE_BYTES: usize = 256 * 1024;
 /// Chunks (each one page, or a keep-alive) waiting between a subscriber
 /// and its connection at most.
 const CHUNKS_IN_FLIGHT: usize = 2;
@@ -111,7 +116,13 @@ pub async fn stream(app: &App, req: &Request) -> Response {
     };
     let gauge = Gauge::open(app.stats.clone());
     let (tx, body) = BodyStream::channel(CHUNKS_IN_FLIGHT);
-    let subscriber = Subscriber { store: app.store.clone(), query, max_bytes: app.max_page_bytes, last_sent: None, tx };
+    let subscriber = Subscriber {
+        store: app.store.clone(),
+        query,
+        max_bytes: app.max_page_bytes.min(STREAM_PAGE_BYTES),
+        last_sent: None,
+        tx,
+    };
     tokio::spawn(subscriber.run(sub, gauge, start, app.stats.clone()));
     headers(Response::streamed(200, event_stream(), body))
 }
