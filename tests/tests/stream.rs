@@ -371,27 +371,11 @@ fn a_stalled_subscriber_is_dropped_and_the_others_go_on() {
     });
     rx.recv_timeout(PATIENCE).expect("the normal subscriber is open");
     // Large events fill the stalled connection's socket buffers quickly.
-    let pad = "x".repeat(16 * 1024);
-    let mut posted = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while s.stats()["stream"]["lagged"] != 1 {
-        assert!(Instant::now() < deadline, "the stalled subscriber was never cut off");
-        let batch: Vec<String> = (0..40)
-            .map(|i| {
-                format!(
-                    r#"{{"specversion":"1.0","id":"s{}","source":"/t","type":"t.s","data":{{"pad":"{pad}"}}}}"#,
-                    posted + i
-                )
-            })
-            .collect();
-        let res = s.post("/events", "application/json", format!("[{}]", batch.join(",")));
-        assert_eq!(res.status, 202, "ingest goes on");
-        posted += 40;
-    }
+    let mut posted = post_until_lagged(&s, 1);
     // Ingest goes on after it, too.
     post_batch(&s, 1_000_000..1_000_010, "t.after");
     posted += 10;
-    assert_eq!(s.stats()["stream"]["subscribers"], 1, "the stalled one's place is freed");
+    assert_eq!(s.stats()["stream"]["subscribers"], 2, "the stalled one holds its place until it is gone");
     let total = s.stats()["accepted"].as_u64().expect("accepted");
     assert_eq!(total, posted);
     total_tx.send(total).expect("the reader is there");
@@ -419,9 +403,71 @@ fn a_stalled_subscriber_is_dropped_and_the_others_go_on() {
         }
     }
     assert_eq!(stalled.read(), Err(SseEnd::Clean));
+    let deadline = Instant::now() + PATIENCE;
+    while s.stats()["stream"]["subscribers"] != 1 {
+        assert!(Instant::now() < deadline, "the stalled one's place was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let metrics = String::from_utf8_lossy(&s.get("/metrics").body).into_owned();
     assert!(metrics.contains("inlet_stream_lagged_total 1"), "{metrics}");
     assert!(metrics.contains("# TYPE inlet_stream_subscribers gauge"), "{metrics}");
+}
+
+/// Posts batches of 40 large events until `/stats` counts `lagged` lagged
+/// subscribers; returns how many were posted.
+fn post_until_lagged(s: &Server, lagged: u64) -> u64 {
+    let pad = "x".repeat(16 * 1024);
+    let mut posted = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s.stats()["stream"]["lagged"] != lagged {
+        assert!(Instant::now() < deadline, "the stalled subscriber was never cut off");
+        let batch: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    r#"{{"specversion":"1.0","id":"s{}","source":"/t","type":"t.s","data":{{"pad":"{pad}"}}}}"#,
+                    posted + i
+                )
+            })
+            .collect();
+        let res = s.post("/events", "application/json", format!("[{}]", batch.join(",")));
+        assert_eq!(res.status, 202, "ingest goes on");
+        posted += 40;
+    }
+    posted
+}
+
+/// A lagged subscriber keeps its place while `event: lagged` waits for its
+/// client: at `--max-subscribers`, a new one is refused until it is gone.
+#[test]
+fn a_lagged_subscriber_holds_its_place_until_it_is_gone() {
+    let s = Server::start(&["--max-subscribers", "1", "--stream-buffer-events", "50", "--max-body", "8388608"]);
+    let mut stalled = SseStream::open(s.addr, "/events/stream", &[]);
+    assert_eq!(stalled.status, 200);
+    post_until_lagged(&s, 1);
+    assert_eq!(s.stats()["stream"]["subscribers"], 1, "still held: its lagged event waits");
+    let refused = SseStream::open(s.addr, "/events/stream", &[]);
+    assert_eq!(refused.status, 503, "its place is not free yet");
+    // Read to its end: then the place is freed.
+    loop {
+        match stalled.read() {
+            Ok(SseEvent::Event { kind: Some(kind), .. }) => assert_eq!(kind, "lagged"),
+            Ok(_) => {}
+            Err(end) => {
+                assert_eq!(end, SseEnd::Clean);
+                break;
+            }
+        }
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let again = SseStream::open(s.addr, "/events/stream", &[]);
+        if again.status == 200 {
+            break;
+        }
+        assert_eq!(again.status, 503);
+        assert!(Instant::now() < deadline, "the place was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `inlet-client tail` against a live server: prints each new event's item

@@ -171,12 +171,13 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    /// Serves the stream while it holds its place `sub` (and `gauge`).
+    /// Serves the stream while it holds its place `sub` (and `gauge`): both
+    /// are held until the task ends, the wait to deliver `event: lagged`
+    /// included, so stalled clients never hold more than
+    /// `--max-subscribers` streams. A lagged client that reconnects at once
+    /// may get `503` until its old stream is gone.
     async fn run(mut self, mut sub: Subscription, gauge: Gauge, start: Start, stats: Arc<Stats>) {
         let stop = self.serve(&mut sub, start).await;
-        // The place is freed first: a lagged client may reconnect at once.
-        drop(sub);
-        drop(gauge);
         match stop {
             Stop::Lagged => {
                 stats.record_lagged();
@@ -194,6 +195,8 @@ impl Subscriber {
             // sees the stream fail rather than end.
             Stop::Failed | Stop::Gone => {}
         }
+        drop(sub);
+        drop(gauge);
     }
 
     async fn serve(&mut self, sub: &mut Subscription, start: Start) -> Stop {
