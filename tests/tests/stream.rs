@@ -147,6 +147,29 @@ fn last_event_id_wins_over_after_and_after_latest_starts_at_the_end() {
     assert_eq!(latest.take(1)[0].0, 5, "only what is stored after it opened");
 }
 
+/// A cursor above the last stored seq (e.g. a memory store restarted: seqs
+/// begin at 1 again) cannot name an event of this store: the stream says
+/// `: after 0` and replays every stored event, then goes on live, rather
+/// than waiting for a seq the store may reach much later.
+#[test]
+fn a_cursor_past_the_last_event_replays_from_the_start() {
+    let s = Server::start(&[]);
+    post_batch(&s, 1..=2, "t.a");
+    let mut resumed = SseStream::open(s.addr, "/events/stream", &["Last-Event-ID: 50"]);
+    assert_eq!(resumed.read(), Ok(SseEvent::Comment("after 0".into())), "it says where it starts");
+    let got: Vec<u64> = resumed.take(2).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, vec![1, 2]);
+    let mut by_after = SseStream::open(s.addr, "/events/stream?after=3", &[]);
+    assert_eq!(by_after.read(), Ok(SseEvent::Comment("after 0".into())));
+    assert_eq!(by_after.take(1)[0].0, 1);
+    post_one(&s, "e3", "t.a");
+    assert_eq!(resumed.take(1)[0].0, 3, "then live");
+    // At the head exactly, nothing is replayed and nothing announced.
+    let mut at_head = SseStream::open(s.addr, "/events/stream", &["Last-Event-ID: 3"]);
+    post_one(&s, "e4", "t.a");
+    assert_eq!(at_head.read().map(|e| matches!(e, SseEvent::Event { id: Some(4), .. })), Ok(true));
+}
+
 #[test]
 fn filters_by_type_source_and_token() {
     let s = Server::start(&[]);

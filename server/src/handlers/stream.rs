@@ -201,7 +201,22 @@ impl Subscriber {
 
     async fn serve(&mut self, sub: &mut Subscription, start: Start) -> Stop {
         self.query.after = match start {
-            Start::After(seq) => seq,
+            Start::After(0) => 0,
+            Start::After(seq) => match self.store.last_seq().await {
+                Ok(last) if seq <= last => seq,
+                // Past the last stored event: the cursor is from another
+                // generation of the store (a memory store restarted, seqs
+                // from 1 again), so every stored event is new to the client.
+                // Waiting for `seq` could take forever: replay from the start.
+                Ok(_) => match self.send(sub, Bytes::from_static(b": after 0\n\n")).await {
+                    Ok(()) => 0,
+                    Err(stop) => return stop,
+                },
+                Err(e) => {
+                    tracing::warn!(kind = ?e.kind(), "a stream could not start: {}", e.chain());
+                    return Stop::Failed;
+                }
+            },
             Start::Latest => match self.store.last_seq().await {
                 Ok(seq) => {
                     // Says where the stream starts, so that a client that
