@@ -58,6 +58,36 @@ fn wrong_method_is_405_with_allow() {
     }
 }
 
+/// The stream, the dashboard, `/rejected`, `/schemas` and `/readyz` take
+/// only `GET` and `HEAD`: any other method is `405` with `Allow`, and opens
+/// no stream.
+#[test]
+fn newer_routes_refuse_other_methods_with_405() {
+    let s = Server::start(&[]);
+    let other = Method::Other(bytes::Bytes::from_static(b"BREW"));
+    for (method, path) in [
+        (Method::Post, "/events/stream"),
+        (Method::Delete, "/events/stream"),
+        (other.clone(), "/events/stream"),
+        (Method::Post, "/"),
+        (Method::Put, "/"),
+        (Method::Delete, "/rejected"),
+        (Method::Post, "/schemas"),
+        (Method::Patch, "/readyz"),
+        (Method::Options, "/readyz"),
+        (other, "/schemas"),
+    ] {
+        let mut req = ClientRequest::get(path.to_string());
+        req.method = method.clone();
+        let res = s.request(req);
+        assert_eq!(res.status, 405, "{method:?} {path}");
+        assert_eq!(res.headers.get_str("allow"), Some("GET, HEAD"), "{method:?} {path}");
+        let body = json(&res);
+        assert_eq!(body["type"], "urn:inlet:problem:method-not-allowed", "{method:?} {path}");
+    }
+    assert_eq!(s.stats()["stream"]["subscribers"], 0, "no stream was opened");
+}
+
 #[test]
 fn echo_returns_body_and_content_type_unchanged() {
     let s = Server::start(&[]);

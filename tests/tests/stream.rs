@@ -147,6 +147,29 @@ fn last_event_id_wins_over_after_and_after_latest_starts_at_the_end() {
     assert_eq!(latest.take(1)[0].0, 5, "only what is stored after it opened");
 }
 
+/// A cursor above the last stored seq (e.g. a memory store restarted: seqs
+/// begin at 1 again) cannot name an event of this store: the stream says
+/// `: after 0` and replays every stored event, then goes on live, rather
+/// than waiting for a seq the store may reach much later.
+#[test]
+fn a_cursor_past_the_last_event_replays_from_the_start() {
+    let s = Server::start(&[]);
+    post_batch(&s, 1..=2, "t.a");
+    let mut resumed = SseStream::open(s.addr, "/events/stream", &["Last-Event-ID: 50"]);
+    assert_eq!(resumed.read(), Ok(SseEvent::Comment("after 0".into())), "it says where it starts");
+    let got: Vec<u64> = resumed.take(2).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, vec![1, 2]);
+    let mut by_after = SseStream::open(s.addr, "/events/stream?after=3", &[]);
+    assert_eq!(by_after.read(), Ok(SseEvent::Comment("after 0".into())));
+    assert_eq!(by_after.take(1)[0].0, 1);
+    post_one(&s, "e3", "t.a");
+    assert_eq!(resumed.take(1)[0].0, 3, "then live");
+    // At the head exactly, nothing is replayed and nothing announced.
+    let mut at_head = SseStream::open(s.addr, "/events/stream", &["Last-Event-ID: 3"]);
+    post_one(&s, "e4", "t.a");
+    assert_eq!(at_head.read().map(|e| matches!(e, SseEvent::Event { id: Some(4), .. })), Ok(true));
+}
+
 #[test]
 fn filters_by_type_source_and_token() {
     let s = Server::start(&[]);
@@ -167,6 +190,90 @@ fn filters_by_type_source_and_token() {
     let bad = SseStream::open(s.addr, "/events/stream?after=x", &[]);
     assert_eq!(bad.status, 400);
     assert!(bad.body().contains("urn:inlet:problem:invalid-query"));
+}
+
+/// Raw CR and LF between JSON tokens are stored verbatim; the stream turns
+/// each into a space, so every event is exactly one `data:` line that any
+/// SSE reader (which ends a line at a bare CR too) gets whole.
+#[test]
+fn raw_line_breaks_in_stored_json_become_spaces_in_one_data_line() {
+    let s = Server::start(&[]);
+    let event =
+        "{\"specversion\":\"1.0\",\r\"id\":\"cr\",\n\"source\":\"/t\",\r\n\"type\":\"t.a\",\"data\":{\"a\":\r1}}";
+    let res = s.post("/events", "application/json", event);
+    assert_eq!(res.status, 202, "{}", String::from_utf8_lossy(&res.body));
+    let stored = items(&s, "after=0");
+    assert_eq!(stored[0]["event"]["data"]["a"], 1);
+    let mut sse = SseStream::open(s.addr, "/events/stream", &[]);
+    let (id, kind, data) = sse.next_event().expect("the event");
+    assert_eq!((id, kind), (Some(1), None));
+    assert!(!data.contains(['\r', '\n']), "one data line, no line break left: {data:?}");
+    let item: serde_json::Value = serde_json::from_str(&data).expect("data is JSON");
+    assert_eq!(item, stored[0], "the same item as GET /events");
+    assert!(data.ends_with(r#""data":{"a": 1}}}"#), "the break is one space: {data:?}");
+}
+
+/// A subscriber reads the store in pages of at most 256 KiB of event JSON
+/// (not `--max-page-bytes`, 4 MiB): each page is one chunk on the wire, so
+/// a 1.2 MiB replay arrives in chunks each under 256 KiB plus the SSE
+/// framing of its events.
+#[test]
+fn a_replay_is_read_in_small_pages() {
+    use std::io::Write;
+    const N: usize = 300;
+    let s = Server::start(&["--max-body", "8388608"]);
+    let pad = "x".repeat(4000);
+    for batch in 0..N / 50 {
+        let items: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    r#"{{"specversion":"1.0","id":"p{}","source":"/t","type":"t.p","data":{{"pad":"{pad}"}}}}"#,
+                    batch * 50 + i
+                )
+            })
+            .collect();
+        let res = s.post("/events", "application/json", format!("[{}]", items.join(",")));
+        assert_eq!(res.status, 202);
+    }
+    let mut conn = std::net::TcpStream::connect(s.addr).expect("connect");
+    conn.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    conn.write_all(b"GET /events/stream HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = conn.read(&mut buf).expect("the head");
+        assert!(n > 0, "closed before the head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    raw.drain(..head_end);
+    let (mut sizes, mut events) = (Vec::new(), 0);
+    while events < N {
+        // One complete chunk at the front of `raw`, or read more.
+        let chunk = raw.windows(2).position(|w| w == b"\r\n").and_then(|line| {
+            let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).ok()?, 16).ok()?;
+            (raw.len() >= line + 2 + size + 2).then_some((line, size))
+        });
+        match chunk {
+            Some((line, size)) => {
+                let text = String::from_utf8_lossy(&raw[line + 2..line + 2 + size]).into_owned();
+                events += text.matches("\nid: ").count() + usize::from(text.starts_with("id: "));
+                sizes.push(size);
+                raw.drain(..line + 4 + size);
+            }
+            None => {
+                let n = conn.read(&mut buf).expect("more of the stream");
+                assert!(n > 0, "closed after {events} events");
+                raw.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    assert_eq!(events, N);
+    // 64 events of 4,100-odd bytes fit 256 KiB: each chunk is one page of them.
+    assert!(sizes.len() >= 5, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 256 * 1024 + 64 * 200), "{sizes:?}");
 }
 
 #[test]
@@ -287,27 +394,11 @@ fn a_stalled_subscriber_is_dropped_and_the_others_go_on() {
     });
     rx.recv_timeout(PATIENCE).expect("the normal subscriber is open");
     // Large events fill the stalled connection's socket buffers quickly.
-    let pad = "x".repeat(16 * 1024);
-    let mut posted = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while s.stats()["stream"]["lagged"] != 1 {
-        assert!(Instant::now() < deadline, "the stalled subscriber was never cut off");
-        let batch: Vec<String> = (0..40)
-            .map(|i| {
-                format!(
-                    r#"{{"specversion":"1.0","id":"s{}","source":"/t","type":"t.s","data":{{"pad":"{pad}"}}}}"#,
-                    posted + i
-                )
-            })
-            .collect();
-        let res = s.post("/events", "application/json", format!("[{}]", batch.join(",")));
-        assert_eq!(res.status, 202, "ingest goes on");
-        posted += 40;
-    }
+    let mut posted = post_until_lagged(&s, 1);
     // Ingest goes on after it, too.
     post_batch(&s, 1_000_000..1_000_010, "t.after");
     posted += 10;
-    assert_eq!(s.stats()["stream"]["subscribers"], 1, "the stalled one's place is freed");
+    assert_eq!(s.stats()["stream"]["subscribers"], 2, "the stalled one holds its place until it is gone");
     let total = s.stats()["accepted"].as_u64().expect("accepted");
     assert_eq!(total, posted);
     total_tx.send(total).expect("the reader is there");
@@ -335,9 +426,71 @@ fn a_stalled_subscriber_is_dropped_and_the_others_go_on() {
         }
     }
     assert_eq!(stalled.read(), Err(SseEnd::Clean));
+    let deadline = Instant::now() + PATIENCE;
+    while s.stats()["stream"]["subscribers"] != 1 {
+        assert!(Instant::now() < deadline, "the stalled one's place was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let metrics = String::from_utf8_lossy(&s.get("/metrics").body).into_owned();
     assert!(metrics.contains("inlet_stream_lagged_total 1"), "{metrics}");
     assert!(metrics.contains("# TYPE inlet_stream_subscribers gauge"), "{metrics}");
+}
+
+/// Posts batches of 40 large events until `/stats` counts `lagged` lagged
+/// subscribers; returns how many were posted.
+fn post_until_lagged(s: &Server, lagged: u64) -> u64 {
+    let pad = "x".repeat(16 * 1024);
+    let mut posted = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s.stats()["stream"]["lagged"] != lagged {
+        assert!(Instant::now() < deadline, "the stalled subscriber was never cut off");
+        let batch: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    r#"{{"specversion":"1.0","id":"s{}","source":"/t","type":"t.s","data":{{"pad":"{pad}"}}}}"#,
+                    posted + i
+                )
+            })
+            .collect();
+        let res = s.post("/events", "application/json", format!("[{}]", batch.join(",")));
+        assert_eq!(res.status, 202, "ingest goes on");
+        posted += 40;
+    }
+    posted
+}
+
+/// A lagged subscriber keeps its place while `event: lagged` waits for its
+/// client: at `--max-subscribers`, a new one is refused until it is gone.
+#[test]
+fn a_lagged_subscriber_holds_its_place_until_it_is_gone() {
+    let s = Server::start(&["--max-subscribers", "1", "--stream-buffer-events", "50", "--max-body", "8388608"]);
+    let mut stalled = SseStream::open(s.addr, "/events/stream", &[]);
+    assert_eq!(stalled.status, 200);
+    post_until_lagged(&s, 1);
+    assert_eq!(s.stats()["stream"]["subscribers"], 1, "still held: its lagged event waits");
+    let refused = SseStream::open(s.addr, "/events/stream", &[]);
+    assert_eq!(refused.status, 503, "its place is not free yet");
+    // Read to its end: then the place is freed.
+    loop {
+        match stalled.read() {
+            Ok(SseEvent::Event { kind: Some(kind), .. }) => assert_eq!(kind, "lagged"),
+            Ok(_) => {}
+            Err(end) => {
+                assert_eq!(end, SseEnd::Clean);
+                break;
+            }
+        }
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let again = SseStream::open(s.addr, "/events/stream", &[]);
+        if again.status == 200 {
+            break;
+        }
+        assert_eq!(again.status, 503);
+        assert!(Instant::now() < deadline, "the place was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `inlet-client tail` against a live server: prints each new event's item

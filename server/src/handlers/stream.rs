@@ -30,6 +30,11 @@ use crate::store::{Query, Store, StoredEvent};
 
 /// Events read from the store per page.
 const PAGE_EVENTS: usize = 1000;
+/// Bytes of event JSON a subscriber reads from the store per page (at least
+/// one event), when `--max-page-bytes` is not smaller. A subscriber holds
+/// about three pages (one being read or encoded, [`CHUNKS_IN_FLIGHT`]
+/// queued): with 4 MiB pages, 256 subscribers could hold gigabytes.
+const STREAM_PAGE_BYTES: usize = 256 * 1024;
 /// Chunks (each one page, or a keep-alive) waiting between a subscriber
 /// and its connection at most.
 const CHUNKS_IN_FLIGHT: usize = 2;
@@ -111,7 +116,13 @@ pub async fn stream(app: &App, req: &Request) -> Response {
     };
     let gauge = Gauge::open(app.stats.clone());
     let (tx, body) = BodyStream::channel(CHUNKS_IN_FLIGHT);
-    let subscriber = Subscriber { store: app.store.clone(), query, max_bytes: app.max_page_bytes, last_sent: None, tx };
+    let subscriber = Subscriber {
+        store: app.store.clone(),
+        query,
+        max_bytes: app.max_page_bytes.min(STREAM_PAGE_BYTES),
+        last_sent: None,
+        tx,
+    };
     tokio::spawn(subscriber.run(sub, gauge, start, app.stats.clone()));
     headers(Response::streamed(200, event_stream(), body))
 }
@@ -160,12 +171,13 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    /// Serves the stream while it holds its place `sub` (and `gauge`).
+    /// Serves the stream while it holds its place `sub` (and `gauge`): both
+    /// are held until the task ends, the wait to deliver `event: lagged`
+    /// included, so stalled clients never hold more than
+    /// `--max-subscribers` streams. A lagged client that reconnects at once
+    /// may get `503` until its old stream is gone.
     async fn run(mut self, mut sub: Subscription, gauge: Gauge, start: Start, stats: Arc<Stats>) {
         let stop = self.serve(&mut sub, start).await;
-        // The place is freed first: a lagged client may reconnect at once.
-        drop(sub);
-        drop(gauge);
         match stop {
             Stop::Lagged => {
                 stats.record_lagged();
@@ -183,11 +195,28 @@ impl Subscriber {
             // sees the stream fail rather than end.
             Stop::Failed | Stop::Gone => {}
         }
+        drop(sub);
+        drop(gauge);
     }
 
     async fn serve(&mut self, sub: &mut Subscription, start: Start) -> Stop {
         self.query.after = match start {
-            Start::After(seq) => seq,
+            Start::After(0) => 0,
+            Start::After(seq) => match self.store.last_seq().await {
+                Ok(last) if seq <= last => seq,
+                // Past the last stored event: the cursor is from another
+                // generation of the store (a memory store restarted, seqs
+                // from 1 again), so every stored event is new to the client.
+                // Waiting for `seq` could take forever: replay from the start.
+                Ok(_) => match self.send(sub, Bytes::from_static(b": after 0\n\n")).await {
+                    Ok(()) => 0,
+                    Err(stop) => return stop,
+                },
+                Err(e) => {
+                    tracing::warn!(kind = ?e.kind(), "a stream could not start: {}", e.chain());
+                    return Stop::Failed;
+                }
+            },
             Start::Latest => match self.store.last_seq().await {
                 Ok(seq) => {
                     // Says where the stream starts, so that a client that
@@ -276,14 +305,18 @@ fn encode(events: &[StoredEvent]) -> Bytes {
         out.put_u8(b'\n');
         item.clear();
         put_item(&mut item, e);
-        // JSON holds a line break only as whitespace between tokens: each
-        // line goes in its own `data:` field, which SSE joins with `\n`.
-        for line in item.split(|b| *b == b'\n') {
-            out.put_slice(b"data: ");
-            out.put_slice(line.strip_suffix(b"\r").unwrap_or(line));
-            out.put_u8(b'\n');
+        // JSON holds a raw CR or LF only as whitespace between tokens (a
+        // string cannot): each becomes a space, so the event is one `data:`
+        // line. SSE readers end a line at a bare CR too: left in, it would
+        // cut the JSON for every reader.
+        for b in &mut item {
+            if matches!(*b, b'\r' | b'\n') {
+                *b = b' ';
+            }
         }
-        out.put_u8(b'\n');
+        out.put_slice(b"data: ");
+        out.put_slice(&item);
+        out.put_slice(b"\n\n");
     }
     out.freeze()
 }
@@ -322,16 +355,16 @@ mod tests {
     }
 
     #[test]
-    fn events_are_encoded_one_data_line_each_and_line_breaks_split() {
+    fn events_are_encoded_one_data_line_each_and_line_breaks_become_spaces() {
         let event = |seq, json: &'static str, token: Option<&str>| StoredEvent {
             seq,
             received_at: "2026-12-02T10:00:00Z".into(),
             json: Bytes::from_static(json.as_bytes()),
             token: token.map(Arc::from),
         };
-        let out = encode(&[event(7, r#"{"id":"1"}"#, None), event(8, "{\"id\":\r\n\"2\"}", Some("shop"))]);
+        let out = encode(&[event(7, r#"{"id":"1"}"#, None), event(8, "{\"id\":\r\n\"2\",\r\"a\":\n1}", Some("shop"))]);
         let expected = "id: 7\ndata: {\"seq\":7,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":null,\"event\":{\"id\":\"1\"}}\n\n\
-                        id: 8\ndata: {\"seq\":8,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":\"shop\",\"event\":{\"id\":\ndata: \"2\"}}\n\n";
+                        id: 8\ndata: {\"seq\":8,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":\"shop\",\"event\":{\"id\":  \"2\", \"a\": 1}}\n\n";
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 }
