@@ -9,8 +9,10 @@
 //! written, and the last rows may be lost on power loss), then drops the
 //! oldest rows past `--max-rejected-bytes` and, about once a second, the
 //! rows older than `--retention`. Its transactions take SQLite's one write
-//! lock like the event writer's do: they are short (at most
-//! [`MAX_BATCH_ROWS`] rows) so that the event writer waits little for them.
+//! lock like the event writer's do (both begin `IMMEDIATE`, so each waits for
+//! the other instead of failing): they are short (at most [`MAX_BATCH_ROWS`]
+//! rows and [`MAX_BATCH_BYTES`] bytes) so that the event writer waits little
+//! for them.
 
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::{schema, sqlite_error};
 use crate::store::rejected::{
@@ -31,6 +33,9 @@ use crate::store::{now_ms, ErrorKind, OpenError, Query, StoreError};
 pub const QUEUE_ROWS: usize = 4096;
 /// Rows written in one transaction at most.
 const MAX_BATCH_ROWS: usize = 512;
+/// Bytes (as [`Rejected::size`] counts them) written in one transaction at
+/// most; a single larger row is written alone.
+const MAX_BATCH_BYTES: u64 = 1024 * 1024;
 /// How often the thread looks for rows past the retention.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
@@ -157,12 +162,16 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Rejected>, options: RejectedOp
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         if let Some(first) = first {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH_ROWS {
-                match rx.try_recv() {
-                    Ok(row) => batch.push(row),
-                    Err(_) => break,
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            let mut bytes = 0u64;
+            while let Some(row) = next.take() {
+                bytes += row.size();
+                batch.push(row);
+                if batch.len() >= MAX_BATCH_ROWS || bytes >= MAX_BATCH_BYTES {
+                    break;
                 }
+                next = rx.try_recv().ok();
             }
             let n = batch.len() as u64;
             if let Err(e) = write(&mut conn, batch, options.max_bytes, gauges) {
@@ -184,7 +193,9 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Rejected>, options: RejectedOp
 /// Inserts `batch` and drops the oldest rows past `max_bytes`, in one
 /// transaction.
 fn write(conn: &mut Connection, batch: Vec<Rejected>, max_bytes: u64, gauges: &RejectedGauges) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: wait for the write lock (busy timeout) up front, never
+    // fail on upgrading a read.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut added = (0u64, 0u64);
     let mut too_large = 0u64;
     {
