@@ -47,12 +47,18 @@ pub struct SqliteRejected {
 }
 
 impl SqliteRejected {
-    /// Opens the log in the (already migrated) database at `path`.
-    pub fn open(path: &Path, options: RejectedOptions) -> Result<SqliteRejected, OpenError> {
+    /// Opens the log in the (already migrated) database at `path`. Its
+    /// connection gets the store's cap (`--max-store-bytes`, `store_cap`)
+    /// too: a row that does not fit is dropped and counted (`cap`), never
+    /// grows the file past the cap nor makes room by deleting events.
+    pub fn open(path: &Path, options: RejectedOptions, store_cap: Option<u64>) -> Result<SqliteRejected, OpenError> {
         let error = |source| OpenError::Database { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(error)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(error)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(error)?;
+        if let Some(pages) = schema::cap_pages(&conn, store_cap).map_err(error)? {
+            conn.pragma_update(None, "max_page_count", pages as i64).map_err(error)?;
+        }
         let (rows, bytes): (i64, i64) = conn
             .query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM rejected", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(error)?;
@@ -209,7 +215,7 @@ fn write(conn: &mut Connection, batch: Vec<Rejected>, max_bytes: u64, gauges: &R
                 too_large += 1;
                 continue;
             }
-            insert.execute(params![
+            let inserted = insert.execute(params![
                 row.received_ms,
                 row.received_at,
                 row.token,
@@ -221,9 +227,25 @@ fn write(conn: &mut Connection, batch: Vec<Rejected>, max_bytes: u64, gauges: &R
                 row.errors,
                 row.event,
                 size as i64
-            ])?;
-            added.0 += 1;
-            added.1 += size;
+            ]);
+            match inserted {
+                Ok(_) => {
+                    added.0 += 1;
+                    added.1 += size;
+                }
+                // The store's cap: this row is dropped, the ones before stay
+                // (SQLite undid only the statement)...
+                Err(e) if is_full(&e) && !tx.is_autocommit() => too_large += 1,
+                // ...or SQLite rolled the whole transaction back: the batch
+                // is dropped, counted against the cap.
+                Err(e) if is_full(&e) => {
+                    drop(insert);
+                    drop(tx);
+                    gauges.dropped_cap.fetch_add(batch.len() as u64, Relaxed);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let (mut rows, mut bytes) = (gauges.rows.load(Relaxed) + added.0, gauges.bytes.load(Relaxed) + added.1);
@@ -252,6 +274,11 @@ fn write(conn: &mut Connection, batch: Vec<Rejected>, max_bytes: u64, gauges: &R
     gauges.bytes.store(bytes, Relaxed);
     gauges.dropped_cap.fetch_add(dropped + too_large, Relaxed);
     Ok(())
+}
+
+/// Whether `e` is SQLite's `SQLITE_FULL` (the store's cap or a full disk).
+fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 /// Deletes the rows older than `retention`.
