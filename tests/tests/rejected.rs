@@ -467,7 +467,8 @@ fn a_version_2_store_gets_the_rejected_table_and_keeps_its_events() {
              CREATE INDEX events_by_type ON events (type, seq);
              CREATE INDEX events_by_source ON events (source, seq);
              CREATE INDEX events_by_token ON events (token, seq) WHERE token IS NOT NULL;
-             CREATE TABLE forgotten_keys (key INTEGER PRIMARY KEY, deleted_at INTEGER NOT NULL);
+             CREATE TABLE forgotten_keys (source TEXT NOT NULL, id TEXT NOT NULL, deleted_at INTEGER NOT NULL,
+                 PRIMARY KEY (source, id)) WITHOUT ROWID;
              CREATE INDEX forgotten_keys_by_time ON forgotten_keys (deleted_at);
              PRAGMA application_id = 1768844404;
              PRAGMA user_version = 2;",

@@ -869,7 +869,7 @@ mod tests {
             let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
             c.execute_batch(schema::SCHEMA).unwrap();
             c.execute_batch(schema::FORGOTTEN_KEYS).unwrap();
-            c.execute_batch("INSERT INTO forgotten_keys (key, deleted_at) VALUES (42, 1)").unwrap();
+            c.execute_batch("INSERT INTO forgotten_keys (source, id, deleted_at) VALUES ('/s', '42', 1)").unwrap();
             c.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
             c.pragma_update(None, "user_version", 2).unwrap();
         }

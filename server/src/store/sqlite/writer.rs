@@ -66,7 +66,7 @@ fn insert(
     )?;
     let mut duplicate = Vec::with_capacity(rows.len());
     for row in rows {
-        if remembering && retention::is_remembered(tx, retention::key_hash(&row.source, &row.id))? {
+        if remembering && retention::is_remembered(tx, &row.source, &row.id)? {
             duplicate.push(true);
             continue;
         }
@@ -295,7 +295,7 @@ mod tests {
         let dir = TestDir::new();
         let mut conn = open(&dir, None);
         let other = Connection::open(dir.path().join("events.sqlite3")).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO forgotten_keys VALUES (1, 0);").unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO forgotten_keys VALUES ('/x', 'y', 0);").unwrap();
         let (started, wait) = mpsc::channel();
         let writer = std::thread::spawn(move || {
             started.send(()).unwrap();
