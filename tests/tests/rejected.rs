@@ -467,7 +467,8 @@ fn a_version_2_store_gets_the_rejected_table_and_keeps_its_events() {
              CREATE INDEX events_by_type ON events (type, seq);
              CREATE INDEX events_by_source ON events (source, seq);
              CREATE INDEX events_by_token ON events (token, seq) WHERE token IS NOT NULL;
-             CREATE TABLE forgotten_keys (key INTEGER PRIMARY KEY, deleted_at INTEGER NOT NULL);
+             CREATE TABLE forgotten_keys (source TEXT NOT NULL, id TEXT NOT NULL, deleted_at INTEGER NOT NULL,
+                 PRIMARY KEY (source, id)) WITHOUT ROWID;
              CREATE INDEX forgotten_keys_by_time ON forgotten_keys (deleted_at);
              PRAGMA application_id = 1768844404;
              PRAGMA user_version = 2;",
@@ -607,4 +608,48 @@ fn a_binary_mode_envelope_failure_keeps_its_headers_and_body() {
                "datacontenttype":"text/plain","data":"hello"})
     );
     assert_eq!((rows[0]["mode"].clone(), rows[0]["reason"].clone()), (json!("binary"), json!("invalid-event")));
+}
+
+/// The rejected log writes on the SQLite file beside the event writer
+/// while valid posts run the dedupe lookup (a key was remembered after a
+/// deletion): the two writers wait for each other, every valid post is
+/// answered 202 with its event accepted.
+#[test]
+fn valid_posts_are_stored_while_the_rejected_log_writes() {
+    let schemas = schema_dir();
+    let s = start("sqlite", &schemas, &["--keep-rejected", "--retention", "1s", "--dedupe-window", "1h"]);
+    assert_eq!(s.post("/events", "application/json", order("old", 1)).status, 202);
+    assert_eq!(s.post("/events", "application/json", order("newer", 1)).status, 202);
+    // `old` is deleted by the retention and its key remembered: from now on
+    // every write group starts with a lookup.
+    let deadline = Instant::now() + PATIENCE;
+    while stored_ids(&s).contains_key("old") {
+        assert!(Instant::now() < deadline, "the retention never deleted the event");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let invalid: Vec<String> = (0..50).map(|i| order(&format!("bad{i}"), 0)).collect();
+    let invalid = format!("[{}]", invalid.join(","));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let res = s.post("/events", "application/cloudevents-batch+json", invalid.clone());
+                    assert_eq!(res.status, 422);
+                }
+            });
+        }
+        let answers = (0..300)
+            .map(|i| {
+                let res = s.post("/events", "application/json", order(&format!("v{i}"), 1));
+                (res.status, if res.status == 202 { json(&res)["accepted"].clone() } else { Value::Null })
+            })
+            .collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        answers
+    });
+    // Each valid event accepted (stored; the 1s retention deletes it later).
+    let refused: Vec<(usize, &(u16, Value))> =
+        answers.iter().enumerate().filter(|(_, a)| **a != (202, json!(1))).collect();
+    assert_eq!(refused, vec![], "valid posts not accepted (index, answer)");
 }

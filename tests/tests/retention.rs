@@ -123,13 +123,20 @@ fn drop_oldest_keeps_accepting_under_a_small_cap_and_keeps_the_newest() {
     assert!(stored.len() >= 100 && k > 0, "{} kept", stored.len());
     assert!(file_size(&s) <= 524_288, "{} bytes", file_size(&s));
 
-    // A request over half the cap (300 events of ~1 KiB) is refused, and
-    // nothing is deleted for it.
+    // A request over half the cap (300 events of ~1 KiB) is refused as one
+    // that can never fit (413, no Retry-After), and nothing is deleted for it.
     let big: Vec<String> = (0..300).map(|i| format!("big{i}")).collect();
-    let (status, problem) = post(&mut conn, &big, 1000);
-    assert_eq!(status, 503);
-    assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable");
-    assert_eq!(problem["detail"], "the request is larger than half the store's cap; nothing was stored, retry later");
+    let body: Vec<String> = big.iter().map(|id| event(id, 1000)).collect();
+    conn.send(ClientRequest::post("/events", "application/x-ndjson", body.join("\n")));
+    let res = conn.recv();
+    let problem = json(&res);
+    assert_eq!(res.status, 413);
+    assert_eq!(res.headers.get("retry-after"), None);
+    assert_eq!(problem["type"], "urn:inlet:problem:request-over-store-cap");
+    assert_eq!(
+        problem["detail"],
+        "the request is larger than half the store's cap; nothing was stored, send it in smaller requests"
+    );
     assert_eq!(stored_ids(&s), expected);
 }
 

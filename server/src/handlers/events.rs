@@ -12,7 +12,7 @@ use inlet_shared::schema::{Layout, Verdict};
 use super::{compress, rejected, App};
 use crate::auth::{Denied, Principal};
 use crate::respond;
-use crate::store::{PageItem, PageStream, Query, StoreError, StoredEvent};
+use crate::store::{ErrorKind, PageItem, PageStream, Query, StoreError, StoredEvent};
 
 /// `limit` when the query does not say.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -24,6 +24,11 @@ pub const MAX_LIMIT: usize = 10_000;
 /// NATS texts, paths) goes to the log, not to the client.
 fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
     tracing::warn!(kind = ?e.kind(), "refusing request: {}", e.chain());
+    if e.kind() == ErrorKind::TooLarge {
+        // It can never fit: no `Retry-After`, a retry cannot help.
+        let detail = format!("{}; nothing was stored, send it in smaller requests", e.reason());
+        return app.reject(Problem::new(413, "request-over-store-cap", detail));
+    }
     let outcome = if writing { "nothing was stored, retry later" } else { "retry later" };
     let detail = format!("{}; {outcome}", e.reason());
     let mut res = app.reject(Problem::new(503, "store-unavailable", detail));

@@ -134,6 +134,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The store is shutting down.
     Closing,
+    /// The request can never fit under the store's cap (over half of it
+    /// under `--when-full drop-oldest`): a retry cannot help.
+    TooLarge,
 }
 
 /// Why a store could not take or serve events: a kind, a short reason that

@@ -182,7 +182,7 @@ impl SqliteStore {
         let rejected = match options.keep_rejected {
             Some(mut kept) => {
                 kept.retention = options.retention;
-                Some(Arc::new(rejected::SqliteRejected::open(&path, kept)?))
+                Some(Arc::new(rejected::SqliteRejected::open(&path, kept, options.max_bytes)?))
             }
             None => None,
         };
@@ -289,7 +289,7 @@ impl SqliteStore {
         if let (WhenFull::DropOldest, Some(cap)) = (self.gauges.when_full, self.gauges.max_bytes) {
             let bytes: u64 = rows.iter().map(|r| r.json.len() as u64).sum();
             if bytes > cap / 2 {
-                return Err(StoreError::plain(ErrorKind::Full, "the request is larger than half the store's cap"));
+                return Err(StoreError::plain(ErrorKind::TooLarge, "the request is larger than half the store's cap"));
             }
         }
         let (reply, answer) = oneshot::channel();
@@ -590,7 +590,10 @@ mod tests {
             store.append(&[sized(&format!("e{i}"), 1000)], None).await.unwrap();
         }
         let past = store.append(&[sized("past", cap as usize / 2 + 1)], None).await.unwrap_err();
-        assert_eq!((past.kind(), past.reason()), (ErrorKind::Full, "the request is larger than half the store's cap"));
+        assert_eq!(
+            (past.kind(), past.reason()),
+            (ErrorKind::TooLarge, "the request is larger than half the store's cap")
+        );
         assert_eq!(stored_seqs(&store).await, (1..=10).collect::<Vec<_>>(), "nothing deleted for it");
         let at = store.append(&[sized("at", cap as usize / 2)], None).await.unwrap();
         assert_eq!(at.accepted(), 1, "half the cap exactly is taken");
@@ -869,7 +872,7 @@ mod tests {
             let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
             c.execute_batch(schema::SCHEMA).unwrap();
             c.execute_batch(schema::FORGOTTEN_KEYS).unwrap();
-            c.execute_batch("INSERT INTO forgotten_keys (key, deleted_at) VALUES (42, 1)").unwrap();
+            c.execute_batch("INSERT INTO forgotten_keys (source, id, deleted_at) VALUES ('/s', '42', 1)").unwrap();
             c.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
             c.pragma_update(None, "user_version", 2).unwrap();
         }
@@ -883,6 +886,53 @@ mod tests {
         let gauges = store.rejected().map(|r| r.gauges()).unwrap();
         assert_eq!(gauges.max_bytes, 1 << 20);
         store.close().await.unwrap();
+    }
+
+    /// Rejected rows count against `--max-store-bytes` too: past the cap
+    /// they are dropped and counted (`cap`); the file stays within it and
+    /// the stored events are kept.
+    #[tokio::test]
+    async fn rejected_rows_stay_within_the_store_cap() {
+        let dir = TestDir::new();
+        let cap = 256 * 1024;
+        let kept = super::super::RejectedOptions { max_bytes: 64 << 20, retention: None };
+        let store = SqliteStore::open(&Options { keep_rejected: Some(kept), ..options(&dir, Some(cap)) }).unwrap();
+        let events: Vec<Event> = (0..10).map(|i| Event::new(format!("e{i}"), "/s", "t")).collect();
+        store.append(&events, None).await.unwrap();
+        let log = store.rejected().unwrap();
+        let row = |i: usize| crate::store::rejected::Rejected {
+            received_ms: 1,
+            received_at: "1970-01-01T00:00:00.001Z".into(),
+            token: None,
+            mode: "json".into(),
+            content_type: "application/json".into(),
+            reason: "invalid-event".into(),
+            ty: None,
+            source: None,
+            errors: "[]".into(),
+            event: format!("\"{i}{}\"", "x".repeat(4000)),
+        };
+        // 1 MiB of rejected rows, four times the cap, in rounds the queue takes.
+        for round in 0..8 {
+            log.keep((0..32).map(|i| row(round * 32 + i)).collect());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let gauges = log.gauges();
+        store.close().await.unwrap();
+        assert_eq!(gauges.dropped_queue.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let dropped = gauges.dropped_cap.load(std::sync::atomic::Ordering::Relaxed);
+        let rows = gauges.rows.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(dropped > 0, "nothing dropped at the cap ({rows} rows kept)");
+        assert_eq!(rows + dropped, 256);
+        let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let kept: i64 = c.query_row("SELECT COUNT(*) FROM rejected", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept as u64, rows);
+        let events: i64 = c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(events, 10);
+        let pages: i64 = c.pragma_query_value(None, "page_count", |r| r.get(0)).unwrap();
+        let page_size: i64 = c.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        let size = (pages * page_size) as u64;
+        assert!(size <= cap, "{size} bytes past a cap of {cap}");
     }
 
     #[tokio::test]

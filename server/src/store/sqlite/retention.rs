@@ -50,18 +50,6 @@ const MAX_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and this often at least (short retentions, for tests).
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The dedupe key of a deleted event: FNV-1a (64 bits) of the source, a
-/// 0xFF byte (never in UTF-8, so the split is unambiguous), and the id.
-/// Fixed, so that keys stay valid across restarts and versions.
-pub fn key_hash(source: &str, id: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in source.bytes().chain([0xFF]).chain(id.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
-}
-
 /// Milliseconds since the epoch of a stored `received_at`.
 fn parse_ms(received_at: &str) -> Option<i64> {
     OffsetDateTime::parse(received_at, &Rfc3339).ok().map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
@@ -253,7 +241,7 @@ impl Deleter {
             let id: String = r.get(2)?;
             let size: i64 = r.get(4)?;
             freed += size.max(0) as u64;
-            keys.push(key_hash(&source, &id));
+            keys.push((source, id));
             last = Some(seq);
         }
         drop(rows);
@@ -263,10 +251,10 @@ impl Deleter {
         let n = conn.execute("DELETE FROM events WHERE seq <= ?1", [last])?;
         if self.gauges.dedupe_window > Duration::ZERO {
             let now = now_ms();
-            let mut remember =
-                conn.prepare_cached("INSERT OR REPLACE INTO forgotten_keys (key, deleted_at) VALUES (?1, ?2)")?;
-            for key in &keys {
-                remember.execute(params![key, now])?;
+            let mut remember = conn
+                .prepare_cached("INSERT OR REPLACE INTO forgotten_keys (source, id, deleted_at) VALUES (?1, ?2, ?3)")?;
+            for (source, id) in &keys {
+                remember.execute(params![source, id, now])?;
             }
         }
         Ok(n as u64)
@@ -279,8 +267,8 @@ impl Deleter {
         }
         let window = self.gauges.dedupe_window.as_millis().min(i64::MAX as u128) as i64;
         let n = conn.execute(
-            "DELETE FROM forgotten_keys WHERE key IN
-                (SELECT key FROM forgotten_keys WHERE deleted_at <= ?1 ORDER BY deleted_at LIMIT ?2)",
+            "DELETE FROM forgotten_keys WHERE (source, id) IN
+                (SELECT source, id FROM forgotten_keys WHERE deleted_at <= ?1 ORDER BY deleted_at LIMIT ?2)",
             params![now.saturating_sub(window), BATCH_ROWS],
         )? as u64;
         let _ = self.gauges.remembered_keys.fetch_update(Relaxed, Relaxed, |k| Some(k.saturating_sub(n)));
@@ -315,9 +303,10 @@ fn next_batch_rows(rows: i64, took: Duration) -> i64 {
 }
 
 /// Whether a key is remembered: the event was deleted within the window.
-pub fn is_remembered(conn: &Connection, key: i64) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM forgotten_keys WHERE key = ?1")?;
-    stmt.exists([key])
+/// The exact key is compared (one lookup by primary key).
+pub fn is_remembered(conn: &Connection, source: &str, id: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM forgotten_keys WHERE source = ?1 AND id = ?2")?;
+    stmt.exists([source, id])
 }
 
 #[cfg(test)]
@@ -371,13 +360,6 @@ mod tests {
         assert_eq!(next_batch_rows(500, ms(1)), 1000);
         assert_eq!(next_batch_rows(800, ms(1)), BATCH_ROWS);
         assert_eq!(next_batch_rows(500, ms(3)), 500, "between a third and the target: kept");
-    }
-
-    #[test]
-    fn the_key_hash_keeps_source_and_id_apart() {
-        assert_ne!(key_hash("ab", "c"), key_hash("a", "bc"));
-        assert_eq!(key_hash("/s", "1"), key_hash("/s", "1"));
-        assert_ne!(key_hash("/s", "1"), key_hash("/s", "2"));
     }
 
     #[test]
@@ -440,6 +422,28 @@ mod tests {
         assert_eq!(stored(&conn), [4]);
         assert_eq!(g.remembered_keys.load(Relaxed), 1);
         assert_eq!(write(&mut conn, &ids(0..3), deleter.remembering()), [false, false, true]);
+    }
+
+    /// The window remembers the exact (source, id) of each deleted event,
+    /// and the lookup compares both: a key of another source, or with the
+    /// parts split elsewhere, is not a duplicate.
+    #[test]
+    fn the_window_remembers_and_compares_exact_keys() {
+        let dir = TestDir::new();
+        let mut conn = open(&dir, None);
+        write(&mut conn, &ids(0..3), false);
+        age_all(&conn);
+        let g = gauges(Some(Duration::from_secs(60)), WhenFull::Refuse, Duration::from_secs(60));
+        let mut deleter = Deleter::open(&conn, g.clone()).unwrap();
+        deleter.tick(&conn);
+        let mut stmt = conn.prepare("SELECT source, id FROM forgotten_keys ORDER BY id").unwrap();
+        let keys: Vec<(String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(keys, [("/s".to_string(), "e0".to_string()), ("/s".to_string(), "e1".to_string())]);
+        assert!(is_remembered(&conn, "/s", "e0").unwrap());
+        assert!(!is_remembered(&conn, "/t", "e0").unwrap());
+        assert!(!is_remembered(&conn, "/se", "0").unwrap());
+        assert!(!is_remembered(&conn, "/s", "e2").unwrap());
     }
 
     #[test]

@@ -38,13 +38,16 @@ CREATE INDEX IF NOT EXISTS events_by_source ON events (source, seq);
 ";
 
 /// The keys of deleted events, remembered for `--dedupe-window`
-/// (`retention.rs`): a 64-bit hash of (source, id) and when its event was
-/// deleted (milliseconds since the epoch). Added by version 2.
+/// (`retention.rs`): the exact (source, id) (a hash could be made to
+/// collide, answering a victim's new event `duplicate`) and when its event
+/// was deleted (milliseconds since the epoch). Added by version 2.
 pub const FORGOTTEN_KEYS: &str = "
 CREATE TABLE IF NOT EXISTS forgotten_keys (
-    key        INTEGER PRIMARY KEY,
-    deleted_at INTEGER NOT NULL
-);
+    source     TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    deleted_at INTEGER NOT NULL,
+    PRIMARY KEY (source, id)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS forgotten_keys_by_time ON forgotten_keys (deleted_at);
 ";
 

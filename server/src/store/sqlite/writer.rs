@@ -19,7 +19,7 @@ use inlet_shared::event::Text;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{checkpointer, retention, sqlite_error};
@@ -66,7 +66,7 @@ fn insert(
     )?;
     let mut duplicate = Vec::with_capacity(rows.len());
     for row in rows {
-        if remembering && retention::is_remembered(tx, retention::key_hash(&row.source, &row.id))? {
+        if remembering && retention::is_remembered(tx, &row.source, &row.id)? {
             duplicate.push(true);
             continue;
         }
@@ -104,7 +104,11 @@ pub type JobRows<'a> = (&'a [Row], Option<&'a str>);
 
 pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>], remembering: bool) -> Vec<Outcome> {
     let received_at = now_rfc3339();
-    let tx = match conn.transaction() {
+    // IMMEDIATE: the write lock is taken (waiting for it up to the busy
+    // timeout) before the first statement. A deferred transaction would
+    // start reading (the dedupe lookup) and then fail at once with
+    // SQLITE_BUSY when upgrading while the rejected thread writes.
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let err = sqlite_error(e);
@@ -281,6 +285,31 @@ mod tests {
         for (id, n) in [("a1", 1), ("a2", 1), ("b1", 0), ("b2", 0), ("c1", 1)] {
             assert_eq!(stored(&conn, id), n, "{id}");
         }
+    }
+
+    /// Another writer on the file (the rejected thread) holds the write
+    /// lock while a group starts with a dedupe lookup: the group waits for
+    /// the lock (busy timeout) instead of failing on the upgrade.
+    #[test]
+    fn a_group_waits_for_another_writer_instead_of_failing() {
+        let dir = TestDir::new();
+        let mut conn = open(&dir, None);
+        let other = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO forgotten_keys VALUES ('/x', 'y', 0);").unwrap();
+        let (started, wait) = mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            let a = [row("a1", "t", 10)];
+            let result = write_group(&mut conn, &[(&a, None)], true);
+            (result.into_iter().next().unwrap().map_err(|e| e.chain().to_string()), stored(&conn, "a1"))
+        });
+        wait.recv().unwrap();
+        // The group runs while the lock is held (a generous head start).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        other.execute_batch("COMMIT").unwrap();
+        let (result, n) = writer.join().unwrap();
+        assert_eq!(result, Ok(vec![false]));
+        assert_eq!(n, 1);
     }
 
     #[test]
