@@ -37,16 +37,22 @@ struct Page {
 }
 
 fn target(args: &Args, after: u64) -> String {
+    page_target("/events", args.ty.as_deref(), args.source.as_deref(), after, args.page)
+}
+
+/// The target of one page of `path` (`/events`, `/rejected`): the filters
+/// given, then `after` and `limit`, form-encoded.
+pub fn page_target(path: &str, ty: Option<&str>, source: Option<&str>, after: u64, limit: u32) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
-    if let Some(t) = &args.ty {
+    if let Some(t) = ty {
         q.append_pair("type", t);
     }
-    if let Some(s) = &args.source {
+    if let Some(s) = source {
         q.append_pair("source", s);
     }
     q.append_pair("after", &after.to_string());
-    q.append_pair("limit", &args.page.to_string());
-    format!("/events?{}", q.finish())
+    q.append_pair("limit", &limit.to_string());
+    format!("{path}?{}", q.finish())
 }
 
 pub async fn run(ep: &Endpoint, args: Args) -> u8 {

@@ -37,16 +37,7 @@ struct Page {
 }
 
 fn target(args: &Args, after: u64) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    if let Some(t) = &args.ty {
-        q.append_pair("type", t);
-    }
-    if let Some(s) = &args.source {
-        q.append_pair("source", s);
-    }
-    q.append_pair("after", &after.to_string());
-    q.append_pair("limit", &args.limit.to_string());
-    format!("/rejected?{}", q.finish())
+    crate::events::page_target("/rejected", args.ty.as_deref(), args.source.as_deref(), after, args.limit)
 }
 
 /// Reads the rejected events `args` asks for, handing each row to `each`

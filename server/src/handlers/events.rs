@@ -348,7 +348,7 @@ async fn write_page(head: Vec<PageItem>, mut page: PageStream, mut encoder: Opti
 }
 
 /// `{"seq":…,"received_at":"…","token":…,"event":…}`, after a comma unless first.
-fn put_event(body: &mut BytesMut, e: &StoredEvent, comma: bool) {
+pub(crate) fn put_event(body: &mut BytesMut, e: &StoredEvent, comma: bool) {
     body.reserve(e.json.len() + e.received_at.len() + 48);
     if comma {
         body.put_u8(b',');

@@ -298,18 +298,18 @@ impl Subscriber {
 fn encode(events: &[StoredEvent]) -> Bytes {
     let size: usize = events.iter().map(|e| e.json.len() + e.received_at.len() + 80).sum();
     let mut out = BytesMut::with_capacity(size);
-    let mut item = Vec::new();
+    let mut item = BytesMut::new();
     for e in events {
         out.put_slice(b"id: ");
         out.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
         out.put_u8(b'\n');
         item.clear();
-        put_item(&mut item, e);
+        super::events::put_event(&mut item, e, false);
         // JSON holds a raw CR or LF only as whitespace between tokens (a
         // string cannot): each becomes a space, so the event is one `data:`
         // line. SSE readers end a line at a bare CR too: left in, it would
         // cut the JSON for every reader.
-        for b in &mut item {
+        for b in item.iter_mut() {
             if matches!(*b, b'\r' | b'\n') {
                 *b = b' ';
             }
@@ -319,22 +319,6 @@ fn encode(events: &[StoredEvent]) -> Bytes {
         out.put_slice(b"\n\n");
     }
     out.freeze()
-}
-
-/// `{"seq":…,"received_at":"…","token":…,"event":…}`, as an item of `GET /events`.
-fn put_item(out: &mut Vec<u8>, e: &StoredEvent) {
-    out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(itoa::Buffer::new().format(e.seq).as_bytes());
-    out.extend_from_slice(b",\"received_at\":");
-    out.extend_from_slice(&serde_json::to_vec(&e.received_at).unwrap_or_else(|_| b"null".to_vec()));
-    out.extend_from_slice(b",\"token\":");
-    match &e.token {
-        Some(name) => out.extend_from_slice(&serde_json::to_vec(&**name).unwrap_or_else(|_| b"null".to_vec())),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"event\":");
-    out.extend_from_slice(&e.json);
-    out.push(b'}');
 }
 
 #[cfg(test)]
