@@ -286,6 +286,15 @@ const REFUSE_PEEK_TIME: Duration = Duration::from_secs(1);
 /// tell a `HEAD`, whose answer carries no body (RFC 9110 §9.3.2).
 async fn refuse(stream: TcpStream, app: &App, settings: ServerSettings) {
     let head = is_head_request(&stream).await;
+    answer_full(stream, app, settings, head).await;
+}
+
+/// The `503` of a server at its connection limit, with `Retry-After: 1`,
+/// then a lingering close; no body for a `HEAD`. Plain or TLS alike.
+async fn answer_full<S>(stream: S, app: &App, settings: ServerSettings, head: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let problem = Problem::new(503, "too-many-connections", "the server is at its connection limit; retry later");
     let mut res = closing_problem(app, problem);
     res.retry_after = Some(1);
@@ -319,12 +328,7 @@ async fn refuse_tls(stream: TcpStream, app: &App, settings: ServerSettings, tls:
     // tell a `HEAD`; the rest is drained by the lingering close.
     let mut start = Vec::with_capacity(5);
     let head = timeout(REFUSE_PEEK_TIME, read_head_prefix(&mut stream, &mut start)).await.unwrap_or(false);
-    let problem = Problem::new(503, "too-many-connections", "the server is at its connection limit; retry later");
-    let mut res = closing_problem(app, problem);
-    res.retry_after = Some(1);
-    res.omit_body = head;
-    let framed = Framed::from_parts(FramedParts::new::<Response>(stream, ServerCodec::new(settings.limits)));
-    close_with(framed, res).await;
+    answer_full(stream, app, settings, head).await;
 }
 
 /// Reads until the bytes in `start` are `HEAD ` or cannot become it.

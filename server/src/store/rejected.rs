@@ -58,6 +58,25 @@ pub struct Rejected {
     pub event: String,
 }
 
+#[cfg(test)]
+impl Rejected {
+    /// A row as tests need one: `event` is its JSON text, the rest fixed.
+    pub(crate) fn sample(event: String) -> Rejected {
+        Rejected {
+            received_ms: 1,
+            received_at: "1970-01-01T00:00:00.001Z".into(),
+            token: None,
+            mode: "json".into(),
+            content_type: "application/json".into(),
+            reason: "invalid-event".into(),
+            ty: None,
+            source: None,
+            errors: "[]".into(),
+            event,
+        }
+    }
+}
+
 impl Rejected {
     /// What the row counts against `--max-rejected-bytes`: its texts plus a
     /// fixed overhead for the rest.

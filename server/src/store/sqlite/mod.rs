@@ -900,18 +900,7 @@ mod tests {
         let events: Vec<Event> = (0..10).map(|i| Event::new(format!("e{i}"), "/s", "t")).collect();
         store.append(&events, None).await.unwrap();
         let log = store.rejected().unwrap();
-        let row = |i: usize| crate::store::rejected::Rejected {
-            received_ms: 1,
-            received_at: "1970-01-01T00:00:00.001Z".into(),
-            token: None,
-            mode: "json".into(),
-            content_type: "application/json".into(),
-            reason: "invalid-event".into(),
-            ty: None,
-            source: None,
-            errors: "[]".into(),
-            event: format!("\"{i}{}\"", "x".repeat(4000)),
-        };
+        let row = |i: usize| crate::store::rejected::Rejected::sample(format!("\"{i}{}\"", "x".repeat(4000)));
         // 1 MiB of rejected rows, four times the cap, in rounds the queue takes.
         for round in 0..8 {
             log.keep((0..32).map(|i| row(round * 32 + i)).collect());

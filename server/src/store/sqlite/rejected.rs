@@ -331,18 +331,7 @@ mod tests {
     use super::*;
 
     fn row(size: usize) -> Rejected {
-        Rejected {
-            received_ms: 1,
-            received_at: "1970-01-01T00:00:00.001Z".into(),
-            token: None,
-            mode: "json".into(),
-            content_type: "application/json".into(),
-            reason: "invalid-event".into(),
-            ty: None,
-            source: None,
-            errors: "[]".into(),
-            event: format!("\"{}\"", "x".repeat(size)),
-        }
+        Rejected::sample(format!("\"{}\"", "x".repeat(size)))
     }
 
     /// A log whose thread never runs: what `keep` queues stays queued.

@@ -405,15 +405,23 @@ mod tests {
         assert_eq!(g.deleted_retention.load(Relaxed), 2500);
     }
 
-    #[test]
-    fn a_deleted_key_is_a_duplicate_for_the_window_then_accepted_again() {
-        let dir = TestDir::new();
-        let mut conn = open(&dir, None);
+    /// Three events stored and aged past a 60 s retention with a 60 s
+    /// dedupe window, then one round: e0 and e1 deleted and remembered, e2
+    /// (the newest) kept.
+    fn three_aged_and_one_round(dir: &TestDir) -> (Connection, Arc<StoreGauges>, Deleter) {
+        let mut conn = open(dir, None);
         write(&mut conn, &ids(0..3), false);
         age_all(&conn);
         let g = gauges(Some(Duration::from_secs(60)), WhenFull::Refuse, Duration::from_secs(60));
         let mut deleter = Deleter::open(&conn, g.clone()).unwrap();
         deleter.tick(&conn);
+        (conn, g, deleter)
+    }
+
+    #[test]
+    fn a_deleted_key_is_a_duplicate_for_the_window_then_accepted_again() {
+        let dir = TestDir::new();
+        let (mut conn, g, mut deleter) = three_aged_and_one_round(&dir);
         assert_eq!(stored(&conn), [3]);
         assert_eq!(g.remembered_keys.load(Relaxed), 2);
         assert!(deleter.remembering());
@@ -436,12 +444,7 @@ mod tests {
     #[test]
     fn the_window_remembers_and_compares_exact_keys() {
         let dir = TestDir::new();
-        let mut conn = open(&dir, None);
-        write(&mut conn, &ids(0..3), false);
-        age_all(&conn);
-        let g = gauges(Some(Duration::from_secs(60)), WhenFull::Refuse, Duration::from_secs(60));
-        let mut deleter = Deleter::open(&conn, g.clone()).unwrap();
-        deleter.tick(&conn);
+        let (conn, _, _) = three_aged_and_one_round(&dir);
         let mut stmt = conn.prepare("SELECT source, id FROM forgotten_keys ORDER BY id").unwrap();
         let keys: Vec<(String, String)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap();
