@@ -872,7 +872,10 @@ mod tests {
             let c = Connection::open(dir.path().join(FILE_NAME)).unwrap();
             c.execute_batch(schema::SCHEMA).unwrap();
             c.execute_batch(schema::FORGOTTEN_KEYS).unwrap();
-            c.execute_batch("INSERT INTO forgotten_keys (source, id, deleted_at) VALUES ('/s', '42', 1)").unwrap();
+            // Deleted just now: a key older than the dedupe window would be
+            // expired by the writer and race with the count below.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            c.execute("INSERT INTO forgotten_keys (source, id, deleted_at) VALUES ('/s', '42', ?1)", [now]).unwrap();
             c.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
             c.pragma_update(None, "user_version", 2).unwrap();
         }
