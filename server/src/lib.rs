@@ -106,11 +106,16 @@ pub fn serve_async(config: config::Config) -> Result<(), StartError> {
         })?;
         threads.push(thread);
     }
+    // Installed before `listening on`: a signal right after it is handled.
+    let signalled = {
+        let _context = main.enter();
+        shutdown::signal()
+    };
     server::announce(addr);
     tracing::info!(workers, "serving");
 
     main.block_on(async move {
-        shutdown::signal().await;
+        signalled.await;
         let _ = stop.send(true);
         // Workers stop accepting, finish what is in flight, and return.
         let joined = tokio::task::spawn_blocking(move || {

@@ -86,33 +86,45 @@ pub fn begin() {
 }
 
 /// Completes on the first SIGINT or SIGTERM, after marking shutdown as
-/// begun ([`has_begun`]).
-pub async fn signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
+/// begun ([`has_begun`]). The handlers are installed when this is called
+/// (inside a runtime), not when the future is first polled: a SIGTERM right
+/// after `listening on` must shut down gracefully, not end the process
+/// (its default action) with events in flight.
+pub fn signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |installed: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+                match installed {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot listen for {name}: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = wait(interrupt, "SIGINT") => tracing::info!("SIGINT received, shutting down"),
+                _ = wait(terminate, "SIGTERM") => tracing::info!("SIGTERM received, shutting down"),
             }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!("cannot listen for SIGINT: {e}");
                 std::future::pending::<()>().await;
             }
+            tracing::info!("SIGINT received, shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        _ = term => tracing::info!("SIGTERM received, shutting down"),
+        begin();
     }
-    begin();
 }
 
 #[cfg(test)]

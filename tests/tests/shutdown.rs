@@ -48,3 +48,20 @@ fn sigint_with_idle_connections_exits_promptly() {
     assert_eq!(status.code(), Some(0));
     assert!(keep_alive.is_closed_within(Duration::from_secs(1)));
 }
+
+/// A SIGTERM the moment `listening on` is printed is a graceful shutdown
+/// (exit 0), in both modes: the handlers are installed before that line.
+/// Before, the async server installed its SIGTERM handler only once the main
+/// thread got to wait for it, and a signal in between ended the process
+/// with the default action (seen under load, one start in many).
+#[test]
+fn sigterm_right_after_listening_on_is_a_graceful_shutdown() {
+    for mode in ["async", "blocking"] {
+        for _ in 0..10 {
+            let mut s = Server::start(&["--mode", mode]);
+            s.signal("TERM");
+            let status = s.wait(Duration::from_secs(10)).expect("server exited");
+            assert_eq!(status.code(), Some(0), "--mode {mode}");
+        }
+    }
+}
