@@ -60,13 +60,18 @@ impl Shutdown {
 
     /// Completes once shutdown has begun. For a single wait (such as the
     /// one for a connection's first byte): nothing is allocated, and the
-    /// registration ends with the future.
+    /// registration ends with the future. It waits on `rx` itself rather
+    /// than a clone (an idle connection holds this future, so it is kept
+    /// small) and marks the value unseen again once it has seen it, so that
+    /// `is_shutdown` keeps reporting it.
     pub async fn recv(&mut self) {
         if self.is_shutdown() {
             return;
         }
-        // A clone: waiting marks the value seen, and `rx` must not be.
-        let _ = self.rx.clone().wait_for(|stop| *stop).await;
+        // Only `true` is ever sent; an error is the sender gone, which is
+        // shutdown too.
+        let _ = self.rx.changed().await;
+        self.rx.mark_changed();
     }
 }
 
