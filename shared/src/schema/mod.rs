@@ -12,6 +12,7 @@
 //! The server (`--schemas DIR`) and the client (`inlet-client validate`,
 //! `post --schemas`) use this module alike, so both give the same errors.
 
+mod email;
 mod layout;
 mod load;
 mod tape;

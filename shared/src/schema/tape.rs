@@ -201,25 +201,46 @@ impl Scan<'_, '_> {
         }
     }
 
+    /// A number: integers by hand (as serde_json reads them: a `u64`, a
+    /// negative `i64`, `-0` a float); floats, and integers of 20 digits or
+    /// more, by serde_json's own number parser.
     fn number(&mut self) -> Option<()> {
         let start = self.pos;
-        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.input.get(self.pos) {
-            self.pos += 1;
+        let negative = self.input.get(start) == Some(&b'-');
+        let digits = start + usize::from(negative);
+        let mut end = digits;
+        let mut magnitude = 0u64;
+        while let Some(&d @ b'0'..=b'9') = self.input.get(end) {
+            magnitude = magnitude.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            end += 1;
         }
-        let text = self.input.get(start..self.pos)?;
-        let simple = match text {
-            [b'0'] => true,
-            [b'1'..=b'9', rest @ ..] => rest.len() < 19 && rest.iter().all(u8::is_ascii_digit),
-            _ => false,
-        };
-        let number = if simple {
-            Number::from(text.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-        } else {
-            match serde_json::from_slice::<Value>(text).ok()? {
-                Value::Number(n) => n,
-                _ => return None,
+        let count = end - digits;
+        let float = matches!(self.input.get(end), Some(b'.' | b'e' | b'E'));
+        let number = match (float, count) {
+            // Not a number, or a leading zero: serde_json refuses both.
+            (false, 0) => return None,
+            (false, 2..) if self.input.get(digits) == Some(&b'0') => return None,
+            (false, ..=19) if !negative => Number::from(magnitude),
+            // `(m as i64).wrapping_neg()` is serde_json's own reading; where it is
+            // not negative (`-0`, past `i64::MIN`) serde_json reads a float.
+            (false, ..=19) if (magnitude as i64).wrapping_neg() < 0 => Number::from((magnitude as i64).wrapping_neg()),
+            _ => {
+                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.input.get(end) {
+                    end += 1;
+                }
+                let text = self.input.get(start..end)?;
+                if float {
+                    // What `Value`'s visitor does with the f64 serde_json reads.
+                    Number::from_f64(serde_json::from_slice::<f64>(text).ok()?)?
+                } else {
+                    match serde_json::from_slice::<Value>(text).ok()? {
+                        Value::Number(n) => n,
+                        _ => return None,
+                    }
+                }
             }
         };
+        self.pos = end;
         self.tape.entries.push(Entry::Number(number));
         Some(())
     }
@@ -228,8 +249,7 @@ impl Scan<'_, '_> {
     fn string(&mut self) -> Option<Text> {
         let start = self.pos + 1;
         let rest = self.input.get(start..)?;
-        // Strings are short: a plain loop beats memchr's set-up.
-        let end = rest.iter().position(|b| matches!(b, b'"' | b'\\' | 0..0x20))?;
+        let end = string_stop(rest)?;
         if rest[end] == b'"' {
             self.pos = start + end + 1;
             let (start, len) = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
@@ -324,6 +344,34 @@ impl Scan<'_, '_> {
         }
         Some(())
     }
+}
+
+/// The first byte of `rest` that ends a string's plain run: a quote, a
+/// backslash or a control character (below 0x20). Eight bytes at a time:
+/// for each test, `(x - 0x01..) & !x & 0x80..` flags the bytes of `x` below
+/// the constant; a borrow can flag bytes only after a true one, so the
+/// lowest flagged byte is exactly the first match.
+fn string_stop(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let mut at = 0;
+    while let Some(chunk) = rest.get(at..at + 8) {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGH;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = rest.get(at..)?;
+    tail.iter().position(|b| matches!(b, b'"' | b'\\' | 0..0x20)).map(|i| at + i)
 }
 
 /// Fills a tape from a `serde_json` deserializer.
@@ -858,6 +906,27 @@ mod tests {
     }
 
     #[test]
+    fn a_string_stops_at_its_first_quote_backslash_or_control_character() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0, 0x1f] {
+                for at in 0..=len {
+                    let mut text: Vec<u8> =
+                        (0..len).map(|i| [b'a', b' ', 0x7f, 0xc3, b'!', b'#', 0x20][i % 7]).collect();
+                    let expected = (at < len).then(|| {
+                        text[at] = stop;
+                        at
+                    });
+                    // A later stop does not hide the first one.
+                    if at + 3 < len {
+                        text[at + 3] = b'"';
+                    }
+                    assert_eq!(string_stop(&text), expected.or((at + 3 < len).then_some(at + 3)), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn numbers_are_the_ones_serde_json_reads() {
         for text in [
             "0",
@@ -870,6 +939,18 @@ mod tests {
             "1.5E-3",
             "[1.0, -1, 2.5e10]",
             "0.30000000000000004",
+            "-1",
+            "-10",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "12345678901234567890",
+            "1234567890123456789",
+            "-1234567890123456789",
+            "0.0",
+            "59.9",
+            "-1.5e-7",
+            "1E+2",
+            "[0, -0, 7, -7, 0.5, -0.5]",
         ] {
             let read: Value = serde_json::from_str(text).unwrap();
             assert_eq!(scanned(text), Some(read.clone()), "{text}");

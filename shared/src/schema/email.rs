@@ -1,0 +1,235 @@
+//! `"format": "email"`, checked as the `jsonschema` crate checks it, faster
+//! on the common case.
+//!
+//! The crate's check (its `email` format: the `email_address` crate's full
+//! parse, display text and quoted local parts included, then the domain as a
+//! hostname) costs a few thousand instructions per address. Most addresses
+//! are plain, `local@host.tld`; [`is_plain`] accepts those in one pass over
+//! the bytes, and accepts only what the crate's check accepts (the proof is a
+//! reading of both, below, and the property test in this file). Everything
+//! else, including every address it does not accept, goes to the crate's
+//! check, so [`is_email`] answers exactly as the crate does.
+//!
+//! A plain address, and why the crate accepts each one:
+//! - ASCII, exactly one `@`, no space: `email_address` finds no display
+//!   text (it looks for `" <"`) and splits at the one `@`.
+//! - The local part: 1 to 64 bytes of dot-atom (atext: letters, digits and
+//!   ``!#$%&'*+-/=?^_`{|}~``, in runs joined by single dots, no dot first
+//!   or last): what `email_address` takes as an unquoted local part, within
+//!   its 64-byte limit; not starting with `"` or `<` (neither is atext).
+//! - The domain: 1 to 253 bytes, labels of 1 to 63 letters, digits and
+//!   hyphens, each starting and ending with a letter or digit, and none with
+//!   hyphens in its 3rd and 4th place (the crate decodes those as punycode):
+//!   a text domain for `email_address` (at most 254 bytes, labels at most 63,
+//!   starting and ending alphanumeric, atext) and a hostname for `jsonschema`
+//!   (at most 253 bytes, no dot last, LDH labels of 1 to 63 with no hyphen
+//!   first or last, no `??--` label that is not valid punycode).
+
+use std::sync::LazyLock;
+
+use serde_json::Value;
+
+/// The longest local part the crate accepts (`email_address`'s limit).
+const LOCAL_MAX: usize = 64;
+/// The longest domain accepted here (a hostname's limit; `email_address`
+/// allows 254).
+const DOMAIN_MAX: usize = 253;
+/// The longest label of a domain.
+const LABEL_MAX: usize = 63;
+
+/// Whether `address` is an e-mail address by the `jsonschema` crate's
+/// `email` format: the registered check of `format: "email"`.
+pub(super) fn is_email(address: &str) -> bool {
+    is_plain(address) || crate_check(address)
+}
+
+/// The crate's own check: its `email` format, run on a one-keyword schema.
+fn crate_check(address: &str) -> bool {
+    static CHECK: LazyLock<Option<jsonschema::Validator>> = LazyLock::new(|| {
+        jsonschema::options().should_validate_formats(true).build(&serde_json::json!({"format": "email"})).ok()
+    });
+    match &*CHECK {
+        Some(check) => check.is_valid(&Value::String(address.to_owned())),
+        // A constant schema that compiles in every test: never reached.
+        None => false,
+    }
+}
+
+/// Whether a byte is atext (RFC 5322) in ASCII.
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+}
+
+/// A plain address (see the module's note): accepted without the crate.
+/// `false` says only "not plain", not "invalid".
+pub(super) fn is_plain(address: &str) -> bool {
+    let bytes = address.as_bytes();
+    let Some(at) = bytes.iter().position(|&b| b == b'@') else {
+        return false;
+    };
+    let (local, domain) = (&bytes[..at], &bytes[at + 1..]);
+    is_dot_atom(local) && is_ldh_domain(domain)
+}
+
+/// 1 to [`LOCAL_MAX`] bytes of atext runs joined by single dots.
+fn is_dot_atom(local: &[u8]) -> bool {
+    if local.is_empty() || local.len() > LOCAL_MAX {
+        return false;
+    }
+    let mut previous = b'.';
+    for &b in local {
+        if b == b'.' {
+            if previous == b'.' {
+                return false;
+            }
+        } else if !is_atext(b) {
+            return false;
+        }
+        previous = b;
+    }
+    previous != b'.'
+}
+
+/// 1 to [`DOMAIN_MAX`] bytes of dot-separated labels, each 1 to
+/// [`LABEL_MAX`] letters, digits and hyphens, starting and ending with a
+/// letter or digit, and not `??--...` (punycode: left to the crate).
+fn is_ldh_domain(domain: &[u8]) -> bool {
+    if domain.is_empty() || domain.len() > DOMAIN_MAX {
+        return false;
+    }
+    domain.split(|&b| b == b'.').all(|label| {
+        matches!(label, [first, .., last] | [first @ last] if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric())
+            && label.len() <= LABEL_MAX
+            && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && !matches!(label, [_, _, b'-', b'-', ..])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    use super::*;
+
+    fn plain_and_crate(address: &str) -> (bool, bool) {
+        (is_plain(address), crate_check(address))
+    }
+
+    #[test]
+    fn plain_addresses_are_accepted_without_the_crate_and_the_crate_agrees() {
+        let local64 = "a".repeat(64);
+        let label63 = "b".repeat(63);
+        let domain253 = format!("{0}.{0}.{0}.{1}", label63, "c".repeat(61));
+        assert_eq!(domain253.len(), 253);
+        for address in [
+            "ada@example.com".to_string(),
+            "a@b".into(),
+            "first.last+tag@mail-1.example.co.uk".into(),
+            "!#$%&'*+-/=?^_`{|}~@x.io".into(),
+            "1@2.3".into(),
+            format!("{local64}@example.com"),
+            format!("x@{label63}.com"),
+            format!("x@{domain253}"),
+            "x@ab-cd.com".into(),
+            "x@a--b.com".into(),
+        ] {
+            assert_eq!(plain_and_crate(&address), (true, true), "{address}");
+            assert!(is_email(&address), "{address}");
+        }
+    }
+
+    #[test]
+    fn addresses_past_a_limit_or_not_plain_go_to_the_crate() {
+        let label64 = "b".repeat(64);
+        let domain254 = format!("{0}.{0}.{0}.{1}", "b".repeat(63), "c".repeat(62));
+        // (address, what the crate says)
+        for (address, valid) in [
+            (format!("{}@example.com", "a".repeat(65)), false),
+            (format!("x@{label64}.com"), false),
+            (format!("x@{domain254}"), false),
+            ("\"quoted local\"@example.com".into(), true),
+            ("Ada <ada@example.com>".into(), true),
+            ("x@[127.0.0.1]".into(), true),
+            ("x@[IPv6:::1]".into(), true),
+            ("x@xn--nxasmq6b.com".into(), true),
+            ("x@ab--cd.com".into(), false),
+            ("x@xn--.com".into(), false),
+            ("jos\u{e9}@example.com".into(), false),
+            ("x@b\u{fc}cher.de".into(), false),
+            ("a..b@example.com".into(), false),
+            (".a@example.com".into(), false),
+            ("a.@example.com".into(), false),
+            ("a@example.com.".into(), false),
+            ("a@-example.com".into(), false),
+            ("a@example-.com".into(), false),
+            ("a@exa_mple.com".into(), false),
+            ("a@b@example.com".into(), false),
+            ("@example.com".into(), false),
+            ("a@".into(), false),
+            ("a".into(), false),
+            ("".into(), false),
+        ] {
+            assert_eq!(plain_and_crate(&address), (false, valid), "{address}");
+            assert_eq!(is_email(&address), valid, "{address}");
+        }
+    }
+
+    /// Strings that look like addresses, near every rule and limit.
+    fn addresses() -> impl Strategy<Value = String> {
+        let atext = "[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,8}";
+        let local = prop_oneof![
+            prop::collection::vec(atext, 1..4).prop_map(|runs| runs.join(".")),
+            (58usize..70).prop_map(|n| "l".repeat(n)),
+            "[a-z.\"\\\\ <>()\\[\\]@,;:é-]{0,10}",
+            Just("\"\"".to_string()),
+        ];
+        let label = prop_oneof![
+            "[a-zA-Z0-9]([a-zA-Z0-9-]{0,6}[a-zA-Z0-9])?",
+            "[a-z0-9-]{0,6}",
+            "xn--[a-z0-9-]{0,8}",
+            "[a-z]{2}--[a-z]{1,3}",
+            (60usize..66).prop_map(|n| "d".repeat(n)),
+            "[a-z_é\\[\\]:.]{1,4}",
+        ];
+        let domain = prop_oneof![
+            prop::collection::vec(label, 1..5).prop_map(|labels| labels.join(".")),
+            prop::collection::vec(Just("e".repeat(63)), 3..5).prop_map(|labels| labels.join(".")),
+            "\\[[0-9a-fA-F.:IPv6]{0,16}\\]",
+        ];
+        let address = (local, domain, prop_oneof![Just(""), Just("."), Just(">"), Just(" ")])
+            .prop_map(|(local, domain, end)| format!("{local}@{domain}{end}"));
+        prop_oneof![
+            4 => address,
+            1 => "\\PC{0,12}",
+            1 => "[a-z@.\" <>-]{0,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The fast accept accepts only what the crate accepts, and the
+        /// combined check answers as the crate does, on every input.
+        #[test]
+        fn the_fast_accept_is_a_subset_of_the_crate_check(address in addresses()) {
+            let (plain, valid) = plain_and_crate(&address);
+            prop_assert!(!plain || valid, "plain but refused by the crate: {:?}", address);
+            prop_assert_eq!(is_email(&address), valid, "{:?}", address);
+        }
+    }
+
+    /// The generator meets both sides of the fast accept and of the crate.
+    #[test]
+    fn the_generator_reaches_every_case() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = addresses();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..3000 {
+            let Ok(tree) = strategy.new_tree(&mut runner) else { continue };
+            let address = tree.current();
+            seen.insert(plain_and_crate(&address));
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(false, false), (false, true), (true, true)]);
+    }
+}
