@@ -4,9 +4,11 @@
 //! Each subscriber is a task that reads the store from its cursor (the
 //! `seq` of the last event it sent) in pages, writes them into its body,
 //! and waits for the store's notification ([`crate::store::Live`]) when it
-//! has caught up (reading again at most every [`COALESCE`]). Events always come from the store, so a subscriber sees
-//! every event in `seq` order with no gap and no repeat, and ingest does
-//! nothing per subscriber.
+//! has caught up (reading again at most every [`COALESCE`]). Events always
+//! come from the store, so a subscriber sees every event in `seq` order with
+//! no gap and no repeat, and ingest does nothing per subscriber. Subscribers
+//! with the same filters at the same place share one read and one encoding
+//! of a page ([`crate::store::Live::page`]).
 //!
 //! Its buffer is the body's few chunks in flight plus the connection's
 //! write buffer. A subscriber whose writes wait while more than the
@@ -25,8 +27,8 @@ use tokio::time::{sleep_until, Instant};
 use super::App;
 use crate::connection::EVENT_STREAM;
 use crate::stats::Stats;
-use crate::store::live::Subscription;
-use crate::store::{Query, Store, StoredEvent};
+use crate::store::live::{EncodedPage, PageKey, Subscription};
+use crate::store::{Query, Store, StoreError, StoredEvent};
 
 /// Events read from the store per page.
 const PAGE_EVENTS: usize = 1000;
@@ -116,13 +118,10 @@ pub async fn stream(app: &App, req: &Request) -> Response {
     };
     let gauge = Gauge::open(app.stats.clone());
     let (tx, body) = BodyStream::channel(CHUNKS_IN_FLIGHT);
-    let subscriber = Subscriber {
-        store: app.store.clone(),
-        query,
-        max_bytes: app.max_page_bytes.min(STREAM_PAGE_BYTES),
-        last_sent: None,
-        tx,
-    };
+    let max_bytes = app.max_page_bytes.min(STREAM_PAGE_BYTES);
+    let key =
+        Arc::new(PageKey { ty: query.ty.clone(), source: query.source.clone(), token: query.token.clone(), max_bytes });
+    let subscriber = Subscriber { store: app.store.clone(), query, key, max_bytes, last_sent: None, tx };
     tokio::spawn(subscriber.run(sub, gauge, start, app.stats.clone()));
     headers(Response::streamed(200, event_stream(), body))
 }
@@ -164,6 +163,8 @@ struct Subscriber {
     store: Arc<dyn Store>,
     /// The filters, and `after` as the cursor.
     query: Query,
+    /// The filters and page size, for sharing pages with other subscribers.
+    key: Arc<PageKey>,
     max_bytes: usize,
     /// The `seq` of the last event handed to the connection.
     last_sent: Option<u64>,
@@ -239,7 +240,8 @@ impl Subscriber {
             // Caught up with the store: from here on, a commit wakes it.
             loop {
                 sub.mark_seen();
-                let page = self.store.query(self.query.clone(), self.max_bytes).await.collect().await;
+                let (store, query, max_bytes) = (&self.store, &self.query, self.max_bytes);
+                let page = sub.live().page(&self.key, query.after, || read(store, query.clone(), max_bytes)).await;
                 let page = match page {
                     Ok(page) => page,
                     Err(e) => {
@@ -247,8 +249,11 @@ impl Subscriber {
                         return Stop::Failed;
                     }
                 };
-                if let Some(last) = page.events.last().map(|e| e.seq) {
-                    if let Err(stop) = self.send(sub, encode(&page.events)).await {
+                // A page another subscriber read earlier may miss what was
+                // committed since: such a commit must still wake this one.
+                sub.seen_at_most(page.seen);
+                if let Some(last) = page.last {
+                    if let Err(stop) = self.send(sub, page.chunk).await {
                         return stop;
                     }
                     self.last_sent = Some(last);
@@ -294,12 +299,22 @@ impl Subscriber {
     }
 }
 
-/// The SSE events of a page: `id: <seq>` and `data: <item of GET /events>`.
-fn encode(events: &[StoredEvent]) -> Bytes {
+/// Reads the page after `query.after` from the store and encodes it.
+async fn read(store: &Arc<dyn Store>, query: Query, max_bytes: usize) -> Result<EncodedPage, StoreError> {
+    let page = store.query(query, max_bytes).await.collect().await?;
+    let (chunk, starts) = encode(&page.events);
+    Ok(EncodedPage { chunk, starts, next_after: page.next_after })
+}
+
+/// The SSE events of a page: `id: <seq>` and `data: <item of GET /events>`;
+/// and per event, its `seq` and where it starts.
+fn encode(events: &[StoredEvent]) -> (Bytes, Vec<(u64, usize)>) {
     let size: usize = events.iter().map(|e| e.json.len() + e.received_at.len() + 80).sum();
     let mut out = BytesMut::with_capacity(size);
+    let mut starts = Vec::with_capacity(events.len());
     let mut item = BytesMut::new();
     for e in events {
+        starts.push((e.seq, out.len()));
         out.put_slice(b"id: ");
         out.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
         out.put_u8(b'\n');
@@ -318,7 +333,7 @@ fn encode(events: &[StoredEvent]) -> Bytes {
         out.put_slice(&item);
         out.put_slice(b"\n\n");
     }
-    out.freeze()
+    (out.freeze(), starts)
 }
 
 #[cfg(test)]
@@ -346,9 +361,12 @@ mod tests {
             json: Bytes::from_static(json.as_bytes()),
             token: token.map(Arc::from),
         };
-        let out = encode(&[event(7, r#"{"id":"1"}"#, None), event(8, "{\"id\":\r\n\"2\",\r\"a\":\n1}", Some("shop"))]);
+        let (out, starts) =
+            encode(&[event(7, r#"{"id":"1"}"#, None), event(8, "{\"id\":\r\n\"2\",\r\"a\":\n1}", Some("shop"))]);
         let expected = "id: 7\ndata: {\"seq\":7,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":null,\"event\":{\"id\":\"1\"}}\n\n\
                         id: 8\ndata: {\"seq\":8,\"received_at\":\"2026-12-02T10:00:00Z\",\"token\":\"shop\",\"event\":{\"id\":  \"2\", \"a\": 1}}\n\n";
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        let second = expected.find("id: 8").unwrap();
+        assert_eq!(starts, vec![(7, 0), (8, second)], "where each event starts, for a page's tail");
     }
 }

@@ -12,12 +12,30 @@
 //! The counter also measures how far a subscriber falls behind: a
 //! subscriber whose connection has not taken what it was sent while more
 //! than `buffer_events` events were committed is cut off (`lagged`).
+//!
+//! Subscribers with the same filters read the same pages: the hub keeps the
+//! last few pages read, encoded ([`Live::page`]), and a subscriber whose
+//! cursor is the start of one, or falls inside one, takes it (or the part
+//! after its cursor) instead of reading the store and encoding again. A
+//! page read once serves every subscriber at that place: 50 subscribers
+//! following live ingest cost about one read and one encoding per page, not
+//! fifty.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use bytes::Bytes;
+use tokio::sync::{watch, OnceCell};
+
+use super::StoreError;
+
+/// Pages the hub keeps for other subscribers at most...
+const SHARED_PAGES: usize = 8;
+/// ...and bytes of them (a larger page is read by each subscriber itself).
+const SHARED_BYTES: usize = 4 * 1024 * 1024;
 
 /// The default of `--max-subscribers`.
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 256;
@@ -60,13 +78,91 @@ pub struct Live {
     /// writing the same JetStream stream): subscribers then look again
     /// at this interval even without a notification.
     poll: Option<Duration>,
+    /// The last pages read by subscribers, oldest first (at most
+    /// [`SHARED_PAGES`] and [`SHARED_BYTES`]).
+    shared: Mutex<VecDeque<Arc<Slot>>>,
 }
 
 impl Default for Live {
     fn default() -> Live {
         let (committed, _) = watch::channel(0);
-        Live { settings: OnceLock::new(), subscribers: AtomicUsize::new(0), committed, poll: None }
+        Live {
+            settings: OnceLock::new(),
+            subscribers: AtomicUsize::new(0),
+            committed,
+            poll: None,
+            shared: Mutex::default(),
+        }
     }
+}
+
+/// What a subscriber's pages depend on besides its cursor: its filters and
+/// its page size. Subscribers with equal keys read equal pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKey {
+    pub ty: Option<String>,
+    pub source: Option<String>,
+    pub token: Option<String>,
+    pub max_bytes: usize,
+}
+
+/// A page of a stream, encoded once for every subscriber that takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPage {
+    /// What is written to the subscribers.
+    pub chunk: Bytes,
+    /// Per event, in order: its `seq` and where it starts in `chunk`.
+    pub starts: Vec<(u64, usize)>,
+    /// The store page's `next_after`: where the next page starts, `None`
+    /// when nothing more matched.
+    pub next_after: Option<u64>,
+}
+
+/// One shared page: empty while its first reader reads it.
+#[derive(Debug)]
+struct Slot {
+    key: Arc<PageKey>,
+    /// The cursor it was read from.
+    after: u64,
+    /// The page, and [`Live`]'s commit counter when its read started.
+    page: OnceCell<(EncodedPage, u64)>,
+}
+
+impl Slot {
+    /// Whether a subscriber at `cursor` with `key` can take (part of) it:
+    /// a page being read, at its start; a page read, at its start or inside
+    /// it, where events after the cursor are left. Never a read page with
+    /// nothing after the cursor: it is what the subscriber has already, and
+    /// taking it again would never move it on.
+    fn serves(&self, key: &Arc<PageKey>, cursor: u64) -> bool {
+        if !Arc::ptr_eq(&self.key, key) && *self.key != **key {
+            return false;
+        }
+        match self.page.get() {
+            None => cursor == self.after,
+            Some((page, _)) => match page.starts.last() {
+                Some(&(last, _)) => self.after <= cursor && cursor < last,
+                None => false,
+            },
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.page.get().map_or(0, |(page, _)| page.chunk.len())
+    }
+}
+
+/// A page as a subscriber at some cursor takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageView {
+    /// The SSE events after the cursor (empty if none matched).
+    pub chunk: Bytes,
+    /// The `seq` of its last event.
+    pub last: Option<u64>,
+    pub next_after: Option<u64>,
+    /// The commit counter when the page was read: commits after it may be
+    /// missing from the page (see [`Subscription::seen_at_most`]).
+    pub seen: u64,
 }
 
 /// `--max-subscribers` subscribers are open already.
@@ -107,6 +203,55 @@ impl Live {
         self.subscribers.load(Ordering::SeqCst)
     }
 
+    /// The page after `cursor` for subscribers with `key`: taken from the
+    /// pages other subscribers read when one starts at `cursor` or holds
+    /// it, else read with `read` (and kept for others). Subscribers that
+    /// ask for the same page at once wait for one read.
+    pub async fn page<F, Fut>(&self, key: &Arc<PageKey>, cursor: u64, read: F) -> Result<PageView, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<EncodedPage, StoreError>>,
+    {
+        let slot = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            match shared.iter().rev().find(|slot| slot.serves(key, cursor)) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let slot = Arc::new(Slot { key: key.clone(), after: cursor, page: OnceCell::new() });
+                    shared.push_back(slot.clone());
+                    trim(&mut shared);
+                    slot
+                }
+            }
+        };
+        let mut filled = false;
+        let (page, seen) = slot
+            .page
+            .get_or_try_init(|| {
+                filled = true;
+                // Before the read: whatever it misses is committed after this.
+                let seen = *self.committed.borrow();
+                async move { read().await.map(|page| (page, seen)) }
+            })
+            .await?;
+        if filled {
+            trim(&mut self.shared.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        let from = if cursor == slot.after { 0 } else { page.starts.partition_point(|&(seq, _)| seq <= cursor) };
+        let chunk = match page.starts.get(from) {
+            Some(&(_, start)) => page.chunk.slice(start..),
+            None => Bytes::new(),
+        };
+        Ok(PageView { chunk, last: page.starts.last().map(|&(seq, _)| seq), next_after: page.next_after, seen: *seen })
+    }
+
+    /// Shared pages kept now, and their bytes (for tests).
+    #[cfg(test)]
+    fn shared(&self) -> (usize, usize) {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        (shared.len(), shared.iter().map(|slot| slot.bytes()).sum())
+    }
+
     /// A new subscriber, unless `max_subscribers` are open.
     pub fn subscribe(self: &Arc<Live>) -> Result<Subscription, Full> {
         let max = self.settings().max_subscribers;
@@ -114,7 +259,20 @@ impl Live {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .map_err(|_| Full)?;
         let rx = self.committed.subscribe();
-        Ok(Subscription { live: self.clone(), rx })
+        let seen = *rx.borrow();
+        Ok(Subscription { live: self.clone(), rx, seen })
+    }
+}
+
+/// Drops the oldest shared pages past [`SHARED_PAGES`] or [`SHARED_BYTES`]
+/// (their subscribers keep what they hold).
+fn trim(shared: &mut VecDeque<Arc<Slot>>) {
+    let mut bytes: usize = shared.iter().map(|slot| slot.bytes()).sum();
+    while shared.len() > SHARED_PAGES || bytes > SHARED_BYTES {
+        match shared.pop_front() {
+            Some(slot) => bytes -= slot.bytes(),
+            None => break,
+        }
     }
 }
 
@@ -123,13 +281,24 @@ impl Live {
 pub struct Subscription {
     live: Arc<Live>,
     rx: watch::Receiver<u64>,
+    /// The commit counter up to which the subscriber has everything: a
+    /// commit past it wakes [`Subscription::changed`].
+    seen: u64,
 }
 
 impl Subscription {
     /// Marks what was committed so far as seen: call before reading the
     /// store, so a commit after it wakes [`Subscription::changed`].
     pub fn mark_seen(&mut self) -> u64 {
-        *self.rx.borrow_and_update()
+        self.seen = *self.rx.borrow_and_update();
+        self.seen
+    }
+
+    /// Lowers what counts as seen to `seen` (a shared page read before
+    /// [`Subscription::mark_seen`] may miss commits up to it): a commit
+    /// past it wakes [`Subscription::changed`] at once.
+    pub fn seen_at_most(&mut self, seen: u64) {
+        self.seen = self.seen.min(seen);
     }
 
     /// Events committed so far (while anyone subscribed).
@@ -137,10 +306,12 @@ impl Subscription {
         *self.rx.borrow()
     }
 
-    /// Resolves once something was committed since the last
-    /// [`Subscription::mark_seen`] (never, if the store is gone).
+    /// Resolves once something was committed past what was seen
+    /// ([`Subscription::mark_seen`], [`Subscription::seen_at_most`]); never,
+    /// if the store is gone.
     pub async fn changed(&mut self) {
-        if self.rx.changed().await.is_err() {
+        let seen = self.seen;
+        if self.rx.wait_for(|n| *n > seen).await.is_err() {
             std::future::pending::<()>().await;
         }
     }
@@ -161,7 +332,10 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.live.subscribers.fetch_sub(1, Ordering::SeqCst);
+        if self.live.subscribers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last one: nobody is left to share pages with.
+            self.live.shared.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
     }
 }
 
@@ -211,5 +385,167 @@ mod tests {
         assert!(sub.passed(since).now_or_never().is_none(), "10 events behind: at the buffer, not past it");
         live.committed(1);
         assert!(sub.passed(since).now_or_never().is_some(), "11 behind: past it");
+    }
+
+    fn key(ty: Option<&str>) -> Arc<PageKey> {
+        Arc::new(PageKey { ty: ty.map(String::from), source: None, token: None, max_bytes: 1000 })
+    }
+
+    /// A page of events `seqs`, each encoded as `<seq>;`.
+    fn encoded(seqs: &[u64], next_after: Option<u64>) -> EncodedPage {
+        let mut chunk = String::new();
+        let mut starts = Vec::new();
+        for seq in seqs {
+            starts.push((*seq, chunk.len()));
+            chunk.push_str(&format!("{seq};"));
+        }
+        EncodedPage { chunk: Bytes::from(chunk), starts, next_after }
+    }
+
+    /// Reads `page` and counts the reads in `reads`.
+    fn reader(
+        reads: &AtomicUsize,
+        page: EncodedPage,
+    ) -> impl FnOnce() -> std::future::Ready<Result<EncodedPage, StoreError>> + '_ {
+        move || {
+            reads.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(page))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_is_read_once_for_subscribers_at_its_start_or_inside_it() {
+        let live = live(4, 10);
+        let reads = AtomicUsize::new(0);
+        let all = key(None);
+        let first = live.page(&all, 10, reader(&reads, encoded(&[11, 13, 14, 17], None))).await.unwrap();
+        assert_eq!(first.chunk, "11;13;14;17;");
+        assert_eq!((first.last, first.next_after), (Some(17), None));
+        let same = live.page(&all, 10, reader(&reads, encoded(&[99], None))).await.unwrap();
+        assert_eq!(same, first, "the same place: the page kept, not a read");
+        let inside = live.page(&all, 13, reader(&reads, encoded(&[99], None))).await.unwrap();
+        assert_eq!(inside.chunk, "14;17;", "the events after the cursor, none before, none twice");
+        assert_eq!(inside.last, Some(17));
+        let between = live.page(&all, 15, reader(&reads, encoded(&[99], None))).await.unwrap();
+        assert_eq!(between.chunk, "17;", "a cursor between two events of the page");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        let at_end = live.page(&all, 17, reader(&reads, encoded(&[18], None))).await.unwrap();
+        assert_eq!(at_end.chunk, "18;", "at the page's last event: a read of its own");
+        let before = live.page(&all, 9, reader(&reads, encoded(&[10, 11], None))).await.unwrap();
+        assert_eq!(before.chunk, "10;11;", "before the page's start: a read of its own");
+        let filtered = live.page(&key(Some("t.a")), 13, reader(&reads, encoded(&[14], None))).await.unwrap();
+        assert_eq!(filtered.chunk, "14;", "other filters: a read of its own");
+        assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_cut_page_keeps_its_next_after_and_an_empty_one_is_not_taken_again() {
+        let live = live(4, 10);
+        let reads = AtomicUsize::new(0);
+        let all = key(None);
+        let cut = live.page(&all, 0, reader(&reads, encoded(&[1, 2, 3], Some(3)))).await.unwrap();
+        let tail = live.page(&all, 1, reader(&reads, encoded(&[99], None))).await.unwrap();
+        assert_eq!((&tail.chunk[..], tail.last, tail.next_after), (&b"2;3;"[..], Some(3), Some(3)));
+        assert_eq!(cut.next_after, Some(3));
+        let empty = live.page(&all, 50, reader(&reads, encoded(&[], Some(60)))).await.unwrap();
+        assert_eq!((empty.chunk.len(), empty.last, empty.next_after), (0, None, Some(60)));
+        let again = live.page(&all, 50, reader(&reads, encoded(&[51], None))).await.unwrap();
+        assert_eq!(again.chunk, "51;", "an empty page is not taken again: it would never move a subscriber on");
+        let again = live.page(&all, 50, reader(&reads, encoded(&[99], None))).await.unwrap();
+        assert_eq!(again.chunk, "51;");
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        let empty = live.page(&all, 51, reader(&reads, encoded(&[], None))).await.unwrap();
+        assert_eq!((empty.chunk.len(), empty.last), (0, None));
+        let live_again = live.page(&all, 51, reader(&reads, encoded(&[52], None))).await.unwrap();
+        assert_eq!(live_again.chunk, "52;", "caught up: the next look reads the store");
+        assert_eq!(reads.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn subscribers_asking_at_once_wait_for_one_read() {
+        let live = live(4, 10);
+        let reads = AtomicUsize::new(0);
+        let all = key(None);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let slow = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            let _ = rx.await;
+            Ok(encoded(&[5, 6], None))
+        };
+        let first = live.page(&all, 4, slow);
+        let second = live.page(&all, 4, reader(&reads, encoded(&[99], None)));
+        let release = async {
+            tokio::task::yield_now().await;
+            let _ = tx.send(());
+        };
+        let (a, b, ()) = tokio::join!(first, second, release);
+        assert_eq!(a.unwrap().chunk, "5;6;");
+        assert_eq!(b.unwrap().chunk, "5;6;", "the second waited for the first's read");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_kept() {
+        let live = live(4, 10);
+        let all = key(None);
+        let failed =
+            live.page(&all, 0, || async { Err(StoreError::plain(super::super::ErrorKind::Unavailable, "test")) }).await;
+        assert!(failed.is_err());
+        let reads = AtomicUsize::new(0);
+        let ok = live.page(&all, 0, reader(&reads, encoded(&[1], None))).await.unwrap();
+        assert_eq!((ok.chunk, reads.load(Ordering::SeqCst)), (Bytes::from_static(b"1;"), 1));
+    }
+
+    #[tokio::test]
+    async fn the_shared_pages_are_bounded() {
+        let live = live(4, 10);
+        let reads = AtomicUsize::new(0);
+        let all = key(None);
+        for after in 0..SHARED_PAGES as u64 + 5 {
+            live.page(&all, after * 10, reader(&reads, encoded(&[after * 10 + 1], None))).await.unwrap();
+        }
+        assert_eq!(live.shared().0, SHARED_PAGES, "at most {SHARED_PAGES} pages");
+        let oldest = live.page(&all, 0, reader(&reads, encoded(&[1], None))).await.unwrap();
+        assert_eq!((oldest.chunk, reads.load(Ordering::SeqCst)), (Bytes::from_static(b"1;"), SHARED_PAGES + 6));
+        // One page over the byte bound: handed to its readers, not kept.
+        let big =
+            EncodedPage { chunk: Bytes::from(vec![b'x'; SHARED_BYTES + 1]), starts: vec![(500, 0)], next_after: None };
+        let view = live.page(&all, 499, reader(&reads, big)).await.unwrap();
+        assert_eq!(view.chunk.len(), SHARED_BYTES + 1);
+        let (pages, bytes) = live.shared();
+        assert!(bytes <= SHARED_BYTES, "{bytes} bytes kept");
+        assert!(pages < SHARED_PAGES, "{pages} pages kept");
+        // At the byte bound exactly: kept.
+        let live = self::live(4, 10);
+        let fits = EncodedPage { chunk: Bytes::from(vec![b'x'; SHARED_BYTES]), starts: vec![(1, 0)], next_after: None };
+        live.page(&all, 0, reader(&reads, fits)).await.unwrap();
+        assert_eq!(live.shared(), (1, SHARED_BYTES));
+    }
+
+    #[tokio::test]
+    async fn a_page_read_before_a_commit_wakes_the_subscriber_that_takes_it_later() {
+        let live = live(4, 100);
+        let mut reader_sub = live.subscribe().unwrap();
+        let mut late = live.subscribe().unwrap();
+        let reads = AtomicUsize::new(0);
+        let all = key(None);
+        reader_sub.mark_seen();
+        let page = live.page(&all, 0, reader(&reads, encoded(&[1], None))).await.unwrap();
+        assert_eq!(page.seen, 0);
+        // Event 2 is committed after the read: the page does not hold it.
+        live.committed(1);
+        assert_eq!(late.mark_seen(), 1);
+        let shared = live.page(&all, 0, reader(&reads, encoded(&[99], None))).await.unwrap();
+        assert_eq!((shared.chunk.clone(), shared.seen), (Bytes::from_static(b"1;"), 0));
+        use futures::FutureExt;
+        assert!(late.changed().now_or_never().is_none(), "marked seen: no wake-up yet");
+        late.seen_at_most(shared.seen);
+        assert!(late.changed().now_or_never().is_some(), "the page misses a commit: woken at once");
+        reader_sub.seen_at_most(page.seen);
+        assert!(reader_sub.changed().now_or_never().is_some());
+        drop(reader_sub);
+        assert_eq!(live.shared().0, 1);
+        drop(late);
+        assert_eq!(live.shared(), (0, 0), "the last subscriber gone: no page kept");
     }
 }
