@@ -183,7 +183,7 @@ pub struct Config {
     /// jetstream: groups of single-event requests this server has in flight
     /// at most; single events that arrive while all are taken go to NATS
     /// together as one atomic batch. 0: no grouping.
-    #[arg(long, env = "INLET_NATS_GROUP_IN_FLIGHT", default_value_t = 8)]
+    #[arg(long, env = "INLET_NATS_GROUP_IN_FLIGHT", default_value_t = 16)]
     pub nats_group_in_flight: usize,
 
     /// Worker threads, each with its own runtime and listening socket
