@@ -180,6 +180,12 @@ pub struct Config {
     #[arg(long, env = "INLET_NATS_BATCHES_IN_FLIGHT", default_value_t = 16)]
     pub nats_batches_in_flight: usize,
 
+    /// jetstream: groups of single-event requests this server has in flight
+    /// at most; single events that arrive while all are taken go to NATS
+    /// together as one atomic batch. 0: no grouping.
+    #[arg(long, env = "INLET_NATS_GROUP_IN_FLIGHT", default_value_t = 16)]
+    pub nats_group_in_flight: usize,
+
     /// Worker threads, each with its own runtime and listening socket
     /// (SO_REUSEPORT); 0: one per CPU.
     #[arg(long, env = "INLET_WORKERS", default_value_t = 0)]
@@ -465,6 +471,7 @@ impl Config {
                 duplicate_window: self.duplicate_window,
                 ack_timeout: Duration::from_secs(5),
                 batches_in_flight: self.nats_batches_in_flight,
+                group_in_flight: self.nats_group_in_flight,
                 max_batch: self.max_batch,
                 keep_rejected,
             }),

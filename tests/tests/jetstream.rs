@@ -760,3 +760,164 @@ fn single_events_count_duplicates_and_keep_their_token() {
         .collect();
     assert_eq!(stored, [("one", "writer"), ("two", "writer")]);
 }
+
+/// Posts each list of event bodies on its own connection, one thread each,
+/// all lists at once: `(status, body)` of every post, per list in order.
+fn post_concurrently(addr: SocketAddr, lists: Vec<Vec<String>>) -> Vec<Vec<(u16, String)>> {
+    let start = Arc::new(std::sync::Barrier::new(lists.len()));
+    let threads: Vec<_> = lists
+        .into_iter()
+        .map(|bodies| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                start.wait();
+                bodies
+                    .into_iter()
+                    .map(|body| {
+                        let req = ClientRequest::post("/events".to_string(), "application/json", body);
+                        let res = conn.try_exchange(req).unwrap_or_else(|e| panic!("POST to {addr}: {e}"));
+                        (res.status, String::from_utf8_lossy(&res.body).into_owned())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().expect("poster thread")).collect()
+}
+
+const ONE_NEW: &str = r#"{"accepted":1,"duplicates":0}"#;
+const ONE_DUPLICATE: &str = r#"{"accepted":0,"duplicates":1}"#;
+
+/// Group publish (server/src/store/jetstream/group.rs): 32 connections post
+/// single events at once to a server with one group in flight, so they go
+/// to NATS in groups. Each carries new ids, ids stored before (duplicates
+/// of the stream) and ids all 32 post at the same time (duplicates within
+/// a group and across groups). Each request gets exactly its own counts,
+/// each shared id is accepted exactly once, and the stream holds each
+/// event once.
+fn grouped_singles_count_exactly(urls: &[String]) {
+    let s = jetstream_server(urls, &["--nats-group-in-flight", "1"]);
+    wait_ready(&s);
+    for k in 0..10 {
+        let res = s.post("/events", "application/json", event_json(&format!("old-{k}"), "t.group"));
+        assert_eq!((res.status, String::from_utf8_lossy(&res.body).into_owned()), (202, ONE_NEW.to_string()));
+    }
+    const WRITERS: usize = 32;
+    const ROUNDS: usize = 20;
+    let lists = (0..WRITERS)
+        .map(|w| {
+            (0..ROUNDS)
+                .flat_map(|k| {
+                    [format!("w{w}-{k}"), format!("old-{}", (k + w) % 10), format!("shared-{k}")]
+                        .map(|id| event_json(&id, "t.group"))
+                })
+                .collect()
+        })
+        .collect();
+    let answers = post_concurrently(s.addr, lists);
+    let mut shared_accepted = HashMap::<usize, usize>::new();
+    for (w, answers) in answers.iter().enumerate() {
+        assert_eq!(answers.len(), 3 * ROUNDS);
+        for (k, three) in answers.chunks(3).enumerate() {
+            assert_eq!(three[0], (202, ONE_NEW.to_string()), "writer {w}, its own new event {k}");
+            assert_eq!(three[1], (202, ONE_DUPLICATE.to_string()), "writer {w}, old event {k}");
+            assert_eq!(three[2].0, 202, "writer {w}, shared event {k}: {}", three[2].1);
+            if three[2].1 == ONE_NEW {
+                *shared_accepted.entry(k).or_default() += 1;
+            } else {
+                assert_eq!(three[2].1, ONE_DUPLICATE, "writer {w}, shared event {k}");
+            }
+        }
+    }
+    assert_eq!(shared_accepted, (0..ROUNDS).map(|k| (k, 1)).collect(), "each shared id accepted exactly once");
+    let stored = stored_ids(&s);
+    assert!(
+        stored.values().all(|n| *n == 1),
+        "stored twice: {:?}",
+        stored.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let expected: HashSet<String> = (0..WRITERS)
+        .flat_map(|w| (0..ROUNDS).map(move |k| format!("w{w}-{k}")))
+        .chain((0..10).map(|k| format!("old-{k}")))
+        .chain((0..ROUNDS).map(|k| format!("shared-{k}")))
+        .chain(["ready-probe".to_string()])
+        .collect();
+    assert_eq!(stored.keys().cloned().collect::<HashSet<_>>(), expected);
+}
+
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn grouped_singles_count_exactly_r1() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    grouped_singles_count_exactly(&[nats.url()]);
+}
+
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn grouped_singles_count_exactly_r3() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path());
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    grouped_singles_count_exactly(&urls);
+}
+
+/// A stream that takes messages of 600 bytes at most (made before inlet
+/// starts, which then uses it as it is): 16 connections post small and
+/// large single events at once, grouped. Each large one is refused (`503`,
+/// as a single publish NATS refuses) and every small one accepted: one
+/// request's refusal never fails the others of its group. The stream
+/// holds exactly the small ones.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn a_refused_event_does_not_fail_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let created = NatsConn::open(&nats).api(
+        "STREAM.CREATE.INLET_EVENTS",
+        serde_json::json!({"name": "INLET_EVENTS", "subjects": ["inlet.events.>"], "storage": "file",
+            "num_replicas": 1, "duplicate_window": 120_000_000_000u64, "allow_atomic": true, "allow_direct": true,
+            "max_msg_size": 600}),
+    );
+    assert_eq!(created["config"]["max_msg_size"], 600, "{created}");
+    let s = jetstream_server(&[nats.url()], &["--nats-group-in-flight", "1"]);
+    wait_ready(&s);
+    let large = |id: &str| {
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}","source":"/tests","type":"t.group","data":"{}"}}"#,
+            "x".repeat(700)
+        )
+    };
+    const WRITERS: usize = 16;
+    const ROUNDS: usize = 15;
+    let lists = (0..WRITERS)
+        .map(|w| {
+            (0..ROUNDS)
+                .map(|k| {
+                    let id = format!("w{w}-{k}");
+                    if (w + k) % 3 == 0 {
+                        large(&id)
+                    } else {
+                        event_json(&id, "t.group")
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let answers = post_concurrently(s.addr, lists);
+    let mut small = HashSet::from(["ready-probe".to_string()]);
+    for (w, answers) in answers.iter().enumerate() {
+        for (k, (status, body)) in answers.iter().enumerate() {
+            if (w + k) % 3 == 0 {
+                assert_eq!(*status, 503, "writer {w}, large event {k}: {body}");
+            } else {
+                assert_eq!((*status, body.as_str()), (202, ONE_NEW), "writer {w}, small event {k}");
+                small.insert(format!("w{w}-{k}"));
+            }
+        }
+    }
+    let stored = stored_ids(&s);
+    assert!(stored.values().all(|n| *n == 1));
+    assert_eq!(stored.keys().cloned().collect::<HashSet<_>>(), small);
+}

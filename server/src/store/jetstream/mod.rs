@@ -23,6 +23,7 @@
 //! default 2 minutes) a repeat is reported as a duplicate and stored once.
 //! Outside it, a repeat is stored again.
 
+mod group;
 mod publish;
 mod read;
 mod rejected;
@@ -62,6 +63,9 @@ pub struct Options {
     /// Atomic batches this server has in flight at most (nats-server takes
     /// 50 per stream, from all publishers together).
     pub batches_in_flight: usize,
+    /// Groups of single events this server has in flight at most
+    /// (`group.rs`); 0: no grouping, each single event is published alone.
+    pub group_in_flight: usize,
     /// The largest batch a request may carry (`--max-batch`): at most
     /// [`MAX_ATOMIC_BATCH`], or the store refuses to start.
     pub max_batch: usize,
@@ -82,6 +86,9 @@ pub struct JetStreamStore {
     /// that no two servers share one.
     batch_prefix: String,
     batches: AtomicU64,
+    /// The queue of single events to group (`group.rs`); `None` with
+    /// `--nats-group-in-flight 0`.
+    group: Option<tokio::sync::mpsc::UnboundedSender<group::Single>>,
     /// Subscribers hear of this server's appends at once; other servers
     /// writing the same stream are seen by looking again every
     /// [`LIVE_POLL`].
@@ -182,7 +189,17 @@ impl JetStreamStore {
         context.set_timeout(options.ack_timeout);
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| OpenError::Jetstream(format!("no randomness for batch ids: {e}")))?;
-        let batch_prefix = random.iter().map(|b| format!("{b:02x}")).collect();
+        let batch_prefix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let group = (options.group_in_flight > 0).then(|| {
+            let grouper = group::Grouper {
+                client: client.clone(),
+                context: context.clone(),
+                ack_timeout: options.ack_timeout,
+                batch_prefix: batch_prefix.clone(),
+                batches: AtomicU64::new(0),
+            };
+            group::start(grouper, options.group_in_flight)
+        });
         let rejected = match options.keep_rejected {
             Some(kept) => {
                 let names = rejected::Names::new(&options.stream, &options.subject_prefix, options.replicas, kept);
@@ -208,6 +225,7 @@ impl JetStreamStore {
             ready,
             batch_prefix,
             batches: AtomicU64::new(0),
+            group,
             live: crate::store::Live::with_poll(LIVE_POLL),
         };
         // Create or check the stream now if NATS is there; otherwise on first use.

@@ -34,6 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use inlet_shared::event::Event;
 use smallvec::SmallVec;
 
+use super::group::{self, Single};
 use super::{message_id, subject_for, unavailable, JetStreamStore, TOKEN_HEADER};
 use crate::store::{Appended, ErrorKind, StoreError};
 
@@ -50,7 +51,7 @@ const PROBE_EXPECTATION: &str = "18446744073709551615";
 
 /// JetStream API error codes of atomic batches (ADR-50; checked against
 /// nats-server 2.15.1).
-mod code {
+pub(super) mod code {
     /// Atomic publish not enabled on the stream.
     pub const DISABLED: u64 = 10174;
     /// Batch incomplete (a message missing, or its start refused).
@@ -66,7 +67,7 @@ mod code {
 }
 
 /// The JetStream API error code behind a publish error, if any.
-fn error_code(e: &PublishError) -> Option<u64> {
+pub(super) fn error_code(e: &PublishError) -> Option<u64> {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
         .map(|e| e.error_code().0)
@@ -92,7 +93,11 @@ impl JetStreamStore {
         self.check_connected()?;
         self.stream().await?;
         if let [event] = events {
-            return self.publish_one(event, &message_id(&event.source, &event.id), token).await;
+            let id = message_id(&event.source, &event.id);
+            return match &self.group {
+                Some(queue) => self.publish_grouped(queue, event, id, token).await,
+                None => self.publish_one(event, &id, token).await,
+            };
         }
         let ids: Vec<String> = events.iter().map(|e| message_id(&e.source, &e.id)).collect();
         let mut duplicate = repeats_within(&ids);
@@ -113,6 +118,28 @@ impl JetStreamStore {
             }
         }
         Err(StoreError::plain(ErrorKind::Unavailable, "JetStream kept refusing the batch as a duplicate"))
+    }
+
+    /// One event through the group publish (`group.rs`): it waits for its
+    /// own answer.
+    async fn publish_grouped(
+        &self,
+        queue: &tokio::sync::mpsc::UnboundedSender<Single>,
+        event: &Event,
+        id: String,
+        token: Option<&str>,
+    ) -> Result<Appended, StoreError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let single = Single {
+            subject: subject_for(&self.options.subject_prefix, &event.ty),
+            id,
+            payload: event.json_bytes(),
+            token: token.map(str::to_owned),
+            answer,
+        };
+        queue.send(single).map_err(|_| group::closing())?;
+        let duplicate = answered.await.map_err(|_| group::closing())??;
+        Ok(Appended { duplicate: SmallVec::from_elem(duplicate, 1) })
     }
 
     /// One event: a request to the stream's subject, the reply being
@@ -295,7 +322,7 @@ struct Ack {
 
 /// A publish JetStream refused, or an answer that is not an ack.
 #[derive(Debug, serde::Deserialize)]
-struct AckError {
+pub(super) struct AckError {
     #[serde(default)]
     err_code: u64,
     #[serde(default)]
@@ -312,7 +339,7 @@ impl std::error::Error for AckError {}
 
 /// Whether JetStream stored the message (`false`) or had its id already
 /// (`true`); an error when it refused it or the answer is not an ack.
-fn read_ack(payload: &[u8]) -> Result<bool, AckError> {
+pub(super) fn read_ack(payload: &[u8]) -> Result<bool, AckError> {
     let not_an_ack = || AckError { err_code: 0, description: "not a JetStream publish ack".into() };
     match serde_json::from_slice::<Ack>(payload) {
         Ok(Ack { error: Some(error), .. }) => Err(error),

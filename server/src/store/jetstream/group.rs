@@ -1,0 +1,245 @@
+//! Group publish: single-event requests that arrive while earlier ones are
+//! at NATS are sent together, as one atomic batch, so that NATS stores
+//! several messages per raft append and fsync (the SQLite store's group
+//! commit, for JetStream).
+//!
+//! - A request hands its event to a queue and waits for its own answer.
+//! - One task takes the queue: it waits for one of
+//!   `--nats-group-in-flight` places, then takes whatever queued (up to
+//!   [`MAX_GROUP`] events) and publishes it, without waiting for more. So a
+//!   request waits to be grouped only while all places are taken, that is
+//!   at most until the oldest group in flight is acknowledged (one NATS
+//!   round trip; never past the ack timeout); with a place free it goes at
+//!   once, alone if nothing else is queued.
+//! - A group of one is a plain publish. A larger one is an atomic batch of
+//!   its distinct ids; a repeat of an id within the group is answered as a
+//!   duplicate once the batch committed. Each message keeps its own
+//!   `Inlet-Token` header.
+//! - JetStream refuses an atomic batch as a whole (nothing stored) when one
+//!   of its ids was seen before (10201) or one message is refused (too
+//!   large, say). Then every event of the group is published on its own,
+//!   as without grouping, and each request gets its own answer: one
+//!   request's duplicate or refusal never changes another's. Repeats within
+//!   the group go after their first occurrence was answered.
+//! - A batch that failed without JetStream's answer (NATS unreachable, ack
+//!   timeout) may or may not be stored: each of its requests gets that
+//!   error (`503`), as a single publish would.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::publish::{code, error_code, read_ack, repeats_within};
+use super::{unavailable, TOKEN_HEADER};
+use crate::store::{ErrorKind, StoreError};
+
+/// Events in one group at most.
+pub const MAX_GROUP: usize = 100;
+
+/// One single-event request waiting for its answer: whether JetStream had
+/// its id already.
+pub(super) struct Single {
+    pub subject: String,
+    pub id: String,
+    pub payload: Bytes,
+    pub token: Option<String>,
+    pub answer: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// What publishing a group needs.
+pub(super) struct Grouper {
+    pub client: async_nats::Client,
+    pub context: jetstream::Context,
+    pub ack_timeout: Duration,
+    /// Batch ids are `<prefix>-g<n>`, apart from the request batches' ids.
+    pub batch_prefix: String,
+    pub batches: AtomicU64,
+}
+
+/// Starts the task that groups; single events are sent to the returned queue.
+pub(super) fn start(grouper: Grouper, in_flight: usize) -> mpsc::UnboundedSender<Single> {
+    let (queue, mut waiting) = mpsc::unbounded_channel::<Single>();
+    let grouper = Arc::new(grouper);
+    let places = Arc::new(Semaphore::new(in_flight.max(1)));
+    tokio::spawn(async move {
+        loop {
+            let Ok(place) = places.clone().acquire_owned().await else { break };
+            let Some(first) = waiting.recv().await else { break };
+            let mut group = Vec::with_capacity(8);
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match waiting.try_recv() {
+                    Ok(single) => group.push(single),
+                    Err(_) => break,
+                }
+            }
+            let grouper = grouper.clone();
+            tokio::spawn(async move {
+                grouper.publish(group).await;
+                drop(place);
+            });
+        }
+    });
+    queue
+}
+
+impl Grouper {
+    async fn publish(&self, mut group: Vec<Single>) {
+        if group.len() == 1 {
+            if let Some(single) = group.pop() {
+                let answer = self.publish_one(&single).await;
+                let _ = single.answer.send(answer.map_err(Failed::into_error));
+            }
+            return;
+        }
+        let ids: Vec<String> = group.iter().map(|s| s.id.clone()).collect();
+        let repeat = repeats_within(&ids);
+        let (mut firsts, mut repeats) = (Vec::with_capacity(group.len()), Vec::new());
+        for (single, repeat) in group.into_iter().zip(repeat) {
+            if repeat {
+                repeats.push(single);
+            } else {
+                firsts.push(single);
+            }
+        }
+        let committed =
+            if let [one] = firsts.as_slice() { self.publish_one(one).await } else { self.commit(&firsts).await };
+        match committed {
+            // Stored (or, for a group of one distinct id, known already):
+            // a repeat is a duplicate either way.
+            Ok(duplicate) => {
+                answer_all(firsts, Ok(duplicate));
+                answer_all(repeats, Ok(true));
+            }
+            Err(Failed::Unanswered(e)) => {
+                answer_all(firsts, Err(e.clone()));
+                answer_all(repeats, Err(e));
+            }
+            Err(Failed::Refused(e)) if firsts.len() == 1 => {
+                answer_all(firsts, Err(e.clone()));
+                self.each_alone(repeats).await;
+            }
+            Err(Failed::Refused(_)) => {
+                tracing::debug!(events = firsts.len(), "JetStream refused a group; publishing its events one by one");
+                self.each_alone(firsts).await;
+                self.each_alone(repeats).await;
+            }
+        }
+    }
+
+    /// Publishes each event on its own, all at once, and answers each.
+    async fn each_alone(&self, singles: Vec<Single>) {
+        let answers = futures::future::join_all(singles.iter().map(|s| self.publish_one(s))).await;
+        for (single, answer) in singles.into_iter().zip(answers) {
+            let _ = single.answer.send(answer.map_err(Failed::into_error));
+        }
+    }
+
+    /// One event: a core NATS request whose reply is JetStream's ack.
+    async fn publish_one(&self, single: &Single) -> Result<bool, Failed> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", single.id.as_str());
+        if let Some(token) = &single.token {
+            headers.insert(TOKEN_HEADER, token.as_str());
+        }
+        let request =
+            async_nats::Request::new().payload(single.payload.clone()).headers(headers).timeout(Some(self.ack_timeout));
+        let reply = self
+            .client
+            .send_request(single.subject.clone(), request)
+            .await
+            .map_err(|e| Failed::Unanswered(unavailable("publishing to JetStream", e)))?;
+        read_ack(&reply.payload).map_err(|e| Failed::Refused(unavailable("JetStream did not acknowledge", e)))
+    }
+
+    /// The events as one atomic batch. A batch refused because the stream is
+    /// busy (too many batches in flight) is sent again, with a new id, until
+    /// the ack timeout has passed; any other refusal is the caller's to
+    /// answer (each event alone), without retrying.
+    async fn commit(&self, singles: &[Single]) -> Result<bool, Failed> {
+        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        let mut backoff = Duration::from_millis(5);
+        let Some((last, rest)) = singles.split_last() else { return Ok(false) };
+        loop {
+            let batch_id = format!("{}-g{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed));
+            for (n, single) in rest.iter().enumerate() {
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", single.id.as_str());
+                headers.insert("Nats-Batch-Id", batch_id.as_str());
+                headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+                if let Some(token) = &single.token {
+                    headers.insert(TOKEN_HEADER, token.as_str());
+                }
+                self.client
+                    .publish_with_headers(single.subject.clone(), headers, single.payload.clone())
+                    .await
+                    .map_err(|e| Failed::Unanswered(unavailable("publishing to JetStream", e)))?;
+            }
+            let mut commit = PublishMessage::build()
+                .payload(last.payload.clone())
+                .message_id(last.id.as_str())
+                .header("Nats-Batch-Id", batch_id.as_str())
+                .header("Nats-Batch-Sequence", singles.len().to_string().as_str())
+                .header("Nats-Batch-Commit", "1");
+            if let Some(token) = &last.token {
+                commit = commit.header(TOKEN_HEADER, token.as_str());
+            }
+            let ack = self
+                .context
+                .send_publish(last.subject.clone(), commit)
+                .await
+                .map_err(|e| Failed::Unanswered(unavailable("publishing to JetStream", e)))?
+                .await;
+            let e = match ack {
+                Ok(_) => return Ok(false),
+                Err(e) => e,
+            };
+            match error_code(&e) {
+                Some(code::TOO_MANY_INFLIGHT) if tokio::time::Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                // JetStream answered: the batch was refused as a whole (a
+                // message of it refused, say too large, makes it incomplete:
+                // 10176 on nats-server 2.15.1).
+                Some(c) => {
+                    tracing::debug!(code = c, "JetStream refused a group");
+                    return Err(Failed::Refused(unavailable("JetStream refused the batch", e)));
+                }
+                None => return Err(Failed::Unanswered(unavailable("JetStream did not acknowledge", e))),
+            }
+        }
+    }
+}
+
+/// How publishing failed.
+enum Failed {
+    /// JetStream answered with a refusal: nothing was stored.
+    Refused(StoreError),
+    /// No answer (NATS unreachable, no ack in time): maybe stored.
+    Unanswered(StoreError),
+}
+
+impl Failed {
+    fn into_error(self) -> StoreError {
+        match self {
+            Failed::Refused(e) | Failed::Unanswered(e) => e,
+        }
+    }
+}
+
+fn answer_all(singles: Vec<Single>, answer: Result<bool, StoreError>) {
+    for single in singles {
+        let _ = single.answer.send(answer.clone());
+    }
+}
+
+/// A group's single answered `Err` when the queue's task is gone.
+pub(super) fn closing() -> StoreError {
+    StoreError::plain(ErrorKind::Closing, "the JetStream store is closing")
+}
