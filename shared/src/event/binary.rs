@@ -84,7 +84,7 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         }
     };
     if let Some(raw) = json_body.or(quoted.as_deref()) {
-        attrs.push((Cow::Borrowed("data"), Value::Raw(raw)));
+        attrs.push((Cow::Borrowed("data"), Value::Raw(raw.get())));
     }
 
     match build_event(&attrs, body_text.as_ref(), Origin::Headers, &mut errors) {

@@ -3,13 +3,21 @@
 //! - `mod.rs`: the [`Event`] type and its JSON form (CloudEvents JSON format).
 //! - `validate.rs`: the rules for each attribute (`time` is RFC 3339, ...).
 //! - `structured.rs`: structured, batched and NDJSON bodies.
+//! - `scan.rs`: the single-pass JSON scanner that reads them.
+//! - `reference.rs` (tests and the `reference-parser` feature only): the
+//!   serde_json path the scanner replaced, to compare it with.
 //! - `binary.rs`: binary mode (`ce-*` headers plus the body as `data`).
 //! - `binding.rs`: picks the mode from `Content-Type` (SPEC §3.1).
 //! - `error.rs`: [`ParseError`], which says which status to answer.
 
 mod binary;
 mod binding;
+#[cfg(test)]
+mod differential;
 mod error;
+#[cfg(any(test, feature = "reference-parser"))]
+pub mod reference;
+mod scan;
 mod structured;
 mod validate;
 

@@ -3,180 +3,10 @@
 //! A batch is all-or-nothing: either every event is valid or the error lists
 //! every failing attribute of every event.
 
-use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
-
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
-
-use super::validate::{build_event, share, Origin, Value};
+use super::scan::{Members, Scanner, Syntax};
+use super::validate::{build_event, share, Origin};
 use super::{Event, Events, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
-
-/// A JSON object as its members in order, parsed in one pass: string values
-/// borrowed from the body, `data` kept as its raw JSON text, duplicate
-/// names kept so that validation can report them. `A` reads the other
-/// values: [`Attr`] (the fast path) or [`RawAttr`].
-struct Members<'a, A>(Vec<(Cow<'a, str>, Value<'a>)>, PhantomData<A>);
-
-/// How [`Members`] reads an attribute value other than `data`.
-trait AttrValue<'de>: Deserialize<'de> {
-    fn into_value(self) -> Value<'de>;
-}
-
-/// A member name, borrowed from the body unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an attribute name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-/// An attribute value other than `data`: its JSON type, and the string
-/// itself (borrowed unless it had escapes). Objects and arrays are skipped.
-struct Attr<'a>(Value<'a>);
-
-impl<'de> Deserialize<'de> for Attr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct AttrVisitor;
-        impl<'de> Visitor<'de> for AttrVisitor {
-            type Value = Attr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an attribute value")
-            }
-            fn visit_unit<E>(self) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Null))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Int(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Attr<'de>, E> {
-                Ok(Attr(i64::try_from(v).map_or(Value::Number, Value::Int)))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Number))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Str(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Attr<'de>, E> {
-                Ok(Attr(Value::Str(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Attr<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Attr(Value::Compound))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attr<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Attr(Value::Compound))
-            }
-        }
-        d.deserialize_any(AttrVisitor)
-    }
-}
-
-impl<'de> AttrValue<'de> for Attr<'de> {
-    fn into_value(self) -> Value<'de> {
-        self.0
-    }
-}
-
-/// An attribute value taken as raw JSON and classified by its first byte:
-/// the slow path, for an object that [`Attr`] could not read. serde_json
-/// refuses a lone surrogate escape (`"\ud800"`) in a string as a syntax
-/// error of the whole body, while the CloudEvents type system makes it an
-/// invalid attribute (`422` at its pointer). Raw JSON skips escapes without
-/// judging them, so the one string that fails to unescape here is one with
-/// an unpaired surrogate.
-struct RawAttr<'a>(Value<'a>);
-
-impl<'de> Deserialize<'de> for RawAttr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(d)?;
-        Ok(RawAttr(attribute_value(raw.get())))
-    }
-}
-
-impl<'de> AttrValue<'de> for RawAttr<'de> {
-    fn into_value(self) -> Value<'de> {
-        self.0
-    }
-}
-
-/// Classifies one JSON value's text (no surrounding whitespace) as the JSON
-/// types a visitor would see.
-fn attribute_value(json: &str) -> Value<'_> {
-    match json.as_bytes().first() {
-        Some(b'"') => {
-            let inner = json.get(1..json.len() - 1).unwrap_or_default();
-            if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
-                Value::Str(Cow::Borrowed(inner))
-            } else {
-                serde_json::from_str::<String>(json).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s)))
-            }
-        }
-        Some(b'n') => Value::Null,
-        Some(b't') => Value::Bool(true),
-        Some(b'f') => Value::Bool(false),
-        Some(b'{' | b'[') => Value::Compound,
-        _ => number(json),
-    }
-}
-
-/// A JSON number as serde_json types it: an integer without fraction or
-/// exponent within `i64` (`-0` is a float), anything else a float.
-fn number(json: &str) -> Value<'_> {
-    if json.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
-        return Value::Number;
-    }
-    match json.parse::<i64>() {
-        Ok(n) if n < 0 || !json.starts_with('-') => Value::Int(n),
-        _ => Value::Number,
-    }
-}
-
-impl<'de, A: AttrValue<'de>> Deserialize<'de> for Members<'de, A> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<A>(PhantomData<A>);
-        impl<'de, A: AttrValue<'de>> Visitor<'de> for ObjectVisitor<A> {
-            type Value = Members<'de, A>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'de, A>, M::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(10));
-                while let Some(Key(name)) = map.next_key()? {
-                    let value = if name == "data" {
-                        Value::Raw(map.next_value::<&'de RawValue>()?)
-                    } else {
-                        map.next_value::<A>()?.into_value()
-                    };
-                    members.push((name, value));
-                }
-                Ok(Members(members, PhantomData))
-            }
-        }
-        d.deserialize_map(ObjectVisitor(PhantomData))
-    }
-}
 
 fn utf8(body: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(body).map_err(not_utf8)
@@ -193,14 +23,7 @@ enum Shape {
     Wrong,
 }
 
-fn classify(e: serde_json::Error) -> Shape {
-    match e.classify() {
-        serde_json::error::Category::Data => Shape::Wrong,
-        _ => Shape::Syntax(e.to_string()),
-    }
-}
-
-fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimits) -> ParseError {
+pub(crate) fn too_large(pointer: String, line: Option<u64>, len: usize, limits: &ParseLimits) -> ParseError {
     let detail = format!("event is {len} bytes; the limit is {}", limits.max_event_bytes);
     ParseError::EventTooLarge { at: FieldError::pointer(pointer, line, detail) }
 }
@@ -215,34 +38,40 @@ fn event_at(
     line: Option<u64>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<Event>, Shape> {
-    // The fast path; an object it cannot read is read again with raw values,
-    // which locates an unpaired surrogate escape (a syntax error to serde_json)
-    // at its attribute. Anything else keeps the first error.
-    let members = serde_json::from_str::<Members<Attr>>(json).map(|m| m.0).or_else(|e| match classify(e) {
-        Shape::Syntax(detail) => {
-            serde_json::from_str::<Members<RawAttr>>(json).map(|m| m.0).map_err(|_| Shape::Syntax(detail))
-        }
-        Shape::Wrong => Err(Shape::Wrong),
-    });
-    match members {
-        Ok(members) => {
-            let mut event = build_event(&members, owner, Origin::Json { prefix, line }, errors);
-            if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
-                let json = json.trim();
-                // Multi-line JSON is serialised again, so that `GET /events`
-                // and `inlet-client events` keep one event per line.
-                if memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
-                    event.raw = Some(share(Some(owner), json).into_bytes());
-                }
-            }
-            Ok(event)
-        }
-        Err(Shape::Wrong) => {
-            errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
-            Ok(None)
-        }
-        Err(syntax) => Err(syntax),
+    let syntax = |e: Syntax| Shape::Syntax(e.detail(json));
+    let mut scan = Scanner::new(json);
+    let mut members = Members::new();
+    if scan.skip_ws() != Some(b'{') {
+        scan.wrong_type().map_err(syntax)?;
+        return Err(Shape::Wrong);
     }
+    let start = scan.pos();
+    scan.object(&mut members).map_err(syntax)?;
+    let object = scan.since(start);
+    scan.end().map_err(syntax)?;
+    if let Some(e) = scan.key_error {
+        return Err(syntax(e));
+    }
+    Ok(build(&members, object, owner, Origin::Json { prefix, line }, errors))
+}
+
+/// Validates the members of the event object `object` (its text).
+fn build(
+    members: &Members<'_>,
+    object: &str,
+    owner: Option<&Text>,
+    origin: Origin<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Event> {
+    let mut event = build_event(members, owner, origin, errors);
+    if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
+        // Multi-line JSON is serialised again, so that `GET /events`
+        // and `inlet-client events` keep one event per line.
+        if memchr::memchr2(b'\n', b'\r', object.as_bytes()).is_none() {
+            event.raw = Some(share(Some(owner), object).into_bytes());
+        }
+    }
+    event
 }
 
 /// `application/cloudevents+json`: exactly one event object.
@@ -259,7 +88,7 @@ pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         Ok(Some(event)) => Ok(Events::from_buf([event])),
         Ok(None) => Err(ParseError::Invalid(errors)),
         Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors }),
-        Err(Shape::Wrong) => Err(ParseError::Invalid(errors)),
+        Err(Shape::Wrong) => Err(ParseError::Invalid(vec![not_an_event("#", None)])),
     }
 }
 
@@ -269,44 +98,99 @@ pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseErr
 }
 
 pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
-    let items: Vec<&RawValue> = match serde_json::from_str(json) {
-        Ok(items) => items,
-        Err(e) => {
-            return Err(match classify(e) {
-                Shape::Syntax(detail) => ParseError::Json { detail, errors: Vec::new() },
-                Shape::Wrong => ParseError::Invalid(vec![FieldError::pointer(
-                    "#".into(),
-                    None,
-                    "must be a JSON array of CloudEvents",
-                )]),
-            })
-        }
-    };
-    if items.len() > limits.max_batch {
-        return Err(ParseError::BatchTooLarge { count: items.len(), max: limits.max_batch });
+    let syntax = |e: Syntax| ParseError::Json { detail: e.detail(json), errors: Vec::new() };
+    let mut scan = Scanner::new(json);
+    if scan.skip_ws() != Some(b'[') {
+        scan.wrong_type().map_err(syntax)?;
+        return Err(ParseError::Invalid(vec![FieldError::pointer(
+            "#".into(),
+            None,
+            "must be a JSON array of CloudEvents",
+        )]));
     }
-    let mut events = Events::with_capacity(items.len());
+    scan.bump();
+    let mut events = Events::new();
     let mut errors = Vec::new();
+    let mut members = Members::new();
     let mut prefix = String::with_capacity(8);
-    for (i, item) in items.iter().enumerate() {
-        prefix.clear();
-        prefix.push_str("#/");
-        prefix.push_str(itoa::Buffer::new().format(i));
-        if item.get().len() > limits.max_event_bytes {
-            return Err(too_large(prefix, None, item.get().len(), limits));
+    let mut count = 0usize;
+    // The first item that ends the request (over `max_event_bytes`, or not
+    // JSON to serde_json's stricter reading), reported unless the whole
+    // body is malformed or holds too many items. Items after it, or past
+    // `max_batch`, are only checked as JSON.
+    let mut stop: Option<ParseError> = None;
+    let mut next = scan.skip_ws();
+    if next == Some(b']') {
+        scan.bump();
+    } else {
+        loop {
+            let start = scan.pos();
+            let index = count;
+            count += 1;
+            if stop.is_some() || count > limits.max_batch {
+                scan.skip_value().map_err(syntax)?;
+            } else {
+                prefix.clear();
+                prefix.push_str("#/");
+                prefix.push_str(itoa::Buffer::new().format(index));
+                let over = |len: usize| too_large(prefix.clone(), None, len, limits);
+                if next == Some(b'{') {
+                    members.clear();
+                    scan.key_error = None;
+                    scan.object(&mut members).map_err(syntax)?;
+                    let item = scan.since(start);
+                    if item.len() > limits.max_event_bytes {
+                        stop = Some(over(item.len()));
+                    } else if let Some(e) = scan.key_error {
+                        stop = Some(syntax(e));
+                    } else if let Some(event) =
+                        build(&members, item, owner, Origin::Json { prefix: &prefix, line: None }, &mut errors)
+                    {
+                        events.push(event);
+                    }
+                } else {
+                    let wrong = Scanner::new(json.get(start..).unwrap_or_default()).wrong_type();
+                    scan.skip_value().map_err(syntax)?;
+                    let len = scan.pos() - start;
+                    if len > limits.max_event_bytes {
+                        stop = Some(over(len));
+                    } else if let Err(e) = wrong {
+                        stop = Some(syntax(Syntax { at: start + e.at, ..e }));
+                    } else {
+                        errors.push(not_an_event(&prefix, None));
+                    }
+                }
+            }
+            match scan.skip_ws() {
+                Some(b',') => {
+                    scan.bump();
+                    next = scan.skip_ws();
+                }
+                Some(b']') => {
+                    scan.bump();
+                    break;
+                }
+                Some(_) => return Err(syntax(Syntax { what: "expected `,` or `]`", at: scan.pos() })),
+                None => return Err(syntax(Syntax { what: "EOF while parsing a list", at: scan.pos() })),
+            }
         }
-        match event_at(item.get(), owner, &prefix, None, &mut errors) {
-            Ok(Some(event)) => events.push(event),
-            Ok(None) | Err(Shape::Wrong) => {}
-            // The array as a whole parsed, so its items are valid JSON.
-            Err(Shape::Syntax(detail)) => return Err(ParseError::Json { detail, errors: Vec::new() }),
-        }
+    }
+    scan.end().map_err(syntax)?;
+    if count > limits.max_batch {
+        return Err(ParseError::BatchTooLarge { count, max: limits.max_batch });
+    }
+    if let Some(stop) = stop {
+        return Err(stop);
     }
     if errors.is_empty() {
         Ok(events)
     } else {
         Err(ParseError::Invalid(errors))
     }
+}
+
+fn not_an_event(prefix: &str, line: Option<u64>) -> FieldError {
+    FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)")
 }
 
 /// `application/json`: one event object, or an array of them.
@@ -349,7 +233,8 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         }
         match event_at(line, owner, "#", Some(number), &mut invalid) {
             Ok(Some(event)) => events.push(event),
-            Ok(None) | Err(Shape::Wrong) => {}
+            Ok(None) => {}
+            Err(Shape::Wrong) => invalid.push(not_an_event("#", Some(number))),
             Err(Shape::Syntax(detail)) => malformed.push(FieldError {
                 pointer: None,
                 header: None,

@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
-use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Data, Event, ExtensionValue, Json, Text};
@@ -47,8 +46,8 @@ pub(crate) enum Value<'a> {
     /// A JSON object or array (only `data` may be one).
     Compound,
     /// The `data` member of a structured event, or a binary-mode body
-    /// turned into JSON: kept as sent.
-    Raw(&'a RawValue),
+    /// turned into JSON: its text as sent, known to be one JSON value.
+    Raw(&'a str),
     /// A (percent-decoded) `ce-*` header value: always a string.
     Header(String),
     /// A JSON string with an unpaired surrogate escape (`"\ud800"`), which
@@ -226,8 +225,8 @@ pub(crate) fn build_event(
             },
             "data" => match value {
                 Value::Null => {}
-                Value::Raw(raw) if raw.get().trim_start().starts_with('n') => {}
-                Value::Raw(raw) => data = Some(Json::parsed(text(raw.get()))),
+                Value::Raw(raw) if raw.trim_start().starts_with('n') => {}
+                Value::Raw(raw) => data = Some(Json::parsed(text(raw))),
                 _ => fail("is the body in binary mode, not a header"),
             },
             "data_base64" => match value.str() {

@@ -1,0 +1,625 @@
+//! A single-pass JSON scanner for CloudEvents structured bodies.
+//!
+//! It reads the members of an event object straight into the attribute list
+//! that `validate::build_event` checks: member names and string values are
+//! borrowed from the body unless they hold escapes, `data` and object or
+//! array values are validated as JSON and handed through as their text,
+//! never built. It accepts exactly what serde_json's borrowed parse of the
+//! same body (the path this replaced) accepted:
+//!
+//! - the JSON grammar of RFC 8259: whitespace is space, tab, LF and CR; no
+//!   control character inside a string; only the escapes `\" \\ \/ \b \f \n
+//!   \r \t \uXXXX`; numbers `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`;
+//! - nesting without a depth limit (serde_json skips `data` and nested
+//!   values without one, iteratively): containers are tracked on a bit
+//!   stack, never by recursion, so no depth can overflow the stack;
+//! - an unpaired surrogate escape (`"\ud800"`) is a syntax error in a member
+//!   name or in a string that is the whole body, an invalid attribute in an
+//!   attribute's string value (`Value::UnpairedSurrogate`, a `422` at its
+//!   pointer), and nobody's business inside `data` or a nested value;
+//! - a number that is the whole body and overflows `f64` is a syntax error.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use smallvec::SmallVec;
+
+use super::validate::Value;
+
+/// The members of one event object in order, duplicates kept for validation
+/// to report. Twelve fit without an allocation.
+pub(crate) type Members<'a> = SmallVec<[(Cow<'a, str>, Value<'a>); 12]>;
+
+/// Why a body is not JSON: what was wrong, at which byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Syntax {
+    pub what: &'static str,
+    pub at: usize,
+}
+
+impl Syntax {
+    /// The detail of the error: what was wrong, at which line and column
+    /// (both from 1, the column counted in bytes) of `text`.
+    pub(crate) fn detail(&self, text: &str) -> String {
+        let before = text.as_bytes().get(..self.at).unwrap_or(text.as_bytes());
+        let line = 1 + memchr::memchr_iter(b'\n', before).count();
+        let column = 1 + before.len() - memchr::memrchr(b'\n', before).map_or(0, |nl| nl + 1);
+        format!("{} at line {line} column {column}", self.what)
+    }
+}
+
+impl fmt::Display for Syntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+const EOF_VALUE: &str = "EOF while parsing a value";
+const EOF_OBJECT: &str = "EOF while parsing an object";
+const EOF_LIST: &str = "EOF while parsing a list";
+const EOF_STRING: &str = "EOF while parsing a string";
+const EXPECTED_VALUE: &str = "expected value";
+const EXPECTED_COLON: &str = "expected `:`";
+const OBJECT_COMMA_OR_END: &str = "expected `,` or `}`";
+const LIST_COMMA_OR_END: &str = "expected `,` or `]`";
+const KEY_MUST_BE_STRING: &str = "key must be a string";
+const CONTROL_CHARACTER: &str = "control character (\\u0000-\\u001F) found while parsing a string";
+const INVALID_ESCAPE: &str = "invalid escape";
+const INVALID_NUMBER: &str = "invalid number";
+const OUT_OF_RANGE: &str = "number out of range";
+const EXPECTED_IDENT: &str = "expected ident";
+const LONE_SURROGATE: &str = "unpaired surrogate in hex escape";
+pub(crate) const TRAILING: &str = "trailing characters";
+
+/// A cursor over one JSON text.
+pub(crate) struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    /// The first member name of the last object read that held an unpaired
+    /// surrogate: a syntax error, which a batch reports only if no earlier
+    /// item ends the request first (see `structured::array`).
+    pub key_error: Option<Syntax>,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is zero; the lowest one set is
+/// exact (a borrow only runs upwards from a real zero byte).
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// The high bit of each byte that ends a run of plain string content: `"`,
+/// `\` or a control character below 0x20 (exact for the lowest byte).
+#[inline]
+fn string_stops(x: u64) -> u64 {
+    zero_bytes(x ^ (ONES * u64::from(b'"'))) | zero_bytes(x ^ (ONES * u64::from(b'\\'))) | zero_bytes(x & (ONES * 0xe0))
+}
+
+fn hex_digit(b: u8) -> Option<u16> {
+    match b {
+        b'0'..=b'9' => Some(u16::from(b - b'0')),
+        b'a'..=b'f' => Some(u16::from(b - b'a' + 10)),
+        b'A'..=b'F' => Some(u16::from(b - b'A' + 10)),
+        _ => None,
+    }
+}
+
+fn hex4(bytes: &[u8]) -> Option<u16> {
+    match bytes {
+        [a, b, c, d, ..] => Some(hex_digit(*a)? << 12 | hex_digit(*b)? << 8 | hex_digit(*c)? << 4 | hex_digit(*d)?),
+        _ => None,
+    }
+}
+
+/// The content of a JSON string (between its quotes, escapes checked by
+/// [`Scanner::string`]) with its escapes undone; `None` if it holds an
+/// unpaired surrogate escape, which no Rust string can hold.
+pub(crate) fn unescape(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(at) = memchr::memchr(b'\\', bytes.get(i..)?) {
+        out.push_str(raw.get(i..i + at)?);
+        i += at + 1;
+        let escape = *bytes.get(i)?;
+        i += 1;
+        let c = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let n = hex4(bytes.get(i..)?)?;
+                i += 4;
+                match n {
+                    0xd800..=0xdbff => {
+                        // A leading surrogate must be followed by `\u` and a trailing one.
+                        let rest = bytes.get(i..)?;
+                        if !rest.starts_with(b"\\u") {
+                            return None;
+                        }
+                        let low = hex4(rest.get(2..)?)?;
+                        if !(0xdc00..=0xdfff).contains(&low) {
+                            return None;
+                        }
+                        i += 6;
+                        char::from_u32(0x10000 + ((u32::from(n) - 0xd800) << 10 | (u32::from(low) - 0xdc00)))?
+                    }
+                    0xdc00..=0xdfff => return None,
+                    _ => char::from_u32(u32::from(n))?,
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+    }
+    out.push_str(raw.get(i..)?);
+    Some(out)
+}
+
+/// A JSON number as serde_json types it: an integer without fraction or
+/// exponent within `i64` (`-0` is a float), anything else a float.
+pub(crate) fn number_value(json: &str) -> Value<'_> {
+    if json.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        return Value::Number;
+    }
+    match json.parse::<i64>() {
+        Ok(n) if n < 0 || !json.starts_with('-') => Value::Int(n),
+        _ => Value::Number,
+    }
+}
+
+/// Open containers, one bit each (set: an object), 128 of them inline.
+struct Nesting {
+    depth: usize,
+    words: SmallVec<[u64; 2]>,
+}
+
+impl Nesting {
+    fn new() -> Nesting {
+        Nesting { depth: 0, words: SmallVec::new() }
+    }
+
+    fn push(&mut self, object: bool) {
+        let (word, bit) = (self.depth / 64, self.depth % 64);
+        if word == self.words.len() {
+            self.words.push(0);
+        }
+        if let Some(w) = self.words.get_mut(word) {
+            *w = (*w & !(1 << bit)) | (u64::from(object) << bit);
+        }
+        self.depth += 1;
+    }
+
+    /// Whether the innermost open container is an object; `None` at the top.
+    fn top(&self) -> Option<bool> {
+        let at = self.depth.checked_sub(1)?;
+        Some(self.words.get(at / 64)? >> (at % 64) & 1 == 1)
+    }
+
+    fn pop(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(text: &'a str) -> Scanner<'a> {
+        Scanner { text, bytes: text.as_bytes(), pos: 0, key_error: None }
+    }
+
+    /// The byte offset of the next byte to read.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The text from `start` to the current position.
+    pub(crate) fn since(&self, start: usize) -> &'a str {
+        self.text.get(start..self.pos).unwrap_or_default()
+    }
+
+    fn fail<T>(&self, what: &'static str) -> Result<T, Syntax> {
+        Err(Syntax { what, at: self.pos })
+    }
+
+    /// Skips whitespace; the next byte, which is not consumed.
+    #[inline]
+    pub(crate) fn skip_ws(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    /// Consumes one byte known to be there (the one `skip_ws` returned).
+    #[inline]
+    pub(crate) fn bump(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Whitespace to the end of the text, or a syntax error.
+    pub(crate) fn end(&mut self) -> Result<(), Syntax> {
+        match self.skip_ws() {
+            None => Ok(()),
+            Some(_) => self.fail(TRAILING),
+        }
+    }
+
+    /// Reads a string whose opening quote was consumed, checking control
+    /// characters and escapes; its content and whether it holds escapes.
+    #[inline]
+    fn string(&mut self) -> Result<(&'a str, bool), Syntax> {
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            // Eight bytes at a time up to the next quote, backslash or
+            // control character.
+            while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+                let mut word = [0; 8];
+                word.copy_from_slice(chunk);
+                let stops = string_stops(u64::from_le_bytes(word));
+                if stops != 0 {
+                    self.pos += stops.trailing_zeros() as usize / 8;
+                    break;
+                }
+                self.pos += 8;
+            }
+            match self.bytes.get(self.pos) {
+                None => return self.fail(EOF_STRING),
+                Some(b'"') => {
+                    let content = self.text.get(start..self.pos).unwrap_or_default();
+                    self.pos += 1;
+                    return Ok((content, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                Some(&b) if b < 0x20 => return self.fail(CONTROL_CHARACTER),
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
+    /// Checks one escape after its backslash: its letter, and four hex
+    /// digits after `\u` (surrogates are judged where the string is used).
+    fn escape(&mut self) -> Result<(), Syntax> {
+        match self.bytes.get(self.pos) {
+            None => self.fail(EOF_STRING),
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                self.pos += 1;
+                match self.bytes.get(self.pos..self.pos + 4) {
+                    None => {
+                        self.pos = self.bytes.len();
+                        self.fail(EOF_STRING)
+                    }
+                    Some(digits) if hex4(digits).is_some() => {
+                        self.pos += 4;
+                        Ok(())
+                    }
+                    Some(_) => self.fail(INVALID_ESCAPE),
+                }
+            }
+            Some(_) => self.fail(INVALID_ESCAPE),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// Reads a number starting at `-` or a digit.
+    fn number(&mut self) -> Result<(), Syntax> {
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.bytes.get(self.pos) {
+            Some(b'0') => {
+                self.pos += 1;
+                // One leading zero only.
+                if self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                    return self.fail(INVALID_NUMBER);
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return self.fail(INVALID_NUMBER),
+        }
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return self.fail(INVALID_NUMBER);
+            }
+        }
+        if matches!(self.bytes.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.bytes.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return self.fail(INVALID_NUMBER);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `null`, `true` or `false`, whose first byte was seen.
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Syntax> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        if rest.starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else if word.starts_with(rest) {
+            self.pos = self.bytes.len();
+            self.fail(EOF_VALUE)
+        } else {
+            self.fail(EXPECTED_IDENT)
+        }
+    }
+
+    /// After a `{` and whitespace at a member name: reads the name and the
+    /// colon after it.
+    fn skip_name(&mut self) -> Result<(), Syntax> {
+        match self.skip_ws() {
+            Some(b'"') => self.pos += 1,
+            Some(_) => return self.fail(KEY_MUST_BE_STRING),
+            None => return self.fail(EOF_OBJECT),
+        }
+        self.string()?;
+        self.colon()
+    }
+
+    fn colon(&mut self) -> Result<(), Syntax> {
+        match self.skip_ws() {
+            Some(b':') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => self.fail(EXPECTED_COLON),
+            None => self.fail(EOF_OBJECT),
+        }
+    }
+
+    /// Skips one JSON value (after whitespace), checking it without
+    /// building it; nesting is tracked on a bit stack, not by recursion.
+    pub(crate) fn skip_value(&mut self) -> Result<(), Syntax> {
+        let mut open = Nesting::new();
+        loop {
+            // At a value.
+            match self.skip_ws() {
+                None => return self.fail(EOF_VALUE),
+                Some(b'{') => {
+                    self.pos += 1;
+                    if self.skip_ws() == Some(b'}') {
+                        self.pos += 1;
+                    } else {
+                        self.skip_name()?;
+                        open.push(true);
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    if self.skip_ws() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        open.push(false);
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.string()?;
+                }
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(_) => return self.fail(EXPECTED_VALUE),
+            }
+            // After a value: close what ends here, up to the next comma.
+            loop {
+                let Some(object) = open.top() else { return Ok(()) };
+                match (self.skip_ws(), object) {
+                    (Some(b','), _) => {
+                        self.pos += 1;
+                        if object {
+                            self.skip_name()?;
+                        }
+                        break;
+                    }
+                    (Some(b'}'), true) | (Some(b']'), false) => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    (Some(_), true) => return self.fail(OBJECT_COMMA_OR_END),
+                    (Some(_), false) => return self.fail(LIST_COMMA_OR_END),
+                    (None, true) => return self.fail(EOF_OBJECT),
+                    (None, false) => return self.fail(EOF_LIST),
+                }
+            }
+        }
+    }
+
+    /// Reads a value that is not the object or array expected (after
+    /// whitespace) as far as serde_json did before calling it the wrong
+    /// type: an array or object not at all; a literal, number or string
+    /// fully, where a malformed literal, an `f64` overflow or an unpaired
+    /// surrogate is a syntax error. `Ok` means: valid, of the wrong type.
+    pub(crate) fn wrong_type(&mut self) -> Result<(), Syntax> {
+        match self.skip_ws() {
+            Some(b'{' | b'[') => Ok(()),
+            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.number()?;
+                // Rare, so left to serde_json's own float reading.
+                if serde_json::from_str::<f64>(self.since(start)).is_err() {
+                    return Err(Syntax { what: OUT_OF_RANGE, at: start });
+                }
+                Ok(())
+            }
+            Some(b'"') => {
+                self.pos += 1;
+                let start = self.pos;
+                match self.string()? {
+                    (raw, true) if unescape(raw).is_none() => Err(Syntax { what: LONE_SURROGATE, at: start }),
+                    _ => Ok(()),
+                }
+            }
+            Some(_) => self.fail(EXPECTED_VALUE),
+            None => self.fail(EOF_VALUE),
+        }
+    }
+
+    /// Reads one event object (after whitespace, at its `{`) into `members`.
+    /// A member name with an unpaired surrogate is recorded in `key_error`
+    /// (and kept as `""`); reading goes on, to find the end of the object.
+    pub(crate) fn object(&mut self, members: &mut Members<'a>) -> Result<(), Syntax> {
+        self.pos += 1;
+        match self.skip_ws() {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(());
+            }
+            Some(b'"') => {}
+            Some(_) => return self.fail(KEY_MUST_BE_STRING),
+            None => return self.fail(EOF_OBJECT),
+        }
+        loop {
+            self.pos += 1;
+            let start = self.pos;
+            let name = match self.string()? {
+                (raw, false) => Cow::Borrowed(raw),
+                (raw, true) => match unescape(raw) {
+                    Some(name) => Cow::Owned(name),
+                    None => {
+                        self.key_error.get_or_insert(Syntax { what: LONE_SURROGATE, at: start });
+                        Cow::Borrowed("")
+                    }
+                },
+            };
+            self.colon()?;
+            let value = self.member_value(&name)?;
+            members.push((name, value));
+            match self.skip_ws() {
+                Some(b',') => {
+                    self.pos += 1;
+                    match self.skip_ws() {
+                        Some(b'"') => {}
+                        Some(_) => return self.fail(KEY_MUST_BE_STRING),
+                        None => return self.fail(EOF_OBJECT),
+                    }
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(_) => return self.fail(OBJECT_COMMA_OR_END),
+                None => return self.fail(EOF_OBJECT),
+            }
+        }
+    }
+
+    /// Reads the value of member `name` of an event object.
+    #[inline]
+    fn member_value(&mut self, name: &str) -> Result<Value<'a>, Syntax> {
+        let first = self.skip_ws();
+        let start = self.pos;
+        if name == "data" {
+            self.skip_value()?;
+            return Ok(Value::Raw(self.since(start)));
+        }
+        match first {
+            Some(b'"') => {
+                self.pos += 1;
+                Ok(match self.string()? {
+                    (raw, false) => Value::Str(Cow::Borrowed(raw)),
+                    (raw, true) => unescape(raw).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s))),
+                })
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                Ok(number_value(self.since(start)))
+            }
+            Some(b'n') => self.literal(b"null").map(|()| Value::Null),
+            Some(b't') => self.literal(b"true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false)),
+            Some(b'{' | b'[') => self.skip_value().map(|()| Value::Compound),
+            Some(_) => self.fail(EXPECTED_VALUE),
+            None => self.fail(EOF_VALUE),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_stops_finds_the_first_quote_backslash_or_control_byte_at_every_position() {
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                let stops = string_stops(u64::from_le_bytes(word));
+                let stop = b == b'"' || b == b'\\' || b < 0x20;
+                assert_eq!(stops != 0, stop, "byte {b:#x} at {at}");
+                if stop {
+                    assert_eq!(stops.trailing_zeros() as usize / 8, at, "byte {b:#x} at {at}");
+                }
+            }
+        }
+        // The lowest stop is exact even when a later byte would borrow.
+        let stops = string_stops(u64::from_le_bytes([b'a', 0x00, 0x01, b'"', 0x00, b'\\', 0xff, 0x20]));
+        assert_eq!(stops.trailing_zeros() / 8, 1);
+    }
+
+    #[test]
+    fn unescape_pairs_surrogates_and_refuses_unpaired_ones() {
+        assert_eq!(unescape(r#"a\"\\\/\b\f\n\r\tz"#).as_deref(), Some("a\"\\/\u{8}\u{c}\n\r\tz"));
+        assert_eq!(unescape(r"\u00e9\ud83d\ude00").as_deref(), Some("é😀"));
+        for lone in [r"\ud800", r"\udc00", r"\ud800x", r"\ud800\n", r"\ud800\u0041", r"\ud800\ud800", r"\udfff\ud800"] {
+            assert_eq!(unescape(lone), None, "{lone}");
+        }
+    }
+
+    #[test]
+    fn skip_value_nests_without_a_depth_limit() {
+        let deep = format!("{}{}", "[{\"a\":".repeat(50_000), "}]".repeat(50_000)).replace(":}", ":1}");
+        let mut scan = Scanner::new(&deep);
+        assert_eq!(scan.skip_value(), Ok(()));
+        assert_eq!(scan.pos(), deep.len());
+        let mut scan = Scanner::new(&deep[..deep.len() - 1]);
+        assert_eq!(scan.skip_value(), Err(Syntax { what: EOF_LIST, at: deep.len() - 1 }));
+    }
+
+    #[test]
+    fn syntax_detail_counts_lines_and_columns_from_one() {
+        let e = Syntax { what: "x", at: 5 };
+        assert_eq!(e.detail("ab\ncdef"), "x at line 2 column 3");
+        assert_eq!(Syntax { what: "x", at: 0 }.detail(""), "x at line 1 column 1");
+    }
+}
