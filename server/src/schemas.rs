@@ -47,6 +47,12 @@ impl Schemas {
         self.loaded.as_ref().map(|l| l.current.load_full())
     }
 
+    /// The set in use, if `--schemas` was given, for the length of one
+    /// request: no reference count taken (the per-request path).
+    pub fn guard(&self) -> Option<arc_swap::Guard<Arc<SchemaSet>>> {
+        self.loaded.as_ref().map(|l| l.current.load())
+    }
+
     /// `SIGHUP`: compiles the directory again; the new set replaces the old
     /// one only if every file compiled. Logs its outcome.
     pub fn reload(&self) {

@@ -105,10 +105,11 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
 /// events that failed in `warn` mode (one per event). Without `--schemas`,
 /// nothing.
 fn check_schemas(app: &App, req: &Request, body: &[u8], events: &[Event]) -> Result<Vec<String>, Verdict> {
-    let Some(set) = app.schemas.current() else { return Ok(Vec::new()) };
-    // The handler parsed the body already, so its kind is known good.
-    let kind = BodyKind::of(&req.headers).unwrap_or(BodyKind::Structured);
-    let verdict = set.check(events, &Layout::of(kind, body));
+    let Some(set) = app.schemas.guard() else { return Ok(Vec::new()) };
+    // The handler parsed the body already, so its kind is known good; the
+    // layout (the headers read again) is worked out only for an error.
+    let layout = || Layout::of(BodyKind::of(&req.headers).unwrap_or(BodyKind::Structured), body);
+    let verdict = set.check_lazy(events, layout);
     if verdict.is_refused() {
         let types = verdict.refused.iter().map(|r| r.ty.as_str());
         app.stats.record_schema_refused(types, |ty| set.get(ty).is_some());

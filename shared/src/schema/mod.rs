@@ -17,7 +17,9 @@ mod layout;
 mod load;
 mod tape;
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -98,12 +100,40 @@ impl std::fmt::Debug for Schema {
     }
 }
 
+/// FNV-1a: the type lookup is once per event, and SipHash cost a few
+/// hundred instructions of it. The maps are filled once, from the schema
+/// directory, and never grow from requests: a request's type only probes
+/// a fixed table, so a weaker hash cannot be turned against them.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = self.0;
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type TypeMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
 /// The schemas of one directory, compiled.
 #[derive(Debug, Default)]
 pub struct SchemaSet {
-    by_type: HashMap<String, Schema>,
+    by_type: TypeMap<Schema>,
     /// `$id` → type.
-    by_id: HashMap<String, String>,
+    by_id: TypeMap<String>,
     unknown: UnknownTypes,
 }
 
@@ -211,6 +241,17 @@ impl SchemaSet {
     /// keeps at least its first, so every refused event says why); the
     /// rest are only counted (`Verdict::cut`).
     pub fn check(&self, events: &[Event], layout: &Layout<'_>) -> Verdict {
+        self.check_in(events, &Place::Given(layout))
+    }
+
+    /// [`SchemaSet::check`] with the layout worked out by `layout` only if
+    /// an error needs it (the server's common case, valid data, then never
+    /// looks at the request's headers again).
+    pub fn check_lazy<'l>(&self, events: &[Event], layout: impl Fn() -> Layout<'l>) -> Verdict {
+        self.check_in(events, &Place::Lazy(&layout, OnceCell::new()))
+    }
+
+    fn check_in(&self, events: &[Event], layout: &Place<'_, '_>) -> Verdict {
         let mut verdict = Verdict::default();
         let mut budget = Budget { left: MAX_ERRORS, cut: 0 };
         for (index, event) in events.iter().enumerate() {
@@ -343,21 +384,36 @@ fn cut(mut detail: String) -> String {
     detail
 }
 
+/// The request's layout: given, or made once, by the first error.
+enum Place<'a, 'l> {
+    Given(&'a Layout<'l>),
+    Lazy(&'a dyn Fn() -> Layout<'l>, OnceCell<Layout<'l>>),
+}
+
+impl<'l> Place<'_, 'l> {
+    fn layout(&self) -> &Layout<'l> {
+        match self {
+            Place::Given(layout) => layout,
+            Place::Lazy(make, cell) => cell.get_or_init(make),
+        }
+    }
+}
+
 /// One event's place in the request.
-struct At<'a> {
-    layout: &'a Layout<'a>,
+struct At<'a, 'l> {
+    layout: &'a Place<'a, 'l>,
     index: usize,
 }
 
-impl At<'_> {
+impl At<'_, '_> {
     /// An error at one of the event's attributes.
     fn attribute(&self, name: &str, detail: String) -> FieldError {
-        self.layout.attribute(self.index, name, detail)
+        self.layout.layout().attribute(self.index, name, detail)
     }
 
     /// An error inside `data`, at the JSON Pointer `path` within it.
     fn data(&self, path: &str, keyword: Option<&str>, detail: String) -> FieldError {
-        let mut error = self.layout.data(self.index, path, detail);
+        let mut error = self.layout.layout().data(self.index, path, detail);
         error.keyword = keyword.map(str::to_string);
         error
     }

@@ -159,11 +159,110 @@ struct Scan<'t, 'i> {
     pos: usize,
 }
 
+/// An array or object the scanner is inside of.
+struct Open {
+    /// Its entry on the tape.
+    at: usize,
+    /// Its elements, or members, so far.
+    count: usize,
+    /// An object's key filter (see [`key_filter`]), and whether two keys
+    /// fell on one bit.
+    seen: u128,
+    clash: bool,
+    object: bool,
+}
+
 impl Scan<'_, '_> {
+    /// The whole input: one loop over the tokens, the arrays and objects
+    /// it is inside of on a stack of its own (no call per value).
     fn document(&mut self) -> Option<()> {
-        self.value(0)?;
+        let mut stack: smallvec::SmallVec<[Open; 16]> = smallvec::SmallVec::new();
+        'value: loop {
+            // A value at `pos`.
+            match self.peek()? {
+                open @ (b'{' | b'[') => {
+                    if stack.len() >= SCAN_DEPTH {
+                        return None;
+                    }
+                    let object = open == b'{';
+                    let at = self.tape.entries.len();
+                    self.tape.entries.push(if object {
+                        Entry::Object { len: 0, end: 0 }
+                    } else {
+                        Entry::Array { len: 0, end: 0 }
+                    });
+                    self.pos += 1;
+                    let mut top = Open { at, count: 0, seen: 0, clash: false, object };
+                    let end = if object { b'}' } else { b']' };
+                    if self.peek()? == end {
+                        self.pos += 1;
+                        close::<serde_json::Error>(self.tape, at, 0).ok()?;
+                    } else {
+                        if object {
+                            self.key(&mut top)?;
+                        }
+                        stack.push(top);
+                        continue 'value;
+                    }
+                }
+                b'"' => {
+                    let text = self.string()?;
+                    self.tape.entries.push(Entry::String(text));
+                }
+                b't' => self.literal(b"true", Entry::Bool(true))?,
+                b'f' => self.literal(b"false", Entry::Bool(false))?,
+                b'n' => self.literal(b"null", Entry::Null)?,
+                _ => self.number()?,
+            }
+            // After a value: the next one in the innermost container, or
+            // its end (and then the same for the one around it).
+            while let Some(top) = stack.last_mut() {
+                top.count += 1;
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        if top.object {
+                            self.key(top)?;
+                        }
+                        continue 'value;
+                    }
+                    b'}' if top.object => {}
+                    b']' if !top.object => {}
+                    _ => return None,
+                }
+                self.pos += 1;
+                let Open { at, count, clash, .. } = *top;
+                stack.pop();
+                close::<serde_json::Error>(self.tape, at, count).ok()?;
+                if clash {
+                    let doc = Doc { input: self.text, entries: &self.tape.entries, arena: &self.tape.arena };
+                    if has_duplicate_keys(&doc, at) {
+                        return None;
+                    }
+                }
+            }
+            break;
+        }
         self.skip_ws();
         (self.pos == self.input.len()).then_some(())
+    }
+
+    /// An object's key and its colon, at `pos`.
+    fn key(&mut self, object: &mut Open) -> Option<()> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let key = self.string()?;
+        let source = if key.in_arena { self.tape.arena.as_bytes() } else { self.input };
+        let bit = 1u128 << key_filter(source.get(key.start as usize..(key.start + key.len) as usize)?);
+        object.clash |= object.seen & bit != 0;
+        object.seen |= bit;
+        self.tape.entries.push(Entry::String(key));
+        if self.peek()? != b':' {
+            return None;
+        }
+        self.pos += 1;
+        Some(())
     }
 
     fn skip_ws(&mut self) {
@@ -183,22 +282,6 @@ impl Scan<'_, '_> {
         self.pos = end;
         self.tape.entries.push(entry);
         Some(())
-    }
-
-    fn value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
-            b'"' => {
-                let text = self.string()?;
-                self.tape.entries.push(Entry::String(text));
-                Some(())
-            }
-            b't' => self.literal(b"true", Entry::Bool(true)),
-            b'f' => self.literal(b"false", Entry::Bool(false)),
-            b'n' => self.literal(b"null", Entry::Null),
-            _ => self.number(),
-        }
     }
 
     /// A number: integers by hand (as serde_json reads them: a `u64`, a
@@ -270,79 +353,6 @@ impl Scan<'_, '_> {
         let (at, len) = (u32::try_from(self.tape.arena.len()).ok()?, u32::try_from(decoded.len()).ok()?);
         self.tape.arena.push_str(&decoded);
         Some(Text { in_arena: true, start: at, len })
-    }
-
-    fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > SCAN_DEPTH {
-            return None;
-        }
-        let at = self.tape.entries.len();
-        self.tape.entries.push(Entry::Array { len: 0, end: 0 });
-        self.pos += 1;
-        let mut count = 0;
-        if self.peek()? == b']' {
-            self.pos += 1;
-        } else {
-            loop {
-                self.value(depth)?;
-                count += 1;
-                match self.peek()? {
-                    b',' => self.pos += 1,
-                    b']' => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        close::<serde_json::Error>(self.tape, at, count).ok()
-    }
-
-    fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > SCAN_DEPTH {
-            return None;
-        }
-        let at = self.tape.entries.len();
-        self.tape.entries.push(Entry::Object { len: 0, end: 0 });
-        self.pos += 1;
-        let mut count = 0;
-        let (mut seen, mut clash) = (0u128, false);
-        if self.peek()? == b'}' {
-            self.pos += 1;
-        } else {
-            loop {
-                if self.peek()? != b'"' {
-                    return None;
-                }
-                let key = self.string()?;
-                let source = if key.in_arena { self.tape.arena.as_bytes() } else { self.input };
-                let bit = 1u128 << key_filter(source.get(key.start as usize..(key.start + key.len) as usize)?);
-                clash |= seen & bit != 0;
-                seen |= bit;
-                self.tape.entries.push(Entry::String(key));
-                if self.peek()? != b':' {
-                    return None;
-                }
-                self.pos += 1;
-                self.value(depth)?;
-                count += 1;
-                match self.peek()? {
-                    b',' => self.pos += 1,
-                    b'}' => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        close::<serde_json::Error>(self.tape, at, count).ok()?;
-        if clash {
-            let doc = Doc { input: self.text, entries: &self.tape.entries, arena: &self.tape.arena };
-            return (!has_duplicate_keys(&doc, at)).then_some(());
-        }
-        Some(())
     }
 }
 
@@ -978,6 +988,26 @@ mod tests {
             assert_eq!(both(text), None, "{text:?}");
         }
         assert_eq!(scanned(r#"{"a":1,"a":1}"#), None);
+    }
+
+    #[test]
+    fn the_scanner_nests_to_its_depth_and_leaves_deeper_text_to_serde_json() {
+        let nested = |depth: usize, open: &str, close: &str| format!("{}1{}", open.repeat(depth), close.repeat(depth));
+        for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
+            let at_limit = nested(SCAN_DEPTH, open, close);
+            let past = nested(SCAN_DEPTH + 1, open, close);
+            let expected: Value = serde_json::from_str(&at_limit).unwrap();
+            assert_eq!(scanned(&at_limit), Some(expected));
+            assert_eq!(scanned(&past), None);
+            // serde_json (limit 128) reads what the scanner left.
+            assert_eq!(both(&past), Some(serde_json::from_str::<Value>(&past).unwrap()));
+        }
+        // Closers must match their openers, at every level.
+        for text in ["[1}", "{\"a\":1]", "[[1]}", "{\"a\":[1}}", "[", "{\"a\":[1]", "]", "[]]"] {
+            assert_eq!(scanned(text), None, "{text:?}");
+            assert_eq!(both(text), None, "{text:?}");
+        }
+        assert_eq!(scanned(r#"[[],{},[{}],{"a":[]}]"#), Some(json!([[], {}, [{}], {"a": []}])));
     }
 
     #[test]

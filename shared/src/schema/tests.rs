@@ -266,3 +266,28 @@ fn data_with_a_key_twice_is_judged_by_its_last_value_as_serde_json_reads_it() {
     let errors = one(&set, &event(r#"{"q\u0074y":2.5}"#)).errors();
     assert_eq!(pointers(&errors), [(Some("#/data/qty"), Some("type"))]);
 }
+
+#[test]
+fn a_lazy_layout_is_made_only_for_errors_and_once() {
+    let set = set(&[("com.example.order.json", ORDER)]);
+    let good = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"com.example.order\",\"data\":{\"id\":\"a\",\"items\":[]}}";
+    let bad = "{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"/s\",\"type\":\"com.example.order\",\"data\":{\"id\":7,\"items\":[{\"qty\":0}]}}";
+    let body = format!("{good}\n{bad}\n{bad}\n");
+    let events = parse_ndjson(body.as_bytes(), &ParseLimits::default()).unwrap();
+    let made = std::cell::Cell::new(0);
+    let lazy = |events: &[Event]| {
+        set.check_lazy(events, || {
+            made.set(made.get() + 1);
+            Layout::ndjson(body.as_bytes())
+        })
+    };
+    assert_eq!(lazy(&events[..1]), Verdict::default());
+    assert_eq!(made.get(), 0);
+    // Four errors over two events: the layout made once, and the verdict
+    // the same as with the layout given.
+    let verdict = lazy(&events);
+    assert_eq!(made.get(), 1);
+    assert_eq!(verdict.total_errors(), 4);
+    assert_eq!(verdict, set.check(&events, &Layout::ndjson(body.as_bytes())));
+    assert_eq!(verdict.errors()[2].line, Some(3));
+}
