@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -160,7 +160,7 @@ impl Stats {
     /// The `store` object of `/stats`: size, events, oldest event,
     /// deletions by reason, and the settings that cause them.
     fn store_json(g: &StoreGauges) -> serde_json::Value {
-        json!({
+        let mut json = json!({
             "bytes": g.bytes.load(Relaxed),
             "events": g.events.load(Relaxed),
             "oldest_event_age_seconds": g.oldest_age_seconds(now_ms()),
@@ -173,7 +173,19 @@ impl Stats {
             "retention_seconds": g.retention.map(|r| r.as_secs_f64()),
             "dedupe_window_seconds": g.dedupe_window.as_secs_f64(),
             "remembered_keys": g.remembered_keys.load(Relaxed),
-        })
+        });
+        if let (Some(c), Some(store)) = (&g.commits, json.as_object_mut()) {
+            store.insert(
+                "commits".into(),
+                json!({
+                    "count": c.commits.load(Relaxed),
+                    "requests": c.requests.load(Relaxed),
+                    "events": c.events.load(Relaxed),
+                    "commit_seconds": c.commit_nanos.load(Relaxed) as f64 / 1e9,
+                }),
+            );
+        }
+        json
     }
 
     pub fn record_accepted<'a>(&self, types: impl Iterator<Item = &'a str>, duplicates: usize) {
@@ -568,6 +580,34 @@ fn encode_store(g: &StoreGauges, encoder: &mut DescriptorEncoder) -> Result<(), 
     for mode in [WhenFull::Refuse, WhenFull::DropOldest] {
         let labels = [("mode", LabelValue(mode.name()))];
         ConstGauge::new(i64::from(mode == g.when_full)).encode(metric.encode_family(&labels)?)?;
+    }
+    if let Some(c) = &g.commits {
+        // Counts from the buckets themselves, so that +Inf equals the count
+        // even while the writer records a commit during the scrape.
+        let count = |buckets: &[(f64, u64)]| buckets.iter().map(|b| b.1).sum::<u64>();
+        let mut metric = encoder.encode_descriptor(
+            "inlet_store_commit_requests",
+            "Requests written per commit of the SQLite writer (its group commit)",
+            None,
+            MetricType::Histogram,
+        )?;
+        let (sum, buckets) = c.size_histogram();
+        metric.encode_histogram::<NoLabelSet>(sum, count(&buckets), &buckets, None)?;
+        let mut metric = encoder.encode_descriptor(
+            "inlet_store_commit_duration_seconds",
+            "Time of each COMMIT of the SQLite writer (with --sync full, the fsync of the WAL)",
+            None,
+            MetricType::Histogram,
+        )?;
+        let (sum, buckets) = c.duration_histogram();
+        metric.encode_histogram::<NoLabelSet>(sum, count(&buckets), &buckets, None)?;
+        let metric = encoder.encode_descriptor(
+            "inlet_store_commit_events",
+            "Events written by the SQLite writer's commits",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(c.events.load(Relaxed)).encode(metric)?;
     }
     Ok(())
 }

@@ -105,3 +105,45 @@ fn an_event_type_cannot_inject_lines_into_metrics() {
         assert!(text.contains(r#"{type="x\"} 1\ninlet_injected_total 1337\n# EOF"} 1"#), "{text}");
     }
 }
+
+/// The value of the sample `name` with exactly `labels`.
+fn value_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<String> {
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).eq(labels.iter().copied()))
+        .map(|s| s.value.clone())
+}
+
+#[test]
+fn the_sqlite_writer_counts_its_commits_in_stats_and_metrics() {
+    let s = Server::start(&["--store", "sqlite", "--sync", "full"]);
+    // One request at a time: each commit holds exactly one.
+    for i in 0..5 {
+        assert_eq!(s.post("/events", "application/json", event(&format!("t.commit{i}"))).status, 202);
+    }
+    let batch: Vec<String> = (0..3).map(|i| event(&format!("t.batch{i}"))).collect();
+    assert_eq!(s.post("/events", "application/x-ndjson", batch.join("\n")).status, 202);
+    let commits = &s.stats()["store"]["commits"];
+    assert_eq!(commits["count"], 6, "{commits}");
+    assert_eq!(commits["requests"], 6, "{commits}");
+    assert_eq!(commits["events"], 8, "{commits}");
+    assert!(commits["commit_seconds"].as_f64().is_some_and(|t| t > 0.0), "{commits}");
+    let res = s.get("/metrics");
+    let text = String::from_utf8(res.body.to_vec()).unwrap();
+    let samples = parse(&text);
+    let requests = "inlet_store_commit_requests";
+    assert_eq!(value_of(&samples, &format!("{requests}_count"), &[]).as_deref(), Some("6"), "{text}");
+    assert_eq!(value_of(&samples, &format!("{requests}_sum"), &[]).as_deref(), Some("6.0"), "{text}");
+    assert_eq!(value_of(&samples, &format!("{requests}_bucket"), &[("le", "1.0")]).as_deref(), Some("6"), "{text}");
+    let duration = "inlet_store_commit_duration_seconds";
+    assert_eq!(value_of(&samples, &format!("{duration}_count"), &[]).as_deref(), Some("6"), "{text}");
+    assert_eq!(value_of(&samples, &format!("{duration}_bucket"), &[("le", "+Inf")]).as_deref(), Some("6"), "{text}");
+    assert_eq!(value_of(&samples, "inlet_store_commit_events_total", &[]).as_deref(), Some("8"), "{text}");
+
+    // The memory store has no commits: neither figure appears.
+    let m = Server::start(&["--store", "memory"]);
+    assert_eq!(m.post("/events", "application/json", event("t.m")).status, 202);
+    assert!(m.stats()["store"].get("commits").is_none(), "{}", m.stats());
+    let text = String::from_utf8(m.get("/metrics").body.to_vec()).unwrap();
+    assert!(!text.contains("inlet_store_commit"), "{text}");
+}

@@ -7,6 +7,7 @@
 //! - the future resolves only once the events are as durable as the store
 //!   promises, so the caller may answer `202` right after it.
 
+pub mod commits;
 mod jetstream;
 pub mod live;
 mod memory;
@@ -84,6 +85,8 @@ pub struct StoreGauges {
     pub dedupe_window: Duration,
     /// The gauges of the rejected log (`--keep-rejected`), if it is kept.
     pub rejected: Option<Arc<RejectedGauges>>,
+    /// What the writer's commits hold and how long they take (SQLite only).
+    pub commits: Option<commits::CommitStats>,
 }
 
 impl StoreGauges {

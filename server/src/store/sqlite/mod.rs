@@ -188,6 +188,7 @@ impl SqliteStore {
         };
         let gauges = Arc::new(StoreGauges {
             rejected: rejected.as_ref().map(|r| super::RejectedLog::gauges(&**r)),
+            commits: Some(super::commits::CommitStats::default()),
             ..StoreGauges::new(options.retention, options.max_bytes, options.when_full, options.dedupe_window)
         });
         let deleter = retention::Deleter::open(&conn, gauges.clone()).map_err(open_error(&path))?;

@@ -104,6 +104,11 @@ impl Deleter {
         self.gauges.remembered_keys.load(Relaxed) > 0
     }
 
+    /// The store's gauges (the writer records its commits there).
+    pub fn gauges(&self) -> &StoreGauges {
+        &self.gauges
+    }
+
     pub fn drops_oldest(&self) -> bool {
         self.gauges.when_full == WhenFull::DropOldest && self.gauges.max_bytes.is_some()
     }

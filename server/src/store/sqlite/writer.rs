@@ -18,6 +18,7 @@
 use inlet_shared::event::Text;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -102,7 +103,18 @@ fn write_job(tx: &Connection, job: JobRows<'_>, received_at: &str, remembering: 
 /// One job's rows and the name of the token that wrote them.
 pub type JobRows<'a> = (&'a [Row], Option<&'a str>);
 
+#[cfg(test)]
 pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>], remembering: bool) -> Vec<Outcome> {
+    write_group_timed(conn, jobs, remembering).0
+}
+
+/// [`write_group`], also returning how long its `COMMIT` took (`None`
+/// when the group failed before it).
+fn write_group_timed(
+    conn: &mut Connection,
+    jobs: &[JobRows<'_>],
+    remembering: bool,
+) -> (Vec<Outcome>, Option<Duration>) {
     let received_at = now_rfc3339();
     // IMMEDIATE: the write lock is taken (waiting for it up to the busy
     // timeout) before the first statement. A deferred transaction would
@@ -112,7 +124,7 @@ pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>], remembering: boo
         Ok(tx) => tx,
         Err(e) => {
             let err = sqlite_error(e);
-            return jobs.iter().map(|_| Err(err.clone())).collect();
+            return (jobs.iter().map(|_| Err(err.clone())).collect(), None);
         }
     };
     let mut results: Vec<Outcome> = Vec::with_capacity(jobs.len());
@@ -128,20 +140,30 @@ pub fn write_group(conn: &mut Connection, jobs: &[JobRows<'_>], remembering: boo
                     // `tx`, will be) rolled back, and no later job runs, for
                     // it would run in autocommit and be stored.
                     tracing::error!("write failed, the group is rolled back: {}", err.chain());
-                    return jobs.iter().map(|_| Err(err.clone())).collect();
+                    return (jobs.iter().map(|_| Err(err.clone())).collect(), None);
                 }
                 results.push(Err(err));
             }
         }
     }
-    match tx.commit() {
-        Ok(()) => results,
+    let started = Instant::now();
+    let committed = tx.commit();
+    let took = Some(started.elapsed());
+    match committed {
+        Ok(()) => (results, took),
         Err(e) => {
             // Nothing of the group is durable: nobody may be acknowledged.
             // (Dropping the failed transaction rolled it back.)
             let err = sqlite_error(e);
-            jobs.iter().map(|_| Err(err.clone())).collect()
+            (jobs.iter().map(|_| Err(err.clone())).collect(), took)
         }
+    }
+}
+
+/// Counts one commit of `jobs` in the store's commit figures.
+fn record_commit(deleter: &retention::Deleter, jobs: &[JobRows<'_>], took: Option<Duration>) {
+    if let (Some(stats), Some(took)) = (&deleter.gauges().commits, took) {
+        stats.record(jobs.len(), jobs.iter().map(|job| job.0.len()).sum(), took);
     }
 }
 
@@ -162,7 +184,8 @@ fn write(conn: &mut Connection, jobs: &mpsc::Receiver<Job>, first: Job, deleter:
         }
     }
     let slices: Vec<JobRows<'_>> = group.iter().map(|job| (job.rows.as_slice(), job.token.as_deref())).collect();
-    let mut results = write_group(conn, &slices, deleter.remembering());
+    let (mut results, took) = write_group_timed(conn, &slices, deleter.remembering());
+    record_commit(deleter, &slices, took);
     if deleter.drops_oldest() {
         let full = |r: &Outcome| matches!(r, Err(e) if e.kind() == ErrorKind::Full);
         for _ in 0..MAX_DROP_ROUNDS {
@@ -180,7 +203,9 @@ fn write(conn: &mut Connection, jobs: &mpsc::Receiver<Job>, first: Job, deleter:
                 }
             }
             let retry: Vec<JobRows<'_>> = refused.iter().map(|i| slices[*i]).collect();
-            for (i, result) in refused.into_iter().zip(write_group(conn, &retry, deleter.remembering())) {
+            let (retried, took) = write_group_timed(conn, &retry, deleter.remembering());
+            record_commit(deleter, &retry, took);
+            for (i, result) in refused.into_iter().zip(retried) {
                 results[i] = result;
             }
         }
