@@ -21,9 +21,17 @@
 //!   as without grouping, and each request gets its own answer: one
 //!   request's duplicate or refusal never changes another's. Repeats within
 //!   the group go after their first occurrence was answered.
-//! - A batch that failed without JetStream's answer (NATS unreachable, ack
-//!   timeout) may or may not be stored: each of its requests gets that
-//!   error (`503`), as a single publish would.
+//! - A message the NATS client would not send (over the server's
+//!   `max_payload`: checked before queueing, so only if the limit changed)
+//!   leaves its batch uncommitted: as for a refusal, each event is then
+//!   published alone, and only that one fails.
+//! - A group has one deadline, the ack timeout from when it is sent: every
+//!   wait on NATS (handing messages to the connection, the ack, the pause
+//!   before resending a batch refused as busy, the one-by-one fallback)
+//!   ends there. A batch that got no answer (NATS unreachable, no ack by
+//!   the deadline) may or may not be stored: each of its requests, and
+//!   each still waiting at the deadline, gets the no-answer error (`503`
+//!   saying the events may have been stored).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,8 +42,12 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::publish::{code, error_code, read_ack, repeats_within};
-use super::{unavailable, TOKEN_HEADER};
+use tokio::time::Instant;
+
+use super::publish::{
+    code, error_code, jetstream_publish_failed, publish_failed, read_ack, repeats_within, too_large, unanswered,
+};
+use super::{no_answer, unavailable, NO_ANSWER, TOKEN_HEADER};
 use crate::store::{ErrorKind, StoreError};
 
 /// Events in one group at most.
@@ -89,10 +101,16 @@ pub(super) fn start(grouper: Grouper, in_flight: usize) -> mpsc::UnboundedSender
 }
 
 impl Grouper {
+    /// Publishes a group and answers each of its requests, all within one
+    /// deadline: the ack timeout from now. Every wait on NATS (handing a
+    /// message to the connection, the ack, the pause before a retry, the
+    /// one-by-one fallback) ends at it; a request not answered by then gets
+    /// the no-answer error.
     async fn publish(&self, mut group: Vec<Single>) {
+        let deadline = Instant::now() + self.ack_timeout;
         if group.len() == 1 {
             if let Some(single) = group.pop() {
-                let answer = self.publish_one(&single).await;
+                let answer = self.publish_one(&single, deadline).await;
                 let _ = single.answer.send(answer.map_err(Failed::into_error));
             }
             return;
@@ -107,8 +125,11 @@ impl Grouper {
                 firsts.push(single);
             }
         }
-        let committed =
-            if let [one] = firsts.as_slice() { self.publish_one(one).await } else { self.commit(&firsts).await };
+        let committed = if let [one] = firsts.as_slice() {
+            self.publish_one(one, deadline).await
+        } else {
+            self.commit(&firsts, deadline).await
+        };
         match committed {
             // Stored (or, for a group of one distinct id, known already):
             // a repeat is a duplicate either way.
@@ -120,28 +141,32 @@ impl Grouper {
                 answer_all(firsts, Err(e.clone()));
                 answer_all(repeats, Err(e));
             }
-            Err(Failed::Refused(e)) if firsts.len() == 1 => {
+            Err(Failed::NotStored(e)) if firsts.len() == 1 => {
                 answer_all(firsts, Err(e.clone()));
-                self.each_alone(repeats).await;
+                self.each_alone(repeats, deadline).await;
             }
-            Err(Failed::Refused(_)) => {
-                tracing::debug!(events = firsts.len(), "JetStream refused a group; publishing its events one by one");
-                self.each_alone(firsts).await;
-                self.each_alone(repeats).await;
+            Err(Failed::NotStored(e)) => {
+                tracing::debug!(
+                    events = firsts.len(),
+                    "group not stored ({}); publishing its events one by one",
+                    e.chain()
+                );
+                self.each_alone(firsts, deadline).await;
+                self.each_alone(repeats, deadline).await;
             }
         }
     }
 
     /// Publishes each event on its own, all at once, and answers each.
-    async fn each_alone(&self, singles: Vec<Single>) {
-        let answers = futures::future::join_all(singles.iter().map(|s| self.publish_one(s))).await;
+    async fn each_alone(&self, singles: Vec<Single>, deadline: Instant) {
+        let answers = futures::future::join_all(singles.iter().map(|s| self.publish_one(s, deadline))).await;
         for (single, answer) in singles.into_iter().zip(answers) {
             let _ = single.answer.send(answer.map_err(Failed::into_error));
         }
     }
 
     /// One event: a core NATS request whose reply is JetStream's ack.
-    async fn publish_one(&self, single: &Single) -> Result<bool, Failed> {
+    async fn publish_one(&self, single: &Single, deadline: Instant) -> Result<bool, Failed> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", single.id.as_str());
         if let Some(token) = &single.token {
@@ -149,20 +174,22 @@ impl Grouper {
         }
         let request =
             async_nats::Request::new().payload(single.payload.clone()).headers(headers).timeout(Some(self.ack_timeout));
-        let reply = self
-            .client
-            .send_request(single.subject.clone(), request)
-            .await
-            .map_err(|e| Failed::Unanswered(unavailable("publishing to JetStream", e)))?;
-        read_ack(&reply.payload).map_err(|e| Failed::Refused(unavailable("JetStream did not acknowledge", e)))
+        let reply =
+            match tokio::time::timeout_at(deadline, self.client.send_request(single.subject.clone(), request)).await {
+                Err(_) => return Err(Failed::Unanswered(no_answer())),
+                Ok(Err(e)) => return Err(request_failed(e)),
+                Ok(Ok(reply)) => reply,
+            };
+        read_ack(&reply.payload).map_err(|e| Failed::NotStored(unavailable("JetStream did not acknowledge", e)))
     }
 
-    /// The events as one atomic batch. A batch refused because the stream is
-    /// busy (too many batches in flight) is sent again, with a new id, until
-    /// the ack timeout has passed; any other refusal is the caller's to
-    /// answer (each event alone), without retrying.
-    async fn commit(&self, singles: &[Single]) -> Result<bool, Failed> {
-        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+    /// The events as one atomic batch, within `deadline`. A batch refused
+    /// because the stream is busy (too many batches in flight) is sent
+    /// again, with a new id, while the deadline allows; any other refusal,
+    /// and a message the client could not send (too large, say: the batch
+    /// is then never committed), is the caller's to answer (each event
+    /// alone), without retrying.
+    async fn commit(&self, singles: &[Single], deadline: Instant) -> Result<bool, Failed> {
         let mut backoff = Duration::from_millis(5);
         let Some((last, rest)) = singles.split_last() else { return Ok(false) };
         loop {
@@ -175,10 +202,14 @@ impl Grouper {
                 if let Some(token) = &single.token {
                     headers.insert(TOKEN_HEADER, token.as_str());
                 }
-                self.client
-                    .publish_with_headers(single.subject.clone(), headers, single.payload.clone())
-                    .await
-                    .map_err(|e| Failed::Unanswered(unavailable("publishing to JetStream", e)))?;
+                let sent = self.client.publish_with_headers(single.subject.clone(), headers, single.payload.clone());
+                match tokio::time::timeout_at(deadline, sent).await {
+                    // Nothing committed; the messages sent are dropped with
+                    // the incomplete batch.
+                    Err(_) => return Err(Failed::Unanswered(no_answer())),
+                    Ok(Err(e)) => return Err(Failed::NotStored(publish_failed(e))),
+                    Ok(Ok(())) => {}
+                }
             }
             let mut commit = PublishMessage::build()
                 .payload(last.payload.clone())
@@ -189,29 +220,44 @@ impl Grouper {
             if let Some(token) = &last.token {
                 commit = commit.header(TOKEN_HEADER, token.as_str());
             }
-            let ack = self
-                .context
-                .send_publish(last.subject.clone(), commit)
+            let ack = match tokio::time::timeout_at(deadline, self.context.send_publish(last.subject.clone(), commit))
                 .await
-                .map_err(|e| Failed::Unanswered(unavailable("publishing to JetStream", e)))?
-                .await;
-            let e = match ack {
-                Ok(_) => return Ok(false),
-                Err(e) => e,
+            {
+                Err(_) => return Err(Failed::Unanswered(no_answer())),
+                Ok(Err(e)) => return Err(Failed::NotStored(jetstream_publish_failed(e))),
+                Ok(Ok(ack)) => ack,
+            };
+            let e = match tokio::time::timeout_at(deadline, ack).await {
+                Err(_) => return Err(Failed::Unanswered(no_answer())),
+                Ok(Ok(_)) => return Ok(false),
+                Ok(Err(e)) => e,
             };
             match error_code(&e) {
-                Some(code::TOO_MANY_INFLIGHT) if tokio::time::Instant::now() + backoff < deadline => {
+                Some(code::TOO_MANY_INFLIGHT) if Instant::now() + backoff < deadline => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(200));
                 }
+                // Busy until the deadline: nothing stored, no time left to
+                // try each event alone.
+                Some(code::TOO_MANY_INFLIGHT) => {
+                    return Err(Failed::Unanswered(StoreError::caused(
+                        ErrorKind::Overloaded,
+                        "JetStream has too many batches in flight",
+                        e,
+                    )))
+                }
                 // JetStream answered: the batch was refused as a whole (a
-                // message of it refused, say too large, makes it incomplete:
-                // 10176 on nats-server 2.15.1).
+                // message of it refused, say too large for the stream,
+                // makes it incomplete: 10176 on nats-server 2.15.1).
                 Some(c) => {
                     tracing::debug!(code = c, "JetStream refused a group");
-                    return Err(Failed::Refused(unavailable("JetStream refused the batch", e)));
+                    return Err(Failed::NotStored(unavailable("JetStream refused the batch", e)));
                 }
-                None => return Err(Failed::Unanswered(unavailable("JetStream did not acknowledge", e))),
+                None if unanswered(&e) => {
+                    return Err(Failed::Unanswered(StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e)))
+                }
+                // No stream answered (no responders): nothing stored.
+                None => return Err(Failed::NotStored(unavailable("JetStream did not acknowledge", e))),
             }
         }
     }
@@ -219,17 +265,32 @@ impl Grouper {
 
 /// How publishing failed.
 enum Failed {
-    /// JetStream answered with a refusal: nothing was stored.
-    Refused(StoreError),
-    /// No answer (NATS unreachable, no ack in time): maybe stored.
+    /// Nothing was stored: JetStream answered with a refusal, or the client
+    /// could not send a message (too large, say) and a batch was never
+    /// committed. Each event may be tried alone.
+    NotStored(StoreError),
+    /// No answer (NATS unreachable, no ack within the deadline): maybe
+    /// stored.
     Unanswered(StoreError),
 }
 
 impl Failed {
     fn into_error(self) -> StoreError {
         match self {
-            Failed::Refused(e) | Failed::Unanswered(e) => e,
+            Failed::NotStored(e) | Failed::Unanswered(e) => e,
         }
+    }
+}
+
+/// A request to NATS that failed: refused by the client before it was
+/// sent (too large, a bad subject), without a JetStream stream to take it
+/// (no responders: nothing stored), or without an answer (maybe stored).
+fn request_failed(e: async_nats::RequestError) -> Failed {
+    use async_nats::RequestErrorKind as Kind;
+    match e.kind() {
+        Kind::MaxPayloadExceeded => Failed::NotStored(too_large(e)),
+        Kind::InvalidSubject | Kind::NoResponders => Failed::NotStored(unavailable("publishing to JetStream", e)),
+        Kind::TimedOut | Kind::Other => Failed::Unanswered(StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e)),
     }
 }
 
@@ -242,4 +303,31 @@ fn answer_all(singles: Vec<Single>, answer: Result<bool, StoreError>) {
 /// A group's single answered `Err` when the queue's task is gone.
 pub(super) fn closing() -> StoreError {
     StoreError::plain(ErrorKind::Closing, "the JetStream store is closing")
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::{RequestError, RequestErrorKind as Kind};
+
+    use super::*;
+
+    /// What a failed request means for its group: refused by the client or
+    /// without a stream (nothing stored: each event may go alone), or
+    /// without an answer (maybe stored: the no-answer error).
+    #[test]
+    fn request_failures_are_told_apart() {
+        let not_stored = |kind| match request_failed(RequestError::new(kind)) {
+            Failed::NotStored(e) => (e.kind(), e.reason()),
+            Failed::Unanswered(e) => panic!("{kind:?} counted as unanswered: {}", e.chain()),
+        };
+        assert_eq!(not_stored(Kind::MaxPayloadExceeded).0, ErrorKind::TooLarge);
+        assert_eq!(not_stored(Kind::NoResponders), (ErrorKind::Unavailable, "publishing to JetStream"));
+        assert_eq!(not_stored(Kind::InvalidSubject), (ErrorKind::Unavailable, "publishing to JetStream"));
+        for kind in [Kind::TimedOut, Kind::Other] {
+            match request_failed(RequestError::new(kind)) {
+                Failed::Unanswered(e) => assert_eq!((e.kind(), e.reason()), (ErrorKind::Unavailable, NO_ANSWER)),
+                Failed::NotStored(e) => panic!("{kind:?} counted as not stored: {}", e.chain()),
+            }
+        }
+    }
 }

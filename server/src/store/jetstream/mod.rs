@@ -15,6 +15,10 @@
 //!   here; `read.rs`).
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
+//!   A write sent without an answer in time is the no-answer error (the
+//!   events may be stored); every wait on NATS ends at the ack timeout.
+//! - An event larger than the NATS server's `max_payload` (with the room
+//!   kept for headers) is refused before anything is sent (`413`).
 //!
 //! - `--keep-rejected` keeps refused events in a second stream
 //!   (`rejected.rs`).
@@ -138,6 +142,19 @@ pub fn message_id(source: &str, id: &str) -> String {
     }
     hex
 }
+
+/// The reason of a write NATS gave no answer to (no ack in time, the
+/// connection lost after the message went out): the events may have been
+/// stored. The handler tells the client so (`503`, resend with the same ids).
+pub(super) use crate::handlers::events::NO_ANSWER;
+
+/// A write without an answer within its deadline.
+fn no_answer() -> StoreError {
+    StoreError::plain(ErrorKind::Unavailable, NO_ANSWER)
+}
+
+/// How long closing waits for NATS to take what is still buffered.
+const CLOSE_FLUSH: Duration = Duration::from_secs(3);
 
 /// A failed JetStream call: the store is unavailable; `what` (a short
 /// reason) is shown to the client, the NATS error kept as the cause.
@@ -329,12 +346,24 @@ impl Store for JetStreamStore {
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         // Every acknowledged event was acknowledged by JetStream already;
-        // flushing sends anything still buffered.
+        // flushing sends anything still buffered (a refused event kept for
+        // `--keep-rejected`, say). With NATS away (stopped, or gone and the
+        // client reconnecting) the flush would wait forever: it waits
+        // [`CLOSE_FLUSH`] at most, and the process exits all the same.
         Box::pin(async move {
             if let Some(rejected) = &self.rejected {
                 rejected.close(self.options.ack_timeout).await;
             }
-            self.client.flush().await.map_err(|e| unavailable("flushing NATS", e))
+            match tokio::time::timeout(CLOSE_FLUSH, self.client.flush()).await {
+                Ok(flushed) => flushed.map_err(|e| unavailable("flushing NATS", e)),
+                Err(_) => {
+                    tracing::warn!(
+                        "NATS did not take the last buffered messages within {CLOSE_FLUSH:?}; closing without them \
+                         (no acknowledged event is among them)"
+                    );
+                    Ok(())
+                }
+            }
         })
     }
 

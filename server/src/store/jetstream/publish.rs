@@ -27,20 +27,37 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use inlet_shared::event::Event;
 use smallvec::SmallVec;
 
 use super::group::{self, Single};
-use super::{message_id, subject_for, unavailable, JetStreamStore, TOKEN_HEADER};
+use super::{message_id, no_answer, subject_for, unavailable, JetStreamStore, NO_ANSWER, TOKEN_HEADER};
 use crate::store::{Appended, ErrorKind, StoreError};
 
 /// Messages in one atomic batch at most: nats-server's limit (ADR-50, and
 /// error 10199 past it on 2.15.1).
 pub const MAX_ATOMIC_BATCH: usize = 1000;
+
+/// The bytes kept for a message's headers when inlet checks an event
+/// against the server's `max_payload`: the most it sends with one event
+/// (`Nats-Msg-Id`, the batch headers with a 38-character batch id and a
+/// 4-digit sequence, the commit, a probe's expected last sequence), each as
+/// `Name: value\r\n`, and the header block's framing. The token's
+/// `Inlet-Token: <name>\r\n` comes on top.
+pub const HEADER_ROOM: usize = 10 + 2 // "NATS/1.0\r\n", the closing "\r\n"
+    + 13 + 64 + 2 // Nats-Msg-Id
+    + 15 + 38 + 2 // Nats-Batch-Id: <16 hex>-g<up to 20 digits>
+    + 21 + 4 + 2 // Nats-Batch-Sequence
+    + 22 // Nats-Batch-Commit: 1
+    + 29 + 20 + 2; // Nats-Expected-Last-Sequence
+
+/// Why an event over the server's `max_payload` is refused.
+const TOO_LARGE_FOR_NATS: &str = "an event is larger than the NATS server takes in one message (its max_payload)";
 
 /// Publish-then-probe rounds of one request before it is answered `503`.
 const ROUNDS: usize = 3;
@@ -73,6 +90,36 @@ pub(super) fn error_code(e: &PublishError) -> Option<u64> {
         .map(|e| e.error_code().0)
 }
 
+/// Whether a publish's ack failed for want of an answer (no ack in time,
+/// the connection gone after the message went out): it may be stored.
+pub(super) fn unanswered(e: &PublishError) -> bool {
+    error_code(e).is_none() && matches!(e.kind(), PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe)
+}
+
+/// A message the client did not send (too large for the server's
+/// `max_payload`, a bad subject, the connection's queue closed): nothing of
+/// it reached NATS.
+pub(super) fn publish_failed(e: async_nats::PublishError) -> StoreError {
+    match e.kind() {
+        async_nats::PublishErrorKind::MaxPayloadExceeded => too_large(e),
+        _ => unavailable("publishing to JetStream", e),
+    }
+}
+
+/// The same for a message sent through the JetStream context (before its
+/// ack is awaited).
+pub(super) fn jetstream_publish_failed(e: PublishError) -> StoreError {
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => too_large(e),
+        _ => unavailable("publishing to JetStream", e),
+    }
+}
+
+/// An event larger than NATS takes in one message: `413`, a retry cannot help.
+pub(super) fn too_large(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::caused(ErrorKind::TooLarge, TOO_LARGE_FOR_NATS, e)
+}
+
 /// How one attempt at an atomic batch ended.
 enum Outcome {
     Committed,
@@ -92,12 +139,20 @@ impl JetStreamStore {
     pub(super) async fn publish_all(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
         self.check_connected()?;
         self.stream().await?;
+        let max = self.max_event_bytes(token);
         if let [event] = events {
+            let payload = event.json_bytes();
+            if payload.len() > max {
+                return Err(StoreError::plain(ErrorKind::TooLarge, TOO_LARGE_FOR_NATS));
+            }
             let id = message_id(&event.source, &event.id);
             return match &self.group {
-                Some(queue) => self.publish_grouped(queue, event, id, token).await,
-                None => self.publish_one(event, &id, token).await,
+                Some(queue) => self.publish_grouped(queue, event, payload, id, token).await,
+                None => self.publish_one(event, payload, &id, token).await,
             };
+        }
+        if events.iter().any(|e| e.json_bytes().len() > max) {
+            return Err(StoreError::plain(ErrorKind::TooLarge, TOO_LARGE_FOR_NATS));
         }
         let ids: Vec<String> = events.iter().map(|e| message_id(&e.source, &e.id)).collect();
         let mut duplicate = repeats_within(&ids);
@@ -120,12 +175,23 @@ impl JetStreamStore {
         Err(StoreError::plain(ErrorKind::Unavailable, "JetStream kept refusing the batch as a duplicate"))
     }
 
+    /// The largest event (its JSON) that fits in one NATS message with the
+    /// room kept for its headers ([`HEADER_ROOM`] and the token's): a larger
+    /// one the client would refuse to send. Checked before anything is
+    /// sent, so that a request with such an event is refused alone (`413`),
+    /// a batch wholly, and never fails a group.
+    fn max_event_bytes(&self, token: Option<&str>) -> usize {
+        let room = HEADER_ROOM + token.map_or(0, |t| TOKEN_HEADER.len() + 4 + t.len());
+        self.client.max_payload().saturating_sub(room)
+    }
+
     /// One event through the group publish (`group.rs`): it waits for its
     /// own answer.
     async fn publish_grouped(
         &self,
         queue: &tokio::sync::mpsc::UnboundedSender<Single>,
         event: &Event,
+        payload: Bytes,
         id: String,
         token: Option<&str>,
     ) -> Result<Appended, StoreError> {
@@ -133,7 +199,7 @@ impl JetStreamStore {
         let single = Single {
             subject: subject_for(&self.options.subject_prefix, &event.ty),
             id,
-            payload: event.json_bytes(),
+            payload,
             token: token.map(str::to_owned),
             answer,
         };
@@ -146,21 +212,35 @@ impl JetStreamStore {
     /// JetStream's ack (read here with [`read_ack`]: cheaper than the
     /// JetStream context's publish, which reads the ack through an untagged
     /// enum and passes each through a semaphore and a channel).
-    async fn publish_one(&self, event: &Event, id: &str, token: Option<&str>) -> Result<Appended, StoreError> {
+    async fn publish_one(
+        &self,
+        event: &Event,
+        payload: Bytes,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Appended, StoreError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
         if let Some(token) = token {
             headers.insert(TOKEN_HEADER, token);
         }
-        let request = async_nats::Request::new()
-            .payload(event.json_bytes())
-            .headers(headers)
-            .timeout(Some(self.options.ack_timeout));
-        let reply = self
-            .client
-            .send_request(subject_for(&self.options.subject_prefix, &event.ty), request)
-            .await
-            .map_err(|e| unavailable("publishing to JetStream", e))?;
+        let request =
+            async_nats::Request::new().payload(payload).headers(headers).timeout(Some(self.options.ack_timeout));
+        // Bounded as a whole: handing the message to a connection whose
+        // queue is full waits too, outside the request's own timeout.
+        let sent = self.client.send_request(subject_for(&self.options.subject_prefix, &event.ty), request);
+        let reply = match tokio::time::timeout(self.options.ack_timeout, sent).await {
+            Err(_) => return Err(no_answer()),
+            Ok(Err(e)) => {
+                use async_nats::RequestErrorKind as Kind;
+                return Err(match e.kind() {
+                    Kind::MaxPayloadExceeded => too_large(e),
+                    Kind::InvalidSubject | Kind::NoResponders => unavailable("publishing to JetStream", e),
+                    Kind::TimedOut | Kind::Other => StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e),
+                });
+            }
+            Ok(Ok(reply)) => reply,
+        };
         let duplicate = read_ack(&reply.payload).map_err(|e| unavailable("JetStream did not acknowledge", e))?;
         Ok(Appended { duplicate: SmallVec::from_elem(duplicate, 1) })
     }
@@ -177,6 +257,21 @@ impl JetStreamStore {
     ) -> Result<Outcome, StoreError> {
         let _slot = self.batch_slot().await?;
         let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
+        // One deadline for the attempts, the messages handed to the
+        // connection (which wait while its queue is full) and the acks.
+        tokio::time::timeout_at(deadline, self.commit_batch_until(events, ids, which, token, deadline))
+            .await
+            .unwrap_or_else(|_| Err(no_answer()))
+    }
+
+    async fn commit_batch_until(
+        &self,
+        events: &[Event],
+        ids: &[String],
+        which: &[usize],
+        token: Option<&str>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Outcome, StoreError> {
         let mut backoff = Duration::from_millis(5);
         loop {
             let batch_id = self.next_batch_id();
@@ -193,14 +288,14 @@ impl JetStreamStore {
                 self.client
                     .publish_with_headers(subject, headers, events[*i].json_bytes())
                     .await
-                    .map_err(|e| unavailable("publishing to JetStream", e))?;
+                    .map_err(publish_failed)?;
             }
             let commit = last_of_batch(&events[*last], &ids[*last], &batch_id, which.len(), token);
             let ack = self
                 .context
                 .send_publish(subject_for(&self.options.subject_prefix, &events[*last].ty), commit)
                 .await
-                .map_err(|e| unavailable("publishing to JetStream", e))?
+                .map_err(jetstream_publish_failed)?
                 .await;
             let e = match ack {
                 Ok(_) => return Ok(Outcome::Committed),
@@ -235,6 +330,7 @@ impl JetStreamStore {
                         e,
                     ))
                 }
+                _ if unanswered(&e) => return Err(StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e)),
                 _ => return Err(unavailable("JetStream did not acknowledge", e)),
             }
         }
@@ -275,6 +371,19 @@ impl JetStreamStore {
     async fn probe_one(&self, event: &Event, id: &str, token: Option<&str>) -> Result<bool, StoreError> {
         let _slot = self.batch_slot().await?;
         let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
+        // A probe stores nothing: no answer in time is a plain failure.
+        tokio::time::timeout_at(deadline, self.probe_one_until(event, id, token, deadline))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::plain(ErrorKind::Unavailable, "asking JetStream about duplicates")))
+    }
+
+    async fn probe_one_until(
+        &self,
+        event: &Event,
+        id: &str,
+        token: Option<&str>,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, StoreError> {
         let mut backoff = Duration::from_millis(5);
         loop {
             let batch_id = self.next_batch_id();
@@ -372,6 +481,34 @@ mod tests {
         let ids: Vec<String> = ["a", "b", "a", "c", "b", "a"].iter().map(|s| s.to_string()).collect();
         assert_eq!(repeats_within(&ids).as_slice(), [false, false, true, false, true, true]);
         assert!(repeats_within(&[]).is_empty());
+    }
+
+    /// The room kept for headers is the wire size of the largest header
+    /// block inlet sends with one event (without a token).
+    #[test]
+    fn header_room_fits_the_largest_header_block() {
+        let batch_id = format!("{}-g{}", "f".repeat(16), u64::MAX);
+        let largest = [
+            ("Nats-Msg-Id", "a".repeat(64)),
+            ("Nats-Batch-Id", batch_id),
+            ("Nats-Batch-Sequence", MAX_ATOMIC_BATCH.to_string()),
+            ("Nats-Batch-Commit", "1".to_string()),
+            ("Nats-Expected-Last-Sequence", PROBE_EXPECTATION.to_string()),
+        ];
+        let wire: usize =
+            "NATS/1.0\r\n\r\n".len() + largest.iter().map(|(k, v)| k.len() + 2 + v.len() + 2).sum::<usize>();
+        assert_eq!(HEADER_ROOM, wire);
+        assert_eq!(HEADER_ROOM, 246, "docs/scale-out.md says 246");
+    }
+
+    #[test]
+    fn a_message_the_client_would_not_send_is_told_apart() {
+        let too_large = publish_failed(async_nats::PublishError::new(async_nats::PublishErrorKind::MaxPayloadExceeded));
+        assert_eq!((too_large.kind(), too_large.reason()), (ErrorKind::TooLarge, TOO_LARGE_FOR_NATS));
+        let closed = publish_failed(async_nats::PublishError::new(async_nats::PublishErrorKind::Send));
+        assert_eq!(closed.kind(), ErrorKind::Unavailable);
+        let too_large = jetstream_publish_failed(PublishError::new(PublishErrorKind::MaxPayloadExceeded));
+        assert_eq!(too_large.kind(), ErrorKind::TooLarge);
     }
 
     #[test]
