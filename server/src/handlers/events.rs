@@ -19,11 +19,6 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest `limit` accepted.
 pub const MAX_LIMIT: usize = 10_000;
 
-/// The reason a store gives for a write it sent but got no answer to (the
-/// JetStream store: no ack in time, the connection lost): the events may
-/// have been stored, and the client is told so.
-pub(crate) const NO_ANSWER: &str = "the store did not answer";
-
 /// A store failure: `503` with `Retry-After`. The body says only the
 /// error's short reason (e.g. "the store is full"); its cause (SQLite or
 /// NATS texts, paths) goes to the log, not to the client.
@@ -34,9 +29,9 @@ fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
         let detail = format!("{}; nothing was stored, send it in smaller requests", e.reason());
         return app.reject(Problem::new(413, "request-over-store-cap", detail));
     }
-    let detail = if writing && e.reason() == NO_ANSWER {
+    let detail = if writing && e.kind() == ErrorKind::Unanswered {
         // The events went out and no answer came: they may be stored.
-        format!("{NO_ANSWER}: the events may have been stored; retry with the same ids (duplicates are detected)")
+        format!("{}: the events may have been stored; retry with the same ids (duplicates are detected)", e.reason())
     } else {
         let outcome = if writing { "nothing was stored, retry later" } else { "retry later" };
         format!("{}; {outcome}", e.reason())

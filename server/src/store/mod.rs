@@ -125,8 +125,9 @@ pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// What kind of failure a [`StoreError`] is. Every kind is answered `503`
-/// with `Retry-After`; nothing of the request was stored.
+/// What kind of failure a [`StoreError`] is. Every kind but `TooLarge`
+/// (`413`) is answered `503` with `Retry-After`; nothing of the request
+/// was stored, except perhaps under `Unanswered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Too much queued already; retry shortly.
@@ -137,6 +138,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The store is shutting down.
     Closing,
+    /// The write was sent and no answer came (JetStream: no ack in time,
+    /// the connection lost): the events may have been stored. A retry
+    /// with the same ids is safe (duplicates are detected).
+    Unanswered,
     /// The request can never fit under the store's cap (over half of it
     /// under `--when-full drop-oldest`): a retry cannot help.
     TooLarge,

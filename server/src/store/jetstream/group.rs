@@ -254,7 +254,7 @@ impl Grouper {
                     return Err(Failed::NotStored(unavailable("JetStream refused the batch", e)));
                 }
                 None if unanswered(&e) => {
-                    return Err(Failed::Unanswered(StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e)))
+                    return Err(Failed::Unanswered(StoreError::caused(ErrorKind::Unanswered, NO_ANSWER, e)))
                 }
                 // No stream answered (no responders): nothing stored.
                 None => return Err(Failed::NotStored(unavailable("JetStream did not acknowledge", e))),
@@ -290,7 +290,7 @@ fn request_failed(e: async_nats::RequestError) -> Failed {
     match e.kind() {
         Kind::MaxPayloadExceeded => Failed::NotStored(too_large(e)),
         Kind::InvalidSubject | Kind::NoResponders => Failed::NotStored(unavailable("publishing to JetStream", e)),
-        Kind::TimedOut | Kind::Other => Failed::Unanswered(StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e)),
+        Kind::TimedOut | Kind::Other => Failed::Unanswered(StoreError::caused(ErrorKind::Unanswered, NO_ANSWER, e)),
     }
 }
 
@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(not_stored(Kind::InvalidSubject), (ErrorKind::Unavailable, "publishing to JetStream"));
         for kind in [Kind::TimedOut, Kind::Other] {
             match request_failed(RequestError::new(kind)) {
-                Failed::Unanswered(e) => assert_eq!((e.kind(), e.reason()), (ErrorKind::Unavailable, NO_ANSWER)),
+                Failed::Unanswered(e) => assert_eq!((e.kind(), e.reason()), (ErrorKind::Unanswered, NO_ANSWER)),
                 Failed::NotStored(e) => panic!("{kind:?} counted as not stored: {}", e.chain()),
             }
         }

@@ -146,11 +146,12 @@ pub fn message_id(source: &str, id: &str) -> String {
 /// The reason of a write NATS gave no answer to (no ack in time, the
 /// connection lost after the message went out): the events may have been
 /// stored. The handler tells the client so (`503`, resend with the same ids).
-pub(super) use crate::handlers::events::NO_ANSWER;
+/// The reason given for a write sent without an answer.
+pub(super) const NO_ANSWER: &str = "the store did not answer";
 
 /// A write without an answer within its deadline.
 fn no_answer() -> StoreError {
-    StoreError::plain(ErrorKind::Unavailable, NO_ANSWER)
+    StoreError::plain(ErrorKind::Unanswered, NO_ANSWER)
 }
 
 /// How long closing waits for NATS to take what is still buffered.

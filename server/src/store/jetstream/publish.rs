@@ -236,7 +236,7 @@ impl JetStreamStore {
                 return Err(match e.kind() {
                     Kind::MaxPayloadExceeded => too_large(e),
                     Kind::InvalidSubject | Kind::NoResponders => unavailable("publishing to JetStream", e),
-                    Kind::TimedOut | Kind::Other => StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e),
+                    Kind::TimedOut | Kind::Other => StoreError::caused(ErrorKind::Unanswered, NO_ANSWER, e),
                 });
             }
             Ok(Ok(reply)) => reply,
@@ -330,7 +330,7 @@ impl JetStreamStore {
                         e,
                     ))
                 }
-                _ if unanswered(&e) => return Err(StoreError::caused(ErrorKind::Unavailable, NO_ANSWER, e)),
+                _ if unanswered(&e) => return Err(StoreError::caused(ErrorKind::Unanswered, NO_ANSWER, e)),
                 _ => return Err(unavailable("JetStream did not acknowledge", e)),
             }
         }
