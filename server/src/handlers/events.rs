@@ -26,7 +26,7 @@ fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
     tracing::warn!(kind = ?e.kind(), "refusing request: {}", e.chain());
     if e.kind() == ErrorKind::TooLarge {
         // It can never fit: no `Retry-After`, a retry cannot help.
-        let detail = format!("{}; nothing was stored, send it in smaller requests", e.reason());
+        let detail = format!("{}; nothing was stored, and the same request sent again cannot be", e.reason());
         return app.reject(Problem::new(413, "request-over-store-cap", detail));
     }
     let detail = if writing && e.kind() == ErrorKind::Unanswered {
