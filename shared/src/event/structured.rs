@@ -46,7 +46,8 @@ fn event_at(
         return Err(Shape::Wrong);
     }
     let start = scan.pos();
-    scan.object(&mut members).map_err(syntax)?;
+    // The caller checked the whole of `json` against `max_event_bytes`.
+    scan.object(&mut members, usize::MAX).map_err(syntax)?;
     let object = scan.since(start);
     scan.end().map_err(syntax)?;
     if let Some(e) = scan.key_error {
@@ -137,7 +138,9 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                 if next == Some(b'{') {
                     members.clear();
                     scan.key_error = None;
-                    scan.object(&mut members).map_err(syntax)?;
+                    // Past the limit `object` stops collecting members.
+                    let limit = start.saturating_add(limits.max_event_bytes);
+                    scan.object(&mut members, limit).map_err(syntax)?;
                     let item = scan.since(start);
                     if item.len() > limits.max_event_bytes {
                         stop = Some(over(item.len()));
