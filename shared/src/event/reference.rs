@@ -309,12 +309,15 @@ fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Even
     for (index, line) in text.split('\n').enumerate() {
         let number = index as u64 + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
+        // Blank: JSON whitespace only (the serde_json path used Unicode
+        // `trim`, which the scanner's path no longer follows).
+        let blank = |l: &str| l.trim_matches([' ', '\t', '\r', '\n']).is_empty();
+        if blank(line) {
             continue;
         }
         count += 1;
         if count > limits.max_batch {
-            let total = text.split('\n').filter(|l| !l.trim().is_empty()).count();
+            let total = text.split('\n').filter(|l| !blank(l)).count();
             return Err(ParseError::BatchTooLarge { count: total, max: limits.max_batch });
         }
         if line.len() > limits.max_event_bytes {

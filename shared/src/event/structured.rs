@@ -208,9 +208,11 @@ pub(crate) fn object_or_array(body: &str, owner: Option<&Text>, limits: &ParseLi
     }
 }
 
-/// `application/x-ndjson`: one event object per line; blank lines skipped;
-/// lines numbered from 1 counting every line. A line that is not JSON is a
-/// `400` listing every such line; otherwise invalid events are a `422`.
+/// `application/x-ndjson`: one event object per line; blank lines (JSON
+/// whitespace only: space, tab, CR, LF) skipped; lines numbered from 1
+/// counting every line. A line that is not JSON (one of other Unicode white
+/// space, such as U+00A0, included) is a `400` listing every such line;
+/// otherwise invalid events are a `422`.
 pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
     ndjson(utf8(body)?, None, limits)
 }
@@ -223,12 +225,12 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
     for (index, line) in text.split('\n').enumerate() {
         let number = index as u64 + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
+        if blank(line) {
             continue;
         }
         count += 1;
         if count > limits.max_batch {
-            let total = text.split('\n').filter(|l| !l.trim().is_empty()).count();
+            let total = text.split('\n').filter(|l| !blank(l)).count();
             return Err(ParseError::BatchTooLarge { count: total, max: limits.max_batch });
         }
         if line.len() > limits.max_event_bytes {
@@ -255,4 +257,9 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         return Err(ParseError::Invalid(invalid));
     }
     Ok(events)
+}
+
+/// Whether an NDJSON line holds nothing but JSON whitespace (RFC 8259 §2).
+fn blank(line: &str) -> bool {
+    line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
