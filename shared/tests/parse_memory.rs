@@ -110,6 +110,16 @@ fn a_long_escaped_string_past_the_limit_is_not_unescaped() {
 }
 
 #[test]
+fn a_batch_item_that_is_a_long_escaped_string_is_refused_without_being_unescaped() {
+    let item = format!(r#""{}""#, r"\u0041".repeat(2 * 1024 * 1024 / 6));
+    let body = format!("[{item}]");
+    let (result, peak) = peak_of(|| parse_array(body.as_bytes(), &limits()));
+    let detail = format!("event is {} bytes; the limit is {LIMIT}", item.len());
+    assert_eq!(too_large(result), (Some("#/0".into()), detail));
+    assert!(peak < BOUND, "{peak} bytes allocated at once for a {} byte body", body.len());
+}
+
+#[test]
 fn an_item_over_the_limit_is_still_read_to_its_end_as_json() {
     let item = big_event(r#""a":1"#, 10_000);
     // Broken past the limit: still a syntax error (400), as before.

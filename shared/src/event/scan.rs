@@ -687,7 +687,7 @@ mod tests {
                         assert_eq!(format!("{members:?}"), format!("{all:?}"), "{text:?} limit {limit}");
                         assert_eq!(scan.key_error, whole.key_error, "{text:?} limit {limit}");
                     } else {
-                        // A prefix of the members (which, the test below shows).
+                        // A prefix of the members; how many, the next test pins down.
                         let prefix = all.get(..members.len()).unwrap_or_default();
                         assert_eq!(format!("{members:?}"), format!("{prefix:?}"), "{text:?} limit {limit}");
                     }

@@ -152,12 +152,13 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                         events.push(event);
                     }
                 } else {
-                    let wrong = Scanner::new(json.get(start..).unwrap_or_default()).wrong_type();
                     scan.skip_value().map_err(syntax)?;
-                    let len = scan.pos() - start;
-                    if len > limits.max_event_bytes {
-                        stop = Some(over(len));
-                    } else if let Err(e) = wrong {
+                    let item = scan.since(start);
+                    if item.len() > limits.max_event_bytes {
+                        stop = Some(over(item.len()));
+                    } else if let Err(e) = Scanner::new(item).wrong_type() {
+                        // Read again (it is valid JSON) only within the limit:
+                        // a string with escapes is unescaped to be judged.
                         stop = Some(syntax(Syntax { at: start + e.at, ..e }));
                     } else {
                         errors.push(not_an_event(&prefix, None));
