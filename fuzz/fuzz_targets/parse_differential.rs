@@ -8,7 +8,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use inlet_shared::event::{parse_body, reference, BodyKind, Event, Events, ParseError, ParseLimits};
+use inlet_shared::event::{parse_body, reference, BodyKind, Event, Events, ParseError};
 use inlet_shared::http::Headers;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,22 +25,17 @@ fn outcome(result: Result<Events, ParseError>) -> Outcome {
             let raw = events.iter().map(|e| e.raw.clone()).collect();
             Outcome::Events(events.into_vec(), raw)
         }
-        Err(ParseError::Json { errors, .. }) => Outcome::Json(errors.into_iter().map(|e| (e.pointer, e.line)).collect()),
+        Err(ParseError::Json { errors, .. }) => {
+            Outcome::Json(errors.into_iter().map(|e| (e.pointer, e.line)).collect())
+        }
         Err(other) => Outcome::Other(other),
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the limits, so that the limits' order against
-    // syntax and validation errors is fuzzed too.
-    let (limits, body) = match data.split_first() {
-        Some((&pick, rest)) if pick & 1 == 1 => {
-            let max_event_bytes = [16, 64, 256][usize::from(pick >> 1) % 3];
-            let max_batch = [1, 2, 8][usize::from(pick >> 3) % 3];
-            (ParseLimits { max_event_bytes, max_batch, ..ParseLimits::default() }, rest)
-        }
-        _ => (ParseLimits { max_event_bytes: 4096, max_batch: 64, ..ParseLimits::default() }, data),
-    };
+    // The first byte picks the limits (see `reference::fuzz_input`, which
+    // the seeds' test in `event::differential` reads them with too).
+    let (limits, body) = reference::fuzz_input(data);
     let body = Bytes::copy_from_slice(body);
     let kinds = [
         (BodyKind::Structured, "application/cloudevents+json"),

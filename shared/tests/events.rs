@@ -244,6 +244,27 @@ fn ndjson_numbers_every_line_and_skips_blank_ones() {
     assert_eq!(parse("application/x-ndjson", ok).unwrap().len(), 2);
 }
 
+/// Blank means JSON whitespace only (space, tab, CR, LF): a line of any other
+/// Unicode white space is a line that is not JSON, and counts as an event.
+#[test]
+fn ndjson_blank_lines_are_json_whitespace_only() {
+    let ok = r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#;
+    let body = format!("{ok}\n \t \r\n\r\n\t\n\r\r\n{ok}\n");
+    assert_eq!(parse("application/x-ndjson", &body).unwrap().len(), 2);
+    for white in ["\u{a0}", "\u{2028}", "\u{2029}", "\u{85}", "\u{b}", "\u{c}", "\u{3000}", " \u{a0}\t"] {
+        match parse("application/x-ndjson", &format!("{ok}\n\n{white}\r\n{ok}")) {
+            Err(ParseError::Json { errors, .. }) => {
+                assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![Some(3)], "{white:?}");
+            }
+            other => panic!("{white:?}: {other:?}"),
+        }
+        let limits = ParseLimits { max_batch: 2, ..ParseLimits::default() };
+        let body = Bytes::from(format!("{ok}\n{white}\n{ok}\n \n"));
+        let r = parse_body(&headers(&[("Content-Type", "application/x-ndjson")]), &body, &limits);
+        assert_eq!(r.unwrap_err(), ParseError::BatchTooLarge { count: 3, max: 2 }, "{white:?}");
+    }
+}
+
 #[test]
 fn ndjson_bad_json_lines_are_400_with_every_line() {
     let body = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\"}\n{oops\nnot json\n";

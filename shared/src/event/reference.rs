@@ -309,12 +309,15 @@ fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Even
     for (index, line) in text.split('\n').enumerate() {
         let number = index as u64 + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
+        // Blank: JSON whitespace only (the serde_json path used Unicode
+        // `trim`, which the scanner's path no longer follows).
+        let blank = |l: &str| l.trim_matches([' ', '\t', '\r', '\n']).is_empty();
+        if blank(line) {
             continue;
         }
         count += 1;
         if count > limits.max_batch {
-            let total = text.split('\n').filter(|l| !l.trim().is_empty()).count();
+            let total = text.split('\n').filter(|l| !blank(l)).count();
             return Err(ParseError::BatchTooLarge { count: total, max: limits.max_batch });
         }
         if line.len() > limits.max_event_bytes {
@@ -340,6 +343,25 @@ fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Even
         return Err(ParseError::Invalid(invalid));
     }
     Ok(events)
+}
+
+/// How the `parse_differential` fuzz target reads its input: the limits
+/// and the body. The first byte picks the limits, so that their order
+/// against syntax and validation errors is fuzzed too. An odd byte picks
+/// small ones (`max_event_bytes` 16, 64 or 256, `max_batch` 1, 2 or 8) and
+/// is not part of the body; an even one (or none) keeps 4096 bytes and 64
+/// events, and the body is the whole input, that byte included. `[` and `{`
+/// are odd: a seed that is a JSON body must start with a selector (an odd
+/// byte, or an even one that is JSON whitespace: space, LF).
+pub fn fuzz_input(data: &[u8]) -> (ParseLimits, &[u8]) {
+    match data.split_first() {
+        Some((&pick, rest)) if pick & 1 == 1 => {
+            let max_event_bytes = [16, 64, 256][usize::from(pick >> 1) % 3];
+            let max_batch = [1, 2, 8][usize::from(pick >> 3) % 3];
+            (ParseLimits { max_event_bytes, max_batch, ..ParseLimits::default() }, rest)
+        }
+        _ => (ParseLimits { max_event_bytes: 4096, max_batch: 64, ..ParseLimits::default() }, data),
+    }
 }
 
 /// Parses a structured body as `parse_body` did before the scanner: events

@@ -402,8 +402,14 @@ impl<'a> Scanner<'a> {
 
     /// Skips one JSON value (after whitespace), checking it without
     /// building it; nesting is tracked on a bit stack, not by recursion.
+    #[inline]
     pub(crate) fn skip_value(&mut self) -> Result<(), Syntax> {
-        let mut open = Nesting::new();
+        self.skip_nested(Nesting::new())
+    }
+
+    /// At a value inside the containers `open` (none: at the top): skips
+    /// it and everything up to the end of the outermost of them.
+    fn skip_nested(&mut self, mut open: Nesting) -> Result<(), Syntax> {
         loop {
             // At a value.
             match self.skip_ws() {
@@ -494,10 +500,38 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// After a member's value in an object: skips the rest of the object,
+    /// checked as JSON as [`Scanner::object`] would, without building it.
+    fn skip_rest_of_object(&mut self) -> Result<(), Syntax> {
+        match self.skip_ws() {
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_name()?;
+                let mut open = Nesting::new();
+                open.push(true);
+                self.skip_nested(open)
+            }
+            Some(_) => self.fail(OBJECT_COMMA_OR_END),
+            None => self.fail(EOF_OBJECT),
+        }
+    }
+
     /// Reads one event object (after whitespace, at its `{`) into `members`.
     /// A member name with an unpaired surrogate is recorded in `key_error`
     /// (and kept as `""`); reading goes on, to find the end of the object.
-    pub(crate) fn object(&mut self, members: &mut Members<'a>) -> Result<(), Syntax> {
+    ///
+    /// `limit` is the byte offset past which the object is too large to be
+    /// an event (its `{` plus `max_event_bytes`). Once a member reaches past
+    /// it, nothing more is collected or unescaped: the rest of the object is
+    /// only checked as JSON, to find its end (and any syntax error, which
+    /// comes first), and the caller, seeing its length, refuses it. So an
+    /// item of a batch costs members for `max_event_bytes` at most, however
+    /// large the body.
+    pub(crate) fn object(&mut self, members: &mut Members<'a>, limit: usize) -> Result<(), Syntax> {
         self.pos += 1;
         match self.skip_ws() {
             Some(b'}') => {
@@ -511,7 +545,13 @@ impl<'a> Scanner<'a> {
         loop {
             self.pos += 1;
             let start = self.pos;
-            let name = match self.string()? {
+            let (raw, escaped) = self.string()?;
+            if self.pos > limit {
+                self.colon()?;
+                self.skip_value()?;
+                return self.skip_rest_of_object();
+            }
+            let name = match (raw, escaped) {
                 (raw, false) => Cow::Borrowed(raw),
                 (raw, true) => match unescape(raw) {
                     Some(name) => Cow::Owned(name),
@@ -522,7 +562,10 @@ impl<'a> Scanner<'a> {
                 },
             };
             self.colon()?;
-            let value = self.member_value(&name)?;
+            let value = self.member_value(&name, limit)?;
+            if self.pos > limit {
+                return self.skip_rest_of_object();
+            }
             members.push((name, value));
             match self.skip_ws() {
                 Some(b',') => {
@@ -543,9 +586,10 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Reads the value of member `name` of an event object.
+    /// Reads the value of member `name` of an event object; a string that
+    /// ends past `limit` is not unescaped (its object is refused).
     #[inline]
-    fn member_value(&mut self, name: &str) -> Result<Value<'a>, Syntax> {
+    fn member_value(&mut self, name: &str, limit: usize) -> Result<Value<'a>, Syntax> {
         let first = self.skip_ws();
         let start = self.pos;
         if name == "data" {
@@ -557,6 +601,7 @@ impl<'a> Scanner<'a> {
                 self.pos += 1;
                 Ok(match self.string()? {
                     (raw, false) => Value::Str(Cow::Borrowed(raw)),
+                    (_, true) if self.pos > limit => Value::Null,
                     (raw, true) => unescape(raw).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s))),
                 })
             }
@@ -614,6 +659,52 @@ mod tests {
         assert_eq!(scan.pos(), deep.len());
         let mut scan = Scanner::new(&deep[..deep.len() - 1]);
         assert_eq!(scan.skip_value(), Err(Syntax { what: EOF_LIST, at: deep.len() - 1 }));
+    }
+
+    /// `object` with a limit reads exactly as far as without one and fails
+    /// exactly where it would, but keeps only the members that end within
+    /// the limit: for every limit, on objects whole and cut at every byte.
+    #[test]
+    fn object_past_its_limit_keeps_no_more_members_and_reads_on_as_json() {
+        let objects = [
+            r#"{"id":"1","n":-1.5e3,"d\u0061ta":{"a":[1,{"b":null}]},"s":"x\ny","t":true,"e":[],"o":{}}"#,
+            r#"{ "data" : [ 1 , 2 ] , "\ud800" : "\udc00" , "x" : { "y" : "z" } }"#,
+            r#"{"a":1,"a":2,"b":"\u00e9"}"#,
+            "{}",
+        ];
+        for object in objects {
+            for cut in 0..=object.len() {
+                let Some(text) = object.get(..cut) else { continue };
+                let mut whole = Scanner::new(text);
+                let mut all = Members::new();
+                let expected = whole.object(&mut all, usize::MAX);
+                for limit in 0..=text.len() + 1 {
+                    let mut scan = Scanner::new(text);
+                    let mut members = Members::new();
+                    assert_eq!(scan.object(&mut members, limit), expected, "{text:?} limit {limit}");
+                    assert_eq!(scan.pos(), whole.pos(), "{text:?} limit {limit}");
+                    if limit >= text.len() {
+                        assert_eq!(format!("{members:?}"), format!("{all:?}"), "{text:?} limit {limit}");
+                        assert_eq!(scan.key_error, whole.key_error, "{text:?} limit {limit}");
+                    } else {
+                        // A prefix of the members; how many, the next test pins down.
+                        let prefix = all.get(..members.len()).unwrap_or_default();
+                        assert_eq!(format!("{members:?}"), format!("{prefix:?}"), "{text:?} limit {limit}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn object_past_its_limit_stops_collecting_members() {
+        let text = format!("{{{}\"z\":1}}", r#""a":1,"#.repeat(10_000));
+        let mut scan = Scanner::new(&text);
+        let mut members = Members::new();
+        assert_eq!(scan.object(&mut members, 600), Ok(()));
+        assert_eq!(scan.pos(), text.len());
+        // Members ending at bytes 6, 12, ..., 600: one hundred.
+        assert_eq!(members.len(), 100);
     }
 
     #[test]

@@ -46,7 +46,8 @@ fn event_at(
         return Err(Shape::Wrong);
     }
     let start = scan.pos();
-    scan.object(&mut members).map_err(syntax)?;
+    // The caller checked the whole of `json` against `max_event_bytes`.
+    scan.object(&mut members, usize::MAX).map_err(syntax)?;
     let object = scan.since(start);
     scan.end().map_err(syntax)?;
     if let Some(e) = scan.key_error {
@@ -137,7 +138,9 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                 if next == Some(b'{') {
                     members.clear();
                     scan.key_error = None;
-                    scan.object(&mut members).map_err(syntax)?;
+                    // Past the limit `object` stops collecting members.
+                    let limit = start.saturating_add(limits.max_event_bytes);
+                    scan.object(&mut members, limit).map_err(syntax)?;
                     let item = scan.since(start);
                     if item.len() > limits.max_event_bytes {
                         stop = Some(over(item.len()));
@@ -149,12 +152,13 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                         events.push(event);
                     }
                 } else {
-                    let wrong = Scanner::new(json.get(start..).unwrap_or_default()).wrong_type();
                     scan.skip_value().map_err(syntax)?;
-                    let len = scan.pos() - start;
-                    if len > limits.max_event_bytes {
-                        stop = Some(over(len));
-                    } else if let Err(e) = wrong {
+                    let item = scan.since(start);
+                    if item.len() > limits.max_event_bytes {
+                        stop = Some(over(item.len()));
+                    } else if let Err(e) = Scanner::new(item).wrong_type() {
+                        // Read again (it is valid JSON) only within the limit:
+                        // a string with escapes is unescaped to be judged.
                         stop = Some(syntax(Syntax { at: start + e.at, ..e }));
                     } else {
                         errors.push(not_an_event(&prefix, None));
@@ -205,9 +209,11 @@ pub(crate) fn object_or_array(body: &str, owner: Option<&Text>, limits: &ParseLi
     }
 }
 
-/// `application/x-ndjson`: one event object per line; blank lines skipped;
-/// lines numbered from 1 counting every line. A line that is not JSON is a
-/// `400` listing every such line; otherwise invalid events are a `422`.
+/// `application/x-ndjson`: one event object per line; blank lines (JSON
+/// whitespace only: space, tab, CR, LF) skipped; lines numbered from 1
+/// counting every line. A line that is not JSON (one of other Unicode white
+/// space, such as U+00A0, included) is a `400` listing every such line;
+/// otherwise invalid events are a `422`.
 pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
     ndjson(utf8(body)?, None, limits)
 }
@@ -220,12 +226,12 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
     for (index, line) in text.split('\n').enumerate() {
         let number = index as u64 + 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
+        if blank(line) {
             continue;
         }
         count += 1;
         if count > limits.max_batch {
-            let total = text.split('\n').filter(|l| !l.trim().is_empty()).count();
+            let total = text.split('\n').filter(|l| !blank(l)).count();
             return Err(ParseError::BatchTooLarge { count: total, max: limits.max_batch });
         }
         if line.len() > limits.max_event_bytes {
@@ -252,4 +258,9 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         return Err(ParseError::Invalid(invalid));
     }
     Ok(events)
+}
+
+/// Whether an NDJSON line holds nothing but JSON whitespace (RFC 8259 §2).
+fn blank(line: &str) -> bool {
+    line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }

@@ -1,0 +1,136 @@
+//! What parsing a structured body allocates: an event over
+//! `max_event_bytes` is refused without its members being collected (or
+//! its strings unescaped) past the limit, however large the body.
+//!
+//! A counting allocator (this test binary only) keeps, per thread, the
+//! bytes live and the most live at once, so tests running in parallel do
+//! not see each other's allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use inlet_shared::event::{parse_array, parse_object_or_array, Events, ParseError, ParseLimits};
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: nothing is counted while the thread's locals are torn down.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed on to `System` unchanged; only sizes are counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        count(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The result of `parse` on `body`, and the most bytes it had allocated at once.
+fn peak_of(parse: impl FnOnce() -> Result<Events, ParseError>) -> (Result<Events, ParseError>, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(base));
+    let result = parse();
+    let peak = PEAK.with(Cell::get) - base;
+    (result, usize::try_from(peak).unwrap_or(0))
+}
+
+const LIMIT: usize = 4096;
+const BOUND: usize = 256 * 1024;
+const HEAD: &str = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t""#;
+
+fn limits() -> ParseLimits {
+    ParseLimits { max_event_bytes: LIMIT, ..ParseLimits::default() }
+}
+
+/// The pointer and detail of a too-large refusal.
+fn too_large(result: Result<Events, ParseError>) -> (Option<String>, String) {
+    match result {
+        Err(ParseError::EventTooLarge { at }) => (at.pointer, at.detail),
+        other => panic!("expected EventTooLarge, got {other:?}"),
+    }
+}
+
+/// An event object of `members` members after the required four.
+fn big_event(member: &str, members: usize) -> String {
+    format!("{HEAD}{}}}", format!(",{member}").repeat(members))
+}
+
+#[test]
+fn a_batch_item_of_two_mib_in_small_members_is_refused_with_its_members_bounded_by_the_limit() {
+    for member in [r#""a":1"#, r#""\u0061":1"#, r#""a":"\u0062""#] {
+        let item = big_event(member, 2 * 1024 * 1024 / member.len());
+        let ok = big_event(member, 2);
+        let body = format!("[{ok}, {item},{ok}]");
+        let (result, peak) = peak_of(|| parse_array(body.as_bytes(), &limits()));
+        let detail = format!("event is {} bytes; the limit is {LIMIT}", item.len());
+        assert_eq!(too_large(result), (Some("#/1".into()), detail), "{member}");
+        assert!(peak < BOUND, "{member}: {peak} bytes allocated at once for a {} byte body", body.len());
+    }
+}
+
+#[test]
+fn a_long_escaped_string_past_the_limit_is_not_unescaped() {
+    let escapes = r"\u0041".repeat(2 * 1024 * 1024 / 6);
+    for item in [format!(r#"{HEAD},"x":"{escapes}"}}"#), format!(r#"{HEAD},"{escapes}":1}}"#)] {
+        let body = format!("[{item}]");
+        let (result, peak) = peak_of(|| parse_object_or_array(body.as_bytes(), &limits()));
+        let detail = format!("event is {} bytes; the limit is {LIMIT}", item.len());
+        assert_eq!(too_large(result), (Some("#/0".into()), detail));
+        assert!(peak < BOUND, "{peak} bytes allocated at once for a {} byte body", body.len());
+    }
+}
+
+#[test]
+fn a_batch_item_that_is_a_long_escaped_string_is_refused_without_being_unescaped() {
+    let item = format!(r#""{}""#, r"\u0041".repeat(2 * 1024 * 1024 / 6));
+    let body = format!("[{item}]");
+    let (result, peak) = peak_of(|| parse_array(body.as_bytes(), &limits()));
+    let detail = format!("event is {} bytes; the limit is {LIMIT}", item.len());
+    assert_eq!(too_large(result), (Some("#/0".into()), detail));
+    assert!(peak < BOUND, "{peak} bytes allocated at once for a {} byte body", body.len());
+}
+
+#[test]
+fn an_item_over_the_limit_is_still_read_to_its_end_as_json() {
+    let item = big_event(r#""a":1"#, 10_000);
+    // Broken past the limit: still a syntax error (400), as before.
+    for broken in [item.replacen(r#""a":1}"#, r#""a":}"#, 1), item.replacen(r#","a":1}"#, r#","a":1"#, 1)] {
+        let body = format!("[{broken}]");
+        let (result, _) = peak_of(|| parse_array(body.as_bytes(), &limits()));
+        assert!(matches!(result, Err(ParseError::Json { .. })), "{result:?}");
+    }
+    // An unpaired surrogate in a name past the limit: too large wins, as before.
+    let body = format!("[{}]", item.replacen(r#""a":1}"#, r#""\ud800":1}"#, 1));
+    let (result, _) = peak_of(|| parse_array(body.as_bytes(), &limits()));
+    let detail = format!("event is {} bytes; the limit is {LIMIT}", body.len() - 2);
+    assert_eq!(too_large(result), (Some("#/0".into()), detail));
+}
