@@ -168,7 +168,7 @@ async fn read_into(input: impl AsyncRead + Unpin, batch: usize, inbox: &Inbox) -
         if let Some(t) = text.strip_suffix(b"\r") {
             text = t;
         }
-        if text.iter().all(u8::is_ascii_whitespace) {
+        if inlet_shared::event::is_blank_line(text) {
             continue;
         }
         lines.push(Line { number, text: Bytes::copy_from_slice(text) });
@@ -202,6 +202,18 @@ mod tests {
         assert_eq!(inbox.recv().await, None);
         assert_eq!(inbox.try_recv(), Err(Ended));
         assert_eq!(first.request().body, Bytes::from_static(b"a\nb\n"));
+    }
+
+    #[tokio::test]
+    async fn only_json_whitespace_makes_a_line_blank() {
+        // A form feed (or NBSP) line is sent, as the server refuses it at
+        // its line; skipping it here would hide the error.
+        let inbox = Inbox::new(8);
+        let input: &[u8] = "a\n \t\n\x0c\n\u{a0}\nb".as_bytes();
+        read_lines(input, 8, &inbox).await.unwrap();
+        let chunk = inbox.recv().await.unwrap();
+        assert_eq!(numbers(&chunk), [1, 3, 4, 5]);
+        assert_eq!(chunk.lines[1].text, Bytes::from_static(b"\x0c"));
     }
 
     #[tokio::test]

@@ -200,7 +200,8 @@ impl<'a> Items<'a> {
             BodyKind::Json => Items::Single(text),
             BodyKind::Ndjson => {
                 let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
-                let events = (0..lines.len()).filter(|&i| !lines[i].trim().is_empty()).collect();
+                let events =
+                    (0..lines.len()).filter(|&i| !inlet_shared::event::is_blank_line(lines[i].as_bytes())).collect();
                 Items::Lines { lines, events }
             }
         }

@@ -40,7 +40,7 @@ pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
 pub use binding::{parse_body, BodyKind};
 pub use error::ParseError;
-pub use structured::{parse_array, parse_ndjson, parse_object_or_array, parse_single};
+pub use structured::{is_blank_line, parse_array, parse_ndjson, parse_object_or_array, parse_single};
 
 /// Limits applied while parsing a request body into events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -260,7 +260,14 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
     Ok(events)
 }
 
-/// Whether an NDJSON line holds nothing but JSON whitespace (RFC 8259 §2).
+/// Whether an NDJSON line holds nothing but JSON whitespace (RFC 8259 §2):
+/// such a line is skipped (and still counted in line numbers). Everything
+/// that numbers NDJSON lines (the server's rejected log and schema errors,
+/// the client's reader) asks this, so they agree with the parser.
+pub fn is_blank_line(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
 fn blank(line: &str) -> bool {
-    line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    is_blank_line(line.as_bytes())
 }

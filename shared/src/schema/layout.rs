@@ -56,10 +56,7 @@ impl<'a> Layout<'a> {
         let lines = lines.get_or_init(|| {
             body.split(|b| *b == b'\n')
                 .enumerate()
-                .filter(|(_, line)| {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    !std::str::from_utf8(line).is_ok_and(|l| l.trim().is_empty())
-                })
+                .filter(|(_, line)| !crate::event::is_blank_line(line))
                 .map(|(i, _)| i as u64 + 1)
                 .collect()
         });
