@@ -24,6 +24,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{checkpointer, retention, sqlite_error};
+use crate::store::commits::CommitStats;
 use crate::store::{now_rfc3339, ErrorKind, StoreError};
 
 /// Upper bound of rows in one transaction, so a commit stays short.
@@ -160,10 +161,14 @@ fn write_group_timed(
     }
 }
 
-/// Counts one commit of `jobs` in the store's commit figures.
-fn record_commit(deleter: &retention::Deleter, jobs: &[JobRows<'_>], took: Option<Duration>) {
-    if let (Some(stats), Some(took)) = (&deleter.gauges().commits, took) {
-        stats.record(jobs.len(), jobs.iter().map(|job| job.0.len()).sum(), took);
+/// Counts one commit in the store's commit figures: the jobs it wrote
+/// (those answered `Ok`; a job that failed alone, or is written again in a
+/// drop-oldest round, is not counted here).
+fn record_commit(stats: Option<&CommitStats>, jobs: &[JobRows<'_>], results: &[Outcome], took: Option<Duration>) {
+    if let (Some(stats), Some(took)) = (stats, took) {
+        let written = jobs.iter().zip(results).filter(|(_, r)| r.is_ok());
+        let (requests, events) = written.fold((0, 0), |(n, e), (job, _)| (n + 1, e + job.0.len()));
+        stats.record(requests, events, took);
     }
 }
 
@@ -185,7 +190,7 @@ fn write(conn: &mut Connection, jobs: &mpsc::Receiver<Job>, first: Job, deleter:
     }
     let slices: Vec<JobRows<'_>> = group.iter().map(|job| (job.rows.as_slice(), job.token.as_deref())).collect();
     let (mut results, took) = write_group_timed(conn, &slices, deleter.remembering());
-    record_commit(deleter, &slices, took);
+    record_commit(deleter.gauges().commits.as_ref(), &slices, &results, took);
     if deleter.drops_oldest() {
         let full = |r: &Outcome| matches!(r, Err(e) if e.kind() == ErrorKind::Full);
         for _ in 0..MAX_DROP_ROUNDS {
@@ -204,7 +209,7 @@ fn write(conn: &mut Connection, jobs: &mpsc::Receiver<Job>, first: Job, deleter:
             }
             let retry: Vec<JobRows<'_>> = refused.iter().map(|i| slices[*i]).collect();
             let (retried, took) = write_group_timed(conn, &retry, deleter.remembering());
-            record_commit(deleter, &retry, took);
+            record_commit(deleter.gauges().commits.as_ref(), &retry, &retried, took);
             for (i, result) in refused.into_iter().zip(retried) {
                 results[i] = result;
             }
@@ -302,7 +307,13 @@ mod tests {
         let a = [row("a1", "t", 10), row("a2", "t", 10)];
         let b = [row("b1", "t", 10), row("b2", "refuse", 10)];
         let c = [row("c1", "t", 10), row("a1", "t", 10)];
-        let results = write_group(&mut conn, &[(&a, None), (&b, None), (&c, None)], false);
+        let jobs: [JobRows<'_>; 3] = [(&a, None), (&b, None), (&c, None)];
+        let (results, took) = write_group_timed(&mut conn, &jobs, false);
+        // The commit figures count what was written: a and c, not b.
+        let stats = CommitStats::default();
+        record_commit(Some(&stats), &jobs, &results, took);
+        let counts = |s: &CommitStats| [&s.commits, &s.requests, &s.events].map(|n| n.load(Ordering::Relaxed));
+        assert_eq!(counts(&stats), [1, 2, 4]);
         assert_eq!(results[0].as_ref().unwrap(), &vec![false, false]);
         assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::Unavailable);
         // c's second row repeats a1, stored earlier in the same transaction.
