@@ -4,11 +4,12 @@
 //! Each subscriber is a task that reads the store from its cursor (the
 //! `seq` of the last event it sent) in pages, writes them into its body,
 //! and waits for the store's notification ([`crate::store::Live`]) when it
-//! has caught up (reading again at most every [`COALESCE`]). Events always
-//! come from the store, so a subscriber sees every event in `seq` order with
-//! no gap and no repeat, and ingest does nothing per subscriber. Subscribers
-//! with the same filters at the same place share one read and one encoding
-//! of a page ([`crate::store::Live::page`]).
+//! has caught up (published at most every [`crate::store::live::COALESCE`],
+//! so under load one read and one write carry every event of an interval).
+//! Events always come from the store, so a subscriber sees every event in
+//! `seq` order with no gap and no repeat, and ingest does nothing per
+//! subscriber. Subscribers with the same filters at the same place share
+//! one read and one encoding of a page ([`crate::store::Live::page`]).
 //!
 //! Its buffer is the body's few chunks in flight plus the connection's
 //! write buffer. A subscriber whose writes wait while more than the
@@ -17,7 +18,6 @@
 //! the store fills the gap.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::http::{BodySender, BodyStream, Method, Request, Response, Version};
@@ -43,10 +43,6 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 /// `Retry-After` of a `503` at `--max-subscribers`.
 const FULL_RETRY_AFTER: u32 = 5;
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
-/// A live subscriber reads the store at most once per this interval: under
-/// load every commit wakes it, and one read per commit per subscriber would
-/// compete with ingest for the store. Events wait this long at most.
-const COALESCE: Duration = Duration::from_millis(10);
 
 /// Where a stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +271,9 @@ impl Subscriber {
                 }
             };
             tokio::select! {
-                () = sub.changed() => sleep_until(caught_up_at + COALESCE).await,
+                // Published at most once per `live::COALESCE`: under load,
+                // one wake-up per interval with every commit of it.
+                () = sub.changed() => {}
                 () = woken => {}
                 () = sleep_until(keepalive_at) => {
                     if let Err(stop) = self.send(sub, Bytes::from_static(KEEPALIVE)).await {
