@@ -310,25 +310,27 @@ fn encode(events: &[StoredEvent]) -> (Bytes, Vec<(u64, usize)>) {
     let size: usize = events.iter().map(|e| e.json.len() + e.received_at.len() + 80).sum();
     let mut out = BytesMut::with_capacity(size);
     let mut starts = Vec::with_capacity(events.len());
-    let mut item = BytesMut::new();
     for e in events {
         starts.push((e.seq, out.len()));
         out.put_slice(b"id: ");
         out.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
-        out.put_u8(b'\n');
-        item.clear();
-        super::events::put_event(&mut item, e, false);
+        out.put_slice(b"\ndata: ");
+        let item = out.len();
+        super::events::put_event(&mut out, e, false);
         // JSON holds a raw CR or LF only as whitespace between tokens (a
         // string cannot): each becomes a space, so the event is one `data:`
         // line. SSE readers end a line at a bare CR too: left in, it would
-        // cut the JSON for every reader.
-        for b in item.iter_mut() {
-            if matches!(*b, b'\r' | b'\n') {
-                *b = b' ';
+        // cut the JSON for every reader. Only the stored JSON and
+        // `received_at` can hold one (the token is escaped): the item is
+        // scanned only when they do, which they almost never do.
+        let breaks = |b: &[u8]| b.contains(&b'\n') || b.contains(&b'\r');
+        if breaks(&e.json) || breaks(e.received_at.as_bytes()) {
+            for b in out[item..].iter_mut() {
+                if matches!(*b, b'\r' | b'\n') {
+                    *b = b' ';
+                }
             }
         }
-        out.put_slice(b"data: ");
-        out.put_slice(&item);
         out.put_slice(b"\n\n");
     }
     (out.freeze(), starts)
@@ -366,5 +368,21 @@ mod tests {
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
         let second = expected.find("id: 8").unwrap();
         assert_eq!(starts, vec![(7, 0), (8, second)], "where each event starts, for a page's tail");
+    }
+
+    #[test]
+    fn a_line_break_outside_the_stored_json_never_splits_the_data_line() {
+        // `received_at` and the token come from the store: a message of
+        // another program on a JetStream stream could hold anything.
+        let e = StoredEvent {
+            seq: 3,
+            received_at: "2026-12-02\r\nT10".into(),
+            json: Bytes::from_static(b"{}"),
+            token: Some(Arc::from("a\nb")),
+        };
+        let (out, _) = encode(&[e]);
+        let expected =
+            "id: 3\ndata: {\"seq\":3,\"received_at\":\"2026-12-02  T10\",\"token\":\"a\\nb\",\"event\":{}}\n\n";
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 }
