@@ -542,23 +542,29 @@ mod tests {
         let live = live(4, u64::MAX);
         let mut sub = live.subscribe().unwrap();
         let mut total = 0;
-        // Two threads commit at once, the ticker publishing meanwhile; the
-        // last commits of each round race the ticker's publication, and
-        // must be published all the same.
-        for round in 0..40u64 {
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    s.spawn(|| {
-                        for i in 0..(round % 5 + 1) * 50 {
-                            live.committed(1);
-                            if i % 16 == 0 {
+        // Two threads commit until they see a publication, then once more:
+        // that last commit lands while the ticker is publishing, and must be
+        // published all the same.
+        for round in 0..20 {
+            let before = *live.notes.published.borrow();
+            let committed: u64 = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut n = 0;
+                            while *live.notes.published.borrow() == before {
+                                live.committed(1);
+                                n += 1;
                                 std::thread::yield_now();
                             }
-                        }
-                    });
-                }
+                            live.committed(1);
+                            n + 1
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).sum()
             });
-            total += (round % 5 + 1) * 100;
+            total += committed;
             assert_eq!(sub.committed(), total);
             let published =
                 tokio::time::timeout(Duration::from_secs(10), sub.rx.wait_for(|n| *n == total)).await.is_ok();
