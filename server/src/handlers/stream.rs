@@ -231,7 +231,13 @@ impl Subscriber {
         };
         let settings = sub.live().settings().clone();
         let poll = sub.live().poll();
+        // When a keep-alive is due: 15 s after the last write. The timer is
+        // armed once and moved on only when it fires early (something was
+        // written since), not at every write: a timer per round per
+        // subscriber was a good part of what subscribers cost.
         let mut keepalive_at = Instant::now() + settings.keepalive;
+        let keepalive = sleep_until(keepalive_at);
+        tokio::pin!(keepalive);
         loop {
             // Caught up with the store: from here on, a commit wakes it.
             loop {
@@ -262,8 +268,7 @@ impl Subscriber {
                     None => break,
                 }
             }
-            let caught_up_at = Instant::now();
-            let poll_at = poll.map(|p| caught_up_at + p);
+            let poll_at = poll.map(|p| Instant::now() + p);
             let woken = async {
                 match poll_at {
                     Some(at) => sleep_until(at).await,
@@ -275,11 +280,14 @@ impl Subscriber {
                 // one wake-up per interval with every commit of it.
                 () = sub.changed() => {}
                 () = woken => {}
-                () = sleep_until(keepalive_at) => {
-                    if let Err(stop) = self.send(sub, Bytes::from_static(KEEPALIVE)).await {
-                        return stop;
+                () = &mut keepalive => {
+                    if keepalive_at <= Instant::now() {
+                        if let Err(stop) = self.send(sub, Bytes::from_static(KEEPALIVE)).await {
+                            return stop;
+                        }
+                        keepalive_at = Instant::now() + settings.keepalive;
                     }
-                    keepalive_at = Instant::now() + settings.keepalive;
+                    keepalive.as_mut().reset(keepalive_at);
                 }
             }
         }
