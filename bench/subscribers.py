@@ -31,6 +31,7 @@ are batched per subscriber read).
 
 Usage: bench/subscribers.sh [--rounds N] [--duration S] [--rate N] [--store memory|sqlite]
                             [--readers socket|tail] [--[no-]readers-nice] [--callgrind N]
+                            [--callgrind-out DIR]
 The issue's target: p99 with subscribers within 10% of p99 without. Take
 the figures on a quiet machine (wall-clock latency).
 """
@@ -48,7 +49,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVER = os.path.join(ROOT, "target/release/inlet-server")
+SERVER = os.environ.get("INLET_SERVER", os.path.join(ROOT, "target/release/inlet-server"))
 CLIENT = os.path.join(ROOT, "target/release/inlet-client")
 SUBSCRIBERS = 50
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -170,16 +171,20 @@ def run(store, with_subscribers, duration, rate, readers, nice):
     return result
 
 
-def callgrind(store, with_subscribers, events, rate, readers, nice):
-    """Instructions of the server per ingested event, under callgrind."""
+def callgrind(store, with_subscribers, events, rate, readers, nice, keep=None):
+    """Instructions of the server per ingested event, under callgrind; the
+    profile is copied into the directory `keep` if given."""
     tmp = tempfile.mkdtemp(prefix="inlet-subscribers-cg-")
     out = os.path.join(tmp, "cg.out")
     proc, addr = start_inlet(store, tmp, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
     procs, stalled = subscribe(addr, readers, nice) if with_subscribers else ([], None)
     subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+    readers0 = sum(cpu_seconds(p.pid) for p in procs)
     result = bench(addr, ["--rate", str(rate), "--requests", str(events)])
     result["stream"] = stats(addr)["stream"]
     subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
+    readers1 = sum(cpu_seconds(p.pid) for p in procs)
+    result["readers_us_per_event"] = (readers1 - readers0) * 1e6 / max(result["events"], 1)
     unsubscribe(procs, stalled)
     proc.terminate()
     proc.wait()
@@ -189,6 +194,10 @@ def callgrind(store, with_subscribers, events, rate, readers, nice):
             if line.startswith(("summary:", "totals:")):
                 total = int(line.split()[1])
                 break
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        name = f"callgrind.out.{store}-{'subscribers' if with_subscribers else 'none'}"
+        shutil.copy(out + ".1", os.path.join(keep, name))
     shutil.rmtree(tmp, ignore_errors=True)
     result["instructions"] = total
     result["instructions_per_event"] = total / max(result["events"], 1)
@@ -209,21 +218,24 @@ def main():
                     help="run the readers under nice -n 19 (default: on)")
     ap.add_argument("--callgrind", type=int, metavar="EVENTS", default=None,
                     help="count the server's instructions per event under callgrind, sending EVENTS events")
+    ap.add_argument("--callgrind-out", metavar="DIR", default=None,
+                    help="with --callgrind: keep the two profiles in DIR (for callgrind_annotate)")
     args = ap.parse_args()
     readers = f"{args.readers}, {'nice 19' if args.readers_nice else 'same priority'}"
     if args.callgrind:
         rate = args.rate or 200
         print(f"\n--store {args.store}, callgrind, {args.callgrind} events at {rate}/s (16 connections), "
               f"readers: {readers}\n")
-        print("| subscribers | events | server instructions | per event | lagged |")
-        print("|---|---|---|---|---|")
+        print("| subscribers | events | server instructions | per event | readers µs CPU/event | lagged |")
+        print("|---|---|---|---|---|---|")
         per = {}
         for with_subscribers in (False, True):
-            r = callgrind(args.store, with_subscribers, args.callgrind, rate, args.readers, args.readers_nice)
+            r = callgrind(args.store, with_subscribers, args.callgrind, rate, args.readers, args.readers_nice,
+                          args.callgrind_out)
             per[with_subscribers] = r["instructions_per_event"]
             label = "50 (one stalled)" if with_subscribers else "none"
             print(f"| {label} | {r['events']:,} | {r['instructions']:,} | {per[with_subscribers]:,.0f} | "
-                  f"{r['stream']['lagged']} |", flush=True)
+                  f"{r['readers_us_per_event']:.1f} | {r['stream']['lagged']} |", flush=True)
         print(f"\nserver instructions per event with subscribers / without: {per[True] / per[False]:.2f}")
         return
     rate = args.rate or 2000

@@ -354,6 +354,31 @@ fn a_comment_keeps_an_idle_stream_alive() {
 }
 
 #[test]
+fn no_keep_alive_while_events_flow_and_one_once_they_stop() {
+    // Events every 100 ms for 3 s, keep-alive after 2 s without a write:
+    // the keep-alive timer fires while events flow (it is not re-armed at
+    // each write) and must find that the stream was written to meanwhile.
+    let s = Server::start(&["--stream-keepalive", "2s"]);
+    let mut sse = SseStream::open(s.addr, "/events/stream?after=latest", &[]);
+    assert_eq!(sse.read(), Ok(SseEvent::Comment("after 0".into())));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..30 {
+                post_one(&s, &format!("k{i}"), "t.k");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        for seq in 1..=30 {
+            match sse.read() {
+                Ok(SseEvent::Event { id, .. }) => assert_eq!(id, Some(seq)),
+                other => panic!("event {seq}: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(sse.read(), Ok(SseEvent::Comment("keep-alive".into())), "once nothing is written for 2 s");
+}
+
+#[test]
 fn max_subscribers_at_and_past_the_limit() {
     let s = Server::start(&["--max-subscribers", "2", "--stream-keepalive", "100ms"]);
     let first = SseStream::open(s.addr, "/events/stream", &[]);

@@ -4,11 +4,12 @@
 //! Each subscriber is a task that reads the store from its cursor (the
 //! `seq` of the last event it sent) in pages, writes them into its body,
 //! and waits for the store's notification ([`crate::store::Live`]) when it
-//! has caught up (reading again at most every [`COALESCE`]). Events always
-//! come from the store, so a subscriber sees every event in `seq` order with
-//! no gap and no repeat, and ingest does nothing per subscriber. Subscribers
-//! with the same filters at the same place share one read and one encoding
-//! of a page ([`crate::store::Live::page`]).
+//! has caught up (published at most every [`crate::store::live::COALESCE`],
+//! so under load one read and one write carry every event of an interval).
+//! Events always come from the store, so a subscriber sees every event in
+//! `seq` order with no gap and no repeat, and ingest does nothing per
+//! subscriber. Subscribers with the same filters at the same place share
+//! one read and one encoding of a page ([`crate::store::Live::page`]).
 //!
 //! Its buffer is the body's few chunks in flight plus the connection's
 //! write buffer. A subscriber whose writes wait while more than the
@@ -17,7 +18,6 @@
 //! the store fills the gap.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use inlet_shared::http::{BodySender, BodyStream, Method, Request, Response, Version};
@@ -43,10 +43,6 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 /// `Retry-After` of a `503` at `--max-subscribers`.
 const FULL_RETRY_AFTER: u32 = 5;
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
-/// A live subscriber reads the store at most once per this interval: under
-/// load every commit wakes it, and one read per commit per subscriber would
-/// compete with ingest for the store. Events wait this long at most.
-const COALESCE: Duration = Duration::from_millis(10);
 
 /// Where a stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +231,13 @@ impl Subscriber {
         };
         let settings = sub.live().settings().clone();
         let poll = sub.live().poll();
+        // When a keep-alive is due: 15 s after the last write. The timer is
+        // armed once and moved on only when it fires early (something was
+        // written since), not at every write: a timer per round per
+        // subscriber was a good part of what subscribers cost.
         let mut keepalive_at = Instant::now() + settings.keepalive;
+        let keepalive = sleep_until(keepalive_at);
+        tokio::pin!(keepalive);
         loop {
             // Caught up with the store: from here on, a commit wakes it.
             loop {
@@ -266,8 +268,7 @@ impl Subscriber {
                     None => break,
                 }
             }
-            let caught_up_at = Instant::now();
-            let poll_at = poll.map(|p| caught_up_at + p);
+            let poll_at = poll.map(|p| Instant::now() + p);
             let woken = async {
                 match poll_at {
                     Some(at) => sleep_until(at).await,
@@ -275,13 +276,18 @@ impl Subscriber {
                 }
             };
             tokio::select! {
-                () = sub.changed() => sleep_until(caught_up_at + COALESCE).await,
+                // Published at most once per `live::COALESCE`: under load,
+                // one wake-up per interval with every commit of it.
+                () = sub.changed() => {}
                 () = woken => {}
-                () = sleep_until(keepalive_at) => {
-                    if let Err(stop) = self.send(sub, Bytes::from_static(KEEPALIVE)).await {
-                        return stop;
+                () = &mut keepalive => {
+                    if keepalive_at <= Instant::now() {
+                        if let Err(stop) = self.send(sub, Bytes::from_static(KEEPALIVE)).await {
+                            return stop;
+                        }
+                        keepalive_at = Instant::now() + settings.keepalive;
                     }
-                    keepalive_at = Instant::now() + settings.keepalive;
+                    keepalive.as_mut().reset(keepalive_at);
                 }
             }
         }
@@ -312,25 +318,27 @@ fn encode(events: &[StoredEvent]) -> (Bytes, Vec<(u64, usize)>) {
     let size: usize = events.iter().map(|e| e.json.len() + e.received_at.len() + 80).sum();
     let mut out = BytesMut::with_capacity(size);
     let mut starts = Vec::with_capacity(events.len());
-    let mut item = BytesMut::new();
     for e in events {
         starts.push((e.seq, out.len()));
         out.put_slice(b"id: ");
         out.put_slice(itoa::Buffer::new().format(e.seq).as_bytes());
-        out.put_u8(b'\n');
-        item.clear();
-        super::events::put_event(&mut item, e, false);
+        out.put_slice(b"\ndata: ");
+        let item = out.len();
+        super::events::put_event(&mut out, e, false);
         // JSON holds a raw CR or LF only as whitespace between tokens (a
         // string cannot): each becomes a space, so the event is one `data:`
         // line. SSE readers end a line at a bare CR too: left in, it would
-        // cut the JSON for every reader.
-        for b in item.iter_mut() {
-            if matches!(*b, b'\r' | b'\n') {
-                *b = b' ';
+        // cut the JSON for every reader. Only the stored JSON and
+        // `received_at` can hold one (the token is escaped): the item is
+        // scanned only when they do, which they almost never do.
+        let breaks = |b: &[u8]| b.contains(&b'\n') || b.contains(&b'\r');
+        if breaks(&e.json) || breaks(e.received_at.as_bytes()) {
+            for b in out[item..].iter_mut() {
+                if matches!(*b, b'\r' | b'\n') {
+                    *b = b' ';
+                }
             }
         }
-        out.put_slice(b"data: ");
-        out.put_slice(&item);
         out.put_slice(b"\n\n");
     }
     (out.freeze(), starts)
@@ -368,5 +376,21 @@ mod tests {
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
         let second = expected.find("id: 8").unwrap();
         assert_eq!(starts, vec![(7, 0), (8, second)], "where each event starts, for a page's tail");
+    }
+
+    #[test]
+    fn a_line_break_outside_the_stored_json_never_splits_the_data_line() {
+        // `received_at` and the token come from the store: a message of
+        // another program on a JetStream stream could hold anything.
+        let e = StoredEvent {
+            seq: 3,
+            received_at: "2026-12-02\r\nT10".into(),
+            json: Bytes::from_static(b"{}"),
+            token: Some(Arc::from("a\nb")),
+        };
+        let (out, _) = encode(&[e]);
+        let expected =
+            "id: 3\ndata: {\"seq\":3,\"received_at\":\"2026-12-02  T10\",\"token\":\"a\\nb\",\"event\":{}}\n\n";
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 }

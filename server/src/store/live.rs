@@ -4,10 +4,15 @@
 //! Every store owns one [`Live`]. After a successful append that stored
 //! something, the store calls [`Live::committed`]: with no subscriber that
 //! is one atomic load (the ingest path pays nothing else); with
-//! subscribers it bumps a `watch` counter of events committed. Subscribers
-//! never receive events through this hub: they read them from the store
-//! (from their cursor), so a subscriber sees every event in `seq` order,
-//! with no gap and no repeat, whatever it missed while it was writing.
+//! subscribers it adds to an atomic counter of events committed, and the
+//! first commit after a publication wakes the hub's ticker task. The ticker
+//! publishes the counter to the subscribers (a `watch`: one broadcast wakes
+//! them all) at most once per [`COALESCE`], so under load a subscriber is
+//! woken, reads and writes once per interval with everything committed in
+//! it, whatever the number of commits. Subscribers never receive events
+//! through this hub: they read them from the store (from their cursor), so
+//! a subscriber sees every event in `seq` order, with no gap and no repeat,
+//! whatever it missed while it was writing.
 //!
 //! The counter also measures how far a subscriber falls behind: a
 //! subscriber whose connection has not taken what it was sent while more
@@ -23,12 +28,14 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Notify, OnceCell};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::StoreError;
 
@@ -36,6 +43,16 @@ use super::StoreError;
 const SHARED_PAGES: usize = 8;
 /// ...and bytes of them (a larger page is read by each subscriber itself).
 const SHARED_BYTES: usize = 4 * 1024 * 1024;
+
+/// Live subscribers learn of commits at most once per this interval: the
+/// first commit after a quiet interval is published at once, later ones at
+/// the end of the interval that follows the last publication. Under load
+/// each subscriber then wakes, reads (a page shared with the others) and
+/// writes once per interval, with every event committed in it, instead of
+/// once per commit; a live event reaches a subscriber within this delay
+/// plus the read and the write. A replay (a subscriber behind the store)
+/// reads page after page without waiting.
+pub const COALESCE: Duration = Duration::from_millis(100);
 
 /// The default of `--max-subscribers`.
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 256;
@@ -72,8 +89,11 @@ pub struct Live {
     /// until then.
     settings: OnceLock<LiveSettings>,
     subscribers: AtomicUsize,
-    /// Events committed while someone subscribed (never decreases).
-    committed: watch::Sender<u64>,
+    /// The commit counter, and how subscribers learn of it.
+    notes: Arc<Notes>,
+    /// Publishes [`Notes::pending`] to the subscribers; started by a
+    /// subscriber when it is not running.
+    ticker: Mutex<Option<JoinHandle<()>>>,
     /// Whether new events may also come from elsewhere (another server
     /// writing the same JetStream stream): subscribers then look again
     /// at this interval even without a notification.
@@ -83,16 +103,71 @@ pub struct Live {
     shared: Mutex<VecDeque<Arc<Slot>>>,
 }
 
+/// What ingest touches ([`Live::committed`]) and the ticker publishes.
+#[derive(Debug)]
+struct Notes {
+    /// Events committed while someone subscribed (never decreases).
+    pending: AtomicU64,
+    /// Set by the commit that asks the ticker for a publication; cleared by
+    /// the ticker just before it reads `pending` to publish it. While it
+    /// is set, commits only add to `pending`.
+    armed: AtomicBool,
+    /// Wakes the ticker (a permit is kept when it is not waiting).
+    wake: Notify,
+    /// `pending` as last published (never decreases): subscribers wait on it.
+    published: watch::Sender<u64>,
+}
+
 impl Default for Live {
     fn default() -> Live {
-        let (committed, _) = watch::channel(0);
+        let (published, _) = watch::channel(0);
+        let notes = Notes { pending: AtomicU64::new(0), armed: AtomicBool::new(false), wake: Notify::new(), published };
         Live {
             settings: OnceLock::new(),
             subscribers: AtomicUsize::new(0),
-            committed,
+            notes: Arc::new(notes),
+            ticker: Mutex::default(),
             poll: None,
             shared: Mutex::default(),
         }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            ticker.abort();
+        }
+    }
+}
+
+/// The ticker: publishes the commit counter when a commit asks for it, at
+/// most once per `every`.
+///
+/// No commit is left unpublished: a commit adds to `pending`, then sets
+/// `armed`. If it found `armed` clear, it wakes the ticker, which reads
+/// `pending` after clearing `armed`. If it found it set, the ticker has
+/// not cleared it yet (all `SeqCst`): its next read of `pending` comes
+/// after this commit's addition.
+async fn tick(notes: Arc<Notes>, every: Duration) {
+    let mut last: Option<Instant> = None;
+    loop {
+        notes.wake.notified().await;
+        if let Some(at) = last.map(|last| last + every) {
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
+        }
+        notes.armed.store(false, Ordering::SeqCst);
+        let pending = notes.pending.load(Ordering::SeqCst);
+        notes.published.send_if_modified(|published| {
+            let newer = pending > *published;
+            if newer {
+                *published = pending;
+            }
+            newer
+        });
+        last = Some(Instant::now());
     }
 }
 
@@ -172,7 +247,9 @@ pub struct Full;
 impl Live {
     /// A hub whose subscribers also look at the store every `poll`.
     pub fn with_poll(poll: Duration) -> Arc<Live> {
-        Arc::new(Live { poll: Some(poll), ..Live::default() })
+        let mut live = Live::default();
+        live.poll = Some(poll);
+        Arc::new(live)
     }
 
     /// Sets the settings; only the first call counts.
@@ -189,13 +266,19 @@ impl Live {
         self.poll
     }
 
-    /// Called by the store after `accepted` events were committed.
+    /// Called by the store after `accepted` events were committed: with
+    /// subscribers, an atomic addition, and for the first commit after a
+    /// publication a wake-up of the ticker. No subscriber is woken here.
     #[inline]
     pub(crate) fn committed(&self, accepted: usize) {
         if accepted == 0 || self.subscribers.load(Ordering::SeqCst) == 0 {
             return;
         }
-        self.committed.send_modify(|n| *n += accepted as u64);
+        let notes = &*self.notes;
+        notes.pending.fetch_add(accepted as u64, Ordering::SeqCst);
+        if !notes.armed.load(Ordering::SeqCst) && !notes.armed.swap(true, Ordering::SeqCst) {
+            notes.wake.notify_one();
+        }
     }
 
     /// Subscribers open now.
@@ -230,7 +313,7 @@ impl Live {
             .get_or_try_init(|| {
                 filled = true;
                 // Before the read: whatever it misses is committed after this.
-                let seen = *self.committed.borrow();
+                let seen = self.notes.pending.load(Ordering::SeqCst);
                 async move { read().await.map(|page| (page, seen)) }
             })
             .await?;
@@ -258,9 +341,22 @@ impl Live {
         self.subscribers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .map_err(|_| Full)?;
-        let rx = self.committed.subscribe();
-        let seen = *rx.borrow();
+        self.start_ticker();
+        let rx = self.notes.published.subscribe();
+        let seen = self.notes.pending.load(Ordering::SeqCst);
         Ok(Subscription { live: self.clone(), rx, seen })
+    }
+
+    /// Starts the ticker unless it runs (on the current runtime: a hub
+    /// outside one has no ticker, and its subscribers are never woken).
+    fn start_ticker(&self) {
+        let mut ticker = self.ticker.lock().unwrap_or_else(|e| e.into_inner());
+        if ticker.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            *ticker = Some(runtime.spawn(tick(self.notes.clone(), COALESCE)));
+        }
     }
 }
 
@@ -280,9 +376,10 @@ fn trim(shared: &mut VecDeque<Arc<Slot>>) {
 #[derive(Debug)]
 pub struct Subscription {
     live: Arc<Live>,
+    /// The published commit counter.
     rx: watch::Receiver<u64>,
     /// The commit counter up to which the subscriber has everything: a
-    /// commit past it wakes [`Subscription::changed`].
+    /// commit past it, once published, wakes [`Subscription::changed`].
     seen: u64,
 }
 
@@ -290,7 +387,7 @@ impl Subscription {
     /// Marks what was committed so far as seen: call before reading the
     /// store, so a commit after it wakes [`Subscription::changed`].
     pub fn mark_seen(&mut self) -> u64 {
-        self.seen = *self.rx.borrow_and_update();
+        self.seen = self.live.notes.pending.load(Ordering::SeqCst);
         self.seen
     }
 
@@ -301,14 +398,14 @@ impl Subscription {
         self.seen = self.seen.min(seen);
     }
 
-    /// Events committed so far (while anyone subscribed).
+    /// Events committed so far (while anyone subscribed), published or not.
     pub fn committed(&self) -> u64 {
-        *self.rx.borrow()
+        self.live.notes.pending.load(Ordering::SeqCst)
     }
 
-    /// Resolves once something was committed past what was seen
-    /// ([`Subscription::mark_seen`], [`Subscription::seen_at_most`]); never,
-    /// if the store is gone.
+    /// Resolves once something committed past what was seen
+    /// ([`Subscription::mark_seen`], [`Subscription::seen_at_most`]) is
+    /// published (within [`COALESCE`]); never, if the store is gone.
     pub async fn changed(&mut self) {
         let seen = self.seen;
         if self.rx.wait_for(|n| *n > seen).await.is_err() {
@@ -316,8 +413,8 @@ impl Subscription {
         }
     }
 
-    /// Resolves once more than `buffer_events` events were committed after
-    /// `since` (a value of [`Subscription::committed`]).
+    /// Resolves once more than `buffer_events` events committed after
+    /// `since` (a value of [`Subscription::committed`]) are published.
     pub async fn passed(&mut self, since: u64) {
         let limit = since.saturating_add(self.live.settings().buffer_events);
         if self.rx.wait_for(|n| *n > limit).await.is_err() {
@@ -372,7 +469,13 @@ mod tests {
         assert_eq!(sub.committed(), 3);
     }
 
-    #[tokio::test]
+    /// Lets the ticker publish what was committed (time is paused: the
+    /// runtime moves the clock on to the ticker's deadline).
+    async fn published() {
+        tokio::time::sleep(COALESCE * 2).await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_commit_wakes_a_subscriber_and_lag_is_past_the_buffer() {
         let live = live(4, 10);
         let mut sub = live.subscribe().unwrap();
@@ -381,10 +484,92 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), sub.changed()).await.expect("woken");
         let since = sub.committed();
         live.committed(10);
+        published().await;
         use futures::FutureExt;
         assert!(sub.passed(since).now_or_never().is_none(), "10 events behind: at the buffer, not past it");
         live.committed(1);
+        assert_eq!(sub.committed(), since + 11, "counted at once");
+        published().await;
         assert!(sub.passed(since).now_or_never().is_some(), "11 behind: past it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commits_wake_subscribers_at_most_once_per_interval_and_within_it() {
+        use futures::FutureExt;
+        let live = live(4, 1000);
+        let mut a = live.subscribe().unwrap();
+        let mut b = live.subscribe().unwrap();
+        let start = Instant::now();
+        a.mark_seen();
+        b.mark_seen();
+        // After a quiet interval the first commit is published at once.
+        live.committed(1);
+        a.changed().await;
+        b.changed().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(*a.rx.borrow(), 1);
+        assert_eq!((a.mark_seen(), b.mark_seen()), (1, 1));
+        // Commits during the interval that follows: published together at
+        // its end, one wake-up for all of them.
+        for _ in 0..5 {
+            tokio::time::sleep(COALESCE / 10).await;
+            live.committed(2);
+        }
+        assert_eq!(start.elapsed(), COALESCE / 2);
+        assert!(a.changed().now_or_never().is_none(), "not before the interval's end");
+        a.changed().await;
+        assert_eq!(start.elapsed(), COALESCE, "at the interval's end, not later");
+        assert_eq!(*a.rx.borrow(), 11, "every commit of the interval in one publication");
+        assert!(b.changed().now_or_never().is_some(), "the same publication wakes every subscriber");
+        // Quiet for longer than the interval: the next commit is at once.
+        assert_eq!((a.mark_seen(), b.mark_seen()), (11, 11));
+        tokio::time::sleep(COALESCE * 3).await;
+        let quiet = Instant::now();
+        live.committed(1);
+        a.changed().await;
+        assert_eq!(quiet.elapsed(), Duration::ZERO);
+        assert_eq!(*a.rx.borrow(), 12);
+        // A commit right after that publication waits for the interval.
+        assert_eq!(a.mark_seen(), 12);
+        live.committed(1);
+        a.changed().await;
+        assert_eq!(quiet.elapsed(), COALESCE);
+        assert_eq!(*a.rx.borrow(), 13);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_commit_is_left_unpublished_while_commits_race_the_ticker() {
+        let live = live(4, u64::MAX);
+        let mut sub = live.subscribe().unwrap();
+        let mut total = 0;
+        // Two threads commit until they see a publication, then once more:
+        // that last commit lands while the ticker is publishing, and must be
+        // published all the same.
+        for round in 0..20 {
+            let before = *live.notes.published.borrow();
+            let committed: u64 = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut n = 0;
+                            while *live.notes.published.borrow() == before {
+                                live.committed(1);
+                                n += 1;
+                                std::thread::yield_now();
+                            }
+                            live.committed(1);
+                            n + 1
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).sum()
+            });
+            total += committed;
+            assert_eq!(sub.committed(), total);
+            let published =
+                tokio::time::timeout(Duration::from_secs(10), sub.rx.wait_for(|n| *n == total)).await.is_ok();
+            assert!(published, "round {round}: {total} committed, {} published", *sub.rx.borrow());
+        }
     }
 
     fn key(ty: Option<&str>) -> Arc<PageKey> {
@@ -522,7 +707,7 @@ mod tests {
         assert_eq!(live.shared(), (1, SHARED_BYTES));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_page_read_before_a_commit_wakes_the_subscriber_that_takes_it_later() {
         let live = live(4, 100);
         let mut reader_sub = live.subscribe().unwrap();
@@ -534,6 +719,7 @@ mod tests {
         assert_eq!(page.seen, 0);
         // Event 2 is committed after the read: the page does not hold it.
         live.committed(1);
+        published().await;
         assert_eq!(late.mark_seen(), 1);
         let shared = live.page(&all, 0, reader(&reads, encoded(&[99], None))).await.unwrap();
         assert_eq!((shared.chunk.clone(), shared.seen), (Bytes::from_static(b"1;"), 0));
