@@ -269,12 +269,22 @@ where
             // What was read may have moved the request on: follow the codec,
             // and move the timer to the deadline of where it is now.
             reading = reading.follow(self.framed.codec().phase());
+            // Moving the timer is a trip through the timer wheel, and each
+            // keep-alive request moves the idle deadline a little later: a
+            // later deadline leaves the timer where it is, and the timer is
+            // moved on only when it fires before the deadline it stands for.
             let deadline = reading.deadline(&self.settings);
-            if self.timer.deadline() != deadline {
+            if deadline < self.timer.deadline() {
                 self.timer.as_mut().reset(deadline);
             }
             if self.timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Deadline);
+                if self.timer.deadline() >= deadline {
+                    return Poll::Ready(Wake::Deadline);
+                }
+                self.timer.as_mut().reset(deadline);
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Deadline);
+                }
             }
             if self.nothing_read() && self.shutdown.poll_recv(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
