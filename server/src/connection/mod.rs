@@ -183,8 +183,10 @@ pub(crate) struct Driver<S> {
     app: Arc<App>,
     settings: ServerSettings,
     shutdown: Shutdown,
-    /// One timer for the connection's life, moved to each new deadline
-    /// rather than one per request.
+    /// One timer for the connection's life rather than one per request:
+    /// moved at once to an earlier deadline; a later one (the next
+    /// request's idle deadline) is taken up only when the timer fires
+    /// before it (see `read`).
     timer: Pin<Box<Sleep>>,
     /// Start of the first request's header deadline.
     accepted_at: Instant,
