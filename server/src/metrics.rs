@@ -65,33 +65,61 @@ impl EncodeLabelValue for LabelValue<'_> {
     }
 }
 
+/// `Route::ALL` lists the routes in their declaration order (a test checks
+/// it), so a route's discriminant is its index.
 fn route_index(route: Route) -> usize {
-    ROUTES.iter().position(|r| *r == route).unwrap_or(ROUTES.len() - 1)
+    route as usize
 }
 
 fn method_index(method: &str) -> usize {
-    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1)
+    match method {
+        "GET" => 0,
+        "HEAD" => 1,
+        "POST" => 2,
+        "PUT" => 3,
+        "DELETE" => 4,
+        "PATCH" => 5,
+        "OPTIONS" => 6,
+        _ => METHODS.len() - 1,
+    }
 }
 
+/// Status code to its index in `STATUSES` (`OTHER_STATUS` for any other),
+/// built at compile time: one load per request instead of a search.
+const STATUS_SLOTS: [u8; 600] = {
+    assert!(STATUSES.len() < u8::MAX as usize);
+    let mut slots = [OTHER_STATUS as u8; 600];
+    let mut i = 0;
+    while i < STATUSES.len() {
+        slots[STATUSES[i] as usize] = i as u8;
+        i += 1;
+    }
+    slots
+};
+
 fn status_index(status: u16) -> usize {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(OTHER_STATUS)
+    STATUS_SLOTS.get(usize::from(status)).map_or(OTHER_STATUS, |&slot| usize::from(slot))
+}
+
+/// The latency bucket of `nanos`: the first `k` with
+/// `nanos <= 50 µs * 2^k`, 17 (+Inf) past the last bound. In integers: `k`
+/// is the bit length of `(nanos - 1) / 50 µs`.
+fn bucket_index(nanos: u64) -> usize {
+    let q = nanos.saturating_sub(1) / 50_000;
+    ((u64::BITS - q.leading_zeros()) as usize).min(17)
 }
 
 #[derive(Debug)]
 struct Latency {
     /// Per-bucket (not cumulative) counts; the last one is +Inf.
+    /// The count is their sum, taken at scrape time.
     buckets: [AtomicU64; 18],
     sum_nanos: AtomicU64,
-    count: AtomicU64,
 }
 
 impl Latency {
     fn new() -> Latency {
-        Latency {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+        Latency { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0) }
     }
 }
 
@@ -156,13 +184,13 @@ impl Collector for RequestCollector {
         )?;
         for (r, route) in ROUTES.iter().enumerate() {
             let l = &this.latency[r];
-            let count = l.count.load(Relaxed);
-            if count == 0 {
-                continue;
-            }
             let mut buckets: Vec<(f64, u64)> =
                 this.bounds.iter().zip(&l.buckets).map(|(b, n)| (*b, n.load(Relaxed))).collect();
             buckets.push((f64::MAX, l.buckets[17].load(Relaxed)));
+            let count = buckets.iter().map(|(_, n)| n).sum();
+            if count == 0 {
+                continue;
+            }
             let sum = l.sum_nanos.load(Relaxed) as f64 / 1e9;
             let labels = [("route", LabelValue(route.name()))];
             metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
@@ -193,11 +221,9 @@ impl Metrics {
         let ri = route_index(route);
         r.counts[RequestMetrics::cell(ri, method_index(method), status_index(status))].fetch_add(1, Relaxed);
         let l = &r.latency[ri];
-        let secs = elapsed.as_secs_f64();
-        let bucket = r.bounds.iter().position(|b| secs <= *b).unwrap_or(17);
-        l.buckets[bucket].fetch_add(1, Relaxed);
-        l.sum_nanos.fetch_add(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
-        l.count.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        l.buckets[bucket_index(nanos)].fetch_add(1, Relaxed);
+        l.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
     /// The exposition text (OpenMetrics text format, which Prometheus reads).
@@ -217,6 +243,44 @@ mod tests {
         let metrics = Metrics::new(stats);
         observe(&metrics);
         metrics.render()
+    }
+
+    #[test]
+    fn indices_match_the_label_tables() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert_eq!(route_index(*route), i, "{route:?}");
+        }
+        for (i, method) in METHODS.iter().enumerate() {
+            assert_eq!(method_index(method), i, "{method}");
+        }
+        assert_eq!(method_index("BREW"), METHODS.len() - 1);
+        assert_eq!(method_index("get"), METHODS.len() - 1);
+        for status in 0..=u16::MAX {
+            let expected = STATUSES.iter().position(|s| *s == status).unwrap_or(OTHER_STATUS);
+            assert_eq!(status_index(status), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn latency_buckets_hold_to_their_bounds_exactly() {
+        // Bound k is 50 µs * 2^k: a latency on a bound is in that bucket,
+        // one nanosecond more is in the next.
+        assert_eq!(bucket_index(0), 0);
+        for k in 0..17u32 {
+            let bound = 50_000u64 << k;
+            assert_eq!(bucket_index(bound), k as usize, "{bound}");
+            assert_eq!(bucket_index(bound + 1), k as usize + 1, "{bound}");
+            assert_eq!(bucket_index(bound - 1), if k == 0 { 0 } else { k as usize }, "{bound}");
+        }
+        assert_eq!(bucket_index(u64::MAX), 17);
+        // The same buckets as the float bounds written in the exposition.
+        let bounds = bucket_bounds();
+        for nanos in
+            [1, 49_999, 50_001, 70_000, 99_999, 100_001, 1_000_000, 3_276_800_000, 3_276_800_001, 10_000_000_000]
+        {
+            let secs = Duration::from_nanos(nanos).as_secs_f64();
+            assert_eq!(bucket_index(nanos), bounds.iter().position(|b| secs <= *b).unwrap_or(17), "{nanos}");
+        }
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! uptime, request-body bytes on the wire and decoded by content coding. (Request counts and latency are in `metrics.rs`.)
 //!
 //! Hot-path counters are atomics. Per-type counts take a read lock on a map
-//! of atomics (a write lock only the first time a type is seen); the set of
-//! types is capped so that clients cannot grow it without bound.
+//! of atomics (a write lock only the first time a type is seen), except
+//! that each thread keeps the counter of the last type it counted, so a run
+//! of events of one type takes no lock and no hash; the set of types is
+//! capped so that clients cannot grow it without bound.
 //!
 //! Per token name: events accepted and duplicates, events refused (the
 //! events of a batch refused for its sources, its quota, or the store) and
@@ -13,6 +15,7 @@
 //! token and is not counted here), so the set is bounded by what the
 //! operator wrote; a name removed by a reload keeps its counters.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -43,6 +46,22 @@ pub struct BodyCoding(usize);
 pub const MAX_TRACKED_TYPES: usize = 10_000;
 const OTHER_TYPES: &str = "(other)";
 
+/// Source of `Stats::id`.
+static NEXT_STATS_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The counter of the type this thread counted last, and for which `Stats`.
+/// Entries of `Stats::types` are never removed, so a kept counter stays the
+/// one in the map.
+struct LastType {
+    stats: u64,
+    ty: String,
+    counter: Arc<AtomicU64>,
+}
+
+thread_local! {
+    static LAST_TYPE: RefCell<Option<LastType>> = const { RefCell::new(None) };
+}
+
 #[derive(Debug)]
 pub struct Stats {
     accepted: AtomicU64,
@@ -50,7 +69,12 @@ pub struct Stats {
     rejected: Mutex<BTreeMap<String, u64>>,
     /// ahash: the keys are client-chosen, and SipHash is slow for a lookup
     /// made per event.
-    types: RwLock<HashMap<String, AtomicU64, ahash::RandomState>>,
+    /// Each counter shared, so that a thread can keep the one of the last
+    /// type it counted (`LAST_TYPE`) and skip the lookup for a run of
+    /// events of one type.
+    types: RwLock<HashMap<String, Arc<AtomicU64>, ahash::RandomState>>,
+    /// Tells this `Stats` apart in the per-thread cache of `LAST_TYPE`.
+    id: u64,
     open: AtomicI64,
     total: AtomicU64,
     started: Instant,
@@ -111,6 +135,7 @@ impl Default for Stats {
             duplicates: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             types: RwLock::new(HashMap::default()),
+            id: NEXT_STATS_ID.fetch_add(1, Relaxed),
             open: AtomicI64::new(0),
             total: AtomicU64::new(0),
             started: Instant::now(),
@@ -189,22 +214,53 @@ impl Stats {
     }
 
     pub fn record_accepted<'a>(&self, types: impl Iterator<Item = &'a str>, duplicates: usize) {
-        self.duplicates.fetch_add(duplicates as u64, Relaxed);
+        if duplicates > 0 {
+            self.duplicates.fetch_add(duplicates as u64, Relaxed);
+        }
         let mut accepted = 0u64;
         for ty in types {
             accepted += 1;
-            if let Ok(map) = self.types.read() {
-                if let Some(n) = map.get(ty) {
-                    n.fetch_add(1, Relaxed);
-                    continue;
-                }
-            }
-            if let Ok(mut map) = self.types.write() {
-                let key = if map.len() < MAX_TRACKED_TYPES || map.contains_key(ty) { ty } else { OTHER_TYPES };
-                map.entry(key.to_string()).or_default().fetch_add(1, Relaxed);
-            }
+            self.count_type(ty);
         }
         self.accepted.fetch_add(accepted, Relaxed);
+    }
+
+    /// Adds one to the count of `ty` (or of `(other)` past the cap): the
+    /// thread's last counter when it is `ty`'s, else a lookup under the read
+    /// lock (the write lock for a type seen the first time).
+    fn count_type(&self, ty: &str) {
+        let hit = LAST_TYPE
+            .try_with(|last| match &*last.borrow() {
+                Some(last) if last.stats == self.id && last.ty == ty => {
+                    last.counter.fetch_add(1, Relaxed);
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false);
+        if hit {
+            return;
+        }
+        let counter = self.types.read().ok().and_then(|map| map.get(ty).cloned()).or_else(|| {
+            let mut map = self.types.write().ok()?;
+            let key = if map.len() < MAX_TRACKED_TYPES || map.contains_key(ty) { ty } else { OTHER_TYPES };
+            Some(map.entry(key.to_string()).or_default().clone())
+        });
+        let Some(counter) = counter else { return };
+        counter.fetch_add(1, Relaxed);
+        let _ = LAST_TYPE.try_with(|last| {
+            let mut last = last.borrow_mut();
+            match &mut *last {
+                // The string's buffer is reused: no allocation per change of type.
+                Some(last) => {
+                    last.stats = self.id;
+                    last.ty.clear();
+                    last.ty.push_str(ty);
+                    last.counter = counter;
+                }
+                None => *last = Some(LastType { stats: self.id, ty: ty.to_string(), counter }),
+            }
+        });
     }
 
     /// Counts one refused request under its problem reason.
@@ -623,6 +679,22 @@ mod tests {
 
     fn body(stats: &Stats) -> serde_json::Value {
         serde_json::from_slice(&stats.to_json()).unwrap()
+    }
+
+    #[test]
+    fn per_type_counts_stay_apart_across_types_and_stats() {
+        // The thread's last counter must count only for its own type and
+        // its own `Stats`.
+        let (a, b) = (Stats::default(), Stats::default());
+        a.record_accepted(["x", "x", "y", "x"].into_iter(), 0);
+        b.record_accepted(["x"].into_iter(), 1);
+        a.record_accepted(["y", "xx", "x"].into_iter(), 0);
+        b.record_accepted(["x", "y"].into_iter(), 0);
+        assert_eq!(a.snapshot_types(), BTreeMap::from([("x".into(), 4), ("y".into(), 2), ("xx".into(), 1)]));
+        assert_eq!(b.snapshot_types(), BTreeMap::from([("x".into(), 2), ("y".into(), 1)]));
+        let json = |s: &Stats| serde_json::from_slice::<serde_json::Value>(&s.to_json()).unwrap();
+        assert_eq!((json(&a)["accepted"].as_u64(), json(&a)["duplicates"].as_u64()), (Some(7), Some(0)));
+        assert_eq!((json(&b)["accepted"].as_u64(), json(&b)["duplicates"].as_u64()), (Some(3), Some(1)));
     }
 
     #[test]

@@ -183,8 +183,10 @@ pub(crate) struct Driver<S> {
     app: Arc<App>,
     settings: ServerSettings,
     shutdown: Shutdown,
-    /// One timer for the connection's life, moved to each new deadline
-    /// rather than one per request.
+    /// One timer for the connection's life rather than one per request:
+    /// moved at once to an earlier deadline; a later one (the next
+    /// request's idle deadline) is taken up only when the timer fires
+    /// before it (see `read`).
     timer: Pin<Box<Sleep>>,
     /// Start of the first request's header deadline.
     accepted_at: Instant,
@@ -269,12 +271,22 @@ where
             // What was read may have moved the request on: follow the codec,
             // and move the timer to the deadline of where it is now.
             reading = reading.follow(self.framed.codec().phase());
+            // Moving the timer is a trip through the timer wheel, and each
+            // keep-alive request moves the idle deadline a little later: a
+            // later deadline leaves the timer where it is, and the timer is
+            // moved on only when it fires before the deadline it stands for.
             let deadline = reading.deadline(&self.settings);
-            if self.timer.deadline() != deadline {
+            if deadline < self.timer.deadline() {
                 self.timer.as_mut().reset(deadline);
             }
             if self.timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Deadline);
+                if self.timer.deadline() >= deadline {
+                    return Poll::Ready(Wake::Deadline);
+                }
+                self.timer.as_mut().reset(deadline);
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Deadline);
+                }
             }
             if self.nothing_read() && self.shutdown.poll_recv(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);

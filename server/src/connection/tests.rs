@@ -287,6 +287,22 @@ async fn a_request_just_before_the_idle_deadline_is_answered() {
     assert_eq!((answer.status, answer.at), (200, ms(59_999)));
 }
 
+#[tokio::test(start_paused = true)]
+async fn each_answer_moves_the_idle_deadline_on() {
+    // The timer is left at the first idle deadline (60 s) when a later
+    // request moves it on; passing that instant must not close the
+    // connection, and each later deadline holds to the millisecond.
+    let mut c = Client::connect(settings(10, 30, 60));
+    c.send_at(Duration::ZERO, HEALTH).await;
+    assert_eq!(c.answer().await.expect("an answer").status, 200);
+    c.send_at(SECOND * 50, HEALTH).await;
+    assert_eq!(c.answer().await.expect("an answer").status, 200);
+    c.send_at(ms(109_999), HEALTH).await;
+    let answer = c.answer().await.expect("an answer");
+    assert_eq!((answer.status, answer.at), (200, ms(109_999)));
+    assert_eq!(c.closed().await, (Vec::new(), ms(169_999)));
+}
+
 // --- shutdown ---
 
 #[tokio::test(start_paused = true)]
