@@ -21,7 +21,7 @@ fn structured(body: &str) -> Result<Events, ParseError> {
 /// The (pointer, detail) pairs of a 422.
 fn invalid(result: Result<Events, ParseError>) -> Vec<(String, String)> {
     match result {
-        Err(ParseError::Invalid(errors)) => {
+        Err(ParseError::Invalid { errors, .. }) => {
             errors.into_iter().map(|e| (e.pointer.or(e.header).unwrap_or_default(), e.detail)).collect()
         }
         other => panic!("expected 422, got {other:?}"),
@@ -232,7 +232,7 @@ fn batch_content_type_needs_an_array() {
 fn ndjson_numbers_every_line_and_skips_blank_ones() {
     let body = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\"}\n\n   \n{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"s\"}\r\n{\"specversion\":\"1.0\",\"id\":\"3\",\"source\":\"s\",\"type\":\"t\"}\n";
     match parse("application/x-ndjson", body) {
-        Err(ParseError::Invalid(errors)) => {
+        Err(ParseError::Invalid { errors, .. }) => {
             assert_eq!(
                 errors,
                 vec![FieldError::pointer("#/type".into(), Some(4), "is required and must be a non-empty string")]
@@ -477,7 +477,7 @@ fn forbidden_characters_are_located_in_batches_and_ndjson() {
         assert_eq!(pointers(parse(ct, &batch)), vec!["#/1/id", "#/1/type", "#/1/ext"], "{ct}");
     }
     match parse("application/x-ndjson", &format!("{ok}\n{bad}\n")) {
-        Err(ParseError::Invalid(errors)) => {
+        Err(ParseError::Invalid { errors, .. }) => {
             let at: Vec<_> = errors.iter().map(|e| (e.pointer.as_deref().unwrap_or(""), e.line)).collect();
             assert_eq!(at, vec![("#/id", Some(2)), ("#/type", Some(2)), ("#/ext", Some(2))]);
         }
@@ -562,4 +562,72 @@ fn parse_error_is_a_std_error_naming_no_server_flag() {
     let r = structured(r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#).unwrap_err();
     assert_eq!(r.to_string(), "1 invalid attribute(s); nothing of this request was stored");
     assert_eq!(r.to_string(), r.to_problem().detail);
+}
+
+/// A batch whose items fail `per_item` attributes each (bad extension names).
+fn bad_batch(items: usize, per_item: usize) -> String {
+    let item = |i: usize| {
+        let bad: String = (0..per_item).map(|n| format!(r#","X{n}":1"#)).collect();
+        format!(r#"{{"specversion":"1.0","id":"{i}","source":"/s","type":"t"{bad}}}"#)
+    };
+    format!("[{}]", (0..items).map(item).collect::<Vec<_>>().join(","))
+}
+
+fn problem_of(result: Result<Events, ParseError>) -> inlet_shared::problem::Problem {
+    match result {
+        Err(e) => e.to_problem(),
+        Ok(events) => panic!("expected an error, got {} events", events.len()),
+    }
+}
+
+#[test]
+fn envelope_errors_at_the_cap_are_all_listed() {
+    // 100 errors: 25 items of 4.
+    let problem = problem_of(parse("application/cloudevents-batch+json", &bad_batch(25, 4)));
+    assert_eq!(problem.status, 422);
+    assert_eq!(problem.errors.len(), 100);
+    assert_eq!(problem.errors[99].pointer.as_deref(), Some("#/24/X3"));
+    assert_eq!(problem.detail, "100 invalid attribute(s); nothing of this request was stored");
+}
+
+#[test]
+fn envelope_errors_past_the_cap_end_in_an_entry_counting_the_rest() {
+    // 101 errors: the last item has one more.
+    let mut body = bad_batch(25, 4);
+    body.insert_str(body.len() - 2, r#","Y":1"#);
+    let problem = problem_of(parse("application/json", &body));
+    assert_eq!(problem.errors.len(), 101);
+    assert_eq!(problem.errors[99].pointer.as_deref(), Some("#/24/X3"));
+    let more = &problem.errors[100];
+    assert_eq!((more.pointer.as_ref(), more.header.as_ref(), more.line), (None, None, None));
+    assert_eq!(more.detail, "1 more error(s) not listed; at most 100 are");
+    assert_eq!(problem.detail, "101 invalid attribute(s); nothing of this request was stored");
+}
+
+#[test]
+fn envelope_errors_are_capped_in_every_mode() {
+    // NDJSON: 30 lines of 5 bad members.
+    let line: String = (0..5).map(|n| format!(r#","X{n}":1"#)).collect();
+    let line = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t"{line}}}"#);
+    let problem = problem_of(parse("application/x-ndjson", &vec![line; 30].join("\n")));
+    assert_eq!(problem.errors.len(), 101);
+    assert_eq!((problem.errors[99].pointer.as_deref(), problem.errors[99].line), (Some("#/X4"), Some(20)));
+    assert_eq!(problem.errors[100].detail, "50 more error(s) not listed; at most 100 are");
+    // Binary mode: 150 headers that are no extension names.
+    let names: Vec<String> = (0..150).map(|n| format!("ce-x_{n}")).collect();
+    let mut pairs: Vec<(&str, &str)> =
+        vec![("Content-Type", "application/json"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s")];
+    pairs.extend(names.iter().map(|n| (n.as_str(), "v")));
+    pairs.push(("ce-type", "t"));
+    let result = parse_body(&Headers::from_pairs(&pairs), &Bytes::from_static(b"{}"), &ParseLimits::default());
+    let problem = problem_of(result);
+    assert_eq!(problem.errors.len(), 101);
+    assert_eq!(problem.errors[99].header.as_deref(), Some("ce-x_99"));
+    assert_eq!(problem.errors[100].detail, "50 more error(s) not listed; at most 100 are");
+    // Items that are no objects count the same way.
+    let body = format!("[{}]", vec!["1"; 130].join(","));
+    let problem = problem_of(parse("application/cloudevents-batch+json", &body));
+    assert_eq!(problem.errors.len(), 101);
+    assert_eq!(problem.errors[99].pointer.as_deref(), Some("#/99"));
+    assert_eq!(problem.errors[100].detail, "30 more error(s) not listed; at most 100 are");
 }

@@ -134,3 +134,73 @@ fn an_item_over_the_limit_is_still_read_to_its_end_as_json() {
     let detail = format!("event is {} bytes; the limit is {LIMIT}", body.len() - 2);
     assert_eq!(too_large(result), (Some("#/0".into()), detail));
 }
+
+/// The result of `parse` and the bytes it still holds once it returned
+/// (what its error keeps).
+fn retained_of(parse: impl FnOnce() -> Result<Events, ParseError>) -> (Result<Events, ParseError>, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|peak| peak.set(base));
+    let result = parse();
+    let live = LIVE.with(Cell::get) - base;
+    (result, usize::try_from(live).unwrap_or(0))
+}
+
+/// The `errors` of the `422` body answering `result`.
+fn problem_errors(result: &Result<Events, ParseError>) -> Vec<inlet_shared::problem::FieldError> {
+    match result {
+        Err(e) => {
+            let problem = e.to_problem();
+            assert_eq!(problem.status, 422, "{}", problem.detail);
+            problem.errors
+        }
+        Ok(events) => panic!("expected 422, got {} events", events.len()),
+    }
+}
+
+/// `"X<n>":1` members: an upper-case letter makes each an invalid extension name.
+fn bad_members(count: usize) -> String {
+    (0..count).map(|n| format!(r#","X{n}":1"#)).collect()
+}
+
+#[test]
+fn a_batch_of_many_bad_items_keeps_the_first_errors_and_counts_the_rest() {
+    const ITEMS: usize = 150;
+    const BAD: usize = 1000;
+    let item = format!("{HEAD}{}}}", bad_members(BAD));
+    let body = format!("[{}]", vec![item; ITEMS].join(","));
+    let (result, retained) = retained_of(|| parse_array(body.as_bytes(), &ParseLimits::default()));
+    let errors = problem_errors(&result);
+    assert_eq!(errors.len(), 101);
+    // The first hundred in document order: item 0's first hundred members.
+    assert_eq!(errors[0].pointer.as_deref(), Some("#/0/X0"));
+    assert_eq!(errors[99].pointer.as_deref(), Some("#/0/X99"));
+    let more = &errors[100];
+    assert_eq!((more.pointer.as_ref(), more.header.as_ref(), more.line), (None, None, None));
+    assert_eq!(more.detail, format!("{} more error(s) not listed; at most 100 are", ITEMS * BAD - 100));
+    let detail = result.as_ref().err().map(|e| e.to_problem().detail);
+    assert_eq!(detail.as_deref(), Some("150000 invalid attribute(s); nothing of this request was stored"));
+    // What the error holds: the hundred, plus each later item's first error.
+    assert!(retained < 128 * 1024, "the error holds {retained} bytes");
+}
+
+#[test]
+fn one_event_of_forty_thousand_bad_members_builds_no_more_than_the_cap() {
+    let limits = ParseLimits::default();
+    let room = limits.max_event_bytes - HEAD.len() - 1;
+    // Distinct invalid names; one invalid name repeated (each repeat is an error).
+    let distinct: String = bad_members(room / 12);
+    let repeated = r#","X":1"#.repeat(room / 6);
+    for (members, count) in [(distinct, room / 12), (repeated, room / 6)] {
+        assert!(count > 20_000, "{count}");
+        let event = format!("{HEAD}{members}}}");
+        assert!(event.len() <= limits.max_event_bytes, "{}", event.len());
+        let single: fn(&[u8], &ParseLimits) -> _ = parse_object_or_array;
+        for (parse, body) in [(single, event.clone()), (parse_array, format!("[{event}]"))] {
+            let (result, retained) = retained_of(|| parse(body.as_bytes(), &limits));
+            let errors = problem_errors(&result);
+            assert_eq!(errors.len(), 101);
+            assert_eq!(errors[100].detail, format!("{} more error(s) not listed; at most 100 are", count - 100));
+            assert!(retained < 64 * 1024, "the error holds {retained} bytes");
+        }
+    }
+}

@@ -311,3 +311,94 @@ fn one_bad_client_does_not_disturb_others() {
     good.send_raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(good.recv().status, 200);
 }
+
+/// A batch of `items` events, each with `bad` members `"X<n>":1` (an
+/// upper-case letter is no extension name: one error each) and `extra`
+/// more on the last item.
+fn bad_batch(items: usize, bad: usize, extra: usize) -> String {
+    let item = |i: usize| {
+        let count = if i + 1 == items { bad + extra } else { bad };
+        let members: String = (0..count).map(|n| format!(r#","X{n}":1"#)).collect();
+        format!(r#"{{"specversion":"1.0","id":"{i}","source":"/s","type":"t"{members}}}"#)
+    };
+    format!("[{}]", (0..items).map(item).collect::<Vec<_>>().join(","))
+}
+
+#[test]
+fn envelope_errors_up_to_the_cap_are_all_listed() {
+    let s = Server::start(&[]);
+    let res = s.post("/events", "application/cloudevents-batch+json", bad_batch(20, 5, 0));
+    assert_eq!(res.status, 422);
+    let problem = json(&res);
+    assert_eq!(problem["detail"], "100 invalid attribute(s); nothing of this request was stored");
+    let errors = problem["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 100);
+    assert_eq!(
+        errors[99],
+        serde_json::json!({"pointer": "#/19/X4", "detail": "extension attribute names must be lowercase ASCII letters and digits"})
+    );
+    assert_eq!(s.stats()["accepted"], 0);
+}
+
+#[test]
+fn envelope_errors_past_the_cap_end_with_how_many_more() {
+    let s = Server::start(&[]);
+    let res = s.post("/events", "application/cloudevents-batch+json", bad_batch(20, 5, 1));
+    assert_eq!(res.status, 422);
+    let problem = json(&res);
+    assert_eq!(problem["detail"], "101 invalid attribute(s); nothing of this request was stored");
+    let errors = problem["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 101);
+    assert_eq!(errors[99]["pointer"], "#/19/X4");
+    assert_eq!(errors[100], serde_json::json!({"detail": "1 more error(s) not listed; at most 100 are"}));
+}
+
+#[test]
+fn megabytes_of_bad_members_answer_a_small_422() {
+    let s = Server::start(&[]);
+    // 14 items of about 250 KB: some 300,000 bad members in 3.5 MB.
+    let per_item = 22_000;
+    let body = bad_batch(14, per_item, 0);
+    assert!(body.len() > 3_000_000 && body.len() < 4 * 1024 * 1024, "{}", body.len());
+    let res = s.post("/events", "application/cloudevents-batch+json", body);
+    assert_eq!(res.status, 422);
+    assert!(res.body.len() < 64 * 1024, "a {} byte answer", res.body.len());
+    let problem = json(&res);
+    let total = 14 * per_item;
+    assert_eq!(problem["detail"], format!("{total} invalid attribute(s); nothing of this request was stored"));
+    let errors = problem["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 101);
+    assert_eq!((&errors[0]["pointer"], &errors[99]["pointer"]), (&"#/0/X0".into(), &"#/0/X99".into()));
+    let more = format!("{} more error(s) not listed; at most 100 are", total - 100);
+    assert_eq!(errors[100], serde_json::json!({ "detail": more }));
+    // The connection and the server are fine afterwards.
+    let ok = s.post("/events", "application/cloudevents+json", event_json("ok", "t"));
+    assert_eq!(ok.status, 202);
+}
+
+#[test]
+fn events_past_the_cap_are_kept_as_rejected_with_their_first_error() {
+    let s = Server::start(&["--keep-rejected"]);
+    // 150 errors: the first 100 are items 0-19's five; items 20-29 keep their first.
+    let res = s.post("/events", "application/cloudevents-batch+json", bad_batch(30, 5, 0));
+    assert_eq!(res.status, 422);
+    assert_eq!(json(&res)["errors"].as_array().map(Vec::len), Some(101));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let page = json(&s.get("/rejected?limit=10000"));
+        let rows = page["rejected"].as_array().cloned().unwrap_or_default();
+        if rows.len() >= 30 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(rows.len(), 30);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["event"]["id"], i.to_string());
+        let pointers: Vec<&str> =
+            row["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
+        let kept = if i < 20 { 5 } else { 1 };
+        let expected: Vec<String> = (0..kept).map(|n| format!("#/{i}/X{n}")).collect();
+        assert_eq!(pointers, expected, "row {i}");
+    }
+}

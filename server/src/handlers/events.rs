@@ -54,7 +54,7 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
             // Kept only while the token is within its quota (one unit per
             // refused request), so a sender over its quota cannot fill the
             // rejected log.
-            if let ParseError::Invalid(errors) = &e {
+            if let ParseError::Invalid { errors, .. } = &e {
                 if principal.try_take(1).is_ok() {
                     rejected::keep_invalid(app, req, &body, principal, errors);
                 }

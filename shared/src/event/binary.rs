@@ -8,6 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::error::Found;
 use super::validate::{build_event, Origin, Value};
 use super::{Events, ParseError, ParseLimits, Text};
 use crate::http::Headers;
@@ -25,7 +26,8 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         let detail = format!("event data is {} bytes; the limit is {}", body.len(), limits.max_event_bytes);
         return Err(ParseError::EventTooLarge { at: FieldError::pointer("#".into(), None, detail) });
     }
-    let mut errors = Vec::new();
+    // One event: its errors start here, the headers' first.
+    let mut found = Found::new();
     let mut attrs: Vec<(Cow<'_, str>, Value<'_>)> = Vec::new();
     for (name, value) in headers.iter() {
         if name.len() <= 3 || !name[..3].eq_ignore_ascii_case(b"ce-") {
@@ -36,14 +38,14 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         match percent_encoding::percent_decode(value).decode_utf8() {
             Ok(text) => attrs.push((Cow::Owned(attribute), Value::Header(text.into_owned()))),
             Err(_) => {
-                errors.push(FieldError::header(format!("ce-{attribute}"), "must be UTF-8 after percent-decoding"))
+                found.offer(|| FieldError::header(format!("ce-{attribute}"), "must be UTF-8 after percent-decoding"))
             }
         }
     }
     let content_type = match headers.get("content-type").map(|v| std::str::from_utf8(v)) {
         Some(Ok(ct)) => Some(ct.to_string()),
         Some(Err(_)) => {
-            errors.push(FieldError::header("content-type".into(), "must be ASCII"));
+            found.offer(|| FieldError::header("content-type".into(), "must be ASCII"));
             None
         }
         None => None,
@@ -87,8 +89,8 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
         attrs.push((Cow::Borrowed("data"), Value::Raw(raw.get())));
     }
 
-    match build_event(&attrs, body_text.as_ref(), Origin::Headers, &mut errors) {
-        Some(event) if errors.is_empty() => Ok(Events::from_buf([event])),
-        _ => Err(ParseError::Invalid(errors)),
+    match build_event(&attrs, body_text.as_ref(), Origin::Headers, &mut found) {
+        Some(event) if found.is_empty() => Ok(Events::from_buf([event])),
+        _ => Err(found.into_error()),
     }
 }

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use bytes::Bytes;
 
+use super::error::Found;
 use super::structured::{not_utf8, too_large};
 use super::validate::{build_event, share, Origin, Value};
 use super::{BodyKind, Event, Events, ParseError, ParseLimits, Text};
@@ -208,7 +209,7 @@ fn event_at(
     owner: Option<&Text>,
     prefix: &str,
     line: Option<u64>,
-    errors: &mut Vec<FieldError>,
+    found: &mut Found,
 ) -> Result<Option<Event>, Shape> {
     // The fast path; an object it cannot read is read again with raw values,
     // which locates an unpaired surrogate escape (a syntax error to serde_json)
@@ -221,7 +222,8 @@ fn event_at(
     });
     match members {
         Ok(members) => {
-            let mut event = build_event(&members, owner, Origin::Json { prefix, line }, errors);
+            found.start_event();
+            let mut event = build_event(&members, owner, Origin::Json { prefix, line }, found);
             if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
                 let json = json.trim();
                 // Multi-line JSON is serialised again, so that `GET /events`
@@ -233,7 +235,8 @@ fn event_at(
             Ok(event)
         }
         Err(Shape::Wrong) => {
-            errors.push(FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
+            found.start_event();
+            found.offer(|| FieldError::pointer(prefix.to_string(), line, "must be a JSON object (a CloudEvent)"));
             Ok(None)
         }
         Err(syntax) => Err(syntax),
@@ -244,12 +247,11 @@ fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Even
     if json.len() > limits.max_event_bytes {
         return Err(too_large("#".into(), None, json.len(), limits));
     }
-    let mut errors = Vec::new();
-    match event_at(json, owner, "#", None, &mut errors) {
+    let mut found = Found::new();
+    match event_at(json, owner, "#", None, &mut found) {
         Ok(Some(event)) => Ok(Events::from_buf([event])),
-        Ok(None) => Err(ParseError::Invalid(errors)),
-        Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors }),
-        Err(Shape::Wrong) => Err(ParseError::Invalid(errors)),
+        Ok(None) | Err(Shape::Wrong) => Err(found.into_error()),
+        Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors: Vec::new() }),
     }
 }
 
@@ -259,11 +261,10 @@ fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Event
         Err(e) => {
             return Err(match classify(e) {
                 Shape::Syntax(detail) => ParseError::Json { detail, errors: Vec::new() },
-                Shape::Wrong => ParseError::Invalid(vec![FieldError::pointer(
-                    "#".into(),
-                    None,
-                    "must be a JSON array of CloudEvents",
-                )]),
+                Shape::Wrong => ParseError::Invalid {
+                    errors: vec![FieldError::pointer("#".into(), None, "must be a JSON array of CloudEvents")],
+                    cut: 0,
+                },
             })
         }
     };
@@ -271,7 +272,7 @@ fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Event
         return Err(ParseError::BatchTooLarge { count: items.len(), max: limits.max_batch });
     }
     let mut events = Events::with_capacity(items.len());
-    let mut errors = Vec::new();
+    let mut found = Found::new();
     let mut prefix = String::with_capacity(8);
     for (i, item) in items.iter().enumerate() {
         prefix.clear();
@@ -280,17 +281,17 @@ fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Event
         if item.get().len() > limits.max_event_bytes {
             return Err(too_large(prefix, None, item.get().len(), limits));
         }
-        match event_at(item.get(), owner, &prefix, None, &mut errors) {
+        match event_at(item.get(), owner, &prefix, None, &mut found) {
             Ok(Some(event)) => events.push(event),
             Ok(None) | Err(Shape::Wrong) => {}
             // The array as a whole parsed, so its items are valid JSON.
             Err(Shape::Syntax(detail)) => return Err(ParseError::Json { detail, errors: Vec::new() }),
         }
     }
-    if errors.is_empty() {
+    if found.is_empty() {
         Ok(events)
     } else {
-        Err(ParseError::Invalid(errors))
+        Err(found.into_error())
     }
 }
 
@@ -303,7 +304,7 @@ fn object_or_array(body: &str, owner: Option<&Text>, limits: &ParseLimits) -> Re
 
 fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
     let mut events = Events::new();
-    let mut invalid = Vec::new();
+    let mut invalid = Found::new();
     let mut malformed = Vec::new();
     let mut count = 0usize;
     for (index, line) in text.split('\n').enumerate() {
@@ -340,7 +341,7 @@ fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Even
         return Err(ParseError::Json { detail, errors: malformed });
     }
     if !invalid.is_empty() {
-        return Err(ParseError::Invalid(invalid));
+        return Err(invalid.into_error());
     }
     Ok(events)
 }

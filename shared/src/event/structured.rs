@@ -1,8 +1,10 @@
 //! Structured-mode bodies (CloudEvents JSON format): one event object, a JSON
 //! array of events (batched mode), or NDJSON (one event object per line).
 //! A batch is all-or-nothing: either every event is valid or the error lists
-//! every failing attribute of every event.
+//! the failing attributes of its events, the first `MAX_ERRORS` of them in
+//! document order and a count of the rest (`error::Found`).
 
+use super::error::Found;
 use super::scan::{Members, Scanner, Syntax};
 use super::validate::{build_event, share, Origin};
 use super::{Event, Events, ParseError, ParseLimits, Text};
@@ -28,7 +30,7 @@ pub(crate) fn too_large(pointer: String, line: Option<u64>, len: usize, limits: 
     ParseError::EventTooLarge { at: FieldError::pointer(pointer, line, detail) }
 }
 
-/// Validates one event object found at `prefix`; errors go to `errors`.
+/// Validates one event object found at `prefix`; errors go to `found`.
 /// With `owner` (the body that `json` lies in), the event keeps its own
 /// bytes as `raw` when they fit on one line.
 fn event_at(
@@ -36,7 +38,7 @@ fn event_at(
     owner: Option<&Text>,
     prefix: &str,
     line: Option<u64>,
-    errors: &mut Vec<FieldError>,
+    found: &mut Found,
 ) -> Result<Option<Event>, Shape> {
     let syntax = |e: Syntax| Shape::Syntax(e.detail(json));
     let mut scan = Scanner::new(json);
@@ -53,7 +55,7 @@ fn event_at(
     if let Some(e) = scan.key_error {
         return Err(syntax(e));
     }
-    Ok(build(&members, object, owner, Origin::Json { prefix, line }, errors))
+    Ok(build(&members, object, owner, Origin::Json { prefix, line }, found))
 }
 
 /// Validates the members of the event object `object` (its text).
@@ -62,9 +64,10 @@ fn build(
     object: &str,
     owner: Option<&Text>,
     origin: Origin<'_>,
-    errors: &mut Vec<FieldError>,
+    found: &mut Found,
 ) -> Option<Event> {
-    let mut event = build_event(members, owner, origin, errors);
+    found.start_event();
+    let mut event = build_event(members, owner, origin, found);
     if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
         // Multi-line JSON is serialised again, so that `GET /events`
         // and `inlet-client events` keep one event per line.
@@ -84,12 +87,12 @@ pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
     if json.len() > limits.max_event_bytes {
         return Err(too_large("#".into(), None, json.len(), limits));
     }
-    let mut errors = Vec::new();
-    match event_at(json, owner, "#", None, &mut errors) {
+    let mut found = Found::new();
+    match event_at(json, owner, "#", None, &mut found) {
         Ok(Some(event)) => Ok(Events::from_buf([event])),
-        Ok(None) => Err(ParseError::Invalid(errors)),
-        Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors }),
-        Err(Shape::Wrong) => Err(ParseError::Invalid(vec![not_an_event("#", None)])),
+        Ok(None) => Err(found.into_error()),
+        Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors: Vec::new() }),
+        Err(Shape::Wrong) => Err(ParseError::Invalid { errors: vec![not_an_event("#", None)], cut: 0 }),
     }
 }
 
@@ -103,15 +106,12 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
     let mut scan = Scanner::new(json);
     if scan.skip_ws() != Some(b'[') {
         scan.wrong_type().map_err(syntax)?;
-        return Err(ParseError::Invalid(vec![FieldError::pointer(
-            "#".into(),
-            None,
-            "must be a JSON array of CloudEvents",
-        )]));
+        let error = FieldError::pointer("#".into(), None, "must be a JSON array of CloudEvents");
+        return Err(ParseError::Invalid { errors: vec![error], cut: 0 });
     }
     scan.bump();
     let mut events = Events::new();
-    let mut errors = Vec::new();
+    let mut found = Found::new();
     let mut members = Members::new();
     let mut prefix = String::with_capacity(8);
     let mut count = 0usize;
@@ -147,7 +147,7 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                     } else if let Some(e) = scan.key_error {
                         stop = Some(syntax(e));
                     } else if let Some(event) =
-                        build(&members, item, owner, Origin::Json { prefix: &prefix, line: None }, &mut errors)
+                        build(&members, item, owner, Origin::Json { prefix: &prefix, line: None }, &mut found)
                     {
                         events.push(event);
                     }
@@ -161,7 +161,8 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                         // a string with escapes is unescaped to be judged.
                         stop = Some(syntax(Syntax { at: start + e.at, ..e }));
                     } else {
-                        errors.push(not_an_event(&prefix, None));
+                        found.start_event();
+                        found.offer(|| not_an_event(&prefix, None));
                     }
                 }
             }
@@ -186,10 +187,10 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
     if let Some(stop) = stop {
         return Err(stop);
     }
-    if errors.is_empty() {
+    if found.is_empty() {
         Ok(events)
     } else {
-        Err(ParseError::Invalid(errors))
+        Err(found.into_error())
     }
 }
 
@@ -220,7 +221,7 @@ pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseEr
 
 pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
     let mut events = Events::new();
-    let mut invalid = Vec::new();
+    let mut invalid = Found::new();
     let mut malformed = Vec::new();
     let mut count = 0usize;
     for (index, line) in text.split('\n').enumerate() {
@@ -240,7 +241,10 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         match event_at(line, owner, "#", Some(number), &mut invalid) {
             Ok(Some(event)) => events.push(event),
             Ok(None) => {}
-            Err(Shape::Wrong) => invalid.push(not_an_event("#", Some(number))),
+            Err(Shape::Wrong) => {
+                invalid.start_event();
+                invalid.offer(|| not_an_event("#", Some(number)));
+            }
             Err(Shape::Syntax(detail)) => malformed.push(FieldError {
                 pointer: None,
                 header: None,
@@ -255,7 +259,7 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         return Err(ParseError::Json { detail, errors: malformed });
     }
     if !invalid.is_empty() {
-        return Err(ParseError::Invalid(invalid));
+        return Err(invalid.into_error());
     }
     Ok(events)
 }

@@ -1,7 +1,9 @@
 //! The CloudEvents 1.0 rules for each attribute (spec §3.1 "Context
 //! Attributes", the JSON format §2-§3, SPEC §3.1). Every failing attribute is
-//! reported, not only the first, each located where it came from: a JSON
-//! Pointer into the body (plus the NDJSON line) or the `ce-*` header.
+//! found, not only the first, each located where it came from: a JSON
+//! Pointer into the body (plus the NDJSON line) or the `ce-*` header; the
+//! request's first 100 are built and reported, the rest counted
+//! (`error::Found`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -9,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine as _;
 use time::format_description::well_known::Rfc3339;
 
+use super::error::Found;
 use super::{Data, Event, ExtensionValue, Json, Text};
 use crate::problem::FieldError;
 
@@ -149,16 +152,18 @@ fn contains(owner: &str, s: &str) -> bool {
 /// rather than by looking back (which would be quadratic).
 const LINEAR_DUPLICATE_SCAN: usize = 32;
 
-/// Builds an event from its attributes, pushing one [`FieldError`] per failing
-/// attribute onto `errors`. Returns the event only if nothing failed. String
-/// attributes are slices of `owner` where they were borrowed from it.
+/// Builds an event from its attributes, offering one [`FieldError`] per
+/// failing attribute to `found` (which builds it only within its cap; the
+/// caller marked where this event's errors start). Returns the event only
+/// if nothing failed. String attributes are slices of `owner` where they
+/// were borrowed from it.
 pub(crate) fn build_event(
     attrs: &[(Cow<'_, str>, Value<'_>)],
     owner: Option<&Text>,
     origin: Origin<'_>,
-    errors: &mut Vec<FieldError>,
+    found: &mut Found,
 ) -> Option<Event> {
-    let errors_before = errors.len();
+    let errors_before = found.total();
     let mut names: Option<HashSet<&str>> = (attrs.len() > LINEAR_DUPLICATE_SCAN).then(HashSet::new);
     let mut specversion = None;
     let (mut id, mut source, mut ty) = (None, None, None);
@@ -174,10 +179,10 @@ pub(crate) fn build_event(
             None => attrs[..i].iter().any(|(earlier, _)| earlier == name),
         };
         if repeated {
-            errors.push(origin.error(name, "attribute appears more than once"));
+            found.offer(|| origin.error(name, "attribute appears more than once"));
             continue;
         }
-        let mut fail = |detail: &str| errors.push(origin.error(name, detail));
+        let mut fail = |detail: &str| found.offer(|| origin.error(name, detail));
         match &**name {
             // Reported after the other attributes, as when it is missing.
             "specversion" => {
@@ -253,18 +258,18 @@ pub(crate) fn build_event(
     }
 
     if let Err(detail) = specversion.unwrap_or(Err("is required and must be \"1.0\"")) {
-        errors.push(origin.error("specversion", detail));
+        found.offer(|| origin.error("specversion", detail));
     }
     let present = |wanted: &str| attrs.iter().any(|(name, _)| name == wanted);
     for (name, value) in [("id", &id), ("source", &source), ("type", &ty)] {
         if value.is_none() && !present(name) {
-            errors.push(origin.error(name, "is required and must be a non-empty string"));
+            found.offer(|| origin.error(name, "is required and must be a non-empty string"));
         }
     }
     if data.is_some() && data_base64.is_some() {
-        errors.push(origin.error("data_base64", "data and data_base64 are mutually exclusive"));
+        found.offer(|| origin.error("data_base64", "data and data_base64 are mutually exclusive"));
     }
-    if errors.len() > errors_before {
+    if found.total() > errors_before {
         return None;
     }
     Some(Event {
