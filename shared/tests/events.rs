@@ -2,7 +2,9 @@
 //! every attribute rule (with the exact pointer and detail), round trips.
 
 use bytes::Bytes;
-use inlet_shared::event::{parse_body, BodyKind, Data, Event, Events, ExtensionValue, ParseError, ParseLimits};
+use inlet_shared::event::{
+    parse_body, BodyKind, Data, Event, Events, ExtensionValue, ParseError, ParseLimits, MAX_LISTED_ERRORS,
+};
 use inlet_shared::http::Headers;
 use inlet_shared::problem::FieldError;
 
@@ -582,52 +584,57 @@ fn problem_of(result: Result<Events, ParseError>) -> inlet_shared::problem::Prob
 
 #[test]
 fn envelope_errors_at_the_cap_are_all_listed() {
-    // 100 errors: 25 items of 4.
-    let problem = problem_of(parse("application/cloudevents-batch+json", &bad_batch(25, 4)));
+    // 1,000 errors: 250 items of 4.
+    assert_eq!(MAX_LISTED_ERRORS, 1000);
+    let problem = problem_of(parse("application/cloudevents-batch+json", &bad_batch(250, 4)));
     assert_eq!(problem.status, 422);
-    assert_eq!(problem.errors.len(), 100);
-    assert_eq!(problem.errors[99].pointer.as_deref(), Some("#/24/X3"));
-    assert_eq!(problem.detail, "100 invalid attribute(s); nothing of this request was stored");
+    assert_eq!(problem.errors.len(), 1000);
+    assert_eq!(problem.errors[999].pointer.as_deref(), Some("#/249/X3"));
+    assert_eq!(problem.detail, "1000 invalid attribute(s); nothing of this request was stored");
 }
+
+const MORE: &str = "more error(s) not listed: the first 1000 are, and the first of every invalid event";
 
 #[test]
 fn envelope_errors_past_the_cap_end_in_an_entry_counting_the_rest() {
-    // 101 errors: the last item has one more.
-    let mut body = bad_batch(25, 4);
+    // 1,001 errors: the last item has one more, past the cap and not its first.
+    let mut body = bad_batch(250, 4);
     body.insert_str(body.len() - 2, r#","Y":1"#);
     let problem = problem_of(parse("application/json", &body));
-    assert_eq!(problem.errors.len(), 101);
-    assert_eq!(problem.errors[99].pointer.as_deref(), Some("#/24/X3"));
-    let more = &problem.errors[100];
+    assert_eq!(problem.errors.len(), 1001);
+    assert_eq!(problem.errors[999].pointer.as_deref(), Some("#/249/X3"));
+    let more = &problem.errors[1000];
     assert_eq!((more.pointer.as_ref(), more.header.as_ref(), more.line), (None, None, None));
-    assert_eq!(more.detail, "1 more error(s) not listed; at most 100 are");
-    assert_eq!(problem.detail, "101 invalid attribute(s); nothing of this request was stored");
+    assert_eq!(more.detail, format!("1 {MORE}"));
+    assert_eq!(problem.detail, "1001 invalid attribute(s); nothing of this request was stored");
 }
 
 #[test]
 fn envelope_errors_are_capped_in_every_mode() {
-    // NDJSON: 30 lines of 5 bad members.
+    // NDJSON: 300 lines of 5 bad members: lines 1-200 whole, then the first
+    // error of each of lines 201-300, and 400 counted.
     let line: String = (0..5).map(|n| format!(r#","X{n}":1"#)).collect();
     let line = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t"{line}}}"#);
-    let problem = problem_of(parse("application/x-ndjson", &vec![line; 30].join("\n")));
-    assert_eq!(problem.errors.len(), 101);
-    assert_eq!((problem.errors[99].pointer.as_deref(), problem.errors[99].line), (Some("#/X4"), Some(20)));
-    assert_eq!(problem.errors[100].detail, "50 more error(s) not listed; at most 100 are");
-    // Binary mode: 150 headers that are no extension names.
-    let names: Vec<String> = (0..150).map(|n| format!("ce-x_{n}")).collect();
+    let problem = problem_of(parse("application/x-ndjson", &vec![line; 300].join("\n")));
+    assert_eq!(problem.errors.len(), 1101);
+    assert_eq!((problem.errors[999].pointer.as_deref(), problem.errors[999].line), (Some("#/X4"), Some(200)));
+    assert_eq!((problem.errors[1000].pointer.as_deref(), problem.errors[1000].line), (Some("#/X0"), Some(201)));
+    assert_eq!((problem.errors[1099].pointer.as_deref(), problem.errors[1099].line), (Some("#/X0"), Some(300)));
+    assert_eq!(problem.errors[1100].detail, format!("400 {MORE}"));
+    // Binary mode (one event): 1,050 headers that are no extension names.
+    let names: Vec<String> = (0..1050).map(|n| format!("ce-x_{n}")).collect();
     let mut pairs: Vec<(&str, &str)> =
         vec![("Content-Type", "application/json"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s")];
     pairs.extend(names.iter().map(|n| (n.as_str(), "v")));
     pairs.push(("ce-type", "t"));
     let result = parse_body(&Headers::from_pairs(&pairs), &Bytes::from_static(b"{}"), &ParseLimits::default());
     let problem = problem_of(result);
-    assert_eq!(problem.errors.len(), 101);
-    assert_eq!(problem.errors[99].header.as_deref(), Some("ce-x_99"));
-    assert_eq!(problem.errors[100].detail, "50 more error(s) not listed; at most 100 are");
-    // Items that are no objects count the same way.
-    let body = format!("[{}]", vec!["1"; 130].join(","));
+    assert_eq!(problem.errors.len(), 1001);
+    assert_eq!(problem.errors[999].header.as_deref(), Some("ce-x_999"));
+    assert_eq!(problem.errors[1000].detail, format!("50 {MORE}"));
+    // Items that are no objects: one error each, every one listed.
+    let body = format!("[{}]", vec!["1"; 1000].join(","));
     let problem = problem_of(parse("application/cloudevents-batch+json", &body));
-    assert_eq!(problem.errors.len(), 101);
-    assert_eq!(problem.errors[99].pointer.as_deref(), Some("#/99"));
-    assert_eq!(problem.errors[100].detail, "30 more error(s) not listed; at most 100 are");
+    assert_eq!(problem.errors.len(), 1000);
+    assert_eq!(problem.errors[999].pointer.as_deref(), Some("#/999"));
 }

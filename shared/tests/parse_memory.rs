@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use inlet_shared::event::{parse_array, parse_object_or_array, Events, ParseError, ParseLimits};
+use inlet_shared::event::{parse_array, parse_object_or_array, Events, ParseError, ParseLimits, MAX_LISTED_ERRORS};
 
 struct Counting;
 
@@ -157,6 +157,8 @@ fn problem_errors(result: &Result<Events, ParseError>) -> Vec<inlet_shared::prob
     }
 }
 
+const MORE: &str = "more error(s) not listed: the first 1000 are, and the first of every invalid event";
+
 /// `"X<n>":1` members: an upper-case letter makes each an invalid extension name.
 fn bad_members(count: usize) -> String {
     (0..count).map(|n| format!(r#","X{n}":1"#)).collect()
@@ -170,17 +172,20 @@ fn a_batch_of_many_bad_items_keeps_the_first_errors_and_counts_the_rest() {
     let body = format!("[{}]", vec![item; ITEMS].join(","));
     let (result, retained) = retained_of(|| parse_array(body.as_bytes(), &ParseLimits::default()));
     let errors = problem_errors(&result);
-    assert_eq!(errors.len(), 101);
-    // The first hundred in document order: item 0's first hundred members.
+    // The first thousand in document order (item 0's members), then the
+    // first error of each later item.
+    assert_eq!(errors.len(), MAX_LISTED_ERRORS + ITEMS - 1 + 1);
     assert_eq!(errors[0].pointer.as_deref(), Some("#/0/X0"));
-    assert_eq!(errors[99].pointer.as_deref(), Some("#/0/X99"));
-    let more = &errors[100];
+    assert_eq!(errors[999].pointer.as_deref(), Some("#/0/X999"));
+    assert_eq!(errors[1000].pointer.as_deref(), Some("#/1/X0"));
+    assert_eq!(errors[1148].pointer.as_deref(), Some("#/149/X0"));
+    let more = &errors[1149];
     assert_eq!((more.pointer.as_ref(), more.header.as_ref(), more.line), (None, None, None));
-    assert_eq!(more.detail, format!("{} more error(s) not listed; at most 100 are", ITEMS * BAD - 100));
+    assert_eq!(more.detail, format!("{} {MORE}", ITEMS * BAD - 1149));
     let detail = result.as_ref().err().map(|e| e.to_problem().detail);
     assert_eq!(detail.as_deref(), Some("150000 invalid attribute(s); nothing of this request was stored"));
-    // What the error holds: the hundred, plus each later item's first error.
-    assert!(retained < 128 * 1024, "the error holds {retained} bytes");
+    // What the error holds: the thousand, plus each later item's first error.
+    assert!(retained < 512 * 1024, "the error holds {retained} bytes");
 }
 
 #[test]
@@ -198,9 +203,9 @@ fn one_event_of_forty_thousand_bad_members_builds_no_more_than_the_cap() {
         for (parse, body) in [(single, event.clone()), (parse_array, format!("[{event}]"))] {
             let (result, retained) = retained_of(|| parse(body.as_bytes(), &limits));
             let errors = problem_errors(&result);
-            assert_eq!(errors.len(), 101);
-            assert_eq!(errors[100].detail, format!("{} more error(s) not listed; at most 100 are", count - 100));
-            assert!(retained < 64 * 1024, "the error holds {retained} bytes");
+            assert_eq!(errors.len(), MAX_LISTED_ERRORS + 1);
+            assert_eq!(errors[1000].detail, format!("{} {MORE}", count - 1000));
+            assert!(retained < 512 * 1024, "the error holds {retained} bytes");
         }
     }
 }

@@ -3,7 +3,12 @@
 use std::fmt;
 
 use crate::problem::{FieldError, Problem};
-use crate::schema::MAX_ERRORS;
+
+/// Envelope errors built per request in all (the first of every failing
+/// event is built on top of them). SPEC asks for every invalid attribute
+/// of every invalid event; this bound keeps a body of many bad members
+/// from answering with megabytes (see [`Found`]).
+pub const MAX_LISTED_ERRORS: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
@@ -11,10 +16,10 @@ pub enum ParseError {
     Json { detail: String, errors: Vec<FieldError> },
     /// `422`: events that fail validation, one error per failing attribute,
     /// capped while they were found (see [`Found`]): `errors` holds the
-    /// first [`MAX_ERRORS`] of the request in document order, then the first
-    /// error of each later failing event; `cut` counts the others, which
-    /// were never built. The body lists at most [`MAX_ERRORS`] and a last
-    /// entry saying how many more there were.
+    /// first [`MAX_LISTED_ERRORS`] of the request in document order and the
+    /// first error of each later failing event; `cut` counts the others,
+    /// which were never built. The body lists `errors`, then, if any were
+    /// cut, a last entry saying how many.
     Invalid { errors: Vec<FieldError>, cut: usize },
     /// `413`: an event over the limit of `ParseLimits::max_event_bytes`.
     EventTooLarge { at: FieldError },
@@ -53,14 +58,17 @@ impl ParseError {
             ParseError::Invalid { errors, cut } => {
                 let total = errors.len() + cut;
                 let detail = format!("{total} invalid attribute(s); nothing of this request was stored");
-                let mut listed: Vec<FieldError> = errors.iter().take(MAX_ERRORS).cloned().collect();
-                if total > MAX_ERRORS {
+                let mut listed = errors.clone();
+                if *cut > 0 {
                     listed.push(FieldError {
                         pointer: None,
                         header: None,
                         line: None,
                         keyword: None,
-                        detail: format!("{} more error(s) not listed; at most {MAX_ERRORS} are", total - MAX_ERRORS),
+                        detail: format!(
+                            "{cut} more error(s) not listed: the first {MAX_LISTED_ERRORS} are, and the first of \
+                             every invalid event"
+                        ),
                     });
                 }
                 Problem::new(422, "invalid-event", detail).with_errors(listed)
@@ -86,7 +94,7 @@ impl ParseError {
 
 /// The validation errors of one request, capped while they are found, so
 /// that a body of many bad attributes costs a count, not an error each: the
-/// first [`MAX_ERRORS`] are built; past them, each failing event still
+/// first [`MAX_LISTED_ERRORS`] are built; past them, each failing event still
 /// keeps its first error (so that every refused event says why, and the
 /// rejected log can keep it: at most `max_batch` more), and every other is
 /// only counted, its pointer and detail never formatted.
@@ -120,7 +128,7 @@ impl Found {
     /// Keeps the error `error` builds if the cap allows, or if it is the
     /// event's first; else only counts it (`error` is not called).
     pub(crate) fn offer(&mut self, error: impl FnOnce() -> FieldError) {
-        if self.errors.len() < MAX_ERRORS || self.total() == self.event_start {
+        if self.errors.len() < MAX_LISTED_ERRORS || self.total() == self.event_start {
             self.errors.push(error());
         } else {
             self.cut += 1;

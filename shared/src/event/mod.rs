@@ -39,7 +39,7 @@ pub type Events = smallvec::SmallVec<[Event; 1]>;
 pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
 pub use binding::{parse_body, BodyKind};
-pub use error::ParseError;
+pub use error::{ParseError, MAX_LISTED_ERRORS};
 pub use structured::{is_blank_line, parse_array, parse_ndjson, parse_object_or_array, parse_single};
 
 /// Limits applied while parsing a request body into events.

@@ -1,8 +1,9 @@
 //! Structured-mode bodies (CloudEvents JSON format): one event object, a JSON
 //! array of events (batched mode), or NDJSON (one event object per line).
 //! A batch is all-or-nothing: either every event is valid or the error lists
-//! the failing attributes of its events, the first `MAX_ERRORS` of them in
-//! document order and a count of the rest (`error::Found`).
+//! the failing attributes of its events: the first `MAX_LISTED_ERRORS` of
+//! them in document order, the first of every later failing event, and a
+//! count of the rest (`error::Found`).
 
 use super::error::Found;
 use super::scan::{Members, Scanner, Syntax};
