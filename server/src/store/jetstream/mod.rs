@@ -16,7 +16,17 @@
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
 //!   A write sent without an answer in time is the no-answer error (the
-//!   events may be stored); every wait on NATS ends at the ack timeout.
+//!   events may be stored).
+//! - One deadline per request: the ack timeout from when the request
+//!   reaches the store. Every wait of the request ends there: for the
+//!   stream to be set up (one attempt at a time, shared by all waiters),
+//!   for a place for its batch (`--nats-batches-in-flight`) or its group
+//!   (`--nats-group-in-flight`), handing messages to the connection, acks,
+//!   retries of a busy batch, dedupe probes. At the deadline the request
+//!   gets the no-answer error if a message of it went out, otherwise a
+//!   `503` saying nothing was stored. (`GET /events` and readiness bound
+//!   their wait for the stream the same way; the readiness probe by
+//!   [`STREAM_PROBE`].)
 //! - An event larger than the NATS server's `max_payload` (with the room
 //!   kept for headers) is refused before anything is sent (`413`).
 //!
@@ -33,15 +43,16 @@ mod read;
 mod rejected;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use read::direct_get_batch;
 
@@ -82,7 +93,11 @@ pub struct JetStreamStore {
     client: async_nats::Client,
     context: jetstream::Context,
     options: Options,
-    stream: OnceCell<stream::Stream>,
+    /// The stream, once set up.
+    stream: OnceLock<stream::Stream>,
+    /// The attempt at setting the stream up: one at a time, shared by all
+    /// who wait for it (`stream()`).
+    stream_attempt: Mutex<Option<StreamAttempt>>,
     ready: Arc<AtomicBool>,
     /// Bounds the atomic batches in flight.
     batch_slots: Semaphore,
@@ -100,6 +115,14 @@ pub struct JetStreamStore {
     /// `--keep-rejected`.
     rejected: Option<Arc<rejected::JetStreamRejected>>,
 }
+
+/// One attempt at setting up the stream, driven by a task of its own and
+/// answered to everyone who waited on it.
+type StreamAttempt = Shared<BoxFuture<'static, Result<stream::Stream, StoreError>>>;
+
+/// Why a request was refused when its deadline passed while the stream was
+/// being set up (nothing of it went out).
+const STREAM_NOT_IN_TIME: &str = "the JetStream stream could not be set up in time";
 
 /// How often a subscriber looks at the stream without a notification.
 const LIVE_POLL: Duration = Duration::from_secs(1);
@@ -239,7 +262,8 @@ impl JetStreamStore {
             context,
             batch_slots: Semaphore::new(options.batches_in_flight.max(1)),
             options,
-            stream: OnceCell::new(),
+            stream: OnceLock::new(),
+            stream_attempt: Mutex::new(None),
             ready,
             batch_prefix,
             batches: AtomicU64::new(0),
@@ -247,11 +271,14 @@ impl JetStreamStore {
             live: crate::store::Live::with_poll(LIVE_POLL),
         };
         // Create or check the stream now if NATS is there; otherwise on first use.
-        match tokio::time::timeout(Duration::from_secs(2), store.stream()).await {
-            Ok(Ok(_)) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
-            Ok(Err(e)) if e.reason() == NOT_ATOMIC => return Err(OpenError::Jetstream(e.chain())),
-            Ok(Err(e)) => tracing::warn!("JetStream stream not ready yet: {e}"),
-            Err(_) => tracing::warn!("NATS not reachable yet; writes answer 503 until it is"),
+        // (An attempt not done in 2 s goes on; requests wait for it.)
+        match store.stream(Instant::now() + Duration::from_secs(2)).await {
+            Ok(_) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
+            Err(e) if e.reason() == NOT_ATOMIC => return Err(OpenError::Jetstream(e.chain())),
+            Err(e) if e.reason() == STREAM_NOT_IN_TIME => {
+                tracing::warn!("NATS not reachable yet; writes answer 503 until it is")
+            }
+            Err(e) => tracing::warn!("JetStream stream not ready yet: {e}"),
         }
         Ok(store)
     }
@@ -276,31 +303,40 @@ impl JetStreamStore {
     /// The stream, created (or found) on first success. An existing stream
     /// without `allow_atomic` is updated to allow atomic batches (nothing
     /// else of its config changes); if NATS refuses that, so does inlet.
-    async fn stream(&self) -> Result<&stream::Stream, StoreError> {
-        self.stream
-            .get_or_try_init(|| async {
-                let mut stream = self
-                    .context
-                    .get_or_create_stream(self.stream_config())
-                    .await
-                    .map_err(|e| unavailable("creating the JetStream stream", e))?;
-                if !stream.cached_info().config.allow_atomic_publish {
-                    let mut config = stream.cached_info().config.clone();
-                    config.allow_atomic_publish = true;
-                    self.context
-                        .update_stream(config)
-                        .await
-                        .map_err(|e| StoreError::caused(ErrorKind::Unavailable, NOT_ATOMIC, e))?;
-                    tracing::info!(stream = %self.options.stream, "allowed atomic batches on the existing stream");
-                    stream = self
-                        .context
-                        .get_stream(&self.options.stream)
-                        .await
-                        .map_err(|e| unavailable("creating the JetStream stream", e))?;
-                }
-                Ok::<_, StoreError>(stream)
-            })
-            .await
+    ///
+    /// Waits until `deadline` at most (the request's one deadline). One
+    /// attempt at a time: every request that needs the stream while it is
+    /// not set up waits for the attempt in flight (started by the first of
+    /// them), each until its own deadline; a failed attempt is every
+    /// waiter's answer, and the next request starts a new one. An attempt
+    /// runs on its own (its NATS requests bounded by the ack timeout each),
+    /// so that one whose waiters all gave up still ends, and its result is
+    /// there for the next request.
+    async fn stream(&self, deadline: Instant) -> Result<&stream::Stream, StoreError> {
+        if let Some(stream) = self.stream.get() {
+            return Ok(stream);
+        }
+        match tokio::time::timeout_at(deadline, self.stream_attempt()).await {
+            Ok(Ok(stream)) => Ok(self.stream.get_or_init(|| stream)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::plain(ErrorKind::Unavailable, STREAM_NOT_IN_TIME)),
+        }
+    }
+
+    /// The attempt in flight (or done with success), or a new one when there
+    /// is none or the last one failed.
+    fn stream_attempt(&self) -> StreamAttempt {
+        let mut current = self.stream_attempt.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(attempt) = current.as_ref() {
+            if !matches!(attempt.peek(), Some(Err(_))) {
+                return attempt.clone();
+            }
+        }
+        let attempt = set_up_stream(self.context.clone(), self.stream_config()).boxed().shared();
+        // Driven to its end by a task of its own, whoever waits for it.
+        tokio::spawn(attempt.clone());
+        *current = Some(attempt.clone());
+        attempt
     }
 
     fn check_connected(&self) -> Result<(), StoreError> {
@@ -310,6 +346,21 @@ impl JetStreamStore {
             Err(StoreError::plain(ErrorKind::Unavailable, "NATS is unreachable"))
         }
     }
+}
+
+/// Creates (or finds) the stream; see [`JetStreamStore::stream`].
+async fn set_up_stream(context: jetstream::Context, config: stream::Config) -> Result<stream::Stream, StoreError> {
+    let name = config.name.clone();
+    let mut stream =
+        context.get_or_create_stream(config).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
+    if !stream.cached_info().config.allow_atomic_publish {
+        let mut config = stream.cached_info().config.clone();
+        config.allow_atomic_publish = true;
+        context.update_stream(config).await.map_err(|e| StoreError::caused(ErrorKind::Unavailable, NOT_ATOMIC, e))?;
+        tracing::info!(stream = %name, "allowed atomic batches on the existing stream");
+        stream = context.get_stream(&name).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
+    }
+    Ok(stream)
 }
 
 impl Store for JetStreamStore {
@@ -334,12 +385,12 @@ impl Store for JetStreamStore {
 
     fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
+            let deadline = Instant::now() + self.options.ack_timeout;
             self.check_connected()?;
-            self.stream().await?;
-            let stream = self
-                .context
-                .get_stream(&self.options.stream)
+            self.stream(deadline).await?;
+            let stream = tokio::time::timeout_at(deadline, self.context.get_stream(&self.options.stream))
                 .await
+                .map_err(|_| StoreError::plain(ErrorKind::Unavailable, NO_ANSWER))?
                 .map_err(|e| unavailable("reading the JetStream stream's state", e))?;
             Ok(stream.cached_info().state.last_sequence)
         })
@@ -392,9 +443,9 @@ impl Store for JetStreamStore {
             if self.stream.get().is_some() {
                 return Ok(());
             }
-            match tokio::time::timeout(STREAM_PROBE, self.stream()).await {
-                Ok(Ok(_)) => Ok(()),
-                _ => Err(NotReady::unavailable("the JetStream stream is not available")),
+            match self.stream(Instant::now() + STREAM_PROBE).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(NotReady::unavailable("the JetStream stream is not available")),
             }
         })
     }
