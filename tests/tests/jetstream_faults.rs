@@ -509,3 +509,37 @@ fn shutdown_does_not_wait_for_a_dead_nats() {
         assert_eq!(status.code(), Some(0), "NATS {how}: {}", s.stderr());
     }
 }
+
+/// The same for the stream of rejected events (`--keep-rejected`): 5
+/// `GET /rejected` at once against a JetStream API that never answers share
+/// one attempt at setting it up, each answered `503` within its own
+/// deadline (the ack timeout), not one after another.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn rejected_reads_without_jetstream_are_answered_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_without_jetstream(dir.path());
+    let _blackhole = Blackhole::open(&node);
+    let s = jetstream_server(&node, &["--keep-rejected"]);
+    let start = Arc::new(Barrier::new(5));
+    let threads: Vec<_> = (0..5)
+        .map(|_| {
+            let (addr, start) = (s.addr, start.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                conn.stream.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
+                start.wait();
+                let sent = Instant::now();
+                let res = conn.try_exchange(ClientRequest::get("/rejected")).unwrap_or_else(|e| panic!("GET: {e}"));
+                (res.status, String::from_utf8_lossy(&res.body).into_owned(), sent.elapsed())
+            })
+        })
+        .collect();
+    for (n, thread) in threads.into_iter().enumerate() {
+        let (status, body, took) = thread.join().expect("reader thread");
+        assert_eq!(status, 503, "read {n}: {body}");
+        let problem: serde_json::Value = serde_json::from_str(&body).expect("problem JSON");
+        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+        assert!(took < ANSWERED_IN_TIME, "read {n} answered after {took:?}");
+    }
+}

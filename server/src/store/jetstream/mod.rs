@@ -19,7 +19,8 @@
 //!   events may be stored).
 //! - One deadline per request: the ack timeout from when the request
 //!   reaches the store. Every wait of the request ends there: for the
-//!   stream to be set up (one attempt at a time, shared by all waiters),
+//!   stream to be set up (one attempt at a time, shared by all waiters:
+//!   `setup.rs`),
 //!   for a place for its batch (`--nats-batches-in-flight`) or its group
 //!   (`--nats-group-in-flight`), handing messages to the connection, acks,
 //!   retries of a busy batch, dedupe probes. At the deadline the request
@@ -41,14 +42,15 @@ mod group;
 mod publish;
 mod read;
 mod rejected;
+mod setup;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream};
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{BoxFuture, FutureExt};
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -93,11 +95,8 @@ pub struct JetStreamStore {
     client: async_nats::Client,
     context: jetstream::Context,
     options: Options,
-    /// The stream, once set up.
-    stream: OnceLock<stream::Stream>,
-    /// The attempt at setting the stream up: one at a time, shared by all
-    /// who wait for it (`stream()`).
-    stream_attempt: Mutex<Option<StreamAttempt>>,
+    /// The stream, set up once (`stream()`).
+    stream: setup::SetUp<stream::Stream>,
     ready: Arc<AtomicBool>,
     /// Bounds the atomic batches in flight.
     batch_slots: Semaphore,
@@ -115,10 +114,6 @@ pub struct JetStreamStore {
     /// `--keep-rejected`.
     rejected: Option<Arc<rejected::JetStreamRejected>>,
 }
-
-/// One attempt at setting up the stream, driven by a task of its own and
-/// answered to everyone who waited on it.
-type StreamAttempt = Shared<BoxFuture<'static, Result<stream::Stream, StoreError>>>;
 
 /// Why a request was refused when its deadline passed while the stream was
 /// being set up (nothing of it went out).
@@ -262,8 +257,7 @@ impl JetStreamStore {
             context,
             batch_slots: Semaphore::new(options.batches_in_flight.max(1)),
             options,
-            stream: OnceLock::new(),
-            stream_attempt: Mutex::new(None),
+            stream: setup::SetUp::new(),
             ready,
             batch_prefix,
             batches: AtomicU64::new(0),
@@ -304,39 +298,14 @@ impl JetStreamStore {
     /// without `allow_atomic` is updated to allow atomic batches (nothing
     /// else of its config changes); if NATS refuses that, so does inlet.
     ///
-    /// Waits until `deadline` at most (the request's one deadline). One
-    /// attempt at a time: every request that needs the stream while it is
-    /// not set up waits for the attempt in flight (started by the first of
-    /// them), each until its own deadline; a failed attempt is every
-    /// waiter's answer, and the next request starts a new one. An attempt
-    /// runs on its own (its NATS requests bounded by the ack timeout each),
-    /// so that one whose waiters all gave up still ends, and its result is
-    /// there for the next request.
+    /// Waits until `deadline` at most (the request's one deadline), for
+    /// one attempt at a time shared by all waiters (`setup.rs`).
     async fn stream(&self, deadline: Instant) -> Result<&stream::Stream, StoreError> {
-        if let Some(stream) = self.stream.get() {
-            return Ok(stream);
-        }
-        match tokio::time::timeout_at(deadline, self.stream_attempt()).await {
-            Ok(Ok(stream)) => Ok(self.stream.get_or_init(|| stream)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StoreError::plain(ErrorKind::Unavailable, STREAM_NOT_IN_TIME)),
-        }
-    }
-
-    /// The attempt in flight (or done with success), or a new one when there
-    /// is none or the last one failed.
-    fn stream_attempt(&self) -> StreamAttempt {
-        let mut current = self.stream_attempt.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(attempt) = current.as_ref() {
-            if !matches!(attempt.peek(), Some(Err(_))) {
-                return attempt.clone();
-            }
-        }
-        let attempt = set_up_stream(self.context.clone(), self.stream_config()).boxed().shared();
-        // Driven to its end by a task of its own, whoever waits for it.
-        tokio::spawn(attempt.clone());
-        *current = Some(attempt.clone());
-        attempt
+        self.stream
+            .get_or_set_up(deadline, STREAM_NOT_IN_TIME, || {
+                set_up_stream(self.context.clone(), self.stream_config()).boxed()
+            })
+            .await
     }
 
     fn check_connected(&self) -> Result<(), StoreError> {
