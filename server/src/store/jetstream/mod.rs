@@ -20,10 +20,9 @@
 //! - One deadline per request: the ack timeout from when the request
 //!   reaches the store. Every wait of the request ends there: for the
 //!   stream to be set up (one attempt at a time, shared by all waiters:
-//!   `setup.rs`),
-//!   for a place for its batch (`--nats-batches-in-flight`) or its group
-//!   (`--nats-group-in-flight`), handing messages to the connection, acks,
-//!   retries of a busy batch, dedupe probes. At the deadline the request
+//!   `setup.rs`), for a place for its batch (`--nats-batches-in-flight`) or
+//!   its group (`--nats-group-in-flight`), handing messages to the
+//!   connection, acks, retries of a busy batch, dedupe probes. At the deadline the request
 //!   gets the no-answer error if a message of it went out, otherwise a
 //!   `503` saying nothing was stored. (`GET /events` and readiness bound
 //!   their wait for the stream the same way; the readiness probe by
