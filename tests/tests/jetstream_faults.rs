@@ -26,12 +26,19 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, extra: &str) -> Node {
+        let jetstream = format!("jetstream {{\n  store_dir: \"{}\"\n}}\n{extra}", dir.join("js").display());
+        Node::start_with(dir, &jetstream)
+    }
+
+    /// A nats-server without JetStream: `$JS.API` has nobody to answer.
+    fn start_without_jetstream(dir: &Path) -> Node {
+        Node::start_with(dir, "")
+    }
+
+    fn start_with(dir: &Path, body: &str) -> Node {
         let port = free_port();
         let config = dir.join("node.conf");
-        let conf = format!(
-            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n}}\n{extra}\n",
-            dir.join("js").display()
-        );
+        let conf = format!("listen: 127.0.0.1:{port}\n{body}\n");
         std::fs::write(&config, conf).expect("write nats config");
         let log = std::fs::File::create(dir.join("node.log")).expect("nats log");
         let child = Command::new(Nats::binary())
@@ -108,6 +115,17 @@ fn post_concurrently(
     lists: Vec<Vec<(&'static str, String)>>,
     patience: Duration,
 ) -> Vec<Vec<(u16, String)>> {
+    let timed = post_concurrently_timed(addr, lists, patience);
+    timed.into_iter().map(|list| list.into_iter().map(|(status, body, _)| (status, body)).collect()).collect()
+}
+
+/// [`post_concurrently`], with the time each post took from its send to
+/// its whole answer.
+fn post_concurrently_timed(
+    addr: SocketAddr,
+    lists: Vec<Vec<(&'static str, String)>>,
+    patience: Duration,
+) -> Vec<Vec<(u16, String, Duration)>> {
     let start = Arc::new(Barrier::new(lists.len()));
     let threads: Vec<_> = lists
         .into_iter()
@@ -121,8 +139,9 @@ fn post_concurrently(
                     .into_iter()
                     .map(|(content_type, body)| {
                         let req = ClientRequest::post("/events".to_string(), content_type, body);
+                        let sent = Instant::now();
                         let res = conn.try_exchange(req).unwrap_or_else(|e| panic!("POST to {addr}: {e}"));
-                        (res.status, String::from_utf8_lossy(&res.body).into_owned())
+                        (res.status, String::from_utf8_lossy(&res.body).into_owned(), sent.elapsed())
                     })
                     .collect::<Vec<_>>()
             })
@@ -138,6 +157,20 @@ const ONE_NEW: &str = r#"{"accepted":1,"duplicates":0}"#;
 const OVER_MAX_PAYLOAD: &str = "urn:inlet:problem:request-over-store-cap";
 const MAY_BE_STORED: &str =
     "the store did not answer: the events may have been stored; retry with the same ids (duplicates are detected)";
+/// How a `503` ends when nothing went out to NATS.
+const NOTHING_STORED: &str = "; nothing was stored, retry later";
+
+/// inlet's ack timeout (fixed: `server/src/config.rs`): the one deadline of
+/// each request at the store.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most a request may take from its send to its whole answer while
+/// NATS does not answer: the ack timeout and generous slack for a loaded
+/// machine (reading a large body, say). Waits one after another (the
+/// regression) take 3 ack timeouts or more in the tests that use it.
+const ANSWERED_IN_TIME: Duration = Duration::from_secs(2 * ACK_TIMEOUT.as_secs() + 3);
+/// The same for a small request on a path where the regression takes 2
+/// ack timeouts (a single event behind one group place).
+const SMALL_ANSWERED_IN_TIME: Duration = Duration::from_secs(ACK_TIMEOUT.as_secs() + 4);
 
 /// 16 connections post single events at once, every fifth one with 100 KB
 /// of data, to a nats-server whose `max_payload` is 64 KiB: each large one
@@ -220,8 +253,10 @@ fn events_over_max_payload_are_refused_alone() {
 /// NATS stopped (SIGSTOP: the connection stays up, nothing answers): a
 /// single event, a group of them and a batch are each answered `503` with
 /// `Retry-After`, saying that the events may have been stored (they may:
-/// the publish went out) rather than that nothing was. After SIGCONT the
-/// same events resent are stored once.
+/// the publish went out) rather than that nothing was. The group: 3 single
+/// events sent 2 s after the first, while it holds the one group place;
+/// they go out together when its deadline frees the place, 3 s before
+/// theirs. After SIGCONT the same events resent are stored once.
 #[test]
 #[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
 fn no_answer_says_the_events_may_have_been_stored() {
@@ -233,14 +268,19 @@ fn no_answer_says_the_events_may_have_been_stored() {
     let single = |id: &str| vec![("application/json", event_json(id, "t.wait"))];
     let batch = vec![("application/x-ndjson", [event_json("b1", "t.wait"), event_json("b2", "t.wait")].join("\n"))];
     let lists = vec![single("s1"), single("s2"), single("s3"), single("s4"), batch.clone()];
-    let answers = post_concurrently(s.addr, lists.clone(), Duration::from_secs(60));
+    let addr = s.addr;
+    let first = std::thread::spawn(move || post_concurrently_timed(addr, vec![single("s1")], Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut answers = post_concurrently_timed(s.addr, lists[1..].to_vec(), Duration::from_secs(60));
+    answers.splice(0..0, first.join().expect("first poster"));
     node.signal("CONT");
     for (n, answers) in answers.iter().enumerate() {
-        let (status, body) = &answers[0];
+        let (status, body, took) = &answers[0];
         assert_eq!(*status, 503, "post {n}: {body}");
         let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
         assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
         assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
+        assert!(*took < SMALL_ANSWERED_IN_TIME, "post {n} answered after {took:?}");
     }
     // Resent: each stored once, whether the first attempt was stored or not.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -265,8 +305,9 @@ fn no_answer_says_the_events_may_have_been_stored() {
 /// (4 MB batches) and then the NATS client's queue of messages (3 batches of
 /// 1,000 events). A publish then cannot even be handed to the connection.
 /// Every request, single or batch, is still answered within its one
-/// deadline (the 5 s ack timeout; waited for here up to 60 s), `503` with
-/// the no-answer wording: none waits for NATS forever.
+/// deadline (the 5 s ack timeout; measured from the send, with slack for
+/// reading the large bodies), `503` with the no-answer wording: none waits
+/// for NATS forever, nor for another request's wait first.
 #[test]
 #[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
 fn a_full_connection_to_a_stopped_nats_still_answers_in_time() {
@@ -284,13 +325,165 @@ fn a_full_connection_to_a_stopped_nats_still_answers_in_time() {
     let mut lists: Vec<Vec<(&'static str, String)>> = (0..4).map(|n| batch(&format!("big{n}"), 20, 200_000)).collect();
     lists.extend((0..3).map(|n| batch(&format!("many{n}"), 1000, 10)));
     lists.extend((0..4).map(|n| vec![("application/json", event_json(&format!("single{n}"), "t.wait"))]));
-    let answers = post_concurrently(s.addr, lists, Duration::from_secs(60));
+    let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
     node.signal("CONT");
     for (n, answers) in answers.iter().enumerate() {
-        let (status, body) = &answers[0];
+        let (status, body, took) = &answers[0];
         assert_eq!(*status, 503, "post {n}: {body}");
         let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
         assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
+        // The singles (the last 4) are small: no slack for reading them.
+        let bound = if n >= 7 { SMALL_ANSWERED_IN_TIME } else { ANSWERED_IN_TIME };
+        assert!(*took < bound, "post {n} answered after {took:?}");
+    }
+}
+
+/// NATS stopped, and more batches at once (40 of 2 events) than the 16
+/// places for batches in flight: a batch waiting for a place waits within
+/// its own deadline, not for the batches ahead of it and then its own ack
+/// timeout. Each is answered `503` in time: the no-answer wording when its
+/// batch went out (at least the 16 that took a place at once), otherwise
+/// that nothing was stored.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn batches_waiting_for_a_place_are_answered_within_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "");
+    let s = jetstream_server(&node, &["--nats-batches-in-flight", "16"]);
+    wait_ready(&s);
+    node.signal("STOP");
+    let lists = (0..40)
+        .map(|n| {
+            let events = [event_json(&format!("w{n}-1"), "t.wait"), event_json(&format!("w{n}-2"), "t.wait")];
+            vec![("application/x-ndjson", events.join("\n"))]
+        })
+        .collect();
+    let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
+    node.signal("CONT");
+    let mut sent = 0;
+    for (n, answers) in answers.iter().enumerate() {
+        let (status, body, took) = &answers[0];
+        assert_eq!(*status, 503, "post {n}: {body}");
+        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
+        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+        let detail = problem["detail"].as_str().expect("detail");
+        if detail == MAY_BE_STORED {
+            sent += 1;
+        } else {
+            assert_eq!(detail, format!("{BUSY}{NOTHING_STORED}"), "post {n}");
+        }
+        assert!(*took < ANSWERED_IN_TIME, "post {n} answered after {took:?}");
+    }
+    assert!(sent >= 16, "{sent} batches went out");
+}
+
+/// NATS stopped and one group place (`--nats-group-in-flight 1`): 4 single
+/// events at once. Those queued behind the group in flight wait within
+/// their own deadline, not for that group's and then for their own. Each
+/// is answered `503` in time: the no-answer wording when it went out (at
+/// least the first), otherwise that nothing was stored.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn singles_waiting_for_a_group_place_are_answered_within_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "");
+    let s = jetstream_server(&node, &["--nats-group-in-flight", "1"]);
+    wait_ready(&s);
+    node.signal("STOP");
+    let lists = (0..4).map(|n| vec![("application/json", event_json(&format!("q{n}"), "t.wait"))]).collect();
+    let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
+    node.signal("CONT");
+    let mut sent = 0;
+    for (n, answers) in answers.iter().enumerate() {
+        let (status, body, took) = &answers[0];
+        assert_eq!(*status, 503, "post {n}: {body}");
+        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
+        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+        let detail = problem["detail"].as_str().expect("detail");
+        if detail == MAY_BE_STORED {
+            sent += 1;
+        } else {
+            assert_eq!(detail, format!("{BUSY}{NOTHING_STORED}"), "post {n}");
+        }
+        assert!(*took < SMALL_ANSWERED_IN_TIME, "post {n} answered after {took:?}");
+    }
+    assert!(sent >= 1, "no single went out");
+}
+
+/// The reason given when a request's deadline passed before anything of it
+/// went out (waiting for a place for its batch or group).
+const BUSY: &str = "the store was busy until the deadline";
+
+/// A subscriber to the whole JetStream API that never answers (what a
+/// JetStream without a meta leader looks like to a client): a raw NATS
+/// connection whose reads are drained by a thread. Closed when dropped.
+struct Blackhole {
+    stream: TcpStream,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Blackhole {
+    fn open(node: &Node) -> Blackhole {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", node.port)).expect("connect to nats-server");
+        stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone socket"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("NATS greeting");
+        assert!(line.starts_with("INFO "), "NATS greeting {line:?}");
+        stream.write_all(b"CONNECT {\"verbose\":false}\r\nSUB $JS.API.> 1\r\nPING\r\n").expect("subscribe");
+        line.clear();
+        reader.read_line(&mut line).expect("PONG");
+        assert_eq!(line.trim_end(), "PONG");
+        stream.set_read_timeout(None).expect("read timeout");
+        let drain = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        Blackhole { stream, drain: Some(drain) }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+    }
+}
+
+/// A nats-server without JetStream, and a subscriber on `$JS.API.>` that
+/// never answers: nothing answers inlet's requests to set up the stream. 5 requests at once (3 single events, 2 batches) each
+/// wait for the stream within their own deadline, sharing one attempt at
+/// a time: each is answered `503`, nothing stored, in time (not one after
+/// another, each with its own attempt).
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn without_jetstream_every_waiter_is_answered_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_without_jetstream(dir.path());
+    let _blackhole = Blackhole::open(&node);
+    for group in ["16", "0"] {
+        let s = jetstream_server(&node, &["--nats-group-in-flight", group]);
+        let single = |id: &str| vec![("application/json", event_json(id, "t.wait"))];
+        let batch = |id: &str| {
+            vec![(
+                "application/x-ndjson",
+                [event_json(&format!("{id}-1"), "t.wait"), event_json(&format!("{id}-2"), "t.wait")].join("\n"),
+            )]
+        };
+        let lists = vec![single("s1"), batch("b1"), single("s2"), batch("b2"), single("s3")];
+        let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
+        for (n, answers) in answers.iter().enumerate() {
+            let (status, body, took) = &answers[0];
+            assert_eq!(*status, 503, "group {group}, post {n}: {body}");
+            let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
+            assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+            let detail = problem["detail"].as_str().expect("detail");
+            assert!(detail.ends_with(NOTHING_STORED), "group {group}, post {n}: {detail}");
+            assert!(*took < ANSWERED_IN_TIME, "group {group}, post {n} answered after {took:?}");
+        }
     }
 }
 
@@ -314,5 +507,39 @@ fn shutdown_does_not_wait_for_a_dead_nats() {
         node.kill();
         let status = status.unwrap_or_else(|| panic!("inlet still running 30 s after SIGTERM (NATS {how})"));
         assert_eq!(status.code(), Some(0), "NATS {how}: {}", s.stderr());
+    }
+}
+
+/// The same for the stream of rejected events (`--keep-rejected`): 5
+/// `GET /rejected` at once against a JetStream API that never answers share
+/// one attempt at setting it up, each answered `503` within its own
+/// deadline (the ack timeout), not one after another.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn rejected_reads_without_jetstream_are_answered_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_without_jetstream(dir.path());
+    let _blackhole = Blackhole::open(&node);
+    let s = jetstream_server(&node, &["--keep-rejected"]);
+    let start = Arc::new(Barrier::new(5));
+    let threads: Vec<_> = (0..5)
+        .map(|_| {
+            let (addr, start) = (s.addr, start.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                conn.stream.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
+                start.wait();
+                let sent = Instant::now();
+                let res = conn.try_exchange(ClientRequest::get("/rejected")).unwrap_or_else(|e| panic!("GET: {e}"));
+                (res.status, String::from_utf8_lossy(&res.body).into_owned(), sent.elapsed())
+            })
+        })
+        .collect();
+    for (n, thread) in threads.into_iter().enumerate() {
+        let (status, body, took) = thread.join().expect("reader thread");
+        assert_eq!(status, 503, "read {n}: {body}");
+        let problem: serde_json::Value = serde_json::from_str(&body).expect("problem JSON");
+        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+        assert!(took < ANSWERED_IN_TIME, "read {n} answered after {took:?}");
     }
 }

@@ -8,8 +8,8 @@
 //!   `--nats-group-in-flight` places, then takes whatever queued (up to
 //!   [`MAX_GROUP`] events) and publishes it, without waiting for more. So a
 //!   request waits to be grouped only while all places are taken, that is
-//!   at most until the oldest group in flight is acknowledged (one NATS
-//!   round trip; never past the ack timeout); with a place free it goes at
+//!   until the oldest group in flight is acknowledged (one NATS round
+//!   trip), and never past its own deadline; with a place free it goes at
 //!   once, alone if nothing else is queued.
 //! - A group of one is a plain publish. A larger one is an atomic batch of
 //!   its distinct ids; a repeat of an id within the group is answered as a
@@ -25,15 +25,20 @@
 //!   `max_payload`: checked before queueing, so only if the limit changed)
 //!   leaves its batch uncommitted: as for a refusal, each event is then
 //!   published alone, and only that one fails.
-//! - A group has one deadline, the ack timeout from when it is sent: every
-//!   wait on NATS (handing messages to the connection, the ack, the pause
-//!   before resending a batch refused as busy, the one-by-one fallback)
-//!   ends there. A batch that got no answer (NATS unreachable, no ack by
-//!   the deadline) may or may not be stored: each of its requests, and
-//!   each still waiting at the deadline, gets the no-answer error (`503`
-//!   saying the events may have been stored).
+//! - Each request waits until its own deadline (the ack timeout from when
+//!   it reached the store), the wait for a group place included. Still
+//!   queued at its deadline (all places taken), it is taken out of the
+//!   queue and answered that nothing was stored; taken into a group, it may
+//!   have gone out, and gets the no-answer error.
+//! - A group has one deadline, the latest of its requests' deadlines:
+//!   every wait on NATS (handing messages to the connection, the ack, the
+//!   pause before resending a batch refused as busy, the one-by-one
+//!   fallback) ends there. A batch that got no answer (NATS unreachable, no
+//!   ack by the deadline) may or may not be stored: each of its requests,
+//!   and each still waiting at its deadline, gets the no-answer error
+//!   (`503` saying the events may have been stored).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +65,20 @@ pub(super) struct Single {
     pub id: String,
     pub payload: Bytes,
     pub token: Option<String>,
+    /// The request's deadline: it waits for its answer until then.
+    pub deadline: Instant,
+    /// Set by whoever claims the event first: the group that takes it (it
+    /// goes out), or the request when its deadline passed while it was
+    /// still queued (it never goes out).
+    pub claimed: Arc<AtomicBool>,
     pub answer: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+impl Single {
+    /// Takes the event for a group, unless its request gave up on it.
+    fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// What publishing a group needs.
@@ -81,12 +99,17 @@ pub(super) fn start(grouper: Grouper, in_flight: usize) -> mpsc::UnboundedSender
     tokio::spawn(async move {
         loop {
             let Ok(place) = places.clone().acquire_owned().await else { break };
-            let Some(first) = waiting.recv().await else { break };
             let mut group = Vec::with_capacity(8);
-            group.push(first);
+            while group.is_empty() {
+                let Some(single) = waiting.recv().await else { return };
+                if single.claim() {
+                    group.push(single);
+                }
+            }
             while group.len() < MAX_GROUP {
                 match waiting.try_recv() {
-                    Ok(single) => group.push(single),
+                    Ok(single) if single.claim() => group.push(single),
+                    Ok(_) => {}
                     Err(_) => break,
                 }
             }
@@ -102,12 +125,14 @@ pub(super) fn start(grouper: Grouper, in_flight: usize) -> mpsc::UnboundedSender
 
 impl Grouper {
     /// Publishes a group and answers each of its requests, all within one
-    /// deadline: the ack timeout from now. Every wait on NATS (handing a
-    /// message to the connection, the ack, the pause before a retry, the
-    /// one-by-one fallback) ends at it; a request not answered by then gets
-    /// the no-answer error.
+    /// deadline: the latest of its requests' deadlines (no later than the
+    /// ack timeout from now; each request stops waiting at its own). Every
+    /// wait on NATS (handing a message to the connection, the ack, the
+    /// pause before a retry, the one-by-one fallback) ends at it; a request
+    /// not answered by then gets the no-answer error.
     async fn publish(&self, mut group: Vec<Single>) {
-        let deadline = Instant::now() + self.ack_timeout;
+        let latest = group.iter().map(|s| s.deadline).max();
+        let deadline = latest.map_or(Instant::now() + self.ack_timeout, |d| d.min(Instant::now() + self.ack_timeout));
         if group.len() == 1 {
             if let Some(single) = group.pop() {
                 let answer = self.publish_one(&single, deadline).await;

@@ -16,7 +16,17 @@
 //! - While NATS is unreachable every write is refused at once (`503`); the
 //!   client reconnects by itself and the store is ready again when it has.
 //!   A write sent without an answer in time is the no-answer error (the
-//!   events may be stored); every wait on NATS ends at the ack timeout.
+//!   events may be stored).
+//! - One deadline per request: the ack timeout from when the request
+//!   reaches the store. Every wait of the request ends there: for the
+//!   stream to be set up (one attempt at a time, shared by all waiters:
+//!   `setup.rs`), for a place for its batch (`--nats-batches-in-flight`) or
+//!   its group (`--nats-group-in-flight`), handing messages to the
+//!   connection, acks, retries of a busy batch, dedupe probes. At the deadline the request
+//!   gets the no-answer error if a message of it went out, otherwise a
+//!   `503` saying nothing was stored. (`GET /events` and readiness bound
+//!   their wait for the stream the same way; the readiness probe by
+//!   [`STREAM_PROBE`].)
 //! - An event larger than the NATS server's `max_payload` (with the room
 //!   kept for headers) is refused before anything is sent (`413`).
 //!
@@ -31,6 +41,7 @@ mod group;
 mod publish;
 mod read;
 mod rejected;
+mod setup;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,10 +49,11 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use inlet_shared::event::Event;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use read::direct_get_batch;
 
@@ -82,7 +94,8 @@ pub struct JetStreamStore {
     client: async_nats::Client,
     context: jetstream::Context,
     options: Options,
-    stream: OnceCell<stream::Stream>,
+    /// The stream, set up once (`stream()`).
+    stream: setup::SetUp<stream::Stream>,
     ready: Arc<AtomicBool>,
     /// Bounds the atomic batches in flight.
     batch_slots: Semaphore,
@@ -100,6 +113,10 @@ pub struct JetStreamStore {
     /// `--keep-rejected`.
     rejected: Option<Arc<rejected::JetStreamRejected>>,
 }
+
+/// Why a request was refused when its deadline passed while the stream was
+/// being set up (nothing of it went out).
+const STREAM_NOT_IN_TIME: &str = "the JetStream stream could not be set up in time";
 
 /// How often a subscriber looks at the stream without a notification.
 const LIVE_POLL: Duration = Duration::from_secs(1);
@@ -239,7 +256,7 @@ impl JetStreamStore {
             context,
             batch_slots: Semaphore::new(options.batches_in_flight.max(1)),
             options,
-            stream: OnceCell::new(),
+            stream: setup::SetUp::new(),
             ready,
             batch_prefix,
             batches: AtomicU64::new(0),
@@ -247,11 +264,14 @@ impl JetStreamStore {
             live: crate::store::Live::with_poll(LIVE_POLL),
         };
         // Create or check the stream now if NATS is there; otherwise on first use.
-        match tokio::time::timeout(Duration::from_secs(2), store.stream()).await {
-            Ok(Ok(_)) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
-            Ok(Err(e)) if e.reason() == NOT_ATOMIC => return Err(OpenError::Jetstream(e.chain())),
-            Ok(Err(e)) => tracing::warn!("JetStream stream not ready yet: {e}"),
-            Err(_) => tracing::warn!("NATS not reachable yet; writes answer 503 until it is"),
+        // (An attempt not done in 2 s goes on; requests wait for it.)
+        match store.stream(Instant::now() + Duration::from_secs(2)).await {
+            Ok(_) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
+            Err(e) if e.reason() == NOT_ATOMIC => return Err(OpenError::Jetstream(e.chain())),
+            Err(e) if e.reason() == STREAM_NOT_IN_TIME => {
+                tracing::warn!("NATS not reachable yet; writes answer 503 until it is")
+            }
+            Err(e) => tracing::warn!("JetStream stream not ready yet: {e}"),
         }
         Ok(store)
     }
@@ -276,29 +296,13 @@ impl JetStreamStore {
     /// The stream, created (or found) on first success. An existing stream
     /// without `allow_atomic` is updated to allow atomic batches (nothing
     /// else of its config changes); if NATS refuses that, so does inlet.
-    async fn stream(&self) -> Result<&stream::Stream, StoreError> {
+    ///
+    /// Waits until `deadline` at most (the request's one deadline), for
+    /// one attempt at a time shared by all waiters (`setup.rs`).
+    async fn stream(&self, deadline: Instant) -> Result<&stream::Stream, StoreError> {
         self.stream
-            .get_or_try_init(|| async {
-                let mut stream = self
-                    .context
-                    .get_or_create_stream(self.stream_config())
-                    .await
-                    .map_err(|e| unavailable("creating the JetStream stream", e))?;
-                if !stream.cached_info().config.allow_atomic_publish {
-                    let mut config = stream.cached_info().config.clone();
-                    config.allow_atomic_publish = true;
-                    self.context
-                        .update_stream(config)
-                        .await
-                        .map_err(|e| StoreError::caused(ErrorKind::Unavailable, NOT_ATOMIC, e))?;
-                    tracing::info!(stream = %self.options.stream, "allowed atomic batches on the existing stream");
-                    stream = self
-                        .context
-                        .get_stream(&self.options.stream)
-                        .await
-                        .map_err(|e| unavailable("creating the JetStream stream", e))?;
-                }
-                Ok::<_, StoreError>(stream)
+            .get_or_set_up(deadline, STREAM_NOT_IN_TIME, || {
+                set_up_stream(self.context.clone(), self.stream_config()).boxed()
             })
             .await
     }
@@ -310,6 +314,21 @@ impl JetStreamStore {
             Err(StoreError::plain(ErrorKind::Unavailable, "NATS is unreachable"))
         }
     }
+}
+
+/// Creates (or finds) the stream; see [`JetStreamStore::stream`].
+async fn set_up_stream(context: jetstream::Context, config: stream::Config) -> Result<stream::Stream, StoreError> {
+    let name = config.name.clone();
+    let mut stream =
+        context.get_or_create_stream(config).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
+    if !stream.cached_info().config.allow_atomic_publish {
+        let mut config = stream.cached_info().config.clone();
+        config.allow_atomic_publish = true;
+        context.update_stream(config).await.map_err(|e| StoreError::caused(ErrorKind::Unavailable, NOT_ATOMIC, e))?;
+        tracing::info!(stream = %name, "allowed atomic batches on the existing stream");
+        stream = context.get_stream(&name).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
+    }
+    Ok(stream)
 }
 
 impl Store for JetStreamStore {
@@ -334,12 +353,12 @@ impl Store for JetStreamStore {
 
     fn last_seq(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
+            let deadline = Instant::now() + self.options.ack_timeout;
             self.check_connected()?;
-            self.stream().await?;
-            let stream = self
-                .context
-                .get_stream(&self.options.stream)
+            self.stream(deadline).await?;
+            let stream = tokio::time::timeout_at(deadline, self.context.get_stream(&self.options.stream))
                 .await
+                .map_err(|_| StoreError::plain(ErrorKind::Unavailable, NO_ANSWER))?
                 .map_err(|e| unavailable("reading the JetStream stream's state", e))?;
             Ok(stream.cached_info().state.last_sequence)
         })
@@ -392,9 +411,9 @@ impl Store for JetStreamStore {
             if self.stream.get().is_some() {
                 return Ok(());
             }
-            match tokio::time::timeout(STREAM_PROBE, self.stream()).await {
-                Ok(Ok(_)) => Ok(()),
-                _ => Err(NotReady::unavailable("the JetStream stream is not available")),
+            match self.stream(Instant::now() + STREAM_PROBE).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(NotReady::unavailable("the JetStream stream is not available")),
             }
         })
     }

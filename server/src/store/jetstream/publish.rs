@@ -24,7 +24,8 @@
 //! The `202`'s `accepted` is the size of the committed batch, `duplicates`
 //! the rest: exact.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
@@ -34,6 +35,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use inlet_shared::event::Event;
 use smallvec::SmallVec;
+use tokio::time::Instant;
 
 use super::group::{self, Single};
 use super::{message_id, no_answer, subject_for, unavailable, JetStreamStore, NO_ANSWER, TOKEN_HEADER};
@@ -55,6 +57,15 @@ pub const HEADER_ROOM: usize = 10 + 2 // "NATS/1.0\r\n", the closing "\r\n"
     + 21 + 4 + 2 // Nats-Batch-Sequence
     + 22 // Nats-Batch-Commit: 1
     + 29 + 20 + 2; // Nats-Expected-Last-Sequence
+
+/// Why a request is refused when its deadline passed before anything of it
+/// went out (waiting for a place for its batch, probe or group).
+pub(super) const BUSY: &str = "the store was busy until the deadline";
+
+/// A request whose deadline passed before anything of it went out.
+pub(super) fn busy() -> StoreError {
+    StoreError::plain(ErrorKind::Unavailable, BUSY)
+}
 
 /// Why an event over the server's `max_payload` is refused.
 const TOO_LARGE_FOR_NATS: &str = "an event is larger than the NATS server takes in one message (its max_payload)";
@@ -135,10 +146,13 @@ pub fn repeats_within(ids: &[String]) -> SmallVec<[bool; 8]> {
 
 impl JetStreamStore {
     /// Publishes a request's events, each with the writing token's name in
-    /// its `Inlet-Token` header (none when anonymous).
+    /// its `Inlet-Token` header (none when anonymous). One deadline, the ack
+    /// timeout from now, bounds every wait of it (the module doc of
+    /// `mod.rs`).
     pub(super) async fn publish_all(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
+        let deadline = Instant::now() + self.options.ack_timeout;
         self.check_connected()?;
-        self.stream().await?;
+        self.stream(deadline).await?;
         let max = self.max_event_bytes(token);
         if let [event] = events {
             let payload = event.json_bytes();
@@ -147,8 +161,8 @@ impl JetStreamStore {
             }
             let id = message_id(&event.source, &event.id);
             return match &self.group {
-                Some(queue) => self.publish_grouped(queue, event, payload, id, token).await,
-                None => self.publish_one(event, payload, &id, token).await,
+                Some(queue) => self.publish_grouped(queue, event, payload, id, token, deadline).await,
+                None => self.publish_one(event, payload, &id, token, deadline).await,
             };
         }
         if events.iter().any(|e| e.json_bytes().len() > max) {
@@ -158,10 +172,10 @@ impl JetStreamStore {
         let mut duplicate = repeats_within(&ids);
         let mut pending: Vec<usize> = (0..events.len()).filter(|i| !duplicate[*i]).collect();
         for _ in 0..ROUNDS {
-            match self.commit_batch(events, &ids, &pending, token).await? {
+            match self.commit_batch(events, &ids, &pending, token, deadline).await? {
                 Outcome::Committed => return Ok(Appended { duplicate }),
                 Outcome::Duplicates => {
-                    let known = self.probe(events, &ids, &pending, token).await?;
+                    let known = self.probe(events, &ids, &pending, token, deadline).await?;
                     for (i, known) in pending.iter().zip(known) {
                         duplicate[*i] = known;
                     }
@@ -186,7 +200,9 @@ impl JetStreamStore {
     }
 
     /// One event through the group publish (`group.rs`): it waits for its
-    /// own answer.
+    /// own answer until `deadline`. Still queued then (every group place
+    /// taken), it is taken out of the queue: nothing was stored. Taken into
+    /// a group, it may have gone out: the no-answer error.
     async fn publish_grouped(
         &self,
         queue: &tokio::sync::mpsc::UnboundedSender<Single>,
@@ -194,17 +210,26 @@ impl JetStreamStore {
         payload: Bytes,
         id: String,
         token: Option<&str>,
+        deadline: Instant,
     ) -> Result<Appended, StoreError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        let claimed = Arc::new(AtomicBool::new(false));
         let single = Single {
             subject: subject_for(&self.options.subject_prefix, &event.ty),
             id,
             payload,
             token: token.map(str::to_owned),
+            deadline,
+            claimed: claimed.clone(),
             answer,
         };
         queue.send(single).map_err(|_| group::closing())?;
-        let duplicate = answered.await.map_err(|_| group::closing())??;
+        let duplicate = match tokio::time::timeout_at(deadline, answered).await {
+            Ok(answer) => answer.map_err(|_| group::closing())??,
+            // Whoever claims it first: the group (it goes out) or this request (it never will).
+            Err(_) if claimed.swap(true, Ordering::AcqRel) => return Err(no_answer()),
+            Err(_) => return Err(busy()),
+        };
         Ok(Appended { duplicate: SmallVec::from_elem(duplicate, 1) })
     }
 
@@ -218,18 +243,19 @@ impl JetStreamStore {
         payload: Bytes,
         id: &str,
         token: Option<&str>,
+        deadline: Instant,
     ) -> Result<Appended, StoreError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
         if let Some(token) = token {
             headers.insert(TOKEN_HEADER, token);
         }
-        let request =
-            async_nats::Request::new().payload(payload).headers(headers).timeout(Some(self.options.ack_timeout));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = async_nats::Request::new().payload(payload).headers(headers).timeout(Some(left));
         // Bounded as a whole: handing the message to a connection whose
         // queue is full waits too, outside the request's own timeout.
         let sent = self.client.send_request(subject_for(&self.options.subject_prefix, &event.ty), request);
-        let reply = match tokio::time::timeout(self.options.ack_timeout, sent).await {
+        let reply = match tokio::time::timeout_at(deadline, sent).await {
             Err(_) => return Err(no_answer()),
             Ok(Err(e)) => {
                 use async_nats::RequestErrorKind as Kind;
@@ -247,18 +273,20 @@ impl JetStreamStore {
 
     /// Publishes `events[i]` for `i` in `which` as one atomic batch. A batch
     /// refused because the stream is busy (too many batches in flight) is
-    /// sent again, with a new id, until the ack timeout has passed.
+    /// sent again, with a new id, until `deadline`.
     async fn commit_batch(
         &self,
         events: &[Event],
         ids: &[String],
         which: &[usize],
         token: Option<&str>,
+        deadline: Instant,
     ) -> Result<Outcome, StoreError> {
-        let _slot = self.batch_slot().await?;
-        let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
-        // One deadline for the attempts, the messages handed to the
-        // connection (which wait while its queue is full) and the acks.
+        // Nothing of this batch went out while it waits for a place (and
+        // an earlier round's batch was refused: nothing stored).
+        let _slot = self.batch_slot(deadline).await?;
+        // The request's deadline for the attempts, the messages handed to
+        // the connection (which wait while its queue is full) and the acks.
         tokio::time::timeout_at(deadline, self.commit_batch_until(events, ids, which, token, deadline))
             .await
             .unwrap_or_else(|_| Err(no_answer()))
@@ -270,7 +298,7 @@ impl JetStreamStore {
         ids: &[String],
         which: &[usize],
         token: Option<&str>,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
     ) -> Result<Outcome, StoreError> {
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -303,9 +331,7 @@ impl JetStreamStore {
             };
             match error_code(&e) {
                 Some(code::DUPLICATE) => return Ok(Outcome::Duplicates),
-                Some(code::TOO_MANY_INFLIGHT | code::INCOMPLETE)
-                    if tokio::time::Instant::now() + backoff < deadline =>
-                {
+                Some(code::TOO_MANY_INFLIGHT | code::INCOMPLETE) if Instant::now() + backoff < deadline => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(200));
                 }
@@ -336,11 +362,12 @@ impl JetStreamStore {
         }
     }
 
-    /// One of the `--nats-batches-in-flight` places for a batch (or probe).
-    async fn batch_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
-        self.batch_slots
-            .acquire()
+    /// One of the `--nats-batches-in-flight` places for a batch (or probe),
+    /// waited for until `deadline` at most.
+    async fn batch_slot(&self, deadline: Instant) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        tokio::time::timeout_at(deadline, self.batch_slots.acquire())
             .await
+            .map_err(|_| busy())?
             .map_err(|_| StoreError::plain(ErrorKind::Closing, "the JetStream store is closing"))
     }
 
@@ -358,9 +385,10 @@ impl JetStreamStore {
         ids: &[String],
         which: &[usize],
         token: Option<&str>,
+        deadline: Instant,
     ) -> Result<Vec<bool>, StoreError> {
         let slots = self.options.batches_in_flight.max(1);
-        let probes: Vec<_> = which.iter().map(|&i| self.probe_one(&events[i], &ids[i], token)).collect();
+        let probes: Vec<_> = which.iter().map(|&i| self.probe_one(&events[i], &ids[i], token, deadline)).collect();
         futures::stream::iter(probes).buffered(slots).try_collect().await
     }
 
@@ -368,9 +396,14 @@ impl JetStreamStore {
     /// and an expected last sequence no stream reaches. JetStream checks
     /// the id first: 10201 if it knows it, else 10071 (wrong last
     /// sequence), and stores nothing either way.
-    async fn probe_one(&self, event: &Event, id: &str, token: Option<&str>) -> Result<bool, StoreError> {
-        let _slot = self.batch_slot().await?;
-        let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
+    async fn probe_one(
+        &self,
+        event: &Event,
+        id: &str,
+        token: Option<&str>,
+        deadline: Instant,
+    ) -> Result<bool, StoreError> {
+        let _slot = self.batch_slot(deadline).await?;
         // A probe stores nothing: no answer in time is a plain failure.
         tokio::time::timeout_at(deadline, self.probe_one_until(event, id, token, deadline))
             .await
@@ -382,7 +415,7 @@ impl JetStreamStore {
         event: &Event,
         id: &str,
         token: Option<&str>,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
     ) -> Result<bool, StoreError> {
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -409,7 +442,7 @@ impl JetStreamStore {
             match error_code(&e) {
                 Some(code::DUPLICATE) => return Ok(true),
                 Some(code::WRONG_LAST_SEQUENCE) => return Ok(false),
-                Some(code::TOO_MANY_INFLIGHT) if tokio::time::Instant::now() + backoff < deadline => {
+                Some(code::TOO_MANY_INFLIGHT) if Instant::now() + backoff < deadline => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(200));
                 }

@@ -37,7 +37,9 @@ impl JetStreamStore {
     /// subject and by source and token here.
     pub(super) async fn read(&self, q: Query) -> Result<Page, StoreError> {
         self.check_connected()?;
-        self.stream().await?;
+        // The wait for the stream bounded like a write's (each direct get
+        // below has the ack timeout of its own).
+        self.stream(tokio::time::Instant::now() + self.options.ack_timeout).await?;
         let subject = match &q.ty {
             Some(ty) => super::subject_for(&self.options.subject_prefix, ty),
             None => format!("{}.>", self.options.subject_prefix),

@@ -31,12 +31,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::setup::SetUp;
 use super::{direct_get_batch, subject_for, unavailable};
 use crate::store::rejected::{
     matches, KeptRejected, Rejected, RejectedGauges, RejectedLog, RejectedOptions, RejectedPage, RejectedPager,
@@ -53,6 +54,10 @@ const REFRESH: Duration = Duration::from_millis(500);
 const SCAN_MIN: usize = 10_000;
 /// Messages asked for in one batched direct get.
 const BATCH: usize = 1000;
+
+/// Why a request was refused when its deadline passed while the stream was
+/// being set up.
+const REJECTED_NOT_IN_TIME: &str = "the JetStream stream of rejected events could not be set up in time";
 
 /// A row as the body of its message.
 #[derive(Serialize, Deserialize)]
@@ -123,30 +128,39 @@ struct Shared {
     client: async_nats::Client,
     context: jetstream::Context,
     names: Names,
-    ready: OnceCell<()>,
+    /// The stream, set up once (`setup.rs`).
+    ready: SetUp<()>,
     gauges: Arc<RejectedGauges>,
     read_timeout: Duration,
 }
 
 impl Shared {
     /// Creates the stream, or updates it to the settings of this start
-    /// (retention, cap, replicas), once.
-    async fn ensure(&self) -> Result<(), StoreError> {
-        self.ready
-            .get_or_try_init(|| async {
-                self.context
-                    .create_or_update_stream(self.names.config())
+    /// (retention, cap, replicas), once; waits until `deadline` at most,
+    /// for one attempt at a time shared by all waiters.
+    async fn ensure(&self, deadline: tokio::time::Instant) -> Result<(), StoreError> {
+        let (context, config) = (self.context.clone(), self.names.config());
+        let set_up = move || {
+            async move {
+                context
+                    .create_or_update_stream(config)
                     .await
                     .map_err(|e| unavailable("creating the JetStream stream of rejected events", e))?;
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map(|_| ())
+                Ok(())
+            }
+            .boxed()
+        };
+        self.ready.get_or_set_up(deadline, REJECTED_NOT_IN_TIME, set_up).await.map(|_| ())
+    }
+
+    /// The deadline of a wait for the stream: the read timeout from now.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.read_timeout
     }
 
     /// Publishes `rows` and waits for their acks.
     async fn write(&self, rows: Vec<Rejected>) {
-        if self.ensure().await.is_err() {
+        if self.ensure(self.deadline()).await.is_err() {
             self.gauges.dropped_queue.fetch_add(rows.len() as u64, Relaxed);
             return;
         }
@@ -182,7 +196,7 @@ impl Shared {
     /// sequence at the last look (`None` before the first): rows before the
     /// new first sequence were dropped by the stream since.
     async fn refresh(&self, seen: &mut Option<(u64, i64)>) {
-        if self.ensure().await.is_err() {
+        if self.ensure(self.deadline()).await.is_err() {
             return;
         }
         let Ok(stream) = self.context.get_stream(&self.names.stream).await else { return };
@@ -201,7 +215,7 @@ impl Shared {
     }
 
     async fn page(&self, q: Query, max_bytes: usize) -> Result<RejectedPage, StoreError> {
-        self.ensure().await?;
+        self.ensure(self.deadline()).await?;
         let subject = match &q.ty {
             Some(ty) => self.names.subject(Some(ty)),
             None => format!("{}.>", self.names.prefix),
@@ -361,12 +375,15 @@ impl JetStreamRejected {
         wait: Duration,
     ) -> JetStreamRejected {
         let gauges = Arc::new(RejectedGauges { max_bytes: names.options.max_bytes, ..RejectedGauges::default() });
-        let shared = Arc::new(Shared { client, context, names, ready: OnceCell::new(), gauges, read_timeout });
+        let shared = Arc::new(Shared { client, context, names, ready: SetUp::new(), gauges, read_timeout });
         let connected = shared.client.connection_state() == async_nats::connection::State::Connected;
-        match tokio::time::timeout(if connected { wait } else { Duration::ZERO }, shared.ensure()).await {
-            Ok(Ok(())) => tracing::info!(stream = %shared.names.stream, "JetStream stream of rejected events ready"),
-            Ok(Err(e)) => tracing::warn!("JetStream stream of rejected events not ready yet: {e}"),
-            Err(_) => tracing::warn!("JetStream stream of rejected events not ready yet: NATS did not answer"),
+        let wait = if connected { wait } else { Duration::ZERO };
+        match shared.ensure(tokio::time::Instant::now() + wait).await {
+            Ok(()) => tracing::info!(stream = %shared.names.stream, "JetStream stream of rejected events ready"),
+            Err(e) if e.reason() == REJECTED_NOT_IN_TIME => {
+                tracing::warn!("JetStream stream of rejected events not ready yet: NATS did not answer")
+            }
+            Err(e) => tracing::warn!("JetStream stream of rejected events not ready yet: {e}"),
         }
         let (tx, rx) = mpsc::channel(QUEUE_ROWS);
         let task = tokio::spawn(serve(shared.clone(), rx));
