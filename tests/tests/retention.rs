@@ -135,7 +135,7 @@ fn drop_oldest_keeps_accepting_under_a_small_cap_and_keeps_the_newest() {
     assert_eq!(problem["type"], "urn:inlet:problem:request-over-store-cap");
     assert_eq!(
         problem["detail"],
-        "the request is larger than half the store's cap; nothing was stored, and the same request sent again cannot be"
+        "the request is larger than half the store's cap: send it in smaller requests; nothing was stored"
     );
     assert_eq!(stored_ids(&s), expected);
 }

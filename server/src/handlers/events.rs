@@ -26,7 +26,7 @@ fn store_unavailable(app: &App, e: &StoreError, writing: bool) -> Response {
     tracing::warn!(kind = ?e.kind(), "refusing request: {}", e.chain());
     if e.kind() == ErrorKind::TooLarge {
         // It can never fit: no `Retry-After`, a retry cannot help.
-        let detail = format!("{}; nothing was stored, and the same request sent again cannot be", e.reason());
+        let detail = format!("{}; nothing was stored", e.reason());
         return app.reject(Problem::new(413, "request-over-store-cap", detail));
     }
     let detail = if writing && e.kind() == ErrorKind::Unanswered {
@@ -148,7 +148,7 @@ fn source_errors(req: &Request, body: &[u8], principal: &Principal, outside: &[u
         // The lines that hold events: the parser skips blank ones.
         body.split(|b| *b == b'\n')
             .enumerate()
-            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+            .filter(|(_, line)| !inlet_shared::event::is_blank_line(line))
             .map(|(i, _)| i as u64 + 1)
             .collect()
     } else {

@@ -68,7 +68,8 @@ pub(super) fn busy() -> StoreError {
 }
 
 /// Why an event over the server's `max_payload` is refused.
-const TOO_LARGE_FOR_NATS: &str = "an event is larger than the NATS server takes in one message (its max_payload)";
+const TOO_LARGE_FOR_NATS: &str =
+    "an event is larger than the NATS server takes in one message (its max_payload): it cannot be stored as it is";
 
 /// Publish-then-probe rounds of one request before it is answered `503`.
 const ROUNDS: usize = 3;

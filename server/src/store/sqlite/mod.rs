@@ -290,7 +290,10 @@ impl SqliteStore {
         if let (WhenFull::DropOldest, Some(cap)) = (self.gauges.when_full, self.gauges.max_bytes) {
             let bytes: u64 = rows.iter().map(|r| r.json.len() as u64).sum();
             if bytes > cap / 2 {
-                return Err(StoreError::plain(ErrorKind::TooLarge, "the request is larger than half the store's cap"));
+                return Err(StoreError::plain(
+                    ErrorKind::TooLarge,
+                    "the request is larger than half the store's cap: send it in smaller requests",
+                ));
             }
         }
         let (reply, answer) = oneshot::channel();
@@ -593,7 +596,7 @@ mod tests {
         let past = store.append(&[sized("past", cap as usize / 2 + 1)], None).await.unwrap_err();
         assert_eq!(
             (past.kind(), past.reason()),
-            (ErrorKind::TooLarge, "the request is larger than half the store's cap")
+            (ErrorKind::TooLarge, "the request is larger than half the store's cap: send it in smaller requests")
         );
         assert_eq!(stored_seqs(&store).await, (1..=10).collect::<Vec<_>>(), "nothing deleted for it");
         let at = store.append(&[sized("at", cap as usize / 2)], None).await.unwrap();
