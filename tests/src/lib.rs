@@ -35,7 +35,7 @@ pub use client::client;
 pub use conn::{free_port, json, raw_exchange, Conn};
 pub use error::HarnessError;
 pub use events::{event_json, stored_ids};
-pub use nats::{Nats, NatsConn, NatsReply};
+pub use nats::{wait_jetstream_ready, Nats, NatsConn, NatsReply};
 pub use server::{binary, new_token, refused_start, try_binary, Server};
 pub use sse::{SseEnd, SseEvent, SseStream};
 

@@ -290,3 +290,17 @@ impl NatsConn {
         }
     }
 }
+
+/// Waits until a POST through `s` (a server on `--store jetstream`) is
+/// acknowledged: the stream is created and, for a cluster, its replicas up.
+pub fn wait_jetstream_ready(s: &crate::Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = s.post("/events", "application/json", crate::event_json("ready-probe", "t.ready"));
+        if res.status == 202 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "JetStream never became ready: {}", String::from_utf8_lossy(&res.body));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inlet_shared::http::ClientRequest;
+use inlet_tests::wait_jetstream_ready;
 use inlet_tests::{binary, event_json, free_port, json, stored_ids, Conn, Nats, NatsConn, Server, PATIENCE};
 
 fn jetstream_server(urls: &[String], extra: &[&str]) -> Server {
@@ -21,19 +22,6 @@ fn jetstream_server(urls: &[String], extra: &[&str]) -> Server {
     let mut args = vec!["--store", "jetstream", "--nats-url", &urls];
     args.extend_from_slice(extra);
     Server::start(&args)
-}
-
-/// Waits until a POST through `s` is acknowledged (stream created, cluster up).
-fn wait_ready(s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = s.post("/events", "application/json", event_json("ready-probe", "t.ready"));
-        if res.status == 202 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "JetStream never became ready: {}", String::from_utf8_lossy(&res.body));
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Posts events with fresh ids; an event not acknowledged (connection lost,
@@ -105,7 +93,7 @@ fn three_inlet_servers_one_stream_one_killed_mid_load() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::single(dir.path());
     let servers: Vec<Server> = (0..3).map(|_| jetstream_server(&[nats.url()], &[])).collect();
-    wait_ready(&servers[0]);
+    wait_jetstream_ready(&servers[0]);
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -157,7 +145,7 @@ fn nats_cluster_r3_survives_a_node_killed_mid_load() {
     let mut nodes = cluster(dir.path());
     let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
     let s = jetstream_server(&urls, &["--replicas", "3"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -198,7 +186,7 @@ fn nats_stopped_and_restarted_gives_503_then_202() {
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::single(dir.path());
     let s = jetstream_server(&[nats.url()], &[]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     assert_eq!(s.post("/events", "application/json", event_json("before", "t")).status, 202);
 
     nats.kill();
@@ -243,7 +231,7 @@ fn paging_goes_on_where_the_scan_budget_ran_out() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::single(dir.path());
     let s = jetstream_server(&[nats.url()], &[]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     // 11,000 events of /many (more than the 10,000 a page scans), then 3 of /rare.
     for chunk in 0..11 {
         let lines: Vec<String> = (0..1000)
@@ -449,7 +437,7 @@ fn atomic_batch_dedupe_as_nats_does_it() {
 /// repeats within one request; each event stored once.
 fn batch_counts_are_exact(urls: &[String], extra: &[&str]) {
     let s = jetstream_server(urls, extra);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let post = |names: &[&str]| json(&s.post("/events", "application/x-ndjson", ndjson(&ids(names))));
     let counts = |accepted: u64, duplicates: u64| serde_json::json!({"accepted": accepted, "duplicates": duplicates});
     assert_eq!(post(&["a", "b", "c"]), counts(3, 0));
@@ -531,7 +519,7 @@ fn an_existing_stream_is_updated_to_allow_atomic_batches() {
     );
     assert!(created["config"]["allow_atomic"].is_null(), "{created}");
     let s = jetstream_server(&[nats.url()], &[]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let res = s.post("/events", "application/x-ndjson", ndjson(&ids(&["x1", "x2"])));
     assert_eq!(json(&res), serde_json::json!({"accepted": 2, "duplicates": 0}));
     let info = c.api("STREAM.INFO.INLET_EVENTS", serde_json::json!({}));
@@ -576,7 +564,7 @@ fn max_batch_past_the_atomic_batch_limit_is_refused_at_start() {
     );
     // At the limit it starts, and a batch of 1,000 is one atomic batch.
     let s = jetstream_server(&[url], &["--max-batch", "1000"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let big: Vec<String> = (0..1000).map(|i| format!("big-{i}")).collect();
     assert_eq!(
         json(&s.post("/events", "application/x-ndjson", ndjson(&big))),
@@ -592,7 +580,7 @@ fn a_page_of_1000_events_takes_a_few_requests_to_nats() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::single(dir.path());
     let s = jetstream_server(&[nats.url()], &[]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let all: Vec<String> = (0..1500).map(|i| format!("p-{i}")).collect();
     for chunk in all.chunks(500) {
         assert_eq!(s.post("/events", "application/x-ndjson", ndjson(chunk)).status, 202);
@@ -660,7 +648,7 @@ fn r3_batches_stay_whole_when_the_connected_node_is_killed() {
     let mut nodes = cluster(dir.path());
     let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
     let s = jetstream_server(&urls, &["--replicas", "3"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -798,7 +786,7 @@ const ONE_DUPLICATE: &str = r#"{"accepted":0,"duplicates":1}"#;
 /// event once.
 fn grouped_singles_count_exactly(urls: &[String]) {
     let s = jetstream_server(urls, &["--nats-group-in-flight", "1"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     for k in 0..10 {
         let res = s.post("/events", "application/json", event_json(&format!("old-{k}"), "t.group"));
         assert_eq!((res.status, String::from_utf8_lossy(&res.body).into_owned()), (202, ONE_NEW.to_string()));
@@ -882,7 +870,7 @@ fn a_refused_event_does_not_fail_its_group() {
     );
     assert_eq!(created["config"]["max_msg_size"], 600, "{created}");
     let s = jetstream_server(&[nats.url()], &["--nats-group-in-flight", "1"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     let large = |id: &str| {
         format!(
             r#"{{"specversion":"1.0","id":"{id}","source":"/tests","type":"t.group","data":"{}"}}"#,

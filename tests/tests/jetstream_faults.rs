@@ -15,6 +15,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use inlet_shared::http::ClientRequest;
+use inlet_tests::wait_jetstream_ready;
 use inlet_tests::{event_json, free_port, json, stored_ids, Conn, Nats, Server, PATIENCE};
 
 /// A nats-server started from a config of our own: `listen`, JetStream in
@@ -87,19 +88,6 @@ fn jetstream_server(node: &Node, extra: &[&str]) -> Server {
     let mut args = vec!["--store", "jetstream", "--nats-url", &url];
     args.extend_from_slice(extra);
     Server::start(&args)
-}
-
-/// Waits until a POST through `s` is acknowledged (stream created).
-fn wait_ready(s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = s.post("/events", "application/json", event_json("ready-probe", "t.ready"));
-        if res.status == 202 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "JetStream never became ready: {}", String::from_utf8_lossy(&res.body));
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// An event whose `data` is `size` bytes of `x`.
@@ -187,7 +175,7 @@ fn events_over_max_payload_are_refused_alone() {
     // not grouped, then the default.
     for (phase, group) in ["1", "0", "16"].into_iter().enumerate() {
         let s = jetstream_server(&node, &["--nats-group-in-flight", group]);
-        wait_ready(&s);
+        wait_jetstream_ready(&s);
         const WRITERS: usize = 16;
         const ROUNDS: usize = 20;
         let large = |w: usize, k: usize| (w + k).is_multiple_of(5);
@@ -263,7 +251,7 @@ fn no_answer_says_the_events_may_have_been_stored() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "");
     let s = jetstream_server(&node, &["--nats-group-in-flight", "1"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     node.signal("STOP");
     let single = |id: &str| vec![("application/json", event_json(id, "t.wait"))];
     let batch = vec![("application/x-ndjson", [event_json("b1", "t.wait"), event_json("b2", "t.wait")].join("\n"))];
@@ -314,7 +302,7 @@ fn a_full_connection_to_a_stopped_nats_still_answers_in_time() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "");
     let s = jetstream_server(&node, &["--nats-group-in-flight", "1", "--max-body", "8388608"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     node.signal("STOP");
     let batch = |name: &str, events: usize, size: usize| {
         let lines: Vec<String> = (0..events).map(|i| big_event(&format!("{name}-{i}"), size)).collect();
@@ -350,7 +338,7 @@ fn batches_waiting_for_a_place_are_answered_within_their_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "");
     let s = jetstream_server(&node, &["--nats-batches-in-flight", "16"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     node.signal("STOP");
     let lists = (0..40)
         .map(|n| {
@@ -360,20 +348,7 @@ fn batches_waiting_for_a_place_are_answered_within_their_deadline() {
         .collect();
     let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
     node.signal("CONT");
-    let mut sent = 0;
-    for (n, answers) in answers.iter().enumerate() {
-        let (status, body, took) = &answers[0];
-        assert_eq!(*status, 503, "post {n}: {body}");
-        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
-        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
-        let detail = problem["detail"].as_str().expect("detail");
-        if detail == MAY_BE_STORED {
-            sent += 1;
-        } else {
-            assert_eq!(detail, format!("{BUSY}{NOTHING_STORED}"), "post {n}");
-        }
-        assert!(*took < ANSWERED_IN_TIME, "post {n} answered after {took:?}");
-    }
+    let sent = count_sent_within(&answers, ANSWERED_IN_TIME);
     assert!(sent >= 16, "{sent} batches went out");
 }
 
@@ -388,11 +363,19 @@ fn singles_waiting_for_a_group_place_are_answered_within_their_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "");
     let s = jetstream_server(&node, &["--nats-group-in-flight", "1"]);
-    wait_ready(&s);
+    wait_jetstream_ready(&s);
     node.signal("STOP");
     let lists = (0..4).map(|n| vec![("application/json", event_json(&format!("q{n}"), "t.wait"))]).collect();
     let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
     node.signal("CONT");
+    let sent = count_sent_within(&answers, SMALL_ANSWERED_IN_TIME);
+    assert!(sent >= 1, "no single went out");
+}
+
+/// Checks that every request was answered `503` within `bound` of its send,
+/// either "may have been stored" (it went out) or "busy until the deadline,
+/// nothing stored"; returns how many went out.
+fn count_sent_within(answers: &[Vec<(u16, String, Duration)>], bound: Duration) -> usize {
     let mut sent = 0;
     for (n, answers) in answers.iter().enumerate() {
         let (status, body, took) = &answers[0];
@@ -405,9 +388,9 @@ fn singles_waiting_for_a_group_place_are_answered_within_their_deadline() {
         } else {
             assert_eq!(detail, format!("{BUSY}{NOTHING_STORED}"), "post {n}");
         }
-        assert!(*took < SMALL_ANSWERED_IN_TIME, "post {n} answered after {took:?}");
+        assert!(*took < bound, "post {n} answered after {took:?}");
     }
-    assert!(sent >= 1, "no single went out");
+    sent
 }
 
 /// The reason given when a request's deadline passed before anything of it
@@ -496,7 +479,7 @@ fn shutdown_does_not_wait_for_a_dead_nats() {
         let dir = tempfile::tempdir().unwrap();
         let mut node = Node::start(dir.path(), "");
         let mut s = jetstream_server(&node, &[]);
-        wait_ready(&s);
+        wait_jetstream_ready(&s);
         if how == "STOP" {
             node.signal("STOP");
         } else {
