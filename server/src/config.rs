@@ -72,6 +72,23 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The longest `--nats-ack-timeout`: a request held longer than this is
+/// better refused, and a typo (`5m` for `5s`) is caught at start.
+pub const MAX_NATS_ACK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `--nats-ack-timeout`: a duration above zero and at most
+/// [`MAX_NATS_ACK_TIMEOUT`].
+fn parse_nats_ack_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err("an ack timeout of 0 would refuse every write: give e.g. 5s".into()),
+        d if d > MAX_NATS_ACK_TIMEOUT => Err(format!(
+            "an ack timeout of {s} is over the most allowed, {}s: a request would be held that long",
+            MAX_NATS_ACK_TIMEOUT.as_secs()
+        )),
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -174,6 +191,12 @@ pub struct Config {
     /// jetstream: window in which a repeated (source, id) is dropped as a duplicate.
     #[arg(long, env = "INLET_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     pub duplicate_window: Duration,
+
+    /// jetstream: the one deadline of each request at the store, from when
+    /// it reaches it: its wait for a place, its publish and JetStream's ack
+    /// (or a read's answer); past it, `503`. Above 0, at most 5m.
+    #[arg(long, env = "INLET_NATS_ACK_TIMEOUT", default_value = "5s", value_parser = parse_nats_ack_timeout)]
+    pub nats_ack_timeout: Duration,
 
     /// jetstream: atomic batches (requests of more than one event) this
     /// server has in flight at most; nats-server takes 50 per stream.
@@ -469,7 +492,7 @@ impl Config {
                 max_age: self.retention.unwrap_or(self.max_age),
                 max_bytes: self.max_stream_bytes,
                 duplicate_window: self.duplicate_window,
-                ack_timeout: Duration::from_secs(5),
+                ack_timeout: self.nats_ack_timeout,
                 batches_in_flight: self.nats_batches_in_flight,
                 group_in_flight: self.nats_group_in_flight,
                 max_batch: self.max_batch,
@@ -600,6 +623,33 @@ mod tests {
         }
         let e = Config::try_parse_from(["inlet-server", "--retention", "2h", "--max-age", "1h"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn nats_ack_timeout_defaults_to_5s_and_is_bounded() {
+        let ack = |args: &[&str]| {
+            Config::try_parse_from([&["inlet-server", "--store", "jetstream"], args].concat()).map(|c| {
+                match c.store_options() {
+                    store::Options::Jetstream(o) => o.ack_timeout,
+                    other => panic!("expected jetstream, got {other:?}"),
+                }
+            })
+        };
+        assert_eq!(ack(&[]).unwrap(), Duration::from_secs(5));
+        assert_eq!(ack(&["--nats-ack-timeout", "2s"]).unwrap(), Duration::from_secs(2));
+        assert_eq!(ack(&["--nats-ack-timeout", "1.5"]).unwrap(), Duration::from_millis(1500));
+        // The bounds: the smallest duration above zero, and 5 minutes.
+        assert_eq!(ack(&["--nats-ack-timeout", "1ms"]).unwrap(), Duration::from_millis(1));
+        assert_eq!(ack(&["--nats-ack-timeout", "5m"]).unwrap(), MAX_NATS_ACK_TIMEOUT);
+        assert_eq!(ack(&["--nats-ack-timeout", "300s"]).unwrap(), Duration::from_secs(300));
+        let zero = ack(&["--nats-ack-timeout", "0"]).unwrap_err();
+        assert_eq!(zero.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(zero.to_string().contains("an ack timeout of 0 would refuse every write"), "{zero}");
+        let over = ack(&["--nats-ack-timeout", "300.001s"]).unwrap_err();
+        assert_eq!(over.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(over.to_string().contains("an ack timeout of 300.001s is over the most allowed, 300s"), "{over}");
+        assert!(ack(&["--nats-ack-timeout", "5d"]).unwrap_err().to_string().contains("use ms, s, m or h"));
+        assert!(ack(&["--nats-ack-timeout", "-1s"]).is_err());
     }
 
     #[test]

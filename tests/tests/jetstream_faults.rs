@@ -83,9 +83,10 @@ impl Drop for Node {
     }
 }
 
+/// inlet on `node`, with the ack timeout of these tests ([`ACK_TIMEOUT`]).
 fn jetstream_server(node: &Node, extra: &[&str]) -> Server {
     let url = node.url();
-    let mut args = vec!["--store", "jetstream", "--nats-url", &url];
+    let mut args = vec!["--store", "jetstream", "--nats-url", &url, "--nats-ack-timeout", ACK_TIMEOUT_FLAG];
     args.extend_from_slice(extra);
     Server::start(&args)
 }
@@ -148,17 +149,22 @@ const MAY_BE_STORED: &str =
 /// How a `503` ends when nothing went out to NATS.
 const NOTHING_STORED: &str = "; nothing was stored, retry later";
 
-/// inlet's ack timeout (fixed: `server/src/config.rs`): the one deadline of
-/// each request at the store.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The ack timeout these tests give inlet (`--nats-ack-timeout`, default
+/// 5 s): the one deadline of each request at the store. Short, so that the
+/// tests that wait for it are quick.
+const ACK_TIMEOUT: Duration = Duration::from_millis(ACK_TIMEOUT_MS);
+const ACK_TIMEOUT_MS: u64 = 2000;
+const ACK_TIMEOUT_FLAG: &str = "2000ms";
 /// The most a request may take from its send to its whole answer while
-/// NATS does not answer: the ack timeout and generous slack for a loaded
-/// machine (reading a large body, say). Waits one after another (the
-/// regression) take 3 ack timeouts or more in the tests that use it.
-const ANSWERED_IN_TIME: Duration = Duration::from_secs(2 * ACK_TIMEOUT.as_secs() + 3);
+/// NATS does not answer: the ack timeout and slack for a loaded machine
+/// (reading a large body, say), kept below 3 ack timeouts: waits one after
+/// another (the regression) take 3 ack timeouts or more in the tests that
+/// use it, and fail it. With 2 s: 5 s.
+const ANSWERED_IN_TIME: Duration = Duration::from_millis(2 * ACK_TIMEOUT_MS + 1000);
 /// The same for a small request on a path where the regression takes 2
-/// ack timeouts (a single event behind one group place).
-const SMALL_ANSWERED_IN_TIME: Duration = Duration::from_secs(ACK_TIMEOUT.as_secs() + 4);
+/// ack timeouts (a single event behind one group place): below 2 ack
+/// timeouts. With 2 s: 3.5 s.
+const SMALL_ANSWERED_IN_TIME: Duration = Duration::from_millis(ACK_TIMEOUT_MS + 1500);
 
 /// 16 connections post single events at once, every fifth one with 100 KB
 /// of data, to a nats-server whose `max_payload` is 64 KiB: each large one
@@ -242,9 +248,10 @@ fn events_over_max_payload_are_refused_alone() {
 /// single event, a group of them and a batch are each answered `503` with
 /// `Retry-After`, saying that the events may have been stored (they may:
 /// the publish went out) rather than that nothing was. The group: 3 single
-/// events sent 2 s after the first, while it holds the one group place;
-/// they go out together when its deadline frees the place, 3 s before
-/// theirs. After SIGCONT the same events resent are stored once.
+/// events sent half an ack timeout after the first, while it holds the one
+/// group place; they go out together when its deadline frees the place,
+/// half an ack timeout before theirs. After SIGCONT the same events resent
+/// are stored once.
 #[test]
 #[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
 fn no_answer_says_the_events_may_have_been_stored() {
@@ -258,7 +265,7 @@ fn no_answer_says_the_events_may_have_been_stored() {
     let lists = vec![single("s1"), single("s2"), single("s3"), single("s4"), batch.clone()];
     let addr = s.addr;
     let first = std::thread::spawn(move || post_concurrently_timed(addr, vec![single("s1")], Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(ACK_TIMEOUT / 2);
     let mut answers = post_concurrently_timed(s.addr, lists[1..].to_vec(), Duration::from_secs(60));
     answers.splice(0..0, first.join().expect("first poster"));
     node.signal("CONT");
@@ -289,11 +296,41 @@ fn no_answer_says_the_events_may_have_been_stored() {
     assert_eq!(stored.keys().cloned().collect::<HashSet<_>>(), expected);
 }
 
+/// NATS stopped (SIGSTOP): a single event and a batch, each on its own
+/// connection, are answered `503` with the no-answer wording at the
+/// configured `--nats-ack-timeout` (2 s here, not the default 5 s): not
+/// before it (half a second of slack for the clock), and well before the
+/// default would answer (3 s of slack for a loaded machine).
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn a_stopped_nats_is_answered_at_the_configured_ack_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "");
+    let s = jetstream_server(&node, &[]);
+    wait_jetstream_ready(&s);
+    node.signal("STOP");
+    let single = vec![("application/json", event_json("at1", "t.wait"))];
+    let batch = vec![("application/x-ndjson", [event_json("at2", "t.wait"), event_json("at3", "t.wait")].join("\n"))];
+    let answers = post_concurrently_timed(s.addr, vec![single, batch], Duration::from_secs(60));
+    node.signal("CONT");
+    let earliest = ACK_TIMEOUT - Duration::from_millis(500);
+    let latest = ACK_TIMEOUT + Duration::from_secs(3);
+    for (n, answers) in answers.iter().enumerate() {
+        let (status, body, took) = &answers[0];
+        assert_eq!(*status, 503, "post {n}: {body}");
+        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
+        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+        assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
+        assert!(*took >= earliest, "post {n} answered after {took:?}, before the ack timeout {ACK_TIMEOUT:?}");
+        assert!(*took < latest, "post {n} answered after {took:?}, ack timeout {ACK_TIMEOUT:?}");
+    }
+}
+
 /// NATS stopped, and inlet's connection to it full: the socket's buffers
 /// (4 MB batches) and then the NATS client's queue of messages (3 batches of
 /// 1,000 events). A publish then cannot even be handed to the connection.
 /// Every request, single or batch, is still answered within its one
-/// deadline (the 5 s ack timeout; measured from the send, with slack for
+/// deadline (the ack timeout; measured from the send, with slack for
 /// reading the large bodies), `503` with the no-answer wording: none waits
 /// for NATS forever, nor for another request's wait first.
 #[test]

@@ -74,7 +74,8 @@ pub struct Options {
     pub max_age: Duration,
     pub max_bytes: i64,
     pub duplicate_window: Duration,
-    /// How long a publish waits for JetStream's ack.
+    /// `--nats-ack-timeout`: the one deadline of each request at the store
+    /// (its wait for a place, its publish and the ack, or a read).
     pub ack_timeout: Duration,
     /// Atomic batches this server has in flight at most (nats-server takes
     /// 50 per stream, from all publishers together).
