@@ -19,8 +19,9 @@
 //! | Flushing  | the queued answers  | none                                    | -            | -                    |
 //! |           | to be written       |                                         |              |                      |
 //! | Streaming | the next chunk of a | body_timeout for each write of what is  | dropped      | finish the body; a   |
-//! |           | streamed body; its  | buffered (about 64 KiB, or one event);  | (silently)   | live stream ends at  |
-//! |           | writes              | none for the producer                   |              | its next chunk       |
+//! |           | streamed body; its  | buffered (about 64 KiB, or one event)   | (silently)   | live stream ends at  |
+//! |           | writes              | and of each chunk of 4 KiB or more;     |              | its next chunk       |
+//! |           |                     | none for the producer                   |              |                      |
 //! | Idle      | the first byte of   | idle_timeout from the last flush        | Closing      | Closing              |
 //! |           | the next request    |                                         |              |                      |
 //! | Closing   | the final answer    | 60 s to write it, 2 s of lingering      | dropped      | -                    |
@@ -50,7 +51,11 @@
 //!   head and goes to `Streaming`: each chunk is framed into the write
 //!   buffer as the producer hands it on, and written once about 64 KiB is
 //!   buffered or the producer has nothing ready, so the producer runs at
-//!   most a few chunks ahead of the client (backpressure). Each write must
+//!   most a few chunks ahead of the client (backpressure). A chunk of 4 KiB
+//!   or more (a page of a live stream, the same `Bytes` for every
+//!   subscriber) is not copied: what is buffered, its size line, its bytes
+//!   and CRLF are written at once, vectored where the stream takes it (a
+//!   socket; a TLS stream gets them one after the other). Each write must
 //!   finish within `body_timeout`: a client that stops reading is dropped
 //!   then, and with it the stream, which stops the store's read. A client
 //!   that leaves mid-body does the same at once. The end of the body goes
@@ -75,9 +80,12 @@ mod closing;
 mod tests;
 
 use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
 
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use inlet_shared::http::{
@@ -108,6 +116,12 @@ const MAX_IDLE_BUFFER: usize = 64 * 1024;
 
 /// A streamed body is written once this much of it is buffered.
 const STREAM_WRITE_BYTES: usize = 64 * 1024;
+
+/// A chunk of a streamed body at least this large is written from its own
+/// bytes (shared: a live stream's page is the same `Bytes` for every
+/// subscriber) after what is buffered, rather than copied into the write
+/// buffer. Smaller chunks are copied and written together.
+const SHARED_CHUNK_BYTES: usize = 4 * 1024;
 
 /// Where a connection is in its life (see the table in the module doc).
 enum State {
@@ -394,6 +408,16 @@ where
                 }
             };
             match chunk {
+                Chunk::Data(data) if data.len() >= SHARED_CHUNK_BYTES => {
+                    let large = self.framed.write_buffer().len() + data.len() >= STREAM_WRITE_BYTES;
+                    if !self.write_chunk(&data).await {
+                        return State::Closing(None);
+                    }
+                    if large {
+                        // As after a write of a full buffer, below.
+                        tokio::task::yield_now().await;
+                    }
+                }
                 Chunk::Data(data) => {
                     put_chunk(self.framed.write_buffer_mut(), &data);
                     if self.framed.write_buffer().len() >= STREAM_WRITE_BYTES {
@@ -458,6 +482,41 @@ where
         written
     }
 
+    /// Writes what is buffered, then the chunk `data` (its size line, its
+    /// bytes, CRLF) without copying `data`: with vectored writes where the
+    /// stream takes them, else part after part, resuming partial writes. The
+    /// same deadline as [`Self::write_buffered`] applies to the whole, and
+    /// `false` means the same.
+    async fn write_chunk(&mut self, data: &Bytes) -> bool {
+        // The buffer is taken out for the write (the stream is borrowed for
+        // it) and put back empty, keeping its allocation.
+        let mut head = std::mem::take(self.framed.write_buffer_mut());
+        put_chunk_size(&mut head, data.len());
+        self.timer.as_mut().reset(Instant::now() + self.settings.body_timeout);
+        let written = {
+            let parts: [&[u8]; 3] = [&head, data, b"\r\n"];
+            let mut done = 0;
+            let io = self.framed.get_mut();
+            let timer = &mut self.timer;
+            poll_fn(|cx| {
+                if let Poll::Ready(r) = poll_write_parts(Pin::new(&mut *io), cx, &parts, &mut done) {
+                    return Poll::Ready(r.is_ok());
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        head.clear();
+        *self.framed.write_buffer_mut() = head;
+        if !written {
+            tracing::debug!("a streamed answer was not written in time, or the client left");
+        }
+        written
+    }
+
     async fn answer_continue(&mut self, head: &RequestHead) -> State {
         if let Some(refusal) = refuse_continue_from(&self.app, head, self.peer.as_ref()) {
             return State::Closing(Some(refusal));
@@ -496,6 +555,60 @@ where
 
     fn closing_problem(&self, problem: Problem) -> Response {
         closing_problem(&self.app, problem)
+    }
+}
+
+/// Appends a chunk's size line (RFC 9112 §7.1: hex digits, CRLF) for a
+/// chunk of `len` bytes (not 0: that is the last chunk).
+fn put_chunk_size(dst: &mut BytesMut, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut at = digits.len();
+    while n > 0 {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    }
+    dst.extend_from_slice(&digits[at..]);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Writes `parts` in order, `done` bytes of them being written already (it
+/// counts on across calls, so a write that returns `Pending` or writes part
+/// of them resumes where it stopped), then flushes the stream. One vectored
+/// write per poll where the stream supports it (a socket); else the parts
+/// one after the other (a TLS stream).
+fn poll_write_parts<W: AsyncWrite + ?Sized>(
+    mut io: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    parts: &[&[u8]; 3],
+    done: &mut usize,
+) -> Poll<io::Result<()>> {
+    loop {
+        let mut rest = [IoSlice::new(&[]); 3];
+        let mut count = 0;
+        let mut skip = *done;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            rest[count] = IoSlice::new(&part[skip..]);
+            skip = 0;
+            count += 1;
+        }
+        if count == 0 {
+            return io.poll_flush(cx);
+        }
+        let n = if io.is_write_vectored() {
+            ready!(io.as_mut().poll_write_vectored(cx, &rest[..count]))?
+        } else {
+            ready!(io.as_mut().poll_write(cx, &rest[0]))?
+        };
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *done += n;
     }
 }
 

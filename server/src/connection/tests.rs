@@ -632,3 +632,207 @@ async fn an_http10_head_of_a_page_gets_its_length_and_no_transfer_encoding() {
     assert!(head.contains(&format!("Content-Length: {whole}\r\n")), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
 }
+
+// --- large chunks written from their own bytes (not copied into the buffer) ---
+
+/// The server end of a connection that takes at most `max` bytes per write,
+/// and takes vectored writes only if `vectored` (a TLS stream does not).
+/// Counts the vectored writes it was given.
+struct Trickle {
+    inner: DuplexStream,
+    max: usize,
+    vectored: bool,
+    vectored_writes: Arc<AtomicUsize>,
+}
+
+impl Trickle {
+    fn new(inner: DuplexStream, max: usize, vectored: bool) -> (Trickle, Arc<AtomicUsize>) {
+        let vectored_writes = Arc::new(AtomicUsize::new(0));
+        (Trickle { inner, max, vectored, vectored_writes: vectored_writes.clone() }, vectored_writes)
+    }
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(self.max);
+        Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        assert!(self.vectored, "a vectored write to a stream that does not take them");
+        self.vectored_writes.fetch_add(1, Ordering::Relaxed);
+        // What a socket would take of the slices: their bytes in order, up
+        // to `max`, as one write.
+        let mut joined = Vec::new();
+        for b in bufs {
+            joined.extend_from_slice(&b[..b.len().min(self.max - joined.len())]);
+        }
+        Pin::new(&mut self.inner).poll_write(cx, &joined)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A made-up page served over a [`Trickle`].
+fn made_up_trickle(
+    slices: u64,
+    event_bytes: usize,
+    max: usize,
+    vectored: bool,
+    s: ServerSettings,
+) -> (Client, Arc<AtomicUsize>) {
+    let (store, _) = MadeUpPages::new(slices, event_bytes, false);
+    let (io, server) = tokio::io::duplex(1 << 16);
+    let (server, vectored_writes) = Trickle::new(server, max, vectored);
+    (Client::with_store(io, server, s, store), vectored_writes)
+}
+
+/// The exact body of a made-up page of `n` events of `size` bytes.
+fn made_up_page(n: u64, size: usize) -> Vec<u8> {
+    let e = "7".repeat(size);
+    let events: Vec<String> = (1..=n)
+        .map(|seq| format!("{{\"seq\":{seq},\"received_at\":\"2026-12-01T00:00:00Z\",\"token\":null,\"event\":{e}}}"))
+        .collect();
+    format!("{{\"events\":[{}],\"next_after\":null}}", events.join(",")).into_bytes()
+}
+
+/// Splits a chunked body into its chunks, checking its framing byte by
+/// byte: each size line in lowercase hex without leading zeros, each chunk
+/// followed by CRLF, the last chunk, nothing after.
+fn chunks_of(mut wire: &[u8]) -> Vec<Vec<u8>> {
+    let mut chunks = Vec::new();
+    loop {
+        let line = wire.windows(2).position(|w| w == b"\r\n").expect("a size line");
+        let digits = std::str::from_utf8(&wire[..line]).unwrap();
+        let size = usize::from_str_radix(digits, 16).unwrap();
+        assert_eq!(digits, format!("{size:x}"), "size line");
+        if size == 0 {
+            assert_eq!(&wire[line..], b"\r\n\r\n", "the last chunk ends the body");
+            return chunks;
+        }
+        assert_eq!(&wire[line + 2 + size..line + 4 + size], b"\r\n", "CRLF after a chunk");
+        chunks.push(wire[line + 2..line + 2 + size].to_vec());
+        wire = &wire[line + 4 + size..];
+    }
+}
+
+/// Reads a page's head and its whole chunked body as sent, then the
+/// pipelined `/health` answer after it.
+async fn page_then_health(c: &mut Client) -> Vec<u8> {
+    let end = loop {
+        if let Some(i) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(c.fill().await, "EOF inside the head");
+    };
+    let head = String::from_utf8(c.buf.drain(..end).collect()).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    let health = b"{\"status\":\"ok\"}";
+    while !c.buf.ends_with(health) {
+        assert!(c.fill().await, "EOF before the /health answer");
+    }
+    let at = c.buf.windows(9).position(|w| w == b"HTTP/1.1 ").expect("the /health answer");
+    let body = c.buf[..at].to_vec();
+    c.buf.drain(..at);
+    let answer = c.answer().await.expect("the /health answer");
+    assert_eq!((answer.status, &answer.body[..]), (200, &health[..]));
+    body
+}
+
+#[tokio::test(start_paused = true)]
+async fn large_chunks_are_framed_byte_exact_and_the_connection_goes_on() {
+    // 40 events of 5,000 bytes: chunks of about 64 KiB, taken whole by the duplex.
+    let (mut c, _) = made_up(40, 5_000, false, settings(10, 30, 60));
+    let mut wire = PAGE.to_vec();
+    wire.extend_from_slice(HEALTH);
+    c.send_at(Duration::ZERO, &wire).await;
+    let body = page_then_health(&mut c).await;
+    let chunks = chunks_of(&body);
+    assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+    assert!(chunks.iter().filter(|c| c.len() >= SHARED_CHUNK_BYTES).count() >= 3);
+    assert_eq!(chunks.concat(), made_up_page(40, 5_000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_chunk_written_a_few_bytes_per_write_is_resumed_exactly() {
+    for vectored in [true, false] {
+        let (mut c, vectored_writes) = made_up_trickle(20, 5_000, 7, vectored, settings(10, 30, 60));
+        let mut wire = PAGE.to_vec();
+        wire.extend_from_slice(HEALTH);
+        c.send_at(Duration::ZERO, &wire).await;
+        let body = page_then_health(&mut c).await;
+        assert_eq!(chunks_of(&body).concat(), made_up_page(20, 5_000), "vectored: {vectored}");
+        let writes = vectored_writes.load(Ordering::Relaxed);
+        if vectored {
+            // Each write of 7 bytes of the 100 KiB is one vectored write.
+            assert!(writes > 100_000 / 7, "{writes} vectored writes");
+        } else {
+            assert_eq!(writes, 0, "a stream that takes no vectored writes gets its parts in order");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_parts_of_a_chunk_are_written_in_order_across_partial_writes() {
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    for (max, vectored) in [(1, false), (7, true), (4096, true), (70_000, false), (100_000, true)] {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let (mut server, _) = Trickle::new(server, max, vectored);
+        let parts: [&[u8]; 3] = [b"head 11170\r\n", &data, b"\r\n"];
+        let mut done = 0;
+        poll_fn(|cx| poll_write_parts(Pin::new(&mut server), cx, &parts, &mut done)).await.unwrap();
+        assert_eq!(done, parts.iter().map(|p| p.len()).sum::<usize>());
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, parts.concat(), "max {max}, vectored {vectored}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_mid_chunk_is_dropped_at_the_write_deadline() {
+    // Chunks of about 64 KiB; the client reads 10 KiB of the first, then
+    // nothing: the write of that chunk cannot finish.
+    for vectored in [true, false] {
+        let (mut c, _) = made_up_trickle(1000, 64 * 1024, 1000, vectored, settings(10, 3, 60));
+        c.send_at(Duration::ZERO, PAGE).await;
+        while c.buf.len() < 10 * 1024 {
+            assert!(c.fill().await);
+        }
+        let driver = std::mem::replace(&mut c.driver, tokio::spawn(async {}));
+        driver.await.unwrap();
+        assert_eq!(c.now(), SECOND * 3, "dropped when the write of the chunk waited body_timeout");
+        let (rest, _) = c.closed().await;
+        let got = c.buf.len() + rest.len();
+        assert!(got < 2 * 64 * 1024 + 1024, "{got} bytes, vectored: {vectored}");
+    }
+}
+
+#[test]
+fn a_chunk_size_line_is_lowercase_hex() {
+    for (len, line) in [(1, "1\r\n"), (4096, "1000\r\n"), (81_920, "14000\r\n"), (0xabcdef, "abcdef\r\n")] {
+        let mut dst = BytesMut::new();
+        put_chunk_size(&mut dst, len);
+        assert_eq!(&dst[..], line.as_bytes());
+    }
+}
