@@ -85,12 +85,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use inlet_shared::http::{
-    put_chunk, Body, BodyStream, Chunk, CodecError, Connection, Continue, Inbound, Phase, Request, RequestHead,
-    Response, ServerCodec, Version, LAST_CHUNK,
+    put_chunk, put_chunk_size, Body, BodyStream, Chunk, CodecError, Connection, Continue, Inbound, Phase, Request,
+    RequestHead, Response, ServerCodec, Version, LAST_CHUNK,
 };
 use inlet_shared::problem::Problem;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -556,21 +556,6 @@ where
     fn closing_problem(&self, problem: Problem) -> Response {
         closing_problem(&self.app, problem)
     }
-}
-
-/// Appends a chunk's size line (RFC 9112 §7.1: hex digits, CRLF) for a
-/// chunk of `len` bytes (not 0: that is the last chunk).
-fn put_chunk_size(dst: &mut BytesMut, len: usize) {
-    let mut digits = [0u8; 16];
-    let mut n = len;
-    let mut at = digits.len();
-    while n > 0 {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-    }
-    dst.extend_from_slice(&digits[at..]);
-    dst.extend_from_slice(b"\r\n");
 }
 
 /// Writes `parts` in order, `done` bytes of them being written already (it

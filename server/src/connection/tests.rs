@@ -831,7 +831,7 @@ async fn a_client_that_stops_reading_mid_chunk_is_dropped_at_the_write_deadline(
 #[test]
 fn a_chunk_size_line_is_lowercase_hex() {
     for (len, line) in [(1, "1\r\n"), (4096, "1000\r\n"), (81_920, "14000\r\n"), (0xabcdef, "abcdef\r\n")] {
-        let mut dst = BytesMut::new();
+        let mut dst = bytes::BytesMut::new();
         put_chunk_size(&mut dst, len);
         assert_eq!(&dst[..], line.as_bytes());
     }

@@ -256,9 +256,18 @@ pub fn put_chunk(dst: &mut BytesMut, data: &[u8]) {
         return;
     }
     dst.reserve(data.len() + 20);
+    put_chunk_size(dst, data.len());
+    dst.extend_from_slice(data);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Appends a chunk's size line (RFC 9112 §7.1: lowercase hex digits, CRLF)
+/// for a chunk of `len` bytes (not 0: that is the last chunk). For a writer
+/// that sends the chunk's data from its own buffer.
+pub fn put_chunk_size(dst: &mut BytesMut, len: usize) {
     // `{:x}` of a usize: at most 16 digits, no allocation beyond `dst`.
     let mut digits = [0u8; 16];
-    let mut n = data.len();
+    let mut n = len;
     let mut at = digits.len();
     while n > 0 {
         at -= 1;
@@ -266,8 +275,6 @@ pub fn put_chunk(dst: &mut BytesMut, data: &[u8]) {
         n >>= 4;
     }
     dst.extend_from_slice(&digits[at..]);
-    dst.extend_from_slice(b"\r\n");
-    dst.extend_from_slice(data);
     dst.extend_from_slice(b"\r\n");
 }
 

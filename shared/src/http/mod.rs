@@ -23,6 +23,8 @@ pub use chunked::ChunkedDecoder;
 pub use client::{ClientCodec, ClientRequest, ClientResponse};
 pub use date::write_date;
 pub use decoder::{Limits, Phase, ServerCodec};
-pub use encoder::{put_chunk, Body, BodySender, BodyStream, Chunk, Connection, Continue, Cut, Response, LAST_CHUNK};
+pub use encoder::{
+    put_chunk, put_chunk_size, Body, BodySender, BodyStream, Chunk, Connection, Continue, Cut, Response, LAST_CHUNK,
+};
 pub use error::{CodecError, HttpError};
 pub use message::{Headers, Inbound, Method, Request, RequestHead, Version};
