@@ -6,10 +6,13 @@
 //! is one atomic load (the ingest path pays nothing else); with
 //! subscribers it adds to an atomic counter of events committed, and the
 //! first commit after a publication wakes the hub's ticker task. The ticker
-//! publishes the counter to the subscribers (a `watch`: one broadcast wakes
-//! them all) at most once per [`COALESCE`], so under load a subscriber is
-//! woken, reads and writes once per interval with everything committed in
-//! it, whatever the number of commits. Subscribers never receive events
+//! publishes the counter to the subscribers at most once per [`COALESCE`],
+//! so under load a subscriber is woken, reads and writes once per interval
+//! with everything committed in it, whatever the number of commits. It
+//! publishes lane by lane ([`LANES`], [`LANE_GAP`]): subscribers are spread
+//! over the lanes as they arrive, and one lane's writes are done before the
+//! next lane wakes, so fifty subscribers never write at the same moment and
+//! an ingest request never waits behind all of their writes. Subscribers never receive events
 //! through this hub: they read them from the store (from their cursor), so
 //! a subscriber sees every event in `seq` order, with no gap and no repeat,
 //! whatever it missed while it was writing.
@@ -53,6 +56,17 @@ const SHARED_BYTES: usize = 4 * 1024 * 1024;
 /// plus the read and the write. A replay (a subscriber behind the store)
 /// reads page after page without waiting.
 pub const COALESCE: Duration = Duration::from_millis(100);
+
+/// Subscribers are spread over this many lanes (round robin, as they
+/// subscribe), and a publication wakes one lane after the other...
+pub const LANES: usize = 8;
+/// ...this long apart (lanes nobody is in are skipped). Fifty subscribers
+/// woken at once make a burst of writes (about a millisecond here) that
+/// every ingest request arriving meanwhile waits behind, which is what sets
+/// ingest's p99 with subscribers; in lanes the burst is an eighth of that,
+/// and a live event reaches the last lane at most `(LANES - 1) * LANE_GAP`
+/// later than the first. The whole spread stays well inside [`COALESCE`].
+pub const LANE_GAP: Duration = Duration::from_millis(5);
 
 /// The default of `--max-subscribers`.
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 256;
@@ -114,14 +128,22 @@ struct Notes {
     armed: AtomicBool,
     /// Wakes the ticker (a permit is kept when it is not waiting).
     wake: Notify,
-    /// `pending` as last published (never decreases): subscribers wait on it.
-    published: watch::Sender<u64>,
+    /// `pending` as last published (never decreases), per lane: each
+    /// subscriber waits on its lane's.
+    published: [watch::Sender<u64>; LANES],
+    /// The lane of the next subscriber.
+    next_lane: AtomicUsize,
 }
 
 impl Default for Live {
     fn default() -> Live {
-        let (published, _) = watch::channel(0);
-        let notes = Notes { pending: AtomicU64::new(0), armed: AtomicBool::new(false), wake: Notify::new(), published };
+        let notes = Notes {
+            pending: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
+            wake: Notify::new(),
+            published: std::array::from_fn(|_| watch::channel(0).0),
+            next_lane: AtomicUsize::new(0),
+        };
         Live {
             settings: OnceLock::new(),
             subscribers: AtomicUsize::new(0),
@@ -142,14 +164,15 @@ impl Drop for Live {
 }
 
 /// The ticker: publishes the commit counter when a commit asks for it, at
-/// most once per `every`.
+/// most once per `every` (counted from the first lane's publication), lane
+/// after lane `gap` apart.
 ///
 /// No commit is left unpublished: a commit adds to `pending`, then sets
 /// `armed`. If it found `armed` clear, it wakes the ticker, which reads
 /// `pending` after clearing `armed`. If it found it set, the ticker has
 /// not cleared it yet (all `SeqCst`): its next read of `pending` comes
 /// after this commit's addition.
-async fn tick(notes: Arc<Notes>, every: Duration) {
+async fn tick(notes: Arc<Notes>, every: Duration, gap: Duration) {
     let mut last: Option<Instant> = None;
     loop {
         notes.wake.notified().await;
@@ -160,14 +183,22 @@ async fn tick(notes: Arc<Notes>, every: Duration) {
         }
         notes.armed.store(false, Ordering::SeqCst);
         let pending = notes.pending.load(Ordering::SeqCst);
-        notes.published.send_if_modified(|published| {
-            let newer = pending > *published;
-            if newer {
-                *published = pending;
-            }
-            newer
-        });
         last = Some(Instant::now());
+        let mut woke = false;
+        for lane in &notes.published {
+            let listened = lane.receiver_count() > 0;
+            if listened && woke {
+                tokio::time::sleep(gap).await;
+            }
+            let sent = lane.send_if_modified(|published| {
+                let newer = pending > *published;
+                if newer {
+                    *published = pending;
+                }
+                newer
+            });
+            woke |= sent && listened;
+        }
     }
 }
 
@@ -342,7 +373,8 @@ impl Live {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .map_err(|_| Full)?;
         self.start_ticker();
-        let rx = self.notes.published.subscribe();
+        let lane = self.notes.next_lane.fetch_add(1, Ordering::Relaxed) % LANES;
+        let rx = self.notes.published[lane].subscribe();
         let seen = self.notes.pending.load(Ordering::SeqCst);
         Ok(Subscription { live: self.clone(), rx, seen })
     }
@@ -355,7 +387,7 @@ impl Live {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            *ticker = Some(runtime.spawn(tick(self.notes.clone(), COALESCE)));
+            *ticker = Some(runtime.spawn(tick(self.notes.clone(), COALESCE, LANE_GAP)));
         }
     }
 }
@@ -405,7 +437,8 @@ impl Subscription {
 
     /// Resolves once something committed past what was seen
     /// ([`Subscription::mark_seen`], [`Subscription::seen_at_most`]) is
-    /// published (within [`COALESCE`]); never, if the store is gone.
+    /// published to its lane (within [`COALESCE`] and the lanes before it);
+    /// never, if the store is gone.
     pub async fn changed(&mut self) {
         let seen = self.seen;
         if self.rx.wait_for(|n| *n > seen).await.is_err() {
@@ -502,25 +535,30 @@ mod tests {
         let start = Instant::now();
         a.mark_seen();
         b.mark_seen();
-        // After a quiet interval the first commit is published at once.
+        // After a quiet interval the first commit is published at once (to
+        // the first lane; `b`, in the second, one gap later).
         live.committed(1);
         a.changed().await;
-        b.changed().await;
         assert_eq!(start.elapsed(), Duration::ZERO);
+        b.changed().await;
+        assert_eq!(start.elapsed(), LANE_GAP);
         assert_eq!(*a.rx.borrow(), 1);
         assert_eq!((a.mark_seen(), b.mark_seen()), (1, 1));
         // Commits during the interval that follows: published together at
-        // its end, one wake-up for all of them.
+        // its end (counted from the first lane), one wake-up for all of them.
         for _ in 0..5 {
             tokio::time::sleep(COALESCE / 10).await;
             live.committed(2);
         }
-        assert_eq!(start.elapsed(), COALESCE / 2);
+        assert_eq!(start.elapsed(), LANE_GAP + COALESCE / 2);
         assert!(a.changed().now_or_never().is_none(), "not before the interval's end");
         a.changed().await;
         assert_eq!(start.elapsed(), COALESCE, "at the interval's end, not later");
         assert_eq!(*a.rx.borrow(), 11, "every commit of the interval in one publication");
-        assert!(b.changed().now_or_never().is_some(), "the same publication wakes every subscriber");
+        assert!(b.changed().now_or_never().is_none(), "the second lane one gap later");
+        b.changed().await;
+        assert_eq!(start.elapsed(), COALESCE + LANE_GAP);
+        assert_eq!(*b.rx.borrow(), 11, "the same publication in every lane");
         // Quiet for longer than the interval: the next commit is at once.
         assert_eq!((a.mark_seen(), b.mark_seen()), (11, 11));
         tokio::time::sleep(COALESCE * 3).await;
@@ -537,6 +575,60 @@ mod tests {
         assert_eq!(*a.rx.borrow(), 13);
     }
 
+    /// When each of `subs` is woken by one commit, after `start`.
+    async fn wake_times(subs: Vec<Subscription>, start: Instant) -> Vec<Duration> {
+        let waits: Vec<_> = subs
+            .into_iter()
+            .map(|mut sub| {
+                sub.mark_seen();
+                tokio::spawn(async move {
+                    sub.changed().await;
+                    start.elapsed()
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for wait in waits {
+            times.push(wait.await.unwrap());
+        }
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_publication_wakes_the_lanes_one_gap_apart_and_skips_empty_ones() {
+        // 20 subscribers: in the lanes round robin (3, 3, 3, 3, 2, 2, 2, 2),
+        // lane k woken k gaps after the first.
+        let hub = live(64, 1000);
+        let subs: Vec<_> = (0..20).map(|_| hub.subscribe().unwrap()).collect();
+        let start = Instant::now();
+        let times = tokio::spawn(wake_times(subs, start));
+        tokio::task::yield_now().await;
+        hub.committed(1);
+        let times = times.await.unwrap();
+        let expected: Vec<_> = (0..20).map(|i| LANE_GAP * (i % LANES) as u32).collect();
+        assert_eq!(times, expected);
+        let mut per_gap = [0; LANES];
+        for t in &times {
+            per_gap[(t.as_millis() / LANE_GAP.as_millis()) as usize] += 1;
+        }
+        assert_eq!(per_gap, [3, 3, 3, 3, 2, 2, 2, 2], "never more than a lane's share at once");
+
+        // Three subscribers on a fresh hub: lanes 0, 1 and 2; the one in
+        // lane 1 leaves, and the lanes nobody is in cost no gap: the last
+        // is woken one gap after the first, not seven.
+        let hub = live(64, 1000);
+        let first = hub.subscribe().unwrap();
+        let gone = hub.subscribe().unwrap();
+        let third = hub.subscribe().unwrap();
+        drop(gone);
+        tokio::time::sleep(COALESCE * 2).await;
+        let start = Instant::now();
+        let times = tokio::spawn(wake_times(vec![first, third], start));
+        tokio::task::yield_now().await;
+        hub.committed(1);
+        assert_eq!(times.await.unwrap(), vec![Duration::ZERO, LANE_GAP]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_commit_is_left_unpublished_while_commits_race_the_ticker() {
         let live = live(4, u64::MAX);
@@ -546,13 +638,13 @@ mod tests {
         // that last commit lands while the ticker is publishing, and must be
         // published all the same.
         for round in 0..20 {
-            let before = *live.notes.published.borrow();
+            let before = *live.notes.published[0].borrow();
             let committed: u64 = std::thread::scope(|s| {
                 let threads: Vec<_> = (0..2)
                     .map(|_| {
                         s.spawn(|| {
                             let mut n = 0;
-                            while *live.notes.published.borrow() == before {
+                            while *live.notes.published[0].borrow() == before {
                                 live.committed(1);
                                 n += 1;
                                 std::thread::yield_now();
