@@ -149,6 +149,17 @@ const MAY_BE_STORED: &str =
 /// How a `503` ends when nothing went out to NATS.
 const NOTHING_STORED: &str = "; nothing was stored, retry later";
 
+/// Asserts that answer `n` is the `503` that says NATS did not answer (the
+/// events may have been stored) and returns how long it took from its send.
+fn unanswered(n: usize, answer: &(u16, String, Duration)) -> Duration {
+    let (status, body, took) = answer;
+    assert_eq!(*status, 503, "post {n}: {body}");
+    let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
+    assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
+    assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
+    *took
+}
+
 /// The ack timeout these tests give inlet (`--nats-ack-timeout`, default
 /// 5 s): the one deadline of each request at the store. Shorter than the
 /// default, so that the tests that wait for it are quicker, and long enough
@@ -271,12 +282,8 @@ fn no_answer_says_the_events_may_have_been_stored() {
     answers.splice(0..0, first.join().expect("first poster"));
     node.signal("CONT");
     for (n, answers) in answers.iter().enumerate() {
-        let (status, body, took) = &answers[0];
-        assert_eq!(*status, 503, "post {n}: {body}");
-        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
-        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
-        assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
-        assert!(*took < SMALL_ANSWERED_IN_TIME, "post {n} answered after {took:?}");
+        let took = unanswered(n, &answers[0]);
+        assert!(took < SMALL_ANSWERED_IN_TIME, "post {n} answered after {took:?}");
     }
     // Resent: each stored once, whether the first attempt was stored or not.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -319,13 +326,9 @@ fn a_stopped_nats_is_answered_at_the_configured_ack_timeout() {
     let earliest = configured - Duration::from_millis(500);
     let latest = configured + Duration::from_secs(3);
     for (n, answers) in answers.iter().enumerate() {
-        let (status, body, took) = &answers[0];
-        assert_eq!(*status, 503, "post {n}: {body}");
-        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
-        assert_eq!(problem["type"], "urn:inlet:problem:store-unavailable", "{body}");
-        assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
-        assert!(*took >= earliest, "post {n} answered after {took:?}, before the ack timeout {configured:?}");
-        assert!(*took < latest, "post {n} answered after {took:?}, ack timeout {configured:?}");
+        let took = unanswered(n, &answers[0]);
+        assert!(took >= earliest, "post {n} answered after {took:?}, before the ack timeout {configured:?}");
+        assert!(took < latest, "post {n} answered after {took:?}, ack timeout {configured:?}");
     }
 }
 
@@ -356,13 +359,10 @@ fn a_full_connection_to_a_stopped_nats_still_answers_in_time() {
     let answers = post_concurrently_timed(s.addr, lists, Duration::from_secs(60));
     node.signal("CONT");
     for (n, answers) in answers.iter().enumerate() {
-        let (status, body, took) = &answers[0];
-        assert_eq!(*status, 503, "post {n}: {body}");
-        let problem: serde_json::Value = serde_json::from_str(body).expect("problem JSON");
-        assert_eq!(problem["detail"], MAY_BE_STORED, "post {n}");
+        let took = unanswered(n, &answers[0]);
         // The singles (the last 4) are small: no slack for reading them.
         let bound = if n >= 7 { SMALL_ANSWERED_IN_TIME } else { ANSWERED_IN_TIME };
-        assert!(*took < bound, "post {n} answered after {took:?}");
+        assert!(took < bound, "post {n} answered after {took:?}");
     }
 }
 
