@@ -1,7 +1,7 @@
 //! Graceful shutdown (SPEC §1): SIGTERM/SIGINT stop accepting, requests in
 //! flight finish, idle connections close, exit code 0.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -47,6 +47,24 @@ fn sigint_with_idle_connections_exits_promptly() {
     let status = s.wait(Duration::from_secs(5)).expect("exited well before the shutdown timeout");
     assert_eq!(status.code(), Some(0));
     assert!(keep_alive.is_closed_within(Duration::from_secs(1)));
+}
+
+/// Connections that never sent a byte are ended at once by a shutdown,
+/// however far their header deadline (closed without an answer: there is no
+/// request to answer), and the server exits well before the deadline.
+#[test]
+fn sigterm_ends_connections_that_never_spoke_at_once_whatever_their_header_deadline() {
+    let mut s = Server::start(&["--header-timeout", "300s", "--shutdown-timeout", "60s"]);
+    let mut idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    assert_eq!(s.get("/health").status, 200, "the idle ones are accepted before this");
+    s.signal("TERM");
+    let status = s.wait(Duration::from_secs(20)).expect("exited long before the deadlines");
+    assert_eq!(status.code(), Some(0));
+    for conn in &mut idle {
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        assert_eq!(conn.read_to_end(&mut got).unwrap(), 0, "closed, nothing written");
+    }
 }
 
 /// A SIGTERM the moment `listening on` is printed is a graceful shutdown
