@@ -168,8 +168,10 @@ impl Waiting {
     /// The calling task stops waiting (its first byte came, its deadline
     /// passed or its client left): shutdown no longer ends it from here.
     fn done(&self) {
+        // Always inside the connection's task; outside one there is nothing to take off.
+        let Some(id) = tokio::task::try_id() else { return };
         let mut waiting = self.lock();
-        waiting.remove(&tokio::task::id());
+        waiting.remove(&id);
         if waiting.is_empty() && waiting.capacity() > 1024 {
             // A burst of idle connections gone: give its table back.
             waiting.shrink_to(0);
