@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use inlet_shared::http::{Response, ServerCodec};
@@ -22,7 +22,7 @@ use inlet_shared::problem::Problem;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::{AbortHandle, Id};
+use tokio::task::Id;
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::task::TaskTracker;
@@ -104,12 +104,8 @@ pub async fn serve_listener(
                         let shutdown = Shutdown::new(watch_rx.clone());
                         // Spawned as it is, with no wrapper around it: each
                         // async layer keeps its own copy of what it moves
-                        // into the next (see `serve_tcp`). Registered as
-                        // waiting before it can run, so that it finds itself
-                        // there when its first byte comes.
-                        let mut waiting = shared.waiting.lock();
-                        let task = tracker.spawn(serve_tcp(stream, open, shared.clone(), shutdown));
-                        waiting.insert(task.id(), task.abort_handle());
+                        // into the next (see `serve_tcp`).
+                        tracker.spawn(serve_tcp(stream, open, shared.clone(), shutdown));
                     }
                     Err(_) => {
                         let (app, tls) = (app.clone(), tls.clone());
@@ -134,9 +130,10 @@ pub async fn serve_listener(
     drop(listener);
     tracing::info!(open = tracker.len(), "stopped accepting; finishing requests in flight");
     let _ = notify.send(true);
-    // Connections that have not sent a byte yet have nothing in flight: they
-    // end now (as if the client had closed), not at their header deadline.
-    shared.waiting.end_all();
+    // Connections whose task has not seen a byte yet look once more: a
+    // request that has arrived is served (to its end, as any request in
+    // flight); the others end now, not at their header deadline.
+    shared.waiting.stop();
     tracker.close();
     if tokio::time::timeout(settings.shutdown_timeout, tracker.wait()).await.is_err() {
         tracing::warn!("shutdown timeout passed with {} connection(s) still open", tracker.len());
@@ -152,36 +149,66 @@ struct Listening {
 }
 
 /// The connections of a listener still waiting for their first byte, by
-/// task: at shutdown they are ended from here (their tasks aborted), so an
+/// task, with the waker of each, and whether the listener is stopping. At
+/// shutdown every one is woken to look at its socket once more
+/// ([`first_byte`]): a byte there is served, none ends the connection. So an
 /// idle connection's task holds no wait for shutdown of its own (a `watch`
-/// wait is 144 bytes of the future, which put the task in the next size up
-/// of its allocation). A listener's tasks all run on its thread, so the
-/// lock is never contended; an entry is about 20 bytes.
+/// wait is 144 bytes of the future, which put the task in tokio's next
+/// allocation size). A listener's tasks all run on its thread, so the lock
+/// is never contended; an entry is 24 bytes (about 30 with the table's
+/// spare room).
 #[derive(Default)]
-struct Waiting(Mutex<HashMap<Id, AbortHandle>>);
+struct Waiting(Mutex<WaitingList>);
+
+#[derive(Default)]
+struct WaitingList {
+    stopping: bool,
+    tasks: HashMap<Id, Waker>,
+}
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, AbortHandle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitingList> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The calling task waits on (`waker`): it is woken at shutdown. `false`
+    /// if the listener is stopping already (checked under the same lock
+    /// [`Waiting::stop`] takes, so no task is left waiting after it).
+    fn wait(&self, waker: &Waker) -> bool {
+        let Some(id) = tokio::task::try_id() else { return true };
+        let mut list = self.lock();
+        if list.stopping {
+            return false;
+        }
+        match list.tasks.get_mut(&id) {
+            Some(known) if known.will_wake(waker) => {}
+            Some(known) => known.clone_from(waker),
+            None => {
+                list.tasks.insert(id, waker.clone());
+            }
+        }
+        true
+    }
+
     /// The calling task stops waiting (its first byte came, its deadline
-    /// passed or its client left): shutdown no longer ends it from here.
+    /// passed or its client left).
     fn done(&self) {
-        // Always inside the connection's task; outside one there is nothing to take off.
         let Some(id) = tokio::task::try_id() else { return };
-        let mut waiting = self.lock();
-        waiting.remove(&id);
-        if waiting.is_empty() && waiting.capacity() > 1024 {
-            // A burst of idle connections gone: give its table back.
-            waiting.shrink_to(0);
+        let tasks = &mut self.lock().tasks;
+        let left = tasks.len().saturating_sub(1);
+        if tasks.remove(&id).is_some() && tasks.capacity() > 64 && left < tasks.capacity() / 4 {
+            // A burst of idle connections mostly gone: give its table back.
+            tasks.shrink_to(left * 2);
         }
     }
 
-    /// Ends every connection still waiting.
-    fn end_all(&self) {
-        for (_, task) in self.lock().drain() {
-            task.abort();
+    /// The listener stops: every task still waiting is woken, and one that
+    /// finds no byte in its socket ends.
+    fn stop(&self) {
+        let mut list = self.lock();
+        list.stopping = true;
+        for (_, waker) in list.tasks.drain() {
+            waker.wake();
         }
     }
 }
@@ -220,7 +247,7 @@ impl Drop for Open {
 /// bound), and this future is what every idle connection holds. Measured with
 /// 10,000 idle connections in docs/performance.md; its size is checked by
 /// `an_idle_connection_future_stays_small` (600 bytes as an `async fn`,
-/// 312 as this, in a debug build).
+/// 328 as this, in a debug build).
 #[allow(clippy::manual_async_fn)]
 fn serve_tcp(
     stream: TcpStream,
@@ -231,7 +258,7 @@ fn serve_tcp(
     async move {
         let accepted_at = Instant::now();
         let _ = stream.set_nodelay(true);
-        let first = first_byte(&stream, accepted_at + listening.settings.header_timeout).await;
+        let first = first_byte(&stream, accepted_at + listening.settings.header_timeout, &listening.waiting).await;
         listening.waiting.done();
         let first = match first {
             FirstByte::Byte(b) => Some(b),
@@ -265,14 +292,16 @@ enum FirstByte {
     Closed,
 }
 
-/// Waits for a connection's first byte or its header deadline, whichever
-/// comes first (the byte when both are ready). One poll function over the
-/// socket's `poll_peek` (a real byte: readiness alone can be spurious;
-/// peeked, so it stays in the socket), with the deadline's timer inline:
-/// this is all an idle connection's task holds, so it is kept small
-/// (`peek`'s own future is about 230 bytes; docs/performance.md has the
-/// measurement). Shutdown ends the wait from outside ([`Waiting`]).
-async fn first_byte(stream: &TcpStream, deadline: Instant) -> FirstByte {
+/// Waits for a connection's first byte, its header deadline or its
+/// listener's stop, whichever comes first (the byte when several are
+/// ready: a request that has arrived is served, also at shutdown). One poll
+/// function over the socket's `poll_peek` (a real byte: readiness alone can
+/// be spurious; peeked, so it stays in the socket), with the deadline's
+/// timer inline and the task's waker left with the listener
+/// ([`Waiting`]): this is all an idle connection's task holds, so it is
+/// kept small (`peek`'s own future is about 230 bytes; docs/performance.md
+/// has the measurement).
+async fn first_byte(stream: &TcpStream, deadline: Instant, waiting: &Waiting) -> FirstByte {
     let timer = sleep_until(deadline);
     tokio::pin!(timer);
     std::future::poll_fn(|cx| {
@@ -286,9 +315,25 @@ async fn first_byte(stream: &TcpStream, deadline: Instant) -> FirstByte {
         if timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(FirstByte::Deadline);
         }
+        if !waiting.wait(cx.waker()) {
+            // Stopping: what the socket holds now decides (a byte that has
+            // arrived may not have reached the reactor yet).
+            return Poll::Ready(peek_now(stream));
+        }
         Poll::Pending
     })
     .await
+}
+
+/// The socket's first byte if one is there now, without waiting; otherwise
+/// (nothing yet, the client gone, an error) `Closed`.
+fn peek_now(stream: &TcpStream) -> FirstByte {
+    use rustix::net::{recv, RecvFlags};
+    let mut probe = [0u8; 1];
+    match recv(stream, &mut probe[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Ok((1.., _)) => FirstByte::Byte(probe[0]),
+        _ => FirstByte::Closed,
+    }
 }
 
 /// The TLS side of a connection whose first byte was `first`: the handshake,
@@ -529,10 +574,12 @@ mod tests {
 
     /// Every way out of the wait for the first byte takes the connection off
     /// the waiting list (a byte, the client leaving, the header deadline),
-    /// so the list holds only connections still waiting; shutdown ends
-    /// those at once, however long their deadline.
+    /// so the list holds only connections still waiting. A stop ends those
+    /// at once, however long their deadline, but serves a request that has
+    /// arrived, also one the connection's task has not seen yet (its task
+    /// never polled since the bytes came, or never polled at all).
     #[test]
-    fn the_waiting_list_holds_only_connections_still_waiting_and_shutdown_ends_them() {
+    fn the_waiting_list_holds_only_connections_still_waiting_and_a_stop_serves_what_arrived() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
@@ -554,15 +601,14 @@ mod tests {
                 Arc::new(Listening { settings, tls: None, waiting: Waiting::default() })
             };
             let tracker = TaskTracker::new();
+            // A client and its connection's task (spawned, not yet polled).
             let connect = |listening: Arc<Listening>| {
                 let (l, app, rx, tracker) = (&l, app.clone(), rx.clone(), tracker.clone());
                 async move {
                     let client = TcpStream::connect(addr).await.unwrap();
                     let (stream, _) = l.accept().await.unwrap();
                     let open = Open::new(app, Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap());
-                    let mut waiting = listening.waiting.lock();
-                    let task = tracker.spawn(serve_tcp(stream, open, listening.clone(), Shutdown::new(rx)));
-                    waiting.insert(task.id(), task.abort_handle());
+                    tracker.spawn(serve_tcp(stream, open, listening, Shutdown::new(rx)));
                     client
                 }
             };
@@ -570,12 +616,12 @@ mod tests {
             // list holds `n`.
             let holds = |listening: Arc<Listening>, n: usize| async move {
                 for _ in 0..1000 {
-                    if listening.waiting.lock().len() == n {
+                    if listening.waiting.lock().tasks.len() == n {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                panic!("the waiting list holds {}, not {n}", listening.waiting.lock().len());
+                panic!("the waiting list holds {}, not {n}", listening.waiting.lock().tasks.len());
             };
             let patience = Duration::from_secs(10);
             let answer = |mut client: TcpStream| async move {
@@ -583,6 +629,7 @@ mod tests {
                 timeout(patience, client.read_to_end(&mut got)).await.expect("closed in time").unwrap();
                 String::from_utf8_lossy(&got).into_owned()
             };
+            const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
             // A long deadline: a client that speaks, one that leaves, two
             // that wait.
@@ -591,28 +638,37 @@ mod tests {
             let leaves = connect(long.clone()).await;
             let waits = [connect(long.clone()).await, connect(long.clone()).await];
             holds(long.clone(), 4).await;
-            speaks.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            speaks.write_all(HEALTH).await.unwrap();
             drop(leaves);
             holds(long.clone(), 2).await;
-            let mut head = [0u8; 12];
-            timeout(patience, speaks.read_exact(&mut head)).await.expect("answered").unwrap();
-            assert_eq!(&head, b"HTTP/1.1 200");
-            // Shutdown ends the two still waiting at once (closed without a
-            // byte); the keep-alive connection is not aborted (it ends by
-            // its own shutdown wait, not signalled here).
-            long.waiting.end_all();
-            assert_eq!(long.waiting.lock().len(), 0);
+            assert!(answer(speaks).await.starts_with("HTTP/1.1 200 "));
+            // Two more: one whose request arrives just before the stop (its
+            // task not polled since), one accepted just before it and never
+            // polled, with its request in the socket.
+            let mut late = connect(long.clone()).await;
+            holds(long.clone(), 3).await;
+            late.write_all(HEALTH).await.unwrap();
+            let mut unpolled = connect(long.clone()).await;
+            unpolled.write_all(HEALTH).await.unwrap();
+            long.waiting.stop();
+            assert_eq!(long.waiting.lock().tasks.len(), 0);
+            assert!(answer(late).await.starts_with("HTTP/1.1 200 "), "a request that arrived is served");
+            assert!(answer(unpolled).await.starts_with("HTTP/1.1 200 "), "also by a task not polled yet");
             for client in waits {
-                assert_eq!(answer(client).await, "");
+                assert_eq!(answer(client).await, "", "the idle ones closed without a byte");
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(tracker.len(), 1, "the keep-alive connection is still served");
+            // A connection that comes after the stop finds it at its first
+            // poll: it ends (nothing sent) and is not left on the list.
+            let after = connect(long.clone()).await;
+            assert_eq!(answer(after).await, "");
+            assert_eq!(long.waiting.lock().tasks.len(), 0);
 
             // A short deadline: answered `408`, and off the list.
             let short = listening(Duration::from_millis(100));
-            let late = connect(short.clone()).await;
+            let slow = connect(short.clone()).await;
+            holds(short.clone(), 1).await;
             holds(short, 0).await;
-            assert!(answer(late).await.starts_with("HTTP/1.1 408 "));
+            assert!(answer(slow).await.starts_with("HTTP/1.1 408 "));
         });
     }
 
@@ -644,7 +700,7 @@ mod tests {
             eprintln!("the connection future is {size} bytes");
             // Tokio allocates a task as its future plus about 112 bytes, in
             // a multiple of 128: up to 400 bytes of future, 512 in all.
-            // 312 bytes in a debug build when
+            // 328 bytes in a debug build when
             // this was written; 488 and 480 with the shutdown wait inline
             // (a 640-byte task), 1,096 with `peek`'s own future, an `async
             // fn` and a copy of the settings.

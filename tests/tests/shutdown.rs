@@ -54,7 +54,9 @@ fn sigint_with_idle_connections_exits_promptly() {
 /// request to answer), and the server exits well before the deadline.
 #[test]
 fn sigterm_ends_connections_that_never_spoke_at_once_whatever_their_header_deadline() {
-    let mut s = Server::start(&["--header-timeout", "300s", "--shutdown-timeout", "60s"]);
+    // One worker: its accept queue is in order, so the `/health` answered
+    // below means the idle ones were accepted before it.
+    let mut s = Server::start(&["--header-timeout", "300s", "--shutdown-timeout", "60s", "--workers", "1"]);
     let mut idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
     assert_eq!(s.get("/health").status, 200, "the idle ones are accepted before this");
     s.signal("TERM");
@@ -65,6 +67,38 @@ fn sigterm_ends_connections_that_never_spoke_at_once_whatever_their_header_deadl
         let mut got = Vec::new();
         assert_eq!(conn.read_to_end(&mut got).unwrap(), 0, "closed, nothing written");
     }
+}
+
+/// Requests sent on connections that were idle, right before SIGTERM: each
+/// one is in flight when the shutdown begins, whether or not the server has
+/// looked at its socket yet, and is answered; the connections that sent
+/// nothing are closed.
+#[test]
+fn requests_sent_just_before_sigterm_on_idle_connections_are_answered() {
+    let mut s = Server::start(&["--header-timeout", "300s", "--shutdown-timeout", "60s"]);
+    let mut conns: Vec<TcpStream> = (0..400).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    assert_eq!(s.get("/health").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    for conn in conns.iter_mut().step_by(2) {
+        conn.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    }
+    s.signal("TERM");
+    let (mut answered, mut closed) = (0, 0);
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        let read = conn.read_to_end(&mut got);
+        if i % 2 == 0 {
+            assert!(read.is_ok(), "connection {i}: {read:?} after {} bytes", got.len());
+            assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "connection {i}: {:?}", String::from_utf8_lossy(&got));
+            answered += 1;
+        } else {
+            assert_eq!((read.ok(), got.len()), (Some(0), 0), "connection {i} sent nothing and got nothing");
+            closed += 1;
+        }
+    }
+    assert_eq!((answered, closed), (200, 200));
+    assert_eq!(s.wait(Duration::from_secs(20)).expect("exited").code(), Some(0));
 }
 
 /// A SIGTERM the moment `listening on` is printed is a graceful shutdown

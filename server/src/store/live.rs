@@ -57,8 +57,8 @@ const SHARED_BYTES: usize = 4 * 1024 * 1024;
 /// reads page after page without waiting.
 pub const COALESCE: Duration = Duration::from_millis(100);
 
-/// Subscribers are spread over this many lanes (round robin, as they
-/// subscribe), and a publication wakes one lane after the other...
+/// Subscribers are spread over this many lanes (each joins the one with the
+/// fewest), and a publication wakes one lane after the other...
 pub const LANES: usize = 8;
 /// ...this long apart (lanes nobody is in are skipped). Fifty subscribers
 /// woken at once make a burst of writes (about a millisecond here) that
@@ -131,8 +131,6 @@ struct Notes {
     /// `pending` as last published (never decreases), per lane: each
     /// subscriber waits on its lane's.
     published: [watch::Sender<u64>; LANES],
-    /// The lane of the next subscriber.
-    next_lane: AtomicUsize,
 }
 
 impl Default for Live {
@@ -142,7 +140,6 @@ impl Default for Live {
             armed: AtomicBool::new(false),
             wake: Notify::new(),
             published: std::array::from_fn(|_| watch::channel(0).0),
-            next_lane: AtomicUsize::new(0),
         };
         Live {
             settings: OnceLock::new(),
@@ -373,8 +370,11 @@ impl Live {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .map_err(|_| Full)?;
         self.start_ticker();
-        let lane = self.notes.next_lane.fetch_add(1, Ordering::Relaxed) % LANES;
-        let rx = self.notes.published[lane].subscribe();
+        // The lane with the fewest subscribers (the first of those): lanes
+        // stay even as subscribers come and go.
+        let lanes = &self.notes.published;
+        let lane = (0..LANES).min_by_key(|&lane| lanes[lane].receiver_count()).unwrap_or(0);
+        let rx = lanes[lane].subscribe();
         let seen = self.notes.pending.load(Ordering::SeqCst);
         Ok(Subscription { live: self.clone(), rx, seen })
     }
@@ -596,7 +596,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_publication_wakes_the_lanes_one_gap_apart_and_skips_empty_ones() {
-        // 20 subscribers: in the lanes round robin (3, 3, 3, 3, 2, 2, 2, 2),
+        // 20 subscribers: each in the emptiest lane (3, 3, 3, 3, 2, 2, 2, 2),
         // lane k woken k gaps after the first.
         let hub = live(64, 1000);
         let subs: Vec<_> = (0..20).map(|_| hub.subscribe().unwrap()).collect();
@@ -604,7 +604,7 @@ mod tests {
         let times = tokio::spawn(wake_times(subs, start));
         tokio::task::yield_now().await;
         hub.committed(1);
-        let times = times.await.unwrap();
+        let times = tokio::time::timeout(COALESCE * 10, times).await.expect("every lane woken").unwrap();
         let expected: Vec<_> = (0..20).map(|i| LANE_GAP * (i % LANES) as u32).collect();
         assert_eq!(times, expected);
         let mut per_gap = [0; LANES];
@@ -626,17 +626,40 @@ mod tests {
         let times = tokio::spawn(wake_times(vec![first, third], start));
         tokio::task::yield_now().await;
         hub.committed(1);
-        assert_eq!(times.await.unwrap(), vec![Duration::ZERO, LANE_GAP]);
+        let times = tokio::time::timeout(COALESCE * 10, times).await.expect("every lane woken").unwrap();
+        assert_eq!(times, vec![Duration::ZERO, LANE_GAP]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_stay_even_while_short_subscribers_come_and_go() {
+        // Eight subscribers that stay, each followed by one that leaves: each
+        // that stays takes the emptiest lane, so they wake one gap apart
+        // (lanes given round robin by arrival put them in every other lane).
+        let hub = live(64, 1000);
+        let mut stay = Vec::new();
+        for _ in 0..8 {
+            stay.push(hub.subscribe().unwrap());
+            drop(hub.subscribe().unwrap());
+        }
+        let start = Instant::now();
+        let times = tokio::spawn(wake_times(stay, start));
+        tokio::task::yield_now().await;
+        hub.committed(1);
+        let times = tokio::time::timeout(COALESCE * 10, times).await.expect("every lane woken").unwrap();
+        assert_eq!(times, (0..8).map(|lane| LANE_GAP * lane).collect::<Vec<_>>());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_commit_is_left_unpublished_while_commits_race_the_ticker() {
         let live = live(4, u64::MAX);
+        // Two lanes: commits also land while the ticker waits between them.
+        let _first = live.subscribe().unwrap();
         let mut sub = live.subscribe().unwrap();
+        assert_eq!(live.notes.published[1].receiver_count(), 1, "`sub` in the second lane");
         let mut total = 0;
         // Two threads commit until they see a publication, then once more:
         // that last commit lands while the ticker is publishing, and must be
-        // published all the same.
+        // published all the same, to the last lane too.
         for round in 0..20 {
             let before = *live.notes.published[0].borrow();
             let committed: u64 = std::thread::scope(|s| {
