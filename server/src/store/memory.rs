@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ahash::RandomState;
 use bytes::{Bytes, BytesMut};
@@ -88,18 +88,37 @@ impl Arena {
 }
 
 /// Strings that repeat across events (types, sources) stored once each.
+/// The name interned last is compared first: events of one type from one
+/// source come in runs, and a run costs no hash.
 #[derive(Debug, Default)]
 struct Names {
-    numbers: HashMap<Box<str>, u32, RandomState>,
+    numbers: HashMap<Arc<str>, u32, RandomState>,
+    /// The name interned last and its number.
+    last: Option<(Arc<str>, u32)>,
 }
 
 impl Names {
+    #[inline]
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&n) = self.numbers.get(name) {
-            return n;
+        if let Some((last, n)) = &self.last {
+            if **last == *name {
+                return *n;
+            }
         }
-        let n = self.numbers.len() as u32;
-        self.numbers.insert(name.into(), n);
+        self.intern_slow(name)
+    }
+
+    fn intern_slow(&mut self, name: &str) -> u32 {
+        let (key, n) = match self.numbers.get_key_value(name) {
+            Some((key, &n)) => (key.clone(), n),
+            None => {
+                let key: Arc<str> = Arc::from(name);
+                let n = self.numbers.len() as u32;
+                self.numbers.insert(key.clone(), n);
+                (key, n)
+            }
+        };
+        self.last = Some((key, n));
         n
     }
 
@@ -432,8 +451,15 @@ fn read(inner: &Mutex<Inner>, q: &Query, max_bytes: usize, tx: &PageSender) -> u
     }
 }
 
+/// Nanoseconds since the Unix epoch, read straight from the system clock
+/// (`OffsetDateTime::now_utc` would also work out the calendar date, which
+/// nothing here needs).
 fn now_nanos() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => nanos(since),
+        Err(before) => -nanos(before.duration()),
+    }
 }
 
 fn publish(gauges: &StoreGauges, inner: &Inner) {
@@ -500,7 +526,7 @@ impl MemoryStore {
     }
 
     fn append_now(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
-        let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        let received_at = now_nanos();
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let token = inner.token_number(token);
@@ -587,6 +613,28 @@ mod tests {
 
     fn ev(source: &str, id: &str, ty: &str) -> Event {
         Event::new(id, source, ty)
+    }
+
+    #[test]
+    fn now_nanos_is_the_clock_of_offset_date_time() {
+        let before = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let now = i128::from(now_nanos());
+        let after = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+    }
+
+    #[test]
+    fn names_keep_their_numbers_in_runs_and_when_they_alternate() {
+        let mut names = Names::default();
+        let seen: Vec<u32> = ["a", "a", "b", "a", "b", "b", "c", "a", "c"].iter().map(|n| names.intern(n)).collect();
+        assert_eq!(seen, [0, 0, 1, 0, 1, 1, 2, 0, 2]);
+        assert_eq!(
+            (names.number("a"), names.number("b"), names.number("c"), names.number("d")),
+            (Some(0), Some(1), Some(2), None)
+        );
+        // A name that only shares a prefix with the last one is another name.
+        assert_eq!(names.intern("ab"), 3);
+        assert_eq!(names.intern("a"), 0);
     }
 
     #[test]
