@@ -58,3 +58,16 @@ fn limits_are_split_invariant() {
     assert_split_invariant(limits, body_too_large);
     assert_eq!(common::decode_with(limits, body_too_large).error, Some(HttpError::BodyTooLarge));
 }
+
+/// The seeds of the `decode_request` fuzz target (its first byte picks the
+/// split; the rest is the input), under the target's limits, at every split.
+#[test]
+fn fuzz_seeds_of_decode_request_are_split_invariant() {
+    let limits = Limits { max_head: 512, max_body: 1024 };
+    for seed in [
+        &include_bytes!("../../fuzz/seeds/decode_request/seed1")[..],
+        include_bytes!("../../fuzz/seeds/decode_request/seed2"),
+    ] {
+        assert_split_invariant(limits, &seed[1..]);
+    }
+}
