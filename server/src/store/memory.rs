@@ -85,6 +85,24 @@ impl Arena {
         // its reference count.
         self.block.split().freeze()
     }
+
+    /// Copies `json` and then `id` side by side with one split of the
+    /// block: the event's two slices (`id` keeps the block alive as long as
+    /// `json` would have).
+    fn copy_pair(&mut self, json: &[u8], id: &[u8]) -> (Bytes, Bytes) {
+        let len = json.len() + id.len();
+        if len > BLOCK / 8 {
+            return (self.copy(json), self.copy(id));
+        }
+        if self.block.capacity() - self.block.len() < len {
+            self.block = BytesMut::with_capacity(BLOCK);
+        }
+        self.block.extend_from_slice(json);
+        self.block.extend_from_slice(id);
+        let mut json = self.block.split().freeze();
+        let id = json.split_off(len - id.len());
+        (json, id)
+    }
 }
 
 /// Strings that repeat across events (types, sources) stored once each.
@@ -210,17 +228,11 @@ impl Inner {
         if self.shards[shard].find(hash, same).is_some() {
             return false;
         }
-        let record = Record {
-            json: match &event.raw {
-                Some(raw) => self.arena.copy(raw),
-                None => Bytes::from(event.to_json()),
-            },
-            id: self.arena.copy(id),
-            received_at,
-            ty: self.types.intern(&event.ty),
-            source,
-            token,
+        let (json, id) = match &event.raw {
+            Some(raw) => self.arena.copy_pair(raw, id),
+            None => (Bytes::from(event.to_json()), self.arena.copy(id)),
         };
+        let record = Record { json, id, received_at, ty: self.types.intern(&event.ty), source, token };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -613,6 +625,27 @@ mod tests {
 
     fn ev(source: &str, id: &str, ty: &str) -> Event {
         Event::new(id, source, ty)
+    }
+
+    #[test]
+    fn arena_pairs_are_the_two_slices_also_across_blocks_and_when_large() {
+        let mut arena = Arena::default();
+        let (json, id) = arena.copy_pair(b"{\"id\":\"a\"}", b"a");
+        assert_eq!((&json[..], &id[..]), (&b"{\"id\":\"a\"}"[..], &b"a"[..]));
+        // Fill the block to one byte short of the next pair: it goes whole
+        // into a fresh block.
+        let filler = vec![b'x'; BLOCK / 8];
+        while arena.block.capacity() - arena.block.len() >= filler.len() + 4 {
+            arena.copy(&filler);
+        }
+        let left = arena.block.capacity() - arena.block.len();
+        let json_part = vec![b'j'; left - 1];
+        let (json, id) = arena.copy_pair(&json_part, b"id");
+        assert_eq!((&json[..], &id[..]), (&json_part[..], &b"id"[..]));
+        // Larger than an eighth of a block: copied on their own.
+        let big = vec![b'b'; BLOCK / 8 + 1];
+        let (json, id) = arena.copy_pair(&big, b"z");
+        assert_eq!((&json[..], &id[..]), (&big[..], &b"z"[..]));
     }
 
     #[test]
