@@ -171,10 +171,15 @@ impl ServerCodec {
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
         match self.state {
             State::Failed(err) => Err(err),
-            State::Head => match self.decode_head(buf)? {
-                Some(request) => Ok(Some(request)),
-                None => self.decode_data(buf),
-            },
+            State::Head => {
+                // Handed on as it is (a request is large: no move through a
+                // second `Result`).
+                let head = self.decode_head(buf);
+                if !matches!(head, Ok(None)) {
+                    return head;
+                }
+                self.decode_data(buf)
+            }
             State::Body { .. } => self.decode_data(buf),
         }
     }
@@ -314,7 +319,10 @@ impl Decoder for ServerCodec {
     type Error = CodecError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
-        self.decode_inner(buf).map_err(|e| self.fail(buf, e))
+        match self.decode_inner(buf) {
+            Ok(item) => Ok(item),
+            Err(e) => Err(self.fail(buf, e)),
+        }
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
