@@ -62,6 +62,57 @@ fn write(spec: &Spec, out: &mut Vec<u8>) {
     }
 }
 
+/// Heads near the edges of the line rules: request lines and fields, some
+/// malformed, joined by line ends that are mostly CRLF but may be a bare
+/// LF, a lone CR, trailing whitespace or a folded continuation; then a
+/// little of whatever follows.
+fn edgy_head() -> impl Strategy<Value = Vec<u8>> {
+    let lead = prop::sample::select(vec!["", "", "", "\r\n", "\r\n\r\n", "\n"]);
+    let line = prop::sample::select(vec![
+        "GET / HTTP/1.1",
+        "POST /e HTTP/1.1",
+        "HEAD /x HTTP/1.0",
+        "GET  / HTTP/1.1",
+        "GET / HTTP/2.0",
+        "CONNECT h:1 HTTP/1.1",
+        "FOO /x HTTP/1.1",
+    ]);
+    let field = prop::sample::select(vec![
+        "Host: x",
+        "Host: x",
+        "host:x",
+        "Host: a b",
+        "Content-Length: 2",
+        "Content-Length: 2, 2",
+        "Content-Length: 1",
+        "Transfer-Encoding: chunked",
+        "Connection: close",
+        "Connection: keep-alive",
+        "Expect: 100-continue",
+        "X-A:",
+        "X-B: \t",
+        " folded",
+        "\tfolded",
+        "Bad Name: v",
+        "X-C: a\rb",
+    ]);
+    let end = prop::sample::select(vec!["\r\n", "\r\n", "\r\n", "\r\n", "\n", " \r\n", "\t\r\n", "\r", "\r\r\n", ""]);
+    let last = prop::sample::select(vec!["\r\n", "\r\n", "\n", ""]);
+    let rest = prop::sample::select(vec!["", "hi", "0\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    (lead, line, end.clone(), prop::collection::vec((field, end), 0..6), last, rest).prop_map(
+        |(lead, line, line_end, fields, last, rest)| {
+            let mut out = format!("{lead}{line}{line_end}");
+            for (field, end) in fields {
+                out.push_str(field);
+                out.push_str(end);
+            }
+            out.push_str(last);
+            out.push_str(rest);
+            out.into_bytes()
+        },
+    )
+}
+
 fn cut(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     points.sort_unstable();
@@ -203,6 +254,24 @@ proptest! {
             let length = body.len().to_string();
             prop_assert_eq!(r.headers.get_str("content-length"), Some(length.as_str()));
         }
+    }
+
+    // A head that arrives whole is parsed in one pass; one that arrives a
+    // byte at a time, or cut anywhere, goes through the line scanner first.
+    // Both must come to exactly the same requests and the same error.
+    #[test]
+    fn heads_near_the_line_rules_decode_the_same_whole_and_cut(
+        input in edgy_head(),
+        at in any::<usize>(),
+        small in any::<bool>(),
+    ) {
+        let limits = if small { Limits { max_head: 40, max_body: 64 } } else { Limits::default() };
+        let whole = common::requests_only(&common::decode_pieces(limits, [&input[..]]));
+        let at = at % (input.len() + 1);
+        let split = common::requests_only(&common::decode_pieces(limits, [&input[..at], &input[at..]]));
+        prop_assert_eq!(&split, &whole);
+        let bytewise = common::requests_only(&common::decode_bytewise(limits, &input));
+        prop_assert_eq!(&bytewise, &whole);
     }
 
     #[test]

@@ -48,8 +48,26 @@ fn limits_are_split_invariant() {
     let head_too_large = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(80));
     assert_split_invariant(limits, head_too_large.as_bytes());
     assert_eq!(common::decode_with(limits, head_too_large.as_bytes()).error, Some(HttpError::HeadTooLarge));
+    // A bare LF past the limit: one byte at a time, the limit is passed
+    // before the LF arrives, so the whole head must say the same.
+    let bare_lf_past_limit = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\n\r\n", "a".repeat(40));
+    assert_split_invariant(limits, bare_lf_past_limit.as_bytes());
+    assert_eq!(common::decode_with(limits, bare_lf_past_limit.as_bytes()).error, Some(HttpError::HeadTooLarge));
     let body_too_large =
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n12345\r\n0\r\n\r\n";
     assert_split_invariant(limits, body_too_large);
     assert_eq!(common::decode_with(limits, body_too_large).error, Some(HttpError::BodyTooLarge));
+}
+
+/// The seeds of the `decode_request` fuzz target (its first byte picks the
+/// split; the rest is the input), under the target's limits, at every split.
+#[test]
+fn fuzz_seeds_of_decode_request_are_split_invariant() {
+    let limits = Limits { max_head: 512, max_body: 1024 };
+    for seed in [
+        &include_bytes!("../../fuzz/seeds/decode_request/seed1")[..],
+        include_bytes!("../../fuzz/seeds/decode_request/seed2"),
+    ] {
+        assert_split_invariant(limits, &seed[1..]);
+    }
 }

@@ -114,6 +114,10 @@ const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// A buffer larger than this is given back when the connection goes idle.
 const MAX_IDLE_BUFFER: usize = 64 * 1024;
 
+/// An empty read buffer with less room than this is given a whole block
+/// before the next read (`shrink_buffers`).
+const MIN_READ_ROOM: usize = 1024;
+
 /// A streamed body is written once this much of it is buffered.
 const STREAM_WRITE_BYTES: usize = 64 * 1024;
 
@@ -544,9 +548,18 @@ where
     /// Gives back buffers that grew for a large request or answer once the
     /// connection is idle, so that a keep-alive connection does not hold the
     /// largest message it ever carried.
+    ///
+    /// An empty read buffer with little room left is also given its block
+    /// back whole (in place when no request still holds part of it, else a
+    /// fresh block): `Framed` reads only into the room left, so a nearly
+    /// full block would cut the next request's head in two and have it
+    /// read and scanned twice.
     fn shrink_buffers(&mut self) {
-        if self.framed.read_buffer().is_empty() && self.framed.read_buffer().capacity() > MAX_IDLE_BUFFER {
+        let read = self.framed.read_buffer();
+        if read.is_empty() && read.capacity() > MAX_IDLE_BUFFER {
             *self.framed.read_buffer_mut() = bytes::BytesMut::with_capacity(INITIAL_READ_BUFFER);
+        } else if read.is_empty() && read.capacity() < MIN_READ_ROOM {
+            self.framed.read_buffer_mut().reserve(INITIAL_READ_BUFFER);
         }
         if self.framed.write_buffer().is_empty() && self.framed.write_buffer().capacity() > MAX_IDLE_BUFFER {
             *self.framed.write_buffer_mut() = bytes::BytesMut::new();

@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ahash::RandomState;
 use bytes::{Bytes, BytesMut};
@@ -85,21 +85,58 @@ impl Arena {
         // its reference count.
         self.block.split().freeze()
     }
+
+    /// Copies `json` and then `id` side by side with one split of the
+    /// block: the event's two slices (`id` keeps the block alive as long as
+    /// `json` would have).
+    fn copy_pair(&mut self, json: &[u8], id: &[u8]) -> (Bytes, Bytes) {
+        let len = json.len() + id.len();
+        if len > BLOCK / 8 {
+            return (self.copy(json), self.copy(id));
+        }
+        if self.block.capacity() - self.block.len() < len {
+            self.block = BytesMut::with_capacity(BLOCK);
+        }
+        self.block.extend_from_slice(json);
+        self.block.extend_from_slice(id);
+        let mut json = self.block.split().freeze();
+        let id = json.split_off(len - id.len());
+        (json, id)
+    }
 }
 
 /// Strings that repeat across events (types, sources) stored once each.
+/// The name interned last is compared first: events of one type from one
+/// source come in runs, and a run costs no hash.
 #[derive(Debug, Default)]
 struct Names {
-    numbers: HashMap<Box<str>, u32, RandomState>,
+    numbers: HashMap<Arc<str>, u32, RandomState>,
+    /// The name interned last and its number.
+    last: Option<(Arc<str>, u32)>,
 }
 
 impl Names {
+    #[inline]
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&n) = self.numbers.get(name) {
-            return n;
+        if let Some((last, n)) = &self.last {
+            if **last == *name {
+                return *n;
+            }
         }
-        let n = self.numbers.len() as u32;
-        self.numbers.insert(name.into(), n);
+        self.intern_slow(name)
+    }
+
+    fn intern_slow(&mut self, name: &str) -> u32 {
+        let (key, n) = match self.numbers.get_key_value(name) {
+            Some((key, &n)) => (key.clone(), n),
+            None => {
+                let key: Arc<str> = Arc::from(name);
+                let n = self.numbers.len() as u32;
+                self.numbers.insert(key.clone(), n);
+                (key, n)
+            }
+        };
+        self.last = Some((key, n));
         n
     }
 
@@ -191,17 +228,11 @@ impl Inner {
         if self.shards[shard].find(hash, same).is_some() {
             return false;
         }
-        let record = Record {
-            json: match &event.raw {
-                Some(raw) => self.arena.copy(raw),
-                None => Bytes::from(event.to_json()),
-            },
-            id: self.arena.copy(id),
-            received_at,
-            ty: self.types.intern(&event.ty),
-            source,
-            token,
+        let (json, id) = match &event.raw {
+            Some(raw) => self.arena.copy_pair(raw, id),
+            None => (Bytes::from(event.to_json()), self.arena.copy(id)),
         };
+        let record = Record { json, id, received_at, ty: self.types.intern(&event.ty), source, token };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -432,8 +463,15 @@ fn read(inner: &Mutex<Inner>, q: &Query, max_bytes: usize, tx: &PageSender) -> u
     }
 }
 
+/// Nanoseconds since the Unix epoch, read straight from the system clock
+/// (`OffsetDateTime::now_utc` would also work out the calendar date, which
+/// nothing here needs).
 fn now_nanos() -> i64 {
-    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => nanos(since),
+        Err(before) => -nanos(before.duration()),
+    }
 }
 
 fn publish(gauges: &StoreGauges, inner: &Inner) {
@@ -500,7 +538,7 @@ impl MemoryStore {
     }
 
     fn append_now(&self, events: &[Event], token: Option<&str>) -> Result<Appended, StoreError> {
-        let received_at = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        let received_at = now_nanos();
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let token = inner.token_number(token);
@@ -587,6 +625,49 @@ mod tests {
 
     fn ev(source: &str, id: &str, ty: &str) -> Event {
         Event::new(id, source, ty)
+    }
+
+    #[test]
+    fn arena_pairs_are_the_two_slices_also_across_blocks_and_when_large() {
+        let mut arena = Arena::default();
+        let (json, id) = arena.copy_pair(b"{\"id\":\"a\"}", b"a");
+        assert_eq!((&json[..], &id[..]), (&b"{\"id\":\"a\"}"[..], &b"a"[..]));
+        // Fill the block to one byte short of the next pair: it goes whole
+        // into a fresh block.
+        let filler = vec![b'x'; BLOCK / 8];
+        while arena.block.capacity() - arena.block.len() >= filler.len() + 4 {
+            arena.copy(&filler);
+        }
+        let left = arena.block.capacity() - arena.block.len();
+        let json_part = vec![b'j'; left - 1];
+        let (json, id) = arena.copy_pair(&json_part, b"id");
+        assert_eq!((&json[..], &id[..]), (&json_part[..], &b"id"[..]));
+        // Larger than an eighth of a block: copied on their own.
+        let big = vec![b'b'; BLOCK / 8 + 1];
+        let (json, id) = arena.copy_pair(&big, b"z");
+        assert_eq!((&json[..], &id[..]), (&big[..], &b"z"[..]));
+    }
+
+    #[test]
+    fn now_nanos_is_the_clock_of_offset_date_time() {
+        let before = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let now = i128::from(now_nanos());
+        let after = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+    }
+
+    #[test]
+    fn names_keep_their_numbers_in_runs_and_when_they_alternate() {
+        let mut names = Names::default();
+        let seen: Vec<u32> = ["a", "a", "b", "a", "b", "b", "c", "a", "c"].iter().map(|n| names.intern(n)).collect();
+        assert_eq!(seen, [0, 0, 1, 0, 1, 1, 2, 0, 2]);
+        assert_eq!(
+            (names.number("a"), names.number("b"), names.number("c"), names.number("d")),
+            (Some(0), Some(1), Some(2), None)
+        );
+        // A name that only shares a prefix with the last one is another name.
+        assert_eq!(names.intern("ab"), 3);
+        assert_eq!(names.intern("a"), 0);
     }
 
     #[test]

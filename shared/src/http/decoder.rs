@@ -171,10 +171,15 @@ impl ServerCodec {
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
         match self.state {
             State::Failed(err) => Err(err),
-            State::Head => match self.decode_head(buf)? {
-                Some(request) => Ok(Some(request)),
-                None => self.decode_data(buf),
-            },
+            State::Head => {
+                // Handed on as it is (a request is large: no move through a
+                // second `Result`).
+                let head = self.decode_head(buf);
+                if !matches!(head, Ok(None)) {
+                    return head;
+                }
+                self.decode_data(buf)
+            }
             State::Body { .. } => self.decode_data(buf),
         }
     }
@@ -188,6 +193,34 @@ impl ServerCodec {
         if buf.is_empty() {
             return Ok(None);
         }
+        // A head that arrives whole in one read (the usual case) is walked
+        // once: httparse finds its end, and its result shows whether the
+        // scanner's line rules hold (`whole_head`). Anything else, a head
+        // cut across reads or one those rules may refuse, goes through the
+        // scanner first, then httparse, as the rules are written.
+        if self.scanner.is_fresh() {
+            // Uninitialised slots: httparse fills only what it uses.
+            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut []);
+            if let Ok(httparse::Status::Complete(len)) = req.parse_with_uninit_headers(buf, &mut slots) {
+                if len <= self.limits.max_head && whole_head(buf, &req) {
+                    self.heads.push_back(starts_head(buf));
+                    self.unfinished_head = false;
+                    self.since = None;
+                    let parsed = parse_head(&buf[..len], &req, &mut self.hosts)?;
+                    let head = buf.split_to(len).freeze();
+                    return self.start_body(buf, head, parsed);
+                }
+            }
+        }
+        self.decode_scanned_head(buf)
+    }
+
+    /// The head as the rules are written: the scanner finds its end and
+    /// checks its lines, then httparse parses it (a head cut across reads,
+    /// or one the one-pass route of `decode_head` gave no verdict on).
+    #[inline(never)]
+    fn decode_scanned_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
         let span = match self.scanner.scan(buf, self.limits.max_head, MAX_HEADERS) {
             Ok(Some(span)) => span,
             Ok(None) => {
@@ -205,13 +238,37 @@ impl ServerCodec {
             }
         };
         buf.advance(span.skip);
-        let head_bytes = buf.split_to(span.len).freeze();
+        let head_bytes = &buf[..span.len];
         // Recorded before parsing, so that a refused head is answered as
         // what it was.
-        self.heads.push_back(starts_head(&head_bytes));
+        self.heads.push_back(starts_head(head_bytes));
         self.unfinished_head = false;
         self.since = None;
-        let (head, framing, expect_continue) = parse_head(head_bytes, &mut self.hosts)?;
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(head_bytes, &mut slots) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(HttpError::InvalidRequestLine),
+            Err(e) => return Err(map_parse_error(e, head_bytes)),
+        }
+        let parsed = parse_head(head_bytes, &req, &mut self.hosts)?;
+        let head = buf.split_to(span.len).freeze();
+        self.start_body(buf, head, parsed)
+    }
+
+    /// With the head parsed and split off `buf`: the request at once if it
+    /// has no body, else the body state.
+    #[inline(always)]
+    fn start_body(&mut self, buf: &mut BytesMut, bytes: Bytes, parsed: Parsed) -> Result<Option<Inbound>, HttpError> {
+        let Parsed { method, target, origin_start, version, mut headers, keep_alive, framing, expect_continue } =
+            parsed;
+        let method = match method {
+            Method::Other(_) => Method::Other(bytes.slice(..method_len(&bytes))),
+            known => known,
+        };
+        let target = bytes.slice(target.0..target.1);
+        headers.attach(bytes);
+        let head = RequestHead { method, target, origin_start, version, headers, keep_alive };
         let body = match framing {
             None | Some(Framing::Length(0)) => {
                 return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
@@ -262,7 +319,10 @@ impl Decoder for ServerCodec {
     type Error = CodecError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
-        self.decode_inner(buf).map_err(|e| self.fail(buf, e))
+        match self.decode_inner(buf) {
+            Ok(item) => Ok(item),
+            Err(e) => Err(self.fail(buf, e)),
+        }
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
@@ -275,31 +335,85 @@ impl Decoder for ServerCodec {
     }
 }
 
-/// Parses a complete head with httparse and applies the rules of the
-/// request line, `Host` and body framing. Returns the head, how its body is
-/// delimited (`None`: no body), and whether the client expects
-/// `100 Continue`.
-fn parse_head(bytes: Bytes, valid_hosts: &mut HostCache) -> Result<(RequestHead, Option<Framing>, bool), HttpError> {
-    // Uninitialised slots: httparse fills only what it uses.
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(&bytes, &mut slots) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HttpError::InvalidRequestLine),
-        Err(e) => return Err(map_parse_error(e, &bytes)),
+/// A head parsed where it lies in the read buffer, before it is split off:
+/// what is not `Bytes` yet is offsets into it.
+struct Parsed {
+    /// `Method::Other` holds no token yet: it is the head's first word.
+    method: Method,
+    /// The request-target's range in the head.
+    target: (usize, usize),
+    origin_start: u32,
+    version: Version,
+    /// Offsets into the head ([`Headers::attach`] hands it over).
+    headers: Headers,
+    keep_alive: bool,
+    /// How the body is delimited (`None`: no body).
+    framing: Option<Framing>,
+    /// Whether the client expects `100 Continue`.
+    expect_continue: bool,
+}
+
+/// The length of the method token at the start of a head.
+fn method_len(head: &[u8]) -> usize {
+    memchr::memchr(b' ', head).unwrap_or(head.len())
+}
+
+/// Whether a head that httparse parsed whole, from the first byte of
+/// `buf`, keeps the line rules the scanner enforces, so that the scanner
+/// would find the same head: no empty line before it, every line ended by
+/// CRLF (no bare LF), no line that folds onto the one before. httparse
+/// refuses a folded line and any LF inside a line, and reports where
+/// each line's content ends; the bytes from there to the next line must
+/// be optional whitespace and CRLF, and the last line must be empty.
+/// `false` is no verdict: the caller asks the scanner.
+#[inline(always)]
+fn whole_head(buf: &[u8], req: &httparse::Request<'_, '_>) -> bool {
+    let (Some(method), Some(path)) = (req.method, req.path) else { return false };
+    if method.as_ptr() != buf.as_ptr() {
+        return false;
     }
+    let base = buf.as_ptr() as usize;
+    // `path SP HTTP/1.x` then the line end: httparse takes exactly one space
+    // and eight bytes of version.
+    let mut end = (path.as_ptr() as usize).wrapping_sub(base).wrapping_add(path.len() + 9);
+    for field in req.headers.iter() {
+        let Some(next) = line_end(buf, end) else { return false };
+        if (field.name.as_ptr() as usize).wrapping_sub(base) != next {
+            return false;
+        }
+        end = (field.value.as_ptr() as usize).wrapping_sub(base).wrapping_add(field.value.len());
+    }
+    line_end(buf, end).is_some_and(|next| buf.get(next..next + 2) == Some(b"\r\n"))
+}
+
+/// From `at`, where a line's content ends: optional whitespace and CRLF;
+/// returns where the next line starts.
+#[inline(always)]
+fn line_end(buf: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(b' ' | b'\t') = buf.get(at) {
+        at += 1;
+    }
+    (buf.get(at..at.checked_add(2)?)? == b"\r\n").then_some(at + 2)
+}
+
+/// Applies the rules of the request line, `Host` and body framing to a
+/// head that httparse parsed whole (`req`, from `head`).
+#[inline(always)]
+fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut HostCache) -> Result<Parsed, HttpError> {
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HttpError::InvalidRequestLine);
     };
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-    let method = Method::from_token(method.as_bytes(), &bytes);
+    let method = Method::known(method.as_bytes());
     // CONNECT asks for a tunnel (RFC 9110 §9.3.6); this server is no proxy.
-    if matches!(&method, Method::Other(token) if &token[..] == b"CONNECT") {
+    if matches!(method, Method::Other(_)) && req.method == Some("CONNECT") {
         return Err(HttpError::ConnectNotSupported);
     }
     let origin = origin_start(path.as_bytes(), &method)?;
+    let base = head.as_ptr() as usize;
+    let target_start = (path.as_ptr() as usize).wrapping_sub(base);
 
-    let mut headers = Headers::with_buffer(bytes.clone(), req.headers.len());
+    let mut headers = Headers::detached(req.headers.len());
     let mut framing = FramingFields::default();
     let mut hosts = 0usize;
     let mut close = false;
@@ -332,7 +446,7 @@ fn parse_head(bytes: Bytes, valid_hosts: &mut HostCache) -> Result<(RequestHead,
             }
             _ => {}
         }
-        headers.push_slices(name, value);
+        headers.push_in(head, name, value);
     }
 
     let framing = framing.framing(version)?;
@@ -348,9 +462,9 @@ fn parse_head(bytes: Bytes, valid_hosts: &mut HostCache) -> Result<(RequestHead,
     }
 
     let has_body = !matches!(framing, None | Some(Framing::Length(0)));
-    let head = RequestHead {
+    Ok(Parsed {
         method,
-        target: bytes.slice_ref(path.as_bytes()),
+        target: (target_start, target_start + path.len()),
         origin_start: origin as u32,
         version,
         headers,
@@ -358,10 +472,10 @@ fn parse_head(bytes: Bytes, valid_hosts: &mut HostCache) -> Result<(RequestHead,
             Version::Http11 => !close,
             Version::Http10 => keep_alive && !close,
         },
-    };
-    // RFC 9110 §10.1.1: 100-continue is only meaningful from HTTP/1.1 clients.
-    let expect = expect_continue && has_body && version == Version::Http11;
-    Ok((head, framing, expect))
+        framing,
+        // RFC 9110 §10.1.1: 100-continue is only meaningful from HTTP/1.1 clients.
+        expect_continue: expect_continue && has_body && version == Version::Http11,
+    })
 }
 
 fn map_parse_error(e: httparse::Error, head: &[u8]) -> HttpError {

@@ -36,13 +36,27 @@ impl FramingFields {
     /// error.
     #[inline]
     pub fn content_length(&mut self, value: &[u8]) -> Result<(), HttpError> {
+        // The usual value, one number short enough that it cannot overflow
+        // (19 digits < u64::MAX): read at once, with the same outcome as the
+        // list below.
+        if !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit) {
+            let n = value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            return self.one_length(n);
+        }
         for part in value.split(|&b| b == b',') {
             let n = parse_decimal(trim_ows(part))?;
-            if self.content_length.is_some_and(|m| m != n) {
-                return Err(HttpError::ConflictingContentLength);
-            }
-            self.content_length = Some(n);
+            self.one_length(n)?;
         }
+        Ok(())
+    }
+
+    /// One value of a `Content-Length` list: the same as any before it.
+    #[inline]
+    fn one_length(&mut self, n: u64) -> Result<(), HttpError> {
+        if self.content_length.is_some_and(|m| m != n) {
+            return Err(HttpError::ConflictingContentLength);
+        }
+        self.content_length = Some(n);
         Ok(())
     }
 
@@ -138,4 +152,35 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn length_of(values: &[&str]) -> Result<Option<u64>, HttpError> {
+        let mut fields = FramingFields::default();
+        for v in values {
+            fields.content_length(v.as_bytes())?;
+        }
+        Ok(fields.content_length)
+    }
+
+    #[test]
+    fn content_length_values_at_the_edges_of_the_plain_number() {
+        assert_eq!(length_of(&["0"]), Ok(Some(0)));
+        assert_eq!(length_of(&["0000000000000000012"]), Ok(Some(12)));
+        // 19 digits, the longest read at once; 20 go through the list parser.
+        assert_eq!(length_of(&["9999999999999999999"]), Ok(Some(9_999_999_999_999_999_999)));
+        assert_eq!(length_of(&["18446744073709551615"]), Ok(Some(u64::MAX)));
+        assert_eq!(length_of(&["18446744073709551616"]), Err(HttpError::BodyTooLarge));
+        assert_eq!(length_of(&["99999999999999999999"]), Err(HttpError::BodyTooLarge));
+        assert_eq!(length_of(&[""]), Err(HttpError::InvalidContentLength));
+        assert_eq!(length_of(&["+5"]), Err(HttpError::InvalidContentLength));
+        assert_eq!(length_of(&["5", "5, 5"]), Ok(Some(5)));
+        assert_eq!(length_of(&["5, 5", "5"]), Ok(Some(5)));
+        assert_eq!(length_of(&["5", "6"]), Err(HttpError::ConflictingContentLength));
+        assert_eq!(length_of(&["5, 6"]), Err(HttpError::ConflictingContentLength));
+        assert_eq!(length_of(&["5", "5,6"]), Err(HttpError::ConflictingContentLength));
+    }
 }

@@ -42,13 +42,16 @@ impl HeadScanner {
         while let Some(pos) = memchr::memchr(b'\n', &buf[self.scanned..]) {
             let lf = self.scanned + pos;
             self.scanned = lf + 1;
+            // The limit first: a head that arrives in pieces has passed it
+            // before a line beyond it can be judged, and the verdict must
+            // not depend on how the bytes arrived.
+            if lf + 1 > max_bytes {
+                return Err(self.over_limit());
+            }
             // RFC 9112 §2.2 allows a recipient to accept a bare LF; we do not,
             // so that no two parsers on the path can disagree on line ends.
             if lf == self.line_start || buf[lf - 1] != b'\r' {
                 return Err(HttpError::BareLf);
-            }
-            if lf + 1 > max_bytes {
-                return Err(self.over_limit());
             }
             let line = &buf[self.line_start..lf - 1];
             if self.lines == 0 {

@@ -23,9 +23,9 @@ pub enum Method {
 }
 
 impl Method {
-    /// Maps a method token found in `head`; unknown methods keep a
-    /// zero-copy slice of it.
-    pub(crate) fn from_token(token: &[u8], head: &Bytes) -> Method {
+    /// Maps a method token; an unknown method is `Other` with no token
+    /// yet, which the decoder fills in with a zero-copy slice of the head.
+    pub(crate) fn known(token: &[u8]) -> Method {
         match token {
             b"GET" => Method::Get,
             b"HEAD" => Method::Head,
@@ -34,7 +34,7 @@ impl Method {
             b"DELETE" => Method::Delete,
             b"PATCH" => Method::Patch,
             b"OPTIONS" => Method::Options,
-            _ => Method::Other(head.slice_ref(token)),
+            _ => Method::Other(Bytes::new()),
         }
     }
 
@@ -91,9 +91,35 @@ impl Headers {
         Headers { buf, entries: Vec::with_capacity(capacity) }
     }
 
+    /// An empty set whose buffer is attached later ([`Headers::attach`]);
+    /// the fields pushed meanwhile are offsets into the head they were
+    /// parsed from ([`Headers::push_in`]).
+    #[inline]
+    pub(crate) fn detached(capacity: usize) -> Headers {
+        Headers { buf: Bytes::new(), entries: Vec::with_capacity(capacity) }
+    }
+
+    /// Adds a field whose name and value are sub-slices of `head`, the
+    /// bytes that [`Headers::attach`] will hand over.
+    #[inline]
+    pub(crate) fn push_in(&mut self, head: &[u8], name: &[u8], value: &[u8]) {
+        self.push_at(head.as_ptr() as usize, name, value);
+    }
+
+    /// Hands over the head the fields were pushed from (the same bytes,
+    /// now frozen).
+    pub(crate) fn attach(&mut self, head: Bytes) {
+        self.buf = head;
+    }
+
     /// Adds a field whose name and value are sub-slices of the buffer.
     pub(crate) fn push_slices(&mut self, name: &[u8], value: &[u8]) {
-        let base = self.buf.as_ptr() as usize;
+        self.push_at(self.buf.as_ptr() as usize, name, value);
+    }
+
+    /// Adds a field from slices of the bytes starting at address `base`.
+    #[inline]
+    fn push_at(&mut self, base: usize, name: &[u8], value: &[u8]) {
         let range = |s: &[u8]| {
             let start = (s.as_ptr() as usize).wrapping_sub(base);
             if s.is_empty() {
