@@ -378,12 +378,19 @@ impl Scan<'_, '_> {
             return None;
         }
         let key = self.string()?;
-        let source = if key.in_arena { self.tape.arena.as_bytes() } else { self.input.get(self.base..)? };
-        let bit = 1u128 << key_filter(source.get(key.start as usize..(key.start + key.len) as usize)?);
+        // The key's text: in the input just before its closing quote (no
+        // escapes), or in the arena (decoded).
+        let text = if key.in_arena {
+            self.tape.arena.as_bytes().get(key.start as usize..(key.start + key.len) as usize)?
+        } else {
+            self.input.get(self.pos - 1 - key.len as usize..self.pos - 1)?
+        };
+        let bit = 1u128 << key_filter(text);
         object.clash |= object.seen & bit != 0;
         object.seen |= bit;
         self.tape.entries.push(Entry::String(key));
-        if self.peek()? != b':' {
+        // Compact JSON has the colon right after the key.
+        if self.input.get(self.pos) != Some(&b':') && self.peek()? != b':' {
             return None;
         }
         self.pos += 1;
@@ -454,6 +461,7 @@ impl Scan<'_, '_> {
     }
 
     /// A string at `pos` (its opening quote).
+    #[inline]
     fn string(&mut self) -> Option<Text> {
         let start = self.pos + 1;
         let rest = self.input.get(start..)?;
