@@ -18,6 +18,10 @@ use crate::problem::FieldError;
 /// Compared without allocating (the schema check asks it per event): ASCII
 /// case-insensitively, as lowercasing the ASCII letters and comparing did.
 pub(crate) fn is_json_media_type(ct: &str) -> bool {
+    // The usual value, whole: no parameters, nothing to trim.
+    if ct.as_bytes().eq_ignore_ascii_case(b"application/json") {
+        return true;
+    }
     let essence = ct.split_once(';').map_or(ct, |(essence, _)| essence).trim().as_bytes();
     let suffix = essence.len().checked_sub(5).and_then(|at| essence.get(at..)).unwrap_or_default();
     essence.eq_ignore_ascii_case(b"application/json")
