@@ -153,6 +153,8 @@ impl Tapes {
     /// JSON (it gives up on anything else) and ends where
     /// `Scanner::skip_value` would.
     pub(crate) fn fill(&mut self, text: &str, start: usize) -> Option<usize> {
+        // Offsets are u32 (see `Scan::string`).
+        u32::try_from(text.len()).ok()?;
         let (lo, arena) = (self.tape.entries.len(), self.tape.arena.len());
         let mut scan =
             Scan { tape: &mut self.tape, text, input: text.as_bytes(), pos: start, base: start, lo, cap: self.cap };
@@ -460,15 +462,16 @@ impl Scan<'_, '_> {
     }
 
     /// A string at `pos` (its opening quote).
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<Text> {
         let start = self.pos + 1;
         let rest = self.input.get(start..)?;
         let end = string_stop(rest)?;
-        if rest[end] == b'"' {
+        if rest.get(end) == Some(&b'"') {
             self.pos = start + end + 1;
-            let (start, len) = (u32::try_from(start - self.base).ok()?, u32::try_from(end).ok()?);
-            return Some(Text { in_arena: false, start, len });
+            // Offsets within the input, whose length fits a u32 (checked
+            // where a scan starts): the casts are lossless.
+            return Some(Text { in_arena: false, start: (start - self.base) as u32, len: end as u32 });
         }
         // Escapes (or a control character, which serde_json refuses): find
         // the closing quote, let serde_json decode.
