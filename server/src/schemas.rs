@@ -42,6 +42,11 @@ impl Schemas {
         Ok(Schemas { loaded: Some(Loaded { dir, unknown, current, warned_at: Mutex::new(HashMap::new()) }) })
     }
 
+    /// Whether `--schemas` was given.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.is_some()
+    }
+
     /// The set in use, if `--schemas` was given.
     pub fn current(&self) -> Option<Arc<SchemaSet>> {
         self.loaded.as_ref().map(|l| l.current.load_full())

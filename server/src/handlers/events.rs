@@ -3,11 +3,11 @@
 //! `GET /events`: read stored events back, filtered and paged (SPEC §3.2).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use inlet_shared::event::{parse_body, BodyKind, Event, ParseError};
+use inlet_shared::event::{parse_body_with, BodyKind, Event, ParseError};
 use inlet_shared::http::coding::StreamEncoder;
 use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::{FieldError, Problem};
-use inlet_shared::schema::{Layout, Verdict};
+use inlet_shared::schema::{Layout, Tapes, Verdict};
 
 use super::{compress, rejected, App};
 use crate::auth::{Denied, Principal};
@@ -48,7 +48,10 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let events = match parse_body(&req.headers, &body, &app.parse_limits) {
+    // With `--schemas`, each event's `data` is read onto a tape as it is
+    // parsed, for `check_schemas` (one pass over `data`, not two).
+    let mut tapes = app.schemas.is_loaded().then(Tapes::new);
+    let events = match parse_body_with(&req.headers, &body, &app.parse_limits, tapes.as_mut()) {
         Ok(events) => events,
         Err(e) => {
             // Kept only while the token is within its quota (one unit per
@@ -76,7 +79,9 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     }
     // The schemas (`--schemas`): a request with any refused event is
     // refused whole; events of `warn` types are counted once stored.
-    let warned = match check_schemas(app, req, &body, &events) {
+    let checked = check_schemas(app, req, &body, &events, tapes.as_ref());
+    drop(tapes);
+    let warned = match checked {
         Ok(warned) => warned,
         Err(refused) => {
             if let Some(token) = token {
@@ -109,12 +114,21 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
 /// verdict (answered `422`) when any event is refused, else the types of the
 /// events that failed in `warn` mode (one per event). Without `--schemas`,
 /// nothing.
-fn check_schemas(app: &App, req: &Request, body: &[u8], events: &[Event]) -> Result<Vec<String>, Verdict> {
+fn check_schemas(
+    app: &App,
+    req: &Request,
+    body: &[u8],
+    events: &[Event],
+    tapes: Option<&Tapes>,
+) -> Result<Vec<String>, Verdict> {
     let Some(set) = app.schemas.guard() else { return Ok(Vec::new()) };
     // The handler parsed the body already, so its kind is known good; the
     // layout (the headers read again) is worked out only for an error.
     let layout = || Layout::of(BodyKind::of(&req.headers).unwrap_or(BodyKind::Structured), body);
-    let verdict = set.check_lazy(events, layout);
+    let verdict = match tapes {
+        Some(tapes) => set.check_taped(events, tapes, layout),
+        None => set.check_lazy(events, layout),
+    };
     if verdict.is_refused() {
         let types = verdict.refused.iter().map(|r| r.ty.as_str());
         app.stats.record_schema_refused(types, |ty| set.get(ty).is_some());

@@ -15,9 +15,18 @@ use crate::http::Headers;
 use crate::problem::FieldError;
 
 /// Whether a media type's data is JSON (`application/json`, `*/*+json`).
+/// Compared without allocating (the schema check asks it per event): ASCII
+/// case-insensitively, as lowercasing the ASCII letters and comparing did.
 pub(crate) fn is_json_media_type(ct: &str) -> bool {
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    // The usual value, whole: no parameters, nothing to trim.
+    if ct.as_bytes().eq_ignore_ascii_case(b"application/json") {
+        return true;
+    }
+    let essence = ct.split_once(';').map_or(ct, |(essence, _)| essence).trim().as_bytes();
+    let suffix = essence.len().checked_sub(5).and_then(|at| essence.get(at..)).unwrap_or_default();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || essence.eq_ignore_ascii_case(b"text/json")
+        || suffix.eq_ignore_ascii_case(b"+json")
 }
 
 /// Parses a binary-mode request into one event.
@@ -92,5 +101,49 @@ pub fn parse_binary(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Re
     match build_event(&attrs, body_text.as_ref(), Origin::Headers, &mut found) {
         Some(event) if found.is_empty() => Ok(Events::from_buf([event])),
         _ => Err(found.into_error()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::is_json_media_type;
+
+    /// The rule as first written (lowercased copy, then compared).
+    fn model(ct: &str) -> bool {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_case_insensitively_without_parameters() {
+        for (ct, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            (" text/json ;x=1", true),
+            ("application/cloudevents+json", true),
+            ("application/vnd.x+JSON", true),
+            ("+json", true),
+            ("json", false),
+            ("application/jsonx", false),
+            ("text/plain; a=+json", false),
+            ("application/xml", false),
+            ("", false),
+            ("\u{a0}application/json\u{a0}", true),
+            ("applicatIon/json\u{212a}", false),
+        ] {
+            assert_eq!(is_json_media_type(ct), json, "{ct:?}");
+            assert_eq!(model(ct), json, "{ct:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_comparison_without_allocation_answers_as_the_lowercased_one(
+            ct in "[ \t\u{a0}]{0,2}(application|text|TEXT|Application|x)?/?(json|JSON|jSoN|[a-z.]{0,4}\\+[jJ][sS][oO][nN]|xml)?[ \u{2028}]?(;[ a-z=+jsonJSON]{0,8})?\\PC{0,2}"
+        ) {
+            prop_assert_eq!(is_json_media_type(&ct), model(&ct), "{:?}", ct);
+        }
     }
 }

@@ -6,6 +6,7 @@ use super::binary::parse_binary;
 use super::structured::{array, ndjson, not_utf8, object_or_array, single};
 use super::{Events, ParseError, ParseLimits, Text};
 use crate::http::Headers;
+use crate::schema::Tapes;
 
 /// The body format of an ingest request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,21 @@ impl BodyKind {
 /// in the order they were sent. Events from structured bodies keep their
 /// received bytes (`Event::raw`, zero-copy slices of `body`).
 pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Result<Events, ParseError> {
-    type Structured = fn(&str, Option<&Text>, &ParseLimits) -> Result<Events, ParseError>;
+    parse_body_with(headers, body, limits, None)
+}
+
+/// [`parse_body`] that, with `tapes` (a schema set is loaded), also reads
+/// each event's `data` onto them as it parses (structured bodies; binary
+/// mode's `data` is the body, left to the schema check), so the schema
+/// check need not scan `data` again. On `Ok`, `tapes` has one entry per
+/// event returned, in order.
+pub fn parse_body_with(
+    headers: &Headers,
+    body: &Bytes,
+    limits: &ParseLimits,
+    tapes: Option<&mut Tapes>,
+) -> Result<Events, ParseError> {
+    type Structured = fn(&str, Option<&Text>, &ParseLimits, Option<&mut Tapes>) -> Result<Events, ParseError>;
     let parse: Structured = match BodyKind::of(headers)? {
         BodyKind::Structured => single,
         BodyKind::Batch => array,
@@ -70,5 +85,5 @@ pub fn parse_body(headers: &Headers, body: &Bytes, limits: &ParseLimits) -> Resu
     };
     // UTF-8 is checked once; attributes are then zero-copy slices of it.
     let text = Text::try_from(body.clone()).map_err(not_utf8)?;
-    parse(&text, Some(&text), limits)
+    parse(&text, Some(&text), limits, tapes)
 }

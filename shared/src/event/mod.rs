@@ -38,7 +38,7 @@ pub type Events = smallvec::SmallVec<[Event; 1]>;
 
 pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
-pub use binding::{parse_body, BodyKind};
+pub use binding::{parse_body, parse_body_with, BodyKind};
 pub use error::{ParseError, MAX_LISTED_ERRORS};
 pub use structured::{is_blank_line, parse_array, parse_ndjson, parse_object_or_array, parse_single};
 

@@ -25,6 +25,7 @@ use std::fmt;
 use smallvec::SmallVec;
 
 use super::validate::Value;
+use crate::schema::Tapes;
 
 /// The members of one event object in order, duplicates kept for validation
 /// to report. Twelve fit without an allocation.
@@ -531,7 +532,18 @@ impl<'a> Scanner<'a> {
     /// comes first), and the caller, seeing its length, refuses it. So an
     /// item of a batch costs members for `max_event_bytes` at most, however
     /// large the body.
-    pub(crate) fn object(&mut self, members: &mut Members<'a>, limit: usize) -> Result<(), Syntax> {
+    ///
+    /// With `tapes` (a schema set is loaded), `data` is read onto them as it
+    /// is checked ([`Tapes::fill`]), where it would otherwise be skipped.
+    pub(crate) fn object(
+        &mut self,
+        members: &mut Members<'a>,
+        limit: usize,
+        mut tapes: Option<&mut Tapes>,
+    ) -> Result<(), Syntax> {
+        if let Some(tapes) = tapes.as_deref_mut() {
+            tapes.start_object();
+        }
         self.pos += 1;
         match self.skip_ws() {
             Some(b'}') => {
@@ -562,7 +574,7 @@ impl<'a> Scanner<'a> {
                 },
             };
             self.colon()?;
-            let value = self.member_value(&name, limit)?;
+            let value = self.member_value(&name, limit, tapes.as_deref_mut())?;
             if self.pos > limit {
                 return self.skip_rest_of_object();
             }
@@ -589,11 +601,17 @@ impl<'a> Scanner<'a> {
     /// Reads the value of member `name` of an event object; a string that
     /// ends past `limit` is not unescaped (its object is refused).
     #[inline]
-    fn member_value(&mut self, name: &str, limit: usize) -> Result<Value<'a>, Syntax> {
+    fn member_value(&mut self, name: &str, limit: usize, tapes: Option<&mut Tapes>) -> Result<Value<'a>, Syntax> {
         let first = self.skip_ws();
         let start = self.pos;
         if name == "data" {
-            self.skip_value()?;
+            // The tape's scanner reads only JSON and ends where `skip_value`
+            // does; where it gives up (duplicate keys, depth, a number past
+            // f64, not JSON), `skip_value` decides as always.
+            match tapes.and_then(|tapes| tapes.fill(self.text, start)) {
+                Some(end) => self.pos = end,
+                None => self.skip_value()?,
+            }
             return Ok(Value::Raw(self.since(start)));
         }
         match first {
@@ -677,11 +695,11 @@ mod tests {
                 let Some(text) = object.get(..cut) else { continue };
                 let mut whole = Scanner::new(text);
                 let mut all = Members::new();
-                let expected = whole.object(&mut all, usize::MAX);
+                let expected = whole.object(&mut all, usize::MAX, None);
                 for limit in 0..=text.len() + 1 {
                     let mut scan = Scanner::new(text);
                     let mut members = Members::new();
-                    assert_eq!(scan.object(&mut members, limit), expected, "{text:?} limit {limit}");
+                    assert_eq!(scan.object(&mut members, limit, None), expected, "{text:?} limit {limit}");
                     assert_eq!(scan.pos(), whole.pos(), "{text:?} limit {limit}");
                     if limit >= text.len() {
                         assert_eq!(format!("{members:?}"), format!("{all:?}"), "{text:?} limit {limit}");
@@ -701,10 +719,63 @@ mod tests {
         let text = format!("{{{}\"z\":1}}", r#""a":1,"#.repeat(10_000));
         let mut scan = Scanner::new(&text);
         let mut members = Members::new();
-        assert_eq!(scan.object(&mut members, 600), Ok(()));
+        assert_eq!(scan.object(&mut members, 600, None), Ok(()));
         assert_eq!(scan.pos(), text.len());
         // Members ending at bytes 6, 12, ..., 600: one hundred.
         assert_eq!(members.len(), 100);
+    }
+
+    /// A JSON text cut at `cut` bytes and with `insert` put in at `at`.
+    fn mangle(json: &str, cut: usize, at: usize, insert: &str) -> String {
+        let mut text: Vec<u8> = json.as_bytes().to_vec();
+        text.truncate(cut.min(text.len()));
+        let at = at.min(text.len());
+        text.splice(at..at, insert.bytes());
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Where `data` is read onto a tape instead of skipped, the tape's
+        /// scanner reads only what `skip_value` accepts and ends where it
+        /// ends: on JSON-like text, whole, cut and with bytes put in.
+        #[test]
+        fn a_tape_fill_accepts_only_what_skip_value_accepts_and_ends_where_it_does(
+            json in r#"[\[\]{}",: 0-9a-e.E+\-\\u/]{0,40}"#,
+            cut in 0usize..48,
+            at in 0usize..48,
+            insert in r#"[\[\]{}",: 0-9tfnrule.\\]{0,3}"#,
+        ) {
+            let samples = [
+                r#"{"a":[1,-2.5e3,{"b":null,"c":"x\ny\u00e9"}],"d":true,"e":false}"#,
+                r#"[0, -0, 18446744073709551616, 1e400, "\ud800", {"k":1,"k":2}]"#,
+                json.as_str(),
+            ];
+            for sample in samples {
+                let text = mangle(sample, cut, at, &insert);
+                let mut tapes = Tapes::new();
+                if let Some(end) = tapes.fill(&text, 0) {
+                    let mut scan = Scanner::new(&text);
+                    proptest::prop_assert_eq!(scan.skip_value(), Ok(()), "{:?}", text);
+                    proptest::prop_assert_eq!(scan.pos(), end, "{:?}", text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tape_fill_reads_valid_data_and_gives_up_where_skip_value_decides() {
+        for (text, filled) in [
+            (r#"{"a":[1,2.5,"x"]} ,"b":1"#, Some(17)),
+            ("12 ", Some(2)),
+            (r#""\ud800""#, None),
+            (r#"{"a":1,"a":2}"#, None),
+            ("[1,]", None),
+            ("-", None),
+        ] {
+            assert_eq!(Tapes::new().fill(text, 0), filled, "{text}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::scan::{Members, Scanner, Syntax};
 use super::validate::{build_event, share, Origin};
 use super::{Event, Events, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
+use crate::schema::Tapes;
 
 fn utf8(body: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(body).map_err(not_utf8)
@@ -40,6 +41,7 @@ fn event_at(
     prefix: &str,
     line: Option<u64>,
     found: &mut Found,
+    tapes: Option<&mut Tapes>,
 ) -> Result<Option<Event>, Shape> {
     let syntax = |e: Syntax| Shape::Syntax(e.detail(json));
     let mut scan = Scanner::new(json);
@@ -50,7 +52,7 @@ fn event_at(
     }
     let start = scan.pos();
     // The caller checked the whole of `json` against `max_event_bytes`.
-    scan.object(&mut members, usize::MAX).map_err(syntax)?;
+    scan.object(&mut members, usize::MAX, tapes).map_err(syntax)?;
     let object = scan.since(start);
     scan.end().map_err(syntax)?;
     if let Some(e) = scan.key_error {
@@ -81,16 +83,28 @@ fn build(
 
 /// `application/cloudevents+json`: exactly one event object.
 pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    single(utf8(body)?, None, limits)
+    single(utf8(body)?, None, limits, None)
 }
 
-pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
+/// One event object; with `tapes`, its `data` is read onto them (see
+/// [`Tapes`]): one entry of theirs per event returned.
+pub(crate) fn single(
+    json: &str,
+    owner: Option<&Text>,
+    limits: &ParseLimits,
+    mut tapes: Option<&mut Tapes>,
+) -> Result<Events, ParseError> {
     if json.len() > limits.max_event_bytes {
         return Err(too_large("#".into(), None, json.len(), limits));
     }
     let mut found = Found::new();
-    match event_at(json, owner, "#", None, &mut found) {
-        Ok(Some(event)) => Ok(Events::from_buf([event])),
+    match event_at(json, owner, "#", None, &mut found, tapes.as_deref_mut()) {
+        Ok(Some(event)) => {
+            if let Some(tapes) = tapes {
+                tapes.push_event();
+            }
+            Ok(Events::from_buf([event]))
+        }
         Ok(None) => Err(found.into_error()),
         Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors: Vec::new() }),
         Err(Shape::Wrong) => Err(ParseError::Invalid { errors: vec![not_an_event("#", None)], cut: 0 }),
@@ -99,10 +113,15 @@ pub(crate) fn single(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
 
 /// `application/cloudevents-batch+json`: a JSON array of event objects.
 pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    array(utf8(body)?, None, limits)
+    array(utf8(body)?, None, limits, None)
 }
 
-pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
+pub(crate) fn array(
+    json: &str,
+    owner: Option<&Text>,
+    limits: &ParseLimits,
+    mut tapes: Option<&mut Tapes>,
+) -> Result<Events, ParseError> {
     let syntax = |e: Syntax| ParseError::Json { detail: e.detail(json), errors: Vec::new() };
     let mut scan = Scanner::new(json);
     if scan.skip_ws() != Some(b'[') {
@@ -141,7 +160,7 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                     scan.key_error = None;
                     // Past the limit `object` stops collecting members.
                     let limit = start.saturating_add(limits.max_event_bytes);
-                    scan.object(&mut members, limit).map_err(syntax)?;
+                    scan.object(&mut members, limit, tapes.as_deref_mut()).map_err(syntax)?;
                     let item = scan.since(start);
                     if item.len() > limits.max_event_bytes {
                         stop = Some(over(item.len()));
@@ -151,6 +170,9 @@ pub(crate) fn array(json: &str, owner: Option<&Text>, limits: &ParseLimits) -> R
                         build(&members, item, owner, Origin::Json { prefix: &prefix, line: None }, &mut found)
                     {
                         events.push(event);
+                        if let Some(tapes) = tapes.as_deref_mut() {
+                            tapes.push_event();
+                        }
                     }
                 } else {
                     scan.skip_value().map_err(syntax)?;
@@ -201,13 +223,18 @@ fn not_an_event(prefix: &str, line: Option<u64>) -> FieldError {
 
 /// `application/json`: one event object, or an array of them.
 pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    object_or_array(utf8(body)?, None, limits)
+    object_or_array(utf8(body)?, None, limits, None)
 }
 
-pub(crate) fn object_or_array(body: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
+pub(crate) fn object_or_array(
+    body: &str,
+    owner: Option<&Text>,
+    limits: &ParseLimits,
+    tapes: Option<&mut Tapes>,
+) -> Result<Events, ParseError> {
     match body.bytes().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => array(body, owner, limits),
-        _ => single(body, owner, limits),
+        Some(b'[') => array(body, owner, limits, tapes),
+        _ => single(body, owner, limits, tapes),
     }
 }
 
@@ -217,10 +244,15 @@ pub(crate) fn object_or_array(body: &str, owner: Option<&Text>, limits: &ParseLi
 /// space, such as U+00A0, included) is a `400` listing every such line;
 /// otherwise invalid events are a `422`.
 pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    ndjson(utf8(body)?, None, limits)
+    ndjson(utf8(body)?, None, limits, None)
 }
 
-pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> Result<Events, ParseError> {
+pub(crate) fn ndjson(
+    text: &str,
+    owner: Option<&Text>,
+    limits: &ParseLimits,
+    mut tapes: Option<&mut Tapes>,
+) -> Result<Events, ParseError> {
     let mut events = Events::new();
     let mut invalid = Found::new();
     let mut malformed = Vec::new();
@@ -239,8 +271,13 @@ pub(crate) fn ndjson(text: &str, owner: Option<&Text>, limits: &ParseLimits) -> 
         if line.len() > limits.max_event_bytes {
             return Err(too_large("#".into(), Some(number), line.len(), limits));
         }
-        match event_at(line, owner, "#", Some(number), &mut invalid) {
-            Ok(Some(event)) => events.push(event),
+        match event_at(line, owner, "#", Some(number), &mut invalid, tapes.as_deref_mut()) {
+            Ok(Some(event)) => {
+                events.push(event);
+                if let Some(tapes) = tapes.as_deref_mut() {
+                    tapes.push_event();
+                }
+            }
             Ok(None) => {}
             Err(Shape::Wrong) => {
                 invalid.start_event();

@@ -30,6 +30,7 @@ use crate::problem::{FieldError, Problem};
 
 pub use layout::Layout;
 pub use load::{LoadError, INDEX_FILE};
+pub use tape::Tapes;
 
 /// Errors listed in one refusal at most; the last entry then says how many
 /// more there were.
@@ -241,22 +242,30 @@ impl SchemaSet {
     /// keeps at least its first, so every refused event says why); the
     /// rest are only counted (`Verdict::cut`).
     pub fn check(&self, events: &[Event], layout: &Layout<'_>) -> Verdict {
-        self.check_in(events, &Place::Given(layout))
+        self.check_in(events, None, &Place::Given(layout))
     }
 
     /// [`SchemaSet::check`] with the layout worked out by `layout` only if
     /// an error needs it (the server's common case, valid data, then never
     /// looks at the request's headers again).
     pub fn check_lazy<'l>(&self, events: &[Event], layout: impl Fn() -> Layout<'l>) -> Verdict {
-        self.check_in(events, &Place::Lazy(&layout, OnceCell::new()))
+        self.check_in(events, None, &Place::Lazy(&layout, OnceCell::new()))
     }
 
-    fn check_in(&self, events: &[Event], layout: &Place<'_, '_>) -> Verdict {
+    /// [`SchemaSet::check_lazy`] on the tapes the parser filled with the
+    /// events' `data` ([`crate::event::parse_body_with`]): valid `data` is
+    /// then decided without reading it again. `tapes` must come from the
+    /// parse of exactly these `events`.
+    pub fn check_taped<'l>(&self, events: &[Event], tapes: &Tapes, layout: impl Fn() -> Layout<'l>) -> Verdict {
+        self.check_in(events, Some(tapes), &Place::Lazy(&layout, OnceCell::new()))
+    }
+
+    fn check_in(&self, events: &[Event], tapes: Option<&Tapes>, layout: &Place<'_, '_>) -> Verdict {
         let mut verdict = Verdict::default();
         let mut budget = Budget { left: MAX_ERRORS, cut: 0 };
         for (index, event) in events.iter().enumerate() {
             let mut errors = Vec::new();
-            let warned = self.check_event(event, &At { layout, index }, &mut errors, &mut budget);
+            let warned = self.check_event(event, &At { layout, index, tapes }, &mut errors, &mut budget);
             if warned {
                 verdict.warned.push(event.ty.to_string());
             }
@@ -340,7 +349,12 @@ fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<Field
     // (no `Value`, no error built); the errors are collected from a `Value`
     // only for invalid data, or where the tape cannot stand for one.
     if let Some(Data::Json(json)) = &event.data {
-        if tape::Tape::with(json.get(), |data| schema.fast.is_valid(data)) == Some(true) {
+        let valid = |data: tape::TapeNode<'_>| schema.fast.is_valid(data);
+        let verdict = match at.tapes.and_then(|tapes| tapes.with(at.index, json.get(), valid)) {
+            Some(verdict) => Some(verdict),
+            None => tape::Tape::with(json.get(), valid),
+        };
+        if verdict == Some(true) {
             return;
         }
     }
@@ -403,6 +417,8 @@ impl<'l> Place<'_, 'l> {
 struct At<'a, 'l> {
     layout: &'a Place<'a, 'l>,
     index: usize,
+    /// The tapes of the request's `data`, when the parser filled them.
+    tapes: Option<&'a Tapes>,
 }
 
 impl At<'_, '_> {

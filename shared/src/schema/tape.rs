@@ -74,7 +74,10 @@ impl Tape {
         }
         // The scanner first (the common case, cheaper); where it gives up,
         // serde_json's deserializer, which also decides what is not JSON.
-        if (Scan { tape: self, text: input, input: input.as_bytes(), pos: 0 }).document() == Some(()) {
+        if (Scan { tape: self, text: input, input: input.as_bytes(), pos: 0, base: 0, lo: 0, cap: usize::MAX })
+            .document()
+            == Some(())
+        {
             return true;
         }
         self.entries.clear();
@@ -94,6 +97,107 @@ impl Tape {
         });
         BUFFER.set(tape);
         result
+    }
+}
+
+/// The tapes of the `data` of one request's events, filled by the envelope
+/// parser as it reads each `data` (`event::scan`), so that the schema check
+/// does not scan `data` a second time. Made only when a schema set is
+/// loaded; without one the parser skips `data` as before.
+///
+/// One tape holds the documents of all the request's events, one after the
+/// other; each event has the range of its entries, or none (no `data`, or
+/// one the scanner gave up on, which the check then reads as before with
+/// [`Tape::with`]). Memory is bounded while filling: at most
+/// [`Tapes::MAX_ENTRIES`] entries per request (24 bytes each; strings
+/// without escapes are not copied); a `data` that would pass it keeps no
+/// tape. A tape is proportional to its `data`, which `--max-event-bytes`
+/// bounds already.
+pub struct Tapes {
+    tape: Tape,
+    /// Per event of the request, in order: its document's entries.
+    docs: smallvec::SmallVec<[Option<(u32, u32)>; 1]>,
+    /// The document of the event object being read.
+    current: Option<(u32, u32)>,
+    cap: usize,
+}
+
+thread_local! {
+    /// The tape of this thread's last request, kept for its next one.
+    static POOL: Cell<Tape> = const { Cell::new(Tape::new()) };
+}
+
+impl Default for Tapes {
+    fn default() -> Tapes {
+        Tapes::new()
+    }
+}
+
+impl Tapes {
+    /// Entries the tapes of one request hold at most (1.5 MiB).
+    pub const MAX_ENTRIES: usize = 1 << 16;
+
+    /// Empty tapes, on this thread's reused buffer.
+    pub fn new() -> Tapes {
+        Tapes::with_cap(Tapes::MAX_ENTRIES)
+    }
+
+    pub(crate) fn with_cap(cap: usize) -> Tapes {
+        Tapes { tape: POOL.take(), docs: smallvec::SmallVec::new(), current: None, cap }
+    }
+
+    /// At the value of a `data` member, at `start` in `text` (after
+    /// whitespace): reads it onto the tape and returns the offset just past
+    /// it; or `None` (nothing kept) where the tape cannot stand for its
+    /// `Value` or the request's entries would pass the cap. It reads only
+    /// JSON (it gives up on anything else) and ends where
+    /// `Scanner::skip_value` would.
+    pub(crate) fn fill(&mut self, text: &str, start: usize) -> Option<usize> {
+        // Offsets are u32 (see `Scan::string`).
+        u32::try_from(text.len()).ok()?;
+        let (lo, arena) = (self.tape.entries.len(), self.tape.arena.len());
+        let mut scan =
+            Scan { tape: &mut self.tape, text, input: text.as_bytes(), pos: start, base: start, lo, cap: self.cap };
+        let read = scan.value();
+        let end = scan.pos;
+        let range = read.and_then(|()| Some((u32::try_from(lo).ok()?, u32::try_from(self.tape.entries.len()).ok()?)));
+        if range.is_none() {
+            self.tape.entries.truncate(lo);
+            self.tape.arena.truncate(arena);
+        }
+        self.current = range;
+        range.map(|_| end)
+    }
+
+    /// At the start of an event object: no document yet.
+    pub(crate) fn start_object(&mut self) {
+        self.current = None;
+    }
+
+    /// The object just read became the request's next event.
+    pub(crate) fn push_event(&mut self) {
+        self.docs.push(self.current.take());
+    }
+
+    /// Runs `f` on the root of the tape of event `index`, whose `data` is
+    /// `input`; `None` if that event has none.
+    pub(super) fn with<T>(&self, index: usize, input: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> Option<T> {
+        let (lo, hi) = (*self.docs.get(index)?)?;
+        let entries = self.tape.entries.get(lo as usize..hi as usize)?;
+        let doc = Doc { input, entries, arena: &self.tape.arena };
+        Some(f(TapeNode { doc: &doc, at: 0 }))
+    }
+}
+
+impl Drop for Tapes {
+    fn drop(&mut self) {
+        // Kept for the next request unless it grew large.
+        if self.tape.entries.capacity() <= 4096 && self.tape.arena.capacity() <= 64 * 1024 {
+            let mut tape = std::mem::take(&mut self.tape);
+            tape.entries.clear();
+            tape.arena.clear();
+            POOL.set(tape);
+        }
     }
 }
 
@@ -157,6 +261,14 @@ struct Scan<'t, 'i> {
     text: &'i str,
     input: &'i [u8],
     pos: usize,
+    /// Where the document starts in `input`: its strings' offsets are
+    /// counted from there (so they point into the document's own text).
+    base: usize,
+    /// The tape's first entry of this document: the `end` of its arrays
+    /// and objects is counted from there.
+    lo: usize,
+    /// Entries the tape may hold at most: past it the scanner gives up.
+    cap: usize,
 }
 
 /// An array or object the scanner is inside of.
@@ -176,9 +288,19 @@ impl Scan<'_, '_> {
     /// The whole input: one loop over the tokens, the arrays and objects
     /// it is inside of on a stack of its own (no call per value).
     fn document(&mut self) -> Option<()> {
+        self.value()?;
+        self.skip_ws();
+        (self.pos == self.input.len()).then_some(())
+    }
+
+    /// One value at `pos` (after whitespace), read up to its last byte.
+    fn value(&mut self) -> Option<()> {
         let mut stack: smallvec::SmallVec<[Open; 16]> = smallvec::SmallVec::new();
         'value: loop {
             // A value at `pos`.
+            if self.tape.entries.len() >= self.cap {
+                return None;
+            }
             match self.peek()? {
                 open @ (b'{' | b'[') => {
                     if stack.len() >= SCAN_DEPTH {
@@ -196,7 +318,7 @@ impl Scan<'_, '_> {
                     let end = if object { b'}' } else { b']' };
                     if self.peek()? == end {
                         self.pos += 1;
-                        close::<serde_json::Error>(self.tape, at, 0).ok()?;
+                        close::<serde_json::Error>(self.tape, at, 0, self.lo).ok()?;
                     } else {
                         if object {
                             self.key(&mut top)?;
@@ -233,32 +355,43 @@ impl Scan<'_, '_> {
                 self.pos += 1;
                 let Open { at, count, clash, .. } = *top;
                 stack.pop();
-                close::<serde_json::Error>(self.tape, at, count).ok()?;
+                close::<serde_json::Error>(self.tape, at, count, self.lo).ok()?;
                 if clash {
-                    let doc = Doc { input: self.text, entries: &self.tape.entries, arena: &self.tape.arena };
-                    if has_duplicate_keys(&doc, at) {
+                    let doc = Doc {
+                        input: self.text.get(self.base..)?,
+                        entries: self.tape.entries.get(self.lo..)?,
+                        arena: &self.tape.arena,
+                    };
+                    if has_duplicate_keys(&doc, at - self.lo) {
                         return None;
                     }
                 }
             }
-            break;
+            return Some(());
         }
-        self.skip_ws();
-        (self.pos == self.input.len()).then_some(())
     }
 
     /// An object's key and its colon, at `pos`.
     fn key(&mut self, object: &mut Open) -> Option<()> {
+        // No cap check here: a value follows every key, and the value's
+        // check gives up if the key took the last entry.
         if self.peek()? != b'"' {
             return None;
         }
         let key = self.string()?;
-        let source = if key.in_arena { self.tape.arena.as_bytes() } else { self.input };
-        let bit = 1u128 << key_filter(source.get(key.start as usize..(key.start + key.len) as usize)?);
+        // The key's text: in the input just before its closing quote (no
+        // escapes), or in the arena (decoded).
+        let text = if key.in_arena {
+            self.tape.arena.as_bytes().get(key.start as usize..(key.start + key.len) as usize)?
+        } else {
+            self.input.get(self.pos - 1 - key.len as usize..self.pos - 1)?
+        };
+        let bit = 1u128 << key_filter(text);
         object.clash |= object.seen & bit != 0;
         object.seen |= bit;
         self.tape.entries.push(Entry::String(key));
-        if self.peek()? != b':' {
+        // Compact JSON has the colon right after the key.
+        if self.input.get(self.pos) != Some(&b':') && self.peek()? != b':' {
             return None;
         }
         self.pos += 1;
@@ -329,14 +462,16 @@ impl Scan<'_, '_> {
     }
 
     /// A string at `pos` (its opening quote).
+    #[inline(always)]
     fn string(&mut self) -> Option<Text> {
         let start = self.pos + 1;
         let rest = self.input.get(start..)?;
         let end = string_stop(rest)?;
-        if rest[end] == b'"' {
+        if rest.get(end) == Some(&b'"') {
             self.pos = start + end + 1;
-            let (start, len) = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
-            return Some(Text { in_arena: false, start, len });
+            // Offsets within the input, whose length fits a u32 (checked
+            // where a scan starts): the casts are lossless.
+            return Some(Text { in_arena: false, start: (start - self.base) as u32, len: end as u32 });
         }
         // Escapes (or a control character, which serde_json refuses): find
         // the closing quote, let serde_json decode.
@@ -425,10 +560,11 @@ impl<'de> DeserializeSeed<'de> for Builder<'_, '_> {
     }
 }
 
-/// Counts and closes a container opened at `at`.
-fn close<E: de::Error>(tape: &mut Tape, at: usize, count: usize) -> Result<(), E> {
+/// Counts and closes a container opened at `at` (an index of the whole
+/// tape) of the document whose first entry is at `lo`.
+fn close<E: de::Error>(tape: &mut Tape, at: usize, count: usize, lo: usize) -> Result<(), E> {
     let len = u32::try_from(count).map_err(|_| E::custom("too many members"))?;
-    let end = u32::try_from(tape.entries.len()).map_err(|_| E::custom("too many entries"))?;
+    let end = u32::try_from(tape.entries.len() - lo).map_err(|_| E::custom("too many entries"))?;
     match tape.entries.get_mut(at) {
         Some(Entry::Array { len: l, end: e } | Entry::Object { len: l, end: e }) => {
             (*l, *e) = (len, end);
@@ -494,7 +630,7 @@ impl<'de> Visitor<'de> for Builder<'_, '_> {
         while seq.next_element_seed(self.reborrow())?.is_some() {
             count += 1;
         }
-        close(self.tape, at, count)
+        close(self.tape, at, count, 0)
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
@@ -515,7 +651,7 @@ impl<'de> Visitor<'de> for Builder<'_, '_> {
             map.next_value_seed(self.reborrow())?;
             count += 1;
         }
-        close::<A::Error>(self.tape, at, count)?;
+        close::<A::Error>(self.tape, at, count, 0)?;
         let doc = Doc { input: self.input, entries: &self.tape.entries, arena: &self.tape.arena };
         if clash && has_duplicate_keys(&doc, at) {
             return Err(de::Error::custom("a key twice in one object"));
@@ -801,7 +937,7 @@ mod tests {
     /// What the scanner alone reads (`None`: it gives up).
     fn scanned(text: &str) -> Option<Value> {
         let mut tape = Tape::new();
-        (Scan { tape: &mut tape, text, input: text.as_bytes(), pos: 0 }).document()?;
+        (Scan { tape: &mut tape, text, input: text.as_bytes(), pos: 0, base: 0, lo: 0, cap: usize::MAX }).document()?;
         let doc = Doc { input: text, entries: &tape.entries, arena: &tape.arena };
         Some(doc.to_value(0))
     }
@@ -1008,6 +1144,148 @@ mod tests {
             assert_eq!(both(text), None, "{text:?}");
         }
         assert_eq!(scanned(r#"[[],{},[{}],{"a":[]}]"#), Some(json!([[], {}, [{}], {"a": []}])));
+    }
+
+    /// Every entry of a document, strings and numbers read out: equal for
+    /// two tapes exactly when they hold the same entries (kinds, lengths,
+    /// `end`s counted from the document's start).
+    fn entries(doc: &Doc<'_>) -> Vec<String> {
+        doc.entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Null => "null".to_string(),
+                Entry::Bool(b) => b.to_string(),
+                Entry::Number(n) => format!("number {n}"),
+                Entry::String(text) => format!("string {:?} in arena {}", doc.text(*text), text.in_arena),
+                Entry::Array { len, end } => format!("array {len} {end}"),
+                Entry::Object { len, end } => format!("object {len} {end}"),
+            })
+            .collect()
+    }
+
+    /// The entries the scanner reads from `data` alone (`None`: it gives up).
+    fn scanned_entries(data: &str) -> Option<Vec<String>> {
+        let mut tape = Tape::new();
+        (Scan { tape: &mut tape, text: data, input: data.as_bytes(), pos: 0, base: 0, lo: 0, cap: usize::MAX })
+            .document()?;
+        Some(entries(&Doc { input: data, entries: &tape.entries, arena: &tape.arena }))
+    }
+
+    /// The entries of event `index` as the envelope parse filled them.
+    fn filled_entries(tapes: &Tapes, index: usize, data: &str) -> Option<Vec<String>> {
+        let (lo, hi) = (*tapes.docs.get(index)?)?;
+        let doc = Doc { input: data, entries: &tapes.tape.entries[lo as usize..hi as usize], arena: &tapes.tape.arena };
+        Some(entries(&doc))
+    }
+
+    fn event_with(i: usize, data: &str) -> String {
+        format!(r#"{{"specversion":"1.0","id":"{i}","data" : {data} ,"source":"/s","type":"t"}}"#)
+    }
+
+    /// Parses `body` as `content_type` with tapes; the events' `data` texts.
+    fn parse_taped(content_type: &str, body: &str, tapes: &mut Tapes) -> Vec<String> {
+        let headers = crate::http::Headers::from_pairs(&[("Content-Type", content_type)]);
+        let limits = crate::event::ParseLimits::default();
+        let body = bytes::Bytes::from(body.to_string());
+        let events = crate::event::parse_body_with(&headers, &body, &limits, Some(tapes)).unwrap();
+        assert_eq!(tapes.docs.len(), events.len());
+        events
+            .iter()
+            .map(|e| match &e.data {
+                Some(crate::event::Data::Json(json)) => json.get().to_string(),
+                _ => "null".to_string(),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The tape the envelope parse fills for each event's `data` holds
+        /// exactly the entries the scanner reads from that `data` alone, in
+        /// one event, a batch and NDJSON; and gets the same verdicts.
+        #[test]
+        fn the_tape_filled_while_parsing_is_the_tape_scanned_alone(
+            values in prop::collection::vec(any_json(), 1..4),
+            pretty in any::<bool>(),
+        ) {
+            let text = |v: &Value, pretty| if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) };
+            let texts: Vec<String> = values.iter().map(|v| text(v, pretty).unwrap()).collect();
+            let objects: Vec<String> = texts.iter().enumerate().map(|(i, t)| event_with(i, t)).collect();
+            let lines: Vec<String> =
+                values.iter().enumerate().map(|(i, v)| event_with(i, &text(v, false).unwrap())).collect();
+            let bodies = [
+                ("application/cloudevents+json", objects[0].clone()),
+                ("application/cloudevents-batch+json", format!("[{}]", objects.join(" , "))),
+                ("application/json", format!(" [{}]", objects.join(","))),
+                ("application/x-ndjson", format!("{}\n", lines.join("\n\n"))),
+            ];
+            for (content_type, body) in bodies {
+                let mut tapes = Tapes::new();
+                let data = parse_taped(content_type, &body, &mut tapes);
+                for (index, data) in data.iter().enumerate() {
+                    let alone = scanned_entries(data);
+                    prop_assert!(alone.is_some(), "{}", data);
+                    prop_assert_eq!(filled_entries(&tapes, index, data), alone, "{} {}", content_type, body);
+                    let read: Value = serde_json::from_str(data).unwrap();
+                    for (slow, fast) in schemas() {
+                        prop_assert_eq!(tapes.with(index, data, |node| fast.is_valid(node)), Some(slow.is_valid(&read)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_filled_tape_cannot_stand_for_is_left_to_the_check() {
+        // A key twice, nesting past the scanner's depth, a number past f64,
+        // a lone surrogate: no tape for that event (the check reads its
+        // `data` again), the others keep theirs.
+        let deep = format!("{}1{}", "[".repeat(SCAN_DEPTH + 1), "]".repeat(SCAN_DEPTH + 1));
+        let escaped = r#"{"b":"\u0063"}"#;
+        for odd in [r#"{"a":1,"a":2}"#, deep.as_str(), "1e400", r#""\ud800""#] {
+            let body = format!("[{},{},{}]", event_with(0, "[1]"), event_with(1, odd), event_with(2, escaped));
+            let mut tapes = Tapes::new();
+            let data = parse_taped("application/cloudevents-batch+json", &body, &mut tapes);
+            assert_eq!(data[1], odd);
+            assert_eq!(filled_entries(&tapes, 0, &data[0]), scanned_entries("[1]"));
+            assert_eq!(filled_entries(&tapes, 1, &data[1]), None, "{odd}");
+            assert_eq!(filled_entries(&tapes, 2, &data[2]), scanned_entries(escaped));
+            assert_eq!(tapes.with(2, &data[2], |node| node.value()), Some(json!({"b": "c"})));
+        }
+        // No `data`: an entry that is no tape.
+        let body =
+            format!("{}\n{}\n", r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#, event_with(2, "[]"));
+        let mut tapes = Tapes::new();
+        parse_taped("application/x-ndjson", &body, &mut tapes);
+        assert_eq!(tapes.docs.len(), 2);
+        assert_eq!(tapes.with(0, "", |node| node.value()), None);
+        assert_eq!(tapes.with(1, "[]", |node| node.value()), Some(json!([])));
+    }
+
+    /// The cap on a request's entries is enforced while filling: a request
+    /// whose `data` need exactly `cap` entries keeps them all; one less and
+    /// the `data` that would pass it keeps no tape (and nothing of it stays
+    /// on the tape).
+    #[test]
+    fn the_entries_of_a_request_stop_at_the_cap() {
+        let data = r#"{"a":[1,2,{"b":null}],"c":"d"}"#;
+        let need = scanned_entries(data).unwrap().len();
+        assert_eq!(need, 10);
+        let body = format!("[{},{}]", event_with(0, data), event_with(1, data));
+        let cases = [
+            (2 * need, [true, true]),
+            (2 * need - 1, [true, false]),
+            (need, [true, false]),
+            (need - 1, [false, false]),
+        ];
+        for (cap, kept) in cases {
+            let mut tapes = Tapes::with_cap(cap);
+            let texts = parse_taped("application/cloudevents-batch+json", &body, &mut tapes);
+            let found: Vec<bool> = (0..2).map(|i| filled_entries(&tapes, i, &texts[i]).is_some()).collect();
+            assert_eq!(found, kept, "cap {cap}");
+            assert_eq!(tapes.tape.entries.len(), need * kept.iter().filter(|k| **k).count(), "cap {cap}");
+        }
     }
 
     #[test]

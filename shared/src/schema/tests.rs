@@ -291,3 +291,66 @@ fn a_lazy_layout_is_made_only_for_errors_and_once() {
     assert_eq!(verdict, set.check(&events, &Layout::ndjson(body.as_bytes())));
     assert_eq!(verdict.errors()[2].line, Some(3));
 }
+
+/// With the tapes the parser filled, every verdict (refusals, pointers,
+/// lines, keywords, warnings) is the one the check gives reading `data`
+/// again: one event, a batch, `application/json` and NDJSON, valid data,
+/// invalid data, data the tape cannot stand for, and no data.
+#[test]
+fn the_check_on_the_parsers_tapes_gives_the_same_verdicts() {
+    let index = "[types.w]\nmode = \"warn\"\n";
+    let set = set(&[("com.example.order.json", ORDER), ("w.json", r#"{"required": ["x"]}"#), ("index.toml", index)]);
+    let event =
+        |ty: &str, data: &str| format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"{ty}","data":{data}}}"#);
+    let datas = [
+        ("com.example.order", r#"{"id":"a","items":[{"qty":2}]}"#),
+        ("com.example.order", r#"{"email":"nope","items":[{"qty":2},{"qty":0},{}]}"#),
+        ("com.example.order", r#"{"id":"a","id":7,"items":[]}"#),
+        ("com.example.order", r#"{"id":"a\u0062","items":[{"qty":1e400}]}"#),
+        ("com.example.order", "null"),
+        ("w", r#"{"y":1}"#),
+        ("w", r#"{"x":1}"#),
+        ("other", "[1]"),
+    ];
+    let kinds = [
+        ("application/cloudevents+json", crate::event::BodyKind::Structured),
+        ("application/cloudevents-batch+json", crate::event::BodyKind::Batch),
+        ("application/json", crate::event::BodyKind::Json),
+        ("application/x-ndjson", crate::event::BodyKind::Ndjson),
+    ];
+    let mut refused = 0;
+    for (content_type, kind) in kinds {
+        let mut bodies: Vec<String> = Vec::new();
+        for (ty, data) in datas {
+            let one = event(ty, data);
+            bodies.push(match kind {
+                crate::event::BodyKind::Batch | crate::event::BodyKind::Json => format!("[{one}]"),
+                crate::event::BodyKind::Ndjson => format!("\n{one}\n"),
+                _ => one,
+            });
+        }
+        if kind != crate::event::BodyKind::Structured {
+            let all: Vec<String> = datas.iter().map(|(ty, data)| event(ty, data)).collect();
+            bodies.push(match kind {
+                crate::event::BodyKind::Ndjson => all.join("\n\n"),
+                _ => format!("[{}]", all.join(" ,\n ")),
+            });
+        }
+        for body in bodies {
+            let headers = crate::http::Headers::from_pairs(&[("Content-Type", content_type)]);
+            let bytes = bytes::Bytes::from(body.clone());
+            let limits = ParseLimits::default();
+            let mut tapes = Tapes::new();
+            let events = crate::event::parse_body_with(&headers, &bytes, &limits, Some(&mut tapes)).unwrap();
+            assert_eq!(events, crate::event::parse_body(&headers, &bytes, &limits).unwrap());
+            let layout = || Layout::of(kind, body.as_bytes());
+            let taped = set.check_taped(&events, &tapes, layout);
+            assert_eq!(taped, set.check(&events, &layout()), "{body}");
+            refused += taped.refused.len();
+        }
+    }
+    // Four orders are refused (invalid, a key twice whose last value is
+    // invalid, a number past f64, null data): alone in each of the four
+    // kinds, and again in the batch of all in the three that hold many.
+    assert_eq!(refused, 4 * 4 + 3 * 4);
+}
