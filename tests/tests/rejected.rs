@@ -88,6 +88,22 @@ fn stream_info(nats: &Nats, stream: &str) -> Value {
     NatsConn::open(nats).api(&format!("STREAM.INFO.{stream}"), json!({}))
 }
 
+/// Waits until the configuration of `stream` has `key` = `expected`: the
+/// rejected-events stream is made (or updated) at start only if NATS is
+/// connected by then, otherwise at its first use (a read of `/rejected` is
+/// one), and `/readyz` answers for the events stream only.
+fn wait_stream_config(nats: &Nats, stream: &str, key: &str, expected: Value) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = stream_info(nats, stream);
+        if info["config"][key] == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{stream}: {key} never {expected}: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn mixed_run(store: &str) {
     let schemas = schema_dir();
     let s = start(store, &schemas, &["--keep-rejected"]);
@@ -382,11 +398,14 @@ fn the_cap_drops_the_oldest_jetstream() {
         stream_info(&nats, "SIZE_REJECTED")["state"]["bytes"].as_u64().unwrap()
     };
     // A stream made with the default cap is updated to the cap of the next start.
-    drop(start_jetstream(&nats, "CAPS", &schemas, &["--keep-rejected"]));
-    assert_eq!(stream_info(&nats, "CAPS_REJECTED")["config"]["max_bytes"], 64 * 1024 * 1024);
+    let first = start_jetstream(&nats, "CAPS", &schemas, &["--keep-rejected"]);
+    assert_eq!(first.get("/rejected").status, 200);
+    drop(first);
+    wait_stream_config(&nats, "CAPS_REJECTED", "max_bytes", json!(64 * 1024 * 1024));
     let max = (3 * size).to_string();
     let s = start_jetstream(&nats, "CAPS", &schemas, &["--keep-rejected", "--max-rejected-bytes", &max]);
-    assert_eq!(stream_info(&nats, "CAPS_REJECTED")["config"]["max_bytes"], 3 * size);
+    assert_eq!(s.get("/rejected").status, 200);
+    wait_stream_config(&nats, "CAPS_REJECTED", "max_bytes", json!(3 * size));
     for id in ["s1", "s2", "s3"] {
         assert_eq!(s.post("/events", "application/json", order(id, 0)).status, 422);
     }
@@ -450,7 +469,8 @@ fn retention_applies_jetstream() {
     // duplicate window may not exceed.
     let args = ["--keep-rejected", "--retention", "2s", "--duplicate-window", "1s"];
     let s = start_jetstream(&nats, "AGED", &schemas, &args);
-    assert_eq!(stream_info(&nats, "AGED_REJECTED")["config"]["max_age"], 2_000_000_000u64);
+    assert_eq!(s.get("/rejected").status, 200);
+    wait_stream_config(&nats, "AGED_REJECTED", "max_age", json!(2_000_000_000u64));
     retention_on(&s);
     assert_eq!(stream_info(&nats, "AGED_REJECTED")["state"]["messages"], 0);
 }
