@@ -578,6 +578,9 @@ impl<'a> Scanner<'a> {
             if self.pos > limit {
                 return self.skip_rest_of_object();
             }
+            if let (Some(tapes), "type", Value::Str(ty)) = (tapes.as_deref_mut(), &*name, &value) {
+                tapes.saw_type(ty);
+            }
             members.push((name, value));
             match self.skip_ws() {
                 Some(b',') => {
@@ -608,7 +611,7 @@ impl<'a> Scanner<'a> {
             // The tape's scanner reads only JSON and ends where `skip_value`
             // does; where it gives up (duplicate keys, depth, a number past
             // f64, not JSON), `skip_value` decides as always.
-            match tapes.and_then(|tapes| tapes.fill(self.text, start)) {
+            match tapes.filter(|tapes| tapes.wants_data()).and_then(|tapes| tapes.fill(self.text, start)) {
                 Some(end) => self.pos = end,
                 None => self.skip_value()?,
             }

@@ -218,6 +218,12 @@ impl SchemaSet {
         self.by_type.get(ty)
     }
 
+    /// Whether events of type `ty` have their `data` validated (a schema
+    /// whose mode is not `off`).
+    pub fn checks_data_of(&self, ty: &str) -> bool {
+        self.get(ty).is_some_and(|schema| schema.mode != Mode::Off)
+    }
+
     /// Every schema, by type.
     pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
         let mut all: Vec<&Schema> = self.by_type.values().collect();

@@ -120,6 +120,11 @@ pub struct Tapes {
     /// The document of the event object being read.
     current: Option<(u32, u32)>,
     cap: usize,
+    /// The schemas whose types' `data` is worth a tape (none: every event's).
+    set: Option<std::sync::Arc<super::SchemaSet>>,
+    /// The event object being read named, before its `data`, a type whose
+    /// `data` no schema checks: its `data` is skipped, not filled.
+    unchecked: bool,
 }
 
 thread_local! {
@@ -142,8 +147,29 @@ impl Tapes {
         Tapes::with_cap(Tapes::MAX_ENTRIES)
     }
 
+    /// Empty tapes for the events whose type `set` checks: the `data` of an
+    /// event that names a type without a schema (or with mode `off`) before
+    /// its `data` is skipped as without schemas (the check needs no tape for
+    /// it). A type named after `data` is found too late: that `data` is
+    /// filled, and the tape goes unused.
+    pub fn for_set(set: std::sync::Arc<super::SchemaSet>) -> Tapes {
+        let mut tapes = Tapes::new();
+        tapes.set = Some(set);
+        tapes
+    }
+
     pub(crate) fn with_cap(cap: usize) -> Tapes {
-        Tapes { tape: POOL.take(), docs: smallvec::SmallVec::new(), current: None, cap }
+        Tapes { tape: POOL.take(), docs: smallvec::SmallVec::new(), current: None, cap, set: None, unchecked: false }
+    }
+
+    /// The event object being read names type `ty`.
+    pub(crate) fn saw_type(&mut self, ty: &str) {
+        self.unchecked = self.set.as_ref().is_some_and(|set| !set.checks_data_of(ty));
+    }
+
+    /// Whether the `data` of the event object being read goes on the tape.
+    pub(crate) fn wants_data(&self) -> bool {
+        !self.unchecked
     }
 
     /// At the value of a `data` member, at `start` in `text` (after
@@ -172,11 +198,18 @@ impl Tapes {
     /// At the start of an event object: no document yet.
     pub(crate) fn start_object(&mut self) {
         self.current = None;
+        self.unchecked = false;
     }
 
     /// The object just read became the request's next event.
     pub(crate) fn push_event(&mut self) {
         self.docs.push(self.current.take());
+    }
+
+    /// Per event of the request, whether its `data` is on the tape.
+    #[cfg(test)]
+    pub(crate) fn filled(&self) -> Vec<bool> {
+        self.docs.iter().map(Option::is_some).collect()
     }
 
     /// Runs `f` on the root of the tape of event `index`, whose `data` is
@@ -373,9 +406,9 @@ impl Scan<'_, '_> {
 
     /// An object's key and its colon, at `pos`.
     fn key(&mut self, object: &mut Open) -> Option<()> {
-        // No cap check here: a value follows every key, and the value's
-        // check gives up if the key took the last entry.
-        if self.peek()? != b'"' {
+        // The cap holds for keys too, so the entries never pass it (and
+        // their vector never doubles past it).
+        if self.tape.entries.len() >= self.cap || self.peek()? != b'"' {
             return None;
         }
         let key = self.string()?;

@@ -354,3 +354,43 @@ fn the_check_on_the_parsers_tapes_gives_the_same_verdicts() {
     // kinds, and again in the batch of all in the three that hold many.
     assert_eq!(refused, 4 * 4 + 3 * 4);
 }
+
+/// With the tapes of a schema set, the `data` of an event whose type no
+/// schema checks (none, or mode `off`) is skipped when the type comes first,
+/// as without `--schemas`; filled when the type comes after it (found too
+/// late); and the verdicts are the same either way.
+#[test]
+fn tapes_for_a_set_skip_the_data_of_types_it_does_not_check() {
+    let index = "[types.quiet]\nmode = \"off\"\n";
+    let set = std::sync::Arc::new(set(&[
+        ("com.example.order.json", ORDER),
+        ("quiet.json", r#"{"required": ["x"]}"#),
+        ("index.toml", index),
+    ]));
+    let first =
+        |ty: &str, data: &str| format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"{ty}","data":{data}}}"#);
+    let last =
+        |ty: &str, data: &str| format!(r#"{{"specversion":"1.0","id":"2","source":"/s","data":{data},"type":"{ty}"}}"#);
+    let events = [
+        first("com.example.order", r#"{"id":"a","items":[{"qty":2}]}"#),
+        first("quiet", r#"{"y":1}"#),
+        first("other", r#"{"z":[1,2]}"#),
+        last("other", r#"{"z":[3]}"#),
+        first("com.example.order", r#"{"email":"nope","items":[]}"#),
+    ];
+    let body = format!("[{}]", events.join(","));
+    let headers = crate::http::Headers::from_pairs(&[("Content-Type", "application/cloudevents-batch+json")]);
+    let bytes = bytes::Bytes::from(body.clone());
+    let limits = ParseLimits::default();
+    let mut picky = Tapes::for_set(set.clone());
+    let parsed = crate::event::parse_body_with(&headers, &bytes, &limits, Some(&mut picky)).unwrap();
+    assert_eq!(picky.filled(), vec![true, false, false, true, true]);
+    let mut all = Tapes::new();
+    assert_eq!(crate::event::parse_body_with(&headers, &bytes, &limits, Some(&mut all)).unwrap(), parsed);
+    assert_eq!(all.filled(), vec![true; 5]);
+    let layout = || Layout::of(crate::event::BodyKind::Batch, body.as_bytes());
+    let verdict = set.check_taped(&parsed, &picky, layout);
+    assert_eq!(verdict, set.check(&parsed, &layout()));
+    assert_eq!(verdict, set.check_taped(&parsed, &all, layout));
+    assert_eq!(verdict.refused.len(), 1, "the invalid order");
+}
