@@ -43,6 +43,12 @@ const ORDER: &str = r##"{
   "$defs": {"item": {"type": "object", "required": ["qty"], "properties": {"qty": {"type": "integer", "minimum": 1}}}}
 }"##;
 
+thread_local! {
+    /// How many times this thread's checks scanned `data` again because no
+    /// tape of the parser's stood for it.
+    pub(super) static RESCANS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn set(files: &[(&str, &str)]) -> SchemaSet {
     let dir = Dir::new(files);
     SchemaSet::load(dir.path()).unwrap()
@@ -389,8 +395,11 @@ fn tapes_for_a_set_skip_the_data_of_types_it_does_not_check() {
     assert_eq!(crate::event::parse_body_with(&headers, &bytes, &limits, Some(&mut all)).unwrap(), parsed);
     assert_eq!(all.filled(), vec![true; 5]);
     let layout = || Layout::of(crate::event::BodyKind::Batch, body.as_bytes());
+    RESCANS.with(|n| n.set(0));
     let verdict = set.check_taped(&parsed, &picky, layout);
+    assert_eq!(RESCANS.with(|n| n.get()), 0, "both orders checked on the parser's tapes, not scanned again");
     assert_eq!(verdict, set.check(&parsed, &layout()));
+    assert_eq!(RESCANS.with(|n| n.get()), 2, "without tapes, each order's data is scanned");
     assert_eq!(verdict, set.check_taped(&parsed, &all, layout));
     assert_eq!(verdict.refused.len(), 1, "the invalid order");
 }
