@@ -141,6 +141,9 @@ impl SchemaSet {
             }
             let mode = index.types.get(&ty).map_or(Mode::Enforce, |entry| entry.mode);
             let draft = draft_name(validator.draft());
+            if mode != Mode::Off {
+                set.checked.add(&ty);
+            }
             set.by_type.insert(ty.clone(), Schema { ty, file, id, mode, draft, validator, fast });
         }
         if let Some(ty) = index.types.keys().find(|ty| !set.by_type.contains_key(*ty)) {

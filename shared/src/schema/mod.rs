@@ -30,7 +30,7 @@ use crate::problem::{FieldError, Problem};
 
 pub use layout::Layout;
 pub use load::{LoadError, INDEX_FILE};
-pub use tape::Tapes;
+pub use tape::{DataFilter, Tapes};
 
 /// Errors listed in one refusal at most; the last entry then says how many
 /// more there were.
@@ -136,6 +136,8 @@ pub struct SchemaSet {
     /// `$id` → type.
     by_id: TypeMap<String>,
     unknown: UnknownTypes,
+    /// The types whose `data` is checked (mode not `off`), as a filter.
+    checked: DataFilter,
 }
 
 /// One event refused by the schemas: which one (its index in the request),
@@ -218,10 +220,10 @@ impl SchemaSet {
         self.by_type.get(ty)
     }
 
-    /// Whether events of type `ty` have their `data` validated (a schema
-    /// whose mode is not `off`).
-    pub fn checks_data_of(&self, ty: &str) -> bool {
-        self.get(ty).is_some_and(|schema| schema.mode != Mode::Off)
+    /// The types whose `data` a schema checks (mode not `off`), as a filter
+    /// for the parser's tapes ([`Tapes::for_filter`]).
+    pub fn data_filter(&self) -> DataFilter {
+        self.checked
     }
 
     /// Every schema, by type.

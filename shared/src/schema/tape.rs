@@ -120,11 +120,30 @@ pub struct Tapes {
     /// The document of the event object being read.
     current: Option<(u32, u32)>,
     cap: usize,
-    /// The schemas whose types' `data` is worth a tape (none: every event's).
-    set: Option<std::sync::Arc<super::SchemaSet>>,
+    /// The types whose `data` is worth a tape (none: every event's).
+    filter: Option<DataFilter>,
     /// The event object being read named, before its `data`, a type whose
     /// `data` no schema checks: its `data` is skipped, not filled.
     unchecked: bool,
+}
+
+/// The event types a schema set checks the `data` of, as a filter of 128
+/// bits over each type's length and first and last bytes: a type whose bit
+/// is clear has no schema that checks its `data` (its `data` needs no tape);
+/// a set bit may be another type's. Computed once per schema set, copied
+/// per request, tested in a few instructions (no hash of the type).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataFilter(u128);
+
+impl DataFilter {
+    pub(super) fn add(&mut self, ty: &str) {
+        self.0 |= 1 << key_filter(ty.as_bytes());
+    }
+
+    /// `false`: no schema of the set checks the `data` of type `ty`.
+    pub fn may_check(self, ty: &str) -> bool {
+        self.0 & (1 << key_filter(ty.as_bytes())) != 0
+    }
 }
 
 thread_local! {
@@ -147,24 +166,25 @@ impl Tapes {
         Tapes::with_cap(Tapes::MAX_ENTRIES)
     }
 
-    /// Empty tapes for the events whose type `set` checks: the `data` of an
-    /// event that names a type without a schema (or with mode `off`) before
-    /// its `data` is skipped as without schemas (the check needs no tape for
-    /// it). A type named after `data` is found too late: that `data` is
-    /// filled, and the tape goes unused.
-    pub fn for_set(set: std::sync::Arc<super::SchemaSet>) -> Tapes {
+    /// Empty tapes for the events whose type a schema set may check
+    /// ([`super::SchemaSet::data_filter`]): the `data` of an event that names
+    /// a type the filter rules out before its `data` is skipped, as without
+    /// schemas (the check needs no tape for it). A type named after `data`
+    /// is found too late, and a type the filter lets through without a
+    /// schema is filled all the same: those tapes go unused.
+    pub fn for_filter(filter: DataFilter) -> Tapes {
         let mut tapes = Tapes::new();
-        tapes.set = Some(set);
+        tapes.filter = Some(filter);
         tapes
     }
 
     pub(crate) fn with_cap(cap: usize) -> Tapes {
-        Tapes { tape: POOL.take(), docs: smallvec::SmallVec::new(), current: None, cap, set: None, unchecked: false }
+        Tapes { tape: POOL.take(), docs: smallvec::SmallVec::new(), current: None, cap, filter: None, unchecked: false }
     }
 
     /// The event object being read names type `ty`.
     pub(crate) fn saw_type(&mut self, ty: &str) {
-        self.unchecked = self.set.as_ref().is_some_and(|set| !set.checks_data_of(ty));
+        self.unchecked = self.filter.is_some_and(|filter| !filter.may_check(ty));
     }
 
     /// Whether the `data` of the event object being read goes on the tape.
