@@ -51,7 +51,7 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     // With `--schemas`, each event's `data` is read onto a tape as it is
     // parsed, for `check_schemas` (one pass over `data`, not two); not that
     // of an event whose type, named before its `data`, no schema checks.
-    let mut tapes = app.schemas.guard().map(|set| Tapes::for_filter(set.data_filter()));
+    let mut tapes = app.schemas.data_filter().map(Tapes::for_filter);
     let events = match parse_body_with(&req.headers, &body, &app.parse_limits, tapes.as_mut()) {
         Ok(events) => events,
         Err(e) => {
