@@ -6,12 +6,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use inlet_shared::schema::{DataFilter, LoadError, SchemaSet, UnknownTypes};
+use inlet_shared::schema::{LoadError, SchemaSet, UnknownTypes};
 
 /// A type whose events fail their schema in `warn` mode is logged at most
 /// once per this interval.
@@ -25,12 +24,6 @@ struct Loaded {
     dir: PathBuf,
     unknown: UnknownTypes,
     current: ArcSwap<SchemaSet>,
-    /// `current`'s [`DataFilter`], in two words, read by the parser without
-    /// loading the set (two loads, not the `ArcSwap`'s). Stored after the
-    /// set on reload: a request between the two sees the old filter, which
-    /// costs it at most a tape filled for nothing or `data` scanned again by
-    /// the check, never a different verdict.
-    filter: [AtomicU64; 2],
     /// When each type was last logged for `warn`.
     warned_at: Mutex<HashMap<String, Instant>>,
 }
@@ -45,23 +38,8 @@ impl Schemas {
     pub fn load(dir: PathBuf, unknown: UnknownTypes) -> Result<Schemas, LoadError> {
         let set = SchemaSet::load(&dir)?.with_unknown_types(unknown);
         tracing::info!(schemas = set.len(), "schemas loaded from {}", dir.display());
-        let filter = split(set.data_filter());
         let current = ArcSwap::from_pointee(set);
-        Ok(Schemas { loaded: Some(Loaded { dir, unknown, current, filter, warned_at: Mutex::new(HashMap::new()) }) })
-    }
-
-    /// Whether `--schemas` was given.
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.is_some()
-    }
-
-    /// The [`DataFilter`] of the set in use, if `--schemas` was given: for
-    /// the parser's tapes.
-    pub fn data_filter(&self) -> Option<DataFilter> {
-        self.loaded.as_ref().map(|l| {
-            let (lo, hi) = (l.filter[0].load(Ordering::Relaxed), l.filter[1].load(Ordering::Relaxed));
-            DataFilter::from_bits(u128::from(hi) << 64 | u128::from(lo))
-        })
+        Ok(Schemas { loaded: Some(Loaded { dir, unknown, current, warned_at: Mutex::new(HashMap::new()) }) })
     }
 
     /// The set in use, if `--schemas` was given.
@@ -85,10 +63,7 @@ impl Schemas {
                 // In use first, then said: a reader of the log never sees
                 // "reloaded" while the old set still answers.
                 let n = set.len();
-                let [lo, hi] = split(set.data_filter());
                 loaded.current.store(Arc::new(set));
-                loaded.filter[0].store(lo.into_inner(), Ordering::Relaxed);
-                loaded.filter[1].store(hi.into_inner(), Ordering::Relaxed);
                 tracing::info!(schemas = n, "SIGHUP: schemas reloaded from {}", loaded.dir.display());
             }
             Err(e) => tracing::error!("SIGHUP: {e}; keeping the schemas in use"),
@@ -117,12 +92,6 @@ impl Schemas {
     }
 }
 
-/// A filter's 128 bits as two atomic words, low first.
-fn split(filter: DataFilter) -> [AtomicU64; 2] {
-    let bits = filter.bits();
-    [AtomicU64::new(bits as u64), AtomicU64::new((bits >> 64) as u64)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,15 +104,13 @@ mod tests {
         let write = |ty: &str| std::fs::write(dir.path().join(format!("{ty}.json")), r#"{"type": "object"}"#).unwrap();
         write("com.example.order");
         let schemas = Schemas::load(dir.path().to_path_buf(), UnknownTypes::Allow).unwrap();
-        let filter = schemas.data_filter().unwrap();
-        assert_eq!(filter, schemas.current().unwrap().data_filter());
+        let filter = schemas.guard().unwrap().data_filter();
         assert!(filter.may_check("com.example.order"));
         std::fs::remove_file(dir.path().join("com.example.order.json")).unwrap();
         write("t");
         schemas.reload();
-        let filter = schemas.data_filter().unwrap();
-        assert_eq!(filter, schemas.current().unwrap().data_filter());
+        let filter = schemas.guard().unwrap().data_filter();
         assert!(filter.may_check("t") && !filter.may_check("com.example.order"));
-        assert_eq!(Schemas::off().data_filter(), None);
+        assert!(Schemas::off().guard().is_none());
     }
 }

@@ -59,11 +59,11 @@ impl Shutdown {
     }
 
     /// Completes once shutdown has begun. For a single wait (such as the
-    /// one for a connection's first byte): nothing is allocated, and the
-    /// registration ends with the future. It waits on `rx` itself rather
-    /// than a clone (an idle connection holds this future, so it is kept
-    /// small) and marks the value unseen again once it has seen it, so that
-    /// `is_shutdown` keeps reporting it.
+    /// TLS handshake's): nothing is allocated, and the registration ends
+    /// with the future. It waits on `rx` itself rather than a clone and
+    /// marks the value unseen again once it has seen it, so that
+    /// `is_shutdown` keeps reporting it. (A connection waiting for its first
+    /// byte holds no such wait: its listener wakes it, `server::Waiting`.)
     pub async fn recv(&mut self) {
         if self.is_shutdown() {
             return;

@@ -7,7 +7,7 @@ use inlet_shared::event::{parse_body_with, BodyKind, Event, ParseError};
 use inlet_shared::http::coding::StreamEncoder;
 use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::{FieldError, Problem};
-use inlet_shared::schema::{Layout, Tapes, Verdict};
+use inlet_shared::schema::{Layout, SchemaSet, Tapes, Verdict};
 
 use super::{compress, rejected, App};
 use crate::auth::{Denied, Principal};
@@ -48,10 +48,13 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    // With `--schemas`, each event's `data` is read onto a tape as it is
-    // parsed, for `check_schemas` (one pass over `data`, not two); not that
-    // of an event whose type, named before its `data`, no schema checks.
-    let mut tapes = app.schemas.data_filter().map(Tapes::for_filter);
+    // With `--schemas`, the set in use is loaded once for the parse and the
+    // check (no `await` between them, so the guard is short-lived), and each
+    // event's `data` is read onto a tape as it is parsed, for
+    // `check_schemas` (one pass over `data`, not two); not that of an event
+    // whose type, named before its `data`, no schema checks.
+    let schemas = app.schemas.guard();
+    let mut tapes = schemas.as_deref().map(|set| Tapes::for_filter(set.data_filter()));
     let events = match parse_body_with(&req.headers, &body, &app.parse_limits, tapes.as_mut()) {
         Ok(events) => events,
         Err(e) => {
@@ -80,8 +83,11 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     }
     // The schemas (`--schemas`): a request with any refused event is
     // refused whole; events of `warn` types are counted once stored.
-    let checked = check_schemas(app, req, &body, &events, tapes.as_ref());
-    drop(tapes);
+    let checked = match schemas.as_deref() {
+        Some(set) => check_schemas(app, set, req, &body, &events, tapes.as_ref()),
+        None => Ok(Vec::new()),
+    };
+    drop((tapes, schemas));
     let warned = match checked {
         Ok(warned) => warned,
         Err(refused) => {
@@ -113,16 +119,15 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
 
 /// Validates the events' `data` against the schemas of their types: the
 /// verdict (answered `422`) when any event is refused, else the types of the
-/// events that failed in `warn` mode (one per event). Without `--schemas`,
-/// nothing.
+/// events that failed in `warn` mode (one per event).
 fn check_schemas(
     app: &App,
+    set: &SchemaSet,
     req: &Request,
     body: &[u8],
     events: &[Event],
     tapes: Option<&Tapes>,
 ) -> Result<Vec<String>, Verdict> {
-    let Some(set) = app.schemas.guard() else { return Ok(Vec::new()) };
     // The handler parsed the body already, so its kind is known good; the
     // layout (the headers read again) is worked out only for an error.
     let layout = || Layout::of(BodyKind::of(&req.headers).unwrap_or(BodyKind::Structured), body);

@@ -144,15 +144,6 @@ impl DataFilter {
     pub fn may_check(self, ty: &str) -> bool {
         self.0 & (1 << key_filter(ty.as_bytes())) != 0
     }
-
-    /// Its 128 bits (to keep it in two atomic words).
-    pub fn bits(self) -> u128 {
-        self.0
-    }
-
-    pub fn from_bits(bits: u128) -> DataFilter {
-        DataFilter(bits)
-    }
 }
 
 thread_local! {
