@@ -24,11 +24,17 @@ publishes are in flight (more messages per read, per raft append, per
 fsync), so compare runs at the same --in-flight.
 
 Usage: bench/nats-vs-inlet.sh [--rounds N] [--duration S] [--replicas 1,3]
-           [--batches 1,100] [--in-flight N] [--only raw|inlet]
+           [--batches 1,100] [--in-flight N] [--only raw|inlet] [--pin]
            [--inlet-args "--nats-batches-in-flight 32"] [--server PATH] [--out FILE]
   --in-flight   single events: the raw publisher's publishes in flight and
                 inlet-client's connections (64)
   --server      the inlet-server binary to measure (to compare two builds)
+  --pin         NATS on a core of its own: every nats-server on CPU 0, the
+                load generator and inlet-server on CPU 1 (the raw publisher
+                alone on CPU 1). The deployment's shape, NATS on hosts of its
+                own, on one machine: both sides then get the same NATS, and
+                the ratio says how much of it each can use, where without
+                --pin inlet's CPU is taken from NATS's.
 """
 
 import argparse
@@ -123,12 +129,20 @@ def main():
     ap.add_argument("--in-flight", type=int, default=64,
                     help="single events: the raw publisher's publishes in flight and inlet-client's connections")
     ap.add_argument("--server", help="the inlet-server binary to measure (to compare two builds)")
+    ap.add_argument("--pin", action="store_true",
+                    help="nats-servers on CPU 0; the generator, inlet-server and the raw publisher on CPU 1")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/nats-vs-inlet.json"))
     args = ap.parse_args()
     if args.server:
         stores.SERVER = os.path.abspath(args.server)
     if not NATS:
         raise SystemExit("needs nats-server on PATH or in INLET_NATS_SERVER")
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            raise SystemExit("--pin needs 2 CPUs")
+        # Everything this script starts inherits CPU 1, but the nats-servers
+        # (started on CPU 0, below).
+        os.sched_setaffinity(0, {1})
     replica_set = [int(r) for r in args.replicas.split(",")]
     batch_set = [int(b) for b in args.batches.split(",")]
     sides = [args.only] if args.only else ["raw", "inlet"]
@@ -139,7 +153,13 @@ def main():
             for batch in batch_set:
                 for who in sides:
                     tmp = tempfile.mkdtemp(prefix="inlet-nats-vs-")
+                    if args.pin:
+                        # Set before the start, so that every thread of the
+                        # nats-servers inherits it (Go starts threads early).
+                        os.sched_setaffinity(0, {0})
                     procs, urls = start_nats(tmp, replicas)
+                    if args.pin:
+                        os.sched_setaffinity(0, {1})
                     inlet = None
                     try:
                         if who == "raw":
@@ -225,7 +245,7 @@ def main():
     print()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"summary": summary, "runs": {f"R{r} batch {b} {w}": v for (r, b, w), v in runs.items()}}, f, indent=2)
+        json.dump({"pinned": args.pin, "summary": summary, "runs": {f"R{r} batch {b} {w}": v for (r, b, w), v in runs.items()}}, f, indent=2)
 
 
 if __name__ == "__main__":
