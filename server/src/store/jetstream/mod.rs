@@ -130,9 +130,16 @@ const NOT_ATOMIC: &str = "the JetStream stream does not allow atomic batches and
 
 /// Makes a CloudEvents type usable as subject tokens: `.` separates tokens,
 /// other characters outside `[A-Za-z0-9_-]` become `_`, empty tokens `_`.
+/// Once per event published: a type that is already a valid subject (the
+/// usual case, `com.example.order`) is appended as it is, after one check.
 pub fn subject_for(prefix: &str, ty: &str) -> String {
-    let mut subject = String::with_capacity(prefix.len() + ty.len() + 1);
+    let mut subject = String::with_capacity(prefix.len() + ty.len() + 2);
     subject.push_str(prefix);
+    if is_subject_tokens(ty) {
+        subject.push('.');
+        subject.push_str(ty);
+        return subject;
+    }
     for token in ty.split('.') {
         subject.push('.');
         if token.is_empty() {
@@ -141,6 +148,21 @@ pub fn subject_for(prefix: &str, ty: &str) -> String {
         subject.extend(token.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }));
     }
     subject
+}
+
+/// Whether `ty` is tokens of `[A-Za-z0-9_-]` separated by single dots, with
+/// no empty token: what [`subject_for`] would leave unchanged.
+fn is_subject_tokens(ty: &str) -> bool {
+    let mut after_dot = true;
+    for &b in ty.as_bytes() {
+        match b {
+            b'.' if after_dot => return false,
+            b'.' => after_dot = true,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => after_dot = false,
+            _ => return false,
+        }
+    }
+    !after_dot
 }
 
 /// `Nats-Msg-Id` for an event: SHA-256 over the length-prefixed source and
@@ -153,12 +175,13 @@ pub fn message_id(source: &str, id: &str) -> String {
     hash.update((source.len() as u64).to_be_bytes());
     hash.update(source.as_bytes());
     hash.update(id.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for b in hash.finalize() {
-        hex.push(HEX[usize::from(b >> 4)] as char);
-        hex.push(HEX[usize::from(b & 0xf)] as char);
+    let mut hex = [0u8; 64];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(hash.finalize()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    hex
+    // Hex digits only: always UTF-8, so this borrows and copies once.
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// The reason of a write NATS gave no answer to (no ack in time, the
@@ -432,6 +455,40 @@ mod tests {
         assert_eq!(subject_for("p", ""), "p._");
         assert_eq!(subject_for("p", "a.é.b-c_d.9"), "p.a._.b-c_d.9");
         assert_eq!(subject_for("p", "a.b."), "p.a.b._");
+    }
+
+    /// The conversion before the fast path, kept to check it against.
+    fn subject_by_tokens(prefix: &str, ty: &str) -> String {
+        let mut subject = prefix.to_string();
+        for token in ty.split('.') {
+            subject.push('.');
+            if token.is_empty() {
+                subject.push('_');
+            }
+            subject
+                .extend(token.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }));
+        }
+        subject
+    }
+
+    #[test]
+    fn subjects_of_valid_and_invalid_types_match_the_token_conversion() {
+        for ty in [
+            "", ".", "..", "a", "a.", ".a", "a..b", "a.b", "A-z_0.9", "a b", "a*", "a>", "é", "a.é", "a\u{0}b", "-",
+            "_._",
+        ] {
+            assert_eq!(subject_for("p", ty), subject_by_tokens("p", ty), "{ty:?}");
+        }
+        assert!(is_subject_tokens("com.example.order"));
+        assert!(!is_subject_tokens("com.example."));
+        assert!(!is_subject_tokens(""));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn subject_for_any_type_is_the_token_conversion(ty in "[a-zA-Z0-9._* >é-]{0,12}") {
+            proptest::prop_assert_eq!(subject_for("inlet.events", &ty), subject_by_tokens("inlet.events", &ty));
+        }
     }
 
     #[test]
