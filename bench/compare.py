@@ -15,6 +15,11 @@ With --tokens it measures only inlet with access control on against off
 (`--tokens FILE` and a client token against no tokens), alternating the two
 each round: req/s, p50, p99 and server CPU µs per request, single requests
 and pipelined, with `inlet-client bench`; results in bench/results/tokens.json.
+
+With --schemas, the same for inlet validating every event's `data` against
+bench/schemas/com.example.order.json (`--schemas bench/schemas`) against
+not validating, both sent that type's events with the data of
+bench/schemas/com.example.order.data; results in bench/results/schemas.json.
 """
 
 import argparse
@@ -161,9 +166,10 @@ def wrk(addr, script, conns, duration, pipeline=1):
             "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
-def client_bench(addr, conns, duration, pipeline=1, token=None):
+def client_bench(addr, conns, duration, pipeline=1, token=None, event=()):
+    """`inlet-client bench`; `event`: more client flags (`--type`, `--data`)."""
     cmd = [CLIENT, "bench", "--server", addr, "--connections", str(conns), "--pipeline", str(pipeline),
-           "--duration", f"{duration}s", "--json"]
+           "--duration", f"{duration}s", "--json", *event]
     if token:
         cmd += ["--token", token]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -238,7 +244,25 @@ def tokens_comparison(rounds, duration, out):
     tokens = os.path.join(tmp, "tokens.toml")
     with open(tokens, "w") as f:
         f.write(entry)
-    modes = {"off": ([], None), "on": (["--tokens", tokens], secret)}
+    on_off_comparison("tokens", {"off": ([], None), "on": (["--tokens", tokens], secret)}, (), rounds, duration, out)
+
+
+def schemas_comparison(rounds, duration, out):
+    """inlet with `--schemas bench/schemas` against inlet without, both sent
+    the events of type com.example.order with the data of
+    bench/schemas/com.example.order.data (10 properties, 2 nested), which
+    the schema then validates; alternating each round."""
+    with open(os.path.join(ROOT, "bench/schemas/com.example.order.data")) as f:
+        data = f.read().strip()
+    event = ("--type", "com.example.order", "--data", data)
+    modes = {"off": ([], None), "on": (["--schemas", os.path.join(ROOT, "bench/schemas")], None)}
+    on_off_comparison("schemas", modes, event, rounds, duration, out)
+
+
+def on_off_comparison(what, modes, event, rounds, duration, out):
+    """inlet with a feature on (`modes["on"]`: server flags and a client
+    token) against off, alternating the order each round; single requests
+    (64 connections) and pipelined (16 deep on 16); medians per mode."""
     workloads = {"single": (64, 1), "pipelined": (16, 16)}
     rows = {m: {w: [] for w in workloads} for m in modes}
     for rnd in range(rounds):
@@ -246,15 +270,15 @@ def tokens_comparison(rounds, duration, out):
         for mode in order:
             extra, token = modes[mode]
             server = Server("inlet", extra)
-            client_bench(server.addr, 8, 1, token=token)  # warm-up
+            client_bench(server.addr, 8, 1, token=token, event=event)  # warm-up
             for workload, (conns, pipeline) in workloads.items():
-                r = measured(server, lambda: client_bench(server.addr, conns, duration, pipeline, token))
+                r = measured(server, lambda: client_bench(server.addr, conns, duration, pipeline, token, event))
                 refused = {code: n for code, n in r["status"].items() if code != "202"}
                 if refused:
-                    raise SystemExit(f"tokens {mode}, {workload}: answers other than 202: {refused}")
+                    raise SystemExit(f"{what} {mode}, {workload}: answers other than 202: {refused}")
                 rows[mode][workload].append(r)
             server.stop()
-            print(f"round {rnd + 1}: tokens {mode} done", file=sys.stderr)
+            print(f"round {rnd + 1}: {what} {mode} done", file=sys.stderr)
     table = {m: {w: {k: median_of(rows[m][w], k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
                  for w in workloads} for m in modes}
     ratios = {w: table["on"][w]["cpu_us_per_req"] / table["off"][w]["cpu_us_per_req"] for w in workloads}
@@ -263,7 +287,7 @@ def tokens_comparison(rounds, duration, out):
         json.dump({"table": table, "cpu_on_vs_off": ratios, "raw": rows, "rounds": rounds, "duration_s": duration}, f,
                   indent=2)
     print(f"\n{rounds} rounds x {duration} s, inlet-client bench, medians\n")
-    print("| workload | tokens | req/s | p50 ms | p99 ms | server CPU µs/req |")
+    print(f"| workload | {what} | req/s | p50 ms | p99 ms | server CPU µs/req |")
     print("|---|---|---|---|---|---|")
     for w in workloads:
         for m in modes:
@@ -271,7 +295,7 @@ def tokens_comparison(rounds, duration, out):
             print(f"| {w} | {m} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us_per_req']:.1f} |")
     print()
     for w, v in ratios.items():
-        print(f"{w}: CPU per request, tokens on / off = {v:.3f}")
+        print(f"{w}: CPU per request, {what} on / off = {v:.3f}")
 
 
 def main():
@@ -282,12 +306,17 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", choices=["pipelined"], help="run one workload only, with wrk's own CPU share")
     ap.add_argument("--tokens", action="store_true", help="compare inlet with access control on and off only")
+    ap.add_argument("--schemas", action="store_true",
+                    help="compare inlet validating order events against bench/schemas with not validating them only")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.tokens:
         return tokens_comparison(args.rounds, args.duration,
                                  args.out or os.path.join(ROOT, "bench/results/tokens.json"))
+    if args.schemas:
+        return schemas_comparison(args.rounds, args.duration,
+                                  args.out or os.path.join(ROOT, "bench/results/schemas.json"))
     args.out = args.out or os.path.join(ROOT, "bench/results/latest.json")
     if args.only == "pipelined":
         return pipelined_only(args)
