@@ -6,6 +6,7 @@
 //! - `scan.rs`: the single-pass JSON scanner that reads them.
 //! - `reference.rs` (tests and the `reference-parser` feature only): the
 //!   serde_json path the scanner replaced, to compare it with.
+//! - `timestamp.rs`: the RFC 3339 rule of `time`, decided by hand.
 //! - `binary.rs`: binary mode (`ce-*` headers plus the body as `data`).
 //! - `binding.rs`: picks the mode from `Content-Type` (SPEC §3.1).
 //! - `error.rs`: [`ParseError`], which says which status to answer.
@@ -19,6 +20,7 @@ mod error;
 pub mod reference;
 mod scan;
 mod structured;
+mod timestamp;
 mod validate;
 
 use std::collections::BTreeMap;
