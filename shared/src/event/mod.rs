@@ -42,6 +42,8 @@ pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
 pub use binding::{parse_body, parse_body_with, BodyKind};
 pub use error::{ParseError, MAX_LISTED_ERRORS};
+#[cfg(feature = "reference-parser")]
+pub use structured::scan_only;
 pub use structured::{is_blank_line, parse_array, parse_ndjson, parse_object_or_array, parse_single};
 
 /// Limits applied while parsing a request body into events.
