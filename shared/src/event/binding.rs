@@ -35,7 +35,9 @@ impl BodyKind {
         // The media type without parameters, compared without allocating.
         let essence =
             content_type.map(|ct| ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii()).unwrap_or_default();
-        let is = |name: &str| essence.eq_ignore_ascii_case(name.as_bytes());
+        // The type as written in lowercase (what clients send) is one
+        // `memcmp`; `eq_ignore_ascii_case` goes byte by byte.
+        let is = |name: &str| essence == name.as_bytes() || essence.eq_ignore_ascii_case(name.as_bytes());
         if is("application/cloudevents+json") {
             return Ok(BodyKind::Structured);
         }

@@ -6,6 +6,7 @@
 //! - `scan.rs`: the single-pass JSON scanner that reads them.
 //! - `reference.rs` (tests and the `reference-parser` feature only): the
 //!   serde_json path the scanner replaced, to compare it with.
+//! - `timestamp.rs`: the RFC 3339 rule of `time`, decided by hand.
 //! - `binary.rs`: binary mode (`ce-*` headers plus the body as `data`).
 //! - `binding.rs`: picks the mode from `Content-Type` (SPEC §3.1).
 //! - `error.rs`: [`ParseError`], which says which status to answer.
@@ -19,6 +20,7 @@ mod error;
 pub mod reference;
 mod scan;
 mod structured;
+mod timestamp;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -40,6 +42,8 @@ pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
 pub use binding::{parse_body, parse_body_with, BodyKind};
 pub use error::{ParseError, MAX_LISTED_ERRORS};
+#[cfg(feature = "reference-parser")]
+pub use structured::scan_only;
 pub use structured::{is_blank_line, parse_array, parse_ndjson, parse_object_or_array, parse_single};
 
 /// Limits applied while parsing a request body into events.

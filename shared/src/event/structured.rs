@@ -313,3 +313,52 @@ pub fn is_blank_line(line: &[u8]) -> bool {
 fn blank(line: &str) -> bool {
     is_blank_line(line.as_bytes())
 }
+
+/// The scanner alone, without validation (`reference-parser` feature, for
+/// `bench/json-parsers`): reads one event object, an array of them, or
+/// (`ndjson`) one per line into the borrowed members `validate` would get
+/// (names and string values unescaped, `data` as its text) and returns how
+/// many members it read.
+#[cfg(feature = "reference-parser")]
+pub fn scan_only(json: &str, ndjson: bool) -> Result<usize, String> {
+    let objects = |text: &str| -> Result<usize, Syntax> {
+        let mut scan = Scanner::new(text);
+        let mut members = Members::new();
+        let mut count = 0;
+        if scan.skip_ws() == Some(b'[') {
+            scan.bump();
+            loop {
+                if scan.skip_ws() != Some(b'{') {
+                    return Err(Syntax { what: "expected an object", at: scan.pos() });
+                }
+                members.clear();
+                scan.object(&mut members, usize::MAX, None)?;
+                count += members.len();
+                match scan.skip_ws() {
+                    Some(b',') => scan.bump(),
+                    Some(b']') => {
+                        scan.bump();
+                        break;
+                    }
+                    _ => return Err(Syntax { what: "expected `,` or `]`", at: scan.pos() }),
+                }
+            }
+        } else if scan.skip_ws() == Some(b'{') {
+            scan.object(&mut members, usize::MAX, None)?;
+            count += members.len();
+        } else {
+            return Err(Syntax { what: "expected an object", at: scan.pos() });
+        }
+        scan.end()?;
+        Ok(count)
+    };
+    let mut count = 0;
+    if ndjson {
+        for line in json.split('\n').filter(|line| !blank(line)) {
+            count += objects(line).map_err(|e| e.detail(line))?;
+        }
+    } else {
+        count = objects(json).map_err(|e| e.detail(json))?;
+    }
+    Ok(count)
+}
