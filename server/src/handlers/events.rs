@@ -98,7 +98,14 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
             return app.reject(refused.to_problem());
         }
     };
-    let appended = match app.store.append(&events, token.map(|t| &**t)).await {
+    // A store that can write at once (memory) does, with no boxed future;
+    // the others are awaited.
+    let name = token.map(|t| &**t);
+    let stored = match app.store.append_now(&events, name) {
+        Some(stored) => stored,
+        None => app.store.append(&events, name).await,
+    };
+    let appended = match stored {
         Ok(appended) => appended,
         Err(e) => {
             if let Some(token) = token {
