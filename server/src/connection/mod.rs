@@ -202,6 +202,11 @@ pub(crate) struct Driver<S> {
     app: Arc<App>,
     settings: ServerSettings,
     shutdown: Shutdown,
+    /// Whether this task's waker is registered with `shutdown`'s wait (its
+    /// first poll, kept for the connection's life: the task and so its waker
+    /// stay the same). From then on a reading state checks `is_shutdown`, an
+    /// atomic load, instead of polling the wait on every wake.
+    shutdown_armed: bool,
     /// One timer for the connection's life rather than one per request:
     /// moved at once to an earlier deadline; a later one (the next
     /// request's idle deadline) is taken up only when the timer fires
@@ -239,6 +244,7 @@ where
             app,
             settings,
             shutdown,
+            shutdown_armed: false,
             timer,
             accepted_at,
             peer: None,
@@ -308,7 +314,7 @@ where
                     return Poll::Ready(Wake::Deadline);
                 }
             }
-            if self.nothing_read() && self.shutdown.poll_recv(cx).is_ready() {
+            if self.nothing_read() && self.shutdown_begun(cx) {
                 return Poll::Ready(Wake::Shutdown);
             }
             Poll::Pending
@@ -335,6 +341,22 @@ where
             }
             Some(Err(CodecError::Io(_))) | None => State::Closing(None),
         }
+    }
+
+    /// Whether shutdown has begun, for a reading state's poll: the first
+    /// call polls the wait, which registers this task to be woken when it
+    /// begins; a wake then finds it begun with the atomic load. The same
+    /// task polls every reading state, so the registration holds (a wait
+    /// that fired stays fired: `is_shutdown` reports it from then on).
+    fn shutdown_begun(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.shutdown_armed {
+            return self.shutdown.is_shutdown();
+        }
+        if self.shutdown.poll_recv(cx).is_ready() {
+            return true;
+        }
+        self.shutdown_armed = true;
+        false
     }
 
     /// Nothing of the next request has arrived: a frame boundary, where
