@@ -9,7 +9,7 @@
 //!   and what is specific to TCP (`set_nodelay`, waiting for the first byte).
 //! - `connection/`: **the connection driver**, the one module that owns a
 //!   connection's life: a state machine (its table is in the module doc)
-//!   over `Framed<S, ServerCodec>` for any `AsyncRead + AsyncWrite` stream,
+//!   over `Framed<S, Codec>` (the `ServerCodec`, its requests boxed) for any `AsyncRead + AsyncWrite` stream,
 //!   with the head/body/idle deadlines, pipelined answers flushed once per
 //!   batch, and the closing answer with its lingering close (`closing.rs`).
 //! - `router`: maps method and path to a handler (`404`, `405` + `Allow`,

@@ -211,13 +211,15 @@ fn refused_by_auth(app: &App, denied: &Denied) -> Response {
     app.deny(denied)
 }
 
-/// Answers a complete request. Returns the route too, for metrics.
+/// Answers a complete request. Returns the route too, for metrics. The
+/// request is borrowed: the handler's future holds a reference, not the
+/// request, so it is smaller and the request is not moved into it.
 /// `credentials` is the connection's: it lets the requests after the first
 /// of a keep-alive connection skip hashing the same secret again. `peer` is
 /// the connection's verified client certificate (mTLS), if any.
 pub async fn handle(
     app: &App,
-    req: Request,
+    req: &Request,
     credentials: &mut CredentialCache,
     peer: Option<&PeerIdentity>,
 ) -> (Route, Response) {
@@ -233,18 +235,18 @@ pub async fn handle(
     };
     let head_only = req.method == Method::Head;
     let mut res = match (route, &req.method) {
-        (Route::Events, Method::Post) => events::ingest(app, &req, &principal).await,
-        (Route::Events, _) => events::query(app, &req).await,
-        (Route::EventsStream, _) => stream::stream(app, &req).await,
-        (Route::Echo, _) => ops::echo(&req),
+        (Route::Events, Method::Post) => events::ingest(app, req, &principal).await,
+        (Route::Events, _) => events::query(app, req).await,
+        (Route::EventsStream, _) => stream::stream(app, req).await,
+        (Route::Echo, _) => ops::echo(req),
         (Route::Health, _) => ops::health(app).await,
         (Route::Ready, _) => ops::readyz(app).await,
         (Route::Stats, _) => ops::stats(app),
-        (Route::Metrics, _) => ops::metrics(app, &req),
+        (Route::Metrics, _) => ops::metrics(app, req),
         (Route::OpenApi, _) => ops::openapi(),
         (Route::Dashboard, _) => dashboard::page(),
         (Route::Schemas, _) => ops::schemas(app),
-        (Route::Rejected, _) => rejected::query(app, &req).await,
+        (Route::Rejected, _) => rejected::query(app, req).await,
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;

@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use futures::SinkExt;
-use inlet_shared::http::{Response, ServerCodec};
+use inlet_shared::http::Response;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Encoder, Framed};
 
 /// How long writing the final answer may take: a client that does not read
 /// it is not waited for forever.
@@ -28,9 +28,11 @@ const LINGER_BYTES: usize = 1 << 20;
 
 /// Writes `res` (which closes the connection) after what is queued, then
 /// half-closes and lingers. The one way a connection ends with an answer.
-pub(crate) async fn close_with<S>(mut framed: Framed<S, ServerCodec>, res: Response)
+pub(crate) async fn close_with<S, C>(mut framed: Framed<S, C>, res: Response)
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: Encoder<Response>,
+    C::Error: std::fmt::Display,
 {
     debug_assert!(res.closes(), "a final answer says Connection: close");
     match timeout(FINAL_WRITE_TIME, framed.send(res)).await {
@@ -42,9 +44,11 @@ where
 
 /// Writes what is queued (the end of a streamed answer that closes), then
 /// half-closes and lingers.
-pub(crate) async fn close_flushed<S>(mut framed: Framed<S, ServerCodec>)
+pub(crate) async fn close_flushed<S, C>(mut framed: Framed<S, C>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: Encoder<Response>,
+    C::Error: std::fmt::Display,
 {
     match timeout(FINAL_WRITE_TIME, SinkExt::<Response>::flush(&mut framed)).await {
         Ok(Ok(())) => linger(framed.into_inner()).await,

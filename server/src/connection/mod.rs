@@ -1,5 +1,6 @@
 //! The connection driver: one connection's life, from its first byte to its
-//! close, as an explicit state machine over `Framed<S, ServerCodec>`.
+//! close, as an explicit state machine over `Framed<S, Codec>` (the
+//! `ServerCodec`, its requests boxed).
 //!
 //! It is generic over the stream (`AsyncRead + AsyncWrite + Unpin + Send`):
 //! a TCP socket, a TLS stream or an in-memory `tokio::io::duplex` run the
@@ -85,7 +86,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use inlet_shared::http::{
@@ -95,7 +96,7 @@ use inlet_shared::http::{
 use inlet_shared::problem::Problem;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant, Sleep};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 pub(crate) use closing::{close_flushed, close_with};
 
@@ -132,7 +133,7 @@ enum State {
     /// `Head`, `Body` or `Idle`: waiting for bytes of a request.
     Reading(Reading),
     /// A request (or an `Expect: 100-continue` head) to answer.
-    Answering(Inbound),
+    Answering(Frame),
     /// Answers are queued in the write buffer.
     Flushing,
     /// A streamed body is being written; `closes`: the connection closes
@@ -190,17 +191,22 @@ impl Reading {
 
 /// What ended a wait in a reading state.
 enum Wake {
-    Read(Option<Result<Inbound, CodecError>>),
+    Read(Option<Result<Frame, CodecError>>),
     Deadline,
     Shutdown,
 }
 
 /// Drives one connection through its states until it closes.
 pub(crate) struct Driver<S> {
-    framed: Framed<S, ServerCodec>,
+    framed: Framed<S, Codec>,
     app: Arc<App>,
     settings: ServerSettings,
     shutdown: Shutdown,
+    /// Whether this task's waker is registered with `shutdown`'s wait (its
+    /// first poll, kept for the connection's life: the task and so its waker
+    /// stay the same). From then on a reading state checks `is_shutdown`, an
+    /// atomic load, instead of polling the wait on every wake.
+    shutdown_armed: bool,
     /// One timer for the connection's life rather than one per request:
     /// moved at once to an earlier deadline; a later one (the next
     /// request's idle deadline) is taken up only when the timer fires
@@ -231,13 +237,14 @@ where
         shutdown: Shutdown,
         accepted_at: Instant,
     ) -> Self {
-        let framed = Framed::with_capacity(io, ServerCodec::new(settings.limits), INITIAL_READ_BUFFER);
+        let framed = Framed::with_capacity(io, Codec(ServerCodec::new(settings.limits)), INITIAL_READ_BUFFER);
         let timer = Box::pin(sleep_until(accepted_at + settings.header_timeout));
         Driver {
             framed,
             app,
             settings,
             shutdown,
+            shutdown_armed: false,
             timer,
             accepted_at,
             peer: None,
@@ -257,15 +264,16 @@ where
         loop {
             state = match state {
                 State::Reading(reading) => self.read(reading).await,
-                State::Answering(Inbound::Request(req)) => {
+                State::Answering(Frame::Request(req)) => {
                     // The handler is awaited here, not in a helper: each
                     // async layer around it costs a copy of its future.
                     let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
-                    let (route, res) = router::handle(&self.app, req, &mut self.credentials, self.peer.as_ref()).await;
+                    let (route, res) = router::handle(&self.app, &req, &mut self.credentials, self.peer.as_ref()).await;
+                    drop(req);
                     let http10 = exchange.version == Version::Http10;
                     self.queue(exchange.end(&self.app, route, res), http10).await
                 }
-                State::Answering(Inbound::Continue(head)) => self.answer_continue(&head).await,
+                State::Answering(Frame::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
                 State::Streaming { body, closes, endless } => self.stream(body, closes, endless).await,
                 State::Closing(Some(res)) => return close_with(self.framed, res).await,
@@ -306,7 +314,7 @@ where
                     return Poll::Ready(Wake::Deadline);
                 }
             }
-            if self.nothing_read() && self.shutdown.poll_recv(cx).is_ready() {
+            if self.nothing_read() && self.shutdown_begun(cx) {
                 return Poll::Ready(Wake::Shutdown);
             }
             Poll::Pending
@@ -323,7 +331,7 @@ where
         }
     }
 
-    fn on_read(&mut self, next: Option<Result<Inbound, CodecError>>) -> State {
+    fn on_read(&mut self, next: Option<Result<Frame, CodecError>>) -> State {
         match next {
             Some(Ok(inbound)) => State::Answering(inbound),
             Some(Err(CodecError::Http(e))) => {
@@ -333,6 +341,22 @@ where
             }
             Some(Err(CodecError::Io(_))) | None => State::Closing(None),
         }
+    }
+
+    /// Whether shutdown has begun, for a reading state's poll: the first
+    /// call polls the wait, which registers this task to be woken when it
+    /// begins; a wake then finds it begun with the atomic load. The same
+    /// task polls every reading state, so the registration holds (a wait
+    /// that fired stays fired: `is_shutdown` reports it from then on).
+    fn shutdown_begun(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.shutdown_armed {
+            return self.shutdown.is_shutdown();
+        }
+        if self.shutdown.poll_recv(cx).is_ready() {
+            return true;
+        }
+        self.shutdown_armed = true;
+        false
     }
 
     /// Nothing of the next request has arrived: a frame boundary, where
@@ -627,8 +651,60 @@ pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
 /// certificate); the driver does the same steps inline.
 pub(crate) async fn answer(app: &App, req: Request, keep_open: bool, credentials: &mut CredentialCache) -> Response {
     let exchange = Exchange::begin(&req, keep_open);
-    let (route, res) = router::handle(app, req, credentials, None).await;
+    let (route, res) = router::handle(app, &req, credentials, None).await;
     exchange.end(app, route, res)
+}
+
+/// What the driver's codec yields: an [`Inbound`] with the request (or
+/// head) boxed, so that moving it out of `Framed`, through the driver's
+/// states and to the handler moves a pointer, not the request (some 180
+/// bytes, copied about fifteen times on its way unboxed).
+pub(crate) enum Frame {
+    Request(Box<Request>),
+    Continue(Box<RequestHead>),
+}
+
+/// The [`ServerCodec`], yielding [`Frame`]s; it encodes the same.
+pub(crate) struct Codec(ServerCodec);
+
+impl Codec {
+    /// How far the request being read has come.
+    fn phase(&self) -> Phase {
+        self.0.phase()
+    }
+}
+
+fn frame(inbound: Inbound) -> Frame {
+    match inbound {
+        Inbound::Request(req) => Frame::Request(Box::new(req)),
+        Inbound::Continue(head) => Frame::Continue(Box::new(head)),
+    }
+}
+
+impl Decoder for Codec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    #[inline]
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        Ok(self.0.decode(buf)?.map(frame))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        Ok(self.0.decode_eof(buf)?.map(frame))
+    }
+}
+
+impl<T> Encoder<T> for Codec
+where
+    ServerCodec: Encoder<T, Error = CodecError>,
+{
+    type Error = CodecError;
+
+    #[inline]
+    fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), CodecError> {
+        self.0.encode(item, dst)
+    }
 }
 
 /// What is kept of a request while its handler runs, to record its

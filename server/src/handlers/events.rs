@@ -55,13 +55,16 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     // whose type, named before its `data`, no schema checks.
     let schemas = app.schemas.guard();
     let mut tapes = schemas.as_deref().map(|set| Tapes::for_filter(set.data_filter()));
-    let events = match parse_body_with(&req.headers, &body, &app.parse_limits, tapes.as_mut()) {
+    // Matched by reference: the events (one inline) are not moved out of
+    // the parser's result, a copy of some hundreds of bytes.
+    let parsed = parse_body_with(&req.headers, &body, &app.parse_limits, tapes.as_mut());
+    let events: &[Event] = match &parsed {
         Ok(events) => events,
         Err(e) => {
             // Kept only while the token is within its quota (one unit per
             // refused request), so a sender over its quota cannot fill the
             // rejected log.
-            if let ParseError::Invalid { errors, .. } = &e {
+            if let ParseError::Invalid { errors, .. } = e {
                 if principal.try_take(1).is_ok() {
                     rejected::keep_invalid(app, req, &body, principal, errors);
                 }
@@ -75,7 +78,7 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     // taken it (validation is work done for the sender); nothing of a
     // refused batch is stored, and a request refused before the schemas
     // never reaches them or the rejected log.
-    if let Err(denied) = admit(req, &body, principal, &events) {
+    if let Err(denied) = admit(req, &body, principal, events) {
         if let Some(token) = token {
             app.stats.record_token_refused(token, events.len());
         }
@@ -84,21 +87,29 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
     // The schemas (`--schemas`): a request with any refused event is
     // refused whole; events of `warn` types are counted once stored.
     let checked = match schemas.as_deref() {
-        Some(set) => check_schemas(app, set, req, &body, &events, tapes.as_ref()),
+        Some(set) => check_schemas(app, set, req, &body, events, tapes.as_ref()),
         None => Ok(Vec::new()),
     };
-    drop((tapes, schemas));
+    drop(tapes);
+    drop(schemas);
     let warned = match checked {
         Ok(warned) => warned,
         Err(refused) => {
             if let Some(token) = token {
                 app.stats.record_token_refused(token, events.len());
             }
-            rejected::keep_schema_refusals(app, req, &body, principal, &events, &refused);
+            rejected::keep_schema_refusals(app, req, &body, principal, events, &refused);
             return app.reject(refused.to_problem());
         }
     };
-    let appended = match app.store.append(&events, token.map(|t| &**t)).await {
+    // A store that can write at once (memory) does, with no boxed future;
+    // the others are awaited.
+    let name = token.map(|t| &**t);
+    let stored = match app.store.append_now(events, name) {
+        Some(stored) => stored,
+        None => app.store.append(events, name).await,
+    };
+    let appended = match stored {
         Ok(appended) => appended,
         Err(e) => {
             if let Some(token) = token {

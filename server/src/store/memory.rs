@@ -581,7 +581,12 @@ impl Store for MemoryStore {
         events: &'a [Event],
         token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Appended, StoreError>> {
-        Box::pin(future::ready(self.append_now(events, token)))
+        Box::pin(future::ready(MemoryStore::append_now(self, events, token)))
+    }
+
+    /// Ready at once: the handler takes this path, with no boxed future.
+    fn append_now(&self, events: &[Event], token: Option<&str>) -> Option<Result<Appended, StoreError>> {
+        Some(MemoryStore::append_now(self, events, token))
     }
 
     fn query(&self, query: Query, max_bytes: usize) -> BoxFuture<'_, PageStream> {

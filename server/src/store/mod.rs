@@ -453,6 +453,16 @@ pub trait Store: Send + Sync + 'static {
     fn append<'a>(&'a self, events: &'a [Event], token: Option<&'a str>)
         -> BoxFuture<'a, Result<Appended, StoreError>>;
 
+    /// Stores `events` as [`Store::append`] does, at once, if the store can
+    /// do it without waiting (the memory store): the handler tries this
+    /// first, so that such a store's write costs no boxed future and no
+    /// poll. `None`: the store must wait (SQLite's writer thread,
+    /// JetStream's acknowledgements); nothing was stored, call `append`.
+    fn append_now(&self, events: &[Event], token: Option<&str>) -> Option<Result<Appended, StoreError>> {
+        let _ = (events, token);
+        None
+    }
+
     /// Reads a page: at most `query.limit` events, and no more than
     /// `max_bytes` of event JSON unless a single event is larger (see
     /// [`Pager`]). The read runs off the caller's thread and sends its
@@ -704,6 +714,26 @@ mod tests {
         }
         assert_eq!(pager.ready_slice().map(|s| s.len()), Some(SLICE_EVENTS));
         assert!(pager.last_slice().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_appends_at_once_and_sqlite_only_when_awaited() {
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let ev = |id: &str| Event::new(id, "/s", "t");
+        let now = memory.append_now(&[ev("1"), ev("2"), ev("1")], Some("shop")).map(|r| r.unwrap().duplicate);
+        assert_eq!(now.as_deref(), Some(&[false, false, true][..]));
+        // The same store as `append` sees it: a duplicate of what was stored at once.
+        assert_eq!(memory.append(&[ev("2"), ev("3")], None).await.unwrap().duplicate[..], [true, false]);
+        assert_eq!(memory.last_seq().await.unwrap(), 3);
+
+        let dir = TestDir::new();
+        let sqlite_options = SqliteOptions { readers: 1, ..SqliteOptions::new(dir.path().to_path_buf()) };
+        let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite_options).unwrap());
+        assert!(sqlite.append_now(&[ev("1")], None).is_none(), "SQLite's writer is waited for");
+        assert_eq!(sqlite.last_seq().await.unwrap(), 0, "nothing was stored by the refused call");
+        assert_eq!(sqlite.append(&[ev("1")], None).await.unwrap().duplicate[..], [false]);
+        assert_eq!(sqlite.last_seq().await.unwrap(), 1);
+        sqlite.close().await.unwrap();
     }
 
     #[tokio::test]
