@@ -332,7 +332,9 @@ struct Open {
     count: usize,
     /// An object's key filter (see [`key_filter`]), and whether two keys
     /// fell on one bit.
-    seen: u128,
+    /// The filter's 128 bits as two words: a bit is set with one shift of
+    /// a `u64` (a `u128` shift is a few instructions more per key).
+    seen: [u64; 2],
     clash: bool,
     object: bool,
 }
@@ -367,7 +369,7 @@ impl Scan<'_, '_> {
                         Entry::Array { len: 0, end: 0 }
                     });
                     self.pos += 1;
-                    let mut top = Open { at, count: 0, seen: 0, clash: false, object };
+                    let mut top = Open { at, count: 0, seen: [0; 2], clash: false, object };
                     let end = if object { b'}' } else { b']' };
                     if self.peek()? == end {
                         self.pos += 1;
@@ -439,9 +441,10 @@ impl Scan<'_, '_> {
         } else {
             self.input.get(self.pos - 1 - key.len as usize..self.pos - 1)?
         };
-        let bit = 1u128 << key_filter(text);
-        object.clash |= object.seen & bit != 0;
-        object.seen |= bit;
+        let filter = key_filter(text);
+        let (word, bit) = (&mut object.seen[(filter >> 6) as usize & 1], 1u64 << (filter & 63));
+        object.clash |= *word & bit != 0;
+        *word |= bit;
         self.tape.entries.push(Entry::String(key));
         // Compact JSON has the colon right after the key.
         if self.input.get(self.pos) != Some(&b':') && self.peek()? != b':' {
@@ -458,7 +461,12 @@ impl Scan<'_, '_> {
     }
 
     fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
+        // Compact JSON: the byte here is no whitespace (all of it is at or
+        // below a space), so no loop.
+        match self.input.get(self.pos) {
+            Some(&b) if b > b' ' => return Some(b),
+            _ => self.skip_ws(),
+        }
         self.input.get(self.pos).copied()
     }
 
@@ -800,7 +808,10 @@ impl<'a> Node<'a, Tape> for TapeNode<'a> {
     type Number = &'a Number;
 
     fn as_object(&self) -> Option<TapeObject<'a>> {
-        matches!(self.entry(), Some(Entry::Object { .. })).then_some(TapeObject(*self))
+        match self.entry() {
+            Some(Entry::Object { len, .. }) => Some(TapeObject(*self, *len as usize)),
+            _ => None,
+        }
     }
 
     fn as_array(&self) -> Option<TapeArray<'a>> {
@@ -812,6 +823,25 @@ impl<'a> Node<'a, Tape> for TapeNode<'a> {
             Some(Entry::String(text)) => Some(Cow::Borrowed(self.doc.text(*text))),
             _ => None,
         }
+    }
+
+    /// `minLength`/`maxLength`: decided from the byte length where it can
+    /// be (a string of `n` bytes has between `n / 4` rounded up and `n`
+    /// code points), else by counting them, as the default does.
+    fn string_length_within(&self, min: u64, max: u64) -> Option<bool> {
+        let Some(Entry::String(text)) = self.entry() else {
+            return None;
+        };
+        let bytes = u64::from(text.len);
+        let (fewest, most) = (bytes.div_ceil(4), bytes);
+        if most < min || fewest > max {
+            return Some(false);
+        }
+        if min <= fewest && most <= max {
+            return Some(true);
+        }
+        let chars = self.doc.text(*text).chars().count() as u64;
+        Some((min..=max).contains(&chars))
     }
 
     fn as_number(&self) -> Option<&'a Number> {
@@ -868,7 +898,9 @@ impl<'a> Node<'a, Tape> for TapeNode<'a> {
 }
 
 #[derive(Clone, Copy)]
-pub struct TapeObject<'a>(TapeNode<'a>);
+/// An object node and its number of members (read once, where the node
+/// was found to be an object).
+pub struct TapeObject<'a>(TapeNode<'a>, usize);
 
 #[derive(Clone, Copy)]
 pub struct TapeArray<'a>(TapeNode<'a>);
@@ -923,7 +955,7 @@ impl<'a> Object<'a, Tape> for TapeObject<'a> {
     type MembersIter = Members<'a>;
 
     fn len(&self) -> usize {
-        self.0.doc.len(self.0.at)
+        self.1
     }
 
     fn get(&self, key: &String) -> Option<TapeNode<'a>> {
@@ -1032,6 +1064,30 @@ mod tests {
             for (slow, fast) in schemas() {
                 prop_assert_eq!(Tape::with(&text, |node| fast.is_valid(node)), Some(slow.is_valid(&read)), "{}", text);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// `minLength`/`maxLength` on the tape (decided from the byte length
+        /// where it can be) answer as counting the code points does, for
+        /// strings of 1- to 4-byte characters, plain and escaped, and bounds
+        /// around their lengths.
+        #[test]
+        fn string_length_bounds_answer_as_counting_does(
+            text in "[a\u{e9}\u{20ac}\u{1f600}\\\"]{0,12}",
+            min in 0u64..14,
+            span in 0u64..14,
+            unbounded in any::<bool>(),
+        ) {
+            let max = if unbounded { u64::MAX } else { min + span };
+            let json = serde_json::to_string(&text).unwrap();
+            let counted = text.chars().count() as u64;
+            let within = Tape::with(&json, |node| node.string_length_within(min, max));
+            prop_assert_eq!(within, Some(Some((min..=max).contains(&counted))), "{} {} {}", json, min, max);
+            let not_a_string = Tape::with("[1]", |node| node.string_length_within(min, max));
+            prop_assert_eq!(not_a_string, Some(None));
         }
     }
 

@@ -406,3 +406,41 @@ fn tapes_for_a_set_skip_the_data_of_types_it_does_not_check() {
     assert_eq!(verdict, set.check_taped(&parsed, &all, layout));
     assert_eq!(verdict.refused.len(), 1, "the invalid order");
 }
+
+/// The type lookup's word-wise hash: every byte of a type counts, in every
+/// place of a word and of the tail, and a tail of zero bytes is not the
+/// shorter type (its length is hashed with it).
+#[test]
+fn the_type_hash_depends_on_every_byte_and_on_the_length() {
+    fn hash(bytes: &[u8]) -> u64 {
+        let mut hasher = Fnv::default();
+        hasher.write(bytes);
+        hasher.finish()
+    }
+    let base = b"com.example.order".to_vec();
+    let mut hashes = vec![hash(&base)];
+    for i in 0..base.len() {
+        let mut changed = base.clone();
+        changed[i] ^= 1;
+        hashes.push(hash(&changed));
+    }
+    for len in 0..base.len() {
+        hashes.push(hash(&base[..len]));
+    }
+    hashes.push(hash(b"com.example.order\0"));
+    hashes.push(hash(b"\0"));
+    let mut distinct = hashes.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), hashes.len());
+    // And the maps find what they hold.
+    let mut map: TypeMap<usize> = TypeMap::default();
+    for (i, ty) in ["a", "a\0", "abcdefgh", "abcdefgh\0", "com.example.order", "com.example.orders"].iter().enumerate()
+    {
+        map.insert((*ty).to_string(), i);
+    }
+    assert_eq!(map.get("a\0"), Some(&1));
+    assert_eq!(map.get("abcdefgh"), Some(&2));
+    assert_eq!(map.get("com.example.orders"), Some(&5));
+    assert_eq!(map.get("com.example.orde"), None);
+}
