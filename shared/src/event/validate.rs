@@ -46,6 +46,9 @@ pub(crate) enum Value<'a> {
     /// Any other JSON number.
     Number,
     Str(Cow<'a, str>),
+    /// A JSON string without escapes, borrowed from the body, whose every
+    /// byte the scanner saw was printable ASCII: a CloudEvents `String`.
+    Printable(&'a str),
     /// A JSON object or array (only `data` may be one).
     Compound,
     /// The `data` member of a structured event, or a binary-mode body
@@ -63,6 +66,15 @@ pub(crate) const FORBIDDEN_CHARACTERS: &str = "must be a CloudEvents String: no 
      (U+0000-U+001F, U+007F-U+009F), noncharacters or unpaired surrogates";
 
 impl Value<'_> {
+    /// The text of a JSON string value (escapes undone), unchecked.
+    pub(crate) fn string(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Printable(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The value as a string; `Ok(None)` for JSON null (the attribute is
     /// absent, JSON format §2.4).
     /// A string that breaks the CloudEvents `String` type is
@@ -71,6 +83,7 @@ impl Value<'_> {
         match self {
             Value::Null => Ok(None),
             Value::Str(s) => allowed(s).map(Some),
+            Value::Printable(s) => Ok(Some(s)),
             Value::Header(s) => allowed(s).map(Some),
             Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
             _ => Err("must be a string"),
@@ -369,6 +382,7 @@ fn extension_value(value: &Value<'_>, owner: Option<&Text>) -> Result<Option<Ext
         Value::Bool(b) => Ok(Some(ExtensionValue::Boolean(*b))),
         Value::Int(n) => i32::try_from(*n).map(|n| Some(ExtensionValue::Integer(n))).map_err(|_| BAD),
         Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, allowed(s)?)))),
+        Value::Printable(s) => Ok(Some(ExtensionValue::String(share(owner, s)))),
         Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(allowed(s)?)))),
         Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
         Value::Number | Value::Compound | Value::Raw(_) => Err(BAD),
