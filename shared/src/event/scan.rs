@@ -258,7 +258,9 @@ impl<'a> Scanner<'a> {
 
     /// Reads a string whose opening quote was consumed, checking control
     /// characters and escapes; its content and whether it holds escapes.
-    #[inline]
+    /// Out of line: inside `data` and nested values. An event's member
+    /// names and attribute values are read by `read_string` inlined.
+    #[inline(never)]
     fn string(&mut self) -> Result<(&'a str, bool), Syntax> {
         self.read_string::<false>().map(|(content, escaped, _)| (content, escaped))
     }
@@ -267,7 +269,7 @@ impl<'a> Scanner<'a> {
     /// content (as written, escapes not undone) is printable ASCII,
     /// 0x20..=0x7E: found on the words the read looks at anyway. (Without
     /// `PRINTABLE`, the third value is meaningless.)
-    #[inline]
+    #[inline(always)]
     fn read_string<const PRINTABLE: bool>(&mut self) -> Result<(&'a str, bool, bool), Syntax> {
         let start = self.pos;
         let mut escaped = false;
@@ -584,7 +586,7 @@ impl<'a> Scanner<'a> {
         loop {
             self.pos += 1;
             let start = self.pos;
-            let (raw, escaped) = self.string()?;
+            let (raw, escaped, _) = self.read_string::<false>()?;
             if self.pos > limit {
                 self.colon()?;
                 self.skip_value()?;
