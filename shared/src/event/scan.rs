@@ -258,20 +258,44 @@ impl<'a> Scanner<'a> {
 
     /// Reads a string whose opening quote was consumed, checking control
     /// characters and escapes; its content and whether it holds escapes.
-    #[inline]
+    /// Out of line: inside `data` and nested values. An event's member
+    /// names and attribute values are read by `read_string` inlined.
+    #[inline(never)]
     fn string(&mut self) -> Result<(&'a str, bool), Syntax> {
+        self.read_string::<false>().map(|(content, escaped, _)| (content, escaped))
+    }
+
+    /// [`Scanner::string`], and with `PRINTABLE` whether every byte of the
+    /// content (as written, escapes not undone) is printable ASCII,
+    /// 0x20..=0x7E: found on the words the read looks at anyway. (Without
+    /// `PRINTABLE`, the third value is meaningless.)
+    #[inline(always)]
+    fn read_string<const PRINTABLE: bool>(&mut self) -> Result<(&'a str, bool, bool), Syntax> {
         let start = self.pos;
         let mut escaped = false;
+        // The high bit of every byte at 0x7F or above seen so far (bytes
+        // below 0x20 stop the read). A byte flagged by the carry out of a
+        // 0xFF below it is flagged only along with that byte.
+        let mut high = 0;
         loop {
             // Eight bytes at a time up to the next quote, backslash or
             // control character.
             while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
                 let mut word = [0; 8];
                 word.copy_from_slice(chunk);
-                let stops = string_stops(u64::from_le_bytes(word));
+                let x = u64::from_le_bytes(word);
+                let stops = string_stops(x);
                 if stops != 0 {
+                    if PRINTABLE {
+                        // Only the bytes before the stop are content.
+                        let before = (stops & stops.wrapping_neg()) - 1;
+                        high |= (x | x.wrapping_add(ONES)) & HIGH & before;
+                    }
                     self.pos += stops.trailing_zeros() as usize / 8;
                     break;
+                }
+                if PRINTABLE {
+                    high |= (x | x.wrapping_add(ONES)) & HIGH;
                 }
                 self.pos += 8;
             }
@@ -280,7 +304,7 @@ impl<'a> Scanner<'a> {
                 Some(b'"') => {
                     let content = self.text.get(start..self.pos).unwrap_or_default();
                     self.pos += 1;
-                    return Ok((content, escaped));
+                    return Ok((content, escaped, high == 0));
                 }
                 Some(b'\\') => {
                     escaped = true;
@@ -288,7 +312,12 @@ impl<'a> Scanner<'a> {
                     self.escape()?;
                 }
                 Some(&b) if b < 0x20 => return self.fail(CONTROL_CHARACTER),
-                Some(_) => self.pos += 1,
+                Some(&b) => {
+                    if PRINTABLE && b >= 0x7f {
+                        high = HIGH;
+                    }
+                    self.pos += 1;
+                }
             }
         }
     }
@@ -557,7 +586,7 @@ impl<'a> Scanner<'a> {
         loop {
             self.pos += 1;
             let start = self.pos;
-            let (raw, escaped) = self.string()?;
+            let (raw, escaped, _) = self.read_string::<false>()?;
             if self.pos > limit {
                 self.colon()?;
                 self.skip_value()?;
@@ -578,7 +607,7 @@ impl<'a> Scanner<'a> {
             if self.pos > limit {
                 return self.skip_rest_of_object();
             }
-            if let (Some(tapes), "type", Value::Str(ty)) = (tapes.as_deref_mut(), &*name, &value) {
+            if let (Some(tapes), "type", Some(ty)) = (tapes.as_deref_mut(), &*name, value.string()) {
                 tapes.saw_type(ty);
             }
             members.push((name, value));
@@ -620,10 +649,11 @@ impl<'a> Scanner<'a> {
         match first {
             Some(b'"') => {
                 self.pos += 1;
-                Ok(match self.string()? {
-                    (raw, false) => Value::Str(Cow::Borrowed(raw)),
-                    (_, true) if self.pos > limit => Value::Null,
-                    (raw, true) => unescape(raw).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s))),
+                Ok(match self.read_string::<true>()? {
+                    (raw, false, true) => Value::Printable(raw),
+                    (raw, false, false) => Value::Str(Cow::Borrowed(raw)),
+                    (_, true, _) if self.pos > limit => Value::Null,
+                    (raw, true, _) => unescape(raw).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s))),
                 })
             }
             Some(b'-' | b'0'..=b'9') => {
@@ -661,6 +691,61 @@ mod tests {
         // The lowest stop is exact even when a later byte would borrow.
         let stops = string_stops(u64::from_le_bytes([b'a', 0x00, 0x01, b'"', 0x00, b'\\', 0xff, 0x20]));
         assert_eq!(stops.trailing_zeros() / 8, 1);
+    }
+
+    /// What `read_string::<true>` says of the string at the start of `text`
+    /// (after its opening quote): content, escaped, printable.
+    fn read_printable(text: &str) -> Result<(&str, bool, bool), Syntax> {
+        let mut scan = Scanner::new(text);
+        scan.read_string::<true>()
+    }
+
+    /// The rule the fused check replaces (`validate::is_printable_ascii`).
+    fn printable(content: &str) -> bool {
+        content.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    }
+
+    #[test]
+    fn read_string_finds_a_byte_outside_printable_ascii_at_every_position() {
+        let odd = ["\u{7f}", "\u{80}", "\u{ff}", "é", "\u{ffff}", "😀", "~", " "];
+        for len in 0..20 {
+            for at in 0..=len {
+                for c in odd {
+                    let mut content: String = "a".repeat(len);
+                    content.insert_str(at.min(content.len()), c);
+                    // What follows the closing quote (in the same word) is
+                    // not content.
+                    for tail in ["", "\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}\u{7f}", "ÿÿÿÿÿÿÿÿ", "\u{1}"] {
+                        let text = format!("{content}\"{tail}");
+                        let (read, escaped, is) = read_printable(&text).unwrap();
+                        assert_eq!((read, escaped), (content.as_str(), false), "{text:?}");
+                        assert_eq!(is, printable(&content), "{text:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The printable flag of a string without escapes is the byte rule
+        /// applied to its content; the content and the error are those of
+        /// `string`.
+        #[test]
+        fn read_string_printable_flag_agrees_with_the_byte_rule(
+            content in "[a-z \\u{7e}\\u{7f}\\u{80}\\u{9f}\\u{a0}é\\u{fffe}😀\\\\\"\\u{0}\\u{1f}n]{0,40}",
+            tail in "[a\\u{80}\\u{ff}\"]{0,9}",
+        ) {
+            let text = format!("{content}{tail}");
+            let read = read_printable(&text);
+            let mut scan = Scanner::new(&text);
+            let plain = scan.string();
+            proptest::prop_assert_eq!(read.map(|(c, e, _)| (c, e)), plain, "{:?}", text);
+            if let Ok((content, false, is)) = read {
+                proptest::prop_assert_eq!(is, printable(content), "{:?}", text);
+            }
+        }
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub(crate) enum Value<'a> {
     /// Any other JSON number.
     Number,
     Str(Cow<'a, str>),
+    /// A JSON string without escapes, borrowed from the body, whose every
+    /// byte the scanner saw was printable ASCII: a CloudEvents `String`.
+    Printable(&'a str),
     /// A JSON object or array (only `data` may be one).
     Compound,
     /// The `data` member of a structured event, or a binary-mode body
@@ -63,6 +66,15 @@ pub(crate) const FORBIDDEN_CHARACTERS: &str = "must be a CloudEvents String: no 
      (U+0000-U+001F, U+007F-U+009F), noncharacters or unpaired surrogates";
 
 impl Value<'_> {
+    /// The text of a JSON string value (escapes undone), unchecked.
+    pub(crate) fn string(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Printable(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The value as a string; `Ok(None)` for JSON null (the attribute is
     /// absent, JSON format §2.4).
     /// A string that breaks the CloudEvents `String` type is
@@ -71,6 +83,7 @@ impl Value<'_> {
         match self {
             Value::Null => Ok(None),
             Value::Str(s) => allowed(s).map(Some),
+            Value::Printable(s) => Ok(Some(s)),
             Value::Header(s) => allowed(s).map(Some),
             Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
             _ => Err("must be a string"),
@@ -150,9 +163,85 @@ fn contains(owner: &str, s: &str) -> bool {
     at >= start && at + s.len() <= start + owner.len()
 }
 
-/// Above this many attributes, repeated names are found with a hash set
-/// rather than by looking back (which would be quadratic).
+/// Above this many attributes, repeated extension names are found with a
+/// hash set rather than by looking back (which would be quadratic).
 const LINEAR_DUPLICATE_SCAN: usize = 32;
+
+/// The attributes CloudEvents names (and `data`, `data_base64`): each is
+/// told apart from every other name by one `match`, and its repetition by
+/// one bit (`Seen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Specversion,
+    Id,
+    Source,
+    Type,
+    Subject,
+    Datacontenttype,
+    Dataschema,
+    Time,
+    Data,
+    DataBase64,
+}
+
+impl Known {
+    fn of(name: &str) -> Option<Known> {
+        Some(match name {
+            "specversion" => Known::Specversion,
+            "id" => Known::Id,
+            "source" => Known::Source,
+            "type" => Known::Type,
+            "subject" => Known::Subject,
+            "datacontenttype" => Known::Datacontenttype,
+            "dataschema" => Known::Dataschema,
+            "time" => Known::Time,
+            "data" => Known::Data,
+            "data_base64" => Known::DataBase64,
+            _ => return None,
+        })
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// The names of one event's attributes met so far: a bit per known
+/// attribute; an extension name (which never equals a known one) is looked
+/// for among the names before it, or in a hash set when there are many.
+struct Seen<'n> {
+    known: u16,
+    extensions: Option<HashSet<&'n str>>,
+}
+
+impl<'n> Seen<'n> {
+    fn new(count: usize) -> Seen<'n> {
+        Seen { known: 0, extensions: (count > LINEAR_DUPLICATE_SCAN).then(HashSet::new) }
+    }
+
+    /// Whether the name of `attrs[i]` (of kind `known`) came before it.
+    fn repeated(&mut self, attrs: &'n [(Cow<'_, str>, Value<'_>)], i: usize, known: Option<Known>) -> bool {
+        match known {
+            Some(known) => {
+                let repeated = self.known & known.bit() != 0;
+                self.known |= known.bit();
+                repeated
+            }
+            None => {
+                let Some((name, _)) = attrs.get(i) else { return false };
+                match self.extensions.as_mut() {
+                    Some(names) => !names.insert(name),
+                    None => attrs.get(..i).unwrap_or_default().iter().any(|(earlier, _)| earlier == name),
+                }
+            }
+        }
+    }
+
+    /// Whether the known attribute was met at all (valid or not).
+    fn has(&self, known: Known) -> bool {
+        self.known & known.bit() != 0
+    }
+}
 
 /// Builds an event from its attributes, offering one [`FieldError`] per
 /// failing attribute to `found` (which builds it only within its cap; the
@@ -166,7 +255,7 @@ pub(crate) fn build_event(
     found: &mut Found,
 ) -> Option<Event> {
     let errors_before = found.total();
-    let mut names: Option<HashSet<&str>> = (attrs.len() > LINEAR_DUPLICATE_SCAN).then(HashSet::new);
+    let mut seen = Seen::new(attrs.len());
     let mut specversion = None;
     let (mut id, mut source, mut ty) = (None, None, None);
     let (mut datacontenttype, mut dataschema, mut subject, mut time) = (None, None, None, None);
@@ -176,18 +265,15 @@ pub(crate) fn build_event(
     let text = |s: &str| share(owner, s);
 
     for (i, (name, value)) in attrs.iter().enumerate() {
-        let repeated = match names.as_mut() {
-            Some(names) => !names.insert(name),
-            None => attrs[..i].iter().any(|(earlier, _)| earlier == name),
-        };
-        if repeated {
+        let known = Known::of(name);
+        if seen.repeated(attrs, i, known) {
             found.offer(|| origin.error(name, "attribute appears more than once"));
             continue;
         }
         let mut fail = |detail: &str| found.offer(|| origin.error(name, detail));
-        match &**name {
+        match known {
             // Reported after the other attributes, as when it is missing.
-            "specversion" => {
+            Some(Known::Specversion) => {
                 specversion = Some(match value.str() {
                     Ok(Some("1.0")) => Ok(()),
                     Ok(Some(_)) => Err("must be \"1.0\""),
@@ -195,53 +281,54 @@ pub(crate) fn build_event(
                     Err(e) => Err(e),
                 })
             }
-            "id" | "source" | "type" | "subject" => match value.str() {
+            Some(attribute @ (Known::Id | Known::Source | Known::Type | Known::Subject)) => match value.str() {
                 Ok(Some("")) => fail("must be a non-empty string"),
-                Ok(None) if name != "subject" => fail("must be a non-empty string"),
+                Ok(None) if attribute != Known::Subject => fail("must be a non-empty string"),
                 Ok(None) => {}
                 Ok(Some(v)) => {
-                    if name == "source" && !is_uri_reference(v) {
+                    if attribute == Known::Source && !is_uri_reference(v) {
                         fail("must be a URI-reference (no spaces or control characters)");
                     }
                     let v = Some(text(v));
-                    match &**name {
-                        "id" => id = v,
-                        "source" => source = v,
-                        "type" => ty = v,
+                    match attribute {
+                        Known::Id => id = v,
+                        Known::Source => source = v,
+                        Known::Type => ty = v,
                         _ => subject = v,
                     }
                 }
                 Err(e) => fail(unless_forbidden(e, "must be a non-empty string")),
             },
-            "datacontenttype" => match value.str() {
+            Some(Known::Datacontenttype) => match value.str() {
                 Ok(Some(v)) if !is_media_type(v) => fail("must be a media type (RFC 2046), e.g. application/json"),
                 Ok(v) => datacontenttype = v.map(text),
                 Err(e) => fail(e),
             },
-            "dataschema" => match value.str() {
+            Some(Known::Dataschema) => match value.str() {
                 Ok(Some(v)) if !is_absolute_uri(v) => fail("must be an absolute URI"),
                 Ok(v) => dataschema = v.map(text),
                 Err(e) => fail(e),
             },
-            "time" => match value.str() {
+            Some(Known::Time) => match value.str() {
                 Ok(Some(v)) if !is_rfc3339(v) => fail("must be an RFC 3339 timestamp, e.g. 2026-11-29T06:00:00Z"),
                 Ok(v) => time = v.map(text),
                 Err(e) => fail(unless_forbidden(e, "must be an RFC 3339 timestamp string")),
             },
-            "data" => match value {
+            Some(Known::Data) => match value {
                 Value::Null => {}
                 Value::Raw(raw) if raw.trim_start().starts_with('n') => {}
                 Value::Raw(raw) => data = Some(Json::parsed(text(raw))),
                 _ => fail("is the body in binary mode, not a header"),
             },
-            "data_base64" => match value.str() {
+            Some(Known::DataBase64) => match value.str() {
                 Ok(Some(v)) if base64::engine::general_purpose::STANDARD.decode(v).is_err() => {
                     fail("must be valid base64 (RFC 4648 §4)")
                 }
                 Ok(v) => data_base64 = v.map(text),
                 Err(e) => fail(e),
             },
-            ext => {
+            None => {
+                let ext = &**name;
                 if !is_extension_name(ext) {
                     fail("extension attribute names must be lowercase ASCII letters and digits");
                 } else {
@@ -260,9 +347,9 @@ pub(crate) fn build_event(
     if let Err(detail) = specversion.unwrap_or(Err("is required and must be \"1.0\"")) {
         found.offer(|| origin.error("specversion", detail));
     }
-    let present = |wanted: &str| attrs.iter().any(|(name, _)| name == wanted);
-    for (name, value) in [("id", &id), ("source", &source), ("type", &ty)] {
-        if value.is_none() && !present(name) {
+    for (name, known, value) in [("id", Known::Id, &id), ("source", Known::Source, &source), ("type", Known::Type, &ty)]
+    {
+        if value.is_none() && !seen.has(known) {
             found.offer(|| origin.error(name, "is required and must be a non-empty string"));
         }
     }
@@ -295,6 +382,7 @@ fn extension_value(value: &Value<'_>, owner: Option<&Text>) -> Result<Option<Ext
         Value::Bool(b) => Ok(Some(ExtensionValue::Boolean(*b))),
         Value::Int(n) => i32::try_from(*n).map(|n| Some(ExtensionValue::Integer(n))).map_err(|_| BAD),
         Value::Str(s) => Ok(Some(ExtensionValue::String(share(owner, allowed(s)?)))),
+        Value::Printable(s) => Ok(Some(ExtensionValue::String(share(owner, s)))),
         Value::Header(s) => Ok(Some(ExtensionValue::String(Text::from(allowed(s)?)))),
         Value::UnpairedSurrogate => Err(FORBIDDEN_CHARACTERS),
         Value::Number | Value::Compound | Value::Raw(_) => Err(BAD),
@@ -332,9 +420,26 @@ pub(crate) fn is_media_type(s: &str) -> bool {
     }
 }
 
+/// RFC 9110 §5.6.2 `tchar`, one entry per byte (built at compile time: a
+/// lookup per byte instead of a search of the 15 symbols).
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
 /// RFC 9110 §5.6.2 token.
 fn is_token(s: Option<&[u8]>) -> bool {
-    s.is_some_and(|s| !s.is_empty() && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+    s.is_some_and(|s| !s.is_empty() && s.iter().all(|&b| TCHAR[usize::from(b)]))
 }
 
 /// RFC 6901 §3: `~` is written `~0` and `/` is written `~1`.
@@ -348,6 +453,8 @@ fn escape_pointer(name: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
+
     use super::*;
 
     #[test]
@@ -366,6 +473,17 @@ mod tests {
         assert!(!is_printable_ascii(&[0xff, 0x1f, b'a', b'a', b'a', b'a', b'a', b'a']));
     }
 
+    #[test]
+    fn the_tchar_table_is_the_token_rule_for_every_byte() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(TCHAR[usize::from(b)], tchar, "byte {b:#x}");
+            assert_eq!(is_token(Some(&[b'a', b, b'z'])), tchar, "byte {b:#x}");
+        }
+        assert!(!is_token(Some(b"")));
+        assert!(!is_token(None));
+    }
+
     proptest::proptest! {
         /// The byte searches decide as the `str` searches they replaced.
         #[test]
@@ -382,6 +500,55 @@ mod tests {
             }) && is_uri_reference(&s);
             proptest::prop_assert_eq!(is_absolute_uri(&s), absolute, "{:?}", s);
         }
+    }
+
+    /// The names `Seen` and the pairwise scan it replaced call repeated.
+    fn repeated_both_ways(names: &[String]) -> (Vec<bool>, Vec<bool>) {
+        let attrs: Vec<(Cow<'_, str>, Value<'_>)> =
+            names.iter().map(|name| (Cow::Borrowed(name.as_str()), Value::Null)).collect();
+        let mut seen = Seen::new(attrs.len());
+        let new = (0..attrs.len()).map(|i| seen.repeated(&attrs, i, Known::of(&attrs[i].0))).collect();
+        let old = (0..attrs.len()).map(|i| attrs[..i].iter().any(|(earlier, _)| earlier == &attrs[i].0)).collect();
+        (new, old)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// A bit per known attribute and a scan of extension names only find
+        /// exactly the repeated names the scan of every earlier name found,
+        /// on lists of known names, extension names, near misses and
+        /// anything, short (the scan) and past `LINEAR_DUPLICATE_SCAN` (the
+        /// hash set).
+        #[test]
+        fn seen_finds_the_repeated_names_the_pairwise_scan_found(
+            names in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema", "time",
+                        "data", "data_base64", "Id", "ids", "i", "", "dat", "database64", "ext", "ext1", "x",
+                    ]).prop_map(str::to_string),
+                    "[a-z_]{0,6}",
+                ],
+                0..48,
+            )
+        ) {
+            let (new, old) = repeated_both_ways(&names);
+            proptest::prop_assert_eq!(new, old, "{:?}", names);
+        }
+    }
+
+    #[test]
+    fn seen_finds_repeated_known_and_extension_names() {
+        let names = ["id", "type", "ext", "id", "data", "ext", "type", "id", "data_base64", "data"];
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let (new, _) = repeated_both_ways(&names);
+        assert_eq!(new, [false, false, false, true, false, true, true, true, false, true]);
+        // Past the scan's limit, with the hash set.
+        let many: Vec<String> = (0..40).map(|i| format!("e{}", i % 35)).chain(["id".into(), "id".into()]).collect();
+        let (new, old) = repeated_both_ways(&many);
+        assert_eq!(new.iter().filter(|&&r| r).count(), 6);
+        assert_eq!(new, old);
     }
 
     #[test]
