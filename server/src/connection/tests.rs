@@ -303,6 +303,20 @@ async fn each_answer_moves_the_idle_deadline_on() {
     assert_eq!(c.closed().await, (Vec::new(), ms(169_999)));
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_idle_deadline_counts_from_the_end_of_a_write_that_had_to_wait() {
+    // A 16-byte pipe: the answer is written only as the client reads it,
+    // 30 s after it was made. The idle deadline runs from then (90 s), not
+    // from when the answer was made (60 s).
+    let (io, server) = tokio::io::duplex(16);
+    let mut c = Client::over(io, server, settings(10, 30, 60));
+    c.send_at(Duration::ZERO, HEALTH).await;
+    sleep_until(c.accepted + SECOND * 30).await;
+    let answer = c.answer().await.expect("an answer");
+    assert_eq!((answer.status, answer.at), (200, SECOND * 30));
+    assert_eq!(c.closed().await, (Vec::new(), SECOND * 90));
+}
+
 // --- shutdown ---
 
 #[tokio::test(start_paused = true)]
