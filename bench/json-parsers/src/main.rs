@@ -32,26 +32,9 @@ use inlet_shared::event::{parse_body, reference, scan_only, BodyKind, ParseLimit
 use inlet_shared::http::Headers;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-fn event(i: u64) -> String {
-    format!(
-        r#"{{"specversion":"1.0","id":"r-0-{i}","source":"/inlet-client/bench","type":"inlet.bench.reading","time":"2026-11-29T06:00:00Z","datacontenttype":"application/json","data":{{"sensor":"s-17","celsius":21.5,"seq":{i}}}}}"#
-    )
-}
-
-/// The bodies: (name, kind, content type, body).
-fn bodies() -> Vec<(&'static str, BodyKind, &'static str, Bytes)> {
-    let batch: Vec<String> = (1..=100).map(event).collect();
-    vec![
-        ("single", BodyKind::Structured, "application/cloudevents+json", Bytes::from(event(1))),
-        (
-            "batch_100",
-            BodyKind::Batch,
-            "application/cloudevents-batch+json",
-            Bytes::from(format!("[{}]", batch.join(","))),
-        ),
-        ("ndjson_100", BodyKind::Ndjson, "application/x-ndjson", Bytes::from(batch.join("\n"))),
-    ]
-}
+#[path = "../../../shared/benches/common/bodies.rs"]
+mod bodies;
+use bodies::bodies;
 
 /// A member name, borrowed unless it held escapes.
 struct Name<'de>(Cow<'de, str>);
