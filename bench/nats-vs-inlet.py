@@ -25,9 +25,13 @@ fsync), so compare runs at the same --in-flight.
 
 Usage: bench/nats-vs-inlet.sh [--rounds N] [--duration S] [--replicas 1,3]
            [--batches 1,100] [--in-flight N] [--only raw|inlet] [--pin]
-           [--inlet-args "--nats-batches-in-flight 32"] [--server PATH] [--out FILE]
+           [--inlet-args "--nats-batches-in-flight 32"] [--raw-args "--id-len 64"]
+           [--server PATH] [--out FILE]
   --in-flight   single events: the raw publisher's publishes in flight and
                 inlet-client's connections (64)
+  --raw-args    more nats-publisher flags: --id-len 64 (inlet's message ids,
+                64 hex digits), --subject raw.events.inlet.bench.reading
+                (a subject of inlet's length)
   --server      the inlet-server binary to measure (to compare two builds)
   --pin         NATS on a core of its own: every nats-server on CPU 0, the
                 load generator and inlet-server on CPU 1 (the raw publisher
@@ -90,14 +94,35 @@ def measured(run, nats, inlet):
     return out
 
 
-def raw(urls, replicas, batch, duration, in_flight_single):
+def raw(urls, replicas, batch, duration, in_flight_single, more=()):
     in_flight = in_flight_single if batch == 1 else BATCHES_IN_FLIGHT
     out = subprocess.run([PUBLISHER, "--url", urls.split(",")[0], "--replicas", str(replicas), "--batch", str(batch),
-                          "--in-flight", str(in_flight), "--duration", str(duration)],
+                          "--in-flight", str(in_flight), "--duration", str(duration), *more],
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["events"] = result["acked"]
     return result
+
+
+def placement(nats, gone_client_on=None):
+    """Which node leads the stream and which one the publishing client (the
+    connection that sent the most messages) is connected to, from each
+    node's monitoring endpoint: a client on a follower has every message
+    forwarded to the leader, one more hop, on NATS's CPU. A client that has
+    gone (the raw publisher, after its run) was on `gone_client_on`."""
+    leader, client, most = None, None, -1
+    for i, proc in enumerate(nats):
+        base = f"http://127.0.0.1:{proc.monitor_port}"
+        with urllib.request.urlopen(f"{base}/jsz?streams=true") as r:
+            jsz = json.load(r)
+        for account in jsz.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                leader = (stream.get("cluster") or {}).get("leader") or f"n{i}"
+        with urllib.request.urlopen(f"{base}/connz") as r:
+            for conn in json.load(r).get("connections") or []:
+                if conn.get("in_msgs", 0) > most:
+                    client, most = f"n{i}", conn["in_msgs"]
+    return {"leader": leader, "client_on": client or gone_client_on}
 
 
 def page_ms(addr, n=20):
@@ -125,6 +150,8 @@ def main():
     ap.add_argument("--replicas", default="1,3", help="which streams, e.g. 3")
     ap.add_argument("--batches", default="1,100", help="which workloads, e.g. 1")
     ap.add_argument("--inlet-args", default="", help="more inlet-server flags (split on spaces)")
+    ap.add_argument("--raw-args", default="",
+                    help="more nats-publisher flags, e.g. \"--id-len 64 --subject raw.events.inlet.bench.reading\"")
     ap.add_argument("--only", choices=("raw", "inlet"), help="run one side only")
     ap.add_argument("--in-flight", type=int, default=64,
                     help="single events: the raw publisher's publishes in flight and inlet-client's connections")
@@ -163,7 +190,8 @@ def main():
                     inlet = None
                     try:
                         if who == "raw":
-                            run = measured(lambda: raw(urls, replicas, batch, args.duration, args.in_flight), procs, None)
+                            run = measured(lambda: raw(urls, replicas, batch, args.duration, args.in_flight,
+                                                                   args.raw_args.split()), procs, None)
                         else:
                             inlet, addr = start_inlet(["--store", "jetstream", "--replicas", str(replicas),
                                                        "--nats-url", urls] + args.inlet_args.split(), tmp)
@@ -172,6 +200,8 @@ def main():
                             run = measured(lambda: bench(addr, batch, args.duration, connections), procs, inlet)
                             if replicas == 1 and batch == 100:
                                 pages.append(page_ms(addr))
+                        # The raw publisher connects to the first node.
+                        run["placement"] = placement(procs, "n0")
                         runs[(replicas, batch, who)].append(run)
                     finally:
                         if inlet:
@@ -183,7 +213,8 @@ def main():
                         shutil.rmtree(tmp, ignore_errors=True)
                     us = per_event_us(run)
                     print(f"round {rnd + 1}: R{replicas} batch {batch} {who}: {run['events_per_s']:,.0f} events/s, "
-                          f"CPU µs/event: NATS {us['nats']:.1f}, generator {us['generator']:.1f}, inlet {us['inlet']:.1f}",
+                          f"CPU µs/event: NATS {us['nats']:.1f}, generator {us['generator']:.1f}, inlet {us['inlet']:.1f}; "
+                          f"leader {run['placement']['leader']}, client on {run['placement']['client_on']}",
                           file=sys.stderr)
 
     summary = {}

@@ -37,14 +37,20 @@ def start_nats(tmp, nodes):
     ports = [(free_port(), free_port()) for _ in range(nodes)]
     procs = []
     for i, (port, cport) in enumerate(ports):
-        conf = f'server_name: n{i}\nlisten: 127.0.0.1:{port}\njetstream {{\n  store_dir: "{tmp}/n{i}"\n  sync_interval: always\n}}\n'
+        # Each node's monitoring endpoint, for who leads a stream and who
+        # holds the clients (`monitor_port` on its process).
+        mport = free_port()
+        conf = f'server_name: n{i}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{mport}\n'
+        conf += f'jetstream {{\n  store_dir: "{tmp}/n{i}"\n  sync_interval: always\n}}\n'
         if nodes > 1:
             routes = ", ".join(f"nats-route://127.0.0.1:{c}" for _, c in ports)
             conf += f"cluster {{\n  name: bench\n  listen: 127.0.0.1:{cport}\n  routes: [{routes}]\n}}\n"
         path = os.path.join(tmp, f"n{i}.conf")
         with open(path, "w") as f:
             f.write(conf)
-        procs.append(subprocess.Popen([NATS, "-c", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        proc = subprocess.Popen([NATS, "-c", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc.monitor_port = mport
+        procs.append(proc)
     for port, _ in ports:
         wait_port(port)
     return procs, ",".join(f"nats://127.0.0.1:{p}" for p, _ in ports)

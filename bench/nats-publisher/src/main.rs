@@ -3,6 +3,12 @@
 //! `allow_atomic`), then for `--duration` seconds keeps `--in-flight`
 //! publishes (or atomic batches of `--batch`) in flight, each awaited for its
 //! ack, and prints `{"events_per_s": .., "acked": .., "errors": ..}`.
+//!
+//! To find what of inlet's messages NATS pays for, the messages can take
+//! inlet's shape: `--id-len 64` sends each `Nats-Msg-Id` as that many hex
+//! digits (inlet's ids are a SHA-256 in hex) instead of a short counter, and
+//! `--subject raw.events.inlet.bench.reading` publishes to that subject
+//! (inlet's has five tokens) instead of `raw.single` / `raw.batch`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +24,8 @@ struct Args {
     in_flight: usize,
     duration: Duration,
     size: usize,
+    id_len: usize,
+    subject: Option<String>,
 }
 
 fn args() -> Args {
@@ -28,6 +36,8 @@ fn args() -> Args {
         in_flight: 64,
         duration: Duration::from_secs(8),
         size: 230,
+        id_len: 0,
+        subject: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -40,6 +50,8 @@ fn args() -> Args {
             "--in-flight" => a.in_flight = number() as usize,
             "--duration" => a.duration = Duration::from_secs(number()),
             "--size" => a.size = number() as usize,
+            "--id-len" => a.id_len = number() as usize,
+            "--subject" => a.subject = Some(value.clone()),
             _ => panic!("unknown flag {flag}"),
         }
     }
@@ -82,19 +94,23 @@ async fn main() {
             let (client, js, payload) = (client.clone(), js.clone(), payload.clone());
             let (next_id, acked, errors) = (next_id.clone(), acked.clone(), errors.clone());
             let batch = a.batch;
+            let id_len = a.id_len;
+            let single_subject = a.subject.clone().unwrap_or_else(|| "raw.single".into());
+            let batch_subject = a.subject.clone().unwrap_or_else(|| "raw.batch".into());
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < end {
                     n += 1;
                     let ok = if batch == 1 {
-                        let id = next_id.fetch_add(1, Ordering::Relaxed).to_string();
+                        let id = message_id(&next_id, id_len);
                         let publish = Publish::build().payload(payload.clone()).message_id(id);
-                        match js.send_publish("raw.single", publish).await {
+                        match js.send_publish(single_subject.clone(), publish).await {
                             Ok(ack) => ack.await.is_ok(),
                             Err(_) => false,
                         }
                     } else {
-                        publish_batch(&client, &js, &format!("w{w}-{n}"), batch, &payload, &next_id).await
+                        let shape = (batch_subject.as_str(), id_len);
+                        publish_batch(&client, &js, &format!("w{w}-{n}"), batch, &payload, &next_id, shape).await
                     };
                     if ok {
                         acked.fetch_add(batch as u64, Ordering::Relaxed);
@@ -126,24 +142,37 @@ async fn publish_batch(
     size: usize,
     payload: &bytes::Bytes,
     next_id: &AtomicU64,
+    (subject, id_len): (&str, usize),
 ) -> bool {
     for seq in 1..size {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", next_id.fetch_add(1, Ordering::Relaxed).to_string().as_str());
+        headers.insert("Nats-Msg-Id", message_id(next_id, id_len).as_str());
         headers.insert("Nats-Batch-Id", batch_id);
         headers.insert("Nats-Batch-Sequence", seq.to_string().as_str());
-        if client.publish_with_headers("raw.batch", headers, payload.clone()).await.is_err() {
+        if client.publish_with_headers(subject.to_string(), headers, payload.clone()).await.is_err() {
             return false;
         }
     }
     let commit = Publish::build()
         .payload(payload.clone())
-        .message_id(next_id.fetch_add(1, Ordering::Relaxed).to_string())
+        .message_id(message_id(next_id, id_len))
         .header("Nats-Batch-Id", batch_id)
         .header("Nats-Batch-Sequence", size.to_string().as_str())
         .header("Nats-Batch-Commit", "1");
-    match js.send_publish("raw.batch", commit).await {
+    match js.send_publish(subject.to_string(), commit).await {
         Ok(ack) => ack.await.is_ok(),
         Err(_) => false,
     }
+}
+
+/// The next message id: the counter in decimal, or with `len` above 0 that
+/// many hex digits (the counter times an odd constant, so still unique,
+/// repeated to the length).
+fn message_id(next_id: &AtomicU64, len: usize) -> String {
+    let n = next_id.fetch_add(1, Ordering::Relaxed);
+    if len == 0 {
+        return n.to_string();
+    }
+    let word = format!("{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    word.repeat(len.div_ceil(16))[..len].to_string()
 }
