@@ -94,6 +94,11 @@ pub struct Options {
 pub struct JetStreamStore {
     client: async_nats::Client,
     context: jetstream::Context,
+    /// The runtime the NATS client's connection task runs on (the one that
+    /// opened the store: the main thread's). A request's atomic batch is
+    /// handed to the connection from a task on it (`publish.rs`,
+    /// `send_batch`), so the connection writes the batch in one piece.
+    nats_runtime: tokio::runtime::Handle,
     options: Options,
     /// The stream, set up once (`stream()`).
     stream: setup::SetUp<stream::Stream>,
@@ -278,6 +283,7 @@ impl JetStreamStore {
             rejected,
             client,
             context,
+            nats_runtime: tokio::runtime::Handle::current(),
             batch_slots: Semaphore::new(options.batches_in_flight.max(1)),
             options,
             stream: setup::SetUp::new(),

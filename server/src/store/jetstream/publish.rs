@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -305,27 +305,25 @@ impl JetStreamStore {
         loop {
             let batch_id = self.next_batch_id();
             let (last, rest) = which.split_last().ok_or(StoreError::plain(ErrorKind::Unavailable, "empty batch"))?;
-            for (n, i) in rest.iter().enumerate() {
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", ids[*i].as_str());
-                headers.insert("Nats-Batch-Id", batch_id.as_str());
-                headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
-                if let Some(token) = token {
-                    headers.insert(TOKEN_HEADER, token);
-                }
-                let subject = subject_for(&self.options.subject_prefix, &events[*i].ty);
-                self.client
-                    .publish_with_headers(subject, headers, events[*i].json_bytes())
-                    .await
-                    .map_err(publish_failed)?;
-            }
-            let commit = last_of_batch(&events[*last], &ids[*last], &batch_id, which.len(), token);
-            let ack = self
-                .context
-                .send_publish(subject_for(&self.options.subject_prefix, &events[*last].ty), commit)
-                .await
-                .map_err(jetstream_publish_failed)?
-                .await;
+            let messages = rest
+                .iter()
+                .enumerate()
+                .map(|(n, i)| {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", ids[*i].as_str());
+                    headers.insert("Nats-Batch-Id", batch_id.as_str());
+                    headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+                    if let Some(token) = token {
+                        headers.insert(TOKEN_HEADER, token);
+                    }
+                    (subject_for(&self.options.subject_prefix, &events[*i].ty), headers, events[*i].json_bytes())
+                })
+                .collect();
+            let commit = (
+                subject_for(&self.options.subject_prefix, &events[*last].ty),
+                last_of_batch(&events[*last], &ids[*last], &batch_id, which.len(), token),
+            );
+            let ack = self.send_batch(messages, commit).await?.await;
             let e = match ack {
                 Ok(_) => return Ok(Outcome::Committed),
                 Err(e) => e,
@@ -361,6 +359,42 @@ impl JetStreamStore {
                 _ => return Err(unavailable("JetStream did not acknowledge", e)),
             }
         }
+    }
+
+    /// Hands a batch's messages and its commit to the NATS connection, and
+    /// returns the commit's ack to await.
+    ///
+    /// From a task on the runtime the connection's task runs on: there the
+    /// connection is woken by the first message but runs only once this
+    /// task has queued the whole batch, and writes it in one piece. Queued
+    /// from a worker's thread, each message woke the connection's thread at
+    /// once and a batch of 100 went out in about three writes, which NATS
+    /// paid for in reads and in work per read (bench/nats-vs-inlet.py:
+    /// 11 KB per write against the raw publisher's 33 KB).
+    ///
+    /// A request that gives up (its deadline) before the commit went out
+    /// leaves the batch uncommitted, so nothing of it is stored: the task
+    /// sends the commit only while the request still waits.
+    async fn send_batch(
+        &self,
+        messages: Vec<(String, HeaderMap, Bytes)>,
+        (subject, commit): (String, PublishMessage),
+    ) -> Result<PublishAckFuture, StoreError> {
+        let (client, context) = (self.client.clone(), self.context.clone());
+        let waiting = WaitingFlag(Arc::new(AtomicBool::new(true)));
+        let still_waiting = waiting.0.clone();
+        let task = self.nats_runtime.spawn(async move {
+            for (subject, headers, payload) in messages {
+                client.publish_with_headers(subject, headers, payload).await.map_err(publish_failed)?;
+            }
+            if !still_waiting.load(Ordering::Acquire) {
+                return Err(no_answer());
+            }
+            context.send_publish(subject, commit).await.map_err(jetstream_publish_failed)
+        });
+        let sent = task.await.map_err(|e| unavailable("publishing to JetStream", e));
+        drop(waiting);
+        sent?
     }
 
     /// One of the `--nats-batches-in-flight` places for a batch (or probe),
@@ -493,6 +527,16 @@ pub(super) fn read_ack(payload: &[u8]) -> Result<bool, AckError> {
 
 /// The message that ends (commits) an atomic batch of `len` messages:
 /// `event` with its id, the batch headers and the token's name.
+/// `true` while the request that spawned a batch's task waits for it;
+/// `false` once that request is dropped (its deadline), see `send_batch`.
+struct WaitingFlag(Arc<AtomicBool>);
+
+impl Drop for WaitingFlag {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 fn last_of_batch(event: &Event, id: &str, batch_id: &str, len: usize, token: Option<&str>) -> PublishMessage {
     let mut message = PublishMessage::build()
         .payload(event.json_bytes())
