@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -193,7 +194,7 @@ impl Grouper {
     /// One event: a core NATS request whose reply is JetStream's ack.
     async fn publish_one(&self, single: &Single, deadline: Instant) -> Result<bool, Failed> {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", single.id.as_str());
+        headers.insert(NATS_MESSAGE_ID, single.id.as_str());
         if let Some(token) = &single.token {
             headers.insert(TOKEN_HEADER, token.as_str());
         }
@@ -221,9 +222,9 @@ impl Grouper {
             let batch_id = format!("{}-g{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed));
             for (n, single) in rest.iter().enumerate() {
                 let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", single.id.as_str());
-                headers.insert("Nats-Batch-Id", batch_id.as_str());
-                headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+                headers.insert(NATS_MESSAGE_ID, single.id.as_str());
+                headers.insert(NATS_BATCH_ID, batch_id.as_str());
+                headers.insert(NATS_BATCH_SEQUENCE, (n + 1).to_string());
                 if let Some(token) = &single.token {
                     headers.insert(TOKEN_HEADER, token.as_str());
                 }
@@ -239,9 +240,9 @@ impl Grouper {
             let mut commit = PublishMessage::build()
                 .payload(last.payload.clone())
                 .message_id(last.id.as_str())
-                .header("Nats-Batch-Id", batch_id.as_str())
-                .header("Nats-Batch-Sequence", singles.len().to_string().as_str())
-                .header("Nats-Batch-Commit", "1");
+                .header(NATS_BATCH_ID, batch_id.as_str())
+                .header(NATS_BATCH_SEQUENCE, singles.len().to_string())
+                .header(NATS_BATCH_COMMIT, "1");
             if let Some(token) = &last.token {
                 commit = commit.header(TOKEN_HEADER, token.as_str());
             }

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
@@ -247,7 +248,7 @@ impl JetStreamStore {
         deadline: Instant,
     ) -> Result<Appended, StoreError> {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id);
+        headers.insert(NATS_MESSAGE_ID, id);
         if let Some(token) = token {
             headers.insert(TOKEN_HEADER, token);
         }
@@ -310,9 +311,9 @@ impl JetStreamStore {
                 .enumerate()
                 .map(|(n, i)| {
                     let mut headers = HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", ids[*i].as_str());
-                    headers.insert("Nats-Batch-Id", batch_id.as_str());
-                    headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+                    headers.insert(NATS_MESSAGE_ID, ids[*i].as_str());
+                    headers.insert(NATS_BATCH_ID, batch_id.as_str());
+                    headers.insert(NATS_BATCH_SEQUENCE, (n + 1).to_string());
                     if let Some(token) = token {
                         headers.insert(TOKEN_HEADER, token);
                     }
@@ -541,9 +542,9 @@ fn last_of_batch(event: &Event, id: &str, batch_id: &str, len: usize, token: Opt
     let mut message = PublishMessage::build()
         .payload(event.json_bytes())
         .message_id(id)
-        .header("Nats-Batch-Id", batch_id)
-        .header("Nats-Batch-Sequence", len.to_string().as_str())
-        .header("Nats-Batch-Commit", "1");
+        .header(NATS_BATCH_ID, batch_id)
+        .header(NATS_BATCH_SEQUENCE, len.to_string())
+        .header(NATS_BATCH_COMMIT, "1");
     if let Some(token) = token {
         message = message.header(TOKEN_HEADER, token);
     }
