@@ -387,9 +387,19 @@ fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: 
             }
             match peek(input, &mut pos)? {
                 b'"' => {
-                    let (string, end) = string(input, pos, base, arena)?;
-                    entries.push(Entry::String(string));
-                    pos = end;
+                    let start = pos + 1;
+                    let text = match plain_string(input, start) {
+                        Some(len) => {
+                            pos = start + len + 1;
+                            plain_text(start - base, len)
+                        }
+                        None => {
+                            let (text, end) = escaped_string(input, pos, arena)?;
+                            pos = end;
+                            text
+                        }
+                    };
+                    entries.push(Entry::String(text));
                 }
                 open @ (b'{' | b'[') => {
                     if stack.len() >= SCAN_DEPTH {
@@ -467,22 +477,26 @@ fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: 
         if entries.len() >= cap || peek(input, &mut pos)? != b'"' {
             return None;
         }
-        let (key, end) = string(input, pos, base, arena)?;
-        // The key's text: in the input between its quotes (no escapes), or
-        // in the arena (decoded).
-        let name = if key.in_arena {
-            arena.as_bytes().get(key.start as usize..(key.start + key.len) as usize)?
-        } else {
-            input.get(pos + 1..end - 1)?
+        // The key's filter from its text: in the input between its quotes
+        // (no escapes), or in the arena (decoded).
+        let start = pos + 1;
+        let (key, filter) = match plain_string(input, start) {
+            Some(len) => {
+                pos = start + len + 1;
+                (plain_text(start - base, len), key_filter(input.get(start..start + len).unwrap_or_default()))
+            }
+            None => {
+                let (text, end) = escaped_string(input, pos, arena)?;
+                pos = end;
+                (text, key_filter(arena.as_bytes().get(text.start as usize..(text.start + text.len) as usize)?))
+            }
         };
-        let filter = key_filter(name);
         let bit = 1u64 << (filter & 63);
         let (low, high) = if filter & 64 == 0 { (bit, 0) } else { (0, bit) };
         top.clash |= top.seen_low & low | top.seen_high & high != 0;
         top.seen_low |= low;
         top.seen_high |= high;
         entries.push(Entry::String(key));
-        pos = end;
         // Compact JSON has the colon right after the key.
         if input.get(pos) != Some(&b':') && peek(input, &mut pos)? != b':' {
             return None;
@@ -521,28 +535,32 @@ fn literal(input: &[u8], pos: usize, word: &[u8]) -> Option<usize> {
     (input.get(pos..end)? == word).then_some(end)
 }
 
-/// A string at `pos` (its opening quote), and the offset past its closing
-/// quote. The offsets of a string in the input count from `base`; they fit
-/// a `u32` (the input's length is checked where a read starts), so the
-/// casts are lossless.
+/// The length of the string whose content starts at `start` (after its
+/// opening quote), if it has no escape or control character (its closing
+/// quote found); `None` otherwise, also where the input ends first.
 #[inline(always)]
-fn string(input: &[u8], pos: usize, base: usize, arena: &mut String) -> Option<(Text, usize)> {
-    let start = pos + 1;
+fn plain_string(input: &[u8], start: usize) -> Option<usize> {
     let rest = input.get(start..)?;
     let len = string_stop(rest)?;
-    if rest.get(len) == Some(&b'"') {
-        return Some((Text { in_arena: false, start: (start - base) as u32, len: len as u32 }, start + len + 1));
-    }
-    escaped_string(input, pos, start + len, arena)
+    (rest.get(len) == Some(&b'"')).then_some(len)
 }
 
-/// A string at `pos` with escapes (or a control character, which
-/// serde_json refuses), whose plain run ends at `from`: the closing quote
-/// found, serde_json decodes it into the arena.
+/// A string without escapes, `len` bytes at `start` (counted from the
+/// document's first byte). Offsets within the input, whose length fits a
+/// `u32` (checked where a read starts): the casts are lossless.
+#[inline(always)]
+fn plain_text(start: usize, len: usize) -> Text {
+    Text { in_arena: false, start: start as u32, len: len as u32 }
+}
+
+/// A string at `pos` (its opening quote) that [`plain_string`] did not read
+/// (escapes, or a control character, which serde_json refuses): the
+/// closing quote found, serde_json decodes it into the arena; and the
+/// offset past it.
 #[cold]
 #[inline(never)]
-fn escaped_string(input: &[u8], pos: usize, from: usize, arena: &mut String) -> Option<(Text, usize)> {
-    let mut i = from;
+fn escaped_string(input: &[u8], pos: usize, arena: &mut String) -> Option<(Text, usize)> {
+    let mut i = pos + 1;
     loop {
         match input.get(i)? {
             b'\\' => i += 2,
