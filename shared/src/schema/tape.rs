@@ -91,9 +91,9 @@ impl Tape {
     /// returns `None` where the tape cannot stand for a `Value` of it.
     pub(super) fn with<T>(input: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> Option<T> {
         let mut tape = BUFFER.take();
-        let result = tape.parse(input).then(|| {
+        let result = tape.parse(input).then_some(()).and_then(|()| {
             let doc = Doc { input, entries: &tape.entries, arena: &tape.arena };
-            f(TapeNode { doc: &doc, at: 0 })
+            Some(f(TapeNode::at(&doc, 0)?))
         });
         BUFFER.set(tape);
         result
@@ -238,7 +238,7 @@ impl Tapes {
         let (lo, hi) = (*self.docs.get(index)?)?;
         let entries = self.tape.entries.get(lo as usize..hi as usize)?;
         let doc = Doc { input, entries, arena: &self.tape.arena };
-        Some(f(TapeNode { doc: &doc, at: 0 }))
+        Some(f(TapeNode::at(&doc, 0)?))
     }
 }
 
@@ -266,14 +266,6 @@ impl<'a> Doc<'a> {
         let source = if text.in_arena { self.arena } else { self.input };
         let (start, len) = (text.start as usize, text.len as usize);
         source.get(start..start + len).unwrap_or_default()
-    }
-
-    /// The index past the entry at `at` and its descendants.
-    fn skip(&self, at: usize) -> usize {
-        match self.entries.get(at) {
-            Some(Entry::Array { end, .. } | Entry::Object { end, .. }) => *end as usize,
-            _ => at + 1,
-        }
     }
 
     fn to_value(&self, at: usize) -> Value {
@@ -854,9 +846,9 @@ impl Json for Tape {
         buffer.arena.clear();
         buffer.arena.push_str(string);
         let len = u32::try_from(string.len()).unwrap_or(u32::MAX);
-        buffer.entries.push(Entry::String(Text { in_arena: true, start: 0, len }));
-        let doc = Doc { input: "", entries: &buffer.entries, arena: &buffer.arena };
-        f(TapeNode { doc: &doc, at: 0 })
+        let entry = Entry::String(Text { in_arena: true, start: 0, len });
+        let doc = Doc { input: "", entries: std::slice::from_ref(&entry), arena: &buffer.arena };
+        f(TapeNode { doc: &doc, at: 0, entry: &entry })
     }
 }
 
@@ -871,11 +863,19 @@ impl Default for Tape {
 pub struct TapeNode<'a> {
     doc: &'a Doc<'a>,
     at: usize,
+    /// Its entry (`doc.entries[at]`), found once where the node is made,
+    /// not at each question the validator asks of it.
+    entry: &'a Entry,
 }
 
 impl<'a> TapeNode<'a> {
+    /// The node of entry `at`, if there is one.
+    fn at(doc: &'a Doc<'a>, at: usize) -> Option<TapeNode<'a>> {
+        Some(TapeNode { doc, at, entry: doc.entries.get(at)? })
+    }
+
     fn entry(&self) -> Option<&'a Entry> {
-        self.doc.entries.get(self.at)
+        Some(self.entry)
     }
 
     fn value(self) -> Value {
@@ -986,6 +986,15 @@ pub struct TapeObject<'a>(TapeNode<'a>, usize);
 #[derive(Clone, Copy)]
 pub struct TapeArray<'a>(TapeNode<'a>);
 
+/// The index past entry `entry`, at `at`, and its descendants.
+#[inline(always)]
+fn past(entry: &Entry, at: usize) -> usize {
+    match entry {
+        Entry::Array { end, .. } | Entry::Object { end, .. } => *end as usize,
+        _ => at + 1,
+    }
+}
+
 pub struct Members<'a> {
     doc: &'a Doc<'a>,
     next: usize,
@@ -1000,13 +1009,17 @@ impl<'a> Iterator for Members<'a> {
             return None;
         }
         self.left -= 1;
-        let name = match self.doc.entries.get(self.next) {
-            Some(Entry::String(text)) => self.doc.text(*text),
+        // The key and the value's entry with one bounds check.
+        let [key, entry] = self.doc.entries.get(self.next..self.next + 2)? else {
+            return None;
+        };
+        let name = match key {
+            Entry::String(text) => self.doc.text(*text),
             _ => "",
         };
-        let value = TapeNode { doc: self.doc, at: self.next + 1 };
-        self.next = self.doc.skip(self.next + 1);
-        Some((name, value))
+        let at = self.next + 1;
+        self.next = past(entry, at);
+        Some((name, TapeNode { doc: self.doc, at, entry }))
     }
 }
 
@@ -1024,8 +1037,8 @@ impl<'a> Iterator for Elements<'a> {
             return None;
         }
         self.left -= 1;
-        let node = TapeNode { doc: self.doc, at: self.next };
-        self.next = self.doc.skip(self.next);
+        let node = TapeNode::at(self.doc, self.next)?;
+        self.next = past(node.entry, self.next);
         Some(node)
     }
 }
@@ -1053,7 +1066,10 @@ impl<'a> Array<'a, Tape> for TapeArray<'a> {
     type ElementsIter = Elements<'a>;
 
     fn len(&self) -> usize {
-        self.0.doc.len(self.0.at)
+        match self.0.entry {
+            Entry::Array { len, .. } => *len as usize,
+            _ => 0,
+        }
     }
 
     fn elements(&self) -> Elements<'a> {
