@@ -379,19 +379,20 @@ fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: 
             }
             match peek(input, &mut pos)? {
                 b'"' => {
+                    // Each way pushes its own entry (one made in place, not
+                    // moved through the stack from either).
                     let start = pos + 1;
-                    let text = match plain_string(input, start) {
+                    match plain_string(input, start) {
                         Some(len) => {
                             pos = start + len + 1;
-                            plain_text(start - base, len)
+                            entries.push(Entry::String(plain_text(start - base, len)));
                         }
                         None => {
                             let (text, end) = escaped_string(input, pos, arena)?;
                             pos = end;
-                            text
+                            entries.push(Entry::String(text));
                         }
-                    };
-                    entries.push(Entry::String(text));
+                    }
                 }
                 open @ (b'{' | b'[') => {
                     if stack.len() >= SCAN_DEPTH {
@@ -472,15 +473,17 @@ fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: 
         // The key's filter from its text: in the input between its quotes
         // (no escapes), or in the arena (decoded).
         let start = pos + 1;
-        let (key, filter) = match plain_string(input, start) {
+        let filter = match plain_string(input, start) {
             Some(len) => {
                 pos = start + len + 1;
-                (plain_text(start - base, len), key_filter(input.get(start..start + len).unwrap_or_default()))
+                entries.push(Entry::String(plain_text(start - base, len)));
+                key_filter(input.get(start..start + len).unwrap_or_default())
             }
             None => {
                 let (text, end) = escaped_string(input, pos, arena)?;
                 pos = end;
-                (text, key_filter(arena.as_bytes().get(text.start as usize..(text.start + text.len) as usize)?))
+                entries.push(Entry::String(text));
+                key_filter(arena.as_bytes().get(text.start as usize..(text.start + text.len) as usize)?)
             }
         };
         let bit = 1u64 << (filter & 63);
@@ -488,7 +491,6 @@ fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: 
         top.clash |= top.seen_low & low | top.seen_high & high != 0;
         top.seen_low |= low;
         top.seen_high |= high;
-        entries.push(Entry::String(key));
         // Compact JSON has the colon right after the key.
         if input.get(pos) != Some(&b':') && peek(input, &mut pos)? != b':' {
             return None;
