@@ -199,7 +199,7 @@ impl Tapes {
     /// JSON (it gives up on anything else) and ends where
     /// `Scanner::skip_value` would.
     pub(crate) fn fill(&mut self, text: &str, start: usize) -> Option<usize> {
-        // Offsets are u32 (see `Scan::string`).
+        // Offsets are u32 (see `plain_text`).
         u32::try_from(text.len()).ok()?;
         let (lo, arena) = (self.tape.entries.len(), self.tape.arena.len());
         let mut scan =
