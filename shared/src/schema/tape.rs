@@ -362,8 +362,8 @@ const ROOT: Open = Open { at: 0, count: 0, seen_low: 0, seen_high: 0, clash: fal
 /// (`top`), the ones around it on a stack, and an object's keys are read in
 /// the loop (no call per key or per value); what is rare (whitespace,
 /// escapes, numbers, a possible duplicate key) is out of line. Its own
-/// function, so that the tape's vectors are borrowed as arguments and stay
-/// in registers.
+/// function (not inlined into its callers), with the tape's vectors
+/// borrowed once as its arguments rather than reached through `self`.
 #[inline(never)]
 fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: usize) -> Option<usize> {
     let Tape { entries, arena } = tape;
