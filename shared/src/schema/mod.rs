@@ -371,7 +371,7 @@ impl Budget {
 /// Validates `data` (absent: `null`) against the schema; a non-JSON
 /// `datacontenttype` or `data_base64` cannot be validated and is an error.
 fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<FieldError>, budget: &mut Budget) {
-    if let Some(ct) = event.datacontenttype.as_deref().filter(|ct| !is_json_media_type(ct)) {
+    if let Some(ct) = event.datacontenttype.as_deref().filter(|ct| !is_json(ct)) {
         errors.push(at.attribute(
             "datacontenttype",
             format!("type {:?} has a JSON schema; its data must be JSON, not {ct:?}", schema.ty),
@@ -424,6 +424,14 @@ fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<Field
             at.data(error.instance_path().as_str(), Some(&keyword), cut(error.to_string()))
         });
     }
+}
+
+/// Whether `datacontenttype` `ct` says JSON ([`is_json_media_type`]), with
+/// the usual value, `application/json` exactly, compared inline first (a
+/// call and a case-insensitive comparison less per event).
+#[inline(always)]
+fn is_json(ct: &str) -> bool {
+    ct == "application/json" || is_json_media_type(ct)
 }
 
 /// Cuts a detail to [`MAX_DETAIL_CHARS`] characters.

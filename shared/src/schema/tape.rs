@@ -91,9 +91,9 @@ impl Tape {
     /// returns `None` where the tape cannot stand for a `Value` of it.
     pub(super) fn with<T>(input: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> Option<T> {
         let mut tape = BUFFER.take();
-        let result = tape.parse(input).then(|| {
+        let result = tape.parse(input).then_some(()).and_then(|()| {
             let doc = Doc { input, entries: &tape.entries, arena: &tape.arena };
-            f(TapeNode { doc: &doc, at: 0 })
+            Some(f(TapeNode::at(&doc, 0)?))
         });
         BUFFER.set(tape);
         result
@@ -199,7 +199,7 @@ impl Tapes {
     /// JSON (it gives up on anything else) and ends where
     /// `Scanner::skip_value` would.
     pub(crate) fn fill(&mut self, text: &str, start: usize) -> Option<usize> {
-        // Offsets are u32 (see `Scan::string`).
+        // Offsets are u32 (see `plain_text`).
         u32::try_from(text.len()).ok()?;
         let (lo, arena) = (self.tape.entries.len(), self.tape.arena.len());
         let mut scan =
@@ -238,7 +238,7 @@ impl Tapes {
         let (lo, hi) = (*self.docs.get(index)?)?;
         let entries = self.tape.entries.get(lo as usize..hi as usize)?;
         let doc = Doc { input, entries, arena: &self.tape.arena };
-        Some(f(TapeNode { doc: &doc, at: 0 }))
+        Some(f(TapeNode::at(&doc, 0)?))
     }
 }
 
@@ -266,14 +266,6 @@ impl<'a> Doc<'a> {
         let source = if text.in_arena { self.arena } else { self.input };
         let (start, len) = (text.start as usize, text.len as usize);
         source.get(start..start + len).unwrap_or_default()
-    }
-
-    /// The index past the entry at `at` and its descendants.
-    fn skip(&self, at: usize) -> usize {
-        match self.entries.get(at) {
-            Some(Entry::Array { end, .. } | Entry::Object { end, .. }) => *end as usize,
-            _ => at + 1,
-        }
     }
 
     fn to_value(&self, at: usize) -> Value {
@@ -308,7 +300,8 @@ const SCAN_DEPTH: usize = 100;
 /// integers that fit a `u64` are read here; escaped strings and every other
 /// number are read by serde_json, so they hold what a `Value` holds. Gives
 /// up (`None`) on anything unexpected: what is not JSON, nesting past
-/// [`SCAN_DEPTH`], a key twice in one object.
+/// [`SCAN_DEPTH`], a key twice in one object. The reading itself is
+/// [`read`]; this holds its arguments and where it ended.
 struct Scan<'t, 'i> {
     tape: &'t mut Tape,
     text: &'i str,
@@ -324,232 +317,306 @@ struct Scan<'t, 'i> {
     cap: usize,
 }
 
-/// An array or object the scanner is inside of.
-struct Open {
-    /// Its entry on the tape.
-    at: usize,
-    /// Its elements, or members, so far.
-    count: usize,
-    /// An object's key filter (see [`key_filter`]), and whether two keys
-    /// fell on one bit.
-    /// The filter's 128 bits as two words: a bit is set with one shift of
-    /// a `u64` (a `u128` shift is a few instructions more per key).
-    seen: [u64; 2],
-    clash: bool,
-    object: bool,
-}
-
 impl Scan<'_, '_> {
-    /// The whole input: one loop over the tokens, the arrays and objects
-    /// it is inside of on a stack of its own (no call per value).
+    /// The whole input: one value and nothing but whitespace after it.
     fn document(&mut self) -> Option<()> {
         self.value()?;
-        self.skip_ws();
+        self.pos = skip_ws(self.input, self.pos);
         (self.pos == self.input.len()).then_some(())
     }
 
     /// One value at `pos` (after whitespace), read up to its last byte.
     fn value(&mut self) -> Option<()> {
-        let mut stack: smallvec::SmallVec<[Open; 16]> = smallvec::SmallVec::new();
-        'value: loop {
+        self.pos = read(self.tape, self.text, self.pos, self.base, self.lo, self.cap)?;
+        Some(())
+    }
+}
+
+/// An array or object the reader is inside of, or the document's root.
+#[derive(Clone, Copy)]
+struct Open {
+    /// Its entry on the tape.
+    at: usize,
+    /// Its elements, or members, so far.
+    count: usize,
+    /// An object's key filter (see [`key_filter`]): its 128 bits as two
+    /// words, a bit set with one `u64` shift; and whether two keys fell on
+    /// one bit.
+    seen_low: u64,
+    seen_high: u64,
+    clash: bool,
+    /// The byte that closes it (`]` or `}`); 0 at the root.
+    close: u8,
+}
+
+/// The reader's place before the first value: no container.
+const ROOT: Open = Open { at: 0, count: 0, seen_low: 0, seen_high: 0, clash: false, close: 0 };
+
+/// Reads the JSON value at `start` in `text` (whitespace before it is
+/// skipped) onto `tape` and returns the offset just past its last byte, or
+/// `None` where the scanner gives up (see [`Scan`]). Strings' offsets count
+/// from `base`, the `end` of arrays and objects from the entry `lo`; past
+/// `cap` entries (checked before each value and each key) it gives up.
+///
+/// One loop over the tokens: the container it is in is kept in locals
+/// (`top`), the ones around it on a stack, and an object's keys are read in
+/// the loop (no call per key or per value); what is rare (whitespace,
+/// escapes, numbers, a possible duplicate key) is out of line. Its own
+/// function (not inlined into its callers), with the tape's vectors
+/// borrowed once as its arguments rather than reached through `self`.
+#[inline(never)]
+fn read(tape: &mut Tape, text: &str, start: usize, base: usize, lo: usize, cap: usize) -> Option<usize> {
+    let Tape { entries, arena } = tape;
+    let input = text.as_bytes();
+    let mut pos = start;
+    let mut stack: smallvec::SmallVec<[Open; 16]> = smallvec::SmallVec::new();
+    let mut top = ROOT;
+    'value: loop {
+        'key: {
             // A value at `pos`.
-            if self.tape.entries.len() >= self.cap {
+            if entries.len() >= cap {
                 return None;
             }
-            match self.peek()? {
+            match peek(input, &mut pos)? {
+                b'"' => {
+                    // Each way pushes its own entry (one made in place, not
+                    // moved through the stack from either).
+                    let start = pos + 1;
+                    match plain_string(input, start) {
+                        Some(len) => {
+                            pos = start + len + 1;
+                            entries.push(Entry::String(plain_text(start - base, len)));
+                        }
+                        None => {
+                            let (text, end) = escaped_string(input, pos, arena)?;
+                            pos = end;
+                            entries.push(Entry::String(text));
+                        }
+                    }
+                }
                 open @ (b'{' | b'[') => {
                     if stack.len() >= SCAN_DEPTH {
                         return None;
                     }
                     let object = open == b'{';
-                    let at = self.tape.entries.len();
-                    self.tape.entries.push(if object {
+                    let close = if object { b'}' } else { b']' };
+                    let at = entries.len();
+                    entries.push(if object {
                         Entry::Object { len: 0, end: 0 }
                     } else {
                         Entry::Array { len: 0, end: 0 }
                     });
-                    self.pos += 1;
-                    let mut top = Open { at, count: 0, seen: [0; 2], clash: false, object };
-                    let end = if object { b'}' } else { b']' };
-                    if self.peek()? == end {
-                        self.pos += 1;
-                        close::<serde_json::Error>(self.tape, at, 0, self.lo).ok()?;
+                    pos += 1;
+                    if peek(input, &mut pos)? == close {
+                        pos += 1;
+                        close_container(entries, at, 0, lo)?;
                     } else {
-                        if object {
-                            self.key(&mut top)?;
-                        }
                         stack.push(top);
+                        top = Open { at, count: 0, seen_low: 0, seen_high: 0, clash: false, close };
+                        if object {
+                            break 'key;
+                        }
                         continue 'value;
                     }
                 }
-                b'"' => {
-                    let text = self.string()?;
-                    self.tape.entries.push(Entry::String(text));
+                b't' => {
+                    pos = literal(input, pos, b"true")?;
+                    entries.push(Entry::Bool(true));
                 }
-                b't' => self.literal(b"true", Entry::Bool(true))?,
-                b'f' => self.literal(b"false", Entry::Bool(false))?,
-                b'n' => self.literal(b"null", Entry::Null)?,
-                _ => self.number()?,
+                b'f' => {
+                    pos = literal(input, pos, b"false")?;
+                    entries.push(Entry::Bool(false));
+                }
+                b'n' => {
+                    pos = literal(input, pos, b"null")?;
+                    entries.push(Entry::Null);
+                }
+                _ => {
+                    let (number, end) = number(input, pos)?;
+                    entries.push(Entry::Number(number));
+                    pos = end;
+                }
             }
             // After a value: the next one in the innermost container, or
             // its end (and then the same for the one around it).
-            while let Some(top) = stack.last_mut() {
+            loop {
+                if top.close == 0 {
+                    return Some(pos);
+                }
                 top.count += 1;
-                match self.peek()? {
+                match peek(input, &mut pos)? {
                     b',' => {
-                        self.pos += 1;
-                        if top.object {
-                            self.key(top)?;
+                        pos += 1;
+                        if top.close == b'}' {
+                            break 'key;
                         }
-                        continue 'value;
+                        break;
                     }
-                    b'}' if top.object => {}
-                    b']' if !top.object => {}
+                    byte if byte == top.close => {}
                     _ => return None,
                 }
-                self.pos += 1;
-                let Open { at, count, clash, .. } = *top;
-                stack.pop();
-                close::<serde_json::Error>(self.tape, at, count, self.lo).ok()?;
-                if clash {
-                    let doc = Doc {
-                        input: self.text.get(self.base..)?,
-                        entries: self.tape.entries.get(self.lo..)?,
-                        arena: &self.tape.arena,
-                    };
-                    if has_duplicate_keys(&doc, at - self.lo) {
-                        return None;
-                    }
+                pos += 1;
+                close_container(entries, top.at, top.count, lo)?;
+                if top.clash && duplicate_keys(text, base, entries, lo, arena, top.at)? {
+                    return None;
                 }
+                top = stack.pop()?;
             }
-            return Some(());
+            continue 'value;
         }
-    }
-
-    /// An object's key and its colon, at `pos`.
-    fn key(&mut self, object: &mut Open) -> Option<()> {
-        // The cap holds for keys too, so the entries never pass it (and
-        // their vector never doubles past it).
-        if self.tape.entries.len() >= self.cap || self.peek()? != b'"' {
+        // A key of the object `top` at `pos`, and its colon. The cap holds
+        // for keys too, so the entries never pass it (and their vector
+        // never doubles past it).
+        if entries.len() >= cap || peek(input, &mut pos)? != b'"' {
             return None;
         }
-        let key = self.string()?;
-        // The key's text: in the input just before its closing quote (no
-        // escapes), or in the arena (decoded).
-        let text = if key.in_arena {
-            self.tape.arena.as_bytes().get(key.start as usize..(key.start + key.len) as usize)?
-        } else {
-            self.input.get(self.pos - 1 - key.len as usize..self.pos - 1)?
+        // The key's filter from its text: in the input between its quotes
+        // (no escapes), or in the arena (decoded).
+        let start = pos + 1;
+        let filter = match plain_string(input, start) {
+            Some(len) => {
+                pos = start + len + 1;
+                entries.push(Entry::String(plain_text(start - base, len)));
+                key_filter(input.get(start..start + len).unwrap_or_default())
+            }
+            None => {
+                let (text, end) = escaped_string(input, pos, arena)?;
+                pos = end;
+                entries.push(Entry::String(text));
+                key_filter(arena.as_bytes().get(text.start as usize..(text.start + text.len) as usize)?)
+            }
         };
-        let filter = key_filter(text);
-        let (word, bit) = (&mut object.seen[(filter >> 6) as usize & 1], 1u64 << (filter & 63));
-        object.clash |= *word & bit != 0;
-        *word |= bit;
-        self.tape.entries.push(Entry::String(key));
+        let bit = 1u64 << (filter & 63);
+        let (low, high) = if filter & 64 == 0 { (bit, 0) } else { (0, bit) };
+        top.clash |= top.seen_low & low | top.seen_high & high != 0;
+        top.seen_low |= low;
+        top.seen_high |= high;
         // Compact JSON has the colon right after the key.
-        if self.input.get(self.pos) != Some(&b':') && self.peek()? != b':' {
+        if input.get(pos) != Some(&b':') && peek(input, &mut pos)? != b':' {
             return None;
         }
-        self.pos += 1;
-        Some(())
+        pos += 1;
     }
+}
 
-    fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.input.get(self.pos) {
-            self.pos += 1;
+/// The byte at `pos`, after any whitespace there (moving `pos` past it).
+#[inline(always)]
+fn peek(input: &[u8], pos: &mut usize) -> Option<u8> {
+    // Compact JSON: the byte here is no whitespace (all of it is at or
+    // below a space), so no loop.
+    match input.get(*pos) {
+        Some(&b) if b > b' ' => Some(b),
+        _ => {
+            *pos = skip_ws(input, *pos);
+            input.get(*pos).copied()
         }
     }
+}
 
-    fn peek(&mut self) -> Option<u8> {
-        // Compact JSON: the byte here is no whitespace (all of it is at or
-        // below a space), so no loop.
-        match self.input.get(self.pos) {
-            Some(&b) if b > b' ' => return Some(b),
-            _ => self.skip_ws(),
-        }
-        self.input.get(self.pos).copied()
+/// The offset of the first byte at or after `pos` that is no whitespace.
+#[inline(never)]
+fn skip_ws(input: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(pos) {
+        pos += 1;
     }
+    pos
+}
 
-    fn literal(&mut self, word: &[u8], entry: Entry) -> Option<()> {
-        let end = self.pos + word.len();
-        (self.input.get(self.pos..end)? == word).then_some(())?;
-        self.pos = end;
-        self.tape.entries.push(entry);
-        Some(())
-    }
+/// `true`, `false` or `null` at `pos`: the offset past it.
+#[inline(always)]
+fn literal(input: &[u8], pos: usize, word: &[u8]) -> Option<usize> {
+    let end = pos + word.len();
+    (input.get(pos..end)? == word).then_some(end)
+}
 
-    /// A number: integers by hand (as serde_json reads them: a `u64`, a
-    /// negative `i64`, `-0` a float); floats, and integers of 20 digits or
-    /// more, by serde_json's own number parser.
-    fn number(&mut self) -> Option<()> {
-        let start = self.pos;
-        let negative = self.input.get(start) == Some(&b'-');
-        let digits = start + usize::from(negative);
-        let mut end = digits;
-        let mut magnitude = 0u64;
-        while let Some(&d @ b'0'..=b'9') = self.input.get(end) {
-            magnitude = magnitude.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-            end += 1;
+/// The length of the string whose content starts at `start` (after its
+/// opening quote), if it has no escape or control character (its closing
+/// quote found); `None` otherwise, also where the input ends first.
+#[inline(always)]
+fn plain_string(input: &[u8], start: usize) -> Option<usize> {
+    let rest = input.get(start..)?;
+    let len = string_stop(rest)?;
+    (rest.get(len) == Some(&b'"')).then_some(len)
+}
+
+/// A string without escapes, `len` bytes at `start` (counted from the
+/// document's first byte). Offsets within the input, whose length fits a
+/// `u32` (checked where a read starts): the casts are lossless.
+#[inline(always)]
+fn plain_text(start: usize, len: usize) -> Text {
+    Text { in_arena: false, start: start as u32, len: len as u32 }
+}
+
+/// A string at `pos` (its opening quote) that [`plain_string`] did not read
+/// (escapes, or a control character, which serde_json refuses): the
+/// closing quote found, serde_json decodes it into the arena; and the
+/// offset past it.
+#[cold]
+#[inline(never)]
+fn escaped_string(input: &[u8], pos: usize, arena: &mut String) -> Option<(Text, usize)> {
+    let mut i = pos + 1;
+    loop {
+        match input.get(i)? {
+            b'\\' => i += 2,
+            b'"' => break,
+            _ => i += 1,
         }
-        let count = end - digits;
-        let float = matches!(self.input.get(end), Some(b'.' | b'e' | b'E'));
-        let number = match (float, count) {
-            // Not a number, or a leading zero: serde_json refuses both.
-            (false, 0) => return None,
-            (false, 2..) if self.input.get(digits) == Some(&b'0') => return None,
-            (false, ..=19) if !negative => Number::from(magnitude),
-            // `(m as i64).wrapping_neg()` is serde_json's own reading; where it is
-            // not negative (`-0`, past `i64::MIN`) serde_json reads a float.
-            (false, ..=19) if (magnitude as i64).wrapping_neg() < 0 => Number::from((magnitude as i64).wrapping_neg()),
-            _ => {
-                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.input.get(end) {
-                    end += 1;
-                }
-                let text = self.input.get(start..end)?;
-                if float {
-                    // What `Value`'s visitor does with the f64 serde_json reads.
-                    Number::from_f64(serde_json::from_slice::<f64>(text).ok()?)?
-                } else {
-                    match serde_json::from_slice::<Value>(text).ok()? {
-                        Value::Number(n) => n,
-                        _ => return None,
-                    }
+    }
+    let decoded: String = serde_json::from_slice(input.get(pos..=i)?).ok()?;
+    let (at, len) = (u32::try_from(arena.len()).ok()?, u32::try_from(decoded.len()).ok()?);
+    arena.push_str(&decoded);
+    Some((Text { in_arena: true, start: at, len }, i + 1))
+}
+
+/// A number at `start`, and the offset past it: integers by hand (as
+/// serde_json reads them: a `u64`, a negative `i64`, `-0` a float); floats,
+/// and integers of 20 digits or more, by serde_json's own number parser.
+#[inline(never)]
+fn number(input: &[u8], start: usize) -> Option<(Number, usize)> {
+    let negative = input.get(start) == Some(&b'-');
+    let digits = start + usize::from(negative);
+    let mut end = digits;
+    let mut magnitude = 0u64;
+    while let Some(&d @ b'0'..=b'9') = input.get(end) {
+        magnitude = magnitude.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+        end += 1;
+    }
+    let count = end - digits;
+    let float = matches!(input.get(end), Some(b'.' | b'e' | b'E'));
+    let number = match (float, count) {
+        // Not a number, or a leading zero: serde_json refuses both.
+        (false, 0) => return None,
+        (false, 2..) if input.get(digits) == Some(&b'0') => return None,
+        (false, ..=19) if !negative => Number::from(magnitude),
+        // `(m as i64).wrapping_neg()` is serde_json's own reading; where it is
+        // not negative (`-0`, past `i64::MIN`) serde_json reads a float.
+        (false, ..=19) if (magnitude as i64).wrapping_neg() < 0 => Number::from((magnitude as i64).wrapping_neg()),
+        _ => {
+            while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = input.get(end) {
+                end += 1;
+            }
+            let text = input.get(start..end)?;
+            if float {
+                // What `Value`'s visitor does with the f64 serde_json reads.
+                Number::from_f64(serde_json::from_slice::<f64>(text).ok()?)?
+            } else {
+                match serde_json::from_slice::<Value>(text).ok()? {
+                    Value::Number(n) => n,
+                    _ => return None,
                 }
             }
-        };
-        self.pos = end;
-        self.tape.entries.push(Entry::Number(number));
-        Some(())
-    }
+        }
+    };
+    Some((number, end))
+}
 
-    /// A string at `pos` (its opening quote).
-    #[inline(always)]
-    fn string(&mut self) -> Option<Text> {
-        let start = self.pos + 1;
-        let rest = self.input.get(start..)?;
-        let end = string_stop(rest)?;
-        if rest.get(end) == Some(&b'"') {
-            self.pos = start + end + 1;
-            // Offsets within the input, whose length fits a u32 (checked
-            // where a scan starts): the casts are lossless.
-            return Some(Text { in_arena: false, start: (start - self.base) as u32, len: end as u32 });
-        }
-        // Escapes (or a control character, which serde_json refuses): find
-        // the closing quote, let serde_json decode.
-        let mut i = start + end;
-        loop {
-            match self.input.get(i)? {
-                b'\\' => i += 2,
-                b'"' => break,
-                _ => i += 1,
-            }
-        }
-        let decoded: String = serde_json::from_slice(self.input.get(self.pos..=i)?).ok()?;
-        self.pos = i + 1;
-        let (at, len) = (u32::try_from(self.tape.arena.len()).ok()?, u32::try_from(decoded.len()).ok()?);
-        self.tape.arena.push_str(&decoded);
-        Some(Text { in_arena: true, start: at, len })
-    }
+/// Whether the object at entry `at` (of the whole tape) of the document
+/// that starts at `base` in `text` and at entry `lo` has a key twice.
+#[cold]
+#[inline(never)]
+fn duplicate_keys(text: &str, base: usize, entries: &[Entry], lo: usize, arena: &str, at: usize) -> Option<bool> {
+    let doc = Doc { input: text.get(base..)?, entries: entries.get(lo..)?, arena };
+    Some(has_duplicate_keys(&doc, at - lo))
 }
 
 /// The first byte of `rest` that ends a string's plain run: a quote, a
@@ -557,6 +624,7 @@ impl Scan<'_, '_> {
 /// for each test, `(x - 0x01..) & !x & 0x80..` flags the bytes of `x` below
 /// the constant; a borrow can flag bytes only after a true one, so the
 /// lowest flagged byte is exactly the first match.
+#[inline(always)]
 fn string_stop(rest: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
@@ -624,14 +692,21 @@ impl<'de> DeserializeSeed<'de> for Builder<'_, '_> {
 /// Counts and closes a container opened at `at` (an index of the whole
 /// tape) of the document whose first entry is at `lo`.
 fn close<E: de::Error>(tape: &mut Tape, at: usize, count: usize, lo: usize) -> Result<(), E> {
-    let len = u32::try_from(count).map_err(|_| E::custom("too many members"))?;
-    let end = u32::try_from(tape.entries.len() - lo).map_err(|_| E::custom("too many entries"))?;
-    match tape.entries.get_mut(at) {
+    close_container(&mut tape.entries, at, count, lo).ok_or_else(|| E::custom("no container here, or too many entries"))
+}
+
+/// [`close`] on the entries themselves; `None` where `at` is no container
+/// or a count does not fit a `u32`.
+#[inline(always)]
+fn close_container(entries: &mut [Entry], at: usize, count: usize, lo: usize) -> Option<()> {
+    let len = u32::try_from(count).ok()?;
+    let end = u32::try_from(entries.len() - lo).ok()?;
+    match entries.get_mut(at) {
         Some(Entry::Array { len: l, end: e } | Entry::Object { len: l, end: e }) => {
             (*l, *e) = (len, end);
-            Ok(())
+            Some(())
         }
-        _ => Err(E::custom("no container here")),
+        _ => None,
     }
 }
 
@@ -773,9 +848,9 @@ impl Json for Tape {
         buffer.arena.clear();
         buffer.arena.push_str(string);
         let len = u32::try_from(string.len()).unwrap_or(u32::MAX);
-        buffer.entries.push(Entry::String(Text { in_arena: true, start: 0, len }));
-        let doc = Doc { input: "", entries: &buffer.entries, arena: &buffer.arena };
-        f(TapeNode { doc: &doc, at: 0 })
+        let entry = Entry::String(Text { in_arena: true, start: 0, len });
+        let doc = Doc { input: "", entries: std::slice::from_ref(&entry), arena: &buffer.arena };
+        f(TapeNode { doc: &doc, at: 0, entry: &entry })
     }
 }
 
@@ -790,11 +865,19 @@ impl Default for Tape {
 pub struct TapeNode<'a> {
     doc: &'a Doc<'a>,
     at: usize,
+    /// Its entry (`doc.entries[at]`), found once where the node is made,
+    /// not at each question the validator asks of it.
+    entry: &'a Entry,
 }
 
 impl<'a> TapeNode<'a> {
+    /// The node of entry `at`, if there is one.
+    fn at(doc: &'a Doc<'a>, at: usize) -> Option<TapeNode<'a>> {
+        Some(TapeNode { doc, at, entry: doc.entries.get(at)? })
+    }
+
     fn entry(&self) -> Option<&'a Entry> {
-        self.doc.entries.get(self.at)
+        Some(self.entry)
     }
 
     fn value(self) -> Value {
@@ -905,6 +988,15 @@ pub struct TapeObject<'a>(TapeNode<'a>, usize);
 #[derive(Clone, Copy)]
 pub struct TapeArray<'a>(TapeNode<'a>);
 
+/// The index past entry `entry`, at `at`, and its descendants.
+#[inline(always)]
+fn past(entry: &Entry, at: usize) -> usize {
+    match entry {
+        Entry::Array { end, .. } | Entry::Object { end, .. } => *end as usize,
+        _ => at + 1,
+    }
+}
+
 pub struct Members<'a> {
     doc: &'a Doc<'a>,
     next: usize,
@@ -919,13 +1011,17 @@ impl<'a> Iterator for Members<'a> {
             return None;
         }
         self.left -= 1;
-        let name = match self.doc.entries.get(self.next) {
-            Some(Entry::String(text)) => self.doc.text(*text),
+        // The key and the value's entry with one bounds check.
+        let [key, entry] = self.doc.entries.get(self.next..self.next + 2)? else {
+            return None;
+        };
+        let name = match key {
+            Entry::String(text) => self.doc.text(*text),
             _ => "",
         };
-        let value = TapeNode { doc: self.doc, at: self.next + 1 };
-        self.next = self.doc.skip(self.next + 1);
-        Some((name, value))
+        let at = self.next + 1;
+        self.next = past(entry, at);
+        Some((name, TapeNode { doc: self.doc, at, entry }))
     }
 }
 
@@ -943,8 +1039,8 @@ impl<'a> Iterator for Elements<'a> {
             return None;
         }
         self.left -= 1;
-        let node = TapeNode { doc: self.doc, at: self.next };
-        self.next = self.doc.skip(self.next);
+        let node = TapeNode::at(self.doc, self.next)?;
+        self.next = past(node.entry, self.next);
         Some(node)
     }
 }
@@ -972,13 +1068,19 @@ impl<'a> Array<'a, Tape> for TapeArray<'a> {
     type ElementsIter = Elements<'a>;
 
     fn len(&self) -> usize {
-        self.0.doc.len(self.0.at)
+        match self.0.entry {
+            Entry::Array { len, .. } => *len as usize,
+            _ => 0,
+        }
     }
 
     fn elements(&self) -> Elements<'a> {
         Elements { doc: self.0.doc, next: self.0.at + 1, left: self.len() }
     }
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -1342,6 +1444,78 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// What a reader (`read`, or the old scanner it replaced) makes of the
+    /// value at `start` in `text`, on a tape that already holds another
+    /// document (as in a batch): where it ended, and the entries and text
+    /// of the document it read.
+    fn read_by(
+        reader: fn(&mut Tape, &str, usize, usize, usize, usize) -> Option<usize>,
+        text: &str,
+        start: usize,
+        cap: usize,
+    ) -> Option<(usize, Vec<String>)> {
+        let mut tape = Tape::new();
+        tape.entries.extend([Entry::Bool(true), Entry::Null]);
+        tape.arena.push_str("before");
+        let end = reader(&mut tape, text, start, start, 2, cap)?;
+        let doc = Doc { input: text.get(start..).unwrap(), entries: &tape.entries[2..], arena: &tape.arena };
+        assert_eq!(&tape.entries.len(), &(2 + doc.entries.len()));
+        Some((end, entries(&doc)))
+    }
+
+    /// `text` cut at `cut` bytes, with `insert` put in at `at`.
+    fn mangled(text: &str, cut: usize, at: usize, insert: &str) -> String {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.truncate(cut.min(bytes.len()));
+        let at = at.min(bytes.len());
+        bytes.splice(at..at, insert.bytes());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The reader of one loop (keys read inline) reads exactly what the
+        /// scanner it replaced read: the same entries, the same end, and it
+        /// gives up on the same texts; on JSON (compact and pretty), JSON
+        /// cut and with bytes put in, JSON-like text, after text that is not
+        /// its own, and with caps on the entries around what it needs.
+        #[test]
+        fn the_reader_reads_what_the_old_scanner_read(
+            value in any_json(),
+            pretty in any::<bool>(),
+            noise in r#"[\[\]{}",: 0-9a-e.E+\-\\u/\n]{0,40}"#,
+            cut in 0usize..=200,
+            at in 0usize..=200,
+            insert in r#"[\[\]{}",: 0-9tfnrule.\\\t]{0,3}"#,
+            prefix in "[ ,:a\\[]{0,3}",
+            cap in prop_oneof![Just(usize::MAX), 0usize..40],
+        ) {
+            let json = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+            // Keys twice (`a` is a common key of `any_json`), also one plain
+            // and one escaped.
+            let twice = json.replace('{', r#"{"a":0,"#);
+            let escaped = json.replace('{', r#"{"\u0061":0,"#);
+            let texts = [
+                json.clone(),
+                mangled(&json, cut, usize::MAX, ""),
+                mangled(&json, cut, at, &insert),
+                noise.clone(),
+                twice.clone(),
+                escaped,
+                mangled(&twice, cut, at, &insert),
+            ];
+            for text in texts {
+                let whole = format!("{prefix}{text}");
+                let new = read_by(read, &whole, prefix.len(), cap);
+                let old = read_by(reference::read, &whole, prefix.len(), cap);
+                prop_assert_eq!(&new, &old, "{:?} from {} cap {}", whole, prefix.len(), cap);
+            }
+            // Valid JSON without a cap is always read whole.
+            prop_assert_eq!(read_by(read, &json, 0, usize::MAX).map(|(end, _)| end), Some(json.len()));
         }
     }
 

@@ -444,3 +444,28 @@ fn the_type_hash_depends_on_every_byte_and_on_the_length() {
     assert_eq!(map.get("com.example.orders"), Some(&5));
     assert_eq!(map.get("com.example.orde"), None);
 }
+
+/// The media-type check with `application/json` compared inline first
+/// answers as `is_json_media_type` alone, on the exact value, its case and
+/// parameter variants, other JSON types and types that are not JSON.
+#[test]
+fn the_inline_json_media_type_check_answers_as_the_full_one() {
+    for ct in [
+        "application/json",
+        "Application/JSON",
+        "application/json ",
+        "application/json; charset=utf-8",
+        "application/jsonx",
+        "application/jso",
+        "application/cloudevents+json",
+        "text/json",
+        "text/plain",
+        "application/octet-stream",
+        "",
+        "application/json\0",
+    ] {
+        assert_eq!(is_json(ct), crate::event::is_json_media_type(ct), "{ct:?}");
+    }
+    assert!(is_json("application/json"));
+    assert!(!is_json("text/plain"));
+}
