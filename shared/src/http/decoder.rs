@@ -208,8 +208,7 @@ impl ServerCodec {
                     self.unfinished_head = false;
                     self.since = None;
                     let parsed = parse_head(&buf[..len], &req, &mut self.hosts)?;
-                    let head = buf.split_to(len).freeze();
-                    return self.start_body(buf, head, parsed);
+                    return self.start_body(buf, len, parsed);
                 }
             }
         }
@@ -252,16 +251,37 @@ impl ServerCodec {
             Err(e) => return Err(map_parse_error(e, head_bytes)),
         }
         let parsed = parse_head(head_bytes, &req, &mut self.hosts)?;
-        let head = buf.split_to(span.len).freeze();
-        self.start_body(buf, head, parsed)
+        self.start_body(buf, span.len, parsed)
     }
 
-    /// With the head parsed and split off `buf`: the request at once if it
-    /// has no body, else the body state.
+    /// With the head parsed (the first `head_len` bytes of `buf`): splits
+    /// it off, and returns the request at once if it has no body or if its
+    /// whole `Content-Length` body is in `buf` already (split off with the
+    /// head in one piece, the usual case of a small request: no pass
+    /// through the body state), else moves to the body state.
     #[inline(always)]
-    fn start_body(&mut self, buf: &mut BytesMut, bytes: Bytes, parsed: Parsed) -> Result<Option<Inbound>, HttpError> {
+    fn start_body(
+        &mut self,
+        buf: &mut BytesMut,
+        head_len: usize,
+        parsed: Parsed,
+    ) -> Result<Option<Inbound>, HttpError> {
         let Parsed { method, target, origin_start, version, mut headers, keep_alive, framing, expect_continue } =
             parsed;
+        let decoder = match framing {
+            None | Some(Framing::Length(0)) => None,
+            Some(framing) => Some(BodyDecoder::new(framing, self.limits.max_body, self.limits.max_head)?),
+        };
+        // `Ok`: the whole body, here already; `Err`: the decoder that waits for it.
+        let (bytes, body) = match decoder {
+            None => (buf.split_to(head_len).freeze(), Ok(Bytes::new())),
+            Some(BodyDecoder::Length(n)) if buf.len() - head_len >= n => {
+                let mut bytes = buf.split_to(head_len + n).freeze();
+                let body = bytes.split_off(head_len);
+                (bytes, Ok(body))
+            }
+            Some(decoder) => (buf.split_to(head_len).freeze(), Err(decoder)),
+        };
         let method = match method {
             Method::Other(_) => Method::Other(bytes.slice(..method_len(&bytes))),
             known => known,
@@ -269,11 +289,9 @@ impl ServerCodec {
         let target = bytes.slice(target.0..target.1);
         headers.attach(bytes);
         let head = RequestHead { method, target, origin_start, version, headers, keep_alive };
-        let body = match framing {
-            None | Some(Framing::Length(0)) => {
-                return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
-            }
-            Some(framing) => BodyDecoder::new(framing, self.limits.max_body, self.limits.max_head)?,
+        let body = match body {
+            Ok(body) => return Ok(Some(Inbound::Request(Request { head, body }))),
+            Err(decoder) => decoder,
         };
         if let BodyDecoder::Length(n) = body {
             // Room for the rest of the body, bounded so that a large
