@@ -212,6 +212,12 @@ pub(crate) struct Driver<S> {
     /// request's idle deadline) is taken up only when the timer fires
     /// before it (see `read`).
     timer: Pin<Box<Sleep>>,
+    /// Whether this task's waker is registered with `timer` for its current
+    /// deadline (a reading state polled it since it was last moved). A
+    /// reading state then asks `is_elapsed`, an atomic load, instead of
+    /// polling it again on every wake (a poll registers the waker anew and
+    /// takes coop budget: about 120 instructions a request).
+    timer_armed: bool,
     /// Start of the first request's header deadline.
     accepted_at: Instant,
     /// The client's verified certificate identity (TLS with
@@ -246,6 +252,7 @@ where
             shutdown,
             shutdown_armed: false,
             timer,
+            timer_armed: false,
             accepted_at,
             peer: None,
             credentials: CredentialCache::default(),
@@ -303,14 +310,14 @@ where
             // moved on only when it fires before the deadline it stands for.
             let deadline = reading.deadline(&self.settings);
             if deadline < self.timer.deadline() {
-                self.timer.as_mut().reset(deadline);
+                self.reset_timer(deadline);
             }
-            if self.timer.as_mut().poll(cx).is_ready() {
+            if self.timer_fired(cx) {
                 if self.timer.deadline() >= deadline {
                     return Poll::Ready(Wake::Deadline);
                 }
-                self.timer.as_mut().reset(deadline);
-                if self.timer.as_mut().poll(cx).is_ready() {
+                self.reset_timer(deadline);
+                if self.timer_fired(cx) {
                     return Poll::Ready(Wake::Deadline);
                 }
             }
@@ -329,6 +336,31 @@ where
                 Reading::Head { .. } | Reading::Body { .. } => State::Closing(Some(self.closing_problem(timed_out()))),
             },
         }
+    }
+
+    /// Moves the timer to `deadline`; the next reading state polls it again.
+    fn reset_timer(&mut self, deadline: Instant) {
+        self.timer.as_mut().reset(deadline);
+        self.timer_armed = false;
+    }
+
+    /// Whether the timer has fired, for a reading state's poll. The first
+    /// call after the timer was moved polls it, which registers this task
+    /// to be woken when it fires; from then on, until it is moved again,
+    /// the task's wakes ask `is_elapsed`, which is what a poll would answer
+    /// (the same task polls every state of the connection, so the waker
+    /// registered stays right). A poll refused for want of coop budget
+    /// registers nothing, so it arms nothing either.
+    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.timer_armed {
+            return self.timer.is_elapsed();
+        }
+        let registers = tokio::task::coop::has_budget_remaining();
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        self.timer_armed = registers;
+        false
     }
 
     fn on_read(&mut self, next: Option<Result<Frame, CodecError>>) -> State {
@@ -492,7 +524,7 @@ where
         if self.framed.write_buffer().is_empty() {
             return true;
         }
-        self.timer.as_mut().reset(Instant::now() + self.settings.body_timeout);
+        self.reset_timer(Instant::now() + self.settings.body_timeout);
         let written = poll_fn(|cx| {
             if let Poll::Ready(r) = Sink::<Response>::poll_flush(Pin::new(&mut self.framed), cx) {
                 return Poll::Ready(r.is_ok());
@@ -520,7 +552,7 @@ where
         // it) and put back empty, keeping its allocation.
         let mut head = std::mem::take(self.framed.write_buffer_mut());
         put_chunk_size(&mut head, data.len());
-        self.timer.as_mut().reset(Instant::now() + self.settings.body_timeout);
+        self.reset_timer(Instant::now() + self.settings.body_timeout);
         let written = {
             let parts: [&[u8]; 3] = [&head, data, b"\r\n"];
             let mut done = 0;
