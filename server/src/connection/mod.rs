@@ -90,7 +90,7 @@ use bytes::{Bytes, BytesMut};
 
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use inlet_shared::http::{
-    put_chunk, put_chunk_size, Body, BodyStream, Chunk, CodecError, Connection, Continue, Inbound, Phase, Request,
+    put_chunk, put_chunk_size, Body, BodyStream, BoxedInbound, Chunk, CodecError, Connection, Continue, Phase, Request,
     RequestHead, Response, ServerCodec, Version, LAST_CHUNK,
 };
 use inlet_shared::problem::Problem;
@@ -687,14 +687,12 @@ pub(crate) async fn answer(app: &App, req: Request, keep_open: bool, credentials
     exchange.end(app, route, res)
 }
 
-/// What the driver's codec yields: an [`Inbound`] with the request (or
-/// head) boxed, so that moving it out of `Framed`, through the driver's
-/// states and to the handler moves a pointer, not the request (some 180
-/// bytes, copied about fifteen times on its way unboxed).
-pub(crate) enum Frame {
-    Request(Box<Request>),
-    Continue(Box<RequestHead>),
-}
+/// What the driver's codec yields: the request (or head) boxed by the
+/// decoder where it is built, so that moving it out of the decoder, out of
+/// `Framed`, through the driver's states and to the handler moves a
+/// pointer, not the request (some 180 bytes, copied about fifteen times on
+/// its way unboxed).
+pub(crate) type Frame = BoxedInbound;
 
 /// The [`ServerCodec`], yielding [`Frame`]s; it encodes the same.
 pub(crate) struct Codec(ServerCodec);
@@ -706,24 +704,17 @@ impl Codec {
     }
 }
 
-fn frame(inbound: Inbound) -> Frame {
-    match inbound {
-        Inbound::Request(req) => Frame::Request(Box::new(req)),
-        Inbound::Continue(head) => Frame::Continue(Box::new(head)),
-    }
-}
-
 impl Decoder for Codec {
     type Item = Frame;
     type Error = CodecError;
 
     #[inline]
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        Ok(self.0.decode(buf)?.map(frame))
+        self.0.decode_boxed(buf)
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        Ok(self.0.decode_eof(buf)?.map(frame))
+        self.0.decode_eof_boxed(buf)
     }
 }
 

@@ -22,7 +22,7 @@ use tokio_util::codec::Decoder;
 
 use super::framing::{trim_ows, BodyDecoder, Framing, FramingFields};
 use super::head::HeadScanner;
-use super::message::{Headers, Inbound, Method, Request, RequestHead, Version};
+use super::message::{BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
 use super::target::{is_host_port, origin_start, starts_head};
 use super::{CodecError, HttpError};
 
@@ -168,7 +168,7 @@ impl ServerCodec {
         CodecError::Http(err)
     }
 
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         match self.state {
             State::Failed(err) => Err(err),
             State::Head => {
@@ -189,7 +189,7 @@ impl ServerCodec {
     /// the body state and returns `None`, as it does while the head is
     /// incomplete.
     #[inline(always)]
-    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         if buf.is_empty() {
             return Ok(None);
         }
@@ -219,7 +219,7 @@ impl ServerCodec {
     /// checks its lines, then httparse parses it (a head cut across reads,
     /// or one the one-pass route of `decode_head` gave no verdict on).
     #[inline(never)]
-    fn decode_scanned_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_scanned_head(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         let span = match self.scanner.scan(buf, self.limits.max_head, MAX_HEADERS) {
             Ok(Some(span)) => span,
             Ok(None) => {
@@ -265,7 +265,7 @@ impl ServerCodec {
         buf: &mut BytesMut,
         head_len: usize,
         parsed: Parsed,
-    ) -> Result<Option<Inbound>, HttpError> {
+    ) -> Result<Option<BoxedInbound>, HttpError> {
         let Parsed { method, target, origin_start, version, mut headers, keep_alive, framing, expect_continue } =
             parsed;
         let decoder = match framing {
@@ -290,7 +290,7 @@ impl ServerCodec {
         headers.attach(bytes);
         let head = RequestHead { method, target, origin_start, version, headers, keep_alive };
         let body = match body {
-            Ok(body) => return Ok(Some(Inbound::Request(Request { head, body }))),
+            Ok(body) => return Ok(Some(BoxedInbound::Request(Box::new(Request { head, body })))),
             Err(decoder) => decoder,
         };
         if let BodyDecoder::Length(n) = body {
@@ -306,7 +306,7 @@ impl ServerCodec {
 
     /// In the body state: the whole request once its body is complete.
     #[inline(always)]
-    fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         let State::Body { head, body, continue_pending } = &mut self.state else {
             return Ok(None);
         };
@@ -316,7 +316,7 @@ impl ServerCodec {
                     unreachable!("state checked above")
                 };
                 self.since = None;
-                Ok(Some(Inbound::Request(Request { head, body })))
+                Ok(Some(BoxedInbound::Request(Box::new(Request { head, body }))))
             }
             None => {
                 if self.since.is_none() {
@@ -324,10 +324,31 @@ impl ServerCodec {
                 }
                 if *continue_pending {
                     *continue_pending = false;
-                    return Ok(Some(Inbound::Continue(head.clone())));
+                    return Ok(Some(BoxedInbound::Continue(Box::new(head.clone()))));
                 }
                 Ok(None)
             }
+        }
+    }
+}
+
+impl ServerCodec {
+    /// [`Decoder::decode`], with the request boxed where it is built (the
+    /// server's connections take this: see [`BoxedInbound`]).
+    pub fn decode_boxed(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, CodecError> {
+        match self.decode_inner(buf) {
+            Ok(item) => Ok(item),
+            Err(e) => Err(self.fail(buf, e)),
+        }
+    }
+
+    /// [`Decoder::decode_eof`], with the request boxed.
+    pub fn decode_eof_boxed(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, CodecError> {
+        match self.decode_boxed(buf)? {
+            Some(item) => Ok(Some(item)),
+            // A clean close between requests is the normal end of a connection.
+            None if buf.is_empty() && matches!(self.state, State::Head) && self.scanner.is_fresh() => Ok(None),
+            None => Err(self.fail(buf, HttpError::IncompleteMessage)),
         }
     }
 }
@@ -337,19 +358,11 @@ impl Decoder for ServerCodec {
     type Error = CodecError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
-        match self.decode_inner(buf) {
-            Ok(item) => Ok(item),
-            Err(e) => Err(self.fail(buf, e)),
-        }
+        Ok(self.decode_boxed(buf)?.map(Inbound::from))
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
-        match self.decode(buf)? {
-            Some(item) => Ok(Some(item)),
-            // A clean close between requests is the normal end of a connection.
-            None if buf.is_empty() && matches!(self.state, State::Head) && self.scanner.is_fresh() => Ok(None),
-            None => Err(self.fail(buf, HttpError::IncompleteMessage)),
-        }
+        Ok(self.decode_eof_boxed(buf)?.map(Inbound::from))
     }
 }
 
