@@ -1,6 +1,7 @@
 //! The request types the server decoder yields.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 /// HTTP version of a message. Only 1.0 and 1.1 are spoken (RFC 9112 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +71,18 @@ impl Method {
 
 /// Header fields in arrival order, kept as offsets into the one buffer that
 /// holds the message head: looking a field up borrows from that buffer,
-/// and the whole set costs one reference count, not one per field.
+/// and the whole set costs one reference count, not one per field. The
+/// offsets of up to `INLINE_FIELDS` fields are kept inline (no allocation
+/// for a usual request); more go to the heap.
 /// Names compare case-insensitively (RFC 9110 §5.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     buf: Bytes,
-    entries: Vec<Field>,
+    entries: SmallVec<[Field; INLINE_FIELDS]>,
 }
+
+/// Fields whose offsets a [`Headers`] keeps without an allocation.
+const INLINE_FIELDS: usize = 8;
 
 /// Where one field's name and value lie in `Headers::buf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +94,7 @@ struct Field {
 impl Headers {
     /// An empty set over `buf`, which the fields pushed next must lie in.
     pub(crate) fn with_buffer(buf: Bytes, capacity: usize) -> Headers {
-        Headers { buf, entries: Vec::with_capacity(capacity) }
+        Headers { buf, entries: SmallVec::with_capacity(capacity) }
     }
 
     /// An empty set whose buffer is attached later ([`Headers::attach`]);
@@ -96,7 +102,7 @@ impl Headers {
     /// parsed from ([`Headers::push_in`]).
     #[inline]
     pub(crate) fn detached(capacity: usize) -> Headers {
-        Headers { buf: Bytes::new(), entries: Vec::with_capacity(capacity) }
+        Headers { buf: Bytes::new(), entries: SmallVec::with_capacity(capacity) }
     }
 
     /// Adds a field whose name and value are sub-slices of `head`, the
@@ -134,7 +140,7 @@ impl Headers {
     /// Builds headers from pairs (for requests made in code, and tests).
     pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
         let mut buf = Vec::new();
-        let mut ranges = Vec::with_capacity(pairs.len());
+        let mut ranges = SmallVec::with_capacity(pairs.len());
         for (n, v) in pairs {
             let (n, v) = (n.as_ref(), v.as_ref());
             let ns = buf.len();
@@ -369,5 +375,39 @@ mod tests {
         assert_eq!(headers.get("x-long-header-name-over-eigh"), None);
         assert_eq!(headers.get("content-typ"), None);
         assert_eq!(headers.get_all("content-encoding").count(), 0);
+    }
+
+    #[test]
+    fn fields_on_both_sides_of_the_inline_bound_are_all_kept_in_order() {
+        use tokio_util::codec::Decoder;
+
+        use super::{Inbound, INLINE_FIELDS};
+        use crate::http::{Limits, ServerCodec};
+
+        for n in [0, 1, INLINE_FIELDS - 2, INLINE_FIELDS - 1, INLINE_FIELDS, INLINE_FIELDS + 1, 40, 99] {
+            // `Host` and `n` more fields: decoded as a head...
+            let mut head = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+            for i in 0..n {
+                head.push_str(&format!("X-F{i}: v{i}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut buf = bytes::BytesMut::from(head.as_bytes());
+            let Ok(Some(Inbound::Request(req))) = ServerCodec::new(Limits::default()).decode(&mut buf) else {
+                panic!("{n} fields: no request");
+            };
+            // ...and built from pairs.
+            let pairs: Vec<(String, String)> = (0..n).map(|i| (format!("X-F{i}"), format!("v{i}"))).collect();
+            let built = Headers::from_pairs(&pairs);
+            assert_eq!((req.headers.len(), built.len()), (n + 1, n), "{n} fields");
+            let decoded: Vec<(&[u8], &[u8])> = req.headers.iter().skip(1).collect();
+            let expected: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+            assert_eq!(decoded, expected, "{n} fields");
+            assert_eq!(built.iter().collect::<Vec<_>>(), expected, "{n} fields");
+            for (k, v) in &pairs {
+                assert_eq!(req.headers.get(k), Some(v.as_bytes()), "{n} fields");
+                assert_eq!(built.get(k), Some(v.as_bytes()), "{n} fields");
+            }
+            assert_eq!(req.headers.get("host"), Some(&b"h"[..]));
+        }
     }
 }
