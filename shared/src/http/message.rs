@@ -266,7 +266,7 @@ impl RequestHead {
     /// asterisk-form.
     pub fn path(&self) -> &[u8] {
         let origin = self.origin();
-        let path = match memchr::memchr(b'?', origin) {
+        let path = match query_mark(origin) {
             Some(i) => &origin[..i],
             None => origin,
         };
@@ -280,10 +280,22 @@ impl RequestHead {
     /// The query part of the target, without the `?`.
     pub fn query(&self) -> &[u8] {
         let origin = self.origin();
-        match memchr::memchr(b'?', origin) {
+        match query_mark(origin) {
             Some(i) => &origin[i + 1..],
             None => b"",
         }
+    }
+}
+
+/// Where the `?` that starts the query is in an origin-form target: a
+/// byte loop for a short target (a call of `memchr` costs more there),
+/// `memchr` for a longer one.
+#[inline]
+fn query_mark(origin: &[u8]) -> Option<usize> {
+    if origin.len() <= 32 {
+        origin.iter().position(|&b| b == b'?')
+    } else {
+        memchr::memchr(b'?', origin)
     }
 }
 
@@ -408,6 +420,25 @@ mod tests {
                 assert_eq!(built.get(k), Some(v.as_bytes()), "{n} fields");
             }
             assert_eq!(req.headers.get("host"), Some(&b"h"[..]));
+        }
+    }
+
+    #[test]
+    fn the_query_mark_is_where_memchr_finds_it_at_every_length_and_position() {
+        for len in 0..80 {
+            let mut target = vec![b'a'; len];
+            assert_eq!(super::query_mark(&target), None, "{len}");
+            for at in 0..len {
+                target[at] = b'?';
+                assert_eq!(super::query_mark(&target), memchr::memchr(b'?', &target), "{len} {at}");
+                // A second mark later: the first one counts.
+                if at + 2 < len {
+                    target[at + 2] = b'?';
+                    assert_eq!(super::query_mark(&target), Some(at), "{len} {at}");
+                    target[at + 2] = b'a';
+                }
+                target[at] = b'a';
+            }
         }
     }
 }
