@@ -141,7 +141,10 @@ enum State {
     /// `endless`: a live stream (`text/event-stream`), which shutdown ends.
     Streaming { body: BodyStream, closes: bool, endless: bool },
     /// Ending: with a final answer (written, then lingering), or silently.
-    Closing(Option<Response>),
+    /// Boxed: an answer is some 130 bytes, and every state is moved on
+    /// each step of a request (`state = match state`), so the usual states
+    /// are not made that large by this rare one.
+    Closing(Option<Box<Response>>),
     /// Ending after an answer already queued (the end of a streamed body):
     /// written, then lingering.
     ClosingQueued,
@@ -283,7 +286,7 @@ where
                 State::Answering(Frame::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
                 State::Streaming { body, closes, endless } => self.stream(body, closes, endless).await,
-                State::Closing(Some(res)) => return close_with(self.framed, res).await,
+                State::Closing(Some(res)) => return close_with(self.framed, *res).await,
                 State::ClosingQueued => return close_flushed(self.framed).await,
                 State::Closing(None) => {
                     // Answers already queued (before the peer closed) still go out.
@@ -333,7 +336,9 @@ where
             Wake::Deadline => match reading {
                 Reading::Idle { .. } => State::Closing(None),
                 // The first request's head is due even if nothing of it came.
-                Reading::Head { .. } | Reading::Body { .. } => State::Closing(Some(self.closing_problem(timed_out()))),
+                Reading::Head { .. } | Reading::Body { .. } => {
+                    State::Closing(Some(Box::new(self.closing_problem(timed_out()))))
+                }
             },
         }
     }
@@ -369,7 +374,7 @@ where
             Some(Err(CodecError::Http(e))) => {
                 let problem = respond::http_error(e);
                 tracing::debug!(status = problem.status, "protocol error: {}", problem.detail);
-                State::Closing(Some(self.closing_problem(problem)))
+                State::Closing(Some(Box::new(self.closing_problem(problem))))
             }
             Some(Err(CodecError::Io(_))) | None => State::Closing(None),
         }
@@ -414,7 +419,7 @@ where
         }
         let Some(body) = res.take_stream() else {
             if res.closes() {
-                return State::Closing(Some(res));
+                return State::Closing(Some(Box::new(res)));
             }
             return match self.framed.feed(res).await {
                 Ok(()) => State::Flushing,
@@ -579,7 +584,7 @@ where
 
     async fn answer_continue(&mut self, head: &RequestHead) -> State {
         if let Some(refusal) = refuse_continue_from(&self.app, head, self.peer.as_ref()) {
-            return State::Closing(Some(refusal));
+            return State::Closing(Some(Box::new(refusal)));
         }
         if self.framed.send(Continue).await.is_err() {
             return State::Closing(None);
