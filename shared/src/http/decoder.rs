@@ -56,14 +56,12 @@ pub enum Phase {
     Body { since: Instant },
 }
 
-// One codec per connection, in place: boxing the large variant would cost
-// an allocation per request instead.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     Head,
     Body {
-        head: RequestHead,
+        /// The request, its body still empty.
+        req: Box<Request>,
         body: BodyDecoder,
         continue_pending: bool,
     },
@@ -207,8 +205,9 @@ impl ServerCodec {
                     self.heads.push_back(starts_head(buf));
                     self.unfinished_head = false;
                     self.since = None;
-                    let parsed = parse_head(&buf[..len], &req, &mut self.hosts)?;
-                    return self.start_body(buf, len, parsed);
+                    let mut boxed = empty_request();
+                    let parsed = parse_head(&buf[..len], &req, &mut self.hosts, &mut boxed.head.headers)?;
+                    return self.start_body(buf, len, parsed, boxed);
                 }
             }
         }
@@ -250,8 +249,9 @@ impl ServerCodec {
             Ok(httparse::Status::Partial) => return Err(HttpError::InvalidRequestLine),
             Err(e) => return Err(map_parse_error(e, head_bytes)),
         }
-        let parsed = parse_head(head_bytes, &req, &mut self.hosts)?;
-        self.start_body(buf, span.len, parsed)
+        let mut boxed = empty_request();
+        let parsed = parse_head(head_bytes, &req, &mut self.hosts, &mut boxed.head.headers)?;
+        self.start_body(buf, span.len, parsed, boxed)
     }
 
     /// With the head parsed (the first `head_len` bytes of `buf`): splits
@@ -265,9 +265,9 @@ impl ServerCodec {
         buf: &mut BytesMut,
         head_len: usize,
         parsed: Parsed,
+        mut req: Box<Request>,
     ) -> Result<Option<BoxedInbound>, HttpError> {
-        let Parsed { method, target, origin_start, version, mut headers, keep_alive, framing, expect_continue } =
-            parsed;
+        let Parsed { method, target, origin_start, version, keep_alive, framing, expect_continue } = parsed;
         let decoder = match framing {
             None | Some(Framing::Length(0)) => None,
             Some(framing) => Some(BodyDecoder::new(framing, self.limits.max_body, self.limits.max_head)?),
@@ -282,15 +282,22 @@ impl ServerCodec {
             }
             Some(decoder) => (buf.split_to(head_len).freeze(), Err(decoder)),
         };
-        let method = match method {
+        // Filled in place: the request is not moved once boxed.
+        let head = &mut req.head;
+        head.method = match method {
             Method::Other(_) => Method::Other(bytes.slice(..method_len(&bytes))),
             known => known,
         };
-        let target = bytes.slice(target.0..target.1);
-        headers.attach(bytes);
-        let head = RequestHead { method, target, origin_start, version, headers, keep_alive };
+        head.target = bytes.slice(target.0..target.1);
+        head.origin_start = origin_start;
+        head.version = version;
+        head.keep_alive = keep_alive;
+        head.headers.attach(bytes);
         let body = match body {
-            Ok(body) => return Ok(Some(BoxedInbound::Request(Box::new(Request { head, body })))),
+            Ok(body) => {
+                req.body = body;
+                return Ok(Some(BoxedInbound::Request(req)));
+            }
             Err(decoder) => decoder,
         };
         if let BodyDecoder::Length(n) = body {
@@ -300,23 +307,24 @@ impl ServerCodec {
                 buf.reserve((n - buf.len()).min(64 * 1024));
             }
         }
-        self.state = State::Body { head, body, continue_pending: expect_continue };
+        self.state = State::Body { req, body, continue_pending: expect_continue };
         Ok(None)
     }
 
     /// In the body state: the whole request once its body is complete.
     #[inline(always)]
     fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
-        let State::Body { head, body, continue_pending } = &mut self.state else {
+        let State::Body { req, body, continue_pending } = &mut self.state else {
             return Ok(None);
         };
         match body.decode(buf)? {
             Some(body) => {
-                let State::Body { head, .. } = std::mem::replace(&mut self.state, State::Head) else {
+                let State::Body { mut req, .. } = std::mem::replace(&mut self.state, State::Head) else {
                     unreachable!("state checked above")
                 };
                 self.since = None;
-                Ok(Some(BoxedInbound::Request(Box::new(Request { head, body }))))
+                req.body = body;
+                Ok(Some(BoxedInbound::Request(req)))
             }
             None => {
                 if self.since.is_none() {
@@ -324,7 +332,7 @@ impl ServerCodec {
                 }
                 if *continue_pending {
                     *continue_pending = false;
-                    return Ok(Some(BoxedInbound::Continue(Box::new(head.clone()))));
+                    return Ok(Some(BoxedInbound::Continue(Box::new(req.head.clone()))));
                 }
                 Ok(None)
             }
@@ -375,13 +383,28 @@ struct Parsed {
     target: (usize, usize),
     origin_start: u32,
     version: Version,
-    /// Offsets into the head ([`Headers::attach`] hands it over).
-    headers: Headers,
     keep_alive: bool,
     /// How the body is delimited (`None`: no body).
     framing: Option<Framing>,
     /// Whether the client expects `100 Continue`.
     expect_continue: bool,
+}
+
+/// A request to fill in place as its head is parsed: its fields are
+/// offsets pushed into its headers (still detached from any buffer), the
+/// rest is set once the head is split off.
+fn empty_request() -> Box<Request> {
+    Box::new(Request {
+        head: RequestHead {
+            method: Method::Get,
+            target: Bytes::new(),
+            origin_start: 0,
+            version: Version::Http11,
+            headers: Headers::default(),
+            keep_alive: false,
+        },
+        body: Bytes::new(),
+    })
 }
 
 /// The length of the method token at the start of a head.
@@ -430,7 +453,12 @@ fn line_end(buf: &[u8], mut at: usize) -> Option<usize> {
 /// Applies the rules of the request line, `Host` and body framing to a
 /// head that httparse parsed whole (`req`, from `head`).
 #[inline(always)]
-fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut HostCache) -> Result<Parsed, HttpError> {
+fn parse_head(
+    head: &[u8],
+    req: &httparse::Request<'_, '_>,
+    valid_hosts: &mut HostCache,
+    headers: &mut Headers,
+) -> Result<Parsed, HttpError> {
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HttpError::InvalidRequestLine);
     };
@@ -444,7 +472,7 @@ fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut Ho
     let base = head.as_ptr() as usize;
     let target_start = (path.as_ptr() as usize).wrapping_sub(base);
 
-    let mut headers = Headers::detached(req.headers.len());
+    headers.reserve(req.headers.len());
     let mut framing = FramingFields::default();
     let mut hosts = 0usize;
     let mut close = false;
@@ -498,7 +526,6 @@ fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut Ho
         target: (target_start, target_start + path.len()),
         origin_start: origin as u32,
         version,
-        headers,
         keep_alive: match version {
             Version::Http11 => !close,
             Version::Http10 => keep_alive && !close,

@@ -97,12 +97,12 @@ impl Headers {
         Headers { buf, entries: SmallVec::with_capacity(capacity) }
     }
 
-    /// An empty set whose buffer is attached later ([`Headers::attach`]);
-    /// the fields pushed meanwhile are offsets into the head they were
-    /// parsed from ([`Headers::push_in`]).
+    /// Room for `fields` more fields (an empty set whose buffer is attached
+    /// later, [`Headers::attach`], takes the fields of the head they are
+    /// parsed from as offsets, [`Headers::push_in`]).
     #[inline]
-    pub(crate) fn detached(capacity: usize) -> Headers {
-        Headers { buf: Bytes::new(), entries: SmallVec::with_capacity(capacity) }
+    pub(crate) fn reserve(&mut self, fields: usize) {
+        self.entries.reserve(fields);
     }
 
     /// Adds a field whose name and value are sub-slices of `head`, the
