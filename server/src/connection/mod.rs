@@ -90,7 +90,7 @@ use bytes::{Bytes, BytesMut};
 
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use inlet_shared::http::{
-    put_chunk, put_chunk_size, Body, BodyStream, Chunk, CodecError, Connection, Continue, Inbound, Phase, Request,
+    put_chunk, put_chunk_size, Body, BodyStream, BoxedInbound, Chunk, CodecError, Connection, Continue, Phase, Request,
     RequestHead, Response, ServerCodec, Version, LAST_CHUNK,
 };
 use inlet_shared::problem::Problem;
@@ -141,7 +141,10 @@ enum State {
     /// `endless`: a live stream (`text/event-stream`), which shutdown ends.
     Streaming { body: BodyStream, closes: bool, endless: bool },
     /// Ending: with a final answer (written, then lingering), or silently.
-    Closing(Option<Response>),
+    /// Boxed: an answer is some 130 bytes, and every state is moved on
+    /// each step of a request (`state = match state`), so the usual states
+    /// are not made that large by this rare one.
+    Closing(Option<Box<Response>>),
     /// Ending after an answer already queued (the end of a streamed body):
     /// written, then lingering.
     ClosingQueued,
@@ -212,6 +215,12 @@ pub(crate) struct Driver<S> {
     /// request's idle deadline) is taken up only when the timer fires
     /// before it (see `read`).
     timer: Pin<Box<Sleep>>,
+    /// Whether this task's waker is registered with `timer` for its current
+    /// deadline (a reading state polled it since it was last moved). A
+    /// reading state then asks `is_elapsed`, an atomic load, instead of
+    /// polling it again on every wake (a poll registers the waker anew and
+    /// takes coop budget: about 120 instructions a request).
+    timer_armed: bool,
     /// Start of the first request's header deadline.
     accepted_at: Instant,
     /// The client's verified certificate identity (TLS with
@@ -246,6 +255,7 @@ where
             shutdown,
             shutdown_armed: false,
             timer,
+            timer_armed: false,
             accepted_at,
             peer: None,
             credentials: CredentialCache::default(),
@@ -268,15 +278,18 @@ where
                     // The handler is awaited here, not in a helper: each
                     // async layer around it costs a copy of its future.
                     let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
-                    let (route, res) = router::handle(&self.app, &req, &mut self.credentials, self.peer.as_ref()).await;
+                    let (route, mut res) =
+                        router::handle(&self.app, &req, &mut self.credentials, self.peer.as_ref()).await;
                     drop(req);
                     let http10 = exchange.version == Version::Http10;
-                    self.queue(exchange.end(&self.app, route, res), http10).await
+                    // In place: an answer is some 130 bytes, not moved through `end`.
+                    exchange.end(&self.app, route, &mut res);
+                    self.queue(res, http10).await
                 }
                 State::Answering(Frame::Continue(head)) => self.answer_continue(&head).await,
                 State::Flushing => self.flush().await,
                 State::Streaming { body, closes, endless } => self.stream(body, closes, endless).await,
-                State::Closing(Some(res)) => return close_with(self.framed, res).await,
+                State::Closing(Some(res)) => return close_with(self.framed, *res).await,
                 State::ClosingQueued => return close_flushed(self.framed).await,
                 State::Closing(None) => {
                     // Answers already queued (before the peer closed) still go out.
@@ -303,14 +316,14 @@ where
             // moved on only when it fires before the deadline it stands for.
             let deadline = reading.deadline(&self.settings);
             if deadline < self.timer.deadline() {
-                self.timer.as_mut().reset(deadline);
+                self.reset_timer(deadline);
             }
-            if self.timer.as_mut().poll(cx).is_ready() {
+            if self.timer_fired(cx) {
                 if self.timer.deadline() >= deadline {
                     return Poll::Ready(Wake::Deadline);
                 }
-                self.timer.as_mut().reset(deadline);
-                if self.timer.as_mut().poll(cx).is_ready() {
+                self.reset_timer(deadline);
+                if self.timer_fired(cx) {
                     return Poll::Ready(Wake::Deadline);
                 }
             }
@@ -326,9 +339,36 @@ where
             Wake::Deadline => match reading {
                 Reading::Idle { .. } => State::Closing(None),
                 // The first request's head is due even if nothing of it came.
-                Reading::Head { .. } | Reading::Body { .. } => State::Closing(Some(self.closing_problem(timed_out()))),
+                Reading::Head { .. } | Reading::Body { .. } => {
+                    State::Closing(Some(Box::new(self.closing_problem(timed_out()))))
+                }
             },
         }
+    }
+
+    /// Moves the timer to `deadline`; the next reading state polls it again.
+    fn reset_timer(&mut self, deadline: Instant) {
+        self.timer.as_mut().reset(deadline);
+        self.timer_armed = false;
+    }
+
+    /// Whether the timer has fired, for a reading state's poll. The first
+    /// call after the timer was moved polls it, which registers this task
+    /// to be woken when it fires; from then on, until it is moved again,
+    /// the task's wakes ask `is_elapsed`, which is what a poll would answer
+    /// (the same task polls every state of the connection, so the waker
+    /// registered stays right). A poll refused for want of coop budget
+    /// registers nothing, so it arms nothing either.
+    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.timer_armed {
+            return self.timer.is_elapsed();
+        }
+        let registers = tokio::task::coop::has_budget_remaining();
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        self.timer_armed = registers;
+        false
     }
 
     fn on_read(&mut self, next: Option<Result<Frame, CodecError>>) -> State {
@@ -337,7 +377,7 @@ where
             Some(Err(CodecError::Http(e))) => {
                 let problem = respond::http_error(e);
                 tracing::debug!(status = problem.status, "protocol error: {}", problem.detail);
-                State::Closing(Some(self.closing_problem(problem)))
+                State::Closing(Some(Box::new(self.closing_problem(problem))))
             }
             Some(Err(CodecError::Io(_))) | None => State::Closing(None),
         }
@@ -382,7 +422,7 @@ where
         }
         let Some(body) = res.take_stream() else {
             if res.closes() {
-                return State::Closing(Some(res));
+                return State::Closing(Some(Box::new(res)));
             }
             return match self.framed.feed(res).await {
                 Ok(()) => State::Flushing,
@@ -492,7 +532,7 @@ where
         if self.framed.write_buffer().is_empty() {
             return true;
         }
-        self.timer.as_mut().reset(Instant::now() + self.settings.body_timeout);
+        self.reset_timer(Instant::now() + self.settings.body_timeout);
         let written = poll_fn(|cx| {
             if let Poll::Ready(r) = Sink::<Response>::poll_flush(Pin::new(&mut self.framed), cx) {
                 return Poll::Ready(r.is_ok());
@@ -520,7 +560,7 @@ where
         // it) and put back empty, keeping its allocation.
         let mut head = std::mem::take(self.framed.write_buffer_mut());
         put_chunk_size(&mut head, data.len());
-        self.timer.as_mut().reset(Instant::now() + self.settings.body_timeout);
+        self.reset_timer(Instant::now() + self.settings.body_timeout);
         let written = {
             let parts: [&[u8]; 3] = [&head, data, b"\r\n"];
             let mut done = 0;
@@ -547,7 +587,7 @@ where
 
     async fn answer_continue(&mut self, head: &RequestHead) -> State {
         if let Some(refusal) = refuse_continue_from(&self.app, head, self.peer.as_ref()) {
-            return State::Closing(Some(refusal));
+            return State::Closing(Some(Box::new(refusal)));
         }
         if self.framed.send(Continue).await.is_err() {
             return State::Closing(None);
@@ -651,18 +691,17 @@ pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
 /// certificate); the driver does the same steps inline.
 pub(crate) async fn answer(app: &App, req: Request, keep_open: bool, credentials: &mut CredentialCache) -> Response {
     let exchange = Exchange::begin(&req, keep_open);
-    let (route, res) = router::handle(app, &req, credentials, None).await;
-    exchange.end(app, route, res)
+    let (route, mut res) = router::handle(app, &req, credentials, None).await;
+    exchange.end(app, route, &mut res);
+    res
 }
 
-/// What the driver's codec yields: an [`Inbound`] with the request (or
-/// head) boxed, so that moving it out of `Framed`, through the driver's
-/// states and to the handler moves a pointer, not the request (some 180
-/// bytes, copied about fifteen times on its way unboxed).
-pub(crate) enum Frame {
-    Request(Box<Request>),
-    Continue(Box<RequestHead>),
-}
+/// What the driver's codec yields: the request (or head) boxed by the
+/// decoder where it is built, so that moving it out of the decoder, out of
+/// `Framed`, through the driver's states and to the handler moves a
+/// pointer, not the request (some 180 bytes, copied about fifteen times on
+/// its way unboxed).
+pub(crate) type Frame = BoxedInbound;
 
 /// The [`ServerCodec`], yielding [`Frame`]s; it encodes the same.
 pub(crate) struct Codec(ServerCodec);
@@ -674,24 +713,17 @@ impl Codec {
     }
 }
 
-fn frame(inbound: Inbound) -> Frame {
-    match inbound {
-        Inbound::Request(req) => Frame::Request(Box::new(req)),
-        Inbound::Continue(head) => Frame::Continue(Box::new(head)),
-    }
-}
-
 impl Decoder for Codec {
     type Item = Frame;
     type Error = CodecError;
 
     #[inline]
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        Ok(self.0.decode(buf)?.map(frame))
+        self.0.decode_boxed(buf)
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        Ok(self.0.decode_eof(buf)?.map(frame))
+        self.0.decode_eof_boxed(buf)
     }
 }
 
@@ -727,14 +759,14 @@ impl Exchange {
         }
     }
 
-    fn end(self, app: &App, route: Route, mut res: Response) -> Response {
+    /// Records the request's metrics and sets its answer's `Connection`.
+    fn end(self, app: &App, route: Route, res: &mut Response) {
         app.metrics.observe(route, self.method, res.status, self.started.elapsed());
         if !self.keep_alive || res.closes() {
             res.connection = Connection::Close;
         } else if self.version == Version::Http10 {
             res.connection = Connection::KeepAlive;
         }
-        res
     }
 }
 

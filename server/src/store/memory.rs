@@ -1,8 +1,9 @@
 //! `--store memory`: nothing survives a restart; for tests and benchmarks.
 //!
 //! Laid out to cost little per event, since every event is kept:
-//! - the event's JSON and its id are copied into large shared arena blocks
-//!   (no allocation per event; a record holds two `Bytes` handles into them);
+//! - the event's JSON and its id are copied side by side into large shared
+//!   arena blocks (no allocation per event; a record holds one `Bytes`
+//!   handle of both and where the id starts);
 //! - `type` and `source` are interned to numbers;
 //! - the dedupe index holds record numbers only, sharded so that no single
 //!   growth step rehashes the whole index;
@@ -39,10 +40,11 @@ use super::{
 
 #[derive(Debug)]
 struct Record {
-    /// The event's JSON, a slice of an arena block.
-    json: Bytes,
-    /// The event's id, a slice of an arena block.
-    id: Bytes,
+    /// The event's JSON and then its id, a slice of an arena block; only
+    /// the id once the event is deleted (its key may still be remembered).
+    data: Bytes,
+    /// Where the id starts in `data`: the JSON's length (0 once deleted).
+    json_len: usize,
     /// When it was stored, in nanoseconds since the Unix epoch.
     received_at: i64,
     ty: u32,
@@ -53,6 +55,19 @@ struct Record {
 
 /// `Record::token` of an event written anonymously.
 const NO_TOKEN: u32 = u32::MAX;
+
+impl Record {
+    /// The event's JSON (empty once deleted).
+    #[cfg(test)]
+    fn json(&self) -> &[u8] {
+        &self.data[..self.json_len]
+    }
+
+    /// The event's id.
+    fn id(&self) -> &[u8] {
+        &self.data[self.json_len..]
+    }
+}
 
 /// Records per chunk of the log.
 const CHUNK: usize = 1 << 16;
@@ -73,35 +88,25 @@ struct Arena {
 }
 
 impl Arena {
-    fn copy(&mut self, data: &[u8]) -> Bytes {
-        if data.len() > BLOCK / 8 {
-            return Bytes::copy_from_slice(data);
-        }
-        if self.block.capacity() - self.block.len() < data.len() {
-            self.block = BytesMut::with_capacity(BLOCK);
-        }
-        self.block.extend_from_slice(data);
-        // The block's first `split` makes it shared; later ones only bump
-        // its reference count.
-        self.block.split().freeze()
-    }
-
-    /// Copies `json` and then `id` side by side with one split of the
-    /// block: the event's two slices (`id` keeps the block alive as long as
-    /// `json` would have).
-    fn copy_pair(&mut self, json: &[u8], id: &[u8]) -> (Bytes, Bytes) {
+    /// Copies `json` and then `id` side by side into one slice of the
+    /// block (a pair larger than an eighth of a block gets its own
+    /// allocation).
+    fn copy_pair(&mut self, json: &[u8], id: &[u8]) -> Bytes {
         let len = json.len() + id.len();
         if len > BLOCK / 8 {
-            return (self.copy(json), self.copy(id));
+            let mut own = Vec::with_capacity(len);
+            own.extend_from_slice(json);
+            own.extend_from_slice(id);
+            return Bytes::from(own);
         }
         if self.block.capacity() - self.block.len() < len {
             self.block = BytesMut::with_capacity(BLOCK);
         }
         self.block.extend_from_slice(json);
         self.block.extend_from_slice(id);
-        let mut json = self.block.split().freeze();
-        let id = json.split_off(len - id.len());
-        (json, id)
+        // The block's first `split` makes it shared; later ones only bump
+        // its reference count.
+        self.block.split().freeze()
     }
 }
 
@@ -116,7 +121,7 @@ struct Names {
 }
 
 impl Names {
-    #[inline]
+    #[inline(always)]
     fn intern(&mut self, name: &str) -> u32 {
         if let Some((last, n)) = &self.last {
             if **last == *name {
@@ -195,7 +200,7 @@ fn record_at(chunks: &[Vec<Record>], i: usize) -> &Record {
 }
 
 fn record_json_len(chunks: &[Vec<Record>], i: usize) -> u64 {
-    record_at(chunks, i).json.len() as u64
+    record_at(chunks, i).json_len as u64
 }
 
 /// The dedupe key's hash: (interned source, id).
@@ -223,16 +228,19 @@ impl Inner {
         let chunks = &self.chunks;
         let same = |&i: &usize| {
             let r = record_at(chunks, i);
-            r.source == source && r.id == id
+            r.source == source && r.id() == id
         };
         if self.shards[shard].find(hash, same).is_some() {
             return false;
         }
-        let (json, id) = match &event.raw {
-            Some(raw) => self.arena.copy_pair(raw, id),
-            None => (Bytes::from(event.to_json()), self.arena.copy(id)),
+        let (data, json_len) = match &event.raw {
+            Some(raw) => (self.arena.copy_pair(raw, id), raw.len()),
+            None => {
+                let json = event.to_json();
+                (self.arena.copy_pair(&json, id), json.len())
+            }
         };
-        let record = Record { json, id, received_at, ty: self.types.intern(&event.ty), source, token };
+        let record = Record { data, json_len, received_at, ty: self.types.intern(&event.ty), source, token };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -245,7 +253,7 @@ impl Inner {
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.shards[shard].insert_unique(hash, index, |&i| {
             let r = record_at(chunks, i);
-            key_hash(hasher, r.source, &r.id)
+            key_hash(hasher, r.source, r.id())
         });
         true
     }
@@ -261,8 +269,11 @@ impl Inner {
             if r.received_at >= cutoff {
                 break;
             }
-            self.bytes = self.bytes.saturating_sub(r.json.len() as u64);
-            r.json = Bytes::new();
+            self.bytes = self.bytes.saturating_sub(r.json_len as u64);
+            // The id stays, for the dedupe index (it keeps its block alive,
+            // as before: the JSON's bytes go when the block does).
+            r.data = r.data.split_off(r.json_len);
+            r.json_len = 0;
             i += 1;
         }
         self.first = i;
@@ -287,7 +298,7 @@ impl Inner {
         let stop = end.min(start + DELETE_STEP);
         for i in start..stop {
             let r = record_at(&self.chunks, i);
-            let hash = key_hash(&self.hasher, r.source, &r.id);
+            let hash = key_hash(&self.hasher, r.source, r.id());
             if let Ok(entry) = self.shards[shard_of(hash)].find_entry(hash, |&j| j == i) {
                 entry.remove();
             }
@@ -408,7 +419,7 @@ fn read_step(inner: &Inner, from: usize, filters: Filters, pager: &mut Pager) ->
         let event = StoredEvent {
             seq: i as u64 + 1,
             received_at: rfc3339(r.received_at),
-            json: r.json.clone(),
+            json: r.data.slice(..r.json_len),
             token: inner.token_name(r.token),
         };
         if !pager.offer(event) {
@@ -542,8 +553,12 @@ impl MemoryStore {
         let mut inner =
             self.inner.lock().map_err(|_| StoreError::plain(ErrorKind::Unavailable, "the memory store is poisoned"))?;
         let token = inner.token_number(token);
-        let duplicate: smallvec::SmallVec<[bool; 8]> =
-            events.iter().map(|event| !inner.insert(event, received_at, token)).collect();
+        // Pushed one by one: `collect` into a `SmallVec` (its size hint and
+        // reserve) cost more than the single event's insert around it.
+        let mut duplicate = smallvec::SmallVec::<[bool; 8]>::new();
+        for event in events {
+            duplicate.push(!inner.insert(event, received_at, token));
+        }
         self.publish(&inner);
         drop(inner);
         let appended = Appended { duplicate };
@@ -634,23 +649,26 @@ mod tests {
 
     #[test]
     fn arena_pairs_are_the_two_slices_also_across_blocks_and_when_large() {
+        let record =
+            |data: Bytes, json_len: usize| Record { data, json_len, received_at: 0, ty: 0, source: 0, token: 0 };
         let mut arena = Arena::default();
-        let (json, id) = arena.copy_pair(b"{\"id\":\"a\"}", b"a");
-        assert_eq!((&json[..], &id[..]), (&b"{\"id\":\"a\"}"[..], &b"a"[..]));
+        let r = record(arena.copy_pair(b"{\"id\":\"a\"}", b"a"), 10);
+        assert_eq!((r.json(), r.id()), (&b"{\"id\":\"a\"}"[..], &b"a"[..]));
         // Fill the block to one byte short of the next pair: it goes whole
         // into a fresh block.
         let filler = vec![b'x'; BLOCK / 8];
         while arena.block.capacity() - arena.block.len() >= filler.len() + 4 {
-            arena.copy(&filler);
+            assert_eq!(&arena.copy_pair(&filler, b"")[..], &filler[..]);
         }
         let left = arena.block.capacity() - arena.block.len();
         let json_part = vec![b'j'; left - 1];
-        let (json, id) = arena.copy_pair(&json_part, b"id");
-        assert_eq!((&json[..], &id[..]), (&json_part[..], &b"id"[..]));
+        let r = record(arena.copy_pair(&json_part, b"id"), json_part.len());
+        assert_eq!((r.json(), r.id()), (&json_part[..], &b"id"[..]));
+        assert_eq!(arena.block.capacity() - arena.block.len(), BLOCK - json_part.len() - 2);
         // Larger than an eighth of a block: copied on their own.
         let big = vec![b'b'; BLOCK / 8 + 1];
-        let (json, id) = arena.copy_pair(&big, b"z");
-        assert_eq!((&json[..], &id[..]), (&big[..], &b"z"[..]));
+        let r = record(arena.copy_pair(&big, b"z"), big.len());
+        assert_eq!((r.json(), r.id()), (&big[..], &b"z"[..]));
     }
 
     #[test]

@@ -131,8 +131,12 @@ impl CodingError {
 /// applied; `identity` and empty list elements are skipped.
 pub fn content_codings(headers: &Headers) -> Result<Codings, CodingError> {
     let mut codings = Codings::new();
+    let mut fields = headers.get_all("content-encoding");
+    // Most requests have none: no list to split.
+    let Some(first) = fields.next() else { return Ok(codings) };
     let mut count = 0;
-    for token in headers.get_all("content-encoding").flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
+    let values = std::iter::once(first).chain(fields);
+    for token in values.flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
         if token.is_empty() || token.eq_ignore_ascii_case(b"identity") {
             continue;
         }

@@ -22,7 +22,7 @@ use tokio_util::codec::Decoder;
 
 use super::framing::{trim_ows, BodyDecoder, Framing, FramingFields};
 use super::head::HeadScanner;
-use super::message::{Headers, Inbound, Method, Request, RequestHead, Version};
+use super::message::{BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
 use super::target::{is_host_port, origin_start, starts_head};
 use super::{CodecError, HttpError};
 
@@ -56,14 +56,12 @@ pub enum Phase {
     Body { since: Instant },
 }
 
-// One codec per connection, in place: boxing the large variant would cost
-// an allocation per request instead.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     Head,
     Body {
-        head: RequestHead,
+        /// The request, its body still empty.
+        req: Box<Request>,
         body: BodyDecoder,
         continue_pending: bool,
     },
@@ -168,7 +166,7 @@ impl ServerCodec {
         CodecError::Http(err)
     }
 
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         match self.state {
             State::Failed(err) => Err(err),
             State::Head => {
@@ -189,7 +187,7 @@ impl ServerCodec {
     /// the body state and returns `None`, as it does while the head is
     /// incomplete.
     #[inline(always)]
-    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         if buf.is_empty() {
             return Ok(None);
         }
@@ -207,9 +205,9 @@ impl ServerCodec {
                     self.heads.push_back(starts_head(buf));
                     self.unfinished_head = false;
                     self.since = None;
-                    let parsed = parse_head(&buf[..len], &req, &mut self.hosts)?;
-                    let head = buf.split_to(len).freeze();
-                    return self.start_body(buf, head, parsed);
+                    let mut boxed = empty_request();
+                    let parsed = parse_head(&buf[..len], &req, &mut self.hosts, &mut boxed.head.headers)?;
+                    return self.start_body(buf, len, parsed, boxed);
                 }
             }
         }
@@ -220,7 +218,7 @@ impl ServerCodec {
     /// checks its lines, then httparse parses it (a head cut across reads,
     /// or one the one-pass route of `decode_head` gave no verdict on).
     #[inline(never)]
-    fn decode_scanned_head(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
+    fn decode_scanned_head(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
         let span = match self.scanner.scan(buf, self.limits.max_head, MAX_HEADERS) {
             Ok(Some(span)) => span,
             Ok(None) => {
@@ -251,29 +249,56 @@ impl ServerCodec {
             Ok(httparse::Status::Partial) => return Err(HttpError::InvalidRequestLine),
             Err(e) => return Err(map_parse_error(e, head_bytes)),
         }
-        let parsed = parse_head(head_bytes, &req, &mut self.hosts)?;
-        let head = buf.split_to(span.len).freeze();
-        self.start_body(buf, head, parsed)
+        let mut boxed = empty_request();
+        let parsed = parse_head(head_bytes, &req, &mut self.hosts, &mut boxed.head.headers)?;
+        self.start_body(buf, span.len, parsed, boxed)
     }
 
-    /// With the head parsed and split off `buf`: the request at once if it
-    /// has no body, else the body state.
+    /// With the head parsed (the first `head_len` bytes of `buf`): splits
+    /// it off, and returns the request at once if it has no body or if its
+    /// whole `Content-Length` body is in `buf` already (split off with the
+    /// head in one piece, the usual case of a small request: no pass
+    /// through the body state), else moves to the body state.
     #[inline(always)]
-    fn start_body(&mut self, buf: &mut BytesMut, bytes: Bytes, parsed: Parsed) -> Result<Option<Inbound>, HttpError> {
-        let Parsed { method, target, origin_start, version, mut headers, keep_alive, framing, expect_continue } =
-            parsed;
-        let method = match method {
+    fn start_body(
+        &mut self,
+        buf: &mut BytesMut,
+        head_len: usize,
+        parsed: Parsed,
+        mut req: Box<Request>,
+    ) -> Result<Option<BoxedInbound>, HttpError> {
+        let Parsed { method, target, origin_start, version, keep_alive, framing, expect_continue } = parsed;
+        let decoder = match framing {
+            None | Some(Framing::Length(0)) => None,
+            Some(framing) => Some(BodyDecoder::new(framing, self.limits.max_body, self.limits.max_head)?),
+        };
+        // `Ok`: the whole body, here already; `Err`: the decoder that waits for it.
+        let (bytes, body) = match decoder {
+            None => (buf.split_to(head_len).freeze(), Ok(Bytes::new())),
+            Some(BodyDecoder::Length(n)) if buf.len() - head_len >= n => {
+                let mut bytes = buf.split_to(head_len + n).freeze();
+                let body = bytes.split_off(head_len);
+                (bytes, Ok(body))
+            }
+            Some(decoder) => (buf.split_to(head_len).freeze(), Err(decoder)),
+        };
+        // Filled in place: the request is not moved once boxed.
+        let head = &mut req.head;
+        head.method = match method {
             Method::Other(_) => Method::Other(bytes.slice(..method_len(&bytes))),
             known => known,
         };
-        let target = bytes.slice(target.0..target.1);
-        headers.attach(bytes);
-        let head = RequestHead { method, target, origin_start, version, headers, keep_alive };
-        let body = match framing {
-            None | Some(Framing::Length(0)) => {
-                return Ok(Some(Inbound::Request(Request { head, body: Bytes::new() })));
+        head.target = bytes.slice(target.0..target.1);
+        head.origin_start = origin_start;
+        head.version = version;
+        head.keep_alive = keep_alive;
+        head.headers.attach(bytes);
+        let body = match body {
+            Ok(body) => {
+                req.body = body;
+                return Ok(Some(BoxedInbound::Request(req)));
             }
-            Some(framing) => BodyDecoder::new(framing, self.limits.max_body, self.limits.max_head)?,
+            Err(decoder) => decoder,
         };
         if let BodyDecoder::Length(n) = body {
             // Room for the rest of the body, bounded so that a large
@@ -282,23 +307,24 @@ impl ServerCodec {
                 buf.reserve((n - buf.len()).min(64 * 1024));
             }
         }
-        self.state = State::Body { head, body, continue_pending: expect_continue };
+        self.state = State::Body { req, body, continue_pending: expect_continue };
         Ok(None)
     }
 
     /// In the body state: the whole request once its body is complete.
     #[inline(always)]
-    fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, HttpError> {
-        let State::Body { head, body, continue_pending } = &mut self.state else {
+    fn decode_data(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, HttpError> {
+        let State::Body { req, body, continue_pending } = &mut self.state else {
             return Ok(None);
         };
         match body.decode(buf)? {
             Some(body) => {
-                let State::Body { head, .. } = std::mem::replace(&mut self.state, State::Head) else {
+                let State::Body { mut req, .. } = std::mem::replace(&mut self.state, State::Head) else {
                     unreachable!("state checked above")
                 };
                 self.since = None;
-                Ok(Some(Inbound::Request(Request { head, body })))
+                req.body = body;
+                Ok(Some(BoxedInbound::Request(req)))
             }
             None => {
                 if self.since.is_none() {
@@ -306,10 +332,31 @@ impl ServerCodec {
                 }
                 if *continue_pending {
                     *continue_pending = false;
-                    return Ok(Some(Inbound::Continue(head.clone())));
+                    return Ok(Some(BoxedInbound::Continue(Box::new(req.head.clone()))));
                 }
                 Ok(None)
             }
+        }
+    }
+}
+
+impl ServerCodec {
+    /// [`Decoder::decode`], with the request boxed where it is built (the
+    /// server's connections take this: see [`BoxedInbound`]).
+    pub fn decode_boxed(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, CodecError> {
+        match self.decode_inner(buf) {
+            Ok(item) => Ok(item),
+            Err(e) => Err(self.fail(buf, e)),
+        }
+    }
+
+    /// [`Decoder::decode_eof`], with the request boxed.
+    pub fn decode_eof_boxed(&mut self, buf: &mut BytesMut) -> Result<Option<BoxedInbound>, CodecError> {
+        match self.decode_boxed(buf)? {
+            Some(item) => Ok(Some(item)),
+            // A clean close between requests is the normal end of a connection.
+            None if buf.is_empty() && matches!(self.state, State::Head) && self.scanner.is_fresh() => Ok(None),
+            None => Err(self.fail(buf, HttpError::IncompleteMessage)),
         }
     }
 }
@@ -319,19 +366,11 @@ impl Decoder for ServerCodec {
     type Error = CodecError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
-        match self.decode_inner(buf) {
-            Ok(item) => Ok(item),
-            Err(e) => Err(self.fail(buf, e)),
-        }
+        Ok(self.decode_boxed(buf)?.map(Inbound::from))
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
-        match self.decode(buf)? {
-            Some(item) => Ok(Some(item)),
-            // A clean close between requests is the normal end of a connection.
-            None if buf.is_empty() && matches!(self.state, State::Head) && self.scanner.is_fresh() => Ok(None),
-            None => Err(self.fail(buf, HttpError::IncompleteMessage)),
-        }
+        Ok(self.decode_eof_boxed(buf)?.map(Inbound::from))
     }
 }
 
@@ -344,13 +383,28 @@ struct Parsed {
     target: (usize, usize),
     origin_start: u32,
     version: Version,
-    /// Offsets into the head ([`Headers::attach`] hands it over).
-    headers: Headers,
     keep_alive: bool,
     /// How the body is delimited (`None`: no body).
     framing: Option<Framing>,
     /// Whether the client expects `100 Continue`.
     expect_continue: bool,
+}
+
+/// A request to fill in place as its head is parsed: its fields are
+/// offsets pushed into its headers (still detached from any buffer), the
+/// rest is set once the head is split off.
+fn empty_request() -> Box<Request> {
+    Box::new(Request {
+        head: RequestHead {
+            method: Method::Get,
+            target: Bytes::new(),
+            origin_start: 0,
+            version: Version::Http11,
+            headers: Headers::default(),
+            keep_alive: false,
+        },
+        body: Bytes::new(),
+    })
 }
 
 /// The length of the method token at the start of a head.
@@ -399,7 +453,12 @@ fn line_end(buf: &[u8], mut at: usize) -> Option<usize> {
 /// Applies the rules of the request line, `Host` and body framing to a
 /// head that httparse parsed whole (`req`, from `head`).
 #[inline(always)]
-fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut HostCache) -> Result<Parsed, HttpError> {
+fn parse_head(
+    head: &[u8],
+    req: &httparse::Request<'_, '_>,
+    valid_hosts: &mut HostCache,
+    headers: &mut Headers,
+) -> Result<Parsed, HttpError> {
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HttpError::InvalidRequestLine);
     };
@@ -413,7 +472,7 @@ fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut Ho
     let base = head.as_ptr() as usize;
     let target_start = (path.as_ptr() as usize).wrapping_sub(base);
 
-    let mut headers = Headers::detached(req.headers.len());
+    headers.reserve(req.headers.len());
     let mut framing = FramingFields::default();
     let mut hosts = 0usize;
     let mut close = false;
@@ -467,7 +526,6 @@ fn parse_head(head: &[u8], req: &httparse::Request<'_, '_>, valid_hosts: &mut Ho
         target: (target_start, target_start + path.len()),
         origin_start: origin as u32,
         version,
-        headers,
         keep_alive: match version {
             Version::Http11 => !close,
             Version::Http10 => keep_alive && !close,

@@ -240,9 +240,22 @@ pub struct Continue;
 
 /// Writes `name: <decimal>\r\n`.
 fn put_number(dst: &mut BytesMut, name: &[u8], n: u64) {
-    dst.extend_from_slice(name);
-    dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    dst.extend_from_slice(b"\r\n");
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    // The line gathered on the stack and appended once (the names here are
+    // short: `Content-Length: `, `Retry-After: `).
+    let mut line = [0u8; 48];
+    let len = name.len() + digits.len() + 2;
+    if len > line.len() {
+        dst.extend_from_slice(name);
+        dst.extend_from_slice(digits);
+        dst.extend_from_slice(b"\r\n");
+        return;
+    }
+    line[..name.len()].copy_from_slice(name);
+    line[name.len()..len - 2].copy_from_slice(digits);
+    line[len - 2..len].copy_from_slice(b"\r\n");
+    dst.extend_from_slice(&line[..len]);
 }
 
 /// The last chunk of a chunked body, with no trailer (RFC 9112 §7.1).
@@ -446,5 +459,24 @@ mod tests {
         let (tx, body) = BodyStream::channel(4);
         drop(body);
         assert_eq!(tx.send(Bytes::from_static(b"ab")).await, Err(Cut), "the producer learns the client left");
+    }
+
+    #[test]
+    fn a_number_line_is_the_name_the_digits_and_crlf_for_every_width() {
+        let long = "X-A-Field-Name-Longer-Than-The-Line-Buffer-Itself: ";
+        for name in ["Content-Length: ", "Retry-After: ", long] {
+            let mut n = 0u64;
+            let mut numbers = vec![0, u64::MAX];
+            // 9, 99, ... up to 19 nines, and the next number of each width.
+            for _ in 0..19 {
+                n = n * 10 + 9;
+                numbers.extend([n, n + 1]);
+            }
+            for n in numbers {
+                let mut dst = BytesMut::from(&b"before"[..]);
+                super::put_number(&mut dst, name.as_bytes(), n);
+                assert_eq!(dst, format!("before{name}{n}\r\n").as_bytes(), "{name}{n}");
+            }
+        }
     }
 }

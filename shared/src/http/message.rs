@@ -1,6 +1,7 @@
 //! The request types the server decoder yields.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 /// HTTP version of a message. Only 1.0 and 1.1 are spoken (RFC 9112 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +71,18 @@ impl Method {
 
 /// Header fields in arrival order, kept as offsets into the one buffer that
 /// holds the message head: looking a field up borrows from that buffer,
-/// and the whole set costs one reference count, not one per field.
+/// and the whole set costs one reference count, not one per field. The
+/// offsets of up to `INLINE_FIELDS` fields are kept inline (no allocation
+/// for a usual request); more go to the heap.
 /// Names compare case-insensitively (RFC 9110 §5.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     buf: Bytes,
-    entries: Vec<Field>,
+    entries: SmallVec<[Field; INLINE_FIELDS]>,
 }
+
+/// Fields whose offsets a [`Headers`] keeps without an allocation.
+const INLINE_FIELDS: usize = 8;
 
 /// Where one field's name and value lie in `Headers::buf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,15 +94,15 @@ struct Field {
 impl Headers {
     /// An empty set over `buf`, which the fields pushed next must lie in.
     pub(crate) fn with_buffer(buf: Bytes, capacity: usize) -> Headers {
-        Headers { buf, entries: Vec::with_capacity(capacity) }
+        Headers { buf, entries: SmallVec::with_capacity(capacity) }
     }
 
-    /// An empty set whose buffer is attached later ([`Headers::attach`]);
-    /// the fields pushed meanwhile are offsets into the head they were
-    /// parsed from ([`Headers::push_in`]).
+    /// Room for `fields` more fields (an empty set whose buffer is attached
+    /// later, [`Headers::attach`], takes the fields of the head they are
+    /// parsed from as offsets, [`Headers::push_in`]).
     #[inline]
-    pub(crate) fn detached(capacity: usize) -> Headers {
-        Headers { buf: Bytes::new(), entries: Vec::with_capacity(capacity) }
+    pub(crate) fn reserve(&mut self, fields: usize) {
+        self.entries.reserve(fields);
     }
 
     /// Adds a field whose name and value are sub-slices of `head`, the
@@ -134,7 +140,7 @@ impl Headers {
     /// Builds headers from pairs (for requests made in code, and tests).
     pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
         let mut buf = Vec::new();
-        let mut ranges = Vec::with_capacity(pairs.len());
+        let mut ranges = SmallVec::with_capacity(pairs.len());
         for (n, v) in pairs {
             let (n, v) = (n.as_ref(), v.as_ref());
             let ns = buf.len();
@@ -260,7 +266,7 @@ impl RequestHead {
     /// asterisk-form.
     pub fn path(&self) -> &[u8] {
         let origin = self.origin();
-        let path = match memchr::memchr(b'?', origin) {
+        let path = match query_mark(origin) {
             Some(i) => &origin[..i],
             None => origin,
         };
@@ -274,10 +280,22 @@ impl RequestHead {
     /// The query part of the target, without the `?`.
     pub fn query(&self) -> &[u8] {
         let origin = self.origin();
-        match memchr::memchr(b'?', origin) {
+        match query_mark(origin) {
             Some(i) => &origin[i + 1..],
             None => b"",
         }
+    }
+}
+
+/// Where the `?` that starts the query is in an origin-form target: a
+/// byte loop for a short target (a call of `memchr` costs more there),
+/// `memchr` for a longer one.
+#[inline]
+fn query_mark(origin: &[u8]) -> Option<usize> {
+    if origin.len() <= 32 {
+        origin.iter().position(|&b| b == b'?')
+    } else {
+        memchr::memchr(b'?', origin)
     }
 }
 
@@ -303,6 +321,25 @@ pub enum Inbound {
     /// the same request then arrives whole as [`Inbound::Request`].
     Continue(RequestHead),
     Request(Request),
+}
+
+/// [`Inbound`] boxed, as [`ServerCodec::decode_boxed`](super::ServerCodec::decode_boxed)
+/// yields it: the request is boxed where the decoder builds it, so that
+/// handing it on (out of the decoder, out of `Framed`, to a handler) moves
+/// a pointer, not the request (some 180 bytes, a copy at every step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoxedInbound {
+    Continue(Box<RequestHead>),
+    Request(Box<Request>),
+}
+
+impl From<BoxedInbound> for Inbound {
+    fn from(inbound: BoxedInbound) -> Inbound {
+        match inbound {
+            BoxedInbound::Continue(head) => Inbound::Continue(*head),
+            BoxedInbound::Request(req) => Inbound::Request(*req),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -350,5 +387,58 @@ mod tests {
         assert_eq!(headers.get("x-long-header-name-over-eigh"), None);
         assert_eq!(headers.get("content-typ"), None);
         assert_eq!(headers.get_all("content-encoding").count(), 0);
+    }
+
+    #[test]
+    fn fields_on_both_sides_of_the_inline_bound_are_all_kept_in_order() {
+        use tokio_util::codec::Decoder;
+
+        use super::{Inbound, INLINE_FIELDS};
+        use crate::http::{Limits, ServerCodec};
+
+        for n in [0, 1, INLINE_FIELDS - 2, INLINE_FIELDS - 1, INLINE_FIELDS, INLINE_FIELDS + 1, 40, 99] {
+            // `Host` and `n` more fields: decoded as a head...
+            let mut head = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+            for i in 0..n {
+                head.push_str(&format!("X-F{i}: v{i}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut buf = bytes::BytesMut::from(head.as_bytes());
+            let Ok(Some(Inbound::Request(req))) = ServerCodec::new(Limits::default()).decode(&mut buf) else {
+                panic!("{n} fields: no request");
+            };
+            // ...and built from pairs.
+            let pairs: Vec<(String, String)> = (0..n).map(|i| (format!("X-F{i}"), format!("v{i}"))).collect();
+            let built = Headers::from_pairs(&pairs);
+            assert_eq!((req.headers.len(), built.len()), (n + 1, n), "{n} fields");
+            let decoded: Vec<(&[u8], &[u8])> = req.headers.iter().skip(1).collect();
+            let expected: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+            assert_eq!(decoded, expected, "{n} fields");
+            assert_eq!(built.iter().collect::<Vec<_>>(), expected, "{n} fields");
+            for (k, v) in &pairs {
+                assert_eq!(req.headers.get(k), Some(v.as_bytes()), "{n} fields");
+                assert_eq!(built.get(k), Some(v.as_bytes()), "{n} fields");
+            }
+            assert_eq!(req.headers.get("host"), Some(&b"h"[..]));
+        }
+    }
+
+    #[test]
+    fn the_query_mark_is_where_memchr_finds_it_at_every_length_and_position() {
+        for len in 0..80 {
+            let mut target = vec![b'a'; len];
+            assert_eq!(super::query_mark(&target), None, "{len}");
+            for at in 0..len {
+                target[at] = b'?';
+                assert_eq!(super::query_mark(&target), memchr::memchr(b'?', &target), "{len} {at}");
+                // A second mark later: the first one counts.
+                if at + 2 < len {
+                    target[at + 2] = b'?';
+                    assert_eq!(super::query_mark(&target), Some(at), "{len} {at}");
+                    target[at + 2] = b'a';
+                }
+                target[at] = b'a';
+            }
+        }
     }
 }

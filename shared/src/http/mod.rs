@@ -27,4 +27,4 @@ pub use encoder::{
     put_chunk, put_chunk_size, Body, BodySender, BodyStream, Chunk, Connection, Continue, Cut, Response, LAST_CHUNK,
 };
 pub use error::{CodecError, HttpError};
-pub use message::{Headers, Inbound, Method, Request, RequestHead, Version};
+pub use message::{BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
