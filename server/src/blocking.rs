@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use inlet_shared::http::{Body, CodecError, Continue, Inbound, Response, ServerCodec};
+use inlet_shared::http::{Body, BoxedInbound, CodecError, Continue, Response, ServerCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::config::Config;
@@ -88,15 +88,15 @@ fn serve(mut stream: TcpStream, app: &App, config: &Config, runtime: &tokio::run
     loop {
         // Answer everything already buffered, then write once.
         loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(Inbound::Continue(head))) => match refuse_continue(app, &head) {
+            match codec.decode_boxed(&mut buf) {
+                Ok(Some(BoxedInbound::Continue(head))) => match refuse_continue(app, &head) {
                     Some(res) => return write_final(&mut stream, &mut codec, &mut out, res),
                     None => {
                         let _ = codec.encode(Continue, &mut out);
                     }
                 },
-                Ok(Some(Inbound::Request(req))) => {
-                    let mut res = runtime.block_on(answer(app, req, true, &mut credentials));
+                Ok(Some(BoxedInbound::Request(req))) => {
+                    let mut res = runtime.block_on(answer(app, *req, true, &mut credentials));
                     // A streamed body (a `GET /events` page, bounded by
                     // `--max-page-bytes`) is collected and sent whole, with
                     // its length (also for `HEAD`, and for HTTP/1.0, which
