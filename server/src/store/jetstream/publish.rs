@@ -373,29 +373,26 @@ impl JetStreamStore {
     /// paid for in reads and in work per read (bench/nats-vs-inlet.py:
     /// 11 KB per write against the raw publisher's 33 KB).
     ///
-    /// A request that gives up (its deadline) before the commit went out
-    /// leaves the batch uncommitted, so nothing of it is stored: the task
-    /// sends the commit only while the request still waits.
+    /// The task lives only as long as the request: a request that gives up
+    /// (its deadline) aborts it, so whatever of the batch was not yet
+    /// handed to the connection never is, the commit included (the batch
+    /// then stays uncommitted and NATS stores none of it), and no more
+    /// batches are ever being handed over than requests wait at the store
+    /// (`--nats-batches-in-flight`), also while NATS stalls and the
+    /// connection's queue is full.
     async fn send_batch(
         &self,
         messages: Vec<(String, HeaderMap, Bytes)>,
         (subject, commit): (String, PublishMessage),
     ) -> Result<PublishAckFuture, StoreError> {
         let (client, context) = (self.client.clone(), self.context.clone());
-        let waiting = WaitingFlag(Arc::new(AtomicBool::new(true)));
-        let still_waiting = waiting.0.clone();
-        let task = self.nats_runtime.spawn(async move {
+        let mut task = AbortOnDrop(self.nats_runtime.spawn(async move {
             for (subject, headers, payload) in messages {
                 client.publish_with_headers(subject, headers, payload).await.map_err(publish_failed)?;
             }
-            if !still_waiting.load(Ordering::Acquire) {
-                return Err(no_answer());
-            }
             context.send_publish(subject, commit).await.map_err(jetstream_publish_failed)
-        });
-        let sent = task.await.map_err(|e| unavailable("publishing to JetStream", e));
-        drop(waiting);
-        sent?
+        }));
+        (&mut task.0).await.map_err(|e| unavailable("publishing to JetStream", e))?
     }
 
     /// One of the `--nats-batches-in-flight` places for a batch (or probe),
@@ -526,18 +523,18 @@ pub(super) fn read_ack(payload: &[u8]) -> Result<bool, AckError> {
     }
 }
 
-/// The message that ends (commits) an atomic batch of `len` messages:
-/// `event` with its id, the batch headers and the token's name.
-/// `true` while the request that spawned a batch's task waits for it;
-/// `false` once that request is dropped (its deadline), see `send_batch`.
-struct WaitingFlag(Arc<AtomicBool>);
+/// A task aborted when this is dropped: [`JetStreamStore::send_batch`]'s
+/// hand-over of a batch ends with the request that waits for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for WaitingFlag {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.abort();
     }
 }
 
+/// The message that ends (commits) an atomic batch of `len` messages:
+/// `event` with its id, the batch headers and the token's name.
 fn last_of_batch(event: &Event, id: &str, batch_id: &str, len: usize, token: Option<&str>) -> PublishMessage {
     let mut message = PublishMessage::build()
         .payload(event.json_bytes())
