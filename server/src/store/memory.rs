@@ -67,6 +67,20 @@ impl Record {
     fn id(&self) -> &[u8] {
         &self.data[self.json_len..]
     }
+
+    /// What a deleted record keeps: its id, for the dedupe index. A slice
+    /// of a shared block keeps that block alive, as the block's other
+    /// records do; a large event's own allocation ([`Arena::copy_pair`])
+    /// is let go, its id copied out, so that retention frees its JSON.
+    fn forget_json(&mut self) -> Bytes {
+        let id = if self.data.len() > BLOCK / 8 {
+            Bytes::copy_from_slice(self.id())
+        } else {
+            self.data.split_off(self.json_len)
+        };
+        self.json_len = 0;
+        id
+    }
 }
 
 /// Records per chunk of the log.
@@ -270,10 +284,7 @@ impl Inner {
                 break;
             }
             self.bytes = self.bytes.saturating_sub(r.json_len as u64);
-            // The id stays, for the dedupe index (it keeps its block alive,
-            // as before: the JSON's bytes go when the block does).
-            r.data = r.data.split_off(r.json_len);
-            r.json_len = 0;
+            r.data = r.forget_json();
             i += 1;
         }
         self.first = i;
@@ -764,6 +775,24 @@ mod tests {
         assert_eq!(store.append_now(&[ev("s", "5", "t")], None).unwrap().duplicate[..], [false]);
         let page = store.query_now(&Query { after: 3, limit: 10, ..Query::default() }).unwrap();
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [CHUNK as u64 + 11]);
+    }
+
+    #[test]
+    fn retention_lets_a_large_events_own_allocation_go() {
+        let store = with_retention(Duration::ZERO);
+        let mut big = ev("s", "big", "t");
+        big.subject = Some("x".repeat(BLOCK / 8).into());
+        store.append_now(&[ev("s", "small", "t"), big], None).unwrap();
+        let kept = |i: usize| store.inner.lock().unwrap().chunks[0][i].data.clone();
+        let (small, large) = (kept(0), kept(1));
+        assert!(large.len() > BLOCK / 8, "the large event has an allocation of its own");
+        assert!(round(&store, Duration::from_secs(2)));
+        assert_eq!(stored_seqs(&store), Vec::<u64>::new());
+        let (small_id, large_id) = (kept(0), kept(1));
+        assert_eq!((&small_id[..], &large_id[..]), (&b"small"[..], &b"big"[..]));
+        let within = |part: &Bytes, whole: &Bytes| whole.as_ptr_range().contains(&part.as_ptr());
+        assert!(within(&small_id, &small), "a block's record keeps its id in the block");
+        assert!(!within(&large_id, &large), "the large event's id is copied out of its allocation");
     }
 
     #[test]
