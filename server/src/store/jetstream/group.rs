@@ -51,7 +51,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use super::publish::{
-    code, error_code, jetstream_publish_failed, publish_failed, read_ack, repeats_within, too_large, unanswered,
+    batch_id, code, decimal, error_code, jetstream_publish_failed, publish_failed, read_ack, repeats_within, too_large,
+    unanswered,
 };
 use super::{no_answer, unavailable, NO_ANSWER, TOKEN_HEADER};
 use crate::store::{ErrorKind, StoreError};
@@ -135,14 +136,14 @@ impl Grouper {
         let latest = group.iter().map(|s| s.deadline).max();
         let deadline = latest.map_or(Instant::now() + self.ack_timeout, |d| d.min(Instant::now() + self.ack_timeout));
         if group.len() == 1 {
-            if let Some(single) = group.pop() {
-                let answer = self.publish_one(&single, deadline).await;
-                let _ = single.answer.send(answer.map_err(Failed::into_error));
+            if let Some(Single { subject, id, payload, token, answer, .. }) = group.pop() {
+                // Its subject and id move into the message, not copied.
+                let published = self.publish_one(subject, id, payload, token.as_deref(), deadline).await;
+                let _ = answer.send(published.map_err(Failed::into_error));
             }
             return;
         }
-        let ids: Vec<String> = group.iter().map(|s| s.id.clone()).collect();
-        let repeat = repeats_within(&ids);
+        let repeat = repeats_within(group.iter().map(|s| s.id.as_str()));
         let (mut firsts, mut repeats) = (Vec::with_capacity(group.len()), Vec::new());
         for (single, repeat) in group.into_iter().zip(repeat) {
             if repeat {
@@ -152,7 +153,7 @@ impl Grouper {
             }
         }
         let committed = if let [one] = firsts.as_slice() {
-            self.publish_one(one, deadline).await
+            self.publish_one_of(one, deadline).await
         } else {
             self.commit(&firsts, deadline).await
         };
@@ -185,27 +186,38 @@ impl Grouper {
 
     /// Publishes each event on its own, all at once, and answers each.
     async fn each_alone(&self, singles: Vec<Single>, deadline: Instant) {
-        let answers = futures::future::join_all(singles.iter().map(|s| self.publish_one(s, deadline))).await;
+        let answers = futures::future::join_all(singles.iter().map(|s| self.publish_one_of(s, deadline))).await;
         for (single, answer) in singles.into_iter().zip(answers) {
             let _ = single.answer.send(answer.map_err(Failed::into_error));
         }
     }
 
+    /// [`Self::publish_one`] of an event its request still waits for.
+    async fn publish_one_of(&self, single: &Single, deadline: Instant) -> Result<bool, Failed> {
+        let (subject, id, payload) = (single.subject.clone(), single.id.clone(), single.payload.clone());
+        self.publish_one(subject, id, payload, single.token.as_deref(), deadline).await
+    }
+
     /// One event: a core NATS request whose reply is JetStream's ack.
-    async fn publish_one(&self, single: &Single, deadline: Instant) -> Result<bool, Failed> {
+    async fn publish_one(
+        &self,
+        subject: String,
+        id: String,
+        payload: Bytes,
+        token: Option<&str>,
+        deadline: Instant,
+    ) -> Result<bool, Failed> {
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, single.id.as_str());
-        if let Some(token) = &single.token {
-            headers.insert(TOKEN_HEADER, token.as_str());
+        headers.insert(NATS_MESSAGE_ID, id);
+        if let Some(token) = token {
+            headers.insert(TOKEN_HEADER, token);
         }
-        let request =
-            async_nats::Request::new().payload(single.payload.clone()).headers(headers).timeout(Some(self.ack_timeout));
-        let reply =
-            match tokio::time::timeout_at(deadline, self.client.send_request(single.subject.clone(), request)).await {
-                Err(_) => return Err(Failed::Unanswered(no_answer())),
-                Ok(Err(e)) => return Err(request_failed(e)),
-                Ok(Ok(reply)) => reply,
-            };
+        let request = async_nats::Request::new().payload(payload).headers(headers).timeout(Some(self.ack_timeout));
+        let reply = match tokio::time::timeout_at(deadline, self.client.send_request(subject, request)).await {
+            Err(_) => return Err(Failed::Unanswered(no_answer())),
+            Ok(Err(e)) => return Err(request_failed(e)),
+            Ok(Ok(reply)) => reply,
+        };
         read_ack(&reply.payload).map_err(|e| Failed::NotStored(unavailable("JetStream did not acknowledge", e)))
     }
 
@@ -219,12 +231,12 @@ impl Grouper {
         let mut backoff = Duration::from_millis(5);
         let Some((last, rest)) = singles.split_last() else { return Ok(false) };
         loop {
-            let batch_id = format!("{}-g{}", self.batch_prefix, self.batches.fetch_add(1, Ordering::Relaxed));
+            let batch_id = batch_id(&self.batch_prefix, "-g", self.batches.fetch_add(1, Ordering::Relaxed));
             for (n, single) in rest.iter().enumerate() {
                 let mut headers = HeaderMap::new();
                 headers.insert(NATS_MESSAGE_ID, single.id.as_str());
                 headers.insert(NATS_BATCH_ID, batch_id.as_str());
-                headers.insert(NATS_BATCH_SEQUENCE, (n + 1).to_string());
+                headers.insert(NATS_BATCH_SEQUENCE, decimal(n + 1));
                 if let Some(token) = &single.token {
                     headers.insert(TOKEN_HEADER, token.as_str());
                 }
@@ -241,7 +253,7 @@ impl Grouper {
                 .payload(last.payload.clone())
                 .message_id(last.id.as_str())
                 .header(NATS_BATCH_ID, batch_id.as_str())
-                .header(NATS_BATCH_SEQUENCE, singles.len().to_string())
+                .header(NATS_BATCH_SEQUENCE, decimal(singles.len()))
                 .header(NATS_BATCH_COMMIT, "1");
             if let Some(token) = &last.token {
                 commit = commit.header(TOKEN_HEADER, token.as_str());
