@@ -111,7 +111,7 @@ pub struct JetStreamStore {
     batches: AtomicU64,
     /// The queue of single events to group (`group.rs`); `None` with
     /// `--nats-group-in-flight 0`.
-    group: Option<tokio::sync::mpsc::UnboundedSender<group::Single>>,
+    group: Option<group::Queue>,
     /// Subscribers hear of this server's appends at once; other servers
     /// writing the same stream are seen by looking again every
     /// [`LIVE_POLL`].

@@ -163,7 +163,10 @@ impl JetStreamStore {
             }
             let id = message_id(&event.source, &event.id);
             return match &self.group {
-                Some(queue) => self.publish_grouped(queue, event, payload, id, token, deadline).await,
+                Some(queue) => match queue.idle_place() {
+                    Some(_place) => self.publish_one(event, payload, id, token, deadline).await,
+                    None => self.publish_grouped(&queue.queue, event, payload, id, token, deadline).await,
+                },
                 None => self.publish_one(event, payload, id, token, deadline).await,
             };
         }
