@@ -119,7 +119,8 @@ impl Queue {
     /// them go alone under load: NATS then spent more per event). Two
     /// requests may both find nothing in flight and go together; both are
     /// within the places. A request that goes alone is the publish of
-    /// `--nats-group-in-flight 0`, with its own deadline.
+    /// `--nats-group-in-flight 0`, with its own deadline, and holds its
+    /// place until answered (or until the request is dropped).
     pub fn idle_place(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         if self.places.available_permits() + 1 < self.in_flight {
             return None;
