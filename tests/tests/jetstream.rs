@@ -528,24 +528,99 @@ fn an_existing_stream_is_updated_to_allow_atomic_batches() {
     assert_eq!(info["state"]["messages"], 3);
 }
 
-/// A stream that cannot allow atomic batches (a mirror) stops inlet at
-/// start with a message that says so.
+/// A stream that cannot allow atomic batches (persisted asynchronously,
+/// which NATS does not allow with atomic batches) stops inlet at start with
+/// a message that says so.
 #[test]
 #[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
 fn a_stream_that_cannot_take_atomic_batches_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::single(dir.path());
     let mut c = NatsConn::open(&nats);
-    c.api("STREAM.CREATE.ORIGIN", serde_json::json!({"name": "ORIGIN", "subjects": ["origin.>"]}));
-    let mirror = c.api(
+    let made = c.api(
         "STREAM.CREATE.INLET_EVENTS",
-        serde_json::json!({"name": "INLET_EVENTS", "mirror": {"name": "ORIGIN"}, "allow_direct": true}),
+        serde_json::json!({"name": "INLET_EVENTS", "subjects": ["inlet.events.>"], "persist_mode": "async"}),
     );
-    assert!(mirror["error"].is_null(), "{mirror}");
+    assert!(made["error"].is_null(), "{made}");
     let url = nats.url();
     let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &url]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("does not allow atomic batches and could not be updated"), "{stderr}");
+    assert!(stderr.contains("async persist mode is not supported with atomic batch publish"), "{stderr}");
+}
+
+/// A `--stream` or `--subject-prefix` NATS cannot take stops the server at
+/// start with the flag and why (it used to start and answer every write
+/// `503`, the stream never ready). Checked before connecting: no NATS here.
+#[test]
+fn a_stream_name_or_subject_prefix_nats_cannot_take_is_refused_at_start() {
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    for (flag, value, why) in [
+        ("--stream", "JS X", "has whitespace or a control character"),
+        ("--stream", "A.B", "has '.', '*' or '>' (NATS stream names cannot)"),
+        ("--stream", "a/b", "has a path separator (NATS stream names cannot)"),
+        ("--subject-prefix", "a b", "has whitespace or a control character"),
+        ("--subject-prefix", "a..b", "has an empty token (it is empty, or has '..' or a '.' at an end)"),
+        ("--subject-prefix", "inlet.>", "has a wildcard token ('*' or '>'); events are published to <prefix>.<type>"),
+    ] {
+        let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &nowhere, flag, value]);
+        assert_eq!(code, Some(1), "{flag} {value:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("the JetStream store cannot start: {flag} {value:?} {why}")),
+            "{flag} {value:?}: {stderr}"
+        );
+    }
+}
+
+/// An existing stream whose subjects do not take `<prefix>.>` stops the
+/// server at start, saying which subjects it takes; one whose subjects take
+/// them more broadly is used as it is.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn an_existing_stream_that_does_not_take_the_prefix_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let mut c = NatsConn::open(&nats);
+    let made = c.api(
+        "STREAM.CREATE.INLET_EVENTS",
+        serde_json::json!({"name": "INLET_EVENTS", "subjects": ["other.>"], "allow_atomic": true}),
+    );
+    assert!(made["error"].is_null(), "{made}");
+    let url = nats.url();
+    let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &url]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the JetStream stream does not take this server's subjects: stream INLET_EVENTS takes subjects \
+             [\"other.>\"], not inlet.events.>"
+        ),
+        "{stderr}"
+    );
+    let info = c.api("STREAM.INFO.INLET_EVENTS", serde_json::json!({}));
+    assert_eq!(info["config"]["subjects"], serde_json::json!(["other.>"]), "the refused stream is not changed");
+    // A mirror takes no subjects at all.
+    c.api("STREAM.CREATE.ORIGIN", serde_json::json!({"name": "ORIGIN", "subjects": ["origin.>"]}));
+    let mirror = c.api("STREAM.CREATE.MIRROR", serde_json::json!({"name": "MIRROR", "mirror": {"name": "ORIGIN"}}));
+    assert!(mirror["error"].is_null(), "{mirror}");
+    let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &url, "--stream", "MIRROR"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stream MIRROR takes no subjects (a mirror, or a stream of sources), not inlet.events.>"),
+        "{stderr}"
+    );
+    // A stream taking all of `inlet.>` takes `inlet.events.>` too.
+    let made = c.api(
+        "STREAM.CREATE.BROAD",
+        serde_json::json!({"name": "BROAD", "subjects": ["inlet.>"], "allow_atomic": true}),
+    );
+    assert!(made["error"].is_null(), "{made}");
+    let s = jetstream_server(&[url], &["--stream", "BROAD"]);
+    wait_jetstream_ready(&s);
+    let res = s.post("/events", "application/x-ndjson", ndjson(&ids(&["b1", "b2"])));
+    assert_eq!(json(&res), serde_json::json!({"accepted": 2, "duplicates": 0}));
+    let info = c.api("STREAM.INFO.BROAD", serde_json::json!({}));
+    assert_eq!(info["config"]["subjects"], serde_json::json!(["inlet.>"]), "its subjects are not changed");
+    assert_eq!(info["state"]["messages"], 3, "the readiness probe's event and the two");
 }
 
 /// `--max-batch` past what NATS takes in one atomic batch is refused at

@@ -38,6 +38,7 @@
 //! Outside it, a repeat is stored again.
 
 mod group;
+mod names;
 mod publish;
 mod read;
 mod rejected;
@@ -127,11 +128,15 @@ const STREAM_NOT_IN_TIME: &str = "the JetStream stream could not be set up in ti
 /// How often a subscriber looks at the stream without a notification.
 const LIVE_POLL: Duration = Duration::from_secs(1);
 
-/// Why the stream cannot take atomic batches and inlet will not start.
 /// How long a readiness probe waits for NATS to find the stream.
 const STREAM_PROBE: Duration = Duration::from_millis(500);
 
+/// Why the stream cannot take atomic batches and inlet will not start.
 const NOT_ATOMIC: &str = "the JetStream stream does not allow atomic batches and could not be updated to";
+
+/// Why an existing stream cannot take this server's events, and inlet will
+/// not start (found later, when NATS was away at start: every write `503`).
+const WRONG_SUBJECTS: &str = "the JetStream stream does not take this server's subjects";
 
 /// Makes a CloudEvents type usable as subject tokens: `.` separates tokens,
 /// other characters outside `[A-Za-z0-9_-]` become `_`, empty tokens `_`.
@@ -213,6 +218,7 @@ fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'st
 
 impl JetStreamStore {
     pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
+        names::check(&options.stream, &options.subject_prefix).map_err(OpenError::Jetstream)?;
         if options.max_batch > MAX_ATOMIC_BATCH {
             return Err(OpenError::Jetstream(format!(
                 "--max-batch {} is more than the {MAX_ATOMIC_BATCH} events NATS takes in one atomic batch",
@@ -299,7 +305,9 @@ impl JetStreamStore {
         // (An attempt not done in 2 s goes on; requests wait for it.)
         match store.stream(Instant::now() + Duration::from_secs(2)).await {
             Ok(_) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
-            Err(e) if e.reason() == NOT_ATOMIC => return Err(OpenError::Jetstream(e.chain())),
+            Err(e) if e.reason() == NOT_ATOMIC || e.reason() == WRONG_SUBJECTS => {
+                return Err(OpenError::Jetstream(e.chain()))
+            }
             Err(e) if e.reason() == STREAM_NOT_IN_TIME => {
                 tracing::warn!("NATS not reachable yet; writes answer 503 until it is")
             }
@@ -334,7 +342,7 @@ impl JetStreamStore {
     async fn stream(&self, deadline: Instant) -> Result<&stream::Stream, StoreError> {
         self.stream
             .get_or_set_up(deadline, STREAM_NOT_IN_TIME, || {
-                set_up_stream(self.context.clone(), self.stream_config()).boxed()
+                set_up_stream(self.context.clone(), self.stream_config(), self.options.subject_prefix.clone()).boxed()
             })
             .await
     }
@@ -348,11 +356,24 @@ impl JetStreamStore {
     }
 }
 
-/// Creates (or finds) the stream; see [`JetStreamStore::stream`].
-async fn set_up_stream(context: jetstream::Context, config: stream::Config) -> Result<stream::Stream, StoreError> {
+/// Creates (or finds) the stream; see [`JetStreamStore::stream`]. A stream
+/// found whose subjects do not take `<prefix>.>` is refused: publishes to it
+/// would find no stream (made by hand, or by a server with another
+/// `--subject-prefix`; inlet does not change which subjects a stream
+/// takes, that could take them from another stream).
+async fn set_up_stream(
+    context: jetstream::Context,
+    config: stream::Config,
+    prefix: String,
+) -> Result<stream::Stream, StoreError> {
     let name = config.name.clone();
     let mut stream =
         context.get_or_create_stream(config).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
+    let subjects = &stream.cached_info().config.subjects;
+    if !subjects.iter().any(|f| names::filter_covers(f, &prefix)) {
+        let wrong = names::SubjectsNotCovered { stream: name, subjects: subjects.clone(), prefix };
+        return Err(StoreError::caused(ErrorKind::Unavailable, WRONG_SUBJECTS, wrong));
+    }
     if !stream.cached_info().config.allow_atomic_publish {
         let mut config = stream.cached_info().config.clone();
         config.allow_atomic_publish = true;
