@@ -12,7 +12,9 @@ use base64::Engine as _;
 
 use super::error::Found;
 use super::timestamp::is_rfc3339;
-use super::{Data, Event, ExtensionValue, Json, Text};
+use bytes::Bytes;
+
+use super::{Data, Event, Events, ExtensionValue, Json, Text};
 use crate::problem::FieldError;
 
 /// Where the attributes of one event came from.
@@ -261,6 +263,22 @@ pub(crate) fn build_event(
     origin: Origin<'_>,
     found: &mut Found,
 ) -> Option<Event> {
+    let mut events = Events::new();
+    build_event_into(attrs, owner, origin, found, None, &mut events);
+    events.pop()
+}
+
+/// [`build_event`] that pushes the event (with `raw`) onto `out` where it
+/// is built, instead of returning it: an `Event` is some 300 bytes, and
+/// each function it is returned through copied it. Whether it was valid.
+pub(crate) fn build_event_into(
+    attrs: &[(Cow<'_, str>, Value<'_>)],
+    owner: Option<&Text>,
+    origin: Origin<'_>,
+    found: &mut Found,
+    raw: Option<Bytes>,
+    out: &mut Events,
+) -> bool {
     let errors_before = found.total();
     let mut seen = Seen::new(attrs.len());
     let mut specversion = None;
@@ -363,21 +381,23 @@ pub(crate) fn build_event(
     if data.is_some() && data_base64.is_some() {
         found.offer(|| origin.error("data_base64", "data and data_base64 are mutually exclusive"));
     }
+    let (Some(id), Some(source), Some(ty)) = (id, source, ty) else { return false };
     if found.total() > errors_before {
-        return None;
+        return false;
     }
-    Some(Event {
-        id: id?,
-        source: source?,
-        ty: ty?,
+    out.push(Event {
+        id,
+        source,
+        ty,
         datacontenttype,
         dataschema,
         subject,
         time,
         extensions,
         data: data.map(Data::Json).or(data_base64.map(Data::Base64)),
-        raw: None,
-    })
+        raw,
+    });
+    true
 }
 
 /// CloudEvents type system for extensions: String, Integer (32-bit), Boolean;
