@@ -712,6 +712,24 @@ mod tests {
         assert_eq!(stops.trailing_zeros() / 8, 1);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        /// On any word (bytes of every value in every position, stops and
+        /// bytes that borrow mixed), the lowest stop is the first byte the
+        /// rule names, and there is none when no byte is one.
+        #[test]
+        fn string_stops_lowest_is_the_first_byte_of_the_rule(word in proptest::array::uniform8(proptest::prop_oneof![
+            proptest::num::u8::ANY,
+            proptest::sample::select(vec![0u8, 0x1f, 0x20, 0x21, b'"', b'\\', 0x5b, 0x7f, 0x80, 0xa0, 0xdc, 0xff]),
+        ])) {
+            let first = word.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            let stops = string_stops(u64::from_le_bytes(word));
+            let lowest = (stops != 0).then(|| stops.trailing_zeros() as usize / 8);
+            proptest::prop_assert_eq!(lowest, first, "{:?}", word);
+        }
+    }
+
     /// What `read_string::<true>` says of the string at the start of `text`
     /// (after its opening quote): content, escaped, printable.
     fn read_printable(text: &str) -> Result<(&str, bool, bool), Syntax> {
