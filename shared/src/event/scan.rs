@@ -438,7 +438,13 @@ impl<'a> Scanner<'a> {
         self.colon()
     }
 
+    #[inline]
     fn colon(&mut self) -> Result<(), Syntax> {
+        // Compact JSON, what most clients send, has no whitespace here.
+        if self.bytes.get(self.pos) == Some(&b':') {
+            self.pos += 1;
+            return Ok(());
+        }
         match self.skip_ws() {
             Some(b':') => {
                 self.pos += 1;
@@ -630,6 +636,18 @@ impl<'a> Scanner<'a> {
                 tapes.saw_type(ty);
             }
             members.push((name, value));
+            // Compact JSON first: `,"` or `}` right after the value.
+            match self.bytes.get(self.pos) {
+                Some(b',') if self.bytes.get(self.pos + 1) == Some(&b'"') => {
+                    self.pos += 1;
+                    continue;
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => {}
+            }
             match self.skip_ws() {
                 Some(b',') => {
                     self.pos += 1;
