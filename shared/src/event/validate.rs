@@ -9,11 +9,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
+use bytes::Bytes;
 
 use super::error::Found;
 use super::timestamp::is_rfc3339;
-use bytes::Bytes;
-
 use super::{Data, Event, Events, ExtensionValue, Json, Text};
 use crate::problem::FieldError;
 
