@@ -32,6 +32,19 @@ impl BodyKind {
     /// decides); any other type with `ce-specversion` is binary mode.
     pub fn of(headers: &Headers) -> Result<BodyKind, ParseError> {
         let content_type = headers.get("content-type");
+        // The two structured types as clients write them (lowercase, no
+        // parameters) are one comparison each, before the value is split
+        // and trimmed; they decide before `ce-specversion` is looked at.
+        match content_type {
+            Some(b"application/cloudevents+json") => return Ok(BodyKind::Structured),
+            Some(b"application/cloudevents-batch+json") => return Ok(BodyKind::Batch),
+            _ => {}
+        }
+        BodyKind::of_value(headers, content_type)
+    }
+
+    /// [`BodyKind::of`] for any `Content-Type` (`content_type`, the value).
+    fn of_value(headers: &Headers, content_type: Option<&[u8]>) -> Result<BodyKind, ParseError> {
         // The media type without parameters, compared without allocating.
         let essence =
             content_type.map(|ct| ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii()).unwrap_or_default();
@@ -88,4 +101,51 @@ pub fn parse_body_with(
     // UTF-8 is checked once; attributes are then zero-copy slices of it.
     let text = Text::try_from(body.clone()).map_err(not_utf8)?;
     parse(&text, Some(&text), limits, tapes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `of` decides, with its fast path, is what the general reading
+    /// of the value decides: for the four types in several spellings, with
+    /// parameters and white space, with and without `ce-specversion`.
+    #[test]
+    fn the_fast_path_decides_as_the_general_reading() {
+        let types = [
+            "application/cloudevents+json",
+            "application/cloudevents-batch+json",
+            "application/json",
+            "application/x-ndjson",
+            "Application/CloudEvents+JSON",
+            "APPLICATION/CLOUDEVENTS-BATCH+JSON",
+            "text/plain",
+            "",
+            "application/cloudevents+jsonx",
+            "application/cloudevents+jso",
+        ];
+        let mut cases = 0;
+        for ty in types {
+            for written in [ty.to_string(), format!("{ty}; charset=utf-8"), format!(" {ty} "), format!("{ty};")] {
+                for binary in [false, true] {
+                    let mut pairs = vec![("content-type", written.as_str())];
+                    if binary {
+                        pairs.push(("ce-specversion", "1.0"));
+                    }
+                    let headers = Headers::from_pairs(&pairs);
+                    let general = BodyKind::of_value(&headers, headers.get("content-type"));
+                    assert_eq!(format!("{:?}", BodyKind::of(&headers)), format!("{general:?}"), "{written:?} {binary}");
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 80);
+        let structured =
+            Headers::from_pairs(&[("content-type", "application/cloudevents+json"), ("ce-specversion", "1.0")]);
+        assert_eq!(BodyKind::of(&structured).ok(), Some(BodyKind::Structured));
+        let batch = Headers::from_pairs(&[("content-type", "application/cloudevents-batch+json")]);
+        assert_eq!(BodyKind::of(&batch).ok(), Some(BodyKind::Batch));
+        let binary = Headers::from_pairs(&[("content-type", "application/json"), ("ce-specversion", "1.0")]);
+        assert_eq!(BodyKind::of(&binary).ok(), Some(BodyKind::Binary));
+    }
 }

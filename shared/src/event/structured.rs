@@ -7,8 +7,8 @@
 
 use super::error::Found;
 use super::scan::{Members, Scanner, Syntax};
-use super::validate::{build_event, share, Origin};
-use super::{Event, Events, ParseError, ParseLimits, Text};
+use super::validate::{build_event_into, share, Origin};
+use super::{Events, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
 use crate::schema::Tapes;
 
@@ -32,9 +32,9 @@ pub(crate) fn too_large(pointer: String, line: Option<u64>, len: usize, limits: 
     ParseError::EventTooLarge { at: FieldError::pointer(pointer, line, detail) }
 }
 
-/// Validates one event object found at `prefix`; errors go to `found`.
-/// With `owner` (the body that `json` lies in), the event keeps its own
-/// bytes as `raw` when they fit on one line.
+/// Validates one event object found at `prefix`; errors go to `found`, the
+/// event (if valid) onto `out`. With `owner` (the body that `json` lies
+/// in), the event keeps its own bytes as `raw` when they fit on one line.
 fn event_at(
     json: &str,
     owner: Option<&Text>,
@@ -42,7 +42,8 @@ fn event_at(
     line: Option<u64>,
     found: &mut Found,
     tapes: Option<&mut Tapes>,
-) -> Result<Option<Event>, Shape> {
+    out: &mut Events,
+) -> Result<bool, Shape> {
     let syntax = |e: Syntax| Shape::Syntax(e.detail(json));
     let mut scan = Scanner::new(json);
     let mut members = Members::new();
@@ -58,27 +59,26 @@ fn event_at(
     if let Some(e) = scan.key_error {
         return Err(syntax(e));
     }
-    Ok(build(&members, object, owner, Origin::Json { prefix, line }, found))
+    Ok(build(&members, object, owner, Origin::Json { prefix, line }, found, out))
 }
 
-/// Validates the members of the event object `object` (its text).
+/// Validates the members of the event object `object` (its text); the
+/// event, if valid, is pushed onto `out`.
 fn build(
     members: &Members<'_>,
     object: &str,
     owner: Option<&Text>,
     origin: Origin<'_>,
     found: &mut Found,
-) -> Option<Event> {
+    out: &mut Events,
+) -> bool {
     found.start_event();
-    let mut event = build_event(members, owner, origin, found);
-    if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
-        // Multi-line JSON is serialised again, so that `GET /events`
-        // and `inlet-client events` keep one event per line.
-        if memchr::memchr2(b'\n', b'\r', object.as_bytes()).is_none() {
-            event.raw = Some(share(Some(owner), object).into_bytes());
-        }
-    }
-    event
+    // Multi-line JSON is serialised again, so that `GET /events` and
+    // `inlet-client events` keep one event per line.
+    let raw = owner
+        .filter(|_| memchr::memchr2(b'\n', b'\r', object.as_bytes()).is_none())
+        .map(|owner| share(Some(owner), object).into_bytes());
+    build_event_into(members, owner, origin, found, raw, out)
 }
 
 /// `application/cloudevents+json`: exactly one event object.
@@ -98,14 +98,15 @@ pub(crate) fn single(
         return Err(too_large("#".into(), None, json.len(), limits));
     }
     let mut found = Found::new();
-    match event_at(json, owner, "#", None, &mut found, tapes.as_deref_mut()) {
-        Ok(Some(event)) => {
+    let mut events = Events::new();
+    match event_at(json, owner, "#", None, &mut found, tapes.as_deref_mut(), &mut events) {
+        Ok(true) => {
             if let Some(tapes) = tapes {
                 tapes.push_event();
             }
-            Ok(Events::from_buf([event]))
+            Ok(events)
         }
-        Ok(None) => Err(found.into_error()),
+        Ok(false) => Err(found.into_error()),
         Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors: Vec::new() }),
         Err(Shape::Wrong) => Err(ParseError::Invalid { errors: vec![not_an_event("#", None)], cut: 0 }),
     }
@@ -166,10 +167,14 @@ pub(crate) fn array(
                         stop = Some(over(item.len()));
                     } else if let Some(e) = scan.key_error {
                         stop = Some(syntax(e));
-                    } else if let Some(event) =
-                        build(&members, item, owner, Origin::Json { prefix: &prefix, line: None }, &mut found)
-                    {
-                        events.push(event);
+                    } else if build(
+                        &members,
+                        item,
+                        owner,
+                        Origin::Json { prefix: &prefix, line: None },
+                        &mut found,
+                        &mut events,
+                    ) {
                         if let Some(tapes) = tapes.as_deref_mut() {
                             tapes.push_event();
                         }
@@ -271,14 +276,13 @@ pub(crate) fn ndjson(
         if line.len() > limits.max_event_bytes {
             return Err(too_large("#".into(), Some(number), line.len(), limits));
         }
-        match event_at(line, owner, "#", Some(number), &mut invalid, tapes.as_deref_mut()) {
-            Ok(Some(event)) => {
-                events.push(event);
+        match event_at(line, owner, "#", Some(number), &mut invalid, tapes.as_deref_mut(), &mut events) {
+            Ok(true) => {
                 if let Some(tapes) = tapes.as_deref_mut() {
                     tapes.push_event();
                 }
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(Shape::Wrong) => {
                 invalid.start_event();
                 invalid.offer(|| not_an_event("#", Some(number)));

@@ -9,10 +9,11 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
+use bytes::Bytes;
 
 use super::error::Found;
 use super::timestamp::is_rfc3339;
-use super::{Data, Event, ExtensionValue, Json, Text};
+use super::{Data, Event, Events, ExtensionValue, Json, Text};
 use crate::problem::FieldError;
 
 /// Where the attributes of one event came from.
@@ -110,6 +111,17 @@ fn unless_forbidden(e: &'static str, detail: &'static str) -> &'static str {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes (a chunk of exactly 8) as one little-endian word.
+#[inline]
+fn word(chunk: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(chunk);
+    u64::from_le_bytes(word)
+}
+
 /// Whether every byte is printable ASCII (0x20..=0x7E), eight bytes at a
 /// time: a byte below 0x20 borrows through its high bit when 0x20 is
 /// subtracted; a byte of 0x7F or more has its high bit set after adding 1
@@ -117,12 +129,8 @@ fn unless_forbidden(e: &'static str, detail: &'static str) -> &'static str {
 /// A string of 8 bytes or more ends with one more word, the last 8 bytes
 /// (overlapping the words before), instead of a loop over what is left.
 fn is_printable_ascii(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let printable = |chunk: &[u8]| {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
+        let x = word(chunk);
         let below = x.wrapping_sub(ONES * 0x20) & !x;
         let above = x | x.wrapping_add(ONES);
         (below | above) & HIGH == 0
@@ -254,6 +262,22 @@ pub(crate) fn build_event(
     origin: Origin<'_>,
     found: &mut Found,
 ) -> Option<Event> {
+    let mut events = Events::new();
+    build_event_into(attrs, owner, origin, found, None, &mut events);
+    events.pop()
+}
+
+/// [`build_event`] that pushes the event (with `raw`) onto `out` where it
+/// is built, instead of returning it: an `Event` is some 300 bytes, and
+/// each function it is returned through copied it. Whether it was valid.
+pub(crate) fn build_event_into(
+    attrs: &[(Cow<'_, str>, Value<'_>)],
+    owner: Option<&Text>,
+    origin: Origin<'_>,
+    found: &mut Found,
+    raw: Option<Bytes>,
+    out: &mut Events,
+) -> bool {
     let errors_before = found.total();
     let mut seen = Seen::new(attrs.len());
     let mut specversion = None;
@@ -356,21 +380,23 @@ pub(crate) fn build_event(
     if data.is_some() && data_base64.is_some() {
         found.offer(|| origin.error("data_base64", "data and data_base64 are mutually exclusive"));
     }
+    let (Some(id), Some(source), Some(ty)) = (id, source, ty) else { return false };
     if found.total() > errors_before {
-        return None;
+        return false;
     }
-    Some(Event {
-        id: id?,
-        source: source?,
-        ty: ty?,
+    out.push(Event {
+        id,
+        source,
+        ty,
         datacontenttype,
         dataschema,
         subject,
         time,
         extensions,
         data: data.map(Data::Json).or(data_base64.map(Data::Base64)),
-        raw: None,
-    })
+        raw,
+    });
+    true
 }
 
 /// CloudEvents type system for extensions: String, Integer (32-bit), Boolean;
@@ -394,9 +420,25 @@ pub(crate) fn is_extension_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// A URI-reference (RFC 3986 §4.1) has no whitespace or control characters.
+/// A URI-reference (RFC 3986 §4.1) has no whitespace or control characters:
+/// no byte at or below 0x20, none of 0x7F. Eight bytes at a time: a byte
+/// below 0x21 borrows through its high bit when 0x21 is subtracted (a byte
+/// of 0x80 or more has its own high bit masked off, and a borrow only runs
+/// upwards from a real one), a byte of 0x7F is zero after XOR with 0x7F; a
+/// string of 8 bytes or more ends with one overlapping word, as in
+/// `is_printable_ascii`.
 fn is_uri_reference(s: &str) -> bool {
-    !s.bytes().any(|b| b <= b' ' || b == 0x7f)
+    let clean = |chunk: &[u8]| {
+        let x = word(chunk);
+        let below = x.wrapping_sub(ONES * 0x21) & !x;
+        let del = x ^ (ONES * 0x7f);
+        (below | (del.wrapping_sub(ONES) & !del)) & HIGH == 0
+    };
+    let bytes = s.as_bytes();
+    let Some(last) = bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) else {
+        return !bytes.iter().any(|&b| b <= b' ' || b == 0x7f);
+    };
+    bytes.chunks_exact(8).all(clean) && clean(last)
 }
 
 /// RFC 3986 §3.1: `scheme ":" ...` with `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
@@ -411,7 +453,30 @@ fn is_absolute_uri(s: &str) -> bool {
 /// RFC 2045 §5.1 / RFC 9110 §8.3.1: `type "/" subtype *( OWS ";" OWS parameter )`.
 /// Bytes are searched one by one: a `str` search for a `char` (`split`,
 /// `split_once`) costs some 150 instructions more on a value this short.
+///
+/// The common form, `type/subtype` of token bytes and nothing else, is
+/// decided in one pass over the bytes; anything else (parameters,
+/// whitespace, a second `/`, no `/`) by the searches below it.
 pub(crate) fn is_media_type(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut slash = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if TCHAR[usize::from(b)] {
+            continue;
+        }
+        if b == b'/' && slash.is_none() {
+            slash = Some(i);
+            continue;
+        }
+        return is_media_type_with_parameters(s);
+    }
+    // Every byte a token byte but one `/`: no `;` to cut at, nothing to trim.
+    slash.is_some_and(|at| at > 0 && at + 1 < bytes.len())
+}
+
+/// [`is_media_type`] for any other value: the essence is cut at the first
+/// `;` and trimmed of white space, then split at its first `/`.
+fn is_media_type_with_parameters(s: &str) -> bool {
     let end = s.bytes().position(|b| b == b';').unwrap_or(s.len());
     let essence = s.get(..end).unwrap_or_default().trim().as_bytes();
     match essence.iter().position(|&b| b == b'/') {
@@ -484,10 +549,54 @@ mod tests {
         assert!(!is_token(None));
     }
 
+    #[test]
+    fn uri_reference_check_agrees_with_the_byte_rule_at_every_position() {
+        for len in [1, 7, 8, 9, 15, 16, 17, 24, 31] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    for fill in [b'a', 0x80, 0xff, b'~'] {
+                        let mut bytes = vec![fill; len];
+                        bytes[at] = b;
+                        let Ok(s) = std::str::from_utf8(&bytes) else { continue };
+                        let rule = !s.bytes().any(|b| b <= b' ' || b == 0x7f);
+                        assert_eq!(is_uri_reference(s), rule, "byte {b:#x} at {at} of {len}, fill {fill:#x}");
+                    }
+                }
+            }
+        }
+        // Non-ASCII (UTF-8 of 2-4 bytes) around a space and a DEL.
+        for s in ["é/a b", "😀😀😀😀 ", "\u{7f}😀😀😀😀", "/ü/ü/ü/ü/ü", "\u{a0}\u{a0}\u{a0}\u{a0}\u{a0}"]
+        {
+            assert_eq!(is_uri_reference(s), !s.bytes().any(|b| b <= b' ' || b == 0x7f), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn media_types_of_the_common_form_and_others() {
+        for (s, valid) in [
+            ("application/json", true),
+            ("text/plain;charset=utf-8", true),
+            ("a/b", true),
+            ("/json", false),
+            ("application/", false),
+            ("application", false),
+            ("application/json/x", false),
+            ("application//json", false),
+            (" application/json", true),
+            ("\u{a0}application/json\u{a0}", true),
+            ("application/json ", true),
+            ("appli cation/json", false),
+            ("", false),
+            ("/", false),
+        ] {
+            assert_eq!(is_media_type(s), valid, "{s:?}");
+        }
+    }
+
     proptest::proptest! {
         /// The byte searches decide as the `str` searches they replaced.
         #[test]
-        fn media_type_and_absolute_uri_agree_with_the_str_searches(s in "[a-z/;: +.\\-\t\u{a0}\u{e9}]{0,16}") {
+        fn media_type_and_absolute_uri_agree_with_the_str_searches(s in "[a-z/;: +.\\-\t\u{a0}\u{e9}!#~=\"]{0,24}") {
             let media_type = match s.split(';').next().unwrap_or("").trim().split_once('/') {
                 Some((ty, sub)) => is_token(Some(ty.as_bytes())) && is_token(Some(sub.as_bytes())),
                 None => false,

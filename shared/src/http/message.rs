@@ -79,6 +79,16 @@ impl Method {
 pub struct Headers {
     buf: Bytes,
     entries: SmallVec<[Field; INLINE_FIELDS]>,
+    /// One bit per name length among the fields (bit 63 for 63 bytes or
+    /// more): a lookup of a name whose length no field has (most requests
+    /// have no `Content-Encoding`, say) is answered without a field looked at.
+    lengths: u64,
+}
+
+/// The bit of [`Headers::lengths`] for a name of `len` bytes.
+#[inline]
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// Fields whose offsets a [`Headers`] keeps without an allocation.
@@ -94,7 +104,7 @@ struct Field {
 impl Headers {
     /// An empty set over `buf`, which the fields pushed next must lie in.
     pub(crate) fn with_buffer(buf: Bytes, capacity: usize) -> Headers {
-        Headers { buf, entries: SmallVec::with_capacity(capacity) }
+        Headers { buf, entries: SmallVec::with_capacity(capacity), lengths: 0 }
     }
 
     /// Room for `fields` more fields (an empty set whose buffer is attached
@@ -135,21 +145,24 @@ impl Headers {
             }
         };
         self.entries.push(Field { name: range(name), value: range(value) });
+        self.lengths |= length_bit(name.len());
     }
 
     /// Builds headers from pairs (for requests made in code, and tests).
     pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
         let mut buf = Vec::new();
         let mut ranges = SmallVec::with_capacity(pairs.len());
+        let mut lengths = 0;
         for (n, v) in pairs {
             let (n, v) = (n.as_ref(), v.as_ref());
+            lengths |= length_bit(n.len());
             let ns = buf.len();
             buf.extend_from_slice(n);
             let vs = buf.len();
             buf.extend_from_slice(v);
             ranges.push(Field { name: (ns as u32, vs as u32), value: (vs as u32, buf.len() as u32) });
         }
-        Headers { buf: Bytes::from(buf), entries: ranges }
+        Headers { buf: Bytes::from(buf), entries: ranges, lengths }
     }
 
     fn slice(&self, (start, end): (u32, u32)) -> &[u8] {
@@ -160,7 +173,8 @@ impl Headers {
     /// first, from its offsets, so most fields cost no byte comparison.
     fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Field> + 'a {
         let name = name.as_bytes();
-        self.entries
+        let entries = if self.lengths & length_bit(name.len()) == 0 { &[][..] } else { &self.entries[..] };
+        entries
             .iter()
             .filter(move |f| (f.name.1 - f.name.0) as usize == name.len() && same_name(self.slice(f.name), name))
     }
@@ -369,6 +383,34 @@ mod tests {
             }
         }
         assert!(same_name(b"", b""));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// A lookup finds what a scan of every field finds, whatever the
+        /// lengths of the names (over 63 bytes sharing one bit): built from
+        /// pairs and pushed as slices of a buffer.
+        #[test]
+        fn lookups_agree_with_a_scan_of_every_field(
+            names in proptest::collection::vec("[aB-]{0,3}(x{0,70}|X{60,70})", 0..12),
+            asked in proptest::collection::vec("[aB-]{0,3}(x{0,70}|X{60,70})", 1..6),
+        ) {
+            let pairs: Vec<(String, String)> = names.iter().enumerate().map(|(i, n)| (n.clone(), i.to_string())).collect();
+            let from_pairs = Headers::from_pairs(&pairs);
+            let mut pushed = Headers::with_buffer(from_pairs.buf.clone(), 0);
+            for (name, value) in from_pairs.iter() {
+                pushed.push_slices(name, value);
+            }
+            for headers in [&from_pairs, &pushed] {
+                for name in asked.iter().chain(&names) {
+                    let scan: Vec<&[u8]> =
+                        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v).collect();
+                    proptest::prop_assert_eq!(headers.get_all(name).collect::<Vec<_>>(), scan.clone(), "{:?} in {:?}", name, names);
+                    proptest::prop_assert_eq!(headers.get(name), scan.first().copied());
+                }
+            }
+        }
     }
 
     #[test]
