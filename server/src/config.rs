@@ -89,6 +89,17 @@ fn parse_nats_ack_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A count that becomes a semaphore's permits (`--max-connections`, the
+/// NATS places): tokio's semaphore holds at most `Semaphore::MAX_PERMITS`
+/// and panics past it, so a larger number is refused here.
+fn parse_permits(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{s:?} is not a count: {e}"))?;
+    if n > tokio::sync::Semaphore::MAX_PERMITS {
+        return Err(format!("{n} is more than the {} allowed", tokio::sync::Semaphore::MAX_PERMITS));
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -200,13 +211,13 @@ pub struct Config {
 
     /// jetstream: atomic batches (requests of more than one event) this
     /// server has in flight at most; nats-server takes 50 per stream.
-    #[arg(long, env = "INLET_NATS_BATCHES_IN_FLIGHT", default_value_t = 16)]
+    #[arg(long, env = "INLET_NATS_BATCHES_IN_FLIGHT", default_value_t = 16, value_parser = parse_permits)]
     pub nats_batches_in_flight: usize,
 
     /// jetstream: groups of single-event requests this server has in flight
     /// at most; single events that arrive while all are taken go to NATS
     /// together as one atomic batch. 0: no grouping.
-    #[arg(long, env = "INLET_NATS_GROUP_IN_FLIGHT", default_value_t = 16)]
+    #[arg(long, env = "INLET_NATS_GROUP_IN_FLIGHT", default_value_t = 16, value_parser = parse_permits)]
     pub nats_group_in_flight: usize,
 
     /// Worker threads, each with its own runtime and listening socket
@@ -215,7 +226,7 @@ pub struct Config {
     pub workers: usize,
 
     /// Open connections at most; more are answered 503 and closed.
-    #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "INLET_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = parse_permits)]
     pub max_connections: usize,
 
     /// `GET /events/stream` subscribers open at once at most; more are
@@ -530,6 +541,24 @@ mod tests {
         assert_eq!(config.max_page_bytes, 4 * 1024 * 1024);
         let config = Config::try_parse_from(["inlet-server", "--max-page-bytes", "1000"]).unwrap();
         assert_eq!(config.max_page_bytes, 1000);
+    }
+
+    /// Counts that become semaphore permits: up to tokio's maximum taken,
+    /// one past it refused with a message (it panicked at start before).
+    #[test]
+    fn permit_counts_past_the_semaphores_maximum_are_refused() {
+        let max = tokio::sync::Semaphore::MAX_PERMITS;
+        for flag in ["--max-connections", "--nats-batches-in-flight", "--nats-group-in-flight"] {
+            let at = Config::try_parse_from(["inlet-server", flag, &max.to_string()]);
+            assert!(at.is_ok(), "{flag} {max}");
+            let past = (max + 1).to_string();
+            let err = Config::try_parse_from(["inlet-server", flag, &past]).unwrap_err().to_string();
+            assert!(err.contains(&format!("{past} is more than the {max} allowed")), "{flag}: {err}");
+            let err = Config::try_parse_from(["inlet-server", flag, "many"]).unwrap_err().to_string();
+            assert!(err.contains("is not a count"), "{flag}: {err}");
+        }
+        let c = Config::try_parse_from(["inlet-server", "--max-connections", &max.to_string()]).unwrap();
+        assert_eq!(c.max_connections, max);
     }
 
     #[test]

@@ -505,27 +505,33 @@ fn refused_start(args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// A stream made before atomic batches (or by hand) without `allow_atomic`
-/// is updated at start; nothing else of its config changes.
+/// and without `allow_direct` (the direct gets `GET /events` reads with) is
+/// updated at start; nothing else of its config changes.
 #[test]
 #[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
-fn an_existing_stream_is_updated_to_allow_atomic_batches() {
+fn an_existing_stream_is_updated_to_allow_atomic_batches_and_direct_gets() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::single(dir.path());
     let mut c = NatsConn::open(&nats);
     let created = c.api(
         "STREAM.CREATE.INLET_EVENTS",
         serde_json::json!({"name": "INLET_EVENTS", "subjects": ["inlet.events.>"], "storage": "file",
-            "num_replicas": 1, "max_msgs": 12345, "allow_direct": true}),
+            "num_replicas": 1, "max_msgs": 12345, "allow_direct": false}),
     );
     assert!(created["config"]["allow_atomic"].is_null(), "{created}");
+    assert_eq!(created["config"]["allow_direct"], false, "{created}");
     let s = jetstream_server(&[nats.url()], &[]);
     wait_jetstream_ready(&s);
     let res = s.post("/events", "application/x-ndjson", ndjson(&ids(&["x1", "x2"])));
     assert_eq!(json(&res), serde_json::json!({"accepted": 2, "duplicates": 0}));
     let info = c.api("STREAM.INFO.INLET_EVENTS", serde_json::json!({}));
     assert_eq!(info["config"]["allow_atomic"], true);
+    assert_eq!(info["config"]["allow_direct"], true);
     assert_eq!(info["config"]["max_msgs"], 12345, "the rest of the config is kept");
     assert_eq!(info["state"]["messages"], 3);
+    let stored = stored_ids(&s);
+    assert_eq!(stored.len(), 3, "read back with direct gets: {stored:?}");
+    assert_eq!((stored["x1"], stored["x2"]), (1, 1));
 }
 
 /// A stream that cannot allow atomic batches (persisted asynchronously,
@@ -555,13 +561,17 @@ fn a_stream_that_cannot_take_atomic_batches_is_refused_at_start() {
 #[test]
 fn a_stream_name_or_subject_prefix_nats_cannot_take_is_refused_at_start() {
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let long_name = "S".repeat(256);
     for (flag, value, why) in [
-        ("--stream", "JS X", "has whitespace or a control character"),
+        ("--stream", "JS X", "has whitespace (NATS stream names cannot)"),
         ("--stream", "A.B", "has '.', '*' or '>' (NATS stream names cannot)"),
         ("--stream", "a/b", "has a path separator (NATS stream names cannot)"),
-        ("--subject-prefix", "a b", "has whitespace or a control character"),
+        ("--subject-prefix", "a b", "has whitespace (NATS subjects cannot)"),
         ("--subject-prefix", "a..b", "has an empty token (it is empty, or has '..' or a '.' at an end)"),
         ("--subject-prefix", "inlet.>", "has a wildcard token ('*' or '>'); events are published to <prefix>.<type>"),
+        ("--subject-prefix", "$JS.API", "is in NATS's own subjects (a first token starting with '$', or _INBOX)"),
+        ("--subject-prefix", "_INBOX", "is in NATS's own subjects (a first token starting with '$', or _INBOX)"),
+        ("--stream", &long_name, "is 256 bytes long, more than the 255 it may be"),
     ] {
         let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &nowhere, flag, value]);
         assert_eq!(code, Some(1), "{flag} {value:?}: {stderr}");
@@ -614,13 +624,55 @@ fn an_existing_stream_that_does_not_take_the_prefix_is_refused_at_start() {
         serde_json::json!({"name": "BROAD", "subjects": ["inlet.>"], "allow_atomic": true}),
     );
     assert!(made["error"].is_null(), "{made}");
-    let s = jetstream_server(&[url], &["--stream", "BROAD"]);
+    let s = jetstream_server(std::slice::from_ref(&url), &["--stream", "BROAD"]);
     wait_jetstream_ready(&s);
     let res = s.post("/events", "application/x-ndjson", ndjson(&ids(&["b1", "b2"])));
     assert_eq!(json(&res), serde_json::json!({"accepted": 2, "duplicates": 0}));
     let info = c.api("STREAM.INFO.BROAD", serde_json::json!({}));
     assert_eq!(info["config"]["subjects"], serde_json::json!(["inlet.>"]), "its subjects are not changed");
     assert_eq!(info["state"]["messages"], 3, "the readiness probe's event and the two");
+    drop(s);
+    // With --keep-rejected the same stream would take the rejected events'
+    // subjects too (`inlet.events_rejected.>`), and NATS could not make
+    // their stream: refused at start.
+    let (code, stderr) =
+        refused_start(&["--store", "jetstream", "--nats-url", &url, "--stream", "BROAD", "--keep-rejected"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stream BROAD takes subjects [\"inlet.>\"], which take inlet.events_rejected.> too"),
+        "{stderr}"
+    );
+}
+
+/// A type long enough that its subject would pass NATS's 4,096-byte control
+/// line is published under one hashed token: stored, found by its type, and
+/// the connection (every other request on it) is not dropped by NATS as it
+/// was.
+#[test]
+#[ignore = "needs INLET_NATS_SERVER; scripts/test.sh runs it"]
+fn an_event_with_a_type_longer_than_a_subject_may_be_is_stored_and_found_by_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(dir.path());
+    let s = jetstream_server(&[nats.url()], &[]);
+    wait_jetstream_ready(&s);
+    let connects = || json(&nats.try_monitor("/varz").expect("varz"))["total_connections"].as_u64().expect("count");
+    let before = connects();
+    let long = "a.".repeat(2500) + "b";
+    let other = format!("{}c", &long[..long.len() - 1]);
+    for (id, ty) in [("long-1", long.as_str()), ("long-2", other.as_str()), ("short", "t.short")] {
+        let res = s.post("/events", "application/json", event_json(id, ty));
+        assert_eq!(res.status, 202, "{id}: {}", String::from_utf8_lossy(&res.body));
+    }
+    let page = json(&s.get(&format!("/events?type={long}")));
+    let found: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(found, ["long-1"], "{page}");
+    assert_eq!(page["events"][0]["event"]["type"], long.as_str());
+    assert_eq!(connects(), before, "NATS never dropped inlet's connection");
+    let mut c = NatsConn::open(&nats);
+    let info = c.api("STREAM.INFO.INLET_EVENTS", serde_json::json!({"subjects_filter": "inlet.events.long~*"}));
+    let long_subjects = info["state"]["subjects"].as_object().map(|m| m.len());
+    assert_eq!(long_subjects, Some(2), "one hashed subject per long type: {info}");
 }
 
 /// `--max-batch` past what NATS takes in one atomic batch is refused at

@@ -14,7 +14,9 @@
 //! - With nothing in flight (every place free but the one the task holds
 //!   while it waits), a request publishes its event itself, as a plain
 //!   publish with its own deadline, without the hand-over to the task
-//!   ([`Queue::idle_place`]): what the task would have done at once.
+//!   ([`Queue::idle_place`]): what the task would have done at once. With
+//!   `--nats-group-in-flight 1` the task holds the only place, so every
+//!   event goes through it.
 //! - A group of one is a plain publish. A larger one is an atomic batch of
 //!   its distinct ids; a repeat of an id within the group is answered as a
 //!   duplicate once the batch committed. Each message keeps its own

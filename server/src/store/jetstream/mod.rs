@@ -134,6 +134,10 @@ const STREAM_PROBE: Duration = Duration::from_millis(500);
 /// Why the stream cannot take atomic batches and inlet will not start.
 const NOT_ATOMIC: &str = "the JetStream stream does not allow atomic batches and could not be updated to";
 
+/// Why the stream cannot take direct gets (how `GET /events` reads) and
+/// inlet will not start.
+const NOT_DIRECT: &str = "the JetStream stream does not allow direct gets and could not be updated to";
+
 /// Why an existing stream cannot take this server's events, and inlet will
 /// not start (found later, when NATS was away at start: every write `503`).
 const WRONG_SUBJECTS: &str = "the JetStream stream does not take this server's subjects";
@@ -142,10 +146,18 @@ const WRONG_SUBJECTS: &str = "the JetStream stream does not take this server's s
 /// other characters outside `[A-Za-z0-9_-]` become `_`, empty tokens `_`.
 /// Once per event published: a type that is already a valid subject (the
 /// usual case, `com.example.order`) is appended as it is, after one check.
+///
+/// A type whose tokens would be longer than [`MAX_TYPE_SUBJECT`] bytes
+/// becomes the one token `long~<SHA-256 of the type, hex>`: a NATS
+/// publish's control line (`HPUB <subject> <reply> <sizes>`) may be 4,096
+/// bytes at most, and nats-server drops the whole connection, every
+/// request in flight with it, on a longer one. The token is still one per
+/// type, so `GET /events?type=` finds the type's events, and no short type
+/// maps to it (`~` is never in a mapped token).
 pub fn subject_for(prefix: &str, ty: &str) -> String {
-    let mut subject = String::with_capacity(prefix.len() + ty.len() + 2);
+    let mut subject = String::with_capacity(prefix.len() + ty.len().min(MAX_TYPE_SUBJECT) + 2);
     subject.push_str(prefix);
-    if is_subject_tokens(ty) {
+    if ty.len() <= MAX_TYPE_SUBJECT && is_subject_tokens(ty) {
         subject.push('.');
         subject.push_str(ty);
         return subject;
@@ -156,8 +168,31 @@ pub fn subject_for(prefix: &str, ty: &str) -> String {
             subject.push('_');
         }
         subject.extend(token.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }));
+        if subject.len() - prefix.len() > MAX_TYPE_SUBJECT + 1 {
+            subject.truncate(prefix.len());
+            subject.push_str(".long~");
+            subject.push_str(&hex(&Sha256::digest(ty.as_bytes())));
+            return subject;
+        }
     }
     subject
+}
+
+/// The longest a type's part of a subject may be, in bytes: with the
+/// longest `--subject-prefix` (`names::MAX_PREFIX`), the rejected events'
+/// `_rejected.t` and the reply inbox it stays far under NATS's 4,096-byte
+/// control line.
+pub const MAX_TYPE_SUBJECT: usize = 2048;
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Whether `ty` is tokens of `[A-Za-z0-9_-]` separated by single dots, with
@@ -218,7 +253,8 @@ fn unavailable(what: &'static str, e: impl std::error::Error + Send + Sync + 'st
 
 impl JetStreamStore {
     pub async fn open(options: Options) -> Result<JetStreamStore, OpenError> {
-        names::check(&options.stream, &options.subject_prefix).map_err(OpenError::Jetstream)?;
+        names::check(&options.stream, &options.subject_prefix, options.keep_rejected.is_some())
+            .map_err(OpenError::Jetstream)?;
         if options.max_batch > MAX_ATOMIC_BATCH {
             return Err(OpenError::Jetstream(format!(
                 "--max-batch {} is more than the {MAX_ATOMIC_BATCH} events NATS takes in one atomic batch",
@@ -305,7 +341,7 @@ impl JetStreamStore {
         // (An attempt not done in 2 s goes on; requests wait for it.)
         match store.stream(Instant::now() + Duration::from_secs(2)).await {
             Ok(_) => tracing::info!(stream = %store.options.stream, "JetStream stream ready"),
-            Err(e) if e.reason() == NOT_ATOMIC || e.reason() == WRONG_SUBJECTS => {
+            Err(e) if [NOT_ATOMIC, NOT_DIRECT, WRONG_SUBJECTS].contains(&e.reason()) => {
                 return Err(OpenError::Jetstream(e.chain()))
             }
             Err(e) if e.reason() == STREAM_NOT_IN_TIME => {
@@ -342,7 +378,9 @@ impl JetStreamStore {
     async fn stream(&self, deadline: Instant) -> Result<&stream::Stream, StoreError> {
         self.stream
             .get_or_set_up(deadline, STREAM_NOT_IN_TIME, || {
-                set_up_stream(self.context.clone(), self.stream_config(), self.options.subject_prefix.clone()).boxed()
+                let prefix = self.options.subject_prefix.clone();
+                let keep_rejected = self.options.keep_rejected.is_some();
+                set_up_stream(self.context.clone(), self.stream_config(), prefix, keep_rejected).boxed()
             })
             .await
     }
@@ -356,29 +394,43 @@ impl JetStreamStore {
     }
 }
 
-/// Creates (or finds) the stream; see [`JetStreamStore::stream`]. A stream
-/// found whose subjects do not take `<prefix>.>` is refused: publishes to it
-/// would find no stream (made by hand, or by a server with another
-/// `--subject-prefix`; inlet does not change which subjects a stream
-/// takes, that could take them from another stream).
+/// Creates (or finds) the stream; see [`JetStreamStore::stream`].
+///
+/// A stream found is checked against this server's subjects (its filters
+/// must take `<prefix>.>`, and with `--keep-rejected` none may take
+/// `<prefix>_rejected.>`) and refused otherwise: publishes to it would find
+/// no stream, or the rejected events' stream could not be made. inlet does
+/// not change which subjects a stream takes (that could take them from
+/// another stream). It does update a stream that lacks `allow_atomic`
+/// (atomic batches) or `allow_direct` (the direct gets `GET /events` reads
+/// with), in one update that changes nothing else.
 async fn set_up_stream(
     context: jetstream::Context,
     config: stream::Config,
     prefix: String,
+    keep_rejected: bool,
 ) -> Result<stream::Stream, StoreError> {
     let name = config.name.clone();
     let mut stream =
         context.get_or_create_stream(config).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
-    let subjects = &stream.cached_info().config.subjects;
+    let found = &stream.cached_info().config;
+    let subjects = &found.subjects;
     if !subjects.iter().any(|f| names::filter_covers(f, &prefix)) {
-        let wrong = names::SubjectsNotCovered { stream: name, subjects: subjects.clone(), prefix };
+        let wrong = names::WrongSubjects::NotCovered { stream: name, subjects: subjects.clone(), prefix };
         return Err(StoreError::caused(ErrorKind::Unavailable, WRONG_SUBJECTS, wrong));
     }
-    if !stream.cached_info().config.allow_atomic_publish {
-        let mut config = stream.cached_info().config.clone();
+    let rejected_prefix = format!("{prefix}{}", rejected::PREFIX_SUFFIX);
+    if keep_rejected && subjects.iter().any(|f| names::filter_touches(f, &rejected_prefix)) {
+        let wrong = names::WrongSubjects::TakesRejected { stream: name, subjects: subjects.clone(), rejected_prefix };
+        return Err(StoreError::caused(ErrorKind::Unavailable, WRONG_SUBJECTS, wrong));
+    }
+    if !found.allow_atomic_publish || !found.allow_direct {
+        let reason = if found.allow_atomic_publish { NOT_DIRECT } else { NOT_ATOMIC };
+        let mut config = found.clone();
         config.allow_atomic_publish = true;
-        context.update_stream(config).await.map_err(|e| StoreError::caused(ErrorKind::Unavailable, NOT_ATOMIC, e))?;
-        tracing::info!(stream = %name, "allowed atomic batches on the existing stream");
+        config.allow_direct = true;
+        context.update_stream(config).await.map_err(|e| StoreError::caused(ErrorKind::Unavailable, reason, e))?;
+        tracing::info!(stream = %name, "allowed atomic batches and direct gets on the existing stream");
         stream = context.get_stream(&name).await.map_err(|e| unavailable("creating the JetStream stream", e))?;
     }
     Ok(stream)
@@ -484,6 +536,27 @@ mod tests {
         assert_eq!(subject_for("p", ""), "p._");
         assert_eq!(subject_for("p", "a.é.b-c_d.9"), "p.a._.b-c_d.9");
         assert_eq!(subject_for("p", "a.b."), "p.a.b._");
+    }
+
+    /// A type at the bound keeps its tokens; one past it (or whose mapped
+    /// tokens grow past it: empty tokens become `_`) becomes one hashed
+    /// token, the same for the same type, different for another.
+    #[test]
+    fn a_type_past_the_subject_bound_becomes_one_hashed_token() {
+        let at = "a".repeat(MAX_TYPE_SUBJECT);
+        assert_eq!(subject_for("p", &at), format!("p.{at}"));
+        let at_mapped = "é".repeat(MAX_TYPE_SUBJECT / 2);
+        assert_eq!(subject_for("p", &at_mapped), format!("p.{}", "_".repeat(MAX_TYPE_SUBJECT / 2)));
+        let past = "a".repeat(MAX_TYPE_SUBJECT + 1);
+        let hashed = format!("p.long~{}", hex(&Sha256::digest(past.as_bytes())));
+        assert_eq!(subject_for("p", &past), hashed);
+        assert_eq!(hashed.len(), "p.long~".len() + 64);
+        assert_ne!(subject_for("p", &format!("{past}b")), hashed);
+        // 1,024 dots are 1,025 empty tokens: 2,049 bytes once mapped.
+        let dots = ".".repeat(1024);
+        assert_eq!(subject_for("p", &dots), format!("p.long~{}", hex(&Sha256::digest(dots.as_bytes()))));
+        let fewer = ".".repeat(1023);
+        assert_eq!(subject_for("p", &fewer).len(), 2 + 2047);
     }
 
     /// The conversion before the fast path, kept to check it against.

@@ -44,6 +44,10 @@ use crate::store::rejected::{
 };
 use crate::store::{ErrorKind, Query, StoreError};
 
+/// What the rejected events' subjects add to `--subject-prefix`:
+/// `<prefix>_rejected.t.<type>` and `<prefix>_rejected.none`.
+pub const PREFIX_SUFFIX: &str = "_rejected";
+
 /// Rows waiting for the task at most; more are dropped.
 pub const QUEUE_ROWS: usize = 4096;
 /// Rows published before their acks are awaited, at most.
@@ -93,8 +97,8 @@ pub struct Names {
 impl Names {
     pub fn new(events_stream: &str, events_prefix: &str, replicas: usize, options: RejectedOptions) -> Names {
         Names {
-            stream: format!("{events_stream}_REJECTED"),
-            prefix: format!("{events_prefix}_rejected"),
+            stream: format!("{events_stream}{}", super::names::REJECTED_STREAM_SUFFIX),
+            prefix: format!("{events_prefix}{PREFIX_SUFFIX}"),
             replicas,
             options,
         }
