@@ -195,7 +195,8 @@ pub struct Event {
     time: Option<Span>,
     data: Option<(DataForm, Span)>,
     raw: Option<Raw>,
-    extensions: BTreeMap<String, ExtensionValue>,
+    /// `None` when there are none (an empty map costs a walk to drop).
+    extensions: Option<BTreeMap<String, ExtensionValue>>,
 }
 
 /// The attributes of a parsed event, as the parser hands them to
@@ -208,7 +209,8 @@ pub(crate) struct Parts<'a> {
     pub(crate) dataschema: Option<&'a str>,
     pub(crate) subject: Option<&'a str>,
     pub(crate) time: Option<&'a str>,
-    pub(crate) extensions: BTreeMap<String, ExtensionValue>,
+    /// `None` when there are none.
+    pub(crate) extensions: Option<BTreeMap<String, ExtensionValue>>,
     pub(crate) data: Option<DataRef<'a>>,
     /// The event's JSON as received, if it is kept (it lies in the body).
     pub(crate) raw: Option<&'a str>,
@@ -225,7 +227,7 @@ impl PartialEq for Event {
             && self.dataschema() == other.dataschema()
             && self.subject() == other.subject()
             && self.time() == other.time()
-            && self.extensions == other.extensions
+            && self.extensions() == other.extensions()
             && self.data() == other.data()
     }
 }
@@ -240,7 +242,7 @@ impl std::fmt::Debug for Event {
             .field("dataschema", &self.dataschema())
             .field("subject", &self.subject())
             .field("time", &self.time())
-            .field("extensions", &self.extensions)
+            .field("extensions", self.extensions())
             .field("data", &self.data())
             .field("raw", &self.raw().map(String::from_utf8_lossy))
             .finish()
@@ -262,7 +264,7 @@ impl Event {
             time: None,
             data: None,
             raw: None,
-            extensions: BTreeMap::new(),
+            extensions: None,
         }
     }
 
@@ -355,7 +357,8 @@ impl Event {
 
     /// The extension attributes, by name.
     pub fn extensions(&self) -> &BTreeMap<String, ExtensionValue> {
-        &self.extensions
+        static NONE: BTreeMap<String, ExtensionValue> = BTreeMap::new();
+        self.extensions.as_ref().unwrap_or(&NONE)
     }
 
     /// The payload, `data` or `data_base64`, if there is one.
@@ -434,7 +437,7 @@ impl Event {
     }
 
     pub fn extensions_mut(&mut self) -> &mut BTreeMap<String, ExtensionValue> {
-        &mut self.extensions
+        self.extensions.get_or_insert_with(BTreeMap::new)
     }
 
     pub fn set_data(&mut self, data: Option<Data>) {
@@ -493,7 +496,7 @@ impl Serialize for Event {
                 map.serialize_entry(name, value)?;
             }
         }
-        for (name, value) in &self.extensions {
+        for (name, value) in self.extensions() {
             match value {
                 ExtensionValue::String(v) => map.serialize_entry(name, &**v)?,
                 ExtensionValue::Integer(v) => map.serialize_entry(name, v)?,
@@ -587,6 +590,14 @@ mod tests {
         assert_eq!(changed.data(), Some(DataRef::Base64("AA==")));
         assert_eq!((changed.raw(), &changed.json_bytes()[..]), (Some(&b"{}"[..]), &b"{}"[..]));
         assert_eq!(parsed.id(), "e-1");
+        // No extensions and an emptied map are the same.
+        let (mut emptied, none) = (Event::new("a", "b", "c"), Event::new("a", "b", "c"));
+        assert!(none.extensions().is_empty());
+        emptied.extensions_mut().insert("x".into(), ExtensionValue::Boolean(true));
+        assert_ne!(emptied, none);
+        emptied.extensions_mut().clear();
+        assert_eq!(emptied, none);
+        assert_eq!(emptied.to_json(), none.to_json());
     }
 
     #[test]

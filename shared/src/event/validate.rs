@@ -284,7 +284,7 @@ pub(crate) fn build_event_into(
     let (mut datacontenttype, mut dataschema, mut subject, mut time) = (None, None, None, None);
     let mut data = None;
     let mut data_base64 = None;
-    let mut extensions = BTreeMap::new();
+    let mut extensions = None;
 
     for (i, (name, value)) in attrs.iter().enumerate() {
         let known = Known::of(name);
@@ -356,7 +356,7 @@ pub(crate) fn build_event_into(
                 } else {
                     match extension_value(value, owner) {
                         Ok(Some(v)) => {
-                            extensions.insert(ext.to_string(), v);
+                            extensions.get_or_insert_with(BTreeMap::new).insert(ext.to_string(), v);
                         }
                         Ok(None) => {}
                         Err(e) => fail(e),
