@@ -396,17 +396,18 @@ impl Event {
     /// Puts `text` where `span` (one of this event's) says, in place when
     /// that is a text of the event's own already; the new span.
     fn set(&mut self, span: Option<Span>, text: Text) -> Span {
-        match span.and_then(|s| self.own.get_mut(s.end as usize).filter(|_| s.start == Span::OWN)) {
-            Some(own) => {
+        if let Some(span) = span.filter(|s| s.start == Span::OWN) {
+            if let Some(own) = self.own.get_mut(span.end as usize) {
                 *own = text;
-                span.unwrap_or(Span::own(0))
-            }
-            None => {
-                self.own.push(text);
-                Span::own(self.own.len() - 1)
+                return span;
             }
         }
+        self.own.push(text);
+        Span::own(self.own.len() - 1)
     }
+
+    // The setters: for events built by hand (the client, tests). What they
+    // set is a text of the event's own.
 
     pub fn set_id(&mut self, id: impl Into<Text>) {
         self.id = self.set(Some(self.id), id.into());
