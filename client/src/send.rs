@@ -31,12 +31,12 @@ pub struct Args {
 
 pub async fn run(ep: &Endpoint, args: Args) -> u8 {
     let mut event = Event::new(args.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()), args.source, args.ty);
-    event.subject = args.subject.map(Into::into);
+    event.set_subject(args.subject.map(Into::into));
     if let Some(data) = args.data {
         match Json::parse(data) {
             Ok(json) => {
-                event.datacontenttype = Some("application/json".into());
-                event.data = Some(Data::Json(json));
+                event.set_datacontenttype(Some("application/json".into()));
+                event.set_data(Some(Data::Json(json)));
             }
             Err(e) => {
                 eprintln!("inlet-client: --data is not valid JSON: {e}");

@@ -22,7 +22,7 @@ enum Outcome {
 fn outcome(result: Result<Events, ParseError>) -> Outcome {
     match result {
         Ok(events) => {
-            let raw = events.iter().map(|e| e.raw.clone()).collect();
+            let raw = events.iter().map(|e| e.raw().map(Bytes::copy_from_slice)).collect();
             Outcome::Events(events.into_vec(), raw)
         }
         Err(ParseError::Json { errors, .. }) => {

@@ -38,11 +38,11 @@ fuzz_target!(|data: &[u8]| {
             _ => panic!("parse_body and {content_type} parsing disagree: {copied:?} vs {sliced:?}"),
         }
         for event in sliced.into_iter().flatten() {
-            let strings = [Some(&event.id), Some(&event.source), Some(&event.ty), event.subject.as_ref()];
+            let strings = [Some(event.id()), Some(event.source()), Some(event.ty()), event.subject()];
             for s in strings.into_iter().flatten() {
                 assert!(s.chars().all(allowed), "accepted a forbidden character in {s:?}");
             }
-            for value in event.extensions.values() {
+            for value in event.extensions().values() {
                 if let ExtensionValue::String(s) = value {
                     assert!(s.chars().all(allowed), "accepted a forbidden character in extension {s:?}");
                 }

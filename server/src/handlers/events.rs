@@ -118,7 +118,7 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
             return store_unavailable(app, &e, true);
         }
     };
-    let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| &*e.ty);
+    let fresh = events.iter().zip(&appended.duplicate).filter(|(_, dup)| !**dup).map(|(e, _)| e.ty());
     app.stats.record_accepted(fresh, appended.duplicates());
     app.stats.record_token_accepted(principal, appended.accepted(), appended.duplicates());
     if !warned.is_empty() {
@@ -160,7 +160,7 @@ fn check_schemas(
 /// events were parsed from.
 fn admit(req: &Request, body: &[u8], principal: &Principal, events: &[Event]) -> Result<(), Denied> {
     if principal.source_prefixes().is_some() {
-        let outside: Vec<usize> = (0..events.len()).filter(|&i| !principal.allows_source(&events[i].source)).collect();
+        let outside: Vec<usize> = (0..events.len()).filter(|&i| !principal.allows_source(events[i].source())).collect();
         if !outside.is_empty() {
             return Err(principal.source_denied(source_errors(req, body, principal, &outside)));
         }

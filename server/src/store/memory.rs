@@ -235,8 +235,8 @@ impl Inner {
     /// Stores the event unless its (source, id) is there already; returns
     /// whether it was stored.
     fn insert(&mut self, event: &Event, received_at: i64, token: u32) -> bool {
-        let source = self.sources.intern(&event.source);
-        let id = event.id.as_bytes();
+        let source = self.sources.intern(event.source());
+        let id = event.id().as_bytes();
         let hash = key_hash(&self.hasher, source, id);
         let shard = shard_of(hash);
         let chunks = &self.chunks;
@@ -247,14 +247,14 @@ impl Inner {
         if self.shards[shard].find(hash, same).is_some() {
             return false;
         }
-        let (data, json_len) = match &event.raw {
+        let (data, json_len) = match event.raw() {
             Some(raw) => (self.arena.copy_pair(raw, id), raw.len()),
             None => {
                 let json = event.to_json();
                 (self.arena.copy_pair(&json, id), json.len())
             }
         };
-        let record = Record { data, json_len, received_at, ty: self.types.intern(&event.ty), source, token };
+        let record = Record { data, json_len, received_at, ty: self.types.intern(event.ty()), source, token };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -781,7 +781,7 @@ mod tests {
     fn retention_lets_a_large_events_own_allocation_go() {
         let store = with_retention(Duration::ZERO);
         let mut big = ev("s", "big", "t");
-        big.subject = Some("x".repeat(BLOCK / 8).into());
+        big.set_subject(Some("x".repeat(BLOCK / 8).into()));
         store.append_now(&[ev("s", "small", "t"), big], None).unwrap();
         let kept = |i: usize| store.inner.lock().unwrap().chunks[0][i].data.clone();
         let (small, large) = (kept(0), kept(1));
@@ -896,7 +896,7 @@ mod tests {
     fn large_events_are_kept_whole() {
         let store = MemoryStore::default();
         let mut big = ev("s", "big", "t");
-        big.subject = Some("x".repeat(BLOCK).into());
+        big.set_subject(Some("x".repeat(BLOCK).into()));
         store.append_now(&[ev("s", "small", "t"), big.clone()], None).unwrap();
         let page = store.query_now(&Query { limit: 10, ..Query::default() }).unwrap();
         assert_eq!(page.events[1].json, Bytes::from(big.to_json()));
@@ -932,11 +932,11 @@ mod tests {
     fn a_read_hands_its_page_on_in_slices_and_stops_when_its_reader_leaves() {
         let store = MemoryStore::default();
         let mut big = ev("s", "0", "t");
-        big.subject = Some("x".repeat(32 * 1024).into());
+        big.set_subject(Some("x".repeat(32 * 1024).into()));
         let events: Vec<Event> = (0..64)
             .map(|i| {
                 let mut e = big.clone();
-                e.id = i.to_string().into();
+                e.set_id(i.to_string());
                 e
             })
             .collect();

@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use super::error::Found;
 use super::structured::{not_utf8, too_large};
-use super::validate::{build_event, share, Origin, Value};
+use super::validate::{build_event, Origin, Value};
 use super::{BodyKind, Event, Events, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
 
@@ -224,12 +224,12 @@ fn event_at(
         Ok(members) => {
             found.start_event();
             let mut event = build_event(&members, owner, Origin::Json { prefix, line }, found);
-            if let (Some(event), Some(owner)) = (event.as_mut(), owner) {
+            if let (Some(event), Some(_)) = (event.as_mut(), owner) {
                 let json = json.trim();
                 // Multi-line JSON is serialised again, so that `GET /events`
                 // and `inlet-client events` keep one event per line.
                 if memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
-                    event.raw = Some(share(Some(owner), json).into_bytes());
+                    event.raw = Some(super::Raw::of(&event.body, json));
                 }
             }
             Ok(event)

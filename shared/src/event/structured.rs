@@ -7,7 +7,7 @@
 
 use super::error::Found;
 use super::scan::{Members, Scanner, Syntax};
-use super::validate::{build_event_into, share, Origin};
+use super::validate::{build_event_into, Origin};
 use super::{Events, ParseError, ParseLimits, Text};
 use crate::problem::FieldError;
 use crate::schema::Tapes;
@@ -75,9 +75,7 @@ fn build(
     found.start_event();
     // Multi-line JSON is serialised again, so that `GET /events` and
     // `inlet-client events` keep one event per line.
-    let raw = owner
-        .filter(|_| memchr::memchr2(b'\n', b'\r', object.as_bytes()).is_none())
-        .map(|owner| share(Some(owner), object).into_bytes());
+    let raw = owner.filter(|_| memchr::memchr2(b'\n', b'\r', object.as_bytes()).is_none()).map(|_| object);
     build_event_into(members, owner, origin, found, raw, out)
 }
 

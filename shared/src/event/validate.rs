@@ -9,11 +9,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
-use bytes::Bytes;
 
 use super::error::Found;
 use super::timestamp::is_rfc3339;
-use super::{Data, Event, Events, ExtensionValue, Json, Text};
+use super::{DataRef, Event, Events, ExtensionValue, Parts, Text};
 use crate::problem::FieldError;
 
 /// Where the attributes of one event came from.
@@ -275,7 +274,7 @@ pub(crate) fn build_event_into(
     owner: Option<&Text>,
     origin: Origin<'_>,
     found: &mut Found,
-    raw: Option<Bytes>,
+    raw: Option<&str>,
     out: &mut Events,
 ) -> bool {
     let errors_before = found.total();
@@ -285,8 +284,7 @@ pub(crate) fn build_event_into(
     let (mut datacontenttype, mut dataschema, mut subject, mut time) = (None, None, None, None);
     let mut data = None;
     let mut data_base64 = None;
-    let mut extensions = BTreeMap::new();
-    let text = |s: &str| share(owner, s);
+    let mut extensions = None;
 
     for (i, (name, value)) in attrs.iter().enumerate() {
         let known = Known::of(name);
@@ -313,7 +311,7 @@ pub(crate) fn build_event_into(
                     if attribute == Known::Source && !is_uri_reference(v) {
                         fail("must be a URI-reference (no spaces or control characters)");
                     }
-                    let v = Some(text(v));
+                    let v = Some(v);
                     match attribute {
                         Known::Id => id = v,
                         Known::Source => source = v,
@@ -325,30 +323,30 @@ pub(crate) fn build_event_into(
             },
             Some(Known::Datacontenttype) => match value.str() {
                 Ok(Some(v)) if !is_media_type(v) => fail("must be a media type (RFC 2046), e.g. application/json"),
-                Ok(v) => datacontenttype = v.map(text),
+                Ok(v) => datacontenttype = v,
                 Err(e) => fail(e),
             },
             Some(Known::Dataschema) => match value.str() {
                 Ok(Some(v)) if !is_absolute_uri(v) => fail("must be an absolute URI"),
-                Ok(v) => dataschema = v.map(text),
+                Ok(v) => dataschema = v,
                 Err(e) => fail(e),
             },
             Some(Known::Time) => match value.str() {
                 Ok(Some(v)) if !is_rfc3339(v) => fail("must be an RFC 3339 timestamp, e.g. 2026-11-29T06:00:00Z"),
-                Ok(v) => time = v.map(text),
+                Ok(v) => time = v,
                 Err(e) => fail(unless_forbidden(e, "must be an RFC 3339 timestamp string")),
             },
             Some(Known::Data) => match value {
                 Value::Null => {}
                 Value::Raw(raw) if raw.trim_start().starts_with('n') => {}
-                Value::Raw(raw) => data = Some(Json::parsed(text(raw))),
+                Value::Raw(raw) => data = Some(*raw),
                 _ => fail("is the body in binary mode, not a header"),
             },
             Some(Known::DataBase64) => match value.str() {
                 Ok(Some(v)) if base64::engine::general_purpose::STANDARD.decode(v).is_err() => {
                     fail("must be valid base64 (RFC 4648 §4)")
                 }
-                Ok(v) => data_base64 = v.map(text),
+                Ok(v) => data_base64 = v,
                 Err(e) => fail(e),
             },
             None => {
@@ -358,7 +356,7 @@ pub(crate) fn build_event_into(
                 } else {
                     match extension_value(value, owner) {
                         Ok(Some(v)) => {
-                            extensions.insert(ext.to_string(), v);
+                            extensions.get_or_insert_with(BTreeMap::new).insert(ext.to_string(), v);
                         }
                         Ok(None) => {}
                         Err(e) => fail(e),
@@ -384,18 +382,9 @@ pub(crate) fn build_event_into(
     if found.total() > errors_before {
         return false;
     }
-    out.push(Event {
-        id,
-        source,
-        ty,
-        datacontenttype,
-        dataschema,
-        subject,
-        time,
-        extensions,
-        data: data.map(Data::Json).or(data_base64.map(Data::Base64)),
-        raw,
-    });
+    let data = data.map(DataRef::Json).or(data_base64.map(DataRef::Base64));
+    let parts = Parts { id, source, ty, datacontenttype, dataschema, subject, time, extensions, data, raw };
+    out.push(Event::from_parts(owner, parts));
     true
 }
 

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{is_json_media_type, Data, Event};
+use crate::event::{is_json_media_type, DataRef, Event};
 use crate::problem::{FieldError, Problem};
 
 pub use layout::Layout;
@@ -300,10 +300,10 @@ impl SchemaSet {
             let mut errors = Vec::new();
             let warned = self.check_event(event, &At { layout, index, tapes }, &mut errors, &mut budget);
             if warned {
-                verdict.warned.push(event.ty.to_string());
+                verdict.warned.push(event.ty().to_string());
             }
             if !errors.is_empty() {
-                verdict.refused.push(Refusal { index, ty: event.ty.to_string(), errors });
+                verdict.refused.push(Refusal { index, ty: event.ty().to_string(), errors });
             }
         }
         verdict.cut = budget.cut;
@@ -314,20 +314,20 @@ impl SchemaSet {
     /// event's `data` failed a schema in `warn` mode (decided without
     /// building any error: they would be thrown away).
     fn check_event(&self, event: &Event, at: &At, errors: &mut Vec<FieldError>, budget: &mut Budget) -> bool {
-        let schema = self.by_type.get(&*event.ty);
-        if let Some(uri) = &event.dataschema {
+        let schema = self.by_type.get(event.ty());
+        if let Some(uri) = event.dataschema() {
             match (self.by_id.get(uri.trim_end_matches('#')), schema) {
                 (None, _) => errors.push(at.attribute("dataschema", format!("{uri:?} is not a registered schema"))),
                 (Some(ty), Some(own)) if *ty == own.ty => {}
                 (Some(ty), _) => errors.push(at.attribute(
                     "dataschema",
-                    format!("{uri:?} is the schema of type {ty:?}, not of this event's type {:?}", &*event.ty),
+                    format!("{uri:?} is the schema of type {ty:?}, not of this event's type {:?}", event.ty()),
                 )),
             }
         }
         let Some(schema) = schema else {
             if self.unknown == UnknownTypes::Reject {
-                errors.push(at.attribute("type", format!("no schema is registered for type {:?}", &*event.ty)));
+                errors.push(at.attribute("type", format!("no schema is registered for type {:?}", event.ty())));
             }
             return false;
         };
@@ -371,7 +371,7 @@ impl Budget {
 /// Validates `data` (absent: `null`) against the schema; a non-JSON
 /// `datacontenttype` or `data_base64` cannot be validated and is an error.
 fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<FieldError>, budget: &mut Budget) {
-    if let Some(ct) = event.datacontenttype.as_deref().filter(|ct| !is_json(ct)) {
+    if let Some(ct) = event.datacontenttype().filter(|ct| !is_json(ct)) {
         errors.push(at.attribute(
             "datacontenttype",
             format!("type {:?} has a JSON schema; its data must be JSON, not {ct:?}", schema.ty),
@@ -381,29 +381,29 @@ fn validate_data(schema: &Schema, event: &Event, at: &At, errors: &mut Vec<Field
     // The common case, valid data, is decided on a tape of the raw text
     // (no `Value`, no error built); the errors are collected from a `Value`
     // only for invalid data, or where the tape cannot stand for one.
-    if let Some(Data::Json(json)) = &event.data {
+    if let Some(DataRef::Json(json)) = event.data() {
         let valid = |data: tape::TapeNode<'_>| schema.fast.is_valid(data);
-        let verdict = match at.tapes.and_then(|tapes| tapes.with(at.index, json.get(), valid)) {
+        let verdict = match at.tapes.and_then(|tapes| tapes.with(at.index, json, valid)) {
             Some(verdict) => Some(verdict),
             None => {
                 #[cfg(test)]
                 tests::RESCANS.with(|n| n.set(n.get() + 1));
-                tape::Tape::with(json.get(), valid)
+                tape::Tape::with(json, valid)
             }
         };
         if verdict == Some(true) {
             return;
         }
     }
-    let value = match &event.data {
-        Some(Data::Base64(_)) => {
+    let value = match event.data() {
+        Some(DataRef::Base64(_)) => {
             errors.push(at.attribute(
                 "data_base64",
                 format!("type {:?} has a JSON schema; its data must be JSON, not base64", schema.ty),
             ));
             return;
         }
-        Some(Data::Json(json)) => match serde_json::from_str::<Value>(json.get()) {
+        Some(DataRef::Json(json)) => match serde_json::from_str::<Value>(json) {
             Ok(value) => value,
             // The parser checked it is JSON; a number beyond f64 range is
             // the one value serde_json then refuses.

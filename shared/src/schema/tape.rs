@@ -1402,8 +1402,8 @@ mod tests {
         assert_eq!(tapes.docs.len(), events.len());
         events
             .iter()
-            .map(|e| match &e.data {
-                Some(crate::event::Data::Json(json)) => json.get().to_string(),
+            .map(|e| match e.data() {
+                Some(crate::event::DataRef::Json(json)) => json.to_string(),
                 _ => "null".to_string(),
             })
             .collect()

@@ -161,7 +161,7 @@ impl JetStreamStore {
             if payload.len() > max {
                 return Err(StoreError::plain(ErrorKind::TooLarge, TOO_LARGE_FOR_NATS));
             }
-            let id = message_id(&event.source, &event.id);
+            let id = message_id(event.source(), event.id());
             return match &self.group {
                 Some(queue) => match queue.idle_place() {
                     Some(_place) => self.publish_one(event, payload, id, token, deadline).await,
@@ -173,7 +173,7 @@ impl JetStreamStore {
         if events.iter().any(|e| e.json_bytes().len() > max) {
             return Err(StoreError::plain(ErrorKind::TooLarge, TOO_LARGE_FOR_NATS));
         }
-        let ids: Vec<String> = events.iter().map(|e| message_id(&e.source, &e.id)).collect();
+        let ids: Vec<String> = events.iter().map(|e| message_id(e.source(), e.id())).collect();
         let mut duplicate = repeats_within(ids.iter().map(String::as_str));
         let mut pending: Vec<usize> = (0..events.len()).filter(|i| !duplicate[*i]).collect();
         for _ in 0..ROUNDS {
@@ -220,7 +220,7 @@ impl JetStreamStore {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let claimed = Arc::new(AtomicBool::new(false));
         let single = Single {
-            subject: subject_for(&self.options.subject_prefix, &event.ty),
+            subject: subject_for(&self.options.subject_prefix, event.ty()),
             id,
             payload,
             token: token.map(str::to_owned),
@@ -260,7 +260,7 @@ impl JetStreamStore {
         let request = async_nats::Request::new().payload(payload).headers(headers).timeout(Some(left));
         // Bounded as a whole: handing the message to a connection whose
         // queue is full waits too, outside the request's own timeout.
-        let sent = self.client.send_request(subject_for(&self.options.subject_prefix, &event.ty), request);
+        let sent = self.client.send_request(subject_for(&self.options.subject_prefix, event.ty()), request);
         let reply = match tokio::time::timeout_at(deadline, sent).await {
             Err(_) => return Err(no_answer()),
             Ok(Err(e)) => {
@@ -321,11 +321,11 @@ impl JetStreamStore {
                     if let Some(token) = token {
                         headers.insert(TOKEN_HEADER, token);
                     }
-                    (subject_for(&self.options.subject_prefix, &events[*i].ty), headers, events[*i].json_bytes())
+                    (subject_for(&self.options.subject_prefix, events[*i].ty()), headers, events[*i].json_bytes())
                 })
                 .collect();
             let commit = (
-                subject_for(&self.options.subject_prefix, &events[*last].ty),
+                subject_for(&self.options.subject_prefix, events[*last].ty()),
                 last_of_batch(&events[*last], &ids[*last], &batch_id, which.len(), token),
             );
             let ack = self.send_batch(messages, commit).await?.await;
@@ -463,7 +463,7 @@ impl JetStreamStore {
                 last_of_batch(event, id, &batch_id, 1, token).header("Nats-Expected-Last-Sequence", PROBE_EXPECTATION);
             let ack = self
                 .context
-                .send_publish(subject_for(&self.options.subject_prefix, &event.ty), message)
+                .send_publish(subject_for(&self.options.subject_prefix, event.ty()), message)
                 .await
                 .map_err(|e| unavailable("asking JetStream about duplicates", e))?
                 .await;

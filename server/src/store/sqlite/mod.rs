@@ -282,7 +282,7 @@ impl SqliteStore {
                 // UTF-8 always; checked here so that the type says so.
                 let json = Text::try_from(e.json_bytes())
                     .map_err(|e| StoreError::caused(ErrorKind::Unavailable, "an event is not UTF-8", e))?;
-                Ok(Row { source: e.source.clone(), id: e.id.clone(), ty: e.ty.clone(), json })
+                Ok(Row { source: e.share(e.source()), id: e.share(e.id()), ty: e.share(e.ty()), json })
             })
             .collect::<Result<Vec<Row>, StoreError>>()?;
         // drop-oldest would delete most of the store for a request this
@@ -554,9 +554,9 @@ mod tests {
     /// An event whose JSON is exactly `size` bytes.
     fn sized(id: &str, size: usize) -> Event {
         let mut e = Event::new(id, "/s", "t");
-        e.subject = Some(String::new().into());
+        e.set_subject(Some(String::new().into()));
         let base = e.to_json().len();
-        e.subject = Some("x".repeat(size - base).into());
+        e.set_subject(Some("x".repeat(size - base).into()));
         assert_eq!(e.to_json().len(), size);
         e
     }
@@ -667,7 +667,7 @@ mod tests {
         let store = open(&dir);
         let good = Event::new("good", "/s", "t");
         let mut bad = Event::new("bad", "/s", "t");
-        bad.raw = Some(bytes::Bytes::from_static(b"{\"id\":\"bad\",\"data\":\"\xff\"}"));
+        bad.set_raw(Some(bytes::Bytes::from_static(b"{\"id\":\"bad\",\"data\":\"\xff\"}")));
         let err = store.append(&[good.clone(), bad], None).await.unwrap_err();
         assert_eq!((err.kind(), err.reason()), (ErrorKind::Unavailable, "an event is not UTF-8"));
         assert_eq!(stored(&store).await, Vec::<String>::new(), "nothing of the request is stored");
@@ -747,9 +747,9 @@ mod tests {
         assert_eq!((page.events.len(), page.next_after), (1, None));
         // Each event in its own slice once the slices are full: 64 KiB events.
         let mut big = Event::new("big", "/s", "t");
-        big.subject = Some("x".repeat(64 * 1024).into());
+        big.set_subject(Some("x".repeat(64 * 1024).into()));
         let mut big2 = big.clone();
-        big2.id = "big2".into();
+        big2.set_id("big2");
         assert_eq!(store.append(&[big, big2], None).await.unwrap().accepted(), 2);
         let mut stream = store.query(Query { after: 5, ..q }, usize::MAX).await;
         for seq in [6, 7] {
@@ -939,7 +939,7 @@ mod tests {
         let mut refusals = 0;
         for i in 0..2000 {
             let mut e = Event::new(format!("{i}"), "/s", "t");
-            e.subject = Some("x".repeat(2000).into());
+            e.set_subject(Some("x".repeat(2000).into()));
             match store.append(&[e], None).await {
                 Ok(_) => assert_eq!(refusals, 0, "accepted after a refusal"),
                 Err(err) => {
@@ -965,7 +965,7 @@ mod tests {
         }
         assert_eq!(store.readiness().await, Ok(()));
         let mut e = Event::new("after-room", "/s", "t");
-        e.subject = Some("x".repeat(2000).into());
+        e.set_subject(Some("x".repeat(2000).into()));
         assert_eq!(store.append(&[e], None).await.unwrap().accepted(), 1);
         store.close().await.unwrap();
         assert_eq!(store.readiness().await.unwrap_err().status, "closing");
