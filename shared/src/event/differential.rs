@@ -94,14 +94,20 @@ fn scalar() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Any JSON-ish value: scalars, arrays, objects, nested a few levels.
+/// Any JSON-ish value: scalars, arrays, objects, nested a few levels, with
+/// whitespace (sometimes none) around every token inside them, so that the
+/// scanner's compact fast paths inside `data` meet both forms too.
 fn value() -> impl Strategy<Value = String> {
     scalar().prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(|items| format!("[{}]", items.join(","))),
-            proptest::collection::vec((json_string(), inner), 0..4).prop_map(|members| {
-                let members: Vec<String> = members.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
-                format!("{{{}}}", members.join(","))
+            (proptest::collection::vec((ws(), inner.clone(), ws()), 0..4), ws()).prop_map(|(items, pad)| {
+                let items: Vec<String> = items.into_iter().map(|(a, v, b)| format!("{a}{v}{b}")).collect();
+                format!("[{pad}{}]", items.join(","))
+            }),
+            (proptest::collection::vec((ws(), json_string(), ws(), inner), 0..4), ws()).prop_map(|(members, pad)| {
+                let members: Vec<String> =
+                    members.into_iter().map(|(a, k, b, v)| format!("{a}{k}{b}:{b}{v}{a}")).collect();
+                format!("{{{pad}{}}}", members.join(","))
             }),
         ]
     })
