@@ -572,6 +572,11 @@ fn a_stream_name_or_subject_prefix_nats_cannot_take_is_refused_at_start() {
         ("--subject-prefix", "$JS.API", "is in NATS's own subjects (a first token starting with '$', or _INBOX)"),
         ("--subject-prefix", "_INBOX", "is in NATS's own subjects (a first token starting with '$', or _INBOX)"),
         ("--stream", &long_name, "is 256 bytes long, more than the 255 it may be"),
+        (
+            "--stream",
+            "B\u{7}L",
+            "has a control character (nats-server's acks would quote it in a form that is not JSON)",
+        ),
     ] {
         let (code, stderr) = refused_start(&["--store", "jetstream", "--nats-url", &nowhere, flag, value]);
         assert_eq!(code, Some(1), "{flag} {value:?}: {stderr}");

@@ -133,7 +133,9 @@ impl Span {
 
     #[inline]
     fn own(index: usize) -> Span {
-        // An event has at most 9 texts of its own (`Event::own`).
+        // An index into `Event::own`: one text per attribute set by hand
+        // (a required one replaced in place; an optional one set to `None`
+        // and later set again takes a new slot, the old one kept).
         Span { start: Span::OWN, end: index as u32 }
     }
 }

@@ -5,7 +5,11 @@
 //! 0.51): a stream name has no `.`, `*`, `>`, path separator or whitespace
 //! (space, tab, CR, LF, form feed: what NATS counts, so a name with other
 //! characters NATS takes is taken) and is at most 255 bytes; a subject has
-//! no empty token and no such whitespace. inlet adds its own: no wildcard
+//! no empty token and no such whitespace. For stream names inlet adds: no
+//! ASCII control character and nothing above U+FFFF. nats-server takes
+//! those, but writes the stream's name into every publish ack quoted Go's
+//! way (`"bel\ax"`, `"\x7f"`, `"\U000e0001"`), which no JSON reader takes,
+//! so every write was stored and answered `503`. For the prefix inlet adds: no wildcard
 //! token in the prefix (every event's subject would be a pattern, which
 //! cannot be published to), a prefix of at most [`MAX_PREFIX`] bytes (an
 //! event's whole subject must fit NATS's control line, see
@@ -41,6 +45,16 @@ pub fn stream_name_problem(name: &str, max: usize) -> Option<String> {
     }
     if name.contains(nats_whitespace) {
         return Some("has whitespace (NATS stream names cannot)".into());
+    }
+    if name.contains(|c: char| c.is_ascii_control()) {
+        return Some("has a control character (nats-server's acks would quote it in a form that is not JSON)".into());
+    }
+    if name.contains(|c: char| c > '\u{ffff}') {
+        return Some(
+            "has a character outside the Basic Multilingual Plane (nats-server's acks quote some of those in a \
+             form that is not JSON)"
+                .into(),
+        );
     }
     if name.contains(['.', '*', '>']) {
         return Some("has '.', '*' or '>' (NATS stream names cannot)".into());
@@ -167,9 +181,9 @@ mod tests {
 
     #[test]
     fn stream_names_nats_takes_pass_and_others_say_why() {
-        // NATS takes these (checked against nats-server 2.15.1): only its
-        // own whitespace is refused, not every Unicode space or control.
-        for ok in ["INLET_EVENTS", "events-2", "E", "ünïcode", "nb\u{a0}sp", "bel\u{7}x", "del\u{7f}x"] {
+        // nats-server 2.15.1 takes these and acks publishes to them in
+        // JSON: only its own whitespace is refused, not every Unicode space.
+        for ok in ["INLET_EVENTS", "events-2", "E", "ünïcode", "nb\u{a0}sp", "c1\u{85}x", "max\u{ffff}"] {
             assert_eq!(stream_name_problem(ok, MAX_STREAM_NAME), None, "{ok:?}");
         }
         let space = "has whitespace (NATS stream names cannot)";
@@ -180,6 +194,13 @@ mod tests {
             ("JS\rX", space),
             ("JS\nX", space),
             ("JS\u{c}X", space),
+            ("bel\u{7}x", "has a control character (nats-server's acks would quote it in a form that is not JSON)"),
+            ("del\u{7f}x", "has a control character (nats-server's acks would quote it in a form that is not JSON)"),
+            (
+                "T\u{e0001}",
+                "has a character outside the Basic Multilingual Plane (nats-server's acks quote some of those in a \
+                 form that is not JSON)",
+            ),
             ("A.B", "has '.', '*' or '>' (NATS stream names cannot)"),
             ("A*", "has '.', '*' or '>' (NATS stream names cannot)"),
             ("A>", "has '.', '*' or '>' (NATS stream names cannot)"),
