@@ -51,8 +51,16 @@ def start_nats(tmp, nodes):
         proc = subprocess.Popen([NATS, "-c", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc.monitor_port = mport
         procs.append(proc)
-    for port, _ in ports:
-        wait_port(port)
+    try:
+        for port, _ in ports:
+            wait_port(port)
+    except BaseException:
+        # A node that did not start (a port taken between free_port and its
+        # bind, say) must not leave the others running after the script.
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        raise
     return procs, ",".join(f"nats://127.0.0.1:{p}" for p, _ in ports)
 
 
