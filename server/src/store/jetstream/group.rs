@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, message::PublishMessage};
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -69,7 +69,7 @@ pub const MAX_GROUP: usize = 100;
 /// One single-event request waiting for its answer: whether JetStream had
 /// its id already.
 pub(super) struct Single {
-    pub subject: String,
+    pub subject: Subject,
     pub id: String,
     pub payload: Bytes,
     pub token: Option<String>,
@@ -241,7 +241,7 @@ impl Grouper {
     /// One event: a core NATS request whose reply is JetStream's ack.
     async fn publish_one(
         &self,
-        subject: String,
+        subject: Subject,
         id: String,
         payload: Bytes,
         token: Option<&str>,

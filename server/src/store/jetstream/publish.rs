@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use inlet_shared::event::Event;
@@ -220,7 +220,7 @@ impl JetStreamStore {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let claimed = Arc::new(AtomicBool::new(false));
         let single = Single {
-            subject: subject_for(&self.options.subject_prefix, event.ty()),
+            subject: self.last_subject.of(&self.options.subject_prefix, event.ty()),
             id,
             payload,
             token: token.map(str::to_owned),
@@ -260,7 +260,7 @@ impl JetStreamStore {
         let request = async_nats::Request::new().payload(payload).headers(headers).timeout(Some(left));
         // Bounded as a whole: handing the message to a connection whose
         // queue is full waits too, outside the request's own timeout.
-        let sent = self.client.send_request(subject_for(&self.options.subject_prefix, event.ty()), request);
+        let sent = self.client.send_request(self.last_subject.of(&self.options.subject_prefix, event.ty()), request);
         let reply = match tokio::time::timeout_at(deadline, sent).await {
             Err(_) => return Err(no_answer()),
             Ok(Err(e)) => {
@@ -310,6 +310,7 @@ impl JetStreamStore {
         loop {
             let batch_id = self.next_batch_id();
             let (last, rest) = which.split_last().ok_or(StoreError::plain(ErrorKind::Unavailable, "empty batch"))?;
+            let mut subjects = Subjects::new(&self.options.subject_prefix);
             let messages = rest
                 .iter()
                 .enumerate()
@@ -321,11 +322,11 @@ impl JetStreamStore {
                     if let Some(token) = token {
                         headers.insert(TOKEN_HEADER, token);
                     }
-                    (subject_for(&self.options.subject_prefix, events[*i].ty()), headers, events[*i].json_bytes())
+                    (subjects.of(events[*i].ty()), headers, events[*i].json_bytes())
                 })
                 .collect();
             let commit = (
-                subject_for(&self.options.subject_prefix, events[*last].ty()),
+                subjects.of(events[*last].ty()),
                 last_of_batch(&events[*last], &ids[*last], &batch_id, which.len(), token),
             );
             let ack = self.send_batch(messages, commit).await?.await;
@@ -386,8 +387,8 @@ impl JetStreamStore {
     /// connection's queue is full.
     async fn send_batch(
         &self,
-        messages: Vec<(String, HeaderMap, Bytes)>,
-        (subject, commit): (String, PublishMessage),
+        messages: Vec<(Subject, HeaderMap, Bytes)>,
+        (subject, commit): (Subject, PublishMessage),
     ) -> Result<PublishAckFuture, StoreError> {
         let (client, context) = (self.client.clone(), self.context.clone());
         let mut task = AbortOnDrop(self.nats_runtime.spawn(async move {
@@ -620,6 +621,33 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// The message that ends (commits) an atomic batch of `len` messages:
 /// `event` with its id, the batch headers and the token's name.
+/// The subjects of a batch's events: a run of events of one type (the
+/// usual batch) shares one subject, made once (a `Subject` is a `Bytes`:
+/// each event of the run costs a reference count, not the type's
+/// conversion and a copy).
+struct Subjects<'a> {
+    prefix: &'a str,
+    last: Option<(&'a str, Subject)>,
+}
+
+impl<'a> Subjects<'a> {
+    fn new(prefix: &'a str) -> Subjects<'a> {
+        Subjects { prefix, last: None }
+    }
+
+    /// The subject of an event of type `ty`: [`subject_for`].
+    fn of(&mut self, ty: &'a str) -> Subject {
+        match &self.last {
+            Some((last, subject)) if *last == ty => subject.clone(),
+            _ => {
+                let subject = Subject::from(subject_for(self.prefix, ty));
+                self.last = Some((ty, subject.clone()));
+                subject
+            }
+        }
+    }
+}
+
 fn last_of_batch(event: &Event, id: &str, batch_id: &str, len: usize, token: Option<&str>) -> PublishMessage {
     let mut message = PublishMessage::build()
         .payload(event.json_bytes())
@@ -636,6 +664,15 @@ fn last_of_batch(event: &Event, id: &str, batch_id: &str, len: usize, token: Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_s_subjects_are_each_type_s_subject_in_runs_and_when_types_alternate() {
+        let types = ["a.b", "a.b", "a b", "a.b", "", "", "x.y.z", "a.b", "a.b"];
+        let mut subjects = Subjects::new("inlet.events");
+        for ty in types {
+            assert_eq!(subjects.of(ty).as_str(), subject_for("inlet.events", ty), "{ty:?}");
+        }
+    }
 
     #[test]
     fn repeats_within_a_request_are_marked_after_their_first() {
