@@ -24,7 +24,7 @@ use tokio_util::codec::Decoder;
 
 use super::framing::{trim_ows, BodyDecoder, Framing, FramingFields};
 use super::head::HeadScanner;
-use super::message::{BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
+use super::message::{word8, BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
 use super::plain_head::{self, PlainHead};
 use super::target::{is_host_port, origin_start, starts_head};
 use super::{CodecError, HttpError};
@@ -115,7 +115,7 @@ impl HostCache {
     /// Whether `value` is a valid `uri-host [ ":" port ]`.
     #[inline]
     fn is_valid(&mut self, value: &[u8]) -> bool {
-        if value == &self.bytes[..self.len as usize] {
+        if same_bytes(value, &self.bytes[..self.len as usize]) {
             return true;
         }
         if !is_host_port(value) {
@@ -127,6 +127,27 @@ impl HostCache {
         }
         true
     }
+}
+
+/// `a == b`, eight bytes at a time for 8 bytes or more, the last word
+/// overlapping the one before (slice equality is a `memcmp` call).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word8(&a[at..]) != word8(&b[at..]) {
+            return false;
+        }
+        at += 8;
+    }
+    word8(&a[n - 8..]) == word8(&b[n - 8..])
 }
 
 impl ServerCodec {
@@ -621,4 +642,27 @@ fn is_other_http_version(head: &[u8]) -> bool {
 #[inline]
 fn is_token(s: &[u8], lower: &[u8]) -> bool {
     s.len() == lower.len() && s.iter().zip(lower).all(|(a, b)| a | 0x20 == *b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_is_slice_equality_at_every_length_and_position() {
+        for len in 0..=40usize {
+            let a: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            if len > 0 {
+                assert!(!same_bytes(&a, &a[..len - 1]), "len {len}: a shorter slice");
+            }
+            for i in 0..len {
+                for flip in [1u8, 0x80, 0xFF] {
+                    let mut b = a.clone();
+                    b[i] ^= flip;
+                    assert!(!same_bytes(&a, &b), "len {len} byte {i} ^ {flip:#x}");
+                }
+            }
+        }
+    }
 }
