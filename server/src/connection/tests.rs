@@ -823,6 +823,26 @@ async fn the_parts_of_a_chunk_are_written_in_order_across_partial_writes() {
     }
 }
 
+#[tokio::test]
+async fn the_write_buffer_is_written_whole_across_partial_and_waiting_writes() {
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    // A duplex of 1 KiB makes the writes wait for the reader, too.
+    for (max, pipe) in [(1, 1 << 20), (7, 1 << 10), (4096, 1 << 10), (100_000, 1 << 20)] {
+        let (mut client, server) = tokio::io::duplex(pipe);
+        let (mut server, _) = Trickle::new(server, max, false);
+        let mut buf = BytesMut::from(&data[..]);
+        let write = async {
+            poll_fn(|cx| poll_write_all(&mut server, cx, &mut buf)).await.unwrap();
+            drop(server);
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(write, client.read_to_end(&mut got));
+        read.unwrap();
+        assert_eq!(got, data, "max {max}, pipe {pipe}");
+        assert!(buf.is_empty());
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_mid_chunk_is_dropped_at_the_write_deadline() {
     // Chunks of about 64 KiB; the client reads 10 KiB of the first, then

@@ -12,6 +12,7 @@
 //! never holds the worker thread that serves other connections for more
 //! than one bounded slice. See docs/performance.md for the measurement.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -57,8 +58,9 @@ pub fn refusal(app: &App, headers: &Headers) -> Option<Response> {
 
 /// The body of `req` with its content codings undone, within
 /// `--max-decoded-body`; or the answer refusing it. An identity body is
-/// returned as it is (no copy).
-pub async fn decode_request(app: &App, req: &Request) -> Result<Bytes, Response> {
+/// the request's own, borrowed (no copy, and no reference count taken and
+/// given back).
+pub async fn decode_request<'r>(app: &App, req: &'r Request) -> Result<Cow<'r, Bytes>, Response> {
     let codings = coding::content_codings(&req.headers).map_err(|e| reject(app, &e))?;
     let label = app.stats.body_coding(&codings);
     app.stats.record_wire_bytes(label, req.body.len());
@@ -70,7 +72,7 @@ pub async fn decode_request(app: &App, req: &Request) -> Result<Bytes, Response>
             return Err(reject(app, &CodingError::TooLarge { limit }));
         }
         app.stats.record_decoded_bytes(label, req.body.len());
-        return Ok(req.body.clone());
+        return Ok(Cow::Borrowed(&req.body));
     }
     let mut decoder = BodyDecoder::new(&codings, req.body.clone(), limit).map_err(|e| reject(app, &e))?;
     let done = if req.body.len() <= INLINE_WIRE {
@@ -90,7 +92,7 @@ pub async fn decode_request(app: &App, req: &Request) -> Result<Bytes, Response>
         })?;
     }
     app.stats.record_decoded_bytes(label, decoder.decoded_len());
-    Ok(decoder.into_body())
+    Ok(Cow::Owned(decoder.into_body()))
 }
 
 /// Finishes `decoder` on the blocking pool. `Err(None)`: the pool is gone

@@ -2,7 +2,9 @@
 //! `BytesMut`.
 //!
 //! A request goes through two states. `Head` (`decode_head`): the
-//! [`HeadScanner`] looks for the empty line, then httparse parses the head,
+//! [`HeadScanner`] looks for the empty line, then httparse parses the head
+//! (a head that came whole is read in one pass: `plain_head.rs` for the
+//! plain form clients send, else httparse alone),
 //! the request-target and `Host` are checked (`target.rs`) and the framing
 //! rules of RFC 9112 §6, shared with the client side (`framing.rs`), decide
 //! how the body is delimited. `Body` (`decode_data`): bytes are collected by
@@ -22,7 +24,8 @@ use tokio_util::codec::Decoder;
 
 use super::framing::{trim_ows, BodyDecoder, Framing, FramingFields};
 use super::head::HeadScanner;
-use super::message::{BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
+use super::message::{word8, BoxedInbound, Headers, Inbound, Method, Request, RequestHead, Version};
+use super::plain_head::{self, PlainHead};
 use super::target::{is_host_port, origin_start, starts_head};
 use super::{CodecError, HttpError};
 
@@ -112,7 +115,7 @@ impl HostCache {
     /// Whether `value` is a valid `uri-host [ ":" port ]`.
     #[inline]
     fn is_valid(&mut self, value: &[u8]) -> bool {
-        if value == &self.bytes[..self.len as usize] {
+        if same_bytes(value, &self.bytes[..self.len as usize]) {
             return true;
         }
         if !is_host_port(value) {
@@ -124,6 +127,27 @@ impl HostCache {
         }
         true
     }
+}
+
+/// `a == b`, eight bytes at a time for 8 bytes or more, the last word
+/// overlapping the one before (slice equality is a `memcmp` call).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word8(&a[at..]) != word8(&b[at..]) {
+            return false;
+        }
+        at += 8;
+    }
+    word8(&a[n - 8..]) == word8(&b[n - 8..])
 }
 
 impl ServerCodec {
@@ -192,11 +216,31 @@ impl ServerCodec {
             return Ok(None);
         }
         // A head that arrives whole in one read (the usual case) is walked
-        // once: httparse finds its end, and its result shows whether the
+        // once: in the plain form clients send, by `plain_head`; else
+        // httparse finds its end, and its result shows whether the
         // scanner's line rules hold (`whole_head`). Anything else, a head
         // cut across reads or one those rules may refuse, goes through the
         // scanner first, then httparse, as the rules are written.
         if self.scanner.is_fresh() {
+            // The plain form clients send: read in one pass of our own,
+            // the same verdict as httparse's and the scanner's on it.
+            let mut plain = PlainHead::default();
+            if plain_head::parse(buf, &mut plain) && plain.len <= self.limits.max_head {
+                self.heads.push_back(starts_head(buf));
+                self.unfinished_head = false;
+                self.since = None;
+                let mut boxed = empty_request();
+                let head = &buf[..plain.len];
+                let span = |(start, end): (u32, u32)| &head[start as usize..end as usize];
+                let fields = plain.fields[..plain.count].iter().map(|f| (span(f.name), span(f.value)));
+                let line = RequestLine {
+                    method: &head[..plain.method_end],
+                    target: &head[plain.target.0..plain.target.1],
+                    minor: plain.minor,
+                };
+                let parsed = parse_head(head, line, fields, &mut self.hosts, &mut boxed.head.headers)?;
+                return self.start_body(buf, plain.len, parsed, boxed);
+            }
             // Uninitialised slots: httparse fills only what it uses.
             let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut []);
@@ -206,7 +250,7 @@ impl ServerCodec {
                     self.unfinished_head = false;
                     self.since = None;
                     let mut boxed = empty_request();
-                    let parsed = parse_head(&buf[..len], &req, &mut self.hosts, &mut boxed.head.headers)?;
+                    let parsed = parse_parsed_head(&buf[..len], &req, &mut self.hosts, &mut boxed.head.headers)?;
                     return self.start_body(buf, len, parsed, boxed);
                 }
             }
@@ -250,7 +294,7 @@ impl ServerCodec {
             Err(e) => return Err(map_parse_error(e, head_bytes)),
         }
         let mut boxed = empty_request();
-        let parsed = parse_head(head_bytes, &req, &mut self.hosts, &mut boxed.head.headers)?;
+        let parsed = parse_parsed_head(head_bytes, &req, &mut self.hosts, &mut boxed.head.headers)?;
         self.start_body(buf, span.len, parsed, boxed)
     }
 
@@ -394,17 +438,22 @@ struct Parsed {
 /// offsets pushed into its headers (still detached from any buffer), the
 /// rest is set once the head is split off.
 fn empty_request() -> Box<Request> {
-    Box::new(Request {
-        head: RequestHead {
-            method: Method::Get,
-            target: Bytes::new(),
-            origin_start: 0,
-            version: Version::Http11,
-            headers: Headers::default(),
-            keep_alive: false,
+    // Written into the new allocation (`Box::new` built the request on the
+    // stack and copied its 296 bytes over).
+    Box::write(
+        Box::new_uninit(),
+        Request {
+            head: RequestHead {
+                method: Method::Get,
+                target: Bytes::new(),
+                origin_start: 0,
+                version: Version::Http11,
+                headers: Headers::default(),
+                keep_alive: false,
+            },
+            body: Bytes::new(),
         },
-        body: Bytes::new(),
-    })
+    )
 }
 
 /// The length of the method token at the start of a head.
@@ -450,10 +499,17 @@ fn line_end(buf: &[u8], mut at: usize) -> Option<usize> {
     (buf.get(at..at.checked_add(2)?)? == b"\r\n").then_some(at + 2)
 }
 
-/// Applies the rules of the request line, `Host` and body framing to a
-/// head that httparse parsed whole (`req`, from `head`).
+/// The request line of a parsed head, as slices of the head.
+struct RequestLine<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    /// `HTTP/1.<minor>`.
+    minor: u8,
+}
+
+/// [`parse_head`] of a head that httparse parsed whole (`req`, from `head`).
 #[inline(always)]
-fn parse_head(
+fn parse_parsed_head(
     head: &[u8],
     req: &httparse::Request<'_, '_>,
     valid_hosts: &mut HostCache,
@@ -462,26 +518,42 @@ fn parse_head(
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HttpError::InvalidRequestLine);
     };
+    let line = RequestLine { method: method.as_bytes(), target: path.as_bytes(), minor };
+    let fields = req.headers.iter().map(|field| (field.name.as_bytes(), field.value));
+    parse_head(head, line, fields, valid_hosts, headers)
+}
+
+/// Applies the rules of the request line, `Host` and body framing to a
+/// head parsed whole (`line` and `fields`, names and values, are slices of
+/// `head`).
+#[inline(always)]
+fn parse_head<'a>(
+    head: &[u8],
+    line: RequestLine<'a>,
+    fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    valid_hosts: &mut HostCache,
+    headers: &mut Headers,
+) -> Result<Parsed, HttpError> {
+    let RequestLine { method: method_token, target: path, minor } = line;
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-    let method = Method::known(method.as_bytes());
+    let method = Method::known(method_token);
     // CONNECT asks for a tunnel (RFC 9110 §9.3.6); this server is no proxy.
-    if matches!(method, Method::Other(_)) && req.method == Some("CONNECT") {
+    if matches!(method, Method::Other(_)) && method_token == b"CONNECT" {
         return Err(HttpError::ConnectNotSupported);
     }
-    let origin = origin_start(path.as_bytes(), &method)?;
+    let origin = origin_start(path, &method)?;
     let base = head.as_ptr() as usize;
     let target_start = (path.as_ptr() as usize).wrapping_sub(base);
 
-    headers.reserve(req.headers.len());
+    headers.reserve(fields.len());
     let mut framing = FramingFields::default();
     let mut hosts = 0usize;
     let mut close = false;
     let mut keep_alive = false;
     let mut expect_continue = false;
 
-    for field in req.headers.iter() {
-        let name = field.name.as_bytes();
-        let value = trim_ows(field.value);
+    for (name, value) in fields {
+        let value = trim_ows(value);
         // Compare lengths first: most names match none of these.
         match name.len() {
             14 if is_token(name, b"content-length") => framing.content_length(value)?,
@@ -570,4 +642,27 @@ fn is_other_http_version(head: &[u8]) -> bool {
 #[inline]
 fn is_token(s: &[u8], lower: &[u8]) -> bool {
     s.len() == lower.len() && s.iter().zip(lower).all(|(a, b)| a | 0x20 == *b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_is_slice_equality_at_every_length_and_position() {
+        for len in 0..=40usize {
+            let a: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            if len > 0 {
+                assert!(!same_bytes(&a, &a[..len - 1]), "len {len}: a shorter slice");
+            }
+            for i in 0..len {
+                for flip in [1u8, 0x80, 0xFF] {
+                    let mut b = a.clone();
+                    b[i] ^= flip;
+                    assert!(!same_bytes(&a, &b), "len {len} byte {i} ^ {flip:#x}");
+                }
+            }
+        }
+    }
 }

@@ -213,19 +213,24 @@ impl Headers {
 
 /// Whether two names of the same length are equal ignoring ASCII case
 /// (exactly `eq_ignore_ascii_case`, for any bytes), eight bytes at a time.
+/// A name of 8 bytes or more ends with a word that overlaps the one before
+/// (comparing bytes twice is harmless), so no word is padded: a padded
+/// word is a copy of a length known only at run time, a `memcpy` call.
 #[inline]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     debug_assert_eq!(a.len(), b.len());
-    let (mut a, mut b) = (a, b);
-    while a.len() >= 8 {
-        let (wa, ra) = a.split_at(8);
-        let (wb, rb) = b.split_at(8);
-        if lower8(word(wa)) != lower8(word(wb)) {
+    let n = a.len();
+    if n < 8 {
+        return lower8(word(a)) == lower8(word(b));
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if lower8(word8(&a[at..])) != lower8(word8(&b[at..])) {
             return false;
         }
-        (a, b) = (ra, rb);
+        at += 8;
     }
-    lower8(word(a)) == lower8(word(b))
+    lower8(word8(&a[n - 8..])) == lower8(word8(&b[n - 8..]))
 }
 
 /// Up to 8 bytes as a word, zero-padded.
@@ -233,6 +238,14 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 fn word(s: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w[..s.len()].copy_from_slice(s);
+    u64::from_le_bytes(w)
+}
+
+/// The first 8 bytes of `s` (at least 8) as a word.
+#[inline]
+pub(crate) fn word8(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[..8]);
     u64::from_le_bytes(w)
 }
 
@@ -375,6 +388,28 @@ mod tests {
                 }
                 name[i] = variant[i];
             }
+        }
+        // Names of every length up to 24 (no word, whole words, an
+        // overlapping last word), a byte changed at every position.
+        for len in 0..=24 {
+            let base: Vec<u8> = b"Content-Type-And-More-Xy"[..len].to_vec();
+            for i in 0..len {
+                for b in [b'a', b'A', b'-', b'@', b'[', b'`', b'{', 0x80, 0xC1, 0xFF] {
+                    let mut name = base.to_ascii_uppercase();
+                    name[i] = b;
+                    assert_eq!(
+                        same_name(&name, &base),
+                        name.eq_ignore_ascii_case(&base),
+                        "len {len} byte {i} = {b:#x}"
+                    );
+                    assert_eq!(
+                        same_name(&base, &name),
+                        base.eq_ignore_ascii_case(&name),
+                        "len {len} byte {i} = {b:#x}"
+                    );
+                }
+            }
+            assert!(same_name(&base.to_ascii_lowercase(), &base), "len {len}");
         }
         // Every pair of bytes, one position.
         for a in 0..=255u8 {

@@ -16,6 +16,7 @@ mod error;
 mod framing;
 mod head;
 mod message;
+mod plain_head;
 pub mod status;
 mod target;
 
