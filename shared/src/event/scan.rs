@@ -81,6 +81,10 @@ pub(crate) struct Scanner<'a> {
     /// surrogate: a syntax error, which a batch reports only if no earlier
     /// item ends the request first (see `structured::array`).
     pub key_error: Option<Syntax>,
+    /// Whether [`Scanner::object`] unescaped a member name or an attribute's
+    /// string: only then can a member it read own a `String` (see
+    /// `structured::event_at`, which skips dropping the members otherwise).
+    pub unescaped: bool,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -230,7 +234,7 @@ impl Nesting {
 
 impl<'a> Scanner<'a> {
     pub(crate) fn new(text: &'a str) -> Scanner<'a> {
-        Scanner { text, bytes: text.as_bytes(), pos: 0, key_error: None }
+        Scanner { text, bytes: text.as_bytes(), pos: 0, key_error: None, unescaped: false }
     }
 
     /// The byte offset of the next byte to read.
@@ -620,7 +624,10 @@ impl<'a> Scanner<'a> {
             let name = match (raw, escaped) {
                 (raw, false) => Cow::Borrowed(raw),
                 (raw, true) => match unescape(raw) {
-                    Some(name) => Cow::Owned(name),
+                    Some(name) => {
+                        self.unescaped = true;
+                        Cow::Owned(name)
+                    }
                     None => {
                         self.key_error.get_or_insert(Syntax { what: LONE_SURROGATE, at: start });
                         Cow::Borrowed("")
@@ -690,7 +697,13 @@ impl<'a> Scanner<'a> {
                     (raw, false, true) => Value::Printable(raw),
                     (raw, false, false) => Value::Str(Cow::Borrowed(raw)),
                     (_, true, _) if self.pos > limit => Value::Null,
-                    (raw, true, _) => unescape(raw).map_or(Value::UnpairedSurrogate, |s| Value::Str(Cow::Owned(s))),
+                    (raw, true, _) => match unescape(raw) {
+                        Some(s) => {
+                            self.unescaped = true;
+                            Value::Str(Cow::Owned(s))
+                        }
+                        None => Value::UnpairedSurrogate,
+                    },
                 })
             }
             Some(b'-' | b'0'..=b'9') => {
@@ -989,6 +1002,34 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether any member owns a `String`, which dropping must free.
+    fn owns_a_string(members: &Members<'_>) -> bool {
+        members.iter().any(|(name, value)| matches!(name, Cow::Owned(_)) || matches!(value, Value::Str(Cow::Owned(_))))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// `unescaped` (which lets `event_at` skip dropping the members) is
+        /// set exactly when a member owns a `String`: on objects whose
+        /// names, attribute strings and `data` hold escapes or not
+        /// (unpaired surrogates, which own nothing, included).
+        #[test]
+        fn unescaped_is_set_exactly_when_a_member_owns_a_string(
+            name in r#"[a-z]{0,3}(\\n|\\u00e9|\\ud800|\\"|é)?"#,
+            value in r#"[a-z ]{0,3}(\\n|\\u00e9|\\ud800|\\ud83d\\ude00|\\/|é)?[a-z]{0,2}"#,
+            data in r#"[a-z]{0,2}(\\n|\\u00e9)?"#,
+            number in proptest::bool::ANY,
+        ) {
+            let value = if number { "-1.5".to_string() } else { format!("\"{value}\"") };
+            let text = format!(r#"{{"id":"1","{name}":{value},"data":{{"{data}":"{data}"}},"x":[{value}]}}"#);
+            let mut scan = Scanner::new(&text);
+            let mut members = Members::new();
+            proptest::prop_assert_eq!(scan.object(&mut members, usize::MAX, None), Ok(()), "{}", text);
+            proptest::prop_assert_eq!(scan.unescaped, owns_a_string(&members), "{}", text);
         }
     }
 

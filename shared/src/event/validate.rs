@@ -447,6 +447,13 @@ fn is_absolute_uri(s: &str) -> bool {
 /// decided in one pass over the bytes; anything else (parameters,
 /// whitespace, a second `/`, no `/`) by the searches below it.
 pub(crate) fn is_media_type(s: &str) -> bool {
+    // The value most events carry, whole, is one comparison of 16 bytes
+    // (the byte loop below costs some 70 instructions on it).
+    s == "application/json" || is_media_type_by_bytes(s)
+}
+
+/// [`is_media_type`] for any value.
+fn is_media_type_by_bytes(s: &str) -> bool {
     let bytes = s.as_bytes();
     let mut slash = None;
     for (i, &b) in bytes.iter().enumerate() {
@@ -580,6 +587,36 @@ mod tests {
         ] {
             assert_eq!(is_media_type(s), valid, "{s:?}");
         }
+    }
+
+    /// `application/json` and every value one byte away from it (each
+    /// byte replaced by others, removed, one put in): the comparison first
+    /// decides as the byte loop does.
+    #[test]
+    fn the_usual_media_type_is_decided_as_the_byte_loop_decides() {
+        let usual = "application/json";
+        let mut values = vec![usual.to_string()];
+        for at in 0..=usual.len() {
+            for c in ['a', 'N', '/', ';', ' ', '\t', '\u{e9}', '"', '+', '.'] {
+                let mut value = usual.to_string();
+                if at < usual.len() {
+                    value.replace_range(at..at + 1, c.encode_utf8(&mut [0; 4]));
+                    values.push(value.clone());
+                    value = usual.to_string();
+                    value.remove(at);
+                    values.push(value.clone());
+                    value = usual.to_string();
+                }
+                value.insert(at, c);
+                values.push(value);
+            }
+        }
+        for value in &values {
+            assert_eq!(is_media_type(value), is_media_type_by_bytes(value), "{value:?}");
+        }
+        assert!(is_media_type(usual));
+        assert!(!is_media_type("application json"));
+        assert_eq!(values.len(), 1 + 16 * 10 * 2 + 17 * 10);
     }
 
     proptest::proptest! {
