@@ -51,6 +51,10 @@ struct Record {
     source: u32,
     /// The writing token's number in `Inner::tokens`, or `NO_TOKEN`.
     token: u32,
+    /// The low half of the dedupe key's hash (see [`table_hash`]), in what
+    /// would be the record's padding: a shard's growth reads it instead of
+    /// hashing every key again.
+    key_low: u32,
 }
 
 /// `Record::token` of an event written anonymously.
@@ -231,6 +235,15 @@ fn shard_of(hash: u64) -> usize {
     (hash >> 32) as usize % SHARDS
 }
 
+/// The hash a shard's table is given for a key: the low half of the key's
+/// hash in both halves, so that it can be rebuilt from the 32 bits a record
+/// keeps. hashbrown takes the first bucket from the low bits and the tag
+/// from the top 7 (bits 25 to 31 of the low half): apart while a shard has
+/// fewer than 2^25 buckets, and none of them the shard's bits 32 to 37.
+fn table_hash(key_low: u32) -> u64 {
+    u64::from(key_low) * 0x1_0000_0001
+}
+
 impl Inner {
     /// Stores the event unless its (source, id) is there already; returns
     /// whether it was stored.
@@ -239,12 +252,13 @@ impl Inner {
         let id = event.id().as_bytes();
         let hash = key_hash(&self.hasher, source, id);
         let shard = shard_of(hash);
+        let key_low = hash as u32;
         let chunks = &self.chunks;
         let same = |&i: &usize| {
             let r = record_at(chunks, i);
             r.source == source && r.id() == id
         };
-        if self.shards[shard].find(hash, same).is_some() {
+        if self.shards[shard].find(table_hash(key_low), same).is_some() {
             return false;
         }
         let (data, json_len) = match event.raw() {
@@ -254,7 +268,7 @@ impl Inner {
                 (self.arena.copy_pair(&json, id), json.len())
             }
         };
-        let record = Record { data, json_len, received_at, ty: self.types.intern(event.ty()), source, token };
+        let record = Record { data, json_len, received_at, ty: self.types.intern(event.ty()), source, token, key_low };
         let index = self.len;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -264,11 +278,8 @@ impl Inner {
         }
         self.len += 1;
         self.bytes += record_json_len(&self.chunks, index);
-        let (chunks, hasher) = (&self.chunks, &self.hasher);
-        self.shards[shard].insert_unique(hash, index, |&i| {
-            let r = record_at(chunks, i);
-            key_hash(hasher, r.source, r.id())
-        });
+        let chunks = &self.chunks;
+        self.shards[shard].insert_unique(table_hash(key_low), index, |&i| table_hash(record_at(chunks, i).key_low));
         true
     }
 
@@ -310,7 +321,7 @@ impl Inner {
         for i in start..stop {
             let r = record_at(&self.chunks, i);
             let hash = key_hash(&self.hasher, r.source, r.id());
-            if let Ok(entry) = self.shards[shard_of(hash)].find_entry(hash, |&j| j == i) {
+            if let Ok(entry) = self.shards[shard_of(hash)].find_entry(table_hash(r.key_low), |&j| j == i) {
                 entry.remove();
             }
         }
@@ -660,8 +671,15 @@ mod tests {
 
     #[test]
     fn arena_pairs_are_the_two_slices_also_across_blocks_and_when_large() {
-        let record =
-            |data: Bytes, json_len: usize| Record { data, json_len, received_at: 0, ty: 0, source: 0, token: 0 };
+        let record = |data: Bytes, json_len: usize| Record {
+            data,
+            json_len,
+            received_at: 0,
+            ty: 0,
+            source: 0,
+            token: 0,
+            key_low: 0,
+        };
         let mut arena = Arena::default();
         let r = record(arena.copy_pair(b"{\"id\":\"a\"}", b"a"), 10);
         assert_eq!((r.json(), r.id()), (&b"{\"id\":\"a\"}"[..], &b"a"[..]));
@@ -879,8 +897,10 @@ mod tests {
         let in_shard: Vec<u64> = hashes.iter().copied().filter(|h| shard_of(*h) == 5).collect();
         // About 1,000 keys; a shard table of 2,048 buckets.
         assert!((800..1200).contains(&in_shard.len()), "{}", in_shard.len());
-        let first_buckets: std::collections::HashSet<u64> = in_shard.iter().map(|h| h & 2047).collect();
-        let tags: std::collections::HashSet<u64> = in_shard.iter().map(|h| h >> 57).collect();
+        // What a shard's table is given: `table_hash` of the low half.
+        let in_table: Vec<u64> = in_shard.iter().map(|h| table_hash(*h as u32)).collect();
+        let first_buckets: std::collections::HashSet<u64> = in_table.iter().map(|h| h & 2047).collect();
+        let tags: std::collections::HashSet<u64> = in_table.iter().map(|h| h >> 57).collect();
         // Spread over the buckets as evenly as chance allows (about 40% of
         // 2,048 distinct for 1,000 keys), and over the 128 tags (with 1,000
         // keys, about one tag in 2,500 stays unused by chance).
@@ -890,6 +910,31 @@ mod tests {
         let mut sizes = [0usize; SHARDS];
         hashes.iter().for_each(|h| sizes[shard_of(*h)] += 1);
         assert!(sizes.iter().all(|n| (800..1200).contains(n)), "{sizes:?}");
+    }
+
+    /// Every shard grows many times over 20,000 keys, each growth placing
+    /// its keys by the hash their records keep: a key placed by another
+    /// hash than the one it is looked up by would be stored again.
+    #[test]
+    fn keys_are_found_after_the_shards_grow_and_once_forgotten_not() {
+        let mut inner = Inner::default();
+        let events: Vec<Event> = (0..20_000).map(|i| ev(&format!("s{}", i % 3), &format!("id-{i}"), "t")).collect();
+        assert!(events.iter().all(|e| inner.insert(e, 0, NO_TOKEN)));
+        assert!(events.iter().all(|e| !inner.insert(e, 0, NO_TOKEN)), "a key was stored twice");
+        assert!(inner.insert(&ev("s3", "id-0", "t"), 0, NO_TOKEN), "another source, another key");
+        // Forgetting takes each key out of the shard it was placed in.
+        let len = inner.len;
+        while inner.delete_expired(1, 0, false) > 0 {}
+        while inner.forget_until(0) > 0 {}
+        assert_eq!((inner.first, inner.forgotten), (len, len));
+        assert_eq!(inner.shards.iter().map(|s| s.len()).sum::<usize>(), 0);
+        assert!(events.iter().all(|e| inner.insert(e, 0, NO_TOKEN)), "a forgotten key was still there");
+    }
+
+    /// The key's hash half lives in what was the record's padding.
+    #[test]
+    fn a_record_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 64);
     }
 
     #[test]
