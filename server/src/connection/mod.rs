@@ -772,7 +772,11 @@ where
 /// What is kept of a request while its handler runs, to record its
 /// metrics and set its answer's `Connection`.
 struct Exchange {
-    started: Instant,
+    /// The standard library's clock, not tokio's: a latency is real time
+    /// even where tests pause tokio's clock, and tokio's reading checks
+    /// for a paused clock first (its `test-util` feature is on in every
+    /// build, through a dependency of async-nats).
+    started: std::time::Instant,
     method: &'static str,
     /// The request's: an HTTP/1.0 client cannot take a chunked body.
     version: Version,
@@ -782,7 +786,7 @@ struct Exchange {
 impl Exchange {
     fn begin(req: &Request, keep_open: bool) -> Exchange {
         Exchange {
-            started: Instant::now(),
+            started: std::time::Instant::now(),
             method: req.method.label(),
             version: req.version,
             keep_alive: req.keep_alive && keep_open,
