@@ -3,7 +3,7 @@
 //! `GET /events`: read stored events back, filtered and paged (SPEC §3.2).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use inlet_shared::event::{parse_body_with, BodyKind, Event, ParseError};
+use inlet_shared::event::{parse_body_into, BodyKind, Event, Events, ParseError};
 use inlet_shared::http::coding::StreamEncoder;
 use inlet_shared::http::{BodySender, BodyStream, Request, Response};
 use inlet_shared::problem::{FieldError, Problem};
@@ -48,66 +48,20 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    // With `--schemas`, the set in use is loaded once for the parse and the
-    // check (no `await` between them, so the guard is short-lived), and each
-    // event's `data` is read onto a tape as it is parsed, for
-    // `check_schemas` (one pass over `data`, not two); not that of an event
-    // whose type, named before its `data`, no schema checks.
-    let schemas = app.schemas.guard();
-    let mut tapes = schemas.as_deref().map(|set| Tapes::for_filter(set.data_filter()));
-    // Matched by reference: the events (one inline) are not moved out of
-    // the parser's result, a copy of some hundreds of bytes.
-    let parsed = parse_body_with(&req.headers, &body, &app.parse_limits, tapes.as_mut());
-    let events: &[Event] = match &parsed {
-        Ok(events) => events,
-        Err(e) => {
-            // Kept only while the token is within its quota (one unit per
-            // refused request), so a sender over its quota cannot fill the
-            // rejected log.
-            if let ParseError::Invalid { errors, .. } = e {
-                if principal.try_take(1).is_ok() {
-                    rejected::keep_invalid(app, req, &body, principal, errors);
-                }
-            }
-            return app.reject(e.to_problem());
-        }
+    // The parser pushes the events (one inline, some 200 bytes) where this
+    // future keeps them: neither they nor a `Result` holding them are moved.
+    let mut events = Events::new();
+    let warned = match validate(app, req, &body, principal, &mut events) {
+        Ok(warned) => warned,
+        Err(refused) => return *refused,
     };
     let token = principal.name();
-    // Sources, then the quota, then the schemas: a batch refused for its
-    // sources takes nothing from the quota; one refused by a schema has
-    // taken it (validation is work done for the sender); nothing of a
-    // refused batch is stored, and a request refused before the schemas
-    // never reaches them or the rejected log.
-    if let Err(denied) = admit(req, &body, principal, events) {
-        if let Some(token) = token {
-            app.stats.record_token_refused(token, events.len());
-        }
-        return app.deny(&denied);
-    }
-    // The schemas (`--schemas`): a request with any refused event is
-    // refused whole; events of `warn` types are counted once stored.
-    let checked = match schemas.as_deref() {
-        Some(set) => check_schemas(app, set, req, &body, events, tapes.as_ref()),
-        None => Ok(Vec::new()),
-    };
-    drop(tapes);
-    drop(schemas);
-    let warned = match checked {
-        Ok(warned) => warned,
-        Err(refused) => {
-            if let Some(token) = token {
-                app.stats.record_token_refused(token, events.len());
-            }
-            rejected::keep_schema_refusals(app, req, &body, principal, events, &refused);
-            return app.reject(refused.to_problem());
-        }
-    };
     // A store that can write at once (memory) does, with no boxed future;
     // the others are awaited.
     let name = token.map(|t| &**t);
-    let stored = match app.store.append_now(events, name) {
+    let stored = match app.store.append_now(&events, name) {
         Some(stored) => stored,
-        None => app.store.append(events, name).await,
+        None => app.store.append(&events, name).await,
     };
     let appended = match stored {
         Ok(appended) => appended,
@@ -126,6 +80,60 @@ pub async fn ingest(app: &App, req: &Request, principal: &Principal) -> Response
         app.schemas.log_warned(&warned, |ty| app.stats.schema_counts(ty).warned);
     }
     respond::json(202, accepted_body(appended.accepted(), appended.duplicates()))
+}
+
+/// What is decided before anything is stored, with no `await`: the body
+/// parsed and validated onto `events`, then the token's sources and quota,
+/// then the schemas (`--schemas`). `Ok`: the types of the events that
+/// failed a schema in `warn` mode, counted once stored; `Err`: the answer
+/// refusing the request (nothing of it is stored), boxed so that the
+/// `Result` stays small on the way that stores.
+fn validate(
+    app: &App,
+    req: &Request,
+    body: &Bytes,
+    principal: &Principal,
+    events: &mut Events,
+) -> Result<Vec<String>, Box<Response>> {
+    // With `--schemas`, the set in use is loaded once for the parse and the
+    // check, and each event's `data` is read onto a tape as it is parsed,
+    // for `check_schemas` (one pass over `data`, not two); not that of an
+    // event whose type, named before its `data`, no schema checks. The set
+    // and the tapes live in this frame (not the handler's future), so they
+    // are dropped where they lie, not moved to be dropped.
+    let schemas = app.schemas.guard();
+    let mut tapes = schemas.as_deref().map(|set| Tapes::for_filter(set.data_filter()));
+    if let Err(e) = parse_body_into(&req.headers, body, &app.parse_limits, tapes.as_mut(), events) {
+        // Kept only while the token is within its quota (one unit per
+        // refused request), so a sender over its quota cannot fill the
+        // rejected log.
+        if let ParseError::Invalid { errors, .. } = &e {
+            if principal.try_take(1).is_ok() {
+                rejected::keep_invalid(app, req, body, principal, errors);
+            }
+        }
+        return Err(Box::new(app.reject(e.to_problem())));
+    }
+    let token = principal.name();
+    // Sources, then the quota, then the schemas: a batch refused for its
+    // sources takes nothing from the quota; one refused by a schema has
+    // taken it (validation is work done for the sender); a request refused
+    // before the schemas never reaches them or the rejected log.
+    if let Err(denied) = admit(req, body, principal, events) {
+        if let Some(token) = token {
+            app.stats.record_token_refused(token, events.len());
+        }
+        return Err(Box::new(app.deny(&denied)));
+    }
+    // A request with any refused event is refused whole.
+    let Some(set) = schemas.as_deref() else { return Ok(Vec::new()) };
+    check_schemas(app, set, req, body, events, tapes.as_ref()).map_err(|refused| {
+        if let Some(token) = token {
+            app.stats.record_token_refused(token, events.len());
+        }
+        rejected::keep_schema_refusals(app, req, body, principal, events, &refused);
+        Box::new(app.reject(refused.to_problem()))
+    })
 }
 
 /// Validates the events' `data` against the schemas of their types: the

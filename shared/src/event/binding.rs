@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::binary::parse_binary;
-use super::structured::{array, ndjson, not_utf8, object_or_array, single};
+use super::structured::{array, ndjson, not_utf8, object_or_array, returned, single};
 use super::{Events, ParseError, ParseLimits, Text};
 use crate::http::Headers;
 use crate::schema::Tapes;
@@ -90,17 +90,41 @@ pub fn parse_body_with(
     limits: &ParseLimits,
     tapes: Option<&mut Tapes>,
 ) -> Result<Events, ParseError> {
-    type Structured = fn(&str, Option<&Text>, &ParseLimits, Option<&mut Tapes>) -> Result<Events, ParseError>;
+    returned(|out| parse_body_into(headers, body, limits, tapes, out))
+}
+
+/// [`parse_body_with`] that pushes the events onto `out`, which the caller
+/// passes empty and which is empty again when this fails. An `Event` is
+/// some 200 bytes: built where the caller keeps it, it is not copied on
+/// its way out of the parser (returned in a `Result`, it was copied once
+/// per function it passed through, and once more into the handler's
+/// future).
+pub fn parse_body_into(
+    headers: &Headers,
+    body: &Bytes,
+    limits: &ParseLimits,
+    tapes: Option<&mut Tapes>,
+    out: &mut Events,
+) -> Result<(), ParseError> {
+    type Structured = fn(&str, Option<&Text>, &ParseLimits, Option<&mut Tapes>, &mut Events) -> Result<(), ParseError>;
     let parse: Structured = match BodyKind::of(headers)? {
         BodyKind::Structured => single,
         BodyKind::Batch => array,
         BodyKind::Json => object_or_array,
         BodyKind::Ndjson => ndjson,
-        BodyKind::Binary => return parse_binary(headers, body, limits),
+        BodyKind::Binary => {
+            *out = parse_binary(headers, body, limits)?;
+            return Ok(());
+        }
     };
     // UTF-8 is checked once; attributes are then zero-copy slices of it.
     let text = Text::try_from(body.clone()).map_err(not_utf8)?;
-    parse(&text, Some(&text), limits, tapes)
+    let parsed = parse(&text, Some(&text), limits, tapes, out);
+    if parsed.is_err() {
+        // A batch fails whole: the events before the one that failed go.
+        out.clear();
+    }
+    parsed
 }
 
 #[cfg(test)]
@@ -147,5 +171,51 @@ mod tests {
         assert_eq!(BodyKind::of(&batch).ok(), Some(BodyKind::Batch));
         let binary = Headers::from_pairs(&[("content-type", "application/json"), ("ce-specversion", "1.0")]);
         assert_eq!(BodyKind::of(&binary).ok(), Some(BodyKind::Binary));
+    }
+
+    /// `parse_body_into` pushes what `parse_body` returns, for every body
+    /// kind, and leaves `out` empty when the body is refused, also when
+    /// events before the failing one were valid (a batch fails whole).
+    #[test]
+    fn into_pushes_what_parse_body_returns_and_nothing_on_failure() {
+        let event = |id: &str| format!(r#"{{"specversion":"1.0","id":"{id}","source":"/s","type":"t"}}"#);
+        let bad = r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#;
+        let cases = [
+            ("application/cloudevents+json", event("a"), 1),
+            ("application/cloudevents-batch+json", format!("[{},{}]", event("a"), event("b")), 2),
+            ("application/json", format!("[{}]", event("a")), 1),
+            ("application/json", event("a"), 1),
+            ("application/x-ndjson", format!("{}\n\n{}\n", event("a"), event("b")), 2),
+            ("application/cloudevents-batch+json", format!("[{},{bad}]", event("a")), 0),
+            ("application/x-ndjson", format!("{}\n{bad}\n", event("a")), 0),
+            ("application/x-ndjson", format!("{}\n{{\n", event("a")), 0),
+            ("application/cloudevents+json", bad.to_string(), 0),
+            ("text/plain", event("a"), 0),
+        ];
+        let limits = ParseLimits::default();
+        for (ty, body, count) in cases {
+            let headers = Headers::from_pairs(&[("content-type", ty)]);
+            let body = Bytes::from(body);
+            let mut out = Events::new();
+            let into = parse_body_into(&headers, &body, &limits, None, &mut out);
+            let returned = parse_body(&headers, &body, &limits);
+            assert_eq!(out.len(), count, "{ty} {body:?}");
+            match (into, returned) {
+                (Ok(()), Ok(events)) => assert_eq!(out, events, "{ty} {body:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_problem(), b.to_problem(), "{ty} {body:?}"),
+                (a, b) => panic!("{ty} {body:?}: {a:?} against {b:?}"),
+            }
+        }
+        let binary = Headers::from_pairs(&[
+            ("content-type", "text/plain"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "a"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ]);
+        let mut out = Events::new();
+        assert!(parse_body_into(&binary, &Bytes::from_static(b"hi"), &limits, None, &mut out).is_ok());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id(), "a");
     }
 }

@@ -40,7 +40,7 @@ pub type Events = smallvec::SmallVec<[Event; 1]>;
 
 pub(crate) use binary::is_json_media_type;
 pub use binary::parse_binary;
-pub use binding::{parse_body, parse_body_with, BodyKind};
+pub use binding::{parse_body, parse_body_into, parse_body_with, BodyKind};
 pub use error::{ParseError, MAX_LISTED_ERRORS};
 #[cfg(feature = "reference-parser")]
 pub use structured::scan_only;

@@ -89,28 +89,38 @@ fn build(
 
 /// `application/cloudevents+json`: exactly one event object.
 pub fn parse_single(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    single(utf8(body)?, None, limits, None)
+    returned(|out| single(utf8(body)?, None, limits, None, out))
 }
 
-/// One event object; with `tapes`, its `data` is read onto them (see
-/// [`Tapes`]): one entry of theirs per event returned.
+/// The events a parser that pushes onto `out` (as the ones below do, so
+/// that the events are built where their caller keeps them) pushed, as a
+/// value: for the callers that want one.
+pub(crate) fn returned(parse: impl FnOnce(&mut Events) -> Result<(), ParseError>) -> Result<Events, ParseError> {
+    let mut events = Events::new();
+    parse(&mut events)?;
+    Ok(events)
+}
+
+/// One event object, pushed onto `out` if it is valid; with `tapes`, its
+/// `data` is read onto them (see [`Tapes`]): one entry of theirs per event
+/// pushed.
 pub(crate) fn single(
     json: &str,
     owner: Option<&Text>,
     limits: &ParseLimits,
     mut tapes: Option<&mut Tapes>,
-) -> Result<Events, ParseError> {
+    out: &mut Events,
+) -> Result<(), ParseError> {
     if json.len() > limits.max_event_bytes {
         return Err(too_large("#".into(), None, json.len(), limits));
     }
     let mut found = Found::new();
-    let mut events = Events::new();
-    match event_at(json, owner, "#", None, &mut found, tapes.as_deref_mut(), &mut events) {
+    match event_at(json, owner, "#", None, &mut found, tapes.as_deref_mut(), out) {
         Ok(true) => {
             if let Some(tapes) = tapes {
                 tapes.push_event();
             }
-            Ok(events)
+            Ok(())
         }
         Ok(false) => Err(found.into_error()),
         Err(Shape::Syntax(detail)) => Err(ParseError::Json { detail, errors: Vec::new() }),
@@ -120,15 +130,18 @@ pub(crate) fn single(
 
 /// `application/cloudevents-batch+json`: a JSON array of event objects.
 pub fn parse_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    array(utf8(body)?, None, limits, None)
+    returned(|out| array(utf8(body)?, None, limits, None, out))
 }
 
+/// The events of a JSON array, pushed onto `out` as they are found valid:
+/// when this fails, `out` may hold some of them (its callers drop them).
 pub(crate) fn array(
     json: &str,
     owner: Option<&Text>,
     limits: &ParseLimits,
     mut tapes: Option<&mut Tapes>,
-) -> Result<Events, ParseError> {
+    out: &mut Events,
+) -> Result<(), ParseError> {
     let syntax = |e: Syntax| ParseError::Json { detail: e.detail(json), errors: Vec::new() };
     let mut scan = Scanner::new(json);
     if scan.skip_ws() != Some(b'[') {
@@ -137,7 +150,6 @@ pub(crate) fn array(
         return Err(ParseError::Invalid { errors: vec![error], cut: 0 });
     }
     scan.bump();
-    let mut events = Events::new();
     let mut found = Found::new();
     let mut members = Members::new();
     let mut prefix = String::with_capacity(8);
@@ -179,7 +191,7 @@ pub(crate) fn array(
                         owner,
                         Origin::Json { prefix: &prefix, line: None },
                         &mut found,
-                        &mut events,
+                        out,
                     ) {
                         if let Some(tapes) = tapes.as_deref_mut() {
                             tapes.push_event();
@@ -222,7 +234,7 @@ pub(crate) fn array(
         return Err(stop);
     }
     if found.is_empty() {
-        Ok(events)
+        Ok(())
     } else {
         Err(found.into_error())
     }
@@ -234,7 +246,7 @@ fn not_an_event(prefix: &str, line: Option<u64>) -> FieldError {
 
 /// `application/json`: one event object, or an array of them.
 pub fn parse_object_or_array(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    object_or_array(utf8(body)?, None, limits, None)
+    returned(|out| object_or_array(utf8(body)?, None, limits, None, out))
 }
 
 pub(crate) fn object_or_array(
@@ -242,10 +254,11 @@ pub(crate) fn object_or_array(
     owner: Option<&Text>,
     limits: &ParseLimits,
     tapes: Option<&mut Tapes>,
-) -> Result<Events, ParseError> {
+    out: &mut Events,
+) -> Result<(), ParseError> {
     match body.bytes().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => array(body, owner, limits, tapes),
-        _ => single(body, owner, limits, tapes),
+        Some(b'[') => array(body, owner, limits, tapes, out),
+        _ => single(body, owner, limits, tapes, out),
     }
 }
 
@@ -255,16 +268,18 @@ pub(crate) fn object_or_array(
 /// space, such as U+00A0, included) is a `400` listing every such line;
 /// otherwise invalid events are a `422`.
 pub fn parse_ndjson(body: &[u8], limits: &ParseLimits) -> Result<Events, ParseError> {
-    ndjson(utf8(body)?, None, limits, None)
+    returned(|out| ndjson(utf8(body)?, None, limits, None, out))
 }
 
+/// The events of an NDJSON body, pushed onto `out` as [`array`] pushes
+/// them.
 pub(crate) fn ndjson(
     text: &str,
     owner: Option<&Text>,
     limits: &ParseLimits,
     mut tapes: Option<&mut Tapes>,
-) -> Result<Events, ParseError> {
-    let mut events = Events::new();
+    out: &mut Events,
+) -> Result<(), ParseError> {
     let mut invalid = Found::new();
     let mut malformed = Vec::new();
     let mut count = 0usize;
@@ -282,7 +297,7 @@ pub(crate) fn ndjson(
         if line.len() > limits.max_event_bytes {
             return Err(too_large("#".into(), Some(number), line.len(), limits));
         }
-        match event_at(line, owner, "#", Some(number), &mut invalid, tapes.as_deref_mut(), &mut events) {
+        match event_at(line, owner, "#", Some(number), &mut invalid, tapes.as_deref_mut(), out) {
             Ok(true) => {
                 if let Some(tapes) = tapes.as_deref_mut() {
                     tapes.push_event();
@@ -309,7 +324,7 @@ pub(crate) fn ndjson(
     if !invalid.is_empty() {
         return Err(invalid.into_error());
     }
-    Ok(events)
+    Ok(())
 }
 
 /// Whether an NDJSON line holds nothing but JSON whitespace (RFC 8259 §2):
@@ -440,11 +455,13 @@ mod tests {
                     for with_tapes in [false, true] {
                         let mut tapes = Tapes::new();
                         let tapes = with_tapes.then_some(&mut tapes);
-                        let events = if batch {
-                            array(&owner, Some(&owner), &limits, tapes)
-                        } else {
-                            single(&owner, Some(&owner), &limits, tapes)
-                        };
+                        let events = returned(|out| {
+                            if batch {
+                                array(&owner, Some(&owner), &limits, tapes, out)
+                            } else {
+                                single(&owner, Some(&owner), &limits, tapes, out)
+                            }
+                        });
                         let events = events.unwrap_or_else(|e| panic!("{body:?}: {e}"));
                         for event in &events {
                             let raw = event.raw().map(|raw| String::from_utf8_lossy(raw).into_owned());
@@ -455,8 +472,8 @@ mod tests {
                 }
                 if !text.contains('\n') {
                     let owner = Text::from(text.clone());
-                    let events =
-                        ndjson(&owner, Some(&owner), &limits, None).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                    let events = returned(|out| ndjson(&owner, Some(&owner), &limits, None, out))
+                        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
                     let raw = events.first().and_then(|e| e.raw()).map(|raw| String::from_utf8_lossy(raw).into_owned());
                     assert_eq!(raw.as_deref(), one_line.then_some(object), "{text:?} NDJSON");
                 }
