@@ -211,7 +211,7 @@ fn refused_by_auth(app: &App, denied: &Denied) -> Response {
     app.deny(denied)
 }
 
-/// Answers a complete request. Returns the route too, for metrics. The
+/// Answers a complete request for `route` (`Route::of` its path). The
 /// request is borrowed: the handler's future holds a reference, not the
 /// request, so it is smaller and the request is not moved into it.
 /// `credentials` is the connection's: it lets the requests after the first
@@ -219,19 +219,19 @@ fn refused_by_auth(app: &App, denied: &Denied) -> Response {
 /// the connection's verified client certificate (mTLS), if any.
 pub async fn handle(
     app: &App,
+    route: Route,
     req: &Request,
     credentials: &mut CredentialCache,
     peer: Option<&PeerIdentity>,
-) -> (Route, Response) {
-    let route = Route::of(req.path());
+) -> Response {
     // The media type of a `POST /events` is checked once, by the handler
     // (the same `415` as `refusal` gives).
     if let Some(refused) = route_refusal(app, route, &req.head) {
-        return (route, refused);
+        return refused;
     }
     let principal = match authorize(app, route, &req.method, &req.headers, Some(credentials), peer) {
         Ok(principal) => principal,
-        Err(denied) => return (route, refused_by_auth(app, &denied)),
+        Err(denied) => return refused_by_auth(app, &denied),
     };
     let head_only = req.method == Method::Head;
     let mut res = match (route, &req.method) {
@@ -250,7 +250,7 @@ pub async fn handle(
         (Route::NotFound, _) => unreachable!("refused above"),
     };
     res.omit_body = head_only;
-    (route, res)
+    res
 }
 
 #[cfg(test)]
