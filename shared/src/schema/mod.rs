@@ -286,7 +286,7 @@ impl SchemaSet {
     }
 
     /// [`SchemaSet::check_lazy`] on the tapes the parser filled with the
-    /// events' `data` ([`crate::event::parse_body_with`]): valid `data` is
+    /// events' `data` ([`crate::event::parse_body_into`]): valid `data` is
     /// then decided without reading it again. `tapes` must come from the
     /// parse of exactly these `events`.
     pub fn check_taped<'l>(&self, events: &[Event], tapes: &Tapes, layout: impl Fn() -> Layout<'l>) -> Verdict {
