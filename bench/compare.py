@@ -65,16 +65,22 @@ def children(pid):
     return out
 
 
-def cpu_seconds(pids):
-    total = 0
+def cpu_split(pids):
+    """User and system CPU seconds of `pids` (utime and stime)."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except OSError:
             pass
-    return total / TICK
+    return user / TICK, system / TICK
+
+
+def cpu_seconds(pids):
+    return sum(cpu_split(pids))
 
 
 def rss_bytes(pids):
@@ -180,10 +186,15 @@ def client_bench(addr, conns, duration, pipeline=1, token=None, event=()):
 
 
 def measured(server, run):
-    pids = server.pids()
-    before = cpu_seconds(pids)
+    """`run`'s result with the server's CPU per request: in all, and its
+    user and system (kernel) parts."""
+    before = cpu_split(server.pids())
     result = run()
-    result["cpu_us_per_req"] = (cpu_seconds(server.pids()) - before) / max(result["requests"], 1) * 1e6
+    after = cpu_split(server.pids())
+    per_request = 1e6 / max(result["requests"], 1)
+    result["cpu_us_per_req"] = (sum(after) - sum(before)) * per_request
+    result["user_us_per_req"] = (after[0] - before[0]) * per_request
+    result["sys_us_per_req"] = (after[1] - before[1]) * per_request
     return result
 
 
@@ -345,7 +356,8 @@ def main():
         table[workload] = {}
         for name in names:
             rows = results[workload][name]
-            table[workload][name] = {k: median_of(rows, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+            keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req")
+            table[workload][name] = {k: median_of(rows, k) for k in keys}
     memory = {name: idle_memory(name, args.idle) for name in names}
     slow = slow_clients_p99(args.duration, 64, args.rounds)
     cvw = results["client_vs_wrk"]
@@ -379,11 +391,12 @@ def main():
     for workload, title in (("single", "POST /events, 64 connections, one event per request, fresh ids"),
                             ("pipelined", "POST /events, 16 connections, pipelined 16 deep")):
         print(f"{title}\n")
-        print("| server | req/s | p50 ms | p99 ms | server CPU µs/req |")
-        print("|---|---|---|---|---|")
+        print("| server | req/s | p50 ms | p99 ms | server CPU µs/req | of it user / system |")
+        print("|---|---|---|---|---|---|")
         for name in names:
             r = table[workload][name]
-            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us_per_req']:.1f} |")
+            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us_per_req']:.1f} "
+                  f"| {r['user_us_per_req']:.1f} / {r['sys_us_per_req']:.1f} |")
         print()
     print("| server | memory per idle connection |")
     print("|---|---|")
