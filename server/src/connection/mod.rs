@@ -278,17 +278,13 @@ where
                     // The handler is awaited here, not in a helper: each
                     // async layer around it costs a copy of its future.
                     let exchange = Exchange::begin(&req, !self.shutdown.is_shutdown());
-                    // The route is worked out here, not returned with the
-                    // answer: a `Response` alone (128 bytes) is moved out of
-                    // the handler's future in registers, with the route
-                    // beside it (136) by a call to `memcpy`, twice.
-                    let route = Route::of(req.path());
                     let mut res =
-                        router::handle(&self.app, route, &req, &mut self.credentials, self.peer.as_ref()).await;
+                        router::handle(&self.app, exchange.route, &req, &mut self.credentials, self.peer.as_ref())
+                            .await;
                     drop(req);
                     let http10 = exchange.version == Version::Http10;
-                    // In place: an answer is some 130 bytes, not moved through `end`.
-                    exchange.end(&self.app, route, &mut res);
+                    // In place: an answer is 128 bytes, not moved through `end`.
+                    exchange.end(&self.app, &mut res);
                     self.queue(res, http10).await
                 }
                 State::Answering(Frame::Continue(head)) => self.answer_continue(&head).await,
@@ -726,9 +722,8 @@ pub(crate) fn closing_problem(app: &App, problem: Problem) -> Response {
 /// certificate); the driver does the same steps inline.
 pub(crate) async fn answer(app: &App, req: Request, keep_open: bool, credentials: &mut CredentialCache) -> Response {
     let exchange = Exchange::begin(&req, keep_open);
-    let route = Route::of(req.path());
-    let mut res = router::handle(app, route, &req, credentials, None).await;
-    exchange.end(app, route, &mut res);
+    let mut res = router::handle(app, exchange.route, &req, credentials, None).await;
+    exchange.end(app, &mut res);
     res
 }
 
@@ -778,6 +773,11 @@ where
 /// What is kept of a request while its handler runs, to record its
 /// metrics and set its answer's `Connection`.
 struct Exchange {
+    /// Worked out here, not returned with the answer by `router::handle`:
+    /// a `Response` alone (128 bytes) is moved out of the handler's future
+    /// in registers, with the route beside it (136) by a call to `memcpy`,
+    /// twice.
+    route: Route,
     /// The standard library's clock, not tokio's: a latency is real time
     /// even where tests pause tokio's clock, and tokio's reading checks
     /// for a paused clock first (its `test-util` feature is on in every
@@ -792,6 +792,7 @@ struct Exchange {
 impl Exchange {
     fn begin(req: &Request, keep_open: bool) -> Exchange {
         Exchange {
+            route: Route::of(req.path()),
             started: std::time::Instant::now(),
             method: req.method.label(),
             version: req.version,
@@ -800,8 +801,8 @@ impl Exchange {
     }
 
     /// Records the request's metrics and sets its answer's `Connection`.
-    fn end(self, app: &App, route: Route, res: &mut Response) {
-        app.metrics.observe(route, self.method, res.status, self.started.elapsed());
+    fn end(self, app: &App, res: &mut Response) {
+        app.metrics.observe(self.route, self.method, res.status, self.started.elapsed());
         if !self.keep_alive || res.closes() {
             res.connection = Connection::Close;
         } else if self.version == Version::Http10 {
